@@ -1,0 +1,44 @@
+// tnet/core/config.hpp: the one place that includes Eigen, so its configuration is tnet's.
+//
+// tnet partitions every GEMM itself (core/gemm.hpp) into tiles whose shapes depend only on the
+// matrix sizes, never on the thread count, so results are bit-identical for any thread count.
+// Eigen's own OpenMP parallelisation would pick blocking sizes from the thread count, so it is
+// switched off.
+#pragma once
+
+#ifndef EIGEN_DONT_PARALLELIZE
+#define EIGEN_DONT_PARALLELIZE
+#endif
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <vector>
+
+#include <bit>
+
+static_assert(std::endian::native == std::endian::little,
+              "tnet: model files and fixtures are little-endian; this platform is not");
+
+namespace tnet {
+
+/// One contiguous, SIMD-aligned float buffer: an activation, a parameter, a workspace.
+using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+
+/// Grows `buffer` to at least `size` elements. Workspaces only ever grow, so a training step at
+/// a batch size seen before allocates nothing.
+inline void ensure_size(Buffer& buffer, std::size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+}
+
+/// Whether a forward pass trains (batch statistics, dropout) or infers (running statistics).
+enum class Mode { train, infer };
+
+/// What a layer needs to know about the pass it is part of. `step` numbers training passes; it
+/// makes dropout masks a pure function of (seed, layer, step, element), so they are independent of
+/// the thread count and a resumed run draws the masks the uninterrupted one would have.
+struct Pass {
+  Mode mode = Mode::infer;
+  std::uint64_t step = 0;
+};
+
+}  // namespace tnet

@@ -1,0 +1,96 @@
+// tnet/core/gemm.hpp: the matrix products every layer is built on, and deterministic reductions.
+//
+// gemm() computes C = op(A) * op(B) (or C += ...) on row-major matrices with Eigen's kernels. It
+// cuts C into tiles along its longer side; the tiling depends only on M, N and K, each tile is one
+// single-threaded Eigen product, and OpenMP hands tiles to threads. Every element of C is thus
+// computed by the same sequence of operations whatever the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "config.hpp"
+
+namespace tnet {
+
+enum class Transpose { no, yes };
+
+namespace detail {
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixView = Eigen::Map<RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+using ConstMatrixView = Eigen::Map<const RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+// Tile boundaries for a dimension of length n: about 128 wide, multiples of 16 (one AVX-512 row).
+inline std::ptrdiff_t tile_width(std::ptrdiff_t n) {
+  constexpr std::ptrdiff_t target = 128, align = 16;
+  const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (n + target - 1) / target);
+  const std::ptrdiff_t width = (n + tiles - 1) / tiles;
+  return (width + align - 1) / align * align;
+}
+}  // namespace detail
+
+/// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
+/// dense: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
+inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
+                 const float* A, const float* B, float* C, bool accumulate = false) {
+  using detail::ConstMatrixView;
+  using detail::MatrixView;
+  const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;
+  const bool split_rows = M >= N;
+  const std::ptrdiff_t length = split_rows ? M : N;
+  const std::ptrdiff_t width = detail::tile_width(length);
+  const std::ptrdiff_t tiles = (length + width - 1) / width;
+
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
+  for (std::ptrdiff_t t = 0; t < tiles; ++t) {
+    const std::ptrdiff_t begin = t * width, end = std::min(length, begin + width), n = end - begin;
+    const std::ptrdiff_t m0 = split_rows ? begin : 0, mn = split_rows ? n : M;
+    const std::ptrdiff_t n0 = split_rows ? 0 : begin, nn = split_rows ? N : n;
+    // A tile of rows of op(A) and columns of op(B), as strided views: nothing is copied here.
+    ConstMatrixView a = ta ? ConstMatrixView(A + m0, K, mn, Eigen::OuterStride<>(M))
+                           : ConstMatrixView(A + m0 * K, mn, K, Eigen::OuterStride<>(K));
+    ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K, nn, K, Eigen::OuterStride<>(K))
+                           : ConstMatrixView(B + n0, K, nn, Eigen::OuterStride<>(N));
+    MatrixView c(C + m0 * N + n0, mn, nn, Eigen::OuterStride<>(N));
+    if (ta && tb) {
+      if (accumulate) c.noalias() += a.transpose() * b.transpose();
+      else c.noalias() = a.transpose() * b.transpose();
+    } else if (ta) {
+      if (accumulate) c.noalias() += a.transpose() * b;
+      else c.noalias() = a.transpose() * b;
+    } else if (tb) {
+      if (accumulate) c.noalias() += a * b.transpose();
+      else c.noalias() = a * b.transpose();
+    } else {
+      if (accumulate) c.noalias() += a * b;
+      else c.noalias() = a * b;
+    }
+  }
+}
+
+/// out[c] = sum over rows r < R of term(r, c) for c < C, accumulated in double. Rows are summed
+/// in fixed chunks (in parallel) whose partial sums are then added in chunk order, so the result
+/// does not depend on the thread count. `term` is called as term(r, c) -> double.
+template <class Term>
+void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out, Term term) {
+  constexpr std::ptrdiff_t chunk = 256;
+  const std::ptrdiff_t chunks = (R + chunk - 1) / chunk;
+  // Scratch owned by the calling thread; it only grows, so steady-state calls do not allocate.
+  static thread_local std::vector<double> partial;
+  if (partial.size() < static_cast<std::size_t>(chunks * C)) partial.resize(chunks * C);
+  double* part = partial.data();
+
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (std::ptrdiff_t k = 0; k < chunks; ++k) {
+    double* acc = part + k * C;
+    std::fill(acc, acc + C, 0.0);
+    const std::ptrdiff_t end = std::min(R, (k + 1) * chunk);
+    for (std::ptrdiff_t r = k * chunk; r < end; ++r)
+      for (std::ptrdiff_t c = 0; c < C; ++c) acc[c] += term(r, c);
+  }
+  std::fill(out, out + C, 0.0);
+  for (std::ptrdiff_t k = 0; k < chunks; ++k)
+    for (std::ptrdiff_t c = 0; c < C; ++c) out[c] += part[k * C + c];
+}
+
+}  // namespace tnet

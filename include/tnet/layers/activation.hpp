@@ -1,0 +1,98 @@
+// tnet/layers/activation.hpp: element-wise and per-pixel activations.
+//
+// ReLU:    y = max(x, 0);               dx = dy where y > 0, else 0.
+// Sigmoid: y = 1 / (1 + exp(-x));       dx = dy * y * (1 - y). As a network's last layer, training
+//          fuses it with binary cross-entropy (train/loss.hpp) and never calls this backward.
+// Softmax: y = exp(x) / sum exp(x) over channels; dx = y * (dy - sum(dy * y)). As a last layer,
+//          training fuses it with categorical cross-entropy.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "layer.hpp"
+
+namespace tnet {
+
+/// The logistic function, without overflow for large |x|.
+inline float sigmoid(float x) {
+  if (x >= 0.0f) return 1.0f / (1.0f + std::exp(-x));
+  const float e = std::exp(x);
+  return e / (1.0f + e);
+}
+
+struct ReLU : LayerSpec {
+  template <class In>
+  class Layer : public Stateless {
+   public:
+    using input_shape = In;
+    using output_shape = In;
+    static std::string describe() { return "ReLU"; }
+
+    void forward(const float* x, float* y, int batch, Pass) {
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
+    }
+    void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
+      if (!dx) return;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
+  };
+};
+
+struct Sigmoid : LayerSpec {
+  template <class In>
+  class Layer : public Stateless {
+   public:
+    using input_shape = In;
+    using output_shape = In;
+    static std::string describe() { return "Sigmoid"; }
+
+    void forward(const float* x, float* y, int batch, Pass) {
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      for (std::ptrdiff_t i = 0; i < count; ++i) y[i] = sigmoid(x[i]);
+    }
+    void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
+      if (!dx) return;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    }
+  };
+};
+
+struct Softmax : LayerSpec {
+  template <class In>
+  class Layer : public Stateless {
+   public:
+    static constexpr int C = In::channels;
+    using input_shape = In;
+    using output_shape = In;
+    static std::string describe() { return "Softmax"; }
+
+    void forward(const float* x, float* y, int batch, Pass) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * In::height * In::width;
+      for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const float* in = x + r * C;
+        float* out = y + r * C;
+        const float top = *std::max_element(in, in + C);  // exp of at most 0: no overflow
+        float total = 0.0f;
+        for (int c = 0; c < C; ++c) total += out[c] = std::exp(in[c] - top);
+        for (int c = 0; c < C; ++c) out[c] /= total;
+      }
+    }
+    void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
+      if (!dx) return;
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * In::height * In::width;
+      for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        float dot = 0.0f;
+        for (int c = 0; c < C; ++c) dot += dy[r * C + c] * y[r * C + c];
+        for (int c = 0; c < C; ++c) dx[r * C + c] = y[r * C + c] * (dy[r * C + c] - dot);
+      }
+    }
+  };
+};
+
+}  // namespace tnet

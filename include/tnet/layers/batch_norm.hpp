@@ -1,0 +1,163 @@
+// tnet/layers/batch_norm.hpp: batch normalisation (Keras BatchNormalization).
+//
+// Contract: x (N, H, W, C) -> y, same shape, normalised per channel over N*H*W values (over N
+// after a Dense layer). Training: y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's
+// mean and biased variance, and the moving statistics updated. Inference: the moving statistics
+// replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance
+// (Keras's two non-trainable weights).
+//
+// The moving statistics follow Keras 2.1.3-2.2.5 with TensorFlow exactly: an exponential moving
+// average with zero-debiasing (moving = biased / (1 - momentum^t), so after one batch it equals
+// the batch's statistic), fed with the variance scaled by n / (n - (1 + eps)), Keras's
+// "unbiased" correction.
+#pragma once
+
+#include <array>
+#include <cmath>
+
+#include "../core/gemm.hpp"
+#include "layer.hpp"
+
+namespace tnet {
+
+template <float Momentum, float Epsilon>
+struct BatchNormWith : LayerSpec {
+  static_assert(Momentum >= 0.0f && Momentum < 1.0f, "tnet::BatchNorm: momentum must be in [0, 1)");
+  static_assert(Epsilon > 0.0f, "tnet::BatchNorm: epsilon must be positive");
+
+  template <class In>
+  class Layer {
+   public:
+    static constexpr int C = In::channels;
+    static constexpr int pixels = In::height * In::width;
+    using input_shape = In;
+    using output_shape = In;
+    static constexpr std::size_t trainable_count = 2 * std::size_t(C);
+    static constexpr std::size_t non_trainable_count = 2 * std::size_t(C);
+
+    static std::string describe() { return "BatchNorm"; }
+
+    Layer()
+        : gamma_(C, 1.0f), beta_(C, 0.0f), grad_gamma_(C), grad_beta_(C), moving_mean_(C, 0.0f),
+          moving_variance_(C, 1.0f), biased_mean_(C, 0.0f), biased_variance_(C, 0.0f), inv_std_(C),
+          sums_(C), sums2_(C) {}
+
+    void init(Rng) {
+      std::fill(gamma_.begin(), gamma_.end(), 1.0f);
+      std::fill(beta_.begin(), beta_.end(), 0.0f);
+      std::fill(moving_mean_.begin(), moving_mean_.end(), 0.0f);
+      std::fill(moving_variance_.begin(), moving_variance_.end(), 1.0f);
+      std::fill(biased_mean_.begin(), biased_mean_.end(), 0.0f);
+      std::fill(biased_variance_.begin(), biased_variance_.end(), 0.0f);
+      updates_[0] = 0;
+    }
+
+    void forward(const float* x, float* y, int batch, Pass pass) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
+      if (pass.mode == Mode::infer) {
+        for (int c = 0; c < C; ++c) inv_std_[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
+#pragma omp parallel for schedule(static)
+        for (std::ptrdiff_t r = 0; r < rows; ++r)
+          for (int c = 0; c < C; ++c)
+            y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std_[c]) + beta_[c];
+        return;
+      }
+      // Two passes (mean, then squared deviations) for an accurate variance.
+      sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
+      for (int c = 0; c < C; ++c) sums_[c] /= double(rows);
+      const double* mean = sums_.data();
+      sum_over_rows(rows, C, sums2_.data(), [x, mean](std::ptrdiff_t r, std::ptrdiff_t c) {
+        const double d = double(x[r * C + c]) - mean[c];
+        return d * d;
+      });
+      for (int c = 0; c < C; ++c) {
+        const double variance = sums2_[c] / double(rows);
+        inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
+        mean_f_[c] = static_cast<float>(mean[c]);
+      }
+      ensure_size(normalized_, rows * C);
+      float* xhat = normalized_.data();
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        for (int c = 0; c < C; ++c) {
+          const float v = (x[r * C + c] - mean_f_[c]) * inv_std_[c];
+          xhat[r * C + c] = v;
+          y[r * C + c] = gamma_[c] * v + beta_[c];
+        }
+      update_moving_statistics(rows);
+    }
+
+    void backward(const float*, const float*, const float* dy, float* dx, int batch) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
+      const float* xhat = normalized_.data();
+      // dL/dbeta = sum dy ; dL/dgamma = sum dy * xhat.
+      sum_over_rows(rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); });
+      sum_over_rows(rows, C, sums2_.data(),
+                    [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat[r * C + c]; });
+      for (int c = 0; c < C; ++c) {
+        grad_beta_[c] = static_cast<float>(sums_[c]);
+        grad_gamma_[c] = static_cast<float>(sums2_[c]);
+      }
+      if (!dx) return;
+      // dL/dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)), the batch statistics'
+      // own dependence on x included.
+      for (int c = 0; c < C; ++c) {
+        mean_dy_[c] = static_cast<float>(sums_[c] / double(rows));
+        mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / double(rows));
+        scale_[c] = gamma_[c] * inv_std_[c];
+      }
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        for (int c = 0; c < C; ++c)
+          dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat[r * C + c] * mean_dy_xhat_[c]);
+    }
+
+    template <class Visit>
+    void visit_parameters(Visit&& visit) {
+      visit("gamma", gamma_.data(), grad_gamma_.data(), gamma_.size());
+      visit("beta", beta_.data(), grad_beta_.data(), beta_.size());
+    }
+    template <class Visit>
+    void visit_state(Visit&& visit) {
+      visit("moving_mean", std::span<float>(moving_mean_));
+      visit("moving_variance", std::span<float>(moving_variance_));
+      visit("biased_mean", std::span<float>(biased_mean_));
+      visit("biased_variance", std::span<float>(biased_variance_));
+      visit("updates", std::span<std::uint64_t>(updates_));
+    }
+
+    float* gamma() { return gamma_.data(); }
+    float* beta() { return beta_.data(); }
+    const float* moving_mean() const { return moving_mean_.data(); }
+    const float* moving_variance() const { return moving_variance_.data(); }
+    const float* grad_gamma() const { return grad_gamma_.data(); }
+    const float* grad_beta() const { return grad_beta_.data(); }
+
+   private:
+    void update_moving_statistics(std::ptrdiff_t rows) {
+      const double m = Momentum, n = double(rows);
+      const double t = double(++updates_[0]);
+      const double debias = 1.0 - std::pow(m, t);
+      for (int c = 0; c < C; ++c) {
+        const double variance = sums2_[c] / n * (n / (n - (1.0 + double(Epsilon))));
+        biased_mean_[c] = static_cast<float>(biased_mean_[c] * m + sums_[c] * (1.0 - m));
+        biased_variance_[c] = static_cast<float>(biased_variance_[c] * m + variance * (1.0 - m));
+        moving_mean_[c] = static_cast<float>(biased_mean_[c] / debias);
+        moving_variance_[c] = static_cast<float>(biased_variance_[c] / debias);
+      }
+    }
+
+    Buffer gamma_, beta_, grad_gamma_, grad_beta_;
+    Buffer moving_mean_, moving_variance_, biased_mean_, biased_variance_;
+    std::uint64_t updates_[1] = {0};  // batches seen: t in the zero-debiasing above
+    Buffer inv_std_;
+    std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
+    std::vector<double> sums_, sums2_;
+    Buffer normalized_;  // xhat of the last training batch
+  };
+};
+
+/// Keras's defaults: momentum 0.99, epsilon 1e-3.
+using BatchNorm = BatchNormWith<0.99f, 1e-3f>;
+
+}  // namespace tnet

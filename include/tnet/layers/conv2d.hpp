@@ -1,0 +1,153 @@
+// tnet/layers/conv2d.hpp: 2-D convolution (Keras Conv2D).
+//
+// Contract: x (N, H, W, C) -> y (N, OH, OW, F), y = sum over the K x K window of x * kernel + bias.
+// padding same: OH = ceil(H / S), zero padding split as Keras does (the extra row at the bottom);
+// valid: OH = (H - K) / S + 1, needs H, W >= K. Learns kernel (K, K, C, F) in Keras's HWIO order
+// and bias (F); kernel glorot-uniform, bias zero.
+// Computed as one GEMM over the whole batch: im2col turns x into `columns` (N*OH*OW rows of
+// K*K*C), then y = columns * kernel. Backward reuses the same buffer for the input gradient.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../core/gemm.hpp"
+#include "layer.hpp"
+
+namespace tnet {
+
+enum class Padding { same, valid };
+
+template <int Filters, int Kernel, int Stride = 1, Padding Pad = Padding::same>
+struct Conv2D : LayerSpec {
+  static_assert(Filters > 0 && Kernel > 0 && Stride > 0, "tnet::Conv2D: filters, kernel and stride must be positive");
+
+  static constexpr int output_size(int in) {
+    return Pad == Padding::same ? (in + Stride - 1) / Stride : (in - Kernel) / Stride + 1;
+  }
+  // Keras/TensorFlow "same": total padding so that the output is ceil(in / stride), the smaller
+  // half before, the larger after.
+  static constexpr int padding_before(int in) {
+    if (Pad == Padding::valid) return 0;
+    const int total = std::max((output_size(in) - 1) * Stride + Kernel - in, 0);
+    return total / 2;
+  }
+
+  template <class In>
+  static constexpr bool accepts = Pad == Padding::same || (In::height >= Kernel && In::width >= Kernel);
+  template <class In>
+  using needs = Shape<std::max(In::height, Kernel), std::max(In::width, Kernel), In::channels>;
+
+  template <class In>
+  class Layer {
+   public:
+    static constexpr int H = In::height, W = In::width, C = In::channels, F = Filters, K = Kernel, S = Stride;
+    static constexpr int OH = output_size(H), OW = output_size(W);
+    static constexpr int pad_top = padding_before(H), pad_left = padding_before(W);
+    static constexpr int patch = K * K * C;  // one row of the im2col matrix
+    using input_shape = In;
+    using output_shape = Shape<OH, OW, F>;
+    static constexpr std::size_t trainable_count = std::size_t(patch) * F + F;
+    static constexpr std::size_t non_trainable_count = 0;
+
+    static std::string describe() {
+      return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " +
+             std::to_string(S) + (Pad == Padding::same ? ", same)" : ", valid)");
+    }
+
+    Layer() : kernel_(patch * F), bias_(F), grad_kernel_(patch * F), grad_bias_(F), bias_sums_(F) {}
+
+    void init(Rng rng) {
+      const float limit = static_cast<float>(std::sqrt(6.0 / (double(K * K * C) + double(K * K * F))));
+      for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] = rng.symmetric(i, limit);
+      std::fill(bias_.begin(), bias_.end(), 0.0f);
+    }
+
+    void forward(const float* x, float* y, int batch, Pass) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
+      ensure_size(columns_, rows * patch);
+      im2col(x, columns_.data(), batch);
+      gemm(Transpose::no, Transpose::no, rows, F, patch, columns_.data(), kernel_.data(), y);
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < rows; ++r)
+        for (int f = 0; f < F; ++f) y[r * F + f] += bias_[f];
+    }
+
+    void backward(const float*, const float*, const float* dy, float* dx, int batch) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
+      // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
+      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns_.data(), dy, grad_kernel_.data());
+      sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
+      for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
+      if (!dx) return;
+      // dL/dcolumns = dy kernel^T, written over the columns (no longer needed), then folded back.
+      gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_.data(), columns_.data());
+      col2im(columns_.data(), dx, batch);
+    }
+
+    template <class Visit>
+    void visit_parameters(Visit&& visit) {
+      visit("kernel", kernel_.data(), grad_kernel_.data(), kernel_.size());
+      visit("bias", bias_.data(), grad_bias_.data(), bias_.size());
+    }
+    template <class Visit>
+    void visit_state(Visit&&) {}
+
+    float* kernel() { return kernel_.data(); }
+    float* bias() { return bias_.data(); }
+    const float* grad_kernel() const { return grad_kernel_.data(); }
+    const float* grad_bias() const { return grad_bias_.data(); }
+
+   private:
+    // Row (n, oy, ox) of `columns` holds the K x K x C window under output pixel (oy, ox), in the
+    // kernel's (ky, kx, c) order; pixels in the padding are zero.
+    static void im2col(const float* x, float* columns, int batch) {
+#pragma omp parallel for schedule(static)
+      for (int n = 0; n < batch; ++n) {
+        const float* image = x + std::ptrdiff_t(n) * H * W * C;
+        float* row = columns + std::ptrdiff_t(n) * OH * OW * patch;
+        for (int oy = 0; oy < OH; ++oy)
+          for (int ox = 0; ox < OW; ++ox, row += patch)
+            for (int ky = 0; ky < K; ++ky) {
+              const int iy = oy * S - pad_top + ky;
+              for (int kx = 0; kx < K; ++kx) {
+                const int ix = ox * S - pad_left + kx;
+                float* dst = row + (ky * K + kx) * C;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::fill(dst, dst + C, 0.0f);
+                else std::memcpy(dst, image + (std::ptrdiff_t(iy) * W + ix) * C, sizeof(float) * C);
+              }
+            }
+      }
+    }
+
+    // The adjoint of im2col: every window's gradient is added back onto the pixels it was read from.
+    static void col2im(const float* columns, float* dx, int batch) {
+#pragma omp parallel for schedule(static)
+      for (int n = 0; n < batch; ++n) {
+        float* image = dx + std::ptrdiff_t(n) * H * W * C;
+        std::fill(image, image + H * W * C, 0.0f);
+        const float* row = columns + std::ptrdiff_t(n) * OH * OW * patch;
+        for (int oy = 0; oy < OH; ++oy)
+          for (int ox = 0; ox < OW; ++ox, row += patch)
+            for (int ky = 0; ky < K; ++ky) {
+              const int iy = oy * S - pad_top + ky;
+              if (iy < 0 || iy >= H) continue;
+              for (int kx = 0; kx < K; ++kx) {
+                const int ix = ox * S - pad_left + kx;
+                if (ix < 0 || ix >= W) continue;
+                const float* src = row + (ky * K + kx) * C;
+                float* dst = image + (std::ptrdiff_t(iy) * W + ix) * C;
+                for (int c = 0; c < C; ++c) dst[c] += src[c];
+              }
+            }
+      }
+    }
+
+    Buffer kernel_, bias_, grad_kernel_, grad_bias_;
+    Buffer columns_;  // im2col of the last forward input; grows with the batch size
+    std::vector<double> bias_sums_;
+  };
+};
+
+}  // namespace tnet

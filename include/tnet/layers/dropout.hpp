@@ -1,0 +1,63 @@
+// tnet/layers/dropout.hpp: inverted dropout (Keras Dropout).
+//
+// Contract: x -> y, same shape. Training: each value is kept with probability 1 - rate and then
+// scaled by 1 / (1 - rate), or zeroed. Inference: the identity. Element i of training step t is
+// kept when Rng(seed).derive(layer).derive(t).uniform(i) >= rate: masks are reproducible and do
+// not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+
+#include "layer.hpp"
+
+namespace tnet {
+
+template <float Rate>
+struct Dropout : LayerSpec {
+  static_assert(Rate >= 0.0f && Rate < 1.0f, "tnet::Dropout: rate must be in [0, 1)");
+
+  template <class In>
+  class Layer : public Stateless {
+   public:
+    using input_shape = In;
+    using output_shape = In;
+
+    static std::string describe() { return "Dropout(" + std::to_string(Rate).substr(0, 4) + ")"; }
+
+    void init(Rng rng) { rng_ = rng; }
+    void reseed(Rng rng) { rng_ = rng; }
+
+    void forward(const float* x, float* y, int batch, Pass pass) {
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      if (pass.mode == Mode::infer) {
+        std::copy(x, x + count, y);
+        return;
+      }
+      ensure_size(mask_, count);
+      const Rng step = rng_.derive(pass.step);
+      const float scale = 1.0f / (1.0f - Rate);
+      float* mask = mask_.data();
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < count; ++i) {
+        mask[i] = step.uniform(std::uint64_t(i)) >= Rate ? scale : 0.0f;
+        y[i] = x[i] * mask[i];
+      }
+    }
+
+    void backward(const float*, const float*, const float* dy, float* dx, int batch) {
+      if (!dx) return;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const float* mask = mask_.data();
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = dy[i] * mask[i];
+    }
+
+    const float* mask() const { return mask_.data(); }
+
+   private:
+    Rng rng_;
+    Buffer mask_;  // 0 or 1 / (1 - rate) per element of the last training batch
+  };
+};
+
+}  // namespace tnet

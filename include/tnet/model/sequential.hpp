@@ -1,0 +1,348 @@
+// tnet/model/sequential.hpp: a network as a type.
+//
+//   using Net = tnet::Sequential<tnet::Input<32, 32, 3>, tnet::Conv2D<16, 3>, tnet::ReLU,
+//                                tnet::MaxPool2D<2>, tnet::Flatten, tnet::Dense<10>, tnet::Softmax>;
+//
+// Each layer's input shape is the previous layer's output shape, worked out at compile time; a
+// layer that cannot take its input is a compile error naming the layer and both shapes. The batch
+// size is the only run-time dimension: buffers are sized for the largest batch seen and reused, so
+// a training step at a batch size seen before allocates nothing.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <iomanip>
+#include <iostream>
+#include <locale>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/config.hpp"
+#include "../core/rng.hpp"
+#include "../core/shape.hpp"
+#include "../layers/activation.hpp"
+#include "../layers/layer.hpp"
+#include "../train/loss.hpp"
+#include "../train/optimizer.hpp"
+
+namespace tnet {
+
+namespace detail {
+
+// Stands in for a layer that does not fit, so that one static_assert is the whole error.
+template <class In>
+struct DoesNotFit : Stateless {
+  using input_shape = In;
+  using output_shape = In;
+  static std::string describe() { return "?"; }
+  void forward(const float*, float*, int, Pass) {}
+  void backward(const float*, const float*, const float*, float*, int) {}
+};
+
+template <class Spec, class In>
+struct bind_layer {
+  static constexpr bool fits = LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value;
+  static_assert(LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value,
+                "tnet::Sequential: a layer does not fit the output of the layer before it. The note "
+                "'LayerFitsInput<Layer, Got, Needs>' names the layer, the shape it got and the shape it needs.");
+  using type = std::conditional_t<fits, typename Spec::template Layer<In>, DoesNotFit<In>>;
+};
+
+template <class In, class... Specs>
+struct bind_chain {
+  using type = std::tuple<>;
+  using output = In;
+};
+template <class In, class Spec, class... Rest>
+struct bind_chain<In, Spec, Rest...> {
+  using layer = typename bind_layer<Spec, In>::type;
+  using rest = bind_chain<typename layer::output_shape, Rest...>;
+  using type = decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename rest::type>()));
+  using output = typename rest::output;
+};
+
+template <class T>
+struct is_input : std::false_type {};
+template <int H, int W, int C>
+struct is_input<Input<H, W, C>> : std::true_type {};
+
+// "Conv2D(32, 3x3, stride 1, same)" -> "conv2d": Keras's lower-case layer names.
+inline std::string kind_name(const std::string& description) {
+  std::string name;
+  for (char c : description) {
+    if (c == '(') break;
+    name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+inline std::string with_commas(std::size_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+}  // namespace detail
+
+template <class InputSpec, class... Specs>
+class Sequential {
+  static_assert(detail::is_input<InputSpec>::value, "tnet::Sequential: the first argument must be tnet::Input<H, W, C>");
+  static_assert(sizeof...(Specs) > 0, "tnet::Sequential: a network needs at least one layer");
+
+ public:
+  using input_shape = typename InputSpec::shape;
+  using layers_type = typename detail::bind_chain<input_shape, Specs...>::type;
+  using output_shape = typename detail::bind_chain<input_shape, Specs...>::output;
+  static constexpr std::size_t depth = sizeof...(Specs);
+  template <std::size_t I>
+  using layer_type = std::tuple_element_t<I, layers_type>;
+
+  static constexpr std::size_t trainable_count = []<std::size_t... I>(std::index_sequence<I...>) {
+    return (std::size_t{0} + ... + layer_type<I>::trainable_count);
+  }(std::make_index_sequence<depth>{});
+  static constexpr std::size_t non_trainable_count = []<std::size_t... I>(std::index_sequence<I...>) {
+    return (std::size_t{0} + ... + layer_type<I>::non_trainable_count);
+  }(std::make_index_sequence<depth>{});
+
+  /// A network with freshly initialised weights (glorot-uniform kernels, zero biases), all drawn
+  /// from `seed`.
+  explicit Sequential(std::uint64_t seed = 42) : seed_(seed) {
+    init(seed);
+    collect_parameters();
+  }
+  // Parameters are referenced by pointer (parameters()), so a network is moved, never copied.
+  Sequential(const Sequential&) = delete;
+  Sequential& operator=(const Sequential&) = delete;
+  Sequential(Sequential&&) noexcept = default;
+  Sequential& operator=(Sequential&&) noexcept = default;
+
+  /// Re-draws every weight from `seed` and resets running statistics and the step count.
+  void init(std::uint64_t seed) {
+    seed_ = seed;
+    step_ = 0;
+    const Rng root(seed);
+    for_each_layer([&]<std::size_t I>(auto& layer) { layer.init(root.derive(I)); });
+  }
+
+  /// Runs the network on `batch` samples at `x` (batch x input_shape::size floats, NHWC) and
+  /// returns its output (batch x output_shape::size), valid until the next forward. A training
+  /// forward keeps what backward needs, `x` included: keep it alive until then.
+  const float* forward(const float* x, int batch, Mode mode = Mode::infer) {
+    if (batch < 1) throw std::invalid_argument("tnet::Sequential::forward: batch must be >= 1, got " + std::to_string(batch));
+    reserve(batch);
+    input_ = x;
+    batch_ = batch;
+    const Pass pass{mode, step_};
+    for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), outputs_[I].data(), batch, pass); });
+    if (mode == Mode::train) ++step_;
+    return outputs_[depth - 1].data();
+  }
+
+  /// Inference on a batch: forward in Mode::infer.
+  const float* predict(const float* x, int batch) { return forward(x, batch, Mode::infer); }
+
+  /// Back-propagates dL/d(output) through the batch of the last training forward, filling every
+  /// parameter gradient, and dL/d(input) into `grad_input` when it is not null.
+  void backward(const float* grad_output, float* grad_input = nullptr) {
+    backward_from<depth - 1>(grad_output, grad_input);
+  }
+
+  /// One training step: forward in training mode, the loss fused with the last layer (binary
+  /// cross-entropy for Sigmoid, categorical cross-entropy for Softmax), backward, and one
+  /// optimizer update. `targets` holds batch x output_shape::size values. Returns the batch's
+  /// loss as Keras reports it; output() then holds the batch's predictions (before the update).
+  double train_step(const float* x, const float* targets, int batch, Optimizer& optimizer) {
+    forward(x, batch, Mode::train);
+    const double loss = loss_and_gradient(targets);
+    backward_from_logits(nullptr);
+    optimizer.step(parameters());
+    return loss;
+  }
+
+  /// Forward in training mode, the fused loss and backward, without an optimizer step: the
+  /// gradients are left in place. Returns the loss.
+  double compute_gradients(const float* x, const float* targets, int batch, float* grad_input = nullptr) {
+    forward(x, batch, Mode::train);
+    const double loss = loss_and_gradient(targets);
+    backward_from_logits(grad_input);
+    return loss;
+  }
+
+  /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
+  double evaluate(const float* x, const float* targets, int batch) {
+    forward(x, batch, Mode::infer);
+    return loss_only(targets);
+  }
+
+  /// The last forward's output.
+  const float* output() const { return outputs_[depth - 1].data(); }
+  /// The output of layer I from the last forward.
+  template <std::size_t I>
+  const float* output_of() const { return outputs_[I].data(); }
+
+  template <std::size_t I>
+  layer_type<I>& layer() { return std::get<I>(layers_); }
+  template <std::size_t I>
+  const layer_type<I>& layer() const { return std::get<I>(layers_); }
+
+  /// Every trainable tensor, in layer order.
+  std::span<const ParamRef> parameters() const { return params_; }
+
+  /// Calls visit(name, std::span<T>) for every non-trainable tensor (running statistics).
+  template <class Visit>
+  void visit_state(Visit&& visit) {
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      const std::string prefix = layer_name<I>() + ".";
+      layer.visit_state([&](std::string_view name, auto span) { visit(prefix + std::string(name), span); });
+    });
+  }
+
+  /// Training forwards so far; numbers the dropout masks.
+  std::uint64_t step() const { return step_; }
+  std::uint64_t seed() const { return seed_; }
+  void set_step(std::uint64_t step) { step_ = step; }
+  /// Sets the seed and step a model file recorded (load_model does this).
+  void restore(std::uint64_t seed, std::uint64_t step) {
+    seed_ = seed;
+    step_ = step;
+    const Rng root(seed);
+    // Only dropout keeps its generator; re-deriving it leaves every weight as loaded.
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.reseed(root.derive(I)); }) layer.reseed(root.derive(I));
+    });
+  }
+
+  /// The architecture, one layer a line: what a model file must match to be loaded.
+  static std::string signature() {
+    std::string s = "Input" + input_shape::str() + "\n";
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((s += layer_type<I>::describe() + " -> " + layer_type<I>::output_shape::str() + "\n"), ...);
+    }(std::make_index_sequence<depth>{});
+    return s;
+  }
+
+  /// Keras's model.summary() table.
+  static void summary(std::ostream& out = std::cout) {
+    const std::string rule(78, '_'), double_rule(78, '=');
+    out << "Model: \"sequential\"\n" << rule << "\n";
+    out << std::left << std::setw(38) << " Layer (type)" << std::setw(26) << "Output Shape" << "Param #\n" << double_rule << "\n";
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((out << std::left << std::setw(38) << (" " + layer_name<I>() + " (" + kind<I>() + ")")
+            << std::setw(26) << layer_type<I>::output_shape::str()
+            << detail::with_commas(layer_type<I>::trainable_count + layer_type<I>::non_trainable_count) << "\n"
+            << (I + 1 < depth ? rule : double_rule) << "\n"),
+       ...);
+    }(std::make_index_sequence<depth>{});
+    out << "Total params: " << detail::with_commas(trainable_count + non_trainable_count) << "\n"
+        << "Trainable params: " << detail::with_commas(trainable_count) << "\n"
+        << "Non-trainable params: " << detail::with_commas(non_trainable_count) << "\n" << rule << "\n";
+  }
+
+  /// "Conv2D": the layer's kind, as Keras's summary shows it.
+  template <std::size_t I>
+  static std::string kind() {
+    const std::string d = layer_type<I>::describe();
+    return d.substr(0, d.find('('));
+  }
+
+  /// "3.conv2d": index and kind, the prefix of the layer's tensor names.
+  template <std::size_t I>
+  static std::string layer_name() {
+    return std::to_string(I) + "." + detail::kind_name(layer_type<I>::describe());
+  }
+
+ private:
+  using last_layer = layer_type<depth - 1>;
+  static constexpr bool ends_in_sigmoid = std::is_same_v<last_layer, Sigmoid::Layer<typename last_layer::input_shape>>;
+  static constexpr bool ends_in_softmax = std::is_same_v<last_layer, Softmax::Layer<typename last_layer::input_shape>>;
+
+  template <class F>
+  void for_each_layer(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<I>(std::get<I>(layers_)), ...); }(
+        std::make_index_sequence<depth>{});
+  }
+
+  template <std::size_t I>
+  const float* layer_input() const {
+    if constexpr (I == 0) return input_;
+    else return outputs_[I - 1].data();
+  }
+
+  void reserve(int batch) {
+    if (batch <= capacity_) return;
+    std::size_t largest = 0;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((outputs_[I].resize(std::size_t(batch) * layer_type<I>::output_shape::size),
+        largest = std::max({largest, std::size_t(layer_type<I>::output_shape::size), std::size_t(layer_type<I>::input_shape::size)})),
+       ...);
+    }(std::make_index_sequence<depth>{});
+    grad_a_.resize(std::size_t(batch) * largest);
+    grad_b_.resize(std::size_t(batch) * largest);
+    capacity_ = batch;
+  }
+
+  // Gradients ping-pong between grad_a_ and grad_b_ on the way down.
+  template <std::size_t I>
+  void backward_from(const float* dy, float* grad_input) {
+    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
+    float* dx;
+    if constexpr (I == 0) dx = grad_input;
+    else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
+    std::get<I>(layers_).backward(layer_input<I>(), outputs_[I].data(), dy, dx, batch_);
+    if constexpr (I > 0) backward_from<I - 1>(dx, grad_input);
+  }
+
+  // Back-propagates the fused loss's gradient (in grad_a_) from the layer below the activation.
+  void backward_from_logits(float* grad_input) {
+    if constexpr (depth >= 2) backward_from<depth - 2>(grad_a_.data(), grad_input);
+  }
+
+  // The loss of the last forward's logits against `targets`; dL/dlogits goes to grad_a_.
+  double loss_and_gradient(const float* targets) {
+    static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
+                  "tnet::Sequential: training needs a network ending in Sigmoid (binary cross-entropy) or Softmax "
+                  "(categorical cross-entropy); call forward and backward yourself for other losses");
+    const float* logits = outputs_[depth - 2].data();
+    constexpr int labels = output_shape::size;
+    if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data());
+    else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data());
+  }
+
+  double loss_only(const float* targets) const {
+    static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
+                  "tnet::Sequential: evaluate needs a network ending in Sigmoid or Softmax");
+    const float* logits = outputs_[depth - 2].data();
+    constexpr int labels = output_shape::size;
+    if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels);
+    else return categorical_crossentropy(logits, targets, batch_, labels);
+  }
+
+  void collect_parameters() {
+    params_.clear();
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      layer.visit_parameters([&](std::string_view name, float* value, float* grad, std::size_t size) {
+        params_.push_back(ParamRef{layer_name<I>() + "." + std::string(name), value, grad, size});
+      });
+    });
+  }
+
+  layers_type layers_;
+  std::array<Buffer, depth> outputs_;
+  Buffer grad_a_, grad_b_;
+  std::vector<ParamRef> params_;
+  const float* input_ = nullptr;
+  int batch_ = 0, capacity_ = 0;
+  std::uint64_t seed_ = 0, step_ = 0;
+};
+
+}  // namespace tnet

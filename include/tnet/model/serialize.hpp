@@ -1,0 +1,312 @@
+// tnet/model/serialize.hpp: one versioned binary file per model.
+//
+// A model file holds the architecture signature (Sequential::signature()), the seed and step
+// count, the class names, every parameter and running statistic by name, and optionally the
+// optimizer's state. Layout, all little-endian:
+//   "TNETMODL" | u32 format version | u32 0 | u64 payload bytes | u64 FNV-1a-64 of the payload |
+//   payload
+// Saving writes a temporary file beside the target and renames it into place, so a crash never
+// leaves a half-written model under the real name. Loading checks everything (magic, version,
+// length, checksum, architecture, tensor names and sizes, optimizer kind) before it changes
+// anything: on any error it throws ModelFileError and the network and optimizer are untouched.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <array>
+#include <cstring>
+#include <iterator>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../train/optimizer.hpp"
+
+namespace tnet {
+
+inline constexpr std::uint32_t model_format_version = 1;
+
+class ModelFileError : public std::runtime_error {
+ public:
+  enum class Kind { io, not_a_model, newer_version, truncated, corrupted, architecture_mismatch, optimizer_mismatch };
+
+  ModelFileError(Kind kind, const std::string& path, const std::string& detail)
+      : std::runtime_error(path + ": " + detail), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+/// What a model file carried besides the network's tensors.
+struct ModelFileInfo {
+  std::vector<std::string> class_names;
+  bool has_optimizer_state = false;
+  std::uint64_t step = 0;
+};
+
+namespace detail {
+
+inline std::uint64_t fnv1a64(const char* data, std::size_t size) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::size_t i = 0; i < size; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+class Writer {
+ public:
+  template <class T>
+  void put(const T& value) {
+    bytes_.append(reinterpret_cast<const char*>(&value), sizeof(T));
+  }
+  void put_string(const std::string& s) {
+    put(std::uint32_t(s.size()));
+    bytes_.append(s);
+  }
+  template <class T>
+  void put_array(const T* data, std::size_t count) {
+    put(std::uint64_t(count));
+    bytes_.append(reinterpret_cast<const char*>(data), count * sizeof(T));
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+// Reads a payload whose checksum already passed, so running out of bytes means a file written
+// wrongly, not one cut short.
+class Reader {
+ public:
+  Reader(const char* begin, const char* end, const std::string& path) : at_(begin), end_(end), path_(path) {}
+  template <class T>
+  T get() {
+    T value;
+    take(&value, sizeof(T));
+    return value;
+  }
+  std::string get_string() {
+    std::string s(need(get<std::uint32_t>()), '\0');
+    take(s.data(), s.size());
+    return s;
+  }
+  std::string get_bytes(std::uint64_t count, std::size_t item) {
+    std::string bytes(need(count, item) * item, '\0');
+    take(bytes.data(), bytes.size());
+    return bytes;
+  }
+  bool done() const { return at_ == end_; }
+
+ private:
+  std::size_t need(std::uint64_t count, std::size_t item = 1) const {
+    if (count > std::uint64_t(end_ - at_) / item)
+      throw ModelFileError(ModelFileError::Kind::corrupted, path_, "malformed model file: a field runs past the end of the payload");
+    return std::size_t(count);
+  }
+  void take(void* out, std::size_t size) {
+    need(size);
+    std::memcpy(out, at_, size);
+    at_ += size;
+  }
+  const char* at_;
+  const char* end_;
+  const std::string& path_;
+};
+
+enum class Dtype : std::uint8_t { f32 = 1, u64 = 2 };
+
+inline std::string first_difference(const std::string& ours, const std::string& theirs) {
+  std::size_t line = 1, i = 0;
+  while (i < ours.size() && i < theirs.size() && ours[i] == theirs[i]) line += ours[i++] == '\n';
+  auto line_at = [&](const std::string& s) {
+    std::size_t begin = s.rfind('\n', i == 0 ? 0 : i - 1);
+    begin = (begin == std::string::npos || i == 0) ? 0 : begin + 1;
+    if (i > 0 && s[i - 1] == '\n') begin = i;
+    const std::size_t end = s.find('\n', begin);
+    return s.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  };
+  return "layer line " + std::to_string(line) + ": the file has '" + line_at(theirs) + "', this network has '" + line_at(ours) + "'";
+}
+
+}  // namespace detail
+
+/// Writes `net` (weights, running statistics, step), `class_names` and, when given, the
+/// optimizer's state to `path`, through a temporary file renamed into place.
+template <class Net>
+void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {},
+                const Optimizer* optimizer = nullptr) {
+  detail::Writer payload;
+  payload.put_string(Net::signature());
+  payload.put(net.seed());
+  payload.put(net.step());
+  payload.put(std::uint32_t(class_names.size()));
+  for (const std::string& name : class_names) payload.put_string(name);
+
+  std::uint32_t tensors = std::uint32_t(net.parameters().size());
+  net.visit_state([&](const std::string&, auto) { ++tensors; });
+  payload.put(tensors);
+  for (const ParamRef& p : net.parameters()) {
+    payload.put_string(p.name);
+    payload.put(detail::Dtype::f32);
+    payload.put_array(p.value, p.size);
+  }
+  net.visit_state([&](const std::string& name, auto span) {
+    payload.put_string(name);
+    payload.put(std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64);
+    payload.put_array(span.data(), span.size());
+  });
+
+  payload.put(std::uint8_t(optimizer != nullptr));
+  if (optimizer) {
+    const OptimizerState state = optimizer->state();
+    payload.put_string(state.kind);
+    payload.put(state.iterations);
+    payload.put(std::uint32_t(state.hyper_parameters.size()));
+    for (const auto& [name, value] : state.hyper_parameters) {
+      payload.put_string(name);
+      payload.put(value);
+    }
+    payload.put(std::uint32_t(state.slots.size()));
+    for (const Buffer& slot : state.slots) payload.put_array(slot.data(), slot.size());
+  }
+
+  detail::Writer header;
+  header.put(std::array<char, 8>{'T', 'N', 'E', 'T', 'M', 'O', 'D', 'L'});
+  header.put(model_format_version);
+  header.put(std::uint32_t(0));
+  header.put(std::uint64_t(payload.bytes().size()));
+  header.put(detail::fnv1a64(payload.bytes().data(), payload.bytes().size()));
+
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (" + temporary + " could not be created)");
+    out.write(header.bytes().data(), std::streamsize(header.bytes().size()));
+    out.write(payload.bytes().data(), std::streamsize(payload.bytes().size()));
+    out.close();
+    if (!out) {
+      std::remove(temporary.c_str());
+      throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (disk full?)");
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::remove(temporary.c_str());
+    throw ModelFileError(ModelFileError::Kind::io, path, "cannot move the model file into place: " + error.message());
+  }
+}
+
+/// Reads a model file written by save_model into `net` (and `optimizer`, when both it and the
+/// file have optimizer state). Throws ModelFileError, changing nothing, when the file cannot be
+/// read, is not a model file, comes from a newer tnet, is truncated or corrupted, or was made for
+/// another architecture or another optimizer.
+template <class Net>
+ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
+  using Kind = ModelFileError::Kind;
+  std::string file;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
+    file.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) throw ModelFileError(Kind::io, path, "cannot read model file");
+  }
+  constexpr std::size_t header_size = 32;
+  if (file.size() < 8 || file.compare(0, 8, "TNETMODL") != 0) throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
+  if (file.size() < header_size) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
+  std::uint32_t version;
+  std::uint64_t payload_size, checksum;
+  std::memcpy(&version, file.data() + 8, 4);
+  std::memcpy(&payload_size, file.data() + 16, 8);
+  std::memcpy(&checksum, file.data() + 24, 8);
+  if (version > model_format_version)
+    throw ModelFileError(Kind::newer_version, path,
+                         "model file has format version " + std::to_string(version) + ", written by a newer tnet; this build reads versions up to " +
+                             std::to_string(model_format_version));
+  if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
+  const std::size_t actual = file.size() - header_size;
+  if (payload_size > actual)
+    throw ModelFileError(Kind::truncated, path,
+                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file.size()) + " found");
+  if (payload_size < actual)
+    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
+  if (detail::fnv1a64(file.data() + header_size, payload_size) != checksum)
+    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: checksum mismatch");
+
+  detail::Reader in(file.data() + header_size, file.data() + file.size(), path);
+  const std::string signature = in.get_string();
+  if (signature != Net::signature())
+    throw ModelFileError(Kind::architecture_mismatch, path,
+                         "model file was saved from a different architecture (" + detail::first_difference(Net::signature(), signature) + ")");
+  const auto seed = in.get<std::uint64_t>();
+  ModelFileInfo info;
+  info.step = in.get<std::uint64_t>();
+  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) info.class_names.push_back(in.get_string());
+
+  // Everything is read and checked into `staged` first; only then is anything copied.
+  struct Staged {
+    detail::Dtype dtype;
+    std::string bytes;
+  };
+  std::map<std::string, Staged> staged;
+  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+    std::string name = in.get_string();
+    const auto dtype = in.get<detail::Dtype>();
+    if (dtype != detail::Dtype::f32 && dtype != detail::Dtype::u64)
+      throw ModelFileError(Kind::corrupted, path, "malformed model file: tensor " + name + " has an unknown type");
+    const std::size_t item = dtype == detail::Dtype::f32 ? sizeof(float) : sizeof(std::uint64_t);
+    staged[name] = Staged{dtype, in.get_bytes(in.get<std::uint64_t>(), item)};
+  }
+  auto check = [&](const std::string& name, detail::Dtype dtype, std::size_t count) -> const std::string& {
+    const auto found = staged.find(name);
+    if (found == staged.end())
+      throw ModelFileError(Kind::architecture_mismatch, path, "model file has no tensor " + name);
+    const std::size_t item = dtype == detail::Dtype::f32 ? sizeof(float) : sizeof(std::uint64_t);
+    if (found->second.dtype != dtype || found->second.bytes.size() != count * item)
+      throw ModelFileError(Kind::architecture_mismatch, path, "model file's tensor " + name + " has the wrong size or type");
+    return found->second.bytes;
+  };
+  for (const ParamRef& p : net.parameters()) check(p.name, detail::Dtype::f32, p.size);
+  net.visit_state([&](const std::string& name, auto span) {
+    check(name, std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64, span.size());
+  });
+
+  OptimizerState optimizer_state;
+  info.has_optimizer_state = in.get<std::uint8_t>() != 0;
+  if (info.has_optimizer_state) {
+    optimizer_state.kind = in.get_string();
+    optimizer_state.iterations = in.get<std::uint64_t>();
+    for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+      std::string name = in.get_string();
+      optimizer_state.hyper_parameters.emplace_back(std::move(name), in.get<double>());
+    }
+    for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+      const std::string bytes = in.get_bytes(in.get<std::uint64_t>(), sizeof(float));
+      Buffer& slot = optimizer_state.slots.emplace_back(bytes.size() / sizeof(float));
+      std::memcpy(slot.data(), bytes.data(), bytes.size());
+    }
+    if (optimizer) {
+      try {
+        optimizer->check_state(optimizer_state, net.parameters());
+      } catch (const std::invalid_argument& e) {
+        throw ModelFileError(Kind::optimizer_mismatch, path, std::string("model file's optimizer state does not fit: ") + e.what());
+      }
+    }
+  }
+  if (!in.done()) throw ModelFileError(Kind::corrupted, path, "malformed model file: unexpected bytes after the optimizer state");
+
+  // Everything fits: commit.
+  for (const ParamRef& p : net.parameters()) std::memcpy(p.value, staged[p.name].bytes.data(), p.size * sizeof(float));
+  net.visit_state([&](const std::string& name, auto span) { std::memcpy(span.data(), staged[name].bytes.data(), span.size_bytes()); });
+  net.restore(seed, info.step);
+  if (optimizer && info.has_optimizer_state) optimizer->set_state(std::move(optimizer_state), net.parameters());
+  return info;
+}
+
+}  // namespace tnet

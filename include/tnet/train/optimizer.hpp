@@ -1,0 +1,208 @@
+// tnet/train/optimizer.hpp: Adam and SGD with Keras 2 semantics.
+//
+// An optimizer updates a network's parameters from their gradients. Its state (iteration count,
+// hyper-parameters, one or two slots per parameter) can be taken out and put back, which is how
+// model files carry it (model/serialize.hpp) so that a resumed run continues the same schedule.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/config.hpp"
+
+namespace tnet {
+
+/// One trainable tensor of a network: where its values and gradients are.
+struct ParamRef {
+  std::string name;  // "3.conv2d.kernel": layer index, layer kind, tensor
+  float* value;
+  float* grad;
+  std::size_t size;
+};
+
+/// Everything an optimizer needs to continue where it stopped.
+struct OptimizerState {
+  std::string kind;
+  std::uint64_t iterations = 0;
+  std::vector<std::pair<std::string, double>> hyper_parameters;
+  std::vector<Buffer> slots;  // slots_per_parameter consecutive buffers for each parameter
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::string kind() const = 0;
+  /// One update of every parameter from its gradient.
+  virtual void step(std::span<const ParamRef> params) = 0;
+
+  /// Steps taken so far (Keras's `iterations`).
+  std::uint64_t iterations() const { return iterations_; }
+
+  OptimizerState state() const {
+    OptimizerState s{kind(), iterations_, hyper_parameters(), slots_};
+    return s;
+  }
+
+  /// Throws std::invalid_argument when `state` was made by another kind of optimizer, lacks a
+  /// hyper-parameter, or its slots do not match `params`.
+  void check_state(const OptimizerState& state, std::span<const ParamRef> params) const {
+    if (state.kind != kind())
+      throw std::invalid_argument("optimizer state is for " + state.kind + ", not " + kind());
+    if (!state.slots.empty()) {
+      if (state.slots.size() != params.size() * slots_per_parameter())
+        throw std::invalid_argument("optimizer state has " + std::to_string(state.slots.size()) + " slots, the model needs " +
+                                    std::to_string(params.size() * slots_per_parameter()));
+      for (std::size_t i = 0; i < state.slots.size(); ++i)
+        if (state.slots[i].size() != params[i / slots_per_parameter()].size)
+          throw std::invalid_argument("optimizer slot for " + params[i / slots_per_parameter()].name + " has the wrong size");
+    }
+    for (const auto& [name, value] : hyper_parameters()) find(state.hyper_parameters, name);
+  }
+
+  /// Replaces this optimizer's state; on a state check_state refuses it throws and changes nothing.
+  void set_state(OptimizerState state, std::span<const ParamRef> params) {
+    check_state(state, params);
+    set_hyper_parameters(state.hyper_parameters);
+    iterations_ = state.iterations;
+    slots_ = std::move(state.slots);
+  }
+
+ protected:
+  virtual std::size_t slots_per_parameter() const = 0;
+  virtual std::vector<std::pair<std::string, double>> hyper_parameters() const = 0;
+  virtual void set_hyper_parameters(const std::vector<std::pair<std::string, double>>& values) = 0;
+
+  /// Allocates the slots (zeros) on the first step; afterwards only checks they still fit.
+  void bind(std::span<const ParamRef> params) {
+    if (slots_.empty()) {
+      for (const ParamRef& p : params)
+        for (std::size_t s = 0; s < slots_per_parameter(); ++s) slots_.emplace_back(p.size, 0.0f);
+    }
+    if (slots_.size() != params.size() * slots_per_parameter())
+      throw std::invalid_argument("optimizer was used with a different set of parameters");
+  }
+
+  /// The learning rate of step k under Keras's time-based decay: lr / (1 + decay * k).
+  static double decayed(double lr, double decay, std::uint64_t k) { return lr / (1.0 + decay * double(k)); }
+
+  static double find(const std::vector<std::pair<std::string, double>>& values, const std::string& name) {
+    for (const auto& [key, value] : values)
+      if (key == name) return value;
+    throw std::invalid_argument("optimizer state lacks hyper-parameter '" + name + "'");
+  }
+
+  std::uint64_t iterations_ = 0;
+  std::vector<Buffer> slots_;
+};
+
+/// Adam as Keras 2 computes it, with k = iterations so far:
+///   lr_k = lr / (1 + decay k);  t = k + 1;  lr_t = lr_k sqrt(1 - beta2^t) / (1 - beta1^t)
+///   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  w -= lr_t m / (sqrt(v) + epsilon)
+class Adam final : public Optimizer {
+ public:
+  struct Options {
+    double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, decay = 0.0;
+  };
+  Adam() : Adam(Options{}) {}
+  explicit Adam(Options options) : options_(options) {
+    if (!(options.lr > 0)) throw std::invalid_argument("tnet::Adam: lr must be positive");
+    if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1))
+      throw std::invalid_argument("tnet::Adam: beta1 and beta2 must be in [0, 1)");
+    if (!(options.epsilon > 0) || !(options.decay >= 0))
+      throw std::invalid_argument("tnet::Adam: epsilon must be positive and decay non-negative");
+  }
+
+  std::string kind() const override { return "Adam"; }
+  const Options& options() const { return options_; }
+
+  void step(std::span<const ParamRef> params) override {
+    bind(params);
+    const double t = double(iterations_ + 1);
+    const float lr_t = static_cast<float>(decayed(options_.lr, options_.decay, iterations_) *
+                                          std::sqrt(1.0 - std::pow(options_.beta2, t)) / (1.0 - std::pow(options_.beta1, t)));
+    const float b1 = float(options_.beta1), b2 = float(options_.beta2), eps = float(options_.epsilon);
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      float* w = params[p].value;
+      const float* g = params[p].grad;
+      float* m = slots_[2 * p].data();
+      float* v = slots_[2 * p + 1].data();
+      const std::ptrdiff_t n = std::ptrdiff_t(params[p].size);
+#pragma omp parallel for schedule(static) if (n > 16384)
+      for (std::ptrdiff_t i = 0; i < n; ++i) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+      }
+    }
+    ++iterations_;
+  }
+
+ protected:
+  std::size_t slots_per_parameter() const override { return 2; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override {
+    return {{"lr", options_.lr}, {"beta1", options_.beta1}, {"beta2", options_.beta2}, {"epsilon", options_.epsilon}, {"decay", options_.decay}};
+  }
+  void set_hyper_parameters(const std::vector<std::pair<std::string, double>>& values) override {
+    options_ = Options{find(values, "lr"), find(values, "beta1"), find(values, "beta2"), find(values, "epsilon"), find(values, "decay")};
+  }
+
+ private:
+  Options options_;
+};
+
+/// Stochastic gradient descent as Keras 2 computes it: lr_k = lr / (1 + decay k);
+/// velocity = momentum velocity - lr_k g; w += velocity, or with Nesterov
+/// w += momentum velocity - lr_k g.
+class SGD final : public Optimizer {
+ public:
+  struct Options {
+    double lr = 0.01, momentum = 0.0, decay = 0.0;
+    bool nesterov = false;
+  };
+  SGD() : SGD(Options{}) {}
+  explicit SGD(Options options) : options_(options) {
+    if (!(options.lr > 0)) throw std::invalid_argument("tnet::SGD: lr must be positive");
+    if (!(options.momentum >= 0 && options.momentum < 1)) throw std::invalid_argument("tnet::SGD: momentum must be in [0, 1)");
+    if (!(options.decay >= 0)) throw std::invalid_argument("tnet::SGD: decay must be non-negative");
+  }
+
+  std::string kind() const override { return "SGD"; }
+
+  void step(std::span<const ParamRef> params) override {
+    bind(params);
+    const float lr = static_cast<float>(decayed(options_.lr, options_.decay, iterations_));
+    const float mu = float(options_.momentum);
+    const bool nesterov = options_.nesterov;
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      float* w = params[p].value;
+      const float* g = params[p].grad;
+      float* velocity = slots_[p].data();
+      const std::ptrdiff_t n = std::ptrdiff_t(params[p].size);
+#pragma omp parallel for schedule(static) if (n > 16384)
+      for (std::ptrdiff_t i = 0; i < n; ++i) {
+        velocity[i] = mu * velocity[i] - lr * g[i];
+        w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
+      }
+    }
+    ++iterations_;
+  }
+
+ protected:
+  std::size_t slots_per_parameter() const override { return 1; }
+  std::vector<std::pair<std::string, double>> hyper_parameters() const override {
+    return {{"lr", options_.lr}, {"momentum", options_.momentum}, {"decay", options_.decay}, {"nesterov", options_.nesterov ? 1.0 : 0.0}};
+  }
+  void set_hyper_parameters(const std::vector<std::pair<std::string, double>>& values) override {
+    options_ = Options{find(values, "lr"), find(values, "momentum"), find(values, "decay"), find(values, "nesterov") != 0.0};
+  }
+
+ private:
+  Options options_;
+};
+
+}  // namespace tnet

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test: install what is missing, build, run the suite; then the unit tests again under
+# AddressSanitizer and UndefinedBehaviorSanitizer (skip those with TNET_SKIP_SANITIZERS=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+if [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
+  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTNET_SANITIZE=ON \
+    -DTNET_BUILD_EXAMPLES=OFF -DTNET_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build build-sanitize -j"$jobs" --target tnet_tests
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize/tests/tnet_tests
+fi

@@ -1,0 +1,147 @@
+// Test support: PyTorch fixtures, random inputs and the numerical gradient checker.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <tnet/tnet.hpp>
+
+namespace test {
+
+/// A file written by tests/fixtures/make_fixtures.py: named tensors, `name dims : values`.
+class Fixture {
+ public:
+  explicit Fixture(const std::string& file) {
+    const std::string path = std::string(TNET_FIXTURE_DIR) + "/" + file;
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open fixture " + path);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      std::istringstream s(line.substr(line.find(':') + 1));
+      const std::string name = line.substr(0, line.find(' '));
+      std::vector<double> values;
+      for (double v; s >> v;) values.push_back(v);
+      tensors_[name] = std::move(values);
+    }
+  }
+  const std::vector<double>& operator[](const std::string& name) const {
+    const auto found = tensors_.find(name);
+    if (found == tensors_.end()) throw std::runtime_error("fixture has no tensor " + name);
+    return found->second;
+  }
+  tnet::Buffer floats(const std::string& name) const {
+    const auto& v = (*this)[name];
+    return tnet::Buffer(v.begin(), v.end());
+  }
+  double scalar(const std::string& name) const { return (*this)[name].at(0); }
+
+ private:
+  std::map<std::string, std::vector<double>> tensors_;
+};
+
+/// Largest |actual - expected| relative to the largest |expected| (1 when expected is all zero).
+inline double max_relative_error(const float* actual, const std::vector<double>& expected) {
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    worst = std::max(worst, std::abs(double(actual[i]) - expected[i]));
+    scale = std::max(scale, std::abs(expected[i]));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
+#define CHECK_CLOSE_TO_FIXTURE(actual, expected, tolerance)                                  \
+  do {                                                                                       \
+    const auto& expected_ = (expected);                                                      \
+    INFO(#actual " vs " #expected);                                                          \
+    CHECK(test::max_relative_error((actual), expected_) <= (tolerance));                     \
+  } while (0)
+
+/// Uniform values in [-1, 1) from a seed.
+inline tnet::Buffer random_values(std::size_t count, std::uint64_t seed, float limit = 1.0f) {
+  tnet::Buffer v(count);
+  const tnet::Rng rng(seed);
+  for (std::size_t i = 0; i < count; ++i) v[i] = rng.symmetric(i, limit);
+  return v;
+}
+
+/// Values at least `gap` apart (a shuffled ramp) and at least gap/2 from zero: no ties for max
+/// pooling and no ReLU kink within a finite-difference step.
+inline tnet::Buffer separated_values(std::size_t count, std::uint64_t seed, float gap = 0.05f) {
+  tnet::Buffer v(count);
+  for (std::size_t i = 0; i < count; ++i) v[i] = (float(i) - float(count / 2) + 0.5f) * gap;
+  const tnet::Rng rng(seed);
+  for (std::size_t i = count; i > 1; --i) std::swap(v[i - 1], v[rng.bits(i) % i]);
+  return v;
+}
+
+struct GradientReport {
+  double worst = 0;  // largest |analytic - numeric| / largest |numeric| over the tensor
+  std::string where;
+};
+
+/// Compares analytic gradients with central differences of loss(), perturbing each entry of
+/// `values` (or `limit` entries spread across it) by +-h. `analytic` holds the gradient the code
+/// under test computed for `values`.
+inline double compare_with_differences(float* values, const float* analytic, std::size_t size,
+                                       const std::function<double()>& loss, double h, std::size_t limit = 1u << 30) {
+  const std::size_t stride = std::max<std::size_t>(1, size / std::min(size, limit));
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < size; i += stride) {
+    const float kept = values[i];
+    values[i] = kept + float(h);
+    const double plus = loss();
+    values[i] = kept - float(h);
+    const double minus = loss();
+    values[i] = kept;
+    const double numeric = (plus - minus) / (2 * h);
+    worst = std::max(worst, std::abs(numeric - analytic[i]));
+    scale = std::max(scale, std::abs(numeric));
+  }
+  return worst / std::max(scale, 1e-12);
+}
+
+/// Checks one layer's input and parameter gradients for the loss sum(y * r), r random, in
+/// training mode with a fixed step (so dropout's mask is the same in every evaluation).
+template <class Layer>
+void check_layer_gradients(Layer& layer, int batch, const tnet::Buffer& x_in, double h = 1e-2, double tolerance = 1e-2) {
+  using In = typename Layer::input_shape;
+  using Out = typename Layer::output_shape;
+  tnet::Buffer x = x_in, y(std::size_t(batch) * Out::size), dx(std::size_t(batch) * In::size);
+  const tnet::Buffer r = random_values(y.size(), 99);
+  const tnet::Pass pass{tnet::Mode::train, 5};
+  auto loss = [&] {
+    layer.forward(x.data(), y.data(), batch, pass);
+    double total = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) total += double(y[i]) * r[i];
+    return total;
+  };
+  loss();
+  layer.backward(x.data(), y.data(), r.data(), dx.data(), batch);
+  std::vector<std::pair<std::string, tnet::Buffer>> grads;
+  std::vector<std::pair<float*, std::size_t>> params;
+  layer.visit_parameters([&](std::string_view name, float* value, float* grad, std::size_t size) {
+    grads.emplace_back(std::string(name), tnet::Buffer(grad, grad + size));
+    params.emplace_back(value, size);
+  });
+
+  {
+    INFO(Layer::describe(), ": input gradient");
+    CHECK(compare_with_differences(x.data(), dx.data(), x.size(), loss, h) <= tolerance);
+  }
+  for (std::size_t p = 0; p < params.size(); ++p) {
+    INFO(Layer::describe(), ": gradient of ", grads[p].first);
+    CHECK(compare_with_differences(params[p].first, grads[p].second.data(), params[p].second, loss, h) <= tolerance);
+  }
+}
+
+}  // namespace test

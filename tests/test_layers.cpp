@@ -1,0 +1,252 @@
+// Every layer against PyTorch (tests/fixtures/layers.txt) and against finite differences.
+#include "support.hpp"
+
+using namespace tnet;
+using test::Fixture;
+
+namespace {
+
+const Fixture& layers() {
+  static const Fixture fixture("layers.txt");
+  return fixture;
+}
+
+constexpr double fixture_tolerance = 1e-4;
+
+// Loads the fixture's x, runs forward (training) and backward with its dy, returns y and dx.
+template <class Layer>
+std::pair<Buffer, Buffer> run(Layer& layer, const std::string& prefix, int batch, const std::string& x_name = "x") {
+  const Buffer x = layers().floats(prefix + "." + x_name), dy = layers().floats(prefix + ".dy");
+  Buffer y(std::size_t(batch) * Layer::output_shape::size), dx(std::size_t(batch) * Layer::input_shape::size);
+  REQUIRE(x.size() == dx.size());
+  REQUIRE(dy.size() == y.size());
+  layer.forward(x.data(), y.data(), batch, Pass{Mode::train, 0});
+  layer.backward(x.data(), y.data(), dy.data(), dx.data(), batch);
+  return {y, dx};
+}
+
+template <class Layer>
+void check_conv_like(Layer& layer, const std::string& prefix) {
+  const Buffer kernel = layers().floats(prefix + ".kernel"), bias = layers().floats(prefix + ".bias");
+  std::copy(kernel.begin(), kernel.end(), layer.kernel());
+  std::copy(bias.begin(), bias.end(), layer.bias());
+  auto [y, dx] = run(layer, prefix, 3);
+  CHECK_CLOSE_TO_FIXTURE(y.data(), layers()[prefix + ".y"], fixture_tolerance);
+  CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], fixture_tolerance);
+  CHECK_CLOSE_TO_FIXTURE(layer.grad_kernel(), layers()[prefix + ".dkernel"], fixture_tolerance);
+  CHECK_CLOSE_TO_FIXTURE(layer.grad_bias(), layers()[prefix + ".dbias"], fixture_tolerance);
+}
+
+using Image = Shape<7, 5, 5>;  // odd sizes: batch 3, 7x5 pixels, 5 channels
+
+}  // namespace
+
+TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid with stride") {
+  SUBCASE("3x3 stride 1 same") {
+    Conv2D<4, 3>::Layer<Image> conv;
+    check_conv_like(conv, "conv_same");
+  }
+  SUBCASE("2x2 stride 2 same (the extra padding row and column go after)") {
+    Conv2D<4, 2, 2>::Layer<Image> conv;
+    static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<4, 3, 4>>);
+    check_conv_like(conv, "conv_same_k2s2");
+  }
+  SUBCASE("3x3 stride 2 valid") {
+    Conv2D<4, 3, 2, Padding::valid>::Layer<Image> conv;
+    static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<3, 2, 4>>);
+    check_conv_like(conv, "conv_valid_k3s2");
+  }
+}
+
+TEST_CASE("Dense matches PyTorch") {
+  Dense<5>::Layer<Shape<1, 1, 7>> dense;
+  check_conv_like(dense, "dense");
+}
+
+TEST_CASE("BatchNorm matches Keras semantics: batch statistics, moving statistics, inference") {
+  auto check = [](auto& bn, const std::string& prefix) {
+    const Buffer gamma = layers().floats(prefix + ".gamma"), beta = layers().floats(prefix + ".beta");
+    std::copy(gamma.begin(), gamma.end(), bn.gamma());
+    std::copy(beta.begin(), beta.end(), bn.beta());
+    const Buffer x1 = layers().floats(prefix + ".x1");
+    Buffer scratch(x1.size());
+    bn.forward(x1.data(), scratch.data(), 3, Pass{Mode::train, 0});  // first batch: moving statistics only
+    auto [y2, dx] = run(bn, prefix, 3, "x2");
+    CHECK_CLOSE_TO_FIXTURE(y2.data(), layers()[prefix + ".y2"], fixture_tolerance);
+    CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], fixture_tolerance);
+    CHECK_CLOSE_TO_FIXTURE(bn.grad_gamma(), layers()[prefix + ".dgamma"], fixture_tolerance);
+    CHECK_CLOSE_TO_FIXTURE(bn.grad_beta(), layers()[prefix + ".dbeta"], fixture_tolerance);
+    CHECK_CLOSE_TO_FIXTURE(bn.moving_mean(), layers()[prefix + ".moving_mean"], fixture_tolerance);
+    CHECK_CLOSE_TO_FIXTURE(bn.moving_variance(), layers()[prefix + ".moving_variance"], fixture_tolerance);
+    bn.forward(x1.data(), scratch.data(), 3, Pass{Mode::infer, 0});
+    CHECK_CLOSE_TO_FIXTURE(scratch.data(), layers()[prefix + ".infer_y1"], fixture_tolerance);
+  };
+  SUBCASE("after a convolution: per channel over N*H*W") {
+    BatchNorm::Layer<Image> bn;
+    check(bn, "bn_conv");
+  }
+  SUBCASE("after a dense layer: per feature over N") {
+    BatchNorm::Layer<Shape<1, 1, 6>> bn;
+    check(bn, "bn_dense");
+  }
+}
+
+TEST_CASE("BatchNorm's moving statistics equal the batch's after one batch (zero-debiasing)") {
+  BatchNorm::Layer<Shape<1, 1, 2>> bn;
+  const Buffer x{1.0f, 10.0f, 3.0f, 20.0f, 5.0f, 30.0f, 7.0f, 40.0f};  // 4 samples x 2 features
+  Buffer y(x.size());
+  bn.forward(x.data(), y.data(), 4, Pass{Mode::train, 0});
+  CHECK(bn.moving_mean()[0] == doctest::Approx(4.0));
+  CHECK(bn.moving_mean()[1] == doctest::Approx(25.0));
+  // biased variance 5 and 125, times n / (n - (1 + eps)) with n = 4, eps = 1e-3
+  CHECK(bn.moving_variance()[0] == doctest::Approx(5.0 * 4.0 / (4.0 - 1.001)));
+  CHECK(bn.moving_variance()[1] == doctest::Approx(125.0 * 4.0 / (4.0 - 1.001)));
+}
+
+TEST_CASE("MaxPool2D matches PyTorch, including windows that do not tile the image") {
+  auto check = [](auto& pool, const std::string& prefix) {
+    auto [y, dx] = run(pool, prefix, 3);
+    CHECK_CLOSE_TO_FIXTURE(y.data(), layers()[prefix + ".y"], 1e-7);
+    CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], 1e-6);
+  };
+  SUBCASE("3x3") {
+    MaxPool2D<3>::Layer<Image> pool;
+    check(pool, "pool3");
+  }
+  SUBCASE("2x2") {
+    MaxPool2D<2>::Layer<Image> pool;
+    check(pool, "pool2");
+  }
+  SUBCASE("3x3 stride 2, overlapping") {
+    MaxPool2D<3, 2>::Layer<Image> pool;
+    check(pool, "pool3s2");
+  }
+}
+
+TEST_CASE("ReLU, Sigmoid and Softmax match PyTorch") {
+  using Flat = Shape<1, 1, 6>;
+  ReLU::Layer<Flat> relu;
+  Sigmoid::Layer<Flat> sigmoid;
+  Softmax::Layer<Flat> softmax;
+  auto check = [](auto& layer, const std::string& prefix) {
+    auto [y, dx] = run(layer, prefix, 3);
+    CHECK_CLOSE_TO_FIXTURE(y.data(), layers()[prefix + ".y"], 1e-6);
+    CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], 1e-5);
+  };
+  check(relu, "relu");
+  check(sigmoid, "sigmoid");
+  check(softmax, "softmax");
+}
+
+TEST_CASE("Dropout: inverted, seeded by step, identity in inference") {
+  using S = Shape<10, 10, 10>;
+  Dropout<0.25f>::Layer<S> drop;
+  drop.init(Rng(3));
+  const Buffer x = test::random_values(4 * S::size, 1);
+  Buffer y(x.size()), again(x.size()), other(x.size());
+  drop.forward(x.data(), y.data(), 4, Pass{Mode::train, 7});
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (y[i] != 0.0f) {
+      ++kept;
+      CHECK(y[i] == x[i] * (1.0f / 0.75f));
+    }
+  }
+  CHECK(double(kept) / double(x.size()) == doctest::Approx(0.75).epsilon(0.03));
+  drop.forward(x.data(), again.data(), 4, Pass{Mode::train, 7});
+  CHECK(again == y);
+  drop.forward(x.data(), other.data(), 4, Pass{Mode::train, 8});
+  CHECK(other != y);
+  drop.forward(x.data(), other.data(), 4, Pass{Mode::infer, 8});
+  CHECK(other == x);
+}
+
+TEST_CASE("binary cross-entropy: Keras's reported value, the exact gradient") {
+  const Buffer logits = layers().floats("bce.logits"), targets = layers().floats("bce.targets");
+  Buffer grad(logits.size());
+  const double loss = binary_crossentropy(logits.data(), targets.data(), std::ptrdiff_t(logits.size()), grad.data());
+  CHECK(loss == doctest::Approx(layers().scalar("bce.loss")).epsilon(1e-6));
+  CHECK_CLOSE_TO_FIXTURE(grad.data(), layers()["bce.dlogits"], 1e-6);
+}
+
+TEST_CASE("every layer's gradients agree with central differences (batch 3, 7x5 images, 5 channels)") {
+  const int batch = 3;
+  const Buffer x = test::random_values(std::size_t(batch) * Image::size, 11);
+  const Buffer separated = test::separated_values(std::size_t(batch) * Image::size, 12);
+  SUBCASE("Conv2D same") {
+    Conv2D<4, 3>::Layer<Image> layer;
+    layer.init(Rng(1));
+    std::copy_n(test::random_values(4, 2, 0.5f).begin(), 4, layer.bias());
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("Conv2D valid stride 2") {
+    Conv2D<3, 3, 2, Padding::valid>::Layer<Image> layer;
+    layer.init(Rng(1));
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("Conv2D same 2x2 stride 2") {
+    Conv2D<3, 2, 2>::Layer<Image> layer;
+    layer.init(Rng(1));
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("Dense") {
+    Dense<4>::Layer<Shape<1, 1, 9>> layer;
+    layer.init(Rng(1));
+    test::check_layer_gradients(layer, batch, test::random_values(batch * 9, 3));
+  }
+  SUBCASE("BatchNorm per channel") {
+    BatchNorm::Layer<Image> layer;
+    std::copy_n(test::random_values(5, 4, 2.0f).begin(), 5, layer.gamma());
+    std::copy_n(test::random_values(5, 5).begin(), 5, layer.beta());
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("BatchNorm per feature") {
+    BatchNorm::Layer<Shape<1, 1, 6>> layer;
+    std::copy_n(test::random_values(6, 4, 2.0f).begin(), 6, layer.gamma());
+    test::check_layer_gradients(layer, batch, test::random_values(batch * 6, 6));
+  }
+  SUBCASE("MaxPool2D 3x3") {
+    MaxPool2D<3>::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, separated);
+  }
+  SUBCASE("MaxPool2D 3x3 stride 2") {
+    MaxPool2D<3, 2>::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, separated);
+  }
+  SUBCASE("Dropout") {
+    Dropout<0.4f>::Layer<Image> layer;
+    layer.init(Rng(8));
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("ReLU") {
+    ReLU::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, separated);
+  }
+  SUBCASE("Sigmoid") {
+    Sigmoid::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("Softmax") {
+    Softmax::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, x);
+  }
+  SUBCASE("Flatten") {
+    Flatten::Layer<Image> layer;
+    test::check_layer_gradients(layer, batch, x);
+  }
+}
+
+TEST_CASE("the gradient checker catches a wrong gradient") {
+  // A deliberately wrong analytic gradient (10% off in one entry) must fail the comparison.
+  Buffer values = test::random_values(20, 1);
+  Buffer analytic(20);
+  for (int i = 0; i < 20; ++i) analytic[i] = 2 * values[i];
+  auto loss = [&] {
+    double total = 0;
+    for (float v : values) total += double(v) * v;
+    return total;
+  };
+  CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) < 1e-3);
+  analytic[7] *= 1.1f;
+  CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) > 1e-2);
+}

@@ -1,0 +1,147 @@
+// Whole networks: shapes and counts, one SmallerVGGNet training step against PyTorch, gradients
+// of a small network against finite differences, thread-count independence, learning.
+#include "support.hpp"
+
+#include <memory>
+#include <sstream>
+
+#include "../examples/fashion/smaller_vgg.hpp"
+
+using namespace tnet;
+using Net6 = fashion::SmallerVGGNet<6>;
+
+TEST_CASE("SmallerVGGNet's shapes and Keras's parameter counts") {
+  static_assert(std::is_same_v<Net6::output_shape, Shape<1, 1, 6>>);
+  static_assert(std::is_same_v<Net6::layer_type<3>::output_shape, Shape<32, 32, 32>>);
+  static_assert(std::is_same_v<Net6::layer_type<21>::output_shape, Shape<1, 1, 8192>>);
+  CHECK(Net6::trainable_count + Net6::non_trainable_count == 8679302);
+  CHECK(Net6::non_trainable_count == 2880);
+  std::ostringstream table;
+  Net6::summary(table);
+  CHECK(table.str().find("Total params: 8,679,302") != std::string::npos);
+  CHECK(table.str().find("Non-trainable params: 2,880") != std::string::npos);
+  CHECK(table.str().find("(None, 8, 8, 128)") != std::string::npos);
+}
+
+TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Adam with decay)") {
+  const test::Fixture fx("smaller_vgg.txt");
+  auto net = std::make_unique<Net6>(7);  // weights drawn exactly as make_fixtures.py draws them
+  const int batch = 4;
+  Buffer input(std::size_t(batch) * 96 * 96 * 3);
+  const Rng rng(123);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = rng.uniform(i);
+  const float targets[] = {0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+
+  const double loss = net->compute_gradients(input.data(), targets, batch);
+  CHECK(loss == doctest::Approx(fx.scalar("loss")).epsilon(1e-4));
+  CHECK_CLOSE_TO_FIXTURE(net->output(), fx["probabilities"], 1e-4);
+
+  for (const ParamRef& p : net->parameters()) {
+    INFO("gradient of ", p.name);
+    double abs_sum = 0, square_sum = 0;
+    for (std::size_t i = 0; i < p.size; ++i) {
+      abs_sum += std::abs(double(p.grad[i]));
+      square_sum += double(p.grad[i]) * p.grad[i];
+    }
+    CHECK(abs_sum == doctest::Approx(fx.scalar(p.name + ".grad_abs_sum")).epsilon(1e-4));
+    CHECK(square_sum == doctest::Approx(fx.scalar(p.name + ".grad_square_sum")).epsilon(2e-4));
+    const auto& picks = fx[p.name + ".pick_index"];
+    const auto& expected = fx[p.name + ".grad_pick"];
+    const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
+    for (std::size_t k = 0; k < picks.size(); ++k)
+      CHECK(std::abs(p.grad[std::size_t(picks[k])] - expected[k]) <= 1e-4 * (std::abs(expected[k]) + rms));
+  }
+  net->visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) {
+      if (name.ends_with("moving_mean") || name.ends_with("moving_variance")) {
+        INFO(name);
+        CHECK_CLOSE_TO_FIXTURE(span.data(), fx[name], 1e-4);
+      }
+    }
+  });
+
+  Adam adam(Adam::Options{.lr = 1e-3, .decay = 1e-3 / 75});
+  adam.step(net->parameters());
+  for (const ParamRef& p : net->parameters()) {
+    INFO("after one Adam step: ", p.name);
+    const auto& picks = fx[p.name + ".pick_index"];
+    const auto& expected = fx[p.name + ".after_step_pick"];
+    for (std::size_t k = 0; k < picks.size(); ++k)
+      // Within 1e-4 of the step size (lr): Adam's first step is about lr * sign(gradient) even
+      // where a gradient is rounding noise, so a relative bound on the parameters would be too loose.
+      CHECK(std::abs(p.value[std::size_t(picks[k])] - expected[k]) <= 1e-4 * 1e-3 + 1e-6 * std::abs(expected[k]));
+  }
+}
+
+namespace {
+// Every kind of layer, odd sizes, ending in the fused sigmoid + binary cross-entropy.
+using Small = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.3f>,
+                         Conv2D<6, 2, 1, Padding::valid>, ReLU, Flatten, Dense<7>, ReLU, BatchNorm, Dense<3>, Sigmoid>;
+}
+
+TEST_CASE("a whole network's gradients agree with central differences of its loss") {
+  Small net(5);
+  const int batch = 3;
+  Buffer x = test::random_values(batch * Small::input_shape::size, 21);
+  const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+  Buffer grad_input(x.size());
+  net.set_step(9);
+  net.compute_gradients(x.data(), targets, batch, grad_input.data());
+  auto loss = [&] {
+    net.set_step(9);  // the same dropout mask in every evaluation
+    net.forward(x.data(), batch, Mode::train);
+    return binary_crossentropy(net.output_of<Small::depth - 2>(), targets, batch * 3);
+  };
+  CHECK(test::compare_with_differences(x.data(), grad_input.data(), x.size(), loss, 1e-3) <= 2e-2);
+  for (const ParamRef& p : net.parameters()) {
+    INFO(p.name);
+    const Buffer analytic(p.grad, p.grad + p.size);
+    CHECK(test::compare_with_differences(p.value, analytic.data(), p.size, loss, 1e-3, 40) <= 2e-2);
+  }
+}
+
+TEST_CASE("results do not depend on the thread count") {
+  auto train = [](int threads) {
+    set_num_threads(threads);
+    auto net = std::make_unique<Net6>(3);
+    Adam adam;
+    const Buffer x = test::random_values(5 * 96 * 96 * 3, 4);
+    const float targets[30] = {1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0};
+    net->train_step(x.data(), targets, 5, adam);
+    net->train_step(x.data(), targets, 5, adam);
+    std::vector<Buffer> values;
+    for (const ParamRef& p : net->parameters()) values.emplace_back(p.value, p.value + p.size);
+    values.emplace_back(net->output(), net->output() + 30);
+    return values;
+  };
+  const int original = num_threads();
+  const auto one = train(1), two = train(2), three = train(3);
+  set_num_threads(original);
+  CHECK(one == two);
+  CHECK(one == three);
+}
+
+TEST_CASE("a small network learns a separable problem") {
+  // Bright vs dark images with a bright square's corner as a second label: the loss must fall
+  // and the predictions must come out right.
+  using Net = Sequential<Input<8, 8, 1>, Conv2D<4, 3>, ReLU, MaxPool2D<2>, Flatten, Dense<2>, Sigmoid>;
+  Net net(1);
+  Adam adam(Adam::Options{.lr = 0.01});
+  const int batch = 16;
+  Buffer x(batch * 64), y(batch * 2);
+  const Rng rng(2);
+  for (int n = 0; n < batch; ++n) {
+    const bool bright = n % 2, left = (n / 2) % 2;
+    for (int i = 0; i < 64; ++i) x[n * 64 + i] = (bright ? 0.6f : -0.6f) + 0.2f * rng.symmetric(n * 64 + i, 1.0f);
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 3; ++c) x[n * 64 + r * 8 + (left ? c : 5 + c)] += 1.5f;
+    y[n * 2] = bright;
+    y[n * 2 + 1] = left;
+  }
+  const double first = net.train_step(x.data(), y.data(), batch, adam);
+  double last = first;
+  for (int step = 0; step < 200; ++step) last = net.train_step(x.data(), y.data(), batch, adam);
+  CHECK(last < first * 0.1);
+  net.predict(x.data(), batch);
+  CHECK(binary_accuracy(net.output(), y.data(), batch, 2) == 1.0);
+}

@@ -1,0 +1,153 @@
+// Model files: a bit-exact round trip, and one clear, distinct error for each kind of bad file,
+// with the network in memory left untouched.
+#include "support.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+using namespace tnet;
+namespace fs = std::filesystem;
+
+namespace {
+using Net = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<5>, Sigmoid>;
+using Wider = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<6>, Sigmoid>;
+constexpr int batch = 3;
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("tnet_test_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// A trained network: weights, running statistics and Adam's state all away from their defaults.
+void train(Net& net, Adam& adam, int steps) {
+  const Buffer x = test::random_values(batch * Net::input_shape::size, 1);
+  const Buffer y = test::random_values(batch * 5, 2, 0.5f);
+  Buffer targets(y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) targets[i] = y[i] > 0 ? 1.0f : 0.0f;
+  for (int s = 0; s < steps; ++s) net.train_step(x.data(), targets.data(), batch, adam);
+}
+
+std::vector<Buffer> snapshot(Net& net) {
+  std::vector<Buffer> all;
+  for (const ParamRef& p : net.parameters()) all.emplace_back(p.value, p.value + p.size);
+  net.visit_state([&](const std::string&, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) all.emplace_back(span.begin(), span.end());
+  });
+  return all;
+}
+
+void check_refused(const std::string& path, ModelFileError::Kind kind, const std::string& words) {
+  Net net(9);
+  Adam adam;
+  const auto before = snapshot(net);
+  try {
+    load_model(path, net, &adam);
+    FAIL("load_model accepted a bad file");
+  } catch (const ModelFileError& e) {
+    INFO(e.what());
+    CHECK(e.kind() == kind);
+    CHECK(std::string(e.what()).find(words) != std::string::npos);
+    CHECK(std::string(e.what()).find(path) == 0);
+  }
+  CHECK(snapshot(net) == before);
+  CHECK(adam.iterations() == 0);
+}
+}  // namespace
+
+TEST_CASE("save, load into a fresh network: identical outputs, statistics and optimizer state") {
+  TempDir dir;
+  Net trained(1);
+  Adam adam(Adam::Options{.lr = 2e-3, .decay = 1e-4});
+  train(trained, adam, 3);
+  save_model(dir / "m.tnet", trained, {"black", "blue", "dress"}, &adam);
+  CHECK(!fs::exists(dir / "m.tnet.tmp"));
+
+  Net loaded(2);
+  Adam resumed;
+  const ModelFileInfo info = load_model(dir / "m.tnet", loaded, &resumed);
+  CHECK(info.class_names == std::vector<std::string>{"black", "blue", "dress"});
+  CHECK(info.has_optimizer_state);
+  CHECK(info.step == 3);
+  CHECK(loaded.step() == 3);
+  CHECK(resumed.iterations() == 3);
+  CHECK(resumed.options().lr == 2e-3);
+  CHECK(snapshot(loaded) == snapshot(trained));
+
+  const Buffer x = test::random_values(batch * Net::input_shape::size, 5);
+  const Buffer a(trained.predict(x.data(), batch), trained.predict(x.data(), batch) + batch * 5);
+  const Buffer b(loaded.predict(x.data(), batch), loaded.predict(x.data(), batch) + batch * 5);
+  CHECK(a == b);
+
+  // Training on from both gives the same network: the schedule, dropout masks and moments carried over.
+  train(trained, adam, 2);
+  train(loaded, resumed, 2);
+  CHECK(snapshot(loaded) == snapshot(trained));
+}
+
+TEST_CASE("bad model files are refused with their own errors, the network untouched") {
+  TempDir dir;
+  Net net(1);
+  Adam adam;
+  train(net, adam, 1);
+  const std::string good = dir / "good.tnet";
+  save_model(good, net, {"a"}, &adam);
+  const std::string bytes = read(good);
+
+  SUBCASE("missing file") { check_refused(dir / "absent.tnet", ModelFileError::Kind::io, "cannot open"); }
+  SUBCASE("not a model file") {
+    write(dir / "text.tnet", "hello, this is not a model\n");
+    check_refused(dir / "text.tnet", ModelFileError::Kind::not_a_model, "not a tnet model file");
+  }
+  SUBCASE("truncated") {
+    write(dir / "cut.tnet", bytes.substr(0, bytes.size() - 100));
+    check_refused(dir / "cut.tnet", ModelFileError::Kind::truncated, "truncated");
+  }
+  SUBCASE("truncated inside the header") {
+    write(dir / "cut.tnet", bytes.substr(0, 20));
+    check_refused(dir / "cut.tnet", ModelFileError::Kind::truncated, "truncated");
+  }
+  SUBCASE("corrupted: one bit flipped") {
+    std::string flipped = bytes;
+    flipped[bytes.size() / 2] ^= 0x10;
+    write(dir / "flip.tnet", flipped);
+    check_refused(dir / "flip.tnet", ModelFileError::Kind::corrupted, "checksum mismatch");
+  }
+  SUBCASE("a newer format version") {
+    std::string newer = bytes;
+    newer[8] = char(model_format_version + 1);
+    write(dir / "newer.tnet", newer);
+    check_refused(dir / "newer.tnet", ModelFileError::Kind::newer_version, "newer tnet");
+  }
+  SUBCASE("another architecture") {
+    Wider wider(1);
+    save_model(dir / "wider.tnet", wider);
+    check_refused(dir / "wider.tnet", ModelFileError::Kind::architecture_mismatch, "Dense(6)");
+  }
+  SUBCASE("another optimizer") {
+    SGD sgd;
+    train(net, adam, 0);
+    Net other(4);
+    const Buffer x = test::random_values(batch * Net::input_shape::size, 1);
+    const float targets[15] = {};
+    other.train_step(x.data(), targets, batch, sgd);
+    save_model(dir / "sgd.tnet", other, {}, &sgd);
+    check_refused(dir / "sgd.tnet", ModelFileError::Kind::optimizer_mismatch, "SGD");
+  }
+}
+
+TEST_CASE("saving to a path that cannot be written throws and leaves nothing behind") {
+  Net net(1);
+  CHECK_THROWS_AS(save_model("/nonexistent-dir/model.tnet", net), ModelFileError);
+  CHECK(!fs::exists("/nonexistent-dir"));
+}

@@ -1,0 +1,62 @@
+// Optimizers against hand-written Keras formulas (PyTorch fixture for Adam), and the metrics.
+#include "support.hpp"
+
+using namespace tnet;
+
+TEST_CASE("Adam follows Keras 2, decay and epsilon included (PyTorch fixture, 3 steps)") {
+  const test::Fixture fx("layers.txt");
+  Buffer w = fx.floats("adam.w0"), g(w.size());
+  const ParamRef param{"w", w.data(), g.data(), w.size()};
+  Adam adam(Adam::Options{.lr = 0.01, .decay = 0.1});
+  for (int step = 0; step < 3; ++step) {
+    const Buffer grad = fx.floats("adam.g" + std::to_string(step));
+    std::copy(grad.begin(), grad.end(), g.begin());
+    adam.step(std::span<const ParamRef>(&param, 1));
+    CHECK_CLOSE_TO_FIXTURE(w.data(), fx["adam.w" + std::to_string(step + 1)], 1e-6);
+  }
+  CHECK(adam.iterations() == 3);
+}
+
+TEST_CASE("SGD with momentum follows Keras 2") {
+  Buffer w{1.0f, -2.0f}, g{0.5f, 0.25f};
+  const ParamRef param{"w", w.data(), g.data(), 2};
+  SGD sgd(SGD::Options{.lr = 0.1, .momentum = 0.9, .decay = 0.5});
+  sgd.step(std::span<const ParamRef>(&param, 1));  // lr 0.1: v = -0.05, -0.025
+  CHECK(w[0] == doctest::Approx(0.95));
+  CHECK(w[1] == doctest::Approx(-2.025));
+  sgd.step(std::span<const ParamRef>(&param, 1));  // lr 0.1 / 1.5: v = 0.9 v - lr g
+  const double v0 = 0.9 * -0.05 - 0.1 / 1.5 * 0.5, v1 = 0.9 * -0.025 - 0.1 / 1.5 * 0.25;
+  CHECK(w[0] == doctest::Approx(0.95 + v0));
+  CHECK(w[1] == doctest::Approx(-2.025 + v1));
+}
+
+TEST_CASE("optimizer options are validated") {
+  CHECK_THROWS_AS(Adam(Adam::Options{.lr = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(Adam(Adam::Options{.beta1 = 1.0}), std::invalid_argument);
+  CHECK_THROWS_AS(SGD(SGD::Options{.momentum = -0.1}), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(set_num_threads(0), "tnet::set_num_threads: n must be >= 1, got 0", std::invalid_argument);
+}
+
+TEST_CASE("metrics: binary accuracy, exact match, per-label precision, recall and F1") {
+  // 3 samples x 3 labels.
+  const float probabilities[] = {0.9f, 0.2f, 0.6f,   //
+                                 0.1f, 0.7f, 0.4f,   //
+                                 0.8f, 0.3f, 0.55f};
+  const float targets[] = {1, 0, 1,  //
+                           0, 1, 1,  //
+                           1, 1, 0};
+  MultiLabelMetrics m(3);
+  m.update(probabilities, targets, 3);
+  CHECK(m.samples() == 3);
+  CHECK(m.binary_accuracy() == doctest::Approx(6.0 / 9.0));
+  CHECK(m.exact_match() == doctest::Approx(1.0 / 3.0));
+  CHECK(m.label(0).precision == doctest::Approx(1.0));
+  CHECK(m.label(0).recall == doctest::Approx(1.0));
+  CHECK(m.label(1).precision == doctest::Approx(1.0));
+  CHECK(m.label(1).recall == doctest::Approx(0.5));
+  CHECK(m.label(1).f1 == doctest::Approx(2.0 / 3.0));
+  CHECK(m.label(2).precision == doctest::Approx(0.5));  // predicted for samples 0 and 2, right once
+  CHECK(m.label(2).recall == doctest::Approx(0.5));
+  CHECK(m.label(2).support == 2);
+  CHECK(binary_accuracy(probabilities, targets, 3, 3) == doctest::Approx(6.0 / 9.0));
+}
