@@ -37,22 +37,22 @@ void check_conv_like(Layer& layer, const std::string& prefix) {
   CHECK_CLOSE_TO_FIXTURE(layer.grad_bias(), layers()[prefix + ".dbias"], fixture_tolerance);
 }
 
-using Image = Shape<7, 5, 5>;  // odd sizes: batch 3, 7x5 pixels, 5 channels
+using OddImage = Shape<7, 5, 5>;  // odd sizes: batch 3, 7x5 pixels, 5 channels
 
 }  // namespace
 
 TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid with stride") {
   SUBCASE("3x3 stride 1 same") {
-    Conv2D<4, 3>::Layer<Image> conv;
+    Conv2D<4, 3>::Layer<OddImage> conv;
     check_conv_like(conv, "conv_same");
   }
   SUBCASE("2x2 stride 2 same (the extra padding row and column go after)") {
-    Conv2D<4, 2, 2>::Layer<Image> conv;
+    Conv2D<4, 2, 2>::Layer<OddImage> conv;
     static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<4, 3, 4>>);
     check_conv_like(conv, "conv_same_k2s2");
   }
   SUBCASE("3x3 stride 2 valid") {
-    Conv2D<4, 3, 2, Padding::valid>::Layer<Image> conv;
+    Conv2D<4, 3, 2, Padding::valid>::Layer<OddImage> conv;
     static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<3, 2, 4>>);
     check_conv_like(conv, "conv_valid_k3s2");
   }
@@ -82,7 +82,7 @@ TEST_CASE("BatchNorm matches Keras semantics: batch statistics, moving statistic
     CHECK_CLOSE_TO_FIXTURE(scratch.data(), layers()[prefix + ".infer_y1"], fixture_tolerance);
   };
   SUBCASE("after a convolution: per channel over N*H*W") {
-    BatchNorm::Layer<Image> bn;
+    BatchNorm::Layer<OddImage> bn;
     check(bn, "bn_conv");
   }
   SUBCASE("after a dense layer: per feature over N") {
@@ -110,15 +110,15 @@ TEST_CASE("MaxPool2D matches PyTorch, including windows that do not tile the ima
     CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], 1e-6);
   };
   SUBCASE("3x3") {
-    MaxPool2D<3>::Layer<Image> pool;
+    MaxPool2D<3>::Layer<OddImage> pool;
     check(pool, "pool3");
   }
   SUBCASE("2x2") {
-    MaxPool2D<2>::Layer<Image> pool;
+    MaxPool2D<2>::Layer<OddImage> pool;
     check(pool, "pool2");
   }
   SUBCASE("3x3 stride 2, overlapping") {
-    MaxPool2D<3, 2>::Layer<Image> pool;
+    MaxPool2D<3, 2>::Layer<OddImage> pool;
     check(pool, "pool3s2");
   }
 }
@@ -171,21 +171,21 @@ TEST_CASE("binary cross-entropy: Keras's reported value, the exact gradient") {
 
 TEST_CASE("every layer's gradients agree with central differences (batch 3, 7x5 images, 5 channels)") {
   const int batch = 3;
-  const Buffer x = test::random_values(std::size_t(batch) * Image::size, 11);
-  const Buffer separated = test::separated_values(std::size_t(batch) * Image::size, 12);
+  const Buffer x = test::random_values(std::size_t(batch) * OddImage::size, 11);
+  const Buffer separated = test::separated_values(std::size_t(batch) * OddImage::size, 12);
   SUBCASE("Conv2D same") {
-    Conv2D<4, 3>::Layer<Image> layer;
+    Conv2D<4, 3>::Layer<OddImage> layer;
     layer.init(Rng(1));
     std::copy_n(test::random_values(4, 2, 0.5f).begin(), 4, layer.bias());
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Conv2D valid stride 2") {
-    Conv2D<3, 3, 2, Padding::valid>::Layer<Image> layer;
+    Conv2D<3, 3, 2, Padding::valid>::Layer<OddImage> layer;
     layer.init(Rng(1));
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Conv2D same 2x2 stride 2") {
-    Conv2D<3, 2, 2>::Layer<Image> layer;
+    Conv2D<3, 2, 2>::Layer<OddImage> layer;
     layer.init(Rng(1));
     test::check_layer_gradients(layer, batch, x);
   }
@@ -195,7 +195,7 @@ TEST_CASE("every layer's gradients agree with central differences (batch 3, 7x5 
     test::check_layer_gradients(layer, batch, test::random_values(batch * 9, 3));
   }
   SUBCASE("BatchNorm per channel") {
-    BatchNorm::Layer<Image> layer;
+    BatchNorm::Layer<OddImage> layer;
     std::copy_n(test::random_values(5, 4, 2.0f).begin(), 5, layer.gamma());
     std::copy_n(test::random_values(5, 5).begin(), 5, layer.beta());
     test::check_layer_gradients(layer, batch, x);
@@ -206,32 +206,32 @@ TEST_CASE("every layer's gradients agree with central differences (batch 3, 7x5 
     test::check_layer_gradients(layer, batch, test::random_values(batch * 6, 6));
   }
   SUBCASE("MaxPool2D 3x3") {
-    MaxPool2D<3>::Layer<Image> layer;
+    MaxPool2D<3>::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("MaxPool2D 3x3 stride 2") {
-    MaxPool2D<3, 2>::Layer<Image> layer;
+    MaxPool2D<3, 2>::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("Dropout") {
-    Dropout<0.4f>::Layer<Image> layer;
+    Dropout<0.4f>::Layer<OddImage> layer;
     layer.init(Rng(8));
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("ReLU") {
-    ReLU::Layer<Image> layer;
+    ReLU::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("Sigmoid") {
-    Sigmoid::Layer<Image> layer;
+    Sigmoid::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Softmax") {
-    Softmax::Layer<Image> layer;
+    Softmax::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Flatten") {
-    Flatten::Layer<Image> layer;
+    Flatten::Layer<OddImage> layer;
     test::check_layer_gradients(layer, batch, x);
   }
 }

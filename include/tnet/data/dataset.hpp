@@ -1,0 +1,213 @@
+// tnet/data/dataset.hpp: labelled photos from a folder of class folders or a list file.
+//
+// load_image_folder(DIR): every image below DIR/<class>/ (sub-folders included), its labels the
+// class folder's name split at a separator ("red_dress" -> red, dress). load_image_list(FILE):
+// lines of `path,label1|label2|...`, paths relative to the list's folder; a first line
+// `path,labels` is a header. Photos are decoded and resized in parallel and kept as 8-bit RGB at
+// the network's input size (2160 photos at 96x96 take 60 MB). Files whose names do not end in an
+// image extension are ignored; image files that cannot be decoded are skipped and reported with
+// the reason. Paths are sorted, so the order does not depend on the file system.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cctype>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "image.hpp"
+
+namespace tnet {
+
+/// Photos of one size, 8-bit RGB, with their label sets.
+struct LabeledImages {
+  int size = 0;                                   // every image is size x size x 3
+  std::vector<std::uint8_t> pixels;               // count() x size x size x 3
+  std::vector<std::vector<std::string>> labels;   // per image
+  std::vector<std::string> paths;                 // per image
+
+  std::size_t count() const { return paths.size(); }
+  std::size_t image_bytes() const { return std::size_t(size) * size * 3; }
+  const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * image_bytes(); }
+};
+
+struct SkippedFile {
+  std::string path, reason;
+};
+
+/// What a load found.
+struct LoadReport {
+  std::size_t loaded = 0, ignored = 0;  // ignored: files without an image extension
+  std::vector<SkippedFile> skipped;     // image files that could not be decoded
+  std::map<std::string, std::size_t> label_counts;
+  double seconds = 0;
+
+  /// "loaded 2160 images (6 skipped: ...) in 1.2 s; labels: black 344, ..."
+  void print(std::ostream& out, std::size_t max_skipped_shown = 5) const {
+    out << "loaded " << loaded << " images in " << std::fixed << std::setprecision(2) << seconds << " s";
+    if (ignored) out << ", ignored " << ignored << " non-image files";
+    out << "\n";
+    if (!skipped.empty()) {
+      out << "skipped " << skipped.size() << " files that could not be read:\n";
+      for (std::size_t i = 0; i < skipped.size() && i < max_skipped_shown; ++i) out << "  " << skipped[i].reason << "\n";
+      if (skipped.size() > max_skipped_shown) out << "  ... and " << skipped.size() - max_skipped_shown << " more\n";
+    }
+    out << "labels:";
+    for (const auto& [label, count] : label_counts) out << " " << label << " " << count;
+    out << "\n";
+  }
+};
+
+struct LoadOptions {
+  int size = 96;          // images are resized to size x size
+  char separator = '_';   // splits a class folder's name into labels
+  ImageLimits limits;
+};
+
+class DatasetError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+inline bool has_image_extension(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".gif" || ext == ".bmp";
+}
+
+inline std::vector<std::string> split_labels(const std::string& text, char separator) {
+  std::vector<std::string> labels;
+  std::string current;
+  std::istringstream in(text);
+  while (std::getline(in, current, separator))
+    if (!current.empty()) labels.push_back(current);
+  return labels;
+}
+
+// Decodes and resizes every file in parallel; keeps the good ones in order.
+inline LabeledImages decode_all(std::vector<std::string> paths, std::vector<std::vector<std::string>> labels,
+                                const LoadOptions& options, LoadReport& report,
+                                std::chrono::steady_clock::time_point start) {
+  if (options.size < 1) throw std::invalid_argument("tnet: image size must be >= 1, got " + std::to_string(options.size));
+  const std::size_t n = paths.size(), bytes = std::size_t(options.size) * options.size * 3;
+  std::vector<std::uint8_t> pixels(n * bytes);
+  std::vector<std::string> errors(n);
+#pragma omp parallel for schedule(dynamic, 4)
+  for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(n); ++i) {
+    try {
+      const Image image = resize_image(read_image(paths[i], options.limits), options.size, options.size);
+      std::copy(image.pixels.begin(), image.pixels.end(), pixels.begin() + i * bytes);
+    } catch (const std::exception& e) {
+      errors[i] = e.what();
+    }
+  }
+  LabeledImages out;
+  out.size = options.size;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!errors[i].empty()) {
+      report.skipped.push_back({paths[i], errors[i]});
+      continue;
+    }
+    if (kept != i) std::copy_n(pixels.begin() + i * bytes, bytes, pixels.begin() + kept * bytes);
+    for (const std::string& label : labels[i]) ++report.label_counts[label];
+    out.paths.push_back(std::move(paths[i]));
+    out.labels.push_back(std::move(labels[i]));
+    ++kept;
+  }
+  pixels.resize(kept * bytes);
+  pixels.shrink_to_fit();
+  out.pixels = std::move(pixels);
+  report.loaded = kept;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (kept == 0) throw DatasetError("no image could be read (" + std::to_string(report.skipped.size()) + " skipped)");
+  return out;
+}
+
+}  // namespace detail
+
+/// Loads DIR/<class>/**/<image>; labels from the class folder's name. Throws DatasetError when DIR
+/// is missing, not a folder, or holds no readable image.
+inline LabeledImages load_image_folder(const std::string& dir, const LoadOptions& options = {}, LoadReport* report = nullptr) {
+  namespace fs = std::filesystem;
+  const auto start = std::chrono::steady_clock::now();
+  LoadReport local;
+  LoadReport& r = report ? *report : local;
+  r = LoadReport{};
+  std::error_code error;
+  if (!fs::exists(dir, error)) throw DatasetError(dir + ": dataset folder does not exist");
+  if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
+
+  std::vector<std::pair<std::string, std::string>> found;  // path, class folder
+  for (const fs::directory_entry& cls : fs::directory_iterator(dir)) {
+    if (!cls.is_directory()) continue;
+    for (const fs::directory_entry& entry : fs::recursive_directory_iterator(cls.path())) {
+      if (!entry.is_regular_file()) continue;
+      if (detail::has_image_extension(entry.path())) found.emplace_back(entry.path().string(), cls.path().filename().string());
+      else ++r.ignored;
+    }
+  }
+  if (found.empty()) throw DatasetError(dir + ": no image files in its class folders (expected DIR/<label" + std::string(1, options.separator) + "label>/<image>)");
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  std::vector<std::vector<std::string>> labels;
+  for (auto& [path, cls] : found) {
+    paths.push_back(path);
+    labels.push_back(detail::split_labels(cls, options.separator));
+  }
+  try {
+    return detail::decode_all(std::move(paths), std::move(labels), options, r, start);
+  } catch (const DatasetError& e) {
+    throw DatasetError(dir + ": " + e.what());
+  }
+}
+
+/// Loads the images listed in a file of `path,label1|label2|...` lines (paths relative to the
+/// list's folder; `#` starts a comment line). Throws DatasetError naming the file and line for a
+/// malformed line, and when the list is missing or empty.
+inline LabeledImages load_image_list(const std::string& list, const LoadOptions& options = {}, LoadReport* report = nullptr) {
+  namespace fs = std::filesystem;
+  const auto start = std::chrono::steady_clock::now();
+  LoadReport local;
+  LoadReport& r = report ? *report : local;
+  r = LoadReport{};
+  std::ifstream in(list);
+  if (!in) throw DatasetError(list + ": cannot open the image list");
+  const fs::path base = fs::path(list).parent_path();
+  std::vector<std::pair<std::string, std::vector<std::string>>> entries;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#' || (number == 1 && line == "path,labels")) continue;
+    const std::size_t comma = line.rfind(',');
+    if (comma == std::string::npos || comma == 0)
+      throw DatasetError(list + ":" + std::to_string(number) + ": expected 'path,label1|label2|...', got '" + line + "'");
+    const fs::path path = fs::path(line.substr(0, comma));
+    entries.emplace_back((path.is_absolute() ? path : base / path).string(), detail::split_labels(line.substr(comma + 1), '|'));
+  }
+  if (entries.empty()) throw DatasetError(list + ": the image list is empty");
+  std::sort(entries.begin(), entries.end());
+  std::vector<std::string> paths;
+  std::vector<std::vector<std::string>> labels;
+  for (auto& [path, l] : entries) {
+    paths.push_back(std::move(path));
+    labels.push_back(std::move(l));
+  }
+  try {
+    return detail::decode_all(std::move(paths), std::move(labels), options, r, start);
+  } catch (const DatasetError& e) {
+    throw DatasetError(list + ": " + e.what());
+  }
+}
+
+}  // namespace tnet

@@ -1,0 +1,182 @@
+// tnet/data/image.hpp: photos in and out, through stb (Debian's libstb).
+//
+// Decoding: JPEG (baseline and progressive), PNG, GIF (first frame) and BMP, the format found
+// from the file's first bytes, never its name. Every image comes out as 8-bit RGB, row-major,
+// channels last: grayscale is copied to the three channels and an alpha channel is composited
+// over white (a transparent product photo keeps a white background rather than the black its
+// hidden pixels often hold). Dimensions are read from the header and checked against
+// ImageLimits before any pixel is decoded, so a decompression bomb costs nothing.
+//
+// Channel order is RGB throughout tnet. The Keras tutorial read photos with OpenCV (BGR); a tnet
+// model is trained and used with RGB, which is what matters.
+//
+// stb's implementation is not compiled here: tnet links Debian's libstb (libstb-dev), so any
+// number of translation units may include tnet, and a program that also compiles stb itself
+// should define STB_IMAGE_STATIC (etc.) for its own copy.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <span>
+#include <utility>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <stb_image.h>
+#include <stb_image_resize.h>
+#include <stb_image_write.h>
+
+namespace tnet {
+
+/// An 8-bit RGB image, row-major, channels last.
+struct Image {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> pixels;  // height x width x 3
+
+  std::uint8_t* at(int y, int x) { return pixels.data() + (std::size_t(y) * width + x) * 3; }
+  const std::uint8_t* at(int y, int x) const { return pixels.data() + (std::size_t(y) * width + x) * 3; }
+};
+
+/// The largest image decode_image accepts.
+struct ImageLimits {
+  int max_side = 20000;
+  std::int64_t max_pixels = 64'000'000;  // 192 MB of RGB
+};
+
+/// A file that is not an image tnet can read; the message starts with the file's name.
+class ImageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// "jpeg", "png", "gif", "bmp" from the first bytes, or "" when none of these.
+inline std::string image_format(std::span<const std::uint8_t> bytes) {
+  auto starts = [&](std::initializer_list<int> magic) {
+    if (bytes.size() < magic.size()) return false;
+    std::size_t i = 0;
+    for (int b : magic)
+      if (bytes[i++] != b) return false;
+    return true;
+  };
+  if (starts({0xFF, 0xD8, 0xFF})) return "jpeg";
+  if (starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'})) return "png";
+  if (starts({'G', 'I', 'F', '8'})) return "gif";
+  if (starts({'B', 'M'})) return "bmp";
+  return "";
+}
+
+/// Width and height as the file's header states them, read without decoding anything; {0, 0}
+/// when the header is incomplete.
+inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes) {
+  const std::string format = image_format(bytes);
+  auto be16 = [&](std::size_t at) { return int(bytes[at]) << 8 | int(bytes[at + 1]); };
+  auto be32 = [&](std::size_t at) { return std::int64_t(be16(at)) << 16 | be16(at + 2); };
+  auto le16 = [&](std::size_t at) { return int(bytes[at]) | int(bytes[at + 1]) << 8; };
+  auto le32 = [&](std::size_t at) { return std::int64_t(le16(at)) | std::int64_t(le16(at + 2)) << 16; };
+  auto clamp = [](std::int64_t v) { return int(std::min<std::int64_t>(std::abs(v), INT32_MAX)); };
+  if (format == "png" && bytes.size() >= 24) return {clamp(be32(16)), clamp(be32(20))};
+  if (format == "gif" && bytes.size() >= 10) return {le16(6), le16(8)};
+  if (format == "bmp" && bytes.size() >= 26) return {clamp(std::int32_t(le32(18))), clamp(std::int32_t(le32(22)))};
+  if (format == "jpeg") {
+    // Walk the markers to the frame header (SOF0-SOF15 but DHT, JPG and DAC).
+    std::size_t at = 2;
+    while (at + 9 < bytes.size()) {
+      if (bytes[at] != 0xFF) return {0, 0};
+      const int marker = bytes[at + 1];
+      if (marker == 0xFF) {
+        ++at;
+        continue;
+      }
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
+        return {be16(at + 7), be16(at + 5)};
+      at += 2 + std::size_t(be16(at + 2));
+    }
+  }
+  return {0, 0};
+}
+
+/// Decodes an image held in memory; `name` is used in error messages.
+inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const ImageLimits& limits = {}) {
+  const std::string format = image_format(bytes);
+  if (format.empty()) throw ImageError(name + ": not a JPEG, PNG, GIF or BMP image");
+  if (bytes.size() > std::size_t(INT32_MAX)) throw ImageError(name + ": file too large");
+  const auto [width, height] = image_dimensions(bytes);
+  if (width == 0 || height == 0) throw ImageError(name + ": " + format + " header is incomplete or states no size");
+  if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side ||
+      std::int64_t(width) * height > limits.max_pixels)
+    throw ImageError(name + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is beyond the limit (" +
+                     std::to_string(limits.max_side) + " per side, " + std::to_string(limits.max_pixels) + " in all)");
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
+    throw ImageError(name + ": unreadable " + format + " header (" + stbi_failure_reason() + ")");
+  const bool alpha = channels == 2 || channels == 4;
+  const int wanted = alpha ? 4 : 3;
+  int found = 0;
+  stbi_uc* decoded = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &found, wanted);
+  if (!decoded) throw ImageError(name + ": cannot decode " + format + " (" + stbi_failure_reason() + ")");
+  Image image;
+  image.width = w;
+  image.height = h;
+  image.pixels.resize(std::size_t(w) * h * 3);
+  const std::size_t count = std::size_t(w) * h;
+  if (alpha) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const unsigned a = decoded[i * 4 + 3];
+      for (int c = 0; c < 3; ++c) image.pixels[i * 3 + c] = std::uint8_t((decoded[i * 4 + c] * a + 255 * (255 - a) + 127) / 255);
+    }
+  } else {
+    std::copy(decoded, decoded + count * 3, image.pixels.begin());
+  }
+  stbi_image_free(decoded);
+  return image;
+}
+
+inline std::vector<std::uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ImageError(path + ": cannot open");
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw ImageError(path + ": cannot read");
+  return bytes;
+}
+
+/// Reads and decodes the image file at `path`.
+inline Image read_image(const std::string& path, const ImageLimits& limits = {}) {
+  const std::vector<std::uint8_t> bytes = read_file(path);
+  return decode_image(bytes, path, limits);
+}
+
+/// Resizes with stb_image_resize's default filters: Mitchell when shrinking, so a large photo is
+/// averaged rather than sampled into noise; Catmull-Rom when enlarging. Aspect is not kept (as
+/// the tutorial's cv2.resize).
+inline Image resize_image(const Image& image, int width, int height) {
+  if (width < 1 || height < 1) throw std::invalid_argument("tnet::resize_image: width and height must be >= 1");
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.pixels.resize(std::size_t(width) * height * 3);
+  if (!stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, out.pixels.data(), width, height, 0, 3))
+    throw std::runtime_error("tnet::resize_image: stb_image_resize failed");
+  return out;
+}
+
+/// Writes a PNG through a temporary file renamed into place; throws ImageError naming `path`.
+inline void write_png(const std::string& path, const Image& image) {
+  const std::string temporary = path + ".tmp";
+  if (!stbi_write_png(temporary.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3)) {
+    std::remove(temporary.c_str());
+    throw ImageError(path + ": cannot write PNG");
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::remove(temporary.c_str());
+    throw ImageError(path + ": cannot move the PNG into place: " + error.message());
+  }
+}
+
+}  // namespace tnet

@@ -1,0 +1,448 @@
+// The data side: decoding messy files, folders and lists of photos, labels, splits,
+// augmentation with known answers, batches; and the real fashion photos when ../shared has them.
+#include "support.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+using namespace tnet;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("tnet_" + name + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string fixture(const std::string& name) { return std::string(TNET_FIXTURE_DIR) + "/" + name; }
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// A w x h RGB image filled with one colour.
+Image solid(int w, int h, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
+  Image im{w, h, std::vector<std::uint8_t>(std::size_t(w) * h * 3)};
+  for (std::size_t i = 0; i < im.pixels.size(); i += 3) im.pixels[i] = r, im.pixels[i + 1] = g, im.pixels[i + 2] = b;
+  return im;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("decoding: PNG with alpha composited over white") {
+  TempDir dir("png_alpha");
+  // 3 pixels: opaque red, fully transparent (hidden black), half-transparent blue.
+  const std::uint8_t rgba[] = {255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255, 128};
+  REQUIRE(stbi_write_png((dir / "alpha.png").c_str(), 3, 1, 4, rgba, 12));
+  const Image im = read_image(dir / "alpha.png");
+  CHECK(im.width == 3);
+  CHECK(im.height == 1);
+  CHECK(std::vector<int>(im.pixels.begin(), im.pixels.end()) ==
+        std::vector<int>{255, 0, 0, 255, 255, 255, 127, 127, 255});
+}
+
+TEST_CASE("decoding: grayscale and progressive JPEG, GIF's first frame, BMP, a JPEG named .gif") {
+  SUBCASE("grayscale JPEG: three equal channels") {
+    const Image im = read_image(fixture("grayscale.jpg"));
+    CHECK(im.width == 11);
+    CHECK(im.height == 7);
+    for (int x = 0; x < 11; ++x) {
+      const std::uint8_t* p = im.at(3, x);
+      CHECK(p[0] == p[1]);
+      CHECK(p[1] == p[2]);
+      CHECK(std::abs(int(p[0]) - 20 * x) <= 6);
+    }
+  }
+  SUBCASE("progressive JPEG") {
+    const Image im = read_image(fixture("progressive.jpg"));
+    CHECK(im.width == 16);
+    CHECK(im.height == 8);
+    CHECK(std::abs(int(im.at(4, 2)[0]) - 220) <= 12);  // left: red
+    CHECK(std::abs(int(im.at(4, 2)[2]) - 20) <= 12);
+    CHECK(std::abs(int(im.at(4, 13)[2]) - 220) <= 12);  // right: blue
+  }
+  SUBCASE("GIF: the first frame") {
+    const Image im = read_image(fixture("two_frames.gif"));
+    CHECK(im.width == 6);
+    CHECK(std::vector<int>(im.at(2, 2), im.at(2, 2) + 3) == std::vector<int>{255, 0, 0});
+  }
+  SUBCASE("BMP, and a JPEG whose name ends in .gif: the bytes decide") {
+    TempDir dir("formats");
+    const Image blue = solid(5, 4, 10, 20, 200);
+    REQUIRE(stbi_write_bmp((dir / "blue.bmp").c_str(), 5, 4, 3, blue.pixels.data()));
+    CHECK(read_image(dir / "blue.bmp").pixels == blue.pixels);
+    write_bytes(dir / "photo.gif", read_bytes(fixture("progressive.jpg")));
+    CHECK(read_image(dir / "photo.gif").width == 16);
+  }
+}
+
+TEST_CASE("decoding refuses text, truncated files and decompression bombs with the file's name") {
+  TempDir dir("bad");
+  write_bytes(dir / "notes.jpg", "this is text, not a photo\n");
+  CHECK(error_of([&] { read_image(dir / "notes.jpg"); }) == dir / "notes.jpg" + ": not a JPEG, PNG, GIF or BMP image");
+
+  const Image im = solid(40, 30, 1, 2, 3);
+  REQUIRE(stbi_write_png((dir / "whole.png").c_str(), 40, 30, 3, im.pixels.data(), 120));
+  const std::string png = read_bytes(dir / "whole.png");
+  write_bytes(dir / "cut.png", png.substr(0, png.size() / 2));
+  const std::string cut = error_of([&] { read_image(dir / "cut.png"); });
+  CHECK(cut.find(dir / "cut.png" + ": cannot decode png") == 0);
+
+  // A valid PNG whose header claims 60000 x 60000 pixels: refused before any decoding.
+  std::string bomb = png;
+  const unsigned char side[4] = {0x00, 0x00, 0xEA, 0x60};  // 60000, big-endian, at IHDR's width and height
+  for (int i = 0; i < 4; ++i) bomb[16 + i] = char(side[i]), bomb[20 + i] = char(side[i]);
+  write_bytes(dir / "bomb.png", bomb);
+  const std::string refused = error_of([&] { read_image(dir / "bomb.png"); });
+  INFO(refused);
+  CHECK(refused.find("60000x60000 pixels is beyond the limit") != std::string::npos);
+
+  CHECK(error_of([&] { read_image(dir / "absent.png"); }) == dir / "absent.png" + ": cannot open");
+}
+
+TEST_CASE("resizing a large photo averages rather than samples") {
+  // A 1-pixel checkerboard: any point sampling gives 0 or 255; an anti-aliased filter gives grey.
+  Image board{300, 200, std::vector<std::uint8_t>(300 * 200 * 3)};
+  for (int y = 0; y < 200; ++y)
+    for (int x = 0; x < 300; ++x) std::fill_n(board.at(y, x), 3, std::uint8_t((x + y) % 2 ? 255 : 0));
+  const Image small = resize_image(board, 30, 20);
+  CHECK(small.width == 30);
+  CHECK(small.height == 20);
+  for (std::uint8_t v : small.pixels) {
+    CHECK(v >= 110);
+    CHECK(v <= 145);
+  }
+}
+
+TEST_CASE("a folder of class folders: labels from names, broken files skipped and named, others ignored") {
+  TempDir dir("folder");
+  fs::create_directories(dir.path / "red_dress" / "more");
+  fs::create_directories(dir.path / "blue_jeans");
+  const Image red = solid(20, 30, 250, 0, 0), blue = solid(8, 8, 0, 0, 250);
+  REQUIRE(stbi_write_png((dir / "red_dress/a.png").c_str(), 20, 30, 3, red.pixels.data(), 60));
+  REQUIRE(stbi_write_png((dir / "red_dress/more/b.PNG").c_str(), 20, 30, 3, red.pixels.data(), 60));
+  REQUIRE(stbi_write_png((dir / "blue_jeans/c.png").c_str(), 8, 8, 3, blue.pixels.data(), 24));
+  write_bytes(dir / "blue_jeans/broken.jpg", "not a photo");
+  write_bytes(dir / "blue_jeans/notes.txt", "ignored");
+
+  LoadReport report;
+  const LabeledImages data = load_image_folder(dir.path.string(), LoadOptions{.size = 12, .separator = '_', .limits = {}}, &report);
+  CHECK(data.count() == 3);
+  CHECK(data.size == 12);
+  CHECK(data.pixels.size() == 3 * 12 * 12 * 3);
+  CHECK(report.loaded == 3);
+  CHECK(report.ignored == 1);
+  REQUIRE(report.skipped.size() == 1);
+  CHECK(report.skipped[0].path == dir / "blue_jeans/broken.jpg");
+  CHECK(report.label_counts == std::map<std::string, std::size_t>{{"blue", 1}, {"dress", 2}, {"jeans", 1}, {"red", 2}});
+  // Sorted paths: blue_jeans/c.png first.
+  CHECK(data.labels[0] == std::vector<std::string>{"blue", "jeans"});
+  CHECK(data.image(0)[2] == 250);
+  CHECK(data.labels[2] == std::vector<std::string>{"red", "dress"});
+  std::ostringstream printed;
+  report.print(printed);
+  CHECK(printed.str().find("broken.jpg: not a JPEG, PNG, GIF or BMP image") != std::string::npos);
+
+  CHECK(error_of([&] { load_image_folder(dir / "absent"); }).find("dataset folder does not exist") != std::string::npos);
+  fs::create_directories(dir.path / "empty");
+  CHECK(error_of([&] { load_image_folder(dir / "empty"); }).find("no image files") != std::string::npos);
+}
+
+TEST_CASE("a list file of path,labels") {
+  TempDir dir("list");
+  const Image im = solid(10, 10, 5, 5, 5);
+  REQUIRE(stbi_write_png((dir / "x.png").c_str(), 10, 10, 3, im.pixels.data(), 30));
+  REQUIRE(stbi_write_png((dir / "y.png").c_str(), 10, 10, 3, im.pixels.data(), 30));
+  write_bytes(dir / "list.csv", "path,labels\nx.png,cat|outdoor|night\n# a comment\ny.png,dog\n");
+  const LabeledImages data = load_image_list(dir / "list.csv", LoadOptions{.size = 4, .separator = '_', .limits = {}});
+  REQUIRE(data.count() == 2);
+  CHECK(data.labels[0] == std::vector<std::string>{"cat", "outdoor", "night"});
+  CHECK(data.labels[1] == std::vector<std::string>{"dog"});
+  write_bytes(dir / "bad.csv", "x.png,cat\nno comma here\n");
+  CHECK(error_of([&] { load_image_list(dir / "bad.csv"); }) ==
+        dir / "bad.csv" + ":2: expected 'path,label1|label2|...', got 'no comma here'");
+}
+
+TEST_CASE("MultiLabelBinarizer reproduces the tutorial's mapping and round-trips through its file") {
+  const std::vector<std::vector<std::string>> sets = {{"red", "dress"}, {"blue", "jeans"}, {"black", "jeans"}, {"blue", "shirt"}};
+  MultiLabelBinarizer mlb;
+  const std::vector<float> y = mlb.fit_transform(sets);
+  CHECK(mlb.classes() == std::vector<std::string>{"black", "blue", "dress", "jeans", "red", "shirt"});
+  CHECK(std::vector<float>(y.begin(), y.begin() + 6) == std::vector<float>{0, 0, 1, 0, 1, 0});
+  const float probabilities[] = {0.1f, 0.9f, 0.2f, 0.7f, 0.3f, 0.0f};
+  CHECK(mlb.inverse_transform(probabilities, 1)[0] == std::vector<std::string>{"blue", "jeans"});
+  CHECK(mlb.inverse_transform(probabilities, 1, 0.8f)[0] == std::vector<std::string>{"blue"});
+
+  CHECK(error_of([&] { mlb.transform({{"green"}}); }).find("unknown label 'green'") != std::string::npos);
+  CHECK(mlb.transform({{"green", "red"}}, MultiLabelBinarizer::Unknown::ignore) == std::vector<float>{0, 0, 0, 0, 1, 0});
+
+  TempDir dir("mlb");
+  mlb.save(dir / "labels.txt");
+  CHECK(MultiLabelBinarizer::load(dir / "labels.txt").classes() == mlb.classes());
+  write_bytes(dir / "other.txt", "red\nblue\n");
+  CHECK(error_of([&] { MultiLabelBinarizer::load(dir / "other.txt"); }).find("not a tnet label file") != std::string::npos);
+}
+
+TEST_CASE("train_test_split: reproducible, disjoint, sized as scikit-learn; stratified keeps proportions") {
+  const Split a = train_test_split(101, 0.2, 42), b = train_test_split(101, 0.2, 42), c = train_test_split(101, 0.2, 43);
+  CHECK(a.test.size() == 21);  // ceil(101 * 0.2)
+  CHECK(a.train.size() == 80);
+  CHECK(a.test == b.test);
+  CHECK(a.test != c.test);
+  std::vector<std::size_t> all = a.train;
+  all.insert(all.end(), a.test.begin(), a.test.end());
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i] == i);
+
+  std::vector<std::vector<std::string>> labels;
+  for (int i = 0; i < 100; ++i) labels.push_back(i < 70 ? std::vector<std::string>{"red", "dress"} : std::vector<std::string>{"blue"});
+  const Split s = train_test_split(labels, 0.2, 7);
+  CHECK(s.test.size() == 20);
+  CHECK(std::count_if(s.test.begin(), s.test.end(), [](std::size_t i) { return i < 70; }) == 14);
+  CHECK_THROWS_AS(train_test_split(10, 1.5, 1), std::invalid_argument);
+}
+
+namespace {
+// An 8x8 one-channel image with one bright pixel at (r, c).
+std::vector<std::uint8_t> dot(int r, int c, int side = 8) {
+  std::vector<std::uint8_t> im(std::size_t(side) * side, 0);
+  im[std::size_t(r) * side + c] = 200;
+  return im;
+}
+std::vector<float> warp(const AffineTransform& t, const std::vector<std::uint8_t>& src, int side, FillMode mode = FillMode::nearest,
+                        float cval = 0) {
+  AugmentOptions o;
+  o.fill_mode = mode;
+  o.cval = cval;
+  std::vector<float> out(src.size());
+  Augmenter(o).apply(t, src.data(), side, side, 1, out.data(), 1.0f);
+  return out;
+}
+std::pair<int, int> brightest(const std::vector<float>& im, int side) {
+  const auto at = std::max_element(im.begin(), im.end()) - im.begin();
+  return {int(at) / side, int(at) % side};
+}
+}  // namespace
+
+TEST_CASE("augmentation known answers") {
+  const int side = 8;
+  std::vector<std::uint8_t> pattern(side * side);
+  for (int i = 0; i < side * side; ++i) pattern[i] = std::uint8_t(3 * i + (i % 5));  // asymmetric
+  const std::vector<float> original(pattern.begin(), pattern.end());
+
+  SUBCASE("zero ranges give the identity") {
+    const Augmenter none{AugmentOptions{}};
+    const AffineTransform t = none.draw(Rng(1), side, side);
+    std::vector<float> out(pattern.size());
+    none.apply(t, pattern.data(), side, side, 1, out.data(), 1.0f);
+    CHECK(out == original);
+  }
+  SUBCASE("a horizontal flip twice is the identity; once mirrors the columns") {
+    AffineTransform flip;
+    flip.flip_horizontal = true;
+    const std::vector<float> once = warp(flip, pattern, side);
+    CHECK(once[0 * side + 0] == original[0 * side + 7]);
+    std::vector<std::uint8_t> as_bytes(once.begin(), once.end());
+    CHECK(warp(flip, as_bytes, side) == original);
+  }
+  SUBCASE("a 90-degree rotation: output (r, c) reads input (2 c0 - c, r - c0 + c0) about Keras's centre") {
+    AffineTransform t;
+    t.theta = 90;
+    const std::vector<float> out = warp(t, pattern, side);
+    const double c0 = side / 2.0 + 0.5;  // 4.5: Keras's off-by-one centre
+    for (int r = 0; r < side; ++r)
+      for (int c = 0; c < side; ++c) {
+        const int from_r = int(2 * c0) - c, from_c = r;  // in = c0 + R (p - c0), R = [[0, -1], [1, 0]]
+        if (from_r < 0 || from_r >= side) continue;
+        CHECK(out[r * side + c] == doctest::Approx(original[from_r * side + from_c]).epsilon(1e-4));
+      }
+  }
+  SUBCASE("a shift of k pixels moves a dot by k (pull map: the content moves by -k)") {
+    AffineTransform t;
+    t.tx = 2;   // rows
+    t.ty = -3;  // columns
+    CHECK(brightest(warp(t, dot(4, 2), side), side) == std::pair<int, int>{2, 5});
+  }
+  SUBCASE("zoom 0.5 doubles a square's side, zoom 2 halves it") {
+    // An 8-pixel square centred on Keras's centre (16.5, 16.5) of a 32x32 image.
+    const int big = 32;
+    std::vector<std::uint8_t> square(big * big, 0);
+    for (int r = 13; r <= 20; ++r)
+      for (int c = 13; c <= 20; ++c) square[r * big + c] = 255;
+    auto side_of = [&](const std::vector<float>& im) {
+      int n = 0;
+      for (int c = 0; c < big; ++c) n += im[16 * big + c] > 127.5f;
+      return n;
+    };
+    CHECK(side_of(warp(AffineTransform{}, square, big)) == 8);
+    AffineTransform in;
+    in.zx = in.zy = 0.5;
+    CHECK(side_of(warp(in, square, big)) == 16);
+    AffineTransform out;
+    out.zx = out.zy = 2.0;
+    CHECK(side_of(warp(out, square, big)) == 4);
+  }
+  SUBCASE("fill modes: what a shift brings in from outside") {
+    std::vector<std::uint8_t> ramp(side * side);
+    for (int r = 0; r < side; ++r)
+      for (int c = 0; c < side; ++c) ramp[r * side + c] = std::uint8_t(10 * (c + 1));  // columns 10, 20, ..., 80
+    AffineTransform t;
+    t.ty = -2;  // output column c reads input column c - 2
+    auto row = [&](FillMode mode) {
+      const std::vector<float> out = warp(t, ramp, side, mode, 99);
+      return std::vector<float>(out.begin() + 3 * side, out.begin() + 4 * side);
+    };
+    CHECK(row(FillMode::nearest) == std::vector<float>{10, 10, 10, 20, 30, 40, 50, 60});
+    CHECK(row(FillMode::reflect) == std::vector<float>{20, 10, 10, 20, 30, 40, 50, 60});
+    CHECK(row(FillMode::wrap) == std::vector<float>{70, 80, 10, 20, 30, 40, 50, 60});
+    CHECK(row(FillMode::constant) == std::vector<float>{99, 99, 10, 20, 30, 40, 50, 60});
+  }
+  SUBCASE("the tutorial's draws stay in their ranges") {
+    const Augmenter keras(AugmentOptions::keras_tutorial());
+    int flips = 0;
+    for (int i = 0; i < 400; ++i) {
+      const AffineTransform t = keras.draw(Rng(5).derive(i), 96, 96);
+      CHECK(std::abs(t.theta) <= 25);
+      CHECK(std::abs(t.tx) <= 9.6);
+      CHECK(std::abs(t.ty) <= 9.6);
+      CHECK(std::abs(t.shear) <= 0.2);
+      CHECK(t.zx >= 0.8);
+      CHECK(t.zy <= 1.2);
+      CHECK(!t.flip_vertical);
+      flips += t.flip_horizontal;
+    }
+    CHECK(flips > 160);
+    CHECK(flips < 240);
+  }
+}
+
+TEST_CASE("batches: shuffled per epoch, seeded, augmented identically for any thread count") {
+  LabeledImages data;
+  data.size = 16;
+  const int count = 10;
+  data.pixels.resize(count * data.image_bytes());
+  for (std::size_t i = 0; i < data.pixels.size(); ++i) data.pixels[i] = std::uint8_t((i * 7) % 251);
+  std::vector<float> targets;
+  for (int i = 0; i < count; ++i) {
+    data.paths.push_back(std::to_string(i));
+    data.labels.push_back({});
+    targets.push_back(float(i));
+  }
+  std::vector<std::size_t> all(count);
+  std::iota(all.begin(), all.end(), std::size_t{0});
+
+  auto epoch = [&](int threads, std::uint64_t seed, std::uint64_t number, bool augment) {
+    set_num_threads(threads);
+    BatchIterator::Options o;
+    o.batch_size = 4;
+    o.seed = seed;
+    if (augment) o.augmenter.emplace(AugmentOptions::keras_tutorial());
+    BatchIterator it(data, targets, 1, all, o);
+    it.start_epoch(number);
+    std::vector<float> xs, ys;
+    for (int n; (n = it.next()) > 0;) {
+      xs.insert(xs.end(), it.x(), it.x() + n * data.image_bytes());
+      ys.insert(ys.end(), it.y(), it.y() + n);
+    }
+    return std::pair{xs, ys};
+  };
+  const int original = num_threads();
+  const auto plain = epoch(1, 1, 0, false);
+  CHECK(plain.second.size() == 10);  // 4 + 4 + 2: the last partial batch kept
+  std::vector<float> sorted = plain.second;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(plain.second != std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});  // shuffled
+  const int first = int(plain.second[0]);
+  CHECK(plain.first[0] == doctest::Approx(data.image(first)[0] / 255.0f));  // unaugmented: pixels / 255
+
+  CHECK(epoch(1, 1, 1, false).second != plain.second);  // another epoch, another order
+  const auto augmented = epoch(1, 1, 0, true);
+  CHECK(augmented.second == plain.second);
+  CHECK(augmented.first != plain.first);
+  CHECK(epoch(2, 1, 0, true) == augmented);
+  CHECK(epoch(3, 1, 0, true) == augmented);
+  set_num_threads(original);
+
+  BatchIterator::Options full;
+  full.batch_size = 4;
+  full.drop_last = true;
+  BatchIterator it(data, targets, 1, all, full);
+  CHECK(it.batches_per_epoch() == 2);
+}
+
+// ---- the real photos, when ../shared is beside the checkout ----------------------------------
+namespace {
+const std::string fashion = std::string(TNET_SHARED_DIR) + "/datasets/fashion/dataset";
+bool have_fashion() {
+  if (fs::is_directory(fashion)) return true;
+  MESSAGE("SKIPPED: " << fashion << " is absent");
+  return false;
+}
+}  // namespace
+
+TEST_CASE("the tutorial's 2160 real photos all load, with the README's label counts") {
+  if (!have_fashion()) return;
+  LoadReport report;
+  const LabeledImages data = load_image_folder(fashion, LoadOptions{.size = 96, .separator = '_', .limits = {}}, &report);
+  CHECK(report.loaded == 2160);
+  CHECK(report.skipped.empty());
+  CHECK(data.pixels.size() == 2160u * 96 * 96 * 3);
+  const std::map<std::string, std::size_t> expected = {{"black", 344}, {"blue", 385 + 355 + 368}, {"dress", 385 + 380},
+                                                       {"jeans", 344 + 355}, {"red", 380 + 328},  {"shirt", 368 + 328}};
+  CHECK(report.label_counts == expected);
+  MultiLabelBinarizer mlb;
+  mlb.fit(data.labels);
+  CHECK(mlb.classes() == std::vector<std::string>{"black", "blue", "dress", "jeans", "red", "shirt"});
+}
+
+TEST_CASE("a copy of the real photos with broken files added: the 2160 good ones load, each broken one is named") {
+  if (!have_fashion()) return;
+  TempDir dir("fashion_copy");
+  for (const fs::directory_entry& cls : fs::directory_iterator(fashion)) {
+    if (!cls.is_directory()) continue;
+    fs::create_directories(dir.path / cls.path().filename());
+    for (const fs::directory_entry& file : fs::directory_iterator(cls.path()))
+      fs::create_symlink(fs::absolute(file.path()), dir.path / cls.path().filename() / file.path().filename());
+  }
+  // Broken: text named .jpg, a truncated PNG, a zero-byte file; ignored: a README.
+  write_bytes(dir / "red_dress/zz_text.jpg", "<html>not an image</html>");
+  const Image im = solid(30, 30, 1, 2, 3);
+  REQUIRE(stbi_write_png((dir / "whole.png").c_str(), 30, 30, 3, im.pixels.data(), 90));
+  const std::string png = read_bytes(dir / "whole.png");
+  fs::remove(dir / "whole.png");
+  write_bytes(dir / "blue_jeans/zz_cut.png", png.substr(0, png.size() / 2));
+  write_bytes(dir / "black_jeans/zz_empty.jpeg", "");
+  write_bytes(dir / "black_jeans/README.md", "not an image");
+  LoadReport report;
+  load_image_folder(dir.path.string(), LoadOptions{.size = 96, .separator = '_', .limits = {}}, &report);
+  CHECK(report.loaded == 2160);
+  CHECK(report.ignored == 1);
+  REQUIRE(report.skipped.size() == 3);
+  std::vector<std::string> names;
+  for (const SkippedFile& s : report.skipped) names.push_back(fs::path(s.path).filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"zz_cut.png", "zz_empty.jpeg", "zz_text.jpg"});
+}
