@@ -25,3 +25,5 @@
 #include "data/image.hpp"
 #include "data/multilabel.hpp"
 #include "data/split.hpp"
+#include "viz/canvas.hpp"
+#include "viz/plot.hpp"
