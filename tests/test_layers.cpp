@@ -103,6 +103,22 @@ TEST_CASE("BatchNorm's moving statistics equal the batch's after one batch (zero
   CHECK(bn.moving_variance()[1] == doctest::Approx(125.0 * 4.0 / (4.0 - 1.001)));
 }
 
+TEST_CASE("BatchNorm's moving statistics can be forgotten and re-estimated") {
+  using Net = Sequential<Input<1, 1, 2>, BatchNorm, Sigmoid>;
+  Net net(1);
+  const Buffer first{1.0f, 10.0f, 3.0f, 20.0f}, second{-5.0f, 0.0f, -7.0f, 2.0f};
+  net.forward(first.data(), 2, Mode::train);
+  net.forward(second.data(), 2, Mode::train);
+  const float* mean = net.layer<0>().moving_mean();
+  CHECK(mean[0] != doctest::Approx(-6.0));  // an average of both batches
+  net.reset_batch_norm_statistics();
+  const std::uint64_t step = net.step();
+  net.forward(second.data(), 2, Mode::calibrate);
+  CHECK(mean[0] == doctest::Approx(-6.0));  // the second batch's alone
+  CHECK(mean[1] == doctest::Approx(1.0));
+  CHECK(net.step() == step);  // calibration is not a training step
+}
+
 TEST_CASE("MaxPool2D matches PyTorch, including windows that do not tile the image") {
   auto check = [](auto& pool, const std::string& prefix) {
     auto [y, dx] = run(pool, prefix, 3);
@@ -158,6 +174,8 @@ TEST_CASE("Dropout: inverted, seeded by step, identity in inference") {
   drop.forward(x.data(), other.data(), 4, Pass{Mode::train, 8});
   CHECK(other != y);
   drop.forward(x.data(), other.data(), 4, Pass{Mode::infer, 8});
+  CHECK(other == x);
+  drop.forward(x.data(), other.data(), 4, Pass{Mode::calibrate, 8});
   CHECK(other == x);
 }
 

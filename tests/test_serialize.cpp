@@ -70,14 +70,16 @@ TEST_CASE("save, load into a fresh network: identical outputs, statistics and op
   Net trained(1);
   Adam adam(Adam::Options{.lr = 2e-3, .decay = 1e-4});
   train(trained, adam, 3);
-  save_model(dir / "m.tnet", trained, {"black", "blue", "dress"}, &adam);
+  save_model(dir / "m.tnet", trained, {"black", "blue", "dress"}, &adam, {{"epoch", "3"}, {"note", "a b\nc"}});
   CHECK(!fs::exists(dir / "m.tnet.tmp"));
+  CHECK(read_model_signature(dir / "m.tnet") == Net::signature());
 
   Net loaded(2);
   Adam resumed;
   const ModelFileInfo info = load_model(dir / "m.tnet", loaded, &resumed);
   CHECK(info.class_names == std::vector<std::string>{"black", "blue", "dress"});
   CHECK(info.has_optimizer_state);
+  CHECK(info.metadata == std::map<std::string, std::string>{{"epoch", "3"}, {"note", "a b\nc"}});
   CHECK(info.step == 3);
   CHECK(loaded.step() == 3);
   CHECK(resumed.iterations() == 3);

@@ -30,8 +30,13 @@ inline void ensure_size(Buffer& buffer, std::size_t size) {
   if (buffer.size() < size) buffer.resize(size);
 }
 
-/// Whether a forward pass trains (batch statistics, dropout) or infers (running statistics).
-enum class Mode { train, infer };
+/// What a forward pass is for.
+///   train:     batch statistics, dropout, moving averages updated, caches kept for backward
+///   infer:     moving statistics, no dropout
+///   calibrate: batch statistics and moving averages updated as in training, but no dropout, as
+///              in inference: re-estimates batch-norm statistics under the conditions they will
+///              be used in (Sequential::reset_batch_norm_statistics)
+enum class Mode { train, infer, calibrate };
 
 /// What a layer needs to know about the pass it is part of. `step` numbers training passes; it
 /// makes dropout masks a pure function of (seed, layer, step, element), so they are independent of

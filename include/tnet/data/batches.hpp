@@ -56,6 +56,11 @@ class BatchIterator {
     if (options_.shuffle) detail::shuffle(order_, Rng(options_.seed).derive(epoch).derive(0));
   }
 
+  /// Moves past the next `batches` batches without producing them (to resume mid-epoch).
+  void skip(std::size_t batches) {
+    position_ = std::min(order_.size(), position_ + batches * std::size_t(options_.batch_size));
+  }
+
   /// Fills x() and y() with the next batch and returns its size; 0 when the epoch is over.
   int next() {
     const std::size_t left = order_.size() - position_;

@@ -1,9 +1,9 @@
 // tnet/layers/batch_norm.hpp: batch normalisation (Keras BatchNormalization).
 //
 // Contract: x (N, H, W, C) -> y, same shape, normalised per channel over N*H*W values (over N
-// after a Dense layer). Training: y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's
-// mean and biased variance, and the moving statistics updated. Inference: the moving statistics
-// replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance
+// after a Dense layer). Training (and calibration): y = gamma * (x - mean) / sqrt(var + eps) + beta
+// with the batch's mean and biased variance, and the moving statistics updated. Inference: the
+// moving statistics replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance
 // (Keras's two non-trainable weights).
 //
 // The moving statistics follow Keras 2.1.3-2.2.5 with TensorFlow exactly: an exponential moving
@@ -52,14 +52,24 @@ struct BatchNormWith : LayerSpec {
       updates_[0] = 0;
     }
 
+    /// Forgets the moving statistics: the next training batch sets them to its own (see the
+    /// zero-debiasing above), later ones average in. To re-estimate them for the final weights.
+    void reset_moving_statistics() {
+      std::fill(biased_mean_.begin(), biased_mean_.end(), 0.0f);
+      std::fill(biased_variance_.begin(), biased_variance_.end(), 0.0f);
+      updates_[0] = 0;
+    }
+
     void forward(const float* x, float* y, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       if (pass.mode == Mode::infer) {
-        for (int c = 0; c < C; ++c) inv_std_[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
+        // Its own scale: the batch's, kept for backward, stays untouched.
+        std::array<float, C> inv_std;
+        for (int c = 0; c < C; ++c) inv_std[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
 #pragma omp parallel for schedule(static)
         for (std::ptrdiff_t r = 0; r < rows; ++r)
           for (int c = 0; c < C; ++c)
-            y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std_[c]) + beta_[c];
+            y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std[c]) + beta_[c];
         return;
       }
       // Two passes (mean, then squared deviations) for an accurate variance.
@@ -75,25 +85,22 @@ struct BatchNormWith : LayerSpec {
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
         mean_f_[c] = static_cast<float>(mean[c]);
       }
-      ensure_size(normalized_, rows * C);
-      float* xhat = normalized_.data();
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) {
-          const float v = (x[r * C + c] - mean_f_[c]) * inv_std_[c];
-          xhat[r * C + c] = v;
-          y[r * C + c] = gamma_[c] * v + beta_[c];
-        }
+        for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - mean_f_[c]) * inv_std_[c]) + beta_[c];
       update_moving_statistics(rows);
     }
 
-    void backward(const float*, const float*, const float* dy, float* dx, int batch) {
+    void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
-      const float* xhat = normalized_.data();
+      // xhat, the normalised input, is recomputed from x rather than kept from forward.
+      const float* mean = mean_f_.data();
+      const float* inv_std = inv_std_.data();
+      auto xhat = [x, mean, inv_std](std::ptrdiff_t r, std::ptrdiff_t c) { return (x[r * C + c] - mean[c]) * inv_std[c]; };
       // dL/dbeta = sum dy ; dL/dgamma = sum dy * xhat.
       sum_over_rows(rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); });
       sum_over_rows(rows, C, sums2_.data(),
-                    [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat[r * C + c]; });
+                    [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
       for (int c = 0; c < C; ++c) {
         grad_beta_[c] = static_cast<float>(sums_[c]);
         grad_gamma_[c] = static_cast<float>(sums2_[c]);
@@ -109,7 +116,7 @@ struct BatchNormWith : LayerSpec {
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         for (int c = 0; c < C; ++c)
-          dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat[r * C + c] * mean_dy_xhat_[c]);
+          dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
     }
 
     template <class Visit>
@@ -153,7 +160,6 @@ struct BatchNormWith : LayerSpec {
     Buffer inv_std_;
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
     std::vector<double> sums_, sums2_;
-    Buffer normalized_;  // xhat of the last training batch
   };
 };
 

@@ -5,7 +5,9 @@
 // valid: OH = (H - K) / S + 1, needs H, W >= K. Learns kernel (K, K, C, F) in Keras's HWIO order
 // and bias (F); kernel glorot-uniform, bias zero.
 // Computed as one GEMM over the whole batch: im2col turns x into `columns` (N*OH*OW rows of
-// K*K*C), then y = columns * kernel. Backward reuses the same buffer for the input gradient.
+// K*K*C), then y = columns * kernel. Backward rebuilds the columns from x rather than keeping
+// them (they are the largest buffers of a network), then reuses them for the input gradient. The
+// columns live in one workspace per calling thread, shared by every convolution.
 #pragma once
 
 #include <algorithm>
@@ -50,6 +52,8 @@ struct Conv2D : LayerSpec {
     using output_shape = Shape<OH, OW, F>;
     static constexpr std::size_t trainable_count = std::size_t(patch) * F + F;
     static constexpr std::size_t non_trainable_count = 0;
+    /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
+    static constexpr double forward_flops = 2.0 * OH * OW * patch * F;
 
     static std::string describe() {
       return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " +
@@ -66,24 +70,24 @@ struct Conv2D : LayerSpec {
 
     void forward(const float* x, float* y, int batch, Pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
-      ensure_size(columns_, rows * patch);
-      im2col(x, columns_.data(), batch);
-      gemm(Transpose::no, Transpose::no, rows, F, patch, columns_.data(), kernel_.data(), y);
+      float* columns = im2col(x, batch);
+      gemm(Transpose::no, Transpose::no, rows, F, patch, columns, kernel_.data(), y);
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         for (int f = 0; f < F; ++f) y[r * F + f] += bias_[f];
     }
 
-    void backward(const float*, const float*, const float* dy, float* dx, int batch) {
+    void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
-      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns_.data(), dy, grad_kernel_.data());
+      float* columns = im2col(x, batch);
+      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_.data());
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
       if (!dx) return;
       // dL/dcolumns = dy kernel^T, written over the columns (no longer needed), then folded back.
-      gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_.data(), columns_.data());
-      col2im(columns_.data(), dx, batch);
+      gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_.data(), columns);
+      col2im(columns, dx, batch);
     }
 
     template <class Visit>
@@ -100,9 +104,12 @@ struct Conv2D : LayerSpec {
     const float* grad_bias() const { return grad_bias_.data(); }
 
    private:
-    // Row (n, oy, ox) of `columns` holds the K x K x C window under output pixel (oy, ox), in the
-    // kernel's (ky, kx, c) order; pixels in the padding are zero.
-    static void im2col(const float* x, float* columns, int batch) {
+    // The im2col matrix of x in the calling thread's workspace. Row (n, oy, ox) holds the K x K x C
+    // window under output pixel (oy, ox), in the kernel's (ky, kx, c) order; padding is zero.
+    static float* im2col(const float* x, int batch) {
+      static thread_local Buffer workspace;  // grows to the largest convolution seen, then stays
+      ensure_size(workspace, std::size_t(batch) * OH * OW * patch);
+      float* columns = workspace.data();
 #pragma omp parallel for schedule(static)
       for (int n = 0; n < batch; ++n) {
         const float* image = x + std::ptrdiff_t(n) * H * W * C;
@@ -119,6 +126,7 @@ struct Conv2D : LayerSpec {
               }
             }
       }
+      return columns;
     }
 
     // The adjoint of im2col: every window's gradient is added back onto the pixels it was read from.
@@ -145,7 +153,6 @@ struct Conv2D : LayerSpec {
     }
 
     Buffer kernel_, bias_, grad_kernel_, grad_bias_;
-    Buffer columns_;  // im2col of the last forward input; grows with the batch size
     std::vector<double> bias_sums_;
   };
 };

@@ -28,6 +28,8 @@ struct Dense : LayerSpec {
     using output_shape = Shape<1, 1, U>;
     static constexpr std::size_t trainable_count = std::size_t(K) * U + U;
     static constexpr std::size_t non_trainable_count = 0;
+    /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
+    static constexpr double forward_flops = 2.0 * K * U;
 
     static std::string describe() { return "Dense(" + std::to_string(U) + ")"; }
 

@@ -1,7 +1,7 @@
 // tnet/layers/dropout.hpp: inverted dropout (Keras Dropout).
 //
 // Contract: x -> y, same shape. Training: each value is kept with probability 1 - rate and then
-// scaled by 1 / (1 - rate), or zeroed. Inference: the identity. Element i of training step t is
+// scaled by 1 / (1 - rate), or zeroed. Inference and calibration: the identity. Element i of training step t is
 // kept when Rng(seed).derive(layer).derive(t).uniform(i) >= rate: masks are reproducible and do
 // not depend on the thread count.
 #pragma once
@@ -29,7 +29,7 @@ struct Dropout : LayerSpec {
 
     void forward(const float* x, float* y, int batch, Pass pass) {
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
-      if (pass.mode == Mode::infer) {
+      if (pass.mode != Mode::train) {
         std::copy(x, x + count, y);
         return;
       }

@@ -207,6 +207,17 @@ class Sequential {
     });
   }
 
+  /// Makes every BatchNorm forget its moving statistics; the forwards in Mode::calibrate (or
+  /// Mode::train) that follow estimate them afresh. Running the training set through
+  /// forward(x, batch, Mode::calibrate) after this gives the final weights statistics of their
+  /// own, measured without dropout as inference will see the activations, rather than an average
+  /// that lags behind the weights ("precise batch norm").
+  void reset_batch_norm_statistics() {
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.reset_moving_statistics(); }) layer.reset_moving_statistics();
+    });
+  }
+
   /// Training forwards so far; numbers the dropout masks.
   std::uint64_t step() const { return step_; }
   std::uint64_t seed() const { return seed_; }

@@ -44,6 +44,7 @@ class ModelFileError : public std::runtime_error {
 /// What a model file carried besides the network's tensors.
 struct ModelFileInfo {
   std::vector<std::string> class_names;
+  std::map<std::string, std::string> metadata;  // free-form: a trainer's progress, settings, history
   bool has_optimizer_state = false;
   std::uint64_t step = 0;
 };
@@ -136,17 +137,66 @@ inline std::string first_difference(const std::string& ours, const std::string& 
 
 }  // namespace detail
 
-/// Writes `net` (weights, running statistics, step), `class_names` and, when given, the
-/// optimizer's state to `path`, through a temporary file renamed into place.
+namespace detail {
+// The whole file, after checking magic, version, length and checksum.
+inline std::string read_checked_model_file(const std::string& path) {
+  using Kind = ModelFileError::Kind;
+  std::string file;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
+    file.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) throw ModelFileError(Kind::io, path, "cannot read model file");
+  }
+  constexpr std::size_t header_size = 32;
+  if (file.size() < 8 || file.compare(0, 8, "TNETMODL") != 0) throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
+  if (file.size() < header_size) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
+  std::uint32_t version;
+  std::uint64_t payload_size, checksum;
+  std::memcpy(&version, file.data() + 8, 4);
+  std::memcpy(&payload_size, file.data() + 16, 8);
+  std::memcpy(&checksum, file.data() + 24, 8);
+  if (version > model_format_version)
+    throw ModelFileError(Kind::newer_version, path,
+                         "model file has format version " + std::to_string(version) + ", written by a newer tnet; this build reads versions up to " +
+                             std::to_string(model_format_version));
+  if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
+  const std::size_t actual = file.size() - header_size;
+  if (payload_size > actual)
+    throw ModelFileError(Kind::truncated, path,
+                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file.size()) + " found");
+  if (payload_size < actual)
+    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
+  if (detail::fnv1a64(file.data() + header_size, payload_size) != checksum)
+    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: checksum mismatch");
+  return file;
+}
+}  // namespace detail
+
+/// The architecture signature stored in a model file (Sequential::signature()), after checking
+/// the file as load_model does up to the architecture; for choosing the network type to load.
+inline std::string read_model_signature(const std::string& path) {
+  const std::string file = detail::read_checked_model_file(path);
+  detail::Reader in(file.data() + 32, file.data() + file.size(), path);
+  return in.get_string();
+}
+
+/// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
+/// the optimizer's state to `path`, through a temporary file renamed into place.
 template <class Net>
 void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {},
-                const Optimizer* optimizer = nullptr) {
+                const Optimizer* optimizer = nullptr, const std::map<std::string, std::string>& metadata = {}) {
   detail::Writer payload;
   payload.put_string(Net::signature());
   payload.put(net.seed());
   payload.put(net.step());
   payload.put(std::uint32_t(class_names.size()));
   for (const std::string& name : class_names) payload.put_string(name);
+  payload.put(std::uint32_t(metadata.size()));
+  for (const auto& [key, value] : metadata) {
+    payload.put_string(key);
+    payload.put_string(value);
+  }
 
   std::uint32_t tensors = std::uint32_t(net.parameters().size());
   net.visit_state([&](const std::string&, auto) { ++tensors; });
@@ -210,35 +260,8 @@ void save_model(const std::string& path, Net& net, const std::vector<std::string
 template <class Net>
 ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
   using Kind = ModelFileError::Kind;
-  std::string file;
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
-    file.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) throw ModelFileError(Kind::io, path, "cannot read model file");
-  }
+  const std::string file = detail::read_checked_model_file(path);
   constexpr std::size_t header_size = 32;
-  if (file.size() < 8 || file.compare(0, 8, "TNETMODL") != 0) throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
-  if (file.size() < header_size) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
-  std::uint32_t version;
-  std::uint64_t payload_size, checksum;
-  std::memcpy(&version, file.data() + 8, 4);
-  std::memcpy(&payload_size, file.data() + 16, 8);
-  std::memcpy(&checksum, file.data() + 24, 8);
-  if (version > model_format_version)
-    throw ModelFileError(Kind::newer_version, path,
-                         "model file has format version " + std::to_string(version) + ", written by a newer tnet; this build reads versions up to " +
-                             std::to_string(model_format_version));
-  if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
-  const std::size_t actual = file.size() - header_size;
-  if (payload_size > actual)
-    throw ModelFileError(Kind::truncated, path,
-                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file.size()) + " found");
-  if (payload_size < actual)
-    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
-  if (detail::fnv1a64(file.data() + header_size, payload_size) != checksum)
-    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: checksum mismatch");
-
   detail::Reader in(file.data() + header_size, file.data() + file.size(), path);
   const std::string signature = in.get_string();
   if (signature != Net::signature())
@@ -248,6 +271,10 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   ModelFileInfo info;
   info.step = in.get<std::uint64_t>();
   for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) info.class_names.push_back(in.get_string());
+  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+    std::string key = in.get_string();
+    info.metadata[key] = in.get_string();
+  }
 
   // Everything is read and checked into `staged` first; only then is anything copied.
   struct Staged {
