@@ -1,0 +1,94 @@
+// fashion_classify: the Keras multi-label tutorial's classify.py, in C++ with tnet.
+//   fashion_classify --model fashion.tnet --labelbin labels.txt --image photo.jpg
+#include <filesystem>
+#include <iostream>
+#include <regex>
+
+#include "classify_impl.hpp"
+#include "models.hpp"
+
+namespace {
+
+const char* usage = R"(usage: fashion_classify --image PHOTO|FOLDER [--image ...] [options]
+
+Prints every label's probability for each photo, then the most probable ones, and writes a copy
+of the photo (width 400) with the top labels drawn on it.
+
+  --model FILE      model written by fashion_train [fashion.tnet]
+  --labelbin FILE   its label file [labels.txt]
+  --image PATH      a photo, or a folder of photos; repeatable (photos may also follow the options)
+  --output PATH     the labelled copy; with several photos, a folder for them
+                    [<photo name>_labeled.png in the current folder]
+  --top K           how many labels to name and draw [2]
+  --threshold X     labels above it are reported as present [0.5]
+  --json            machine-readable output
+  --help
+)";
+
+int run(int argc, char** argv) {
+  using namespace fashion;
+  namespace fs = std::filesystem;
+  const Arguments args(argc, argv, {"--model", "--labelbin", "--image", "--output", "--top", "--threshold"}, {"--json", "--help"});
+  if (args.flag("--help")) {
+    std::cout << usage;
+    return 0;
+  }
+  ClassifySettings s;
+  s.model = args.text("--model", s.model);
+  s.labelbin = args.text("--labelbin", s.labelbin);
+  s.output = args.text("--output", "");
+  s.top = int(args.integer("--top", s.top, 1, 1000));
+  s.threshold = args.number("--threshold", s.threshold, -1e-9, 1.0, "a probability in [0, 1)");
+  s.json = args.flag("--json");
+  std::vector<std::string> given = args.all("--image");
+  given.insert(given.end(), args.positional().begin(), args.positional().end());
+  if (given.empty()) throw UsageError("no --image given (see --help)");
+  for (const std::string& path : given) {
+    if (fs::is_directory(path)) {
+      std::vector<std::string> found;
+      for (const fs::directory_entry& e : fs::directory_iterator(path))
+        if (e.is_regular_file() && tnet::detail::has_image_extension(e.path())) found.push_back(e.path().string());
+      if (found.empty()) throw UsageError(path + ": no image files in this folder");
+      std::sort(found.begin(), found.end());
+      s.images.insert(s.images.end(), found.begin(), found.end());
+    } else if (!fs::exists(path)) {
+      throw UsageError(path + ": no such file");
+    } else {
+      s.images.push_back(path);
+    }
+  }
+  if (!s.output.empty() && (s.images.size() > 1 || fs::is_directory(s.output))) {
+    s.output_is_folder = true;
+    fs::create_directories(s.output);
+  }
+
+  // The model file names its architecture: its input size and its number of outputs.
+  const std::string signature = tnet::read_model_signature(s.model);
+  std::smatch input, output;
+  if (!std::regex_search(signature, input, std::regex(R"(^Input\(None, (\d+), \d+, 3\))")) ||
+      !std::regex_search(signature, output, std::regex(R"(Sigmoid -> \(None, (\d+)\)\n$)")))
+    throw UsageError(s.model + " is not a SmallerVGGNet model");
+  const int size = std::stoi(input[1]), labels = std::stoi(output[1]);
+  int status = -1;
+  if (size == 64) status = classify_size64(labels, s);
+  else if (size == 96) status = classify_size96(labels, s);
+  else if (size == 128) status = classify_size128(labels, s);
+  if (status == -1)
+    throw UsageError(s.model + " is a " + std::to_string(size) + "-pixel model with " + std::to_string(labels) +
+                     " labels; fashion_classify is compiled for 64, 96 or 128 pixels and 2 to 8 labels");
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const fashion::UsageError& e) {
+    std::cerr << "fashion_classify: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "fashion_classify: " << e.what() << "\n";
+    return 2;
+  }
+}

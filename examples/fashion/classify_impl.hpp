@@ -1,0 +1,138 @@
+// fashion_classify's work, for one network type (label count and image size).
+#pragma once
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+#include "smaller_vgg.hpp"
+
+namespace fashion {
+
+struct ClassifySettings {
+  std::string model = "fashion.tnet", labelbin = "labels.txt", output;
+  std::vector<std::string> images;  // files (a folder given was expanded to its image files)
+  int top = 2;
+  double threshold = 0.5;
+  bool json = false, output_is_folder = false;
+};
+
+namespace detail {
+inline std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+      out += buffer;
+    } else out += c;
+  }
+  return out + "\"";
+}
+inline std::string percent(double p) {
+  char buffer[16];
+  std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * p);
+  return buffer;
+}
+}  // namespace detail
+
+/// The photo at width 400 (aspect kept), with "label: xx.xx%" for the top labels at
+/// (10, 25 + 30 i) as the tutorial's classify.py draws them.
+inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std::pair<std::string, double>>& top) {
+  const int width = 400, height = std::max(1, int(std::lround(double(photo.height) * width / photo.width)));
+  tnet::Canvas canvas(tnet::resize_image(photo, width, height));
+  for (std::size_t i = 0; i < top.size(); ++i) {
+    const std::string text = top[i].first + ": " + detail::percent(top[i].second);
+    const int x = 10, y = 25 + 30 * int(i) - 14;
+    canvas.rect(x - 4, y - 4, tnet::Canvas::text_width(text, 2) + 8, tnet::Canvas::text_height(2) + 10, {0, 0, 0}, 0.45f);
+    canvas.text(x, y, text, {0, 255, 0}, 2);
+  }
+  return canvas.image();
+}
+
+template <int Labels, int Size>
+int classify(const ClassifySettings& s) {
+  using Net = SmallerVGGNet<Labels, Size>;
+  auto net = std::make_unique<Net>(0);
+  const tnet::ModelFileInfo info = tnet::load_model(s.model, *net);
+  tnet::MultiLabelBinarizer labels;
+  try {
+    labels = tnet::MultiLabelBinarizer::load(s.labelbin);
+  } catch (const std::exception& e) {
+    throw UsageError(e.what());
+  }
+  const std::vector<std::string>& classes = labels.classes();
+  if (int(classes.size()) != Labels)
+    throw UsageError(s.labelbin + " lists " + std::to_string(classes.size()) + " classes, but " + s.model + " has " +
+                     std::to_string(Labels) + " outputs: they do not belong together");
+  if (!info.class_names.empty() && info.class_names != classes)
+    throw UsageError(s.labelbin + " does not match the classes " + s.model + " was trained on");
+
+  int failures = 0;
+  std::vector<std::string> json_items;
+  std::vector<float> input(static_cast<std::size_t>(Size) * Size * 3);
+  for (const std::string& path : s.images) {
+    tnet::Image photo;
+    try {
+      photo = tnet::read_image(path);
+    } catch (const std::exception& e) {
+      std::cerr << "fashion_classify: " << e.what() << "\n";
+      ++failures;
+      continue;
+    }
+    const tnet::Image small = tnet::resize_image(photo, Size, Size);
+    for (std::size_t i = 0; i < input.size(); ++i) input[i] = float(small.pixels[i]) / 255.0f;
+    const float* p = net->predict(input.data(), 1);
+    std::vector<int> order(Labels);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::vector<std::pair<std::string, double>> top;
+    for (int k = 0; k < std::min(s.top, Labels); ++k) top.push_back({classes[std::size_t(order[k])], p[order[k]]});
+    std::vector<std::string> present;
+    for (int l = 0; l < Labels; ++l)
+      if (p[l] > s.threshold) present.push_back(classes[std::size_t(l)]);
+
+    namespace fs = std::filesystem;
+    const std::string name = fs::path(path).stem().string() + "_labeled.png";
+    const std::string output = s.output.empty() ? name : s.output_is_folder ? (fs::path(s.output) / name).string() : s.output;
+    tnet::write_png(output, labelled_copy(photo, top));
+
+    if (s.json) {
+      std::ostringstream item;
+      item << "{\"image\": " << detail::json_string(path) << ", \"probabilities\": {";
+      for (int l = 0; l < Labels; ++l)
+        item << (l ? ", " : "") << detail::json_string(classes[std::size_t(l)]) << ": " << std::setprecision(9) << p[l];
+      item << "}, \"top\": [";
+      for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << detail::json_string(top[k].first);
+      item << "], \"present\": [";
+      for (std::size_t k = 0; k < present.size(); ++k) item << (k ? ", " : "") << detail::json_string(present[k]);
+      item << "], \"output\": " << detail::json_string(output) << "}";
+      json_items.push_back(item.str());
+      continue;
+    }
+    std::cout << path << "\n";
+    for (int l = 0; l < Labels; ++l) std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]) << "\n";
+    std::cout << "  top " << top.size() << ":";
+    for (const auto& [label, probability] : top) std::cout << " " << label << " (" << detail::percent(probability) << ")";
+    std::cout << "\n  above " << s.threshold << ":";
+    for (const std::string& label : present) std::cout << " " << label;
+    std::cout << (present.empty() ? " (none)" : "") << "\n  labelled image: " << output << "\n";
+  }
+  if (s.json) {
+    std::cout << "[";
+    for (std::size_t i = 0; i < json_items.size(); ++i) std::cout << (i ? ",\n " : "") << json_items[i];
+    std::cout << "]\n";
+  }
+  return failures ? 1 : 0;
+}
+
+}  // namespace fashion

@@ -1,0 +1,128 @@
+// fashion_train: the Keras multi-label tutorial's train.py, in C++ with tnet.
+//   fashion_train --dataset DIR --model fashion.tnet --labelbin labels.txt --plot plot.png
+// Without --dataset it trains on a built-in synthetic set of drawn garments. See --help.
+#include <iostream>
+
+#include "models.hpp"
+#include "synthetic.hpp"
+#include "train_impl.hpp"
+
+namespace {
+
+const char* usage = R"(usage: fashion_train [options]
+
+Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras tutorial does.
+
+  --dataset DIR        folder of class folders named colour_garment (red_dress/, blue_jeans/, ...);
+                       without it, a built-in synthetic set of drawn garments is used
+  --model FILE         trained model (weights, statistics, optimizer state, classes) [fashion.tnet]
+  --labelbin FILE      class names, one per line [labels.txt]
+  --plot FILE          training curves, PNG [plot.png]
+  --history FILE       per-epoch figures, CSV [history.csv]
+  --epochs N           [75]            --batch-size N       [32]
+  --lr X               Adam's learning rate, decayed by lr/epochs per step [0.001]
+  --seed N             shuffling, split, augmentation, initial weights [42]
+  --threads N          [all cores, or OMP_NUM_THREADS]
+  --image-size N       64, 96 or 128 [96]
+  --val-split X        fraction kept for validation, in (0, 1) [0.2]
+  --no-augment         train without the tutorial's random rotations, shifts, zoom and flips
+  --no-recalibrate-bn  keep Keras's moving batch-norm averages in the final model instead of
+                       re-estimating them for the final weights over the training set
+  --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C)
+  --synthetic-count N  pictures per class in the synthetic set [100]
+  --interrupt-after-steps N
+                       act as if Ctrl-C came after N training steps (to test --resume)
+  --help
+)";
+
+int run(int argc, char** argv) {
+  using namespace fashion;
+  const Arguments args(argc, argv,
+                       {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
+                        "--threads", "--image-size", "--val-split", "--synthetic-count", "--interrupt-after-steps"},
+                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
+  if (args.flag("--help")) {
+    std::cout << usage;
+    return 0;
+  }
+  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "' (see --help)");
+  TrainSettings s;
+  s.dataset = args.text("--dataset", "");
+  s.model = args.text("--model", s.model);
+  s.labelbin = args.text("--labelbin", s.labelbin);
+  s.plot = args.text("--plot", s.plot);
+  s.history = args.text("--history", s.history);
+  s.epochs = int(args.integer("--epochs", s.epochs, 1, 100000));
+  s.batch_size = int(args.integer("--batch-size", s.batch_size, 1, 4096));
+  s.lr = args.number("--lr", s.lr, 0.0, 10.0, "a learning rate in (0, 10)");
+  s.seed = std::uint64_t(args.integer("--seed", long(s.seed), 0, 1L << 62));
+  s.image_size = int(args.integer("--image-size", s.image_size, 1, 100000));
+  if (s.image_size != 64 && s.image_size != 96 && s.image_size != 128)
+    throw UsageError("--image-size must be 64, 96 or 128 (the sizes fashion_train is compiled for), got " + std::to_string(s.image_size));
+  s.val_split = args.number("--val-split", s.val_split, 0.0, 1.0, "a fraction in (0, 1)");
+  s.augment = !args.flag("--no-augment");
+  s.recalibrate_batch_norm = !args.flag("--no-recalibrate-bn");
+  s.resume = args.flag("--resume");
+  s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
+  const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
+  if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, 1024)));
+  for (const auto& [path, what] : {std::pair{s.model, "model"}, {s.labelbin, "label file"}, {s.plot, "plot"}, {s.history, "history"}})
+    check_writable(path, what);
+  if (s.resume && !std::filesystem::exists(s.checkpoint()))
+    throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
+
+  TrainData data;
+  if (s.dataset.empty()) {
+    std::cout << "no --dataset: using the built-in synthetic set (" << per_class << " drawn garments per class)\n";
+    data.images = synthetic_dataset(per_class, s.image_size, s.seed);
+    // One held-out picture per class (another seed), for trying fashion_classify.
+    const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
+    const std::filesystem::path examples = model_dir / "synthetic_examples";
+    std::filesystem::create_directories(examples);
+    for (int c = 0; c < int(synthetic_classes.size()); ++c) {
+      tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
+      draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
+      const Garment& g = synthetic_classes[std::size_t(c)];
+      tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
+    }
+    std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
+  } else {
+    tnet::LoadReport report;
+    try {
+      data.images = tnet::load_image_folder(s.dataset, {.size = s.image_size, .separator = '_', .limits = {}}, &report);
+    } catch (const tnet::DatasetError& e) {
+      throw UsageError(e.what());
+    }
+    report.print(std::cout);
+  }
+  data.targets = data.labels.fit_transform(data.images.labels);
+  const int labels = int(data.labels.classes().size());
+  std::cout << data.images.count() << " images, " << labels << " classes:";
+  for (const std::string& c : data.labels.classes()) std::cout << " " << c;
+  std::cout << "; " << data.images.pixels.size() / 1000000.0 << " MB of pixels\n";
+  if (labels < min_labels || labels > max_labels)
+    throw UsageError("the dataset has " + std::to_string(labels) + " classes; fashion_train is compiled for " + std::to_string(min_labels) +
+                     " to " + std::to_string(max_labels));
+  data.split = tnet::train_test_split(data.images.count(), s.val_split, s.seed);
+  std::cout << "training on " << data.split.train.size() << ", validating on " << data.split.test.size() << "\n";
+
+  switch (s.image_size) {
+    case 64: return train_size64(labels, s, data);
+    case 128: return train_size128(labels, s, data);
+    default: return train_size96(labels, s, data);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const fashion::UsageError& e) {
+    std::cerr << "fashion_train: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "fashion_train: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,353 @@
+// fashion_train's training loop, for one network type (label count and image size).
+#pragma once
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+#include "smaller_vgg.hpp"
+
+namespace fashion {
+
+struct TrainSettings {
+  std::string dataset;  // empty: the built-in synthetic set
+  std::string model = "fashion.tnet", labelbin = "labels.txt", plot = "plot.png", history = "history.csv";
+  int epochs = 75, batch_size = 32, image_size = 96;
+  double lr = 1e-3, val_split = 0.2;
+  std::uint64_t seed = 42;
+  bool augment = true, resume = false;
+  bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
+  long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps
+
+  std::string checkpoint() const { return model + ".checkpoint"; }
+};
+
+struct TrainData {
+  tnet::LabeledImages images;
+  tnet::MultiLabelBinarizer labels;
+  std::vector<float> targets;
+  tnet::Split split;
+};
+
+/// The options a resumed run must repeat: they fix the schedule, the split and the batches.
+inline std::string settings_text(const TrainSettings& s) {
+  std::ostringstream out;
+  out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --val-split " << s.val_split
+      << " --seed " << s.seed << " --image-size " << s.image_size << (s.augment ? "" : " --no-augment");
+  return out.str();
+}
+
+/// One row of history.csv.
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, acc = 0, val_loss = 0, val_acc = 0, val_exact = 0, lr = 0, seconds = 0;
+};
+
+inline std::atomic<bool> interrupted{false};
+inline void on_interrupt(int) {
+  interrupted = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+namespace detail {
+
+// A double written with all its digits, so a resumed run adds up exactly as an uninterrupted one.
+inline std::string exact(double v) {
+  std::ostringstream out;
+  out << std::setprecision(17) << v;
+  return out.str();
+}
+
+inline std::string history_csv(const std::vector<EpochRecord>& rows) {
+  std::ostringstream out;
+  out << "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds\n" << std::setprecision(10);
+  for (const EpochRecord& r : rows)
+    out << r.epoch << ',' << r.loss << ',' << r.acc << ',' << r.val_loss << ',' << r.val_acc << ',' << r.val_exact << ',' << r.lr
+        << ',' << r.seconds << '\n';
+  return out.str();
+}
+
+inline std::vector<EpochRecord> parse_history(const std::string& csv) {
+  std::vector<EpochRecord> rows;
+  std::istringstream in(csv);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::replace(line.begin(), line.end(), ',', ' ');
+    std::istringstream fields(line);
+    EpochRecord r;
+    fields >> r.epoch >> r.loss >> r.acc >> r.val_loss >> r.val_acc >> r.val_exact >> r.lr >> r.seconds;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + path);
+  }
+  std::filesystem::rename(temporary, path);
+}
+
+inline void write_outputs(const TrainSettings& s, const std::vector<EpochRecord>& history) {
+  write_text(s.history, history_csv(history));
+  std::vector<double> loss, val_loss, acc, val_acc;
+  for (const EpochRecord& r : history) {
+    loss.push_back(r.loss), val_loss.push_back(r.val_loss), acc.push_back(r.acc), val_acc.push_back(r.val_acc);
+  }
+  tnet::write_png(s.plot, tnet::line_plot({{"train_loss", loss, {31, 119, 180}},
+                                           {"val_loss", val_loss, {255, 127, 14}},
+                                           {"train_acc", acc, {44, 160, 44}},
+                                           {"val_acc", val_acc, {214, 39, 40}}},
+                                          {.title = "Training Loss and Accuracy", .x_label = "Epoch #", .y_label = "Loss/Accuracy"}));
+}
+
+// Binary-correct (sample, label) pairs of one batch.
+inline std::size_t right_labels(const float* p, const float* y, std::size_t values) {
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < values; ++i) right += (p[i] > 0.5f) == (y[i] > 0.5f);
+  return right;
+}
+
+inline std::string progress_bar(std::size_t done, std::size_t total) {
+  const int width = 30, filled = total ? int(double(done) / double(total) * width) : width;
+  std::string bar = "[" + std::string(std::size_t(filled), '=');
+  if (filled < width) bar += '>' + std::string(std::size_t(width - filled - 1), '.');
+  return bar + "]";
+}
+
+inline std::string set_name(const std::vector<std::string>& labels) {
+  if (labels.empty()) return "(none)";
+  std::string s;
+  for (const std::string& l : labels) s += (s.empty() ? "" : " ") + l;
+  return s;
+}
+
+inline long peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;
+}
+
+}  // namespace detail
+
+/// Trains SmallerVGGNet<Labels, Size> on `data` as `s` says; returns the exit status.
+template <int Labels, int Size>
+int train(const TrainSettings& s, TrainData& data) {
+  using Net = SmallerVGGNet<Labels, Size>;
+  auto net = std::make_unique<Net>(s.seed);
+  tnet::Adam adam(tnet::Adam::Options{.lr = s.lr, .decay = s.lr / s.epochs});
+  const std::vector<std::string>& classes = data.labels.classes();
+
+  // Where training stands; a checkpoint stores all of it.
+  int first_epoch = 0;
+  std::size_t first_batch = 0;
+  double epoch_loss = 0, epoch_seconds = 0;
+  std::size_t epoch_samples = 0, epoch_right = 0;
+  std::vector<EpochRecord> history;
+  if (s.resume) {
+    const tnet::ModelFileInfo info = tnet::load_model(s.checkpoint(), *net, &adam);
+    if (info.class_names != classes) throw UsageError(s.checkpoint() + " was trained on other classes than this dataset has");
+    const auto& m = info.metadata;
+    if (m.at("settings") != settings_text(s))
+      throw UsageError(s.checkpoint() + " was made with " + m.at("settings") + "; resume with the same options");
+    first_epoch = std::stoi(m.at("epoch"));
+    first_batch = std::stoul(m.at("batch"));
+    epoch_loss = std::stod(m.at("epoch_loss"));
+    epoch_samples = std::stoul(m.at("epoch_samples"));
+    epoch_right = std::stoul(m.at("epoch_right"));
+    epoch_seconds = std::stod(m.at("epoch_seconds"));
+    history = detail::parse_history(m.at("history"));
+    std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
+              << adam.iterations() << "\n";
+  }
+  auto checkpoint = [&](int epoch, std::size_t batch) {
+    tnet::save_model(s.checkpoint(), *net, classes, &adam,
+                     {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)}, {"epoch_loss", detail::exact(epoch_loss)},
+                      {"epoch_samples", std::to_string(epoch_samples)}, {"epoch_right", std::to_string(epoch_right)},
+                      {"epoch_seconds", detail::exact(epoch_seconds)}, {"history", detail::history_csv(history)},
+                      {"settings", settings_text(s)}});
+  };
+
+  tnet::BatchIterator::Options train_options;
+  train_options.batch_size = s.batch_size;
+  train_options.drop_last = true;  // Keras: steps_per_epoch = len(trainX) // BS
+  train_options.seed = s.seed;
+  if (s.augment) train_options.augmenter.emplace(tnet::AugmentOptions::keras_tutorial());
+  tnet::BatchIterator train_batches(data.images, data.targets, Labels, data.split.train, train_options);
+  tnet::BatchIterator::Options val_options;
+  val_options.batch_size = s.batch_size;
+  val_options.shuffle = false;
+  tnet::BatchIterator val_batches(data.images, data.targets, Labels, data.split.test, val_options);
+  const std::size_t steps = train_batches.batches_per_epoch();
+  if (steps == 0)
+    throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
+                     std::to_string(s.batch_size));
+
+  std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(Net::trainable_count + Net::non_trainable_count) << " parameters, "
+            << Size << "x" << Size << "x3 input, " << Labels << " labels; " << steps << " steps of " << s.batch_size
+            << " per epoch, " << tnet::num_threads() << " threads" << (s.augment ? ", augmented" : ", no augmentation") << "\n";
+  const bool terminal = ::isatty(STDOUT_FILENO);
+  std::signal(SIGINT, on_interrupt);
+  long steps_here = 0;
+  tnet::MultiLabelMetrics val_metrics(Labels);
+  auto validate = [&] {  // fills val_metrics, returns the mean loss
+    double loss = 0;
+    val_metrics.reset();
+    val_batches.start_epoch(0);
+    for (int n; (n = val_batches.next()) > 0;) {
+      loss += net->evaluate(val_batches.x(), val_batches.y(), n) * n;
+      val_metrics.update(net->output(), val_batches.y(), n);
+    }
+    return loss / double(std::max<std::size_t>(val_batches.samples(), 1));
+  };
+
+  for (int epoch = first_epoch; epoch < s.epochs; ++epoch) {
+    train_batches.start_epoch(std::uint64_t(epoch));
+    std::size_t batch = 0;
+    if (epoch == first_epoch && first_batch > 0) {
+      train_batches.skip(first_batch);
+      batch = first_batch;
+    } else {
+      epoch_loss = 0, epoch_seconds = 0, epoch_samples = 0, epoch_right = 0;
+    }
+    const std::string prefix = "Epoch " + std::to_string(epoch + 1) + "/" + std::to_string(s.epochs) + "  ";
+    // Seconds spent on this epoch's training steps (a resumed epoch's earlier part included).
+    auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return epoch_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    auto stop_clock = [&] {
+      epoch_seconds = elapsed();
+      start = std::chrono::steady_clock::now();
+    };
+    auto status = [&] {
+      std::ostringstream line;
+      const double seconds = elapsed();
+      line << prefix << batch << "/" << steps << " " << detail::progress_bar(batch, steps) << " - " << std::lround(seconds) << "s "
+           << std::lround(1000 * seconds / double(std::max<std::size_t>(batch, 1))) << "ms/step - loss: " << std::fixed
+           << std::setprecision(4) << epoch_loss / double(std::max<std::size_t>(epoch_samples, 1))
+           << " - acc: " << double(epoch_right) / double(std::max<std::size_t>(epoch_samples * Labels, 1));
+      return line.str();
+    };
+    auto fixed = [](double v, int digits) {
+      std::ostringstream out;
+      out << std::fixed << std::setprecision(digits) << v;
+      return out.str();
+    };
+    for (int n; (n = train_batches.next()) > 0;) {
+      epoch_loss += net->train_step(train_batches.x(), train_batches.y(), n, adam) * n;
+      epoch_samples += std::size_t(n);
+      epoch_right += detail::right_labels(net->output(), train_batches.y(), std::size_t(n) * Labels);
+      ++batch;
+      if (terminal) std::cout << "\r" << status() << std::flush;
+      if (s.interrupt_after_steps > 0 && ++steps_here == s.interrupt_after_steps) std::raise(SIGINT);
+      if (interrupted) {
+        stop_clock();
+        checkpoint(epoch, batch);
+        std::cout << (terminal ? "\n" : "") << "interrupted after step " << batch << " of epoch " << epoch + 1 << "; checkpoint saved to "
+                  << s.checkpoint() << "\ncontinue with the same command and --resume\n";
+        return 130;
+      }
+    }
+    stop_clock();
+    const double train_seconds = epoch_seconds;
+
+    const double val_loss = validate();
+    const double seconds = elapsed();  // validation included
+    stop_clock();
+    epoch_seconds = train_seconds;  // the progress line shows training time alone
+    const EpochRecord record{epoch + 1,
+                             epoch_loss / double(epoch_samples),
+                             double(epoch_right) / double(epoch_samples * Labels),
+                             val_loss,
+                             val_metrics.binary_accuracy(),
+                             val_metrics.exact_match(),
+                             s.lr / (1.0 + s.lr / s.epochs * double(adam.iterations())),
+                             seconds};
+    history.push_back(record);
+    std::cout << (terminal ? "\r" : "") << status() << " - val_loss: " << fixed(record.val_loss, 4)
+              << " - val_acc: " << fixed(record.val_acc, 4) << " - " << fixed(double(epoch_samples) / train_seconds, 1) << " img/s\n"
+              << std::flush;
+    detail::write_outputs(s, history);
+    epoch_loss = 0, epoch_seconds = 0, epoch_samples = 0, epoch_right = 0;
+    if (epoch + 1 < s.epochs) checkpoint(epoch + 1, 0);
+  }
+  std::signal(SIGINT, SIG_DFL);
+
+  // Keras leaves the final model with moving batch-norm statistics averaged over the last hundred
+  // or so steps, while the weights kept changing under them, and measured with dropout on; on the
+  // tutorial's photos that alone moves the final validation accuracy by several points from one
+  // epoch to the next. tnet re-estimates them for the final weights with one pass over the
+  // training set without dropout (training data only; --no-recalibrate-bn keeps Keras's).
+  if (s.recalibrate_batch_norm) {
+    net->reset_batch_norm_statistics();
+    tnet::BatchIterator::Options pass_options;
+    pass_options.batch_size = s.batch_size;
+    pass_options.shuffle = false;
+    pass_options.drop_last = true;
+    tnet::BatchIterator pass(data.images, data.targets, Labels, data.split.train, pass_options);
+    for (int n; (n = pass.next()) > 0;) net->forward(pass.x(), n, tnet::Mode::calibrate);
+    const double val_loss = validate();
+    std::cout << "batch-norm statistics re-estimated for the final weights over the training set: val_loss "
+              << std::fixed << std::setprecision(4) << val_loss << " - val_acc "
+              << val_metrics.binary_accuracy() << " (last epoch: " << history.back().val_acc << ")\n";
+  }
+
+  tnet::save_model(s.model, *net, classes, &adam,
+                   {{"history", detail::history_csv(history)},
+                    {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
+                    {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
+  data.labels.save(s.labelbin);
+  std::filesystem::remove(s.checkpoint());
+  double total_seconds = 0;
+  for (const EpochRecord& r : history) total_seconds += r.seconds;
+  std::cout << "saved model " << s.model << ", labels " << s.labelbin << ", plot " << s.plot << ", history " << s.history << "\n"
+            << "trained " << history.size() << " epochs in " << std::fixed << std::setprecision(1) << total_seconds << " s; peak memory "
+            << detail::peak_rss_mb() << " MB\n";
+
+  // Validation report.
+  std::cout << "\nvalidation (" << val_batches.samples() << " images): binary accuracy " << std::setprecision(4)
+            << val_metrics.binary_accuracy() << ", exact match " << val_metrics.exact_match() << "\n"
+            << "label      precision  recall     f1     support\n";
+  for (int l = 0; l < Labels; ++l) {
+    const tnet::LabelScores sc = val_metrics.label(l);
+    std::cout << std::left << std::setw(10) << classes[std::size_t(l)] << std::right << std::setw(9) << sc.precision << std::setw(9)
+              << sc.recall << std::setw(9) << sc.f1 << std::setw(10) << sc.support << "\n";
+  }
+  std::map<std::pair<std::string, std::string>, int> confusions;
+  val_batches.start_epoch(0);
+  for (int n; (n = val_batches.next()) > 0;) {
+    const float* p = net->predict(val_batches.x(), n);
+    const auto predicted = data.labels.inverse_transform(p, std::size_t(n));
+    const auto truth = data.labels.inverse_transform(val_batches.y(), std::size_t(n));
+    for (int i = 0; i < n; ++i)
+      if (predicted[std::size_t(i)] != truth[std::size_t(i)])
+        ++confusions[{detail::set_name(truth[std::size_t(i)]), detail::set_name(predicted[std::size_t(i)])}];
+  }
+  std::vector<std::pair<int, std::pair<std::string, std::string>>> ranked;
+  for (const auto& [pair, count] : confusions) ranked.push_back({count, pair});
+  std::sort(ranked.rbegin(), ranked.rend());
+  std::cout << (ranked.empty() ? "no label combination confused\n" : "most confused (truth -> predicted):\n");
+  for (std::size_t i = 0; i < ranked.size() && i < 5; ++i)
+    std::cout << "  " << ranked[i].second.first << " -> " << ranked[i].second.second << ": " << ranked[i].first << "\n";
+  return 0;
+}
+
+}  // namespace fashion

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# fashion_train and fashion_classify as a user runs them: bad input, a short training on the
+# synthetic set that must learn, the files it writes, classification, and resuming after an
+# interruption. Usage: fashion_cli.sh BIN_DIR IMAGE_CHECK
+set -uo pipefail
+bin=$1 image_check=$2
+train="$bin/fashion_train" classify="$bin/fashion_classify"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0 passed=0
+pass() { passed=$((passed + 1)); echo "ok: $1"; }
+fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
+
+# expect_error NAME STATUS MESSAGE -- COMMAND...: COMMAND exits with STATUS, prints MESSAGE on
+# stderr, and leaves no file behind in an empty folder.
+expect_error() {
+  local name=$1 status=$2 message=$3
+  shift 4
+  mkdir -p "$work/err" && rm -rf "$work/err"/* && pushd "$work/err" >/dev/null
+  "$@" >out.txt 2>err.txt
+  local got=$?
+  local left=$(ls -A | grep -v -e '^out.txt$' -e '^err.txt$' -e '^empty$' | tr '\n' ' ')
+  if [ "$got" = "$status" ] && grep -qF -- "$message" err.txt && [ -z "$left" ]; then
+    pass "$name"
+  else
+    fail "$name: status $got (want $status), stderr '$(cat err.txt)', files left: '$left'"
+  fi
+  popd >/dev/null
+}
+
+expect_error "missing dataset" 2 "dataset folder does not exist" -- "$train" --dataset "$work/no-such-folder" --epochs 1
+mkdir -p "$work/err/empty"
+expect_error "empty dataset" 2 "no image files" -- sh -c "mkdir -p empty && exec '$train' --dataset empty --epochs 1"
+expect_error "--epochs 0" 2 "--epochs must be an integer from 1 to 100000, got '0'" -- "$train" --epochs 0
+expect_error "--val-split 1.5" 2 "--val-split must be a fraction in (0, 1), got '1.5'" -- "$train" --val-split 1.5
+expect_error "--lr nonsense" 2 "--lr must be a learning rate in (0, 10), got 'fast'" -- "$train" --lr fast
+expect_error "--image-size 50" 2 "--image-size must be 64, 96 or 128" -- "$train" --image-size 50
+expect_error "unknown option" 2 "unknown option --epoch" -- "$train" --epoch 3
+expect_error "unwritable model" 2 "cannot write model /no-such-dir/m.tnet: folder /no-such-dir does not exist" -- "$train" --model /no-such-dir/m.tnet
+expect_error "resume without checkpoint" 2 "no checkpoint fashion.tnet.checkpoint" -- "$train" --resume
+
+# A short training on the synthetic set must learn: validation binary accuracy >= 0.90 (0.67 is
+# what predicting no label at all scores) and exact match >= 0.50 (1/6 by chance).
+"$train" --epochs 4 --synthetic-count 100 --model m.tnet --labelbin labels.txt --plot plot.png --history history.csv >train.txt 2>&1
+status=$?
+cat train.txt
+report=$(grep -E "^validation \(" train.txt)
+binary=$(echo "$report" | sed -E 's/.*binary accuracy ([0-9.]+).*/\1/')
+exact=$(echo "$report" | sed -E 's/.*exact match ([0-9.]+).*/\1/')
+if [ $status = 0 ] && awk -v b="$binary" -v e="$exact" 'BEGIN { exit !(b >= 0.90 && e >= 0.50) }'; then
+  pass "synthetic training learns (binary accuracy $binary, exact match $exact)"
+else
+  fail "synthetic training: status $status, binary accuracy '$binary', exact match '$exact'"
+fi
+[ "$(wc -l <history.csv)" = 5 ] && pass "history.csv has a header and one row per epoch" || fail "history.csv: $(cat history.csv)"
+"$image_check" plot.png 800 560 && pass "plot.png is an 800x560 PNG, not blank" || fail "plot.png"
+[ ! -e m.tnet.checkpoint ] && pass "the checkpoint is gone after a complete run" || fail "checkpoint left behind"
+grep -q "^# tnet MultiLabelBinarizer v1" labels.txt && [ "$(tail -n +2 labels.txt | tr '\n' ' ')" = "black blue dress jeans red shirt " ] &&
+  pass "labels.txt lists the six classes" || fail "labels.txt: $(cat labels.txt)"
+
+# Classification of held-out synthetic pictures written beside the model.
+ls synthetic_examples/*.png >/dev/null 2>&1 && pass "synthetic example pictures written" || fail "no synthetic_examples/"
+"$classify" --model m.tnet --labelbin labels.txt --image synthetic_examples/red_dress.png >classify.txt 2>&1
+status=$?
+cat classify.txt
+top=$(grep "top 2:" classify.txt)
+if [ $status = 0 ] && [ "$(grep -cE '^  (black|blue|dress|jeans|red|shirt): [0-9.]+%$' classify.txt)" = 6 ] &&
+   echo "$top" | grep -q "red (" && echo "$top" | grep -q "dress ("; then
+  pass "classify prints every label's probability and names red dress"
+else
+  fail "classify red_dress: status $status"
+fi
+"$image_check" red_dress_labeled.png 400 400 && pass "the labelled copy is a 400-pixel-wide PNG" || fail "red_dress_labeled.png"
+"$classify" --model m.tnet --labelbin labels.txt --image synthetic_examples --json --output labelled >all.json 2>&1
+[ $? = 0 ] && [ "$(grep -o '"probabilities"' all.json | wc -l)" = 6 ] && [ "$(ls labelled | wc -l)" = 6 ] &&
+  pass "--json over a folder: six results, six labelled copies" || fail "--json: $(cat all.json)"
+
+echo "not a photo" >broken.jpg
+expect_error "unreadable image" 1 "broken.jpg: not a JPEG, PNG, GIF or BMP image" -- "$classify" --model "$work/m.tnet" --labelbin "$work/labels.txt" --image "$work/broken.jpg"
+printf '# tnet MultiLabelBinarizer v1\nblack\nblue\nred\n' >three.txt
+expect_error "label file of another model" 2 "lists 3 classes, but" -- "$classify" --model "$work/m.tnet" --labelbin "$work/three.txt" --image "$work/synthetic_examples/red_dress.png"
+expect_error "missing model" 2 "cannot open model file" -- "$classify" --model "$work/none.tnet" --labelbin "$work/labels.txt" --image "$work/synthetic_examples/red_dress.png"
+
+# Interrupted after 4 steps, then resumed: the same model as an uninterrupted run, bit for bit
+# (compared through classify's printed probabilities).
+"$train" --epochs 2 --synthetic-count 20 --model a.tnet --labelbin a.txt --plot a.png --history a.csv >/dev/null 2>&1
+"$train" --epochs 2 --synthetic-count 20 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --interrupt-after-steps 4 >interrupted.txt 2>&1
+status=$?
+[ $status = 130 ] && [ -e b.tnet.checkpoint ] && [ ! -e b.tnet ] && grep -q "checkpoint saved" interrupted.txt &&
+  pass "an interruption saves a checkpoint and exits 130" || fail "interruption: status $status, $(cat interrupted.txt)"
+expect_error "resume with other options" 2 "resume with the same options" -- "$train" --epochs 3 --synthetic-count 20 \
+  --model "$work/b.tnet" --labelbin "$work/b.txt" --plot "$work/b.png" --history "$work/b.csv" --resume
+"$train" --epochs 2 --synthetic-count 20 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --resume >resumed.txt 2>&1
+grep -q "optimizer step 4" resumed.txt && pass "resumed at optimizer step 4" || fail "resume: $(cat resumed.txt)"
+"$classify" --model a.tnet --labelbin a.txt --image synthetic_examples --json --output out_a >a.json 2>/dev/null
+"$classify" --model b.tnet --labelbin b.txt --image synthetic_examples --json --output out_b >b.json 2>/dev/null
+sed -i 's/"output": "[^"]*"//' a.json b.json
+[ -s a.json ] && cmp -s a.json b.json && pass "the resumed model equals the uninterrupted one" || fail "resumed model differs: $(diff a.json b.json | head -5)"
+[ "$(wc -l <b.csv)" = 3 ] && pass "the resumed history has both epochs" || fail "b.csv: $(cat b.csv)"
+
+echo "$passed passed, $failures failed"
+[ $failures = 0 ]
