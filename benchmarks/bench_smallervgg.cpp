@@ -1,43 +1,123 @@
-// SmallerVGGNet (6 labels, 96x96x3) throughput: training steps (forward, backward, Adam) and
-// inference, on random data. Prints `name value` lines.
-//   bench_smallervgg [--threads N] [--batch N] [--steps N]
+// SmallerVGGNet (6 labels, 96x96x3) throughput on random data: training steps (forward,
+// backward, Adam), inference, batch-1 latency, peak memory, and the achieved GFLOP/s against a
+// GEMM roofline measured here with the same thread count.
+//   bench_smallervgg [--threads N] [--batch N] [--steps N] [--json] [--layers]
+// Prints `name value` lines (or one JSON object); --layers adds each layer's forward and
+// backward milliseconds per batch.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fashion/smaller_vgg.hpp"
 
 namespace {
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+using Net = fashion::SmallerVGGNet<6>;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
 int positive(const char* flag, const char* value) {
-  const int n = std::atoi(value);
-  if (n < 1) {
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  if (*end != '\0' || n < 1 || n > 100000) {
     std::fprintf(stderr, "bench_smallervgg: %s needs a positive integer, got '%s'\n", flag, value);
     std::exit(2);
   }
-  return n;
+  return int(n);
+}
+
+// Training FLOPs per sample: forward, then the weight gradient and (but for the first layer)
+// the input gradient, each as costly as the forward product. Element-wise layers are not counted.
+constexpr double train_flops = [] {
+  double total = 0;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((total += [] {
+       using L = Net::layer_type<I>;
+       if constexpr (requires { L::forward_flops; }) return L::forward_flops * (I == 0 ? 2.0 : 3.0);
+       else return 0.0;
+     }()),
+     ...);
+  }(std::make_index_sequence<Net::depth>{});
+  return total;
+}();
+constexpr double infer_flops = [] {
+  double total = 0;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((total += [] {
+       using L = Net::layer_type<I>;
+       if constexpr (requires { L::forward_flops; }) return L::forward_flops;
+       else return 0.0;
+     }()),
+     ...);
+  }(std::make_index_sequence<Net::depth>{});
+  return total;
+}();
+
+// GFLOP/s of tnet::gemm on 1024-cubed products: the ceiling the layers' GEMMs work against.
+double gemm_roofline() {
+  const int n = 1024;
+  tnet::Buffer a(std::size_t(n) * n, 0.5f), b(std::size_t(n) * n, 0.25f), c(std::size_t(n) * n);
+  tnet::gemm(tnet::Transpose::no, tnet::Transpose::no, n, n, n, a.data(), b.data(), c.data());
+  const int repeats = 8;
+  const auto start = Clock::now();
+  for (int r = 0; r < repeats; ++r) tnet::gemm(tnet::Transpose::no, tnet::Transpose::no, n, n, n, a.data(), b.data(), c.data());
+  return 2.0 * n * n * n * repeats / seconds_since(start) / 1e9;
+}
+
+struct LayerTime {
+  std::string name;
+  double forward_ms, backward_ms;
+};
+
+// Each layer alone, on the activations of a real training forward.
+std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repeats) {
+  std::vector<LayerTime> times;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (([&] {
+       using L = Net::layer_type<I>;
+       auto& layer = net.layer<I>();
+       const float* in;
+       if constexpr (I == 0) in = x;
+       else in = net.output_of<I - 1>();
+       tnet::Buffer y(std::size_t(batch) * L::output_shape::size), dy(y.size(), 0.01f), dx(std::size_t(batch) * L::input_shape::size);
+       const tnet::Pass pass{tnet::Mode::train, 0};
+       layer.forward(in, y.data(), batch, pass);
+       auto start = Clock::now();
+       for (int r = 0; r < repeats; ++r) layer.forward(in, y.data(), batch, pass);
+       const double forward = seconds_since(start) / repeats;
+       start = Clock::now();
+       for (int r = 0; r < repeats; ++r) layer.backward(in, y.data(), dy.data(), I == 0 ? nullptr : dx.data(), batch);
+       const double backward = seconds_since(start) / repeats;
+       times.push_back({Net::layer_name<I>(), forward * 1e3, backward * 1e3});
+     }()),
+     ...);
+  }(std::make_index_sequence<Net::depth>{});
+  return times;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = tnet::num_threads(), batch = 32, steps = 10;
+  bool json = false, layers = false;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
+    else if (flag == "--json") json = true;
+    else if (flag == "--layers") layers = true;
     else {
-      std::fprintf(stderr, "usage: bench_smallervgg [--threads N] [--batch N] [--steps N]\n");
+      std::fprintf(stderr, "usage: bench_smallervgg [--threads N] [--batch N] [--steps N] [--json] [--layers]\n");
       return 2;
     }
   }
   tnet::set_num_threads(threads);
-  using Net = fashion::SmallerVGGNet<6>;
   auto net = std::make_unique<Net>(1);
   tnet::Adam adam;
   const tnet::Rng rng(2);
@@ -46,23 +126,58 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = rng.uniform(x.size() + i) > 0.5f ? 1.0f : 0.0f;
 
   net->train_step(x.data(), y.data(), batch, adam);  // warm-up: buffers allocated, pages touched
-  auto start = std::chrono::steady_clock::now();
+  auto start = Clock::now();
   for (int s = 0; s < steps; ++s) net->train_step(x.data(), y.data(), batch, adam);
   const double train = seconds_since(start);
 
   net->predict(x.data(), batch);
-  start = std::chrono::steady_clock::now();
+  start = Clock::now();
   for (int s = 0; s < steps; ++s) net->predict(x.data(), batch);
   const double infer = seconds_since(start);
 
   net->predict(x.data(), 1);
-  start = std::chrono::steady_clock::now();
+  start = Clock::now();
   for (int s = 0; s < steps * 4; ++s) net->predict(x.data(), 1);
   const double latency = seconds_since(start) / (steps * 4);
 
-  std::printf("threads %d\nbatch %d\n", threads, batch);
-  std::printf("train_images_per_s %.1f\n", steps * batch / train);
-  std::printf("infer_images_per_s %.1f\n", steps * batch / infer);
-  std::printf("infer_latency_batch1_ms %.2f\n", latency * 1e3);
+  std::vector<LayerTime> per_layer;
+  if (layers) {
+    net->forward(x.data(), batch, tnet::Mode::train);
+    per_layer = time_layers(*net, x.data(), batch, std::max(2, steps / 2));
+  }
+  const double roofline = gemm_roofline();
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+
+  const double train_rate = steps * batch / train, infer_rate = steps * batch / infer;
+  const double train_gflops = train_rate * train_flops / 1e9, infer_gflops = infer_rate * infer_flops / 1e9;
+  const std::vector<std::pair<std::string, double>> figures = {
+      {"threads", threads},
+      {"batch", batch},
+      {"train_images_per_s", train_rate},
+      {"infer_images_per_s", infer_rate},
+      {"infer_latency_batch1_ms", latency * 1e3},
+      {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
+      {"train_gflop_per_image", train_flops / 1e9},
+      {"train_gflops", train_gflops},
+      {"infer_gflops", infer_gflops},
+      {"gemm_roofline_gflops", roofline},
+      {"train_percent_of_roofline", 100 * train_gflops / roofline},
+      {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
+  if (json) {
+    std::printf("{");
+    for (std::size_t i = 0; i < figures.size(); ++i) std::printf("%s\"%s\": %.4g", i ? ", " : "", figures[i].first.c_str(), figures[i].second);
+    if (layers) {
+      std::printf(", \"layers\": [");
+      for (std::size_t i = 0; i < per_layer.size(); ++i)
+        std::printf("%s{\"name\": \"%s\", \"forward_ms\": %.4g, \"backward_ms\": %.4g}", i ? ", " : "", per_layer[i].name.c_str(),
+                    per_layer[i].forward_ms, per_layer[i].backward_ms);
+      std::printf("]");
+    }
+    std::printf("}\n");
+    return 0;
+  }
+  for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
+  for (const LayerTime& t : per_layer) std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
   return 0;
 }
