@@ -94,11 +94,20 @@ inline std::vector<std::string> split_labels(const std::string& text, char separ
   return labels;
 }
 
-// Decodes and resizes every file in parallel; keeps the good ones in order.
-inline LabeledImages decode_all(std::vector<std::string> paths, std::vector<std::vector<std::string>> labels,
-                                const LoadOptions& options, LoadReport& report,
-                                std::chrono::steady_clock::time_point start) {
+using Entry = std::pair<std::string, std::vector<std::string>>;  // a photo's path and labels
+
+// Sorts the entries by path, decodes and resizes every file in parallel, keeps the good ones in
+// order. `source` (the folder or list) prefixes the error when none can be read.
+inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& source, const LoadOptions& options,
+                                LoadReport& report, std::chrono::steady_clock::time_point start) {
   if (options.size < 1) throw std::invalid_argument("tnet: image size must be >= 1, got " + std::to_string(options.size));
+  std::sort(entries.begin(), entries.end());
+  std::vector<std::string> paths;
+  std::vector<std::vector<std::string>> labels;
+  for (auto& [path, l] : entries) {
+    paths.push_back(std::move(path));
+    labels.push_back(std::move(l));
+  }
   const std::size_t n = paths.size(), bytes = std::size_t(options.size) * options.size * 3;
   std::vector<std::uint8_t> pixels(n * bytes);
   std::vector<std::string> errors(n);
@@ -130,7 +139,7 @@ inline LabeledImages decode_all(std::vector<std::string> paths, std::vector<std:
   out.pixels = std::move(pixels);
   report.loaded = kept;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (kept == 0) throw DatasetError("no image could be read (" + std::to_string(report.skipped.size()) + " skipped)");
+  if (kept == 0) throw DatasetError(source + ": no image could be read (" + std::to_string(report.skipped.size()) + " skipped)");
   return out;
 }
 
@@ -148,28 +157,20 @@ inline LabeledImages load_image_folder(const std::string& dir, const LoadOptions
   if (!fs::exists(dir, error)) throw DatasetError(dir + ": dataset folder does not exist");
   if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
 
-  std::vector<std::pair<std::string, std::string>> found;  // path, class folder
+  std::vector<detail::Entry> found;
   for (const fs::directory_entry& cls : fs::directory_iterator(dir)) {
     if (!cls.is_directory()) continue;
+    const std::vector<std::string> labels = detail::split_labels(cls.path().filename().string(), options.separator);
     for (const fs::directory_entry& entry : fs::recursive_directory_iterator(cls.path())) {
       if (!entry.is_regular_file()) continue;
-      if (detail::has_image_extension(entry.path())) found.emplace_back(entry.path().string(), cls.path().filename().string());
+      if (detail::has_image_extension(entry.path())) found.emplace_back(entry.path().string(), labels);
       else ++r.ignored;
     }
   }
-  if (found.empty()) throw DatasetError(dir + ": no image files in its class folders (expected DIR/<label" + std::string(1, options.separator) + "label>/<image>)");
-  std::sort(found.begin(), found.end());
-  std::vector<std::string> paths;
-  std::vector<std::vector<std::string>> labels;
-  for (auto& [path, cls] : found) {
-    paths.push_back(path);
-    labels.push_back(detail::split_labels(cls, options.separator));
-  }
-  try {
-    return detail::decode_all(std::move(paths), std::move(labels), options, r, start);
-  } catch (const DatasetError& e) {
-    throw DatasetError(dir + ": " + e.what());
-  }
+  if (found.empty())
+    throw DatasetError(dir + ": no image files in its class folders (expected DIR/<label" + std::string(1, options.separator) +
+                       "label>/<image>)");
+  return detail::decode_all(std::move(found), dir, options, r, start);
 }
 
 /// Loads the images listed in a file of `path,label1|label2|...` lines (paths relative to the
@@ -184,7 +185,7 @@ inline LabeledImages load_image_list(const std::string& list, const LoadOptions&
   std::ifstream in(list);
   if (!in) throw DatasetError(list + ": cannot open the image list");
   const fs::path base = fs::path(list).parent_path();
-  std::vector<std::pair<std::string, std::vector<std::string>>> entries;
+  std::vector<detail::Entry> entries;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -196,18 +197,7 @@ inline LabeledImages load_image_list(const std::string& list, const LoadOptions&
     entries.emplace_back((path.is_absolute() ? path : base / path).string(), detail::split_labels(line.substr(comma + 1), '|'));
   }
   if (entries.empty()) throw DatasetError(list + ": the image list is empty");
-  std::sort(entries.begin(), entries.end());
-  std::vector<std::string> paths;
-  std::vector<std::vector<std::string>> labels;
-  for (auto& [path, l] : entries) {
-    paths.push_back(std::move(path));
-    labels.push_back(std::move(l));
-  }
-  try {
-    return detail::decode_all(std::move(paths), std::move(labels), options, r, start);
-  } catch (const DatasetError& e) {
-    throw DatasetError(list + ": " + e.what());
-  }
+  return detail::decode_all(std::move(entries), list, options, r, start);
 }
 
 }  // namespace tnet
