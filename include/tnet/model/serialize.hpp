@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -122,17 +123,17 @@ class Reader {
 
 enum class Dtype : std::uint8_t { f32 = 1, u64 = 2 };
 
+// "layer line 3: the file has 'X', this network has 'Y'": the first line where two signatures differ.
 inline std::string first_difference(const std::string& ours, const std::string& theirs) {
-  std::size_t line = 1, i = 0;
-  while (i < ours.size() && i < theirs.size() && ours[i] == theirs[i]) line += ours[i++] == '\n';
-  auto line_at = [&](const std::string& s) {
-    std::size_t begin = s.rfind('\n', i == 0 ? 0 : i - 1);
-    begin = (begin == std::string::npos || i == 0) ? 0 : begin + 1;
-    if (i > 0 && s[i - 1] == '\n') begin = i;
-    const std::size_t end = s.find('\n', begin);
-    return s.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-  };
-  return "layer line " + std::to_string(line) + ": the file has '" + line_at(theirs) + "', this network has '" + line_at(ours) + "'";
+  std::istringstream a(ours), b(theirs);
+  for (int line = 1;; ++line) {
+    std::string x, y;
+    const bool more_ours = bool(std::getline(a, x)), more_theirs = bool(std::getline(b, y));
+    if (!more_ours && !more_theirs) return "none";
+    if (x != y || more_ours != more_theirs)
+      return "layer line " + std::to_string(line) + ": the file has '" + (more_theirs ? y : "(nothing)") +
+             "', this network has '" + (more_ours ? x : "(nothing)") + "'";
+  }
 }
 
 }  // namespace detail
