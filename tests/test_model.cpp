@@ -2,6 +2,7 @@
 // of a small network against finite differences, thread-count independence, learning.
 #include "support.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <sstream>
 
@@ -98,6 +99,25 @@ TEST_CASE("a whole network's gradients agree with central differences of its los
     const Buffer analytic(p.grad, p.grad + p.size);
     CHECK(test::compare_with_differences(p.value, analytic.data(), p.size, loss, 1e-3, 40) <= 2e-2);
   }
+}
+
+TEST_CASE("a layer works in place over the output before it only where that output is not needed") {
+  // Small: 0 Conv2D, 1 ReLU, 2 BatchNorm, 3 MaxPool2D, 4 Dropout, 5 Conv2D, 6 ReLU, 7 Flatten,
+  // 8 Dense, 9 ReLU, 10 BatchNorm, 11 Dense, 12 Sigmoid.
+  static_assert(!Small::shares_buffer<0>);  // the input is the caller's
+  static_assert(Small::shares_buffer<1> && Small::shares_buffer<6> && Small::shares_buffer<9>);  // ReLU after Conv2D, Dense
+  static_assert(Small::shares_buffer<4>);   // Dropout after MaxPool2D
+  static_assert(!Small::shares_buffer<7>);  // Flatten after ReLU, whose backward reads its output
+  static_assert(!Small::shares_buffer<2> && !Small::shares_buffer<12>);  // BatchNorm, Sigmoid need buffers of their own
+  Small net(2);
+  const Buffer x = test::random_values(2 * Small::input_shape::size, 3);
+  net.forward(x.data(), 2, Mode::train);
+  CHECK(net.output_of<0>() == net.output_of<1>());
+  CHECK(net.output_of<3>() == net.output_of<4>());
+  CHECK(net.output_of<6>() != net.output_of<7>());
+  CHECK(net.output_of<1>() != net.output_of<2>());
+  // The shared buffer holds the in-place layer's result: ReLU's output is never negative.
+  CHECK(*std::min_element(net.output_of<0>(), net.output_of<0>() + 2 * Small::layer_type<0>::output_shape::size) >= 0.0f);
 }
 
 TEST_CASE("results do not depend on the thread count") {

@@ -24,10 +24,15 @@ namespace tnet {
 /// One contiguous, SIMD-aligned float buffer: an activation, a parameter, a workspace.
 using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
 
-/// Grows `buffer` to at least `size` elements. Workspaces only ever grow, so a training step at
-/// a batch size seen before allocates nothing.
+/// Grows `buffer` to at least `size` elements, discarding its contents when it grows: for
+/// workspaces, which only ever grow, so a training step at a batch size seen before allocates
+/// nothing. The old buffer is freed before the new one is taken, and the new one is exactly
+/// `size` long (a vector's resize would copy the old contents and may double the capacity).
 inline void ensure_size(Buffer& buffer, std::size_t size) {
-  if (buffer.size() < size) buffer.resize(size);
+  if (buffer.size() >= size) return;
+  Buffer().swap(buffer);
+  buffer.reserve(size);
+  buffer.resize(size);
 }
 
 /// What a forward pass is for.

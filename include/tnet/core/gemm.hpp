@@ -68,6 +68,16 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
   }
 }
 
+namespace detail {
+// Scratch for sum_over_rows, owned by the calling thread and shared by every instantiation; it
+// only grows, so steady-state calls do not allocate.
+inline double* reduction_workspace(std::size_t size) {
+  static thread_local std::vector<double> partial;
+  if (partial.size() < size) partial.resize(size);
+  return partial.data();
+}
+}  // namespace detail
+
 /// out[c] = sum over rows r < R of term(r, c) for c < C, accumulated in double. Rows are summed
 /// in fixed chunks (in parallel) whose partial sums are then added in chunk order, so the result
 /// does not depend on the thread count. `term` is called as term(r, c) -> double.
@@ -75,10 +85,7 @@ template <class Term>
 void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out, Term term) {
   constexpr std::ptrdiff_t chunk = 256;
   const std::ptrdiff_t chunks = (R + chunk - 1) / chunk;
-  // Scratch owned by the calling thread; it only grows, so steady-state calls do not allocate.
-  static thread_local std::vector<double> partial;
-  if (partial.size() < static_cast<std::size_t>(chunks * C)) partial.resize(chunks * C);
-  double* part = partial.data();
+  double* part = detail::reduction_workspace(std::size_t(chunks * C));
 
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (std::ptrdiff_t k = 0; k < chunks; ++k) {

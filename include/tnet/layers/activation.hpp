@@ -27,6 +27,7 @@ struct ReLU : LayerSpec {
    public:
     using input_shape = In;
     using output_shape = In;
+    static constexpr bool in_place = true;
     static std::string describe() { return "ReLU"; }
 
     void forward(const float* x, float* y, int batch, Pass) {

@@ -32,6 +32,7 @@ struct BatchNormWith : LayerSpec {
     static constexpr int pixels = In::height * In::width;
     using input_shape = In;
     using output_shape = In;
+    static constexpr bool backward_reads_output = false;  // it recomputes xhat from x
     static constexpr std::size_t trainable_count = 2 * std::size_t(C);
     static constexpr std::size_t non_trainable_count = 2 * std::size_t(C);
 

@@ -7,7 +7,8 @@
 // Computed as one GEMM over the whole batch: im2col turns x into `columns` (N*OH*OW rows of
 // K*K*C), then y = columns * kernel. Backward rebuilds the columns from x rather than keeping
 // them (they are the largest buffers of a network), then reuses them for the input gradient. The
-// columns live in one workspace per calling thread, shared by every convolution.
+// columns live in one workspace per calling thread, shared by every convolution of every network
+// (detail::conv_workspace), so it is as large as the largest convolution's, not their sum.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +21,15 @@
 namespace tnet {
 
 enum class Padding { same, valid };
+
+namespace detail {
+// One inline function, hence one buffer per thread in the whole program: a static inside the
+// class template would be one per convolution shape.
+inline Buffer& conv_workspace() {
+  static thread_local Buffer columns;  // grows to the largest convolution seen, then stays
+  return columns;
+}
+}  // namespace detail
 
 template <int Filters, int Kernel, int Stride = 1, Padding Pad = Padding::same>
 struct Conv2D : LayerSpec {
@@ -50,6 +60,7 @@ struct Conv2D : LayerSpec {
     static constexpr int patch = K * K * C;  // one row of the im2col matrix
     using input_shape = In;
     using output_shape = Shape<OH, OW, F>;
+    static constexpr bool backward_reads_output = false;
     static constexpr std::size_t trainable_count = std::size_t(patch) * F + F;
     static constexpr std::size_t non_trainable_count = 0;
     /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
@@ -107,7 +118,7 @@ struct Conv2D : LayerSpec {
     // The im2col matrix of x in the calling thread's workspace. Row (n, oy, ox) holds the K x K x C
     // window under output pixel (oy, ox), in the kernel's (ky, kx, c) order; padding is zero.
     static float* im2col(const float* x, int batch) {
-      static thread_local Buffer workspace;  // grows to the largest convolution seen, then stays
+      Buffer& workspace = detail::conv_workspace();
       ensure_size(workspace, std::size_t(batch) * OH * OW * patch);
       float* columns = workspace.data();
 #pragma omp parallel for schedule(static)

@@ -26,6 +26,7 @@ struct Dense : LayerSpec {
     static constexpr int K = In::size, U = Units;
     using input_shape = In;
     using output_shape = Shape<1, 1, U>;
+    static constexpr bool backward_reads_output = false;
     static constexpr std::size_t trainable_count = std::size_t(K) * U + U;
     static constexpr std::size_t non_trainable_count = 0;
     /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).

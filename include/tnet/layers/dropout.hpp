@@ -21,6 +21,7 @@ struct Dropout : LayerSpec {
    public:
     using input_shape = In;
     using output_shape = In;
+    static constexpr bool in_place = true, backward_reads_output = false;
 
     static std::string describe() { return "Dropout(" + std::to_string(Rate).substr(0, 4) + ")"; }
 
@@ -30,7 +31,7 @@ struct Dropout : LayerSpec {
     void forward(const float* x, float* y, int batch, Pass pass) {
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
       if (pass.mode != Mode::train) {
-        std::copy(x, x + count, y);
+        if (y != x) std::copy(x, x + count, y);
         return;
       }
       ensure_size(mask_, count);

@@ -12,6 +12,12 @@
 //   visit_parameters(v): v(name, value, grad, size) for each trainable tensor
 //   visit_state(v):      v(name, std::span<T>) for each non-trainable tensor (running statistics)
 //   static constexpr std::size_t trainable_count, non_trainable_count;   Keras's parameter counts
+// and may declare, to save memory (see Sequential):
+//   static constexpr bool in_place = true;      forward and backward also work with y == x, and
+//                                               backward then reads y, never x (ReLU, Dropout)
+//   static constexpr bool backward_reads_output = false;   backward never reads y, so the next
+//                                               layer may write its output over it (Conv2D)
+// A layer that declares neither is given buffers of its own and is assumed to read y.
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
@@ -44,6 +50,20 @@ struct Stateless {
   template <class Visit>
   void visit_state(Visit&&) {}
 };
+
+/// Whether a bound layer can write its output over its input (see above).
+template <class Layer>
+inline constexpr bool runs_in_place = [] {
+  if constexpr (requires { Layer::in_place; }) return bool(Layer::in_place);
+  else return false;
+}();
+
+/// Whether a bound layer's backward reads its own output (assumed unless it says otherwise).
+template <class Layer>
+inline constexpr bool backward_reads_output = [] {
+  if constexpr (requires { Layer::backward_reads_output; }) return bool(Layer::backward_reads_output);
+  else return true;
+}();
 
 /// True when layer `Spec` accepts input shape `Got`; `Needs` is the shape it would accept. When
 /// a network is ill-formed the compiler's note names this template with all three arguments:

@@ -29,6 +29,7 @@ struct MaxPool2D : LayerSpec {
     static constexpr int OH = (H - Pool) / Stride + 1, OW = (W - Pool) / Stride + 1;
     using input_shape = In;
     using output_shape = Shape<OH, OW, C>;
+    static constexpr bool backward_reads_output = false;  // the positions it remembered suffice
 
     static std::string describe() {
       return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) + ")";

@@ -6,7 +6,10 @@
 // Each layer's input shape is the previous layer's output shape, worked out at compile time; a
 // layer that cannot take its input is a compile error naming the layer and both shapes. The batch
 // size is the only run-time dimension: buffers are sized for the largest batch seen and reused, so
-// a training step at a batch size seen before allocates nothing.
+// a training step at a batch size seen before allocates nothing. A layer that can work in place
+// (ReLU, Dropout, Flatten) writes its output over the previous layer's when that layer's backward
+// does not read its own output (a convolution's, a pooling's): a ReLU after every convolution
+// costs no memory.
 #pragma once
 
 #include <algorithm>
@@ -143,9 +146,9 @@ class Sequential {
     input_ = x;
     batch_ = batch;
     const Pass pass{mode, step_};
-    for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), outputs_[I].data(), batch, pass); });
+    for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass); });
     if (mode == Mode::train) ++step_;
-    return outputs_[depth - 1].data();
+    return output_buffer<depth - 1>();
   }
 
   /// Inference on a batch: forward in Mode::infer.
@@ -185,10 +188,26 @@ class Sequential {
   }
 
   /// The last forward's output.
-  const float* output() const { return outputs_[depth - 1].data(); }
-  /// The output of layer I from the last forward.
+  const float* output() const { return output_of<depth - 1>(); }
+  /// The output of layer I from the last forward, unless the layer after it works in place
+  /// (shares_buffer<I + 1>): then that layer's output has replaced it.
   template <std::size_t I>
-  const float* output_of() const { return outputs_[I].data(); }
+  const float* output_of() const { return buffers_[buffer_owner<I>()].data(); }
+
+  /// Whether layer I writes its output over its input, the previous layer's output: it can work in
+  /// place, and the previous layer's backward does not need that output. Never the first layer,
+  /// whose input is the caller's.
+  template <std::size_t I>
+  static constexpr bool shares_buffer = [] {
+    if constexpr (I == 0) return false;
+    else return runs_in_place<layer_type<I>> && !backward_reads_output<layer_type<I - 1>>;
+  }();
+  /// The layer whose buffer holds layer I's output.
+  template <std::size_t I>
+  static constexpr std::size_t buffer_owner() {
+    if constexpr (shares_buffer<I>) return buffer_owner<I - 1>();
+    else return I;
+  }
 
   template <std::size_t I>
   layer_type<I>& layer() { return std::get<I>(layers_); }
@@ -284,21 +303,24 @@ class Sequential {
   }
 
   template <std::size_t I>
+  float* output_buffer() { return buffers_[buffer_owner<I>()].data(); }
+
+  template <std::size_t I>
   const float* layer_input() const {
     if constexpr (I == 0) return input_;
-    else return outputs_[I - 1].data();
+    else return output_of<I - 1>();
   }
 
   void reserve(int batch) {
     if (batch <= capacity_) return;
     std::size_t largest = 0;
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((outputs_[I].resize(std::size_t(batch) * layer_type<I>::output_shape::size),
-        largest = std::max({largest, std::size_t(layer_type<I>::output_shape::size), std::size_t(layer_type<I>::input_shape::size)})),
-       ...);
-    }(std::make_index_sequence<depth>{});
-    grad_a_.resize(std::size_t(batch) * largest);
-    grad_b_.resize(std::size_t(batch) * largest);
+    for_each_layer([&]<std::size_t I>(auto&) {
+      using L = layer_type<I>;
+      if constexpr (!shares_buffer<I>) ensure_size(buffers_[I], std::size_t(batch) * L::output_shape::size);
+      largest = std::max({largest, std::size_t(L::output_shape::size), std::size_t(L::input_shape::size)});
+    });
+    ensure_size(grad_a_, std::size_t(batch) * largest);
+    ensure_size(grad_b_, std::size_t(batch) * largest);
     capacity_ = batch;
   }
 
@@ -309,7 +331,7 @@ class Sequential {
     float* dx;
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-    std::get<I>(layers_).backward(layer_input<I>(), outputs_[I].data(), dy, dx, batch_);
+    std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
     if constexpr (I > 0) backward_from<I - 1>(dx, grad_input);
   }
 
@@ -323,7 +345,7 @@ class Sequential {
     static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
                   "tnet::Sequential: training needs a network ending in Sigmoid (binary cross-entropy) or Softmax "
                   "(categorical cross-entropy); call forward and backward yourself for other losses");
-    const float* logits = outputs_[depth - 2].data();
+    const float* logits = output_of<depth - 2>();
     constexpr int labels = output_shape::size;
     if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data());
     else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data());
@@ -332,7 +354,7 @@ class Sequential {
   double loss_only(const float* targets) const {
     static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
                   "tnet::Sequential: evaluate needs a network ending in Sigmoid or Softmax");
-    const float* logits = outputs_[depth - 2].data();
+    const float* logits = output_of<depth - 2>();
     constexpr int labels = output_shape::size;
     if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels);
     else return categorical_crossentropy(logits, targets, batch_, labels);
@@ -348,7 +370,7 @@ class Sequential {
   }
 
   layers_type layers_;
-  std::array<Buffer, depth> outputs_;
+  std::array<Buffer, depth> buffers_;  // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
   std::vector<ParamRef> params_;
   const float* input_ = nullptr;
