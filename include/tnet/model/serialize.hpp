@@ -5,8 +5,8 @@
 // optimizer's state. Layout, all little-endian:
 //   "TNETMODL" | u32 format version | u32 0 | u64 payload bytes | u64 FNV-1a-64 of the payload |
 //   payload
-// Saving writes a temporary file beside the target and renames it into place, so a crash never
-// leaves a half-written model under the real name. Loading checks everything (magic, version,
+// Saving streams into a temporary file beside the target (no copy of the model in memory) and
+// renames it into place, so a crash never leaves a half-written model under the real name. Loading checks everything (magic, version,
 // length, checksum, architecture, tensor names and sizes, optimizer kind) before it changes
 // anything: on any error it throws ModelFileError and the network and optimizer are untouched.
 #pragma once
@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <array>
 #include <cstring>
-#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -52,8 +51,10 @@ struct ModelFileInfo {
 
 namespace detail {
 
-inline std::uint64_t fnv1a64(const char* data, std::size_t size) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
+inline constexpr std::uint64_t fnv1a64_basis = 0xcbf29ce484222325ull;
+
+// FNV-1a-64 of `size` bytes, continuing from `h` (the hash of the bytes before them).
+inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h = fnv1a64_basis) {
   for (std::size_t i = 0; i < size; ++i) {
     h ^= static_cast<unsigned char>(data[i]);
     h *= 0x100000001b3ull;
@@ -61,25 +62,34 @@ inline std::uint64_t fnv1a64(const char* data, std::size_t size) {
   return h;
 }
 
+// Writes to a stream, counting and hashing the bytes as they go.
 class Writer {
  public:
+  explicit Writer(std::ostream& out) : out_(out) {}
   template <class T>
   void put(const T& value) {
-    bytes_.append(reinterpret_cast<const char*>(&value), sizeof(T));
+    put_bytes(reinterpret_cast<const char*>(&value), sizeof(T));
   }
   void put_string(const std::string& s) {
     put(std::uint32_t(s.size()));
-    bytes_.append(s);
+    put_bytes(s.data(), s.size());
   }
   template <class T>
   void put_array(const T* data, std::size_t count) {
     put(std::uint64_t(count));
-    bytes_.append(reinterpret_cast<const char*>(data), count * sizeof(T));
+    put_bytes(reinterpret_cast<const char*>(data), count * sizeof(T));
   }
-  const std::string& bytes() const { return bytes_; }
+  std::uint64_t size() const { return size_; }
+  std::uint64_t checksum() const { return checksum_; }
 
  private:
-  std::string bytes_;
+  void put_bytes(const char* data, std::size_t size) {
+    out_.write(data, std::streamsize(size));
+    checksum_ = fnv1a64(data, size, checksum_);
+    size_ += size;
+  }
+  std::ostream& out_;
+  std::uint64_t size_ = 0, checksum_ = fnv1a64_basis;
 };
 
 // Reads a payload whose checksum already passed, so running out of bytes means a file written
@@ -146,8 +156,13 @@ inline std::string read_checked_model_file(const std::string& path) {
   {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
-    file.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) throw ModelFileError(Kind::io, path, "cannot read model file");
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size < 0) throw ModelFileError(Kind::io, path, "cannot read model file");
+    file.resize(std::size_t(size));  // exactly: a growing string would hold up to twice the file
+    in.read(file.data(), size);
+    if (in.gcount() != size) throw ModelFileError(Kind::io, path, "cannot read model file");
   }
   constexpr std::size_t header_size = 32;
   if (file.size() < 8 || file.compare(0, 8, "TNETMODL") != 0) throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
@@ -187,64 +202,72 @@ inline std::string read_model_signature(const std::string& path) {
 template <class Net>
 void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {},
                 const Optimizer* optimizer = nullptr, const std::map<std::string, std::string>& metadata = {}) {
-  detail::Writer payload;
-  payload.put_string(Net::signature());
-  payload.put(net.seed());
-  payload.put(net.step());
-  payload.put(std::uint32_t(class_names.size()));
-  for (const std::string& name : class_names) payload.put_string(name);
-  payload.put(std::uint32_t(metadata.size()));
-  for (const auto& [key, value] : metadata) {
-    payload.put_string(key);
-    payload.put_string(value);
-  }
-
-  std::uint32_t tensors = std::uint32_t(net.parameters().size());
-  net.visit_state([&](const std::string&, auto) { ++tensors; });
-  payload.put(tensors);
-  for (const ParamRef& p : net.parameters()) {
-    payload.put_string(p.name);
-    payload.put(detail::Dtype::f32);
-    payload.put_array(p.value, p.size);
-  }
-  net.visit_state([&](const std::string& name, auto span) {
-    payload.put_string(name);
-    payload.put(std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64);
-    payload.put_array(span.data(), span.size());
-  });
-
-  payload.put(std::uint8_t(optimizer != nullptr));
-  if (optimizer) {
-    const OptimizerState state = optimizer->state();
-    payload.put_string(state.kind);
-    payload.put(state.iterations);
-    payload.put(std::uint32_t(state.hyper_parameters.size()));
-    for (const auto& [name, value] : state.hyper_parameters) {
-      payload.put_string(name);
-      payload.put(value);
-    }
-    payload.put(std::uint32_t(state.slots.size()));
-    for (const Buffer& slot : state.slots) payload.put_array(slot.data(), slot.size());
-  }
-
-  detail::Writer header;
-  header.put(std::array<char, 8>{'T', 'N', 'E', 'T', 'M', 'O', 'D', 'L'});
-  header.put(model_format_version);
-  header.put(std::uint32_t(0));
-  header.put(std::uint64_t(payload.bytes().size()));
-  header.put(detail::fnv1a64(payload.bytes().data(), payload.bytes().size()));
-
   const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (" + temporary + " could not be created)");
-    out.write(header.bytes().data(), std::streamsize(header.bytes().size()));
-    out.write(payload.bytes().data(), std::streamsize(payload.bytes().size()));
-    out.close();
-    if (!out) {
-      std::remove(temporary.c_str());
-      throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (disk full?)");
+  std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+  if (!out) throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (" + temporary + " could not be created)");
+  try {
+    // The payload's length and checksum are known at its end: zeros now, filled in then.
+    detail::Writer header(out);
+    header.put(std::array<char, 8>{'T', 'N', 'E', 'T', 'M', 'O', 'D', 'L'});
+    header.put(model_format_version);
+    header.put(std::uint32_t(0));
+    const auto length_at = std::streamoff(header.size());
+    header.put(std::uint64_t(0));
+    header.put(std::uint64_t(0));
+
+    detail::Writer payload(out);
+    payload.put_string(Net::signature());
+    payload.put(net.seed());
+    payload.put(net.step());
+    payload.put(std::uint32_t(class_names.size()));
+    for (const std::string& name : class_names) payload.put_string(name);
+    payload.put(std::uint32_t(metadata.size()));
+    for (const auto& [key, value] : metadata) {
+      payload.put_string(key);
+      payload.put_string(value);
     }
+
+    std::uint32_t tensors = std::uint32_t(net.parameters().size());
+    net.visit_state([&](const std::string&, auto) { ++tensors; });
+    payload.put(tensors);
+    for (const ParamRef& p : net.parameters()) {
+      payload.put_string(p.name);
+      payload.put(detail::Dtype::f32);
+      payload.put_array(p.value, p.size);
+    }
+    net.visit_state([&](const std::string& name, auto span) {
+      payload.put_string(name);
+      payload.put(std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64);
+      payload.put_array(span.data(), span.size());
+    });
+
+    payload.put(std::uint8_t(optimizer != nullptr));
+    if (optimizer) {
+      const OptimizerState state = optimizer->state_without_slots();
+      payload.put_string(state.kind);
+      payload.put(state.iterations);
+      payload.put(std::uint32_t(state.hyper_parameters.size()));
+      for (const auto& [name, value] : state.hyper_parameters) {
+        payload.put_string(name);
+        payload.put(value);
+      }
+      payload.put(std::uint32_t(optimizer->slots().size()));
+      for (const Buffer& slot : optimizer->slots()) payload.put_array(slot.data(), slot.size());
+    }
+
+    out.seekp(length_at);
+    const std::uint64_t length = payload.size(), checksum = payload.checksum();
+    out.write(reinterpret_cast<const char*>(&length), sizeof length);
+    out.write(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+    out.close();
+  } catch (...) {
+    out.close();
+    std::remove(temporary.c_str());
+    throw;
+  }
+  if (!out) {
+    std::remove(temporary.c_str());
+    throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (disk full?)");
   }
   std::error_code error;
   std::filesystem::rename(temporary, path, error);

@@ -44,9 +44,13 @@ class Optimizer {
   std::uint64_t iterations() const { return iterations_; }
 
   OptimizerState state() const {
-    OptimizerState s{kind(), iterations_, hyper_parameters(), slots_};
+    OptimizerState s = state_without_slots();
+    s.slots = slots_;
     return s;
   }
+  /// state() less its slots, which slots() shows in place: for writing them out without a copy.
+  OptimizerState state_without_slots() const { return OptimizerState{kind(), iterations_, hyper_parameters(), {}}; }
+  std::span<const Buffer> slots() const { return slots_; }
 
   /// Throws std::invalid_argument when `state` was made by another kind of optimizer, lacks a
   /// hyper-parameter, or its slots do not match `params`.
