@@ -39,6 +39,10 @@ expect_error "--image-size 50" 2 "--image-size must be 64, 96 or 128" -- "$train
 expect_error "unknown option" 2 "unknown option --epoch" -- "$train" --epoch 3
 expect_error "unwritable model" 2 "cannot write model /no-such-dir/m.tnet: folder /no-such-dir does not exist" -- "$train" --model /no-such-dir/m.tnet
 expect_error "resume without checkpoint" 2 "no checkpoint fashion.tnet.checkpoint" -- "$train" --resume
+expect_error "--average-epochs beyond --epochs" 2 "--average-epochs must be an integer from 0 to 4, got '5'" -- \
+  "$train" --epochs 4 --average-epochs 5
+expect_error "--average-epochs without re-estimated batch norm" 2 "--average-epochs needs batch-norm statistics" -- \
+  "$train" --average-epochs 2 --no-recalibrate-bn
 
 # A short training on the synthetic set must learn: validation binary accuracy >= 0.90 (0.67 is
 # what predicting no label at all scores) and exact match >= 0.50 (1/6 by chance).
@@ -98,6 +102,29 @@ grep -q "optimizer step 4" resumed.txt && pass "resumed at optimizer step 4" || 
 sed -i 's/"output": "[^"]*"//' a.json b.json
 [ -s a.json ] && cmp -s a.json b.json && pass "the resumed model equals the uninterrupted one" || fail "resumed model differs: $(diff a.json b.json | head -5)"
 [ "$(wc -l <b.csv)" = 3 ] && pass "the resumed history has both epochs" || fail "b.csv: $(cat b.csv)"
+
+# Weights averaged over the last 2 of 3 epochs (3 steps each), interrupted in the third, after
+# the first averaged epoch, and resumed: again the uninterrupted model, bit for bit.
+averaging=(--epochs 3 --synthetic-count 20 --average-epochs 2)
+"$train" "${averaging[@]}" --model c.tnet --labelbin c.txt --plot c.png --history c.csv >c.log 2>&1
+grep -q "^mean weights of the last 2 epochs" c.log && grep -q "^last weights, batch-norm statistics re-estimated" c.log &&
+  pass "the final model averages the last 2 epochs' weights" || fail "averaging: $(cat c.log)"
+"$train" "${averaging[@]}" --model d.tnet --labelbin d.txt --plot d.png --history d.csv --interrupt-after-steps 7 >interrupted.txt 2>&1
+status=$?
+[ $status = 130 ] && [ -e d.tnet.checkpoint ] && [ -e d.tnet.checkpoint-average ] &&
+  pass "an interruption among the averaged epochs keeps the mean so far" || fail "interrupted averaging: status $status, $(ls)"
+mv d.tnet.checkpoint-average kept-average
+expect_error "resume without the mean so far" 1 "d.tnet.checkpoint-average" -- "$train" "${averaging[@]}" --model "$work/d.tnet" \
+  --labelbin "$work/d.txt" --plot "$work/d.png" --history "$work/d.csv" --resume
+mv kept-average d.tnet.checkpoint-average
+"$train" "${averaging[@]}" --model d.tnet --labelbin d.txt --plot d.png --history d.csv --resume >resumed.txt 2>&1
+"$classify" --model c.tnet --labelbin c.txt --image synthetic_examples --json --output out_c >c.json 2>/dev/null
+"$classify" --model d.tnet --labelbin d.txt --image synthetic_examples --json --output out_d >d.json 2>/dev/null
+sed -i 's/"output": "[^"]*"//' c.json d.json
+[ -s c.json ] && cmp -s c.json d.json && pass "the resumed averaged model equals the uninterrupted one" ||
+  fail "resumed averaged model differs: $(diff c.json d.json | head -5)"
+[ ! -e d.tnet.checkpoint ] && [ ! -e d.tnet.checkpoint-average ] && pass "both checkpoints are gone after the resumed run" ||
+  fail "checkpoints left: $(ls d.tnet*)"
 
 echo "$passed passed, $failures failed"
 [ $failures = 0 ]

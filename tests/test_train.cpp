@@ -60,3 +60,30 @@ TEST_CASE("metrics: binary accuracy, exact match, per-label precision, recall an
   CHECK(m.label(2).support == 2);
   CHECK(binary_accuracy(probabilities, targets, 3, 3) == doctest::Approx(6.0 / 9.0));
 }
+
+TEST_CASE("add_to_mean keeps the running mean of several networks' weights") {
+  using Tiny = Sequential<Input<4, 4, 2>, Conv2D<3, 3>, BatchNorm, Flatten, Dense<2>, Sigmoid>;
+  Tiny a(1), b(2), c(3), mean(4);
+  add_to_mean(mean.parameters(), a.parameters(), 1);
+  for (std::size_t i = 0; i < a.parameters().size(); ++i) {
+    const ParamRef &m = mean.parameters()[i], &p = a.parameters()[i];
+    CHECK(std::equal(p.value, p.value + p.size, m.value));  // the first is copied exactly
+  }
+  add_to_mean(mean.parameters(), b.parameters(), 2);
+  add_to_mean(mean.parameters(), c.parameters(), 3);
+  double largest_error = 0;
+  for (std::size_t i = 0; i < a.parameters().size(); ++i)
+    for (std::size_t j = 0; j < a.parameters()[i].size; ++j) {
+      const double expected =
+          (double(a.parameters()[i].value[j]) + double(b.parameters()[i].value[j]) + double(c.parameters()[i].value[j])) / 3.0;
+      largest_error = std::max(largest_error, std::abs(double(mean.parameters()[i].value[j]) - expected));
+    }
+  CHECK(largest_error < 1e-6);
+  CHECK(mean.parameters()[0].value[0] != a.parameters()[0].value[0]);
+
+  Sequential<Input<4, 4, 2>, Conv2D<4, 3>, BatchNorm, Flatten, Dense<2>, Sigmoid> other(5);
+  CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), other.parameters(), 2),
+                       "tnet::add_to_mean: tensor 0.conv2d.kernel (54 values) does not match 0.conv2d.kernel (72 values)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), a.parameters(), 0), "tnet::add_to_mean: count must be >= 1, got 0",
+                       std::invalid_argument);
+}

@@ -28,6 +28,9 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --no-augment         train without the tutorial's random rotations, shifts, zoom and flips
   --no-recalibrate-bn  keep Keras's moving batch-norm averages in the final model instead of
                        re-estimating them for the final weights over the training set
+  --average-epochs N   the final model's weights are the mean of the weights at the ends of
+                       the last N epochs (stochastic weight averaging; needs the batch-norm
+                       re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C)
   --synthetic-count N  pictures per class in the synthetic set [100]
   --interrupt-after-steps N
@@ -39,7 +42,7 @@ int run(int argc, char** argv) {
   using namespace fashion;
   const Arguments args(argc, argv,
                        {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
-                        "--threads", "--image-size", "--val-split", "--synthetic-count", "--interrupt-after-steps"},
+                        "--threads", "--image-size", "--val-split", "--average-epochs", "--synthetic-count", "--interrupt-after-steps"},
                        {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -62,6 +65,11 @@ int run(int argc, char** argv) {
   s.val_split = args.number("--val-split", s.val_split, 0.0, 1.0, "a fraction in (0, 1)");
   s.augment = !args.flag("--no-augment");
   s.recalibrate_batch_norm = !args.flag("--no-recalibrate-bn");
+  if (!args.has("--average-epochs")) s.average_epochs = s.recalibrate_batch_norm ? s.epochs / 4 : 0;
+  else s.average_epochs = int(args.integer("--average-epochs", 0, 0, s.epochs));
+  if (s.average_epochs > 0 && !s.recalibrate_batch_norm)
+    throw UsageError("--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
+                     "or give --average-epochs 0");
   s.resume = args.flag("--resume");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));

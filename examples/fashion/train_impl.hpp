@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,9 +33,11 @@ struct TrainSettings {
   std::uint64_t seed = 42;
   bool augment = true, resume = false;
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
+  int average_epochs = 0;              // the final weights average the last this many epochs' ends
   long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps
 
   std::string checkpoint() const { return model + ".checkpoint"; }
+  std::string average_checkpoint() const { return model + ".checkpoint-average"; }
 };
 
 struct TrainData {
@@ -48,7 +51,8 @@ struct TrainData {
 inline std::string settings_text(const TrainSettings& s) {
   std::ostringstream out;
   out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --val-split " << s.val_split
-      << " --seed " << s.seed << " --image-size " << s.image_size << (s.augment ? "" : " --no-augment");
+      << " --seed " << s.seed << " --image-size " << s.image_size << " --average-epochs " << s.average_epochs
+      << (s.augment ? "" : " --no-augment");
   return out.str();
 }
 
@@ -163,6 +167,14 @@ int train(const TrainSettings& s, TrainData& data) {
   double epoch_loss = 0, epoch_seconds = 0;
   std::size_t epoch_samples = 0, epoch_right = 0;
   std::vector<EpochRecord> history;
+  // Stochastic weight averaging (tnet/train/average.hpp): the mean of the weights at the ends of
+  // the last average_epochs epochs, kept in a second network. The tutorial's learning rate is
+  // still 95 % of its first value at the end, so the weights of successive epochs scatter around a
+  // minimum; their mean lies nearer its centre.
+  // The epochs from this one (0-based) on are averaged; the mean of one epoch is the last weights.
+  const int first_averaged = s.average_epochs > 1 ? s.epochs - s.average_epochs : s.epochs;
+  std::unique_ptr<Net> average;
+  int averaged = 0;  // epochs in the mean so far
   if (s.resume) {
     const tnet::ModelFileInfo info = tnet::load_model(s.checkpoint(), *net, &adam);
     if (info.class_names != classes) throw UsageError(s.checkpoint() + " was trained on other classes than this dataset has");
@@ -176,6 +188,14 @@ int train(const TrainSettings& s, TrainData& data) {
     epoch_right = std::stoul(m.at("epoch_right"));
     epoch_seconds = std::stod(m.at("epoch_seconds"));
     history = detail::parse_history(m.at("history"));
+    averaged = std::stoi(m.at("averaged"));
+    if (averaged > 0) {
+      average = std::make_unique<Net>(s.seed);
+      const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(), *average);
+      if (a.metadata.at("averaged") != m.at("averaged"))
+        throw UsageError(s.average_checkpoint() + " holds the mean of " + a.metadata.at("averaged") + " epochs where " + s.checkpoint() +
+                         " expects " + m.at("averaged") + ": they are not from the same run");
+    }
     std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
               << adam.iterations() << "\n";
   }
@@ -184,7 +204,7 @@ int train(const TrainSettings& s, TrainData& data) {
                      {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)}, {"epoch_loss", detail::exact(epoch_loss)},
                       {"epoch_samples", std::to_string(epoch_samples)}, {"epoch_right", std::to_string(epoch_right)},
                       {"epoch_seconds", detail::exact(epoch_seconds)}, {"history", detail::history_csv(history)},
-                      {"settings", settings_text(s)}});
+                      {"averaged", std::to_string(averaged)}, {"settings", settings_text(s)}});
   };
 
   tnet::BatchIterator::Options train_options;
@@ -287,6 +307,12 @@ int train(const TrainSettings& s, TrainData& data) {
               << std::flush;
     detail::write_outputs(s, history);
     epoch_loss = 0, epoch_seconds = 0, epoch_samples = 0, epoch_right = 0;
+    if (epoch >= first_averaged) {
+      if (!average) average = std::make_unique<Net>(s.seed);
+      tnet::add_to_mean(average->parameters(), net->parameters(), ++averaged);
+      if (epoch + 1 < s.epochs)  // before the checkpoint that counts it
+        tnet::save_model(s.average_checkpoint(), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
+    }
     if (epoch + 1 < s.epochs) checkpoint(epoch + 1, 0);
   }
   std::signal(SIGINT, SIG_DFL);
@@ -296,7 +322,7 @@ int train(const TrainSettings& s, TrainData& data) {
   // tutorial's photos that alone moves the final validation accuracy by several points from one
   // epoch to the next. tnet re-estimates them for the final weights with one pass over the
   // training set without dropout (training data only; --no-recalibrate-bn keeps Keras's).
-  if (s.recalibrate_batch_norm) {
+  auto estimate_batch_norm = [&] {
     net->reset_batch_norm_statistics();
     tnet::BatchIterator::Options pass_options;
     pass_options.batch_size = s.batch_size;
@@ -305,17 +331,30 @@ int train(const TrainSettings& s, TrainData& data) {
     tnet::BatchIterator pass(data.images, data.targets, Labels, data.split.train, pass_options);
     for (int n; (n = pass.next()) > 0;) net->forward(pass.x(), n, tnet::Mode::calibrate);
     const double val_loss = validate();
-    std::cout << "batch-norm statistics re-estimated for the final weights over the training set: val_loss "
-              << std::fixed << std::setprecision(4) << val_loss << " - val_acc "
-              << val_metrics.binary_accuracy() << " (last epoch: " << history.back().val_acc << ")\n";
+    std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()
+              << " - exact match " << val_metrics.exact_match() << "\n";
+  };
+  if (s.recalibrate_batch_norm) {
+    std::cout << "last epoch, Keras's moving batch-norm averages: val_loss " << std::fixed << std::setprecision(4)
+              << history.back().val_loss << " - val_acc " << history.back().val_acc << " - exact match " << history.back().val_exact
+              << "\nlast weights, batch-norm statistics re-estimated over the training set: ";
+    estimate_batch_norm();
+  }
+  if (averaged > 0) {
+    const std::span<const tnet::ParamRef> to = net->parameters(), from = average->parameters();
+    for (std::size_t i = 0; i < to.size(); ++i) std::copy(from[i].value, from[i].value + from[i].size, to[i].value);
+    std::cout << "mean weights of the last " << averaged << " epochs, batch-norm statistics re-estimated: ";
+    estimate_batch_norm();
   }
 
   tnet::save_model(s.model, *net, classes, &adam,
                    {{"history", detail::history_csv(history)},
                     {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
+                    {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
                     {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
   data.labels.save(s.labelbin);
   std::filesystem::remove(s.checkpoint());
+  std::filesystem::remove(s.average_checkpoint());
   double total_seconds = 0;
   for (const EpochRecord& r : history) total_seconds += r.seconds;
   std::cout << "saved model " << s.model << ", labels " << s.labelbin << ", plot " << s.plot << ", history " << s.history << "\n"

@@ -1,0 +1,42 @@
+// tnet/train/average.hpp: the running mean of a network's weights (stochastic weight averaging,
+// Izmailov et al., 2018).
+//
+// Training with a constant or slowly decaying learning rate leaves the weights wandering around a
+// minimum; the mean of the weights at several moments (say, the ends of the last epochs) lies
+// nearer its centre and usually generalises better than any one of them. Keep the mean in a
+// second network of the same type, fold each moment in with add_to_mean, and re-estimate the
+// mean network's batch-norm statistics before using it (Sequential::reset_batch_norm_statistics,
+// then forwards in Mode::calibrate): the statistics of no single moment fit the mean weights.
+#pragma once
+
+#include <algorithm>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "optimizer.hpp"
+
+namespace tnet {
+
+/// Makes `mean`, the mean of count - 1 earlier networks' weights, the mean of `count` by folding
+/// in `value`'s: mean += (value - mean) / count; with count 1 the values are copied exactly.
+/// Both are parameters() of two networks of one type.
+inline void add_to_mean(std::span<const ParamRef> mean, std::span<const ParamRef> value, int count) {
+  if (count < 1) throw std::invalid_argument("tnet::add_to_mean: count must be >= 1, got " + std::to_string(count));
+  if (mean.size() != value.size())
+    throw std::invalid_argument("tnet::add_to_mean: " + std::to_string(mean.size()) + " tensors against " + std::to_string(value.size()));
+  for (std::size_t i = 0; i < mean.size(); ++i)
+    if (mean[i].size != value[i].size || mean[i].name != value[i].name)
+      throw std::invalid_argument("tnet::add_to_mean: tensor " + mean[i].name + " (" + std::to_string(mean[i].size) +
+                                  " values) does not match " + value[i].name + " (" + std::to_string(value[i].size) + " values)");
+  const float weight = 1.0f / float(count);
+  for (std::size_t i = 0; i < mean.size(); ++i) {
+    float* m = mean[i].value;
+    const float* v = value[i].value;
+    if (count == 1) std::copy(v, v + mean[i].size, m);
+    else
+      for (std::size_t j = 0; j < mean[i].size; ++j) m[j] += (v[j] - m[j]) * weight;
+  }
+}
+
+}  // namespace tnet
