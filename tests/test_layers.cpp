@@ -268,3 +268,32 @@ TEST_CASE("the gradient checker catches a wrong gradient") {
   analytic[7] *= 1.1f;
   CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) > 1e-2);
 }
+
+TEST_CASE("gemm: every transpose, accumulate, and a long K cut into chunks, against a double reference") {
+  struct Case {
+    std::ptrdiff_t M, N, K;
+  };
+  // (300, 40, 50): tiles of rows, K whole; (24, 150, 6000): two column tiles, K in 3 chunks;
+  // (16, 24, 20000): one tile, K in 9 chunks (a first convolution's weight gradient); (5, 7, 9000).
+  for (const Case cs : {Case{300, 40, 50}, Case{24, 150, 6000}, Case{16, 24, 20000}, Case{5, 7, 9000}})
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true})
+        for (const bool accumulate : {false, true}) {
+          INFO("M ", cs.M, " N ", cs.N, " K ", cs.K, " transposed A ", ta, " B ", tb, " accumulate ", accumulate);
+          const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
+          Buffer c = test::random_values(std::size_t(cs.M * cs.N), 3);
+          std::vector<double> expected(c.size());
+          for (std::ptrdiff_t m = 0; m < cs.M; ++m)
+            for (std::ptrdiff_t n = 0; n < cs.N; ++n) {
+              double sum = accumulate ? c[std::size_t(m * cs.N + n)] : 0.0;
+              for (std::ptrdiff_t k = 0; k < cs.K; ++k)
+                sum += double(a[std::size_t(ta ? k * cs.M + m : m * cs.K + k)]) * double(b[std::size_t(tb ? n * cs.K + k : k * cs.N + n)]);
+              expected[std::size_t(m * cs.N + n)] = sum;
+            }
+          gemm(ta ? Transpose::yes : Transpose::no, tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), c.data(),
+               accumulate);
+          double worst = 0;
+          for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - expected[i]));
+          CHECK(worst <= 1e-6 * std::sqrt(double(cs.K)) * 4);  // unit-variance terms: float rounding grows like sqrt(K)
+        }
+}

@@ -25,6 +25,10 @@ TEST_CASE("SmallerVGGNet's shapes and Keras's parameter counts") {
 }
 
 TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Adam with decay)") {
+  // PyTorch computed it in float64 from the same float32 weights and input: the differences are
+  // tnet's float32 rounding. A gradient entry may be off by 2e-4 of its size plus the tensor's
+  // RMS: biases feeding a batch norm have gradients that are mostly cancellation.
+  constexpr double pick_tolerance = 2e-4;
   const test::Fixture fx("smaller_vgg.txt");
   auto net = std::make_unique<Net6>(7);  // weights drawn exactly as make_fixtures.py draws them
   const int batch = 4;
@@ -50,7 +54,7 @@ TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Ad
     const auto& expected = fx[p.name + ".grad_pick"];
     const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
     for (std::size_t k = 0; k < picks.size(); ++k)
-      CHECK(std::abs(p.grad[std::size_t(picks[k])] - expected[k]) <= 1e-4 * (std::abs(expected[k]) + rms));
+      CHECK(std::abs(p.grad[std::size_t(picks[k])] - expected[k]) <= pick_tolerance * (std::abs(expected[k]) + rms));
   }
   net->visit_state([&](const std::string& name, auto span) {
     if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) {
@@ -63,14 +67,21 @@ TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Ad
 
   Adam adam(Adam::Options{.lr = 1e-3, .decay = 1e-3 / 75});
   adam.step(net->parameters());
+  // Adam's first step is lr * g / (|g| + c) with c = epsilon / sqrt(1 - beta2) = 3.2e-6: about
+  // lr * sign(g), so the bound is a fraction of lr, plus what the gradient's own tolerance dg
+  // moves it by where |g| is near c, lr * c * dg / (|g| + c)^2.
+  const double lr = 1e-3, c = 1e-7 / std::sqrt(1 - 0.999);
   for (const ParamRef& p : net->parameters()) {
     INFO("after one Adam step: ", p.name);
     const auto& picks = fx[p.name + ".pick_index"];
     const auto& expected = fx[p.name + ".after_step_pick"];
-    for (std::size_t k = 0; k < picks.size(); ++k)
-      // Within 1e-4 of the step size (lr): Adam's first step is about lr * sign(gradient) even
-      // where a gradient is rounding noise, so a relative bound on the parameters would be too loose.
-      CHECK(std::abs(p.value[std::size_t(picks[k])] - expected[k]) <= 1e-4 * 1e-3 + 1e-6 * std::abs(expected[k]));
+    const auto& gradients = fx[p.name + ".grad_pick"];
+    const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
+    for (std::size_t k = 0; k < picks.size(); ++k) {
+      const double g = std::abs(gradients[k]), dg = pick_tolerance * (g + rms);
+      CHECK(std::abs(p.value[std::size_t(picks[k])] - expected[k]) <=
+            1e-4 * lr + lr * c * dg / ((g + c) * (g + c)) + 1e-6 * std::abs(expected[k]));
+    }
   }
 }
 

@@ -1,9 +1,11 @@
 // tnet/core/gemm.hpp: the matrix products every layer is built on, and deterministic reductions.
 //
 // gemm() computes C = op(A) * op(B) (or C += ...) on row-major matrices with Eigen's kernels. It
-// cuts C into tiles along its longer side; the tiling depends only on M, N and K, each tile is one
-// single-threaded Eigen product, and OpenMP hands tiles to threads. Every element of C is thus
-// computed by the same sequence of operations whatever the thread count.
+// cuts C into tiles along its longer side and, when that gives few tiles for a long inner
+// dimension K (a weight gradient: 27 x 32 summed over 300,000 rows), also cuts K into chunks whose
+// products are added afterwards in chunk order. The cuts depend only on M, N and K, each piece is
+// one single-threaded Eigen product, and OpenMP hands pieces to threads. Every element of C is
+// thus computed by the same sequence of operations whatever the thread count.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +29,20 @@ inline std::ptrdiff_t tile_width(std::ptrdiff_t n) {
   const std::ptrdiff_t width = (n + tiles - 1) / tiles;
   return (width + align - 1) / align * align;
 }
+
+// How many chunks K is cut into for `tiles` tiles of C: enough for about 16 independent products
+// when K is long, each chunk at least 2048 deep; 1 otherwise.
+inline std::ptrdiff_t k_chunks(std::ptrdiff_t tiles, std::ptrdiff_t K) {
+  constexpr std::ptrdiff_t wanted = 16, min_depth = 2048;
+  if (tiles >= wanted || K < 2 * min_depth) return 1;
+  return std::min((wanted + tiles - 1) / tiles, K / min_depth);
+}
+
+// The partial products of a K-cut gemm, owned by the calling thread; it only grows.
+inline Buffer& gemm_workspace() {
+  static thread_local Buffer partials;
+  return partials;
+}
 }  // namespace detail
 
 /// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
@@ -40,30 +56,49 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
   const std::ptrdiff_t length = split_rows ? M : N;
   const std::ptrdiff_t width = detail::tile_width(length);
   const std::ptrdiff_t tiles = (length + width - 1) / width;
+  const std::ptrdiff_t chunks = detail::k_chunks(tiles, K), depth = (K + chunks - 1) / chunks;
+  // With K cut, chunk k's product goes to partials[k], summed into C at the end.
+  float* partials = nullptr;
+  if (chunks > 1) {
+    ensure_size(detail::gemm_workspace(), std::size_t(chunks * M * N));
+    partials = detail::gemm_workspace().data();
+  }
 
-#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
-  for (std::ptrdiff_t t = 0; t < tiles; ++t) {
+#pragma omp parallel for schedule(dynamic, 1) if (tiles * chunks > 1)
+  for (std::ptrdiff_t piece = 0; piece < tiles * chunks; ++piece) {
+    const std::ptrdiff_t t = piece / chunks, k = piece % chunks;
     const std::ptrdiff_t begin = t * width, end = std::min(length, begin + width), n = end - begin;
     const std::ptrdiff_t m0 = split_rows ? begin : 0, mn = split_rows ? n : M;
     const std::ptrdiff_t n0 = split_rows ? 0 : begin, nn = split_rows ? N : n;
-    // A tile of rows of op(A) and columns of op(B), as strided views: nothing is copied here.
-    ConstMatrixView a = ta ? ConstMatrixView(A + m0, K, mn, Eigen::OuterStride<>(M))
-                           : ConstMatrixView(A + m0 * K, mn, K, Eigen::OuterStride<>(K));
-    ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K, nn, K, Eigen::OuterStride<>(K))
-                           : ConstMatrixView(B + n0, K, nn, Eigen::OuterStride<>(N));
-    MatrixView c(C + m0 * N + n0, mn, nn, Eigen::OuterStride<>(N));
+    const std::ptrdiff_t k0 = k * depth, kn = std::min(K, k0 + depth) - k0;
+    // Rows m0.. of op(A) and columns n0.. of op(B), over k0..k0+kn, as strided views: nothing is copied here.
+    ConstMatrixView a = ta ? ConstMatrixView(A + k0 * M + m0, kn, mn, Eigen::OuterStride<>(M))
+                           : ConstMatrixView(A + m0 * K + k0, mn, kn, Eigen::OuterStride<>(K));
+    ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K + k0, nn, kn, Eigen::OuterStride<>(K))
+                           : ConstMatrixView(B + k0 * N + n0, kn, nn, Eigen::OuterStride<>(N));
+    MatrixView c(chunks > 1 ? partials + k * M * N + m0 * N + n0 : C + m0 * N + n0, mn, nn, Eigen::OuterStride<>(N));
+    const bool add = accumulate && chunks == 1;
     if (ta && tb) {
-      if (accumulate) c.noalias() += a.transpose() * b.transpose();
+      if (add) c.noalias() += a.transpose() * b.transpose();
       else c.noalias() = a.transpose() * b.transpose();
     } else if (ta) {
-      if (accumulate) c.noalias() += a.transpose() * b;
+      if (add) c.noalias() += a.transpose() * b;
       else c.noalias() = a.transpose() * b;
     } else if (tb) {
-      if (accumulate) c.noalias() += a * b.transpose();
+      if (add) c.noalias() += a * b.transpose();
       else c.noalias() = a * b.transpose();
     } else {
-      if (accumulate) c.noalias() += a * b;
+      if (add) c.noalias() += a * b;
       else c.noalias() = a * b;
+    }
+  }
+  if (chunks > 1) {
+    const std::ptrdiff_t size = M * N;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < size; ++i) {
+      float sum = accumulate ? C[i] : 0.0f;
+      for (std::ptrdiff_t k = 0; k < chunks; ++k) sum += partials[k * size + i];
+      C[i] = sum;
     }
   }
 }
