@@ -107,6 +107,7 @@ TEST_CASE("bad model files are refused with their own errors, the network untouc
   const std::string bytes = read(good);
 
   SUBCASE("missing file") { check_refused(dir / "absent.tnet", ModelFileError::Kind::io, "cannot open"); }
+  SUBCASE("a folder") { check_refused(dir.path.string(), ModelFileError::Kind::io, "it is a folder"); }
   SUBCASE("not a model file") {
     write(dir / "text.tnet", "hello, this is not a model\n");
     check_refused(dir / "text.tnet", ModelFileError::Kind::not_a_model, "not a tnet model file");

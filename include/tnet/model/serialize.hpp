@@ -6,9 +6,10 @@
 //   "TNETMODL" | u32 format version | u32 0 | u64 payload bytes | u64 FNV-1a-64 of the payload |
 //   payload
 // Saving streams into a temporary file beside the target (no copy of the model in memory) and
-// renames it into place, so a crash never leaves a half-written model under the real name. Loading checks everything (magic, version,
-// length, checksum, architecture, tensor names and sizes, optimizer kind) before it changes
-// anything: on any error it throws ModelFileError and the network and optimizer are untouched.
+// renames it into place, so a crash never leaves a half-written model under the real name.
+// Loading checks everything (magic, version, length, checksum, architecture, tensor names and
+// sizes, optimizer kind) before it changes anything: on any error it throws ModelFileError and
+// the network and optimizer are untouched.
 #pragma once
 
 #include <cstdint>
@@ -154,6 +155,8 @@ inline std::string read_checked_model_file(const std::string& path) {
   using Kind = ModelFileError::Kind;
   std::string file;
   {
+    std::error_code error;
+    if (std::filesystem::is_directory(path, error)) throw ModelFileError(Kind::io, path, "cannot read model file: it is a folder");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
     in.seekg(0, std::ios::end);
