@@ -27,7 +27,8 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
   --no-augment         train without the tutorial's random rotations, shifts, zoom and flips
   --no-recalibrate-bn  keep Keras's moving batch-norm averages in the final model instead of
-                       re-estimating them for the final weights over the training set
+                       re-estimating them for the final weights over the training set (and so
+                       the last weights: see --average-epochs)
   --average-epochs N   the final model's weights are the mean of the weights at the ends of
                        the last N epochs (stochastic weight averaging; needs the batch-norm
                        re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
