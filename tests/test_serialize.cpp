@@ -63,6 +63,16 @@ void check_refused(const std::string& path, ModelFileError::Kind kind, const std
   CHECK(snapshot(net) == before);
   CHECK(adam.iterations() == 0);
 }
+// read_model_signature checks the header alone (load_model checks the rest).
+void check_signature_refused(const std::string& path, ModelFileError::Kind kind) {
+  try {
+    read_model_signature(path);
+    FAIL("read_model_signature accepted a bad file");
+  } catch (const ModelFileError& e) {
+    INFO(e.what());
+    CHECK(e.kind() == kind);
+  }
+}
 }  // namespace
 
 TEST_CASE("save, load into a fresh network: identical outputs, statistics and optimizer state") {
@@ -111,20 +121,30 @@ TEST_CASE("bad model files are refused with their own errors, the network untouc
   SUBCASE("not a model file") {
     write(dir / "text.tnet", "hello, this is not a model\n");
     check_refused(dir / "text.tnet", ModelFileError::Kind::not_a_model, "not a tnet model file");
+    check_signature_refused(dir / "text.tnet", ModelFileError::Kind::not_a_model);
   }
   SUBCASE("truncated") {
     write(dir / "cut.tnet", bytes.substr(0, bytes.size() - 100));
     check_refused(dir / "cut.tnet", ModelFileError::Kind::truncated, "truncated");
+    check_signature_refused(dir / "cut.tnet", ModelFileError::Kind::truncated);
   }
   SUBCASE("truncated inside the header") {
     write(dir / "cut.tnet", bytes.substr(0, 20));
     check_refused(dir / "cut.tnet", ModelFileError::Kind::truncated, "truncated");
+    check_signature_refused(dir / "cut.tnet", ModelFileError::Kind::truncated);
   }
   SUBCASE("corrupted: one bit flipped") {
     std::string flipped = bytes;
     flipped[bytes.size() / 2] ^= 0x10;
     write(dir / "flip.tnet", flipped);
     check_refused(dir / "flip.tnet", ModelFileError::Kind::corrupted, "checksum mismatch");
+  }
+  SUBCASE("a signature longer than the file") {
+    std::string long_signature = bytes;
+    long_signature[35] = char(0x7f);  // the signature's length, little-endian at offset 32
+    write(dir / "long.tnet", long_signature);
+    check_refused(dir / "long.tnet", ModelFileError::Kind::corrupted, "checksum mismatch");
+    check_signature_refused(dir / "long.tnet", ModelFileError::Kind::corrupted);
   }
   SUBCASE("a newer format version") {
     std::string newer = bytes;

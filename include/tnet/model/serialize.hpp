@@ -12,6 +12,7 @@
 // the network and optimizer are untouched.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <array>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../train/optimizer.hpp"
@@ -150,54 +152,71 @@ inline std::string first_difference(const std::string& ours, const std::string& 
 }  // namespace detail
 
 namespace detail {
-// The whole file, after checking magic, version, length and checksum.
-inline std::string read_checked_model_file(const std::string& path) {
+inline constexpr std::size_t header_size = 32;
+
+// Opens a model file and checks its header (magic, version, payload length against the file's
+// length); `in` is left at the payload. Returns the payload's size and checksum.
+inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in, const std::string& path) {
   using Kind = ModelFileError::Kind;
-  std::string file;
-  {
-    std::error_code error;
-    if (std::filesystem::is_directory(path, error)) throw ModelFileError(Kind::io, path, "cannot read model file: it is a folder");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    in.seekg(0, std::ios::beg);
-    if (size < 0) throw ModelFileError(Kind::io, path, "cannot read model file");
-    file.resize(std::size_t(size));  // exactly: a growing string would hold up to twice the file
-    in.read(file.data(), size);
-    if (in.gcount() != size) throw ModelFileError(Kind::io, path, "cannot read model file");
-  }
-  constexpr std::size_t header_size = 32;
-  if (file.size() < 8 || file.compare(0, 8, "TNETMODL") != 0) throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
-  if (file.size() < header_size) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) throw ModelFileError(Kind::io, path, "cannot read model file: it is a folder");
+  in.open(path, std::ios::binary);
+  if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
+  in.seekg(0, std::ios::end);
+  const std::streamoff file_size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (file_size < 0) throw ModelFileError(Kind::io, path, "cannot read model file");
+  char header[header_size] = {};
+  in.read(header, std::streamsize(std::min<std::streamoff>(file_size, header_size)));
+  if (file_size < 8 || std::memcmp(header, "TNETMODL", 8) != 0)
+    throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
+  if (file_size < std::streamoff(header_size)) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
   std::uint32_t version;
   std::uint64_t payload_size, checksum;
-  std::memcpy(&version, file.data() + 8, 4);
-  std::memcpy(&payload_size, file.data() + 16, 8);
-  std::memcpy(&checksum, file.data() + 24, 8);
+  std::memcpy(&version, header + 8, 4);
+  std::memcpy(&payload_size, header + 16, 8);
+  std::memcpy(&checksum, header + 24, 8);
   if (version > model_format_version)
     throw ModelFileError(Kind::newer_version, path,
                          "model file has format version " + std::to_string(version) + ", written by a newer tnet; this build reads versions up to " +
                              std::to_string(model_format_version));
   if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
-  const std::size_t actual = file.size() - header_size;
+  const std::uint64_t actual = std::uint64_t(file_size) - header_size;
   if (payload_size > actual)
     throw ModelFileError(Kind::truncated, path,
-                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file.size()) + " found");
+                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file_size) + " found");
   if (payload_size < actual)
     throw ModelFileError(Kind::corrupted, path, "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
-  if (detail::fnv1a64(file.data() + header_size, payload_size) != checksum)
-    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: checksum mismatch");
-  return file;
+  return {payload_size, checksum};
+}
+
+// The payload, after checking the header and the checksum; read at its exact size (a growing
+// string would hold up to twice the file).
+inline std::string read_checked_payload(const std::string& path) {
+  std::ifstream in;
+  const auto [size, checksum] = open_model_file(in, path);
+  std::string payload(std::size_t(size), '\0');
+  in.read(payload.data(), std::streamsize(size));
+  if (in.gcount() != std::streamsize(size)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
+  if (fnv1a64(payload.data(), payload.size()) != checksum)
+    throw ModelFileError(ModelFileError::Kind::corrupted, path, "model file is corrupted: checksum mismatch");
+  return payload;
 }
 }  // namespace detail
 
-/// The architecture signature stored in a model file (Sequential::signature()), after checking
-/// the file as load_model does up to the architecture; for choosing the network type to load.
+/// The architecture signature stored in a model file (Sequential::signature()), for choosing the
+/// network type to load. Reads the header and the signature alone; load_model checks the rest.
 inline std::string read_model_signature(const std::string& path) {
-  const std::string file = detail::read_checked_model_file(path);
-  detail::Reader in(file.data() + 32, file.data() + file.size(), path);
-  return in.get_string();
+  std::ifstream in;
+  const std::uint64_t payload_size = detail::open_model_file(in, path).first;
+  std::uint32_t length = 0;
+  in.read(reinterpret_cast<char*>(&length), sizeof length);
+  if (!in || sizeof length + std::uint64_t(length) > payload_size)
+    throw ModelFileError(ModelFileError::Kind::corrupted, path, "malformed model file: a field runs past the end of the payload");
+  std::string signature(length, '\0');
+  in.read(signature.data(), std::streamsize(length));
+  if (in.gcount() != std::streamsize(length)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
+  return signature;
 }
 
 /// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
@@ -287,9 +306,8 @@ void save_model(const std::string& path, Net& net, const std::vector<std::string
 template <class Net>
 ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
   using Kind = ModelFileError::Kind;
-  const std::string file = detail::read_checked_model_file(path);
-  constexpr std::size_t header_size = 32;
-  detail::Reader in(file.data() + header_size, file.data() + file.size(), path);
+  const std::string payload = detail::read_checked_payload(path);
+  detail::Reader in(payload.data(), payload.data() + payload.size(), path);
   const std::string signature = in.get_string();
   if (signature != Net::signature())
     throw ModelFileError(Kind::architecture_mismatch, path,
