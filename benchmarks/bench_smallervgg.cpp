@@ -32,32 +32,22 @@ int positive(const char* flag, const char* value) {
   return int(n);
 }
 
-// Training FLOPs per sample: forward, then the weight gradient and (but for the first layer)
-// the input gradient, each as costly as the forward product. Element-wise layers are not counted.
-constexpr double train_flops = [] {
+// FLOPs per sample of the layers' matrix products (element-wise layers are not counted). A
+// training step adds, to each forward product, the weight gradient and (but for the first layer)
+// the input gradient, each as costly as the forward.
+constexpr double flops(bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((total += [] {
+    ((total += [&] {
        using L = Net::layer_type<I>;
-       if constexpr (requires { L::forward_flops; }) return L::forward_flops * (I == 0 ? 2.0 : 3.0);
+       if constexpr (requires { L::forward_flops; }) return L::forward_flops * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
        else return 0.0;
      }()),
      ...);
   }(std::make_index_sequence<Net::depth>{});
   return total;
-}();
-constexpr double infer_flops = [] {
-  double total = 0;
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((total += [] {
-       using L = Net::layer_type<I>;
-       if constexpr (requires { L::forward_flops; }) return L::forward_flops;
-       else return 0.0;
-     }()),
-     ...);
-  }(std::make_index_sequence<Net::depth>{});
-  return total;
-}();
+}
+constexpr double train_flops = flops(true), infer_flops = flops(false);
 
 // GFLOP/s of tnet::gemm on 1024-cubed products: the ceiling the layers' GEMMs work against.
 double gemm_roofline() {

@@ -82,13 +82,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const fashion::UsageError& e) {
-    std::cerr << "fashion_classify: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_classify: " << e.what() << "\n";
-    return 2;
-  }
+  // A model that cannot be read is a usage error here too (exit 2); an unreadable photo is
+  // reported by classify() and exits 1.
+  return fashion::guarded_main("fashion_classify", 2, [&] { return run(argc, argv); });
 }

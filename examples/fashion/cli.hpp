@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -61,7 +62,7 @@ class Arguments {
     return v;
   }
 
-  /// A number in the open interval (low, high) (bounds given as inclusive when `inclusive`).
+  /// A number in the open interval (low, high); `range` words it for the error message.
   double number(const std::string& name, double fallback, double low, double high, const std::string& range) const {
     if (!has(name)) return fallback;
     const std::string& s = values_.at(name).back();
@@ -77,6 +78,21 @@ class Arguments {
   std::set<std::string> flags_;
   std::vector<std::string> positional_;
 };
+
+/// A fashion program's main: runs `run`, and prints an error as "program: message", exiting 2 for
+/// a UsageError and `error_status` for any other.
+template <class Run>
+int guarded_main(const char* program, int error_status, Run&& run) {
+  try {
+    return run();
+  } catch (const UsageError& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return error_status;
+  }
+}
 
 /// Throws UsageError unless a file can be created at `path` (tried with a scratch file beside
 /// it, removed at once), so that a long run does not end in an unwritable output.

@@ -11,7 +11,6 @@
 namespace fashion {
 
 inline constexpr int min_labels = 2, max_labels = 8;
-inline constexpr int image_sizes[] = {64, 96, 128};
 
 /// Calls job.template operator()<L>() for L == labels; -1 when labels is out of range.
 template <class Job>

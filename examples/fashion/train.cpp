@@ -125,13 +125,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const fashion::UsageError& e) {
-    std::cerr << "fashion_train: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_train: " << e.what() << "\n";
-    return 1;
-  }
+  return fashion::guarded_main("fashion_train", 1, [&] { return run(argc, argv); });
 }

@@ -229,13 +229,18 @@ int train(const TrainSettings& s, TrainData& data) {
   std::signal(SIGINT, on_interrupt);
   long steps_here = 0;
   tnet::MultiLabelMetrics val_metrics(Labels);
-  auto validate = [&] {  // fills val_metrics, returns the mean loss
+  // The last validation's predictions and targets, in order, for the final report.
+  std::vector<float> val_predictions(val_batches.samples() * Labels), val_targets(val_predictions.size());
+  auto validate = [&] {  // fills val_metrics and val_predictions, returns the mean loss
     double loss = 0;
     val_metrics.reset();
     val_batches.start_epoch(0);
-    for (int n; (n = val_batches.next()) > 0;) {
+    std::size_t at = 0;  // where this batch's rows go
+    for (int n; (n = val_batches.next()) > 0; at += std::size_t(n) * Labels) {
       loss += net->evaluate(val_batches.x(), val_batches.y(), n) * n;
       val_metrics.update(net->output(), val_batches.y(), n);
+      std::copy(net->output(), net->output() + std::ptrdiff_t(n) * Labels, val_predictions.begin() + std::ptrdiff_t(at));
+      std::copy(val_batches.y(), val_batches.y() + std::ptrdiff_t(n) * Labels, val_targets.begin() + std::ptrdiff_t(at));
     }
     return loss / double(std::max<std::size_t>(val_batches.samples(), 1));
   };
@@ -370,16 +375,12 @@ int train(const TrainSettings& s, TrainData& data) {
     std::cout << std::left << std::setw(10) << classes[std::size_t(l)] << std::right << std::setw(9) << sc.precision << std::setw(9)
               << sc.recall << std::setw(9) << sc.f1 << std::setw(10) << sc.support << "\n";
   }
+  // From the last validation, which ran on the saved model.
   std::map<std::pair<std::string, std::string>, int> confusions;
-  val_batches.start_epoch(0);
-  for (int n; (n = val_batches.next()) > 0;) {
-    const float* p = net->predict(val_batches.x(), n);
-    const auto predicted = data.labels.inverse_transform(p, std::size_t(n));
-    const auto truth = data.labels.inverse_transform(val_batches.y(), std::size_t(n));
-    for (int i = 0; i < n; ++i)
-      if (predicted[std::size_t(i)] != truth[std::size_t(i)])
-        ++confusions[{detail::set_name(truth[std::size_t(i)]), detail::set_name(predicted[std::size_t(i)])}];
-  }
+  const auto predicted = data.labels.inverse_transform(val_predictions.data(), val_batches.samples());
+  const auto truth = data.labels.inverse_transform(val_targets.data(), val_batches.samples());
+  for (std::size_t i = 0; i < truth.size(); ++i)
+    if (predicted[i] != truth[i]) ++confusions[{detail::set_name(truth[i]), detail::set_name(predicted[i])}];
   std::vector<std::pair<int, std::pair<std::string, std::string>>> ranked;
   for (const auto& [pair, count] : confusions) ranked.push_back({count, pair});
   std::sort(ranked.rbegin(), ranked.rend());
