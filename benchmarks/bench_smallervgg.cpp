@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,7 +18,8 @@
 #include "fashion/smaller_vgg.hpp"
 
 namespace {
-using Net = fashion::SmallerVGGNet<6>;
+using Net = fashion::SmallerVGGNet<96>;
+constexpr int labels = 6;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -35,19 +37,18 @@ int positive(const char* flag, const char* value) {
 // FLOPs per sample of the layers' matrix products (element-wise layers are not counted). A
 // training step adds, to each forward product, the weight gradient and (but for the first layer)
 // the input gradient, each as costly as the forward.
-constexpr double flops(bool training) {
+double flops(const Net& net, bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     ((total += [&] {
-       using L = Net::layer_type<I>;
-       if constexpr (requires { L::forward_flops; }) return L::forward_flops * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
+       const auto& layer = net.layer<I>();
+       if constexpr (requires { layer.forward_flops(); }) return layer.forward_flops() * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
        else return 0.0;
      }()),
      ...);
   }(std::make_index_sequence<Net::depth>{});
   return total;
 }
-constexpr double train_flops = flops(true), infer_flops = flops(false);
 
 // GFLOP/s of tnet::gemm on 1024-cubed products: the ceiling the layers' GEMMs work against.
 double gemm_roofline() {
@@ -70,12 +71,13 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
   std::vector<LayerTime> times;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (([&] {
-       using L = Net::layer_type<I>;
-       auto& layer = net.layer<I>();
+       auto& layer = net.template layer<I>();
        const float* in;
        if constexpr (I == 0) in = x;
-       else in = net.output_of<I - 1>();
-       tnet::Buffer y(std::size_t(batch) * L::output_shape::size), dy(y.size(), 0.01f), dx(std::size_t(batch) * L::input_shape::size);
+       else in = net.template output_of<I - 1>();
+       std::size_t in_size = Net::input_size;
+       if constexpr (I > 0) in_size = net.template output_size<I - 1>();
+       tnet::Buffer y(batch * net.template output_size<I>()), dy(y.size(), 0.01f), dx(batch * in_size);
        const tnet::Pass pass{tnet::Mode::train, 0};
        layer.forward(in, y.data(), batch, pass);
        auto start = Clock::now();
@@ -84,7 +86,7 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
        start = Clock::now();
        for (int r = 0; r < repeats; ++r) layer.backward(in, y.data(), dy.data(), I == 0 ? nullptr : dx.data(), batch);
        const double backward = seconds_since(start) / repeats;
-       times.push_back({Net::layer_name<I>(), forward * 1e3, backward * 1e3});
+       times.push_back({net.template layer_name<I>(), forward * 1e3, backward * 1e3});
      }()),
      ...);
   }(std::make_index_sequence<Net::depth>{});
@@ -108,31 +110,32 @@ int main(int argc, char** argv) {
     }
   }
   tnet::set_num_threads(threads);
-  auto net = std::make_unique<Net>(1);
+  auto net = std::make_unique<Net>(tnet::Outputs{labels}, 1);
+  const double train_flops = flops(*net, true), infer_flops = flops(*net, false);
   tnet::Adam adam;
   const tnet::Rng rng(2);
-  tnet::Buffer x(std::size_t(batch) * Net::input_shape::size), y(std::size_t(batch) * 6);
+  tnet::Buffer x(std::size_t(batch) * Net::input_shape::size), y(std::size_t(batch) * labels);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = rng.uniform(i);
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = rng.uniform(x.size() + i) > 0.5f ? 1.0f : 0.0f;
 
-  net->train_step(x.data(), y.data(), batch, adam);  // warm-up: buffers allocated, pages touched
+  net->train_step(x, y, batch, adam);  // warm-up: buffers allocated, pages touched
   auto start = Clock::now();
-  for (int s = 0; s < steps; ++s) net->train_step(x.data(), y.data(), batch, adam);
+  for (int s = 0; s < steps; ++s) net->train_step(x, y, batch, adam);
   const double train = seconds_since(start);
 
-  net->predict(x.data(), batch);
+  net->predict(x, batch);
   start = Clock::now();
-  for (int s = 0; s < steps; ++s) net->predict(x.data(), batch);
+  for (int s = 0; s < steps; ++s) net->predict(x, batch);
   const double infer = seconds_since(start);
 
-  net->predict(x.data(), 1);
+  net->predict(std::span(x).first(Net::input_size), 1);
   start = Clock::now();
-  for (int s = 0; s < steps * 4; ++s) net->predict(x.data(), 1);
+  for (int s = 0; s < steps * 4; ++s) net->predict(std::span(x).first(Net::input_size), 1);
   const double latency = seconds_since(start) / (steps * 4);
 
   std::vector<LayerTime> per_layer;
   if (layers) {
-    net->forward(x.data(), batch, tnet::Mode::train);
+    net->forward(x, batch, tnet::Mode::train);
     per_layer = time_layers(*net, x.data(), batch, std::max(2, steps / 2));
   }
   const double roofline = gemm_roofline();

@@ -4,6 +4,7 @@
 //   tnet_demo [--epochs N] [--model demo.tnet]
 #include <cmath>
 #include <cstdio>
+#include <span>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -57,20 +58,23 @@ int main(int argc, char** argv) {
   for (int n = 0; n < val_count; ++n) draw(2, n, &x_val[n * pixels], &y_val[n * 4]);
 
   Net net(42);
-  Net::summary();
+  net.summary();
   Adam adam(Adam::Options{.lr = 1e-3, .decay = 1e-3 / epochs});
   std::printf("training on %d synthetic pictures, validating on %d, %d threads\n", train_count, val_count, num_threads());
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     double loss = 0;
     MultiLabelMetrics train_metrics(4), val_metrics(4);
+    // Batch b of a set: its pixels and its target rows.
+    auto inputs = [&](std::vector<float>& x, int b) { return std::span(x).subspan(std::size_t(b) * batch * pixels, batch * pixels); };
+    auto targets = [&](std::vector<float>& y, int b) { return std::span(y).subspan(std::size_t(b) * batch * 4, batch * 4); };
     for (int b = 0; b < train_count / batch; ++b) {
-      loss += net.train_step(&x_train[b * batch * pixels], &y_train[b * batch * 4], batch, adam);
-      train_metrics.update(net.output(), &y_train[b * batch * 4], batch);
+      loss += net.train_step(inputs(x_train, b), targets(y_train, b), batch, adam);
+      train_metrics.update(net.output().data(), targets(y_train, b).data(), batch);
     }
     double val_loss = 0;
     for (int b = 0; b < val_count / batch; ++b) {
-      val_loss += net.evaluate(&x_val[b * batch * pixels], &y_val[b * batch * 4], batch);
-      val_metrics.update(net.output(), &y_val[b * batch * 4], batch);
+      val_loss += net.evaluate(inputs(x_val, b), targets(y_val, b), batch);
+      val_metrics.update(net.output().data(), targets(y_val, b).data(), batch);
     }
     std::printf("Epoch %d/%d - loss: %.4f - acc: %.4f - val_loss: %.4f - val_acc: %.4f - val_exact: %.4f\n", epoch, epochs,
                 loss / (train_count / batch), train_metrics.binary_accuracy(), val_loss / (val_count / batch),
@@ -84,7 +88,7 @@ int main(int argc, char** argv) {
   std::vector<float> image(pixels), truth(4);
   for (int n = 0; n < 4; ++n) {
     draw(3, n, image.data(), truth.data());
-    const float* p = reloaded.predict(image.data(), 1);
+    const std::span<const float> p = reloaded.predict(image, 1);
     std::printf("new picture %d (truth: %s %s):", n, truth[1] ? "red" : "blue", truth[3] ? "square" : "round");
     for (int l = 0; l < 4; ++l) std::printf("  %s %.2f%%", info.class_names[l].c_str(), 100.0 * p[l]);
     std::printf("\n");

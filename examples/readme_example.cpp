@@ -2,6 +2,7 @@
 #include <tnet/tnet.hpp>
 
 #include <cstdio>
+#include <span>
 #include <vector>
 
 // A network is a type: shapes are checked and worked out at compile time.
@@ -11,7 +12,7 @@ using Net = tnet::Sequential<tnet::Input<28, 28, 1>,
 
 int main() {
   Net net(/*seed=*/42);
-  Net::summary();
+  net.summary();
 
   const int batch = 32;
   std::vector<float> images(batch * 28 * 28), labels(batch * 10);  // NHWC pixels, 0/1 targets
@@ -23,10 +24,10 @@ int main() {
 
   tnet::Adam adam({.lr = 1e-3});
   for (int step = 0; step < 30; ++step) {
-    const double loss = net.train_step(images.data(), labels.data(), batch, adam);
+    const double loss = net.train_step(images, labels, batch, adam);  // sizes checked: batch x 784, batch x 10
     if (step % 10 == 0) std::printf("step %d loss %.4f\n", step, loss);
   }
-  const float* probabilities = net.predict(images.data(), batch);  // batch x 10
-  std::printf("binary accuracy %.3f\n", tnet::binary_accuracy(probabilities, labels.data(), batch, 10));
+  std::span<const float> probabilities = net.predict(images, batch);  // batch x 10
+  std::printf("binary accuracy %.3f\n", tnet::binary_accuracy(probabilities.data(), labels.data(), batch, 10));
   tnet::save_model("readme_example.tnet", net, {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, &adam);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # fashion_train and fashion_classify as a user runs them: bad input, a short training on the
 # synthetic set that must learn, the files it writes, classification, and resuming after an
-# interruption. Usage: fashion_cli.sh BIN_DIR IMAGE_CHECK
+# interruption, the split by name, and a dataset of 44 labels. Usage:
+#   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET
 set -uo pipefail
-bin=$1 image_check=$2
+bin=$1 image_check=$2 make_label_dataset=$3
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -43,6 +44,11 @@ expect_error "--average-epochs beyond --epochs" 2 "--average-epochs must be an i
   "$train" --epochs 4 --average-epochs 5
 expect_error "--average-epochs without re-estimated batch norm" 2 "--average-epochs needs batch-norm statistics" -- \
   "$train" --average-epochs 2 --no-recalibrate-bn
+expect_error "--train-list alone" 2 "--train-list needs --val-list" -- "$train" --train-list some.txt
+expect_error "--val-list and --val-split" 2 "--val-split and --val-list both choose" -- "$train" --val-list some.txt --val-split 0.3
+printf 'synthetic/black_jeans/0\nsynthetic/black_jeans/no-such-photo\n' >"$work/bad-list.txt"
+expect_error "a validation list naming an unknown photo" 2 "bad-list.txt:2: 'synthetic/black_jeans/no-such-photo' is not among the images" -- \
+  "$train" --synthetic-count 10 --val-list "$work/bad-list.txt"
 
 # A short training on the synthetic set must learn: validation binary accuracy >= 0.90 (0.67 is
 # what predicting no label at all scores) and exact match >= 0.50 (1/6 by chance).
@@ -62,6 +68,14 @@ fi
 [ ! -e m.tnet.checkpoint ] && pass "the checkpoint is gone after a complete run" || fail "checkpoint left behind"
 grep -q "^# tnet MultiLabelBinarizer v1" labels.txt && [ "$(tail -n +2 labels.txt | tr '\n' ' ')" = "black blue dress jeans red shirt " ] &&
   pass "labels.txt lists the six classes" || fail "labels.txt: $(cat labels.txt)"
+# The split, by name: 480 training and 120 validation pictures, none in both, all 600 named.
+if [ "$(wc -l <m.train.txt)" = 480 ] && [ "$(wc -l <m.val.txt)" = 120 ] && [ -z "$(sort m.train.txt m.val.txt | uniq -d)" ] &&
+   [ "$(sort -u m.train.txt m.val.txt | wc -l)" = 600 ]; then
+  pass "the split is written beside the model: m.train.txt (480) and m.val.txt (120)"
+else
+  fail "split lists: $(wc -l m.train.txt m.val.txt)"
+fi
+[ -z "$(ls | grep tnet-tmp)" ] && pass "no temporary file is left" || fail "temporary files left: $(ls | grep tnet-tmp)"
 
 # Classification of held-out synthetic pictures written beside the model.
 ls synthetic_examples/*.png >/dev/null 2>&1 && pass "synthetic example pictures written" || fail "no synthetic_examples/"
@@ -125,6 +139,54 @@ sed -i 's/"output": "[^"]*"//' c.json d.json
   fail "resumed averaged model differs: $(diff c.json d.json | head -5)"
 [ ! -e d.tnet.checkpoint ] && [ ! -e d.tnet.checkpoint-average ] && pass "both checkpoints are gone after the resumed run" ||
   fail "checkpoints left: $(ls d.tnet*)"
+
+# Given back, a run's split lists reproduce it: the same training, epoch for epoch.
+"$train" --epochs 2 --synthetic-count 20 --model e.tnet --labelbin e.txt --plot e.png --history e.csv >e.log 2>&1
+"$train" --epochs 2 --synthetic-count 20 --model f.tnet --labelbin f.txt --plot f.png --history f.csv --val-list e.val.txt \
+  --train-list e.train.txt >f.log 2>&1
+status=$?
+if [ $status = 0 ] && grep -q "validating on 24 (the images e.val.txt lists)" f.log && cmp -s e.val.txt f.val.txt &&
+   [ "$(cut -d, -f1-6 e.csv)" = "$(cut -d, -f1-6 f.csv)" ]; then
+  pass "training on the lists a run wrote repeats that run"
+else
+  fail "named split: status $status, $(grep validating f.log), $(diff <(cut -d, -f1-6 e.csv) <(cut -d, -f1-6 f.csv))"
+fi
+"$train" --epochs 1 --synthetic-count 20 --model g.tnet --labelbin g.txt --plot g.png --history g.csv --val-list e.val.txt >g.log 2>&1
+grep -q "training on 96, validating on 24" g.log && cmp -s e.train.txt g.train.txt && pass "--val-list alone trains on every other picture" ||
+  fail "--val-list alone: $(grep training g.log)"
+
+# Any label count: 44 labels (24 colours, 20 places) from folders, trained, then classified.
+"$make_label_dataset" many 24 20 15
+"$train" --dataset many --image-size 64 --epochs 10 --no-augment --model many.tnet --labelbin many.txt --plot many.png \
+  --history many.csv >many.log 2>&1
+status=$?
+report=$(grep -E "^validation \(" many.log)
+binary=$(echo "$report" | sed -E 's/.*binary accuracy ([0-9.]+).*/\1/')
+exact=$(echo "$report" | sed -E 's/.*exact match ([0-9.]+).*/\1/')
+# Predicting no label scores 42/44 = 0.955 binary accuracy and 0 exact match.
+if [ $status = 0 ] && grep -q "720 images, 44 classes" many.log && grep -q "44 labels;" many.log &&
+   awk -v b="$binary" -v e="$exact" 'BEGIN { exit !(b >= 0.97 && e >= 0.40) }'; then
+  pass "44 labels: trained (binary accuracy $binary, exact match $exact)"
+else
+  fail "44 labels: status $status, binary accuracy '$binary', exact match '$exact'; $(tail -5 many.log)"
+fi
+"$classify" --model many.tnet --labelbin many.txt --image many/c07_p07 --json --output many_out >many.json 2>&1
+status=$?
+right=$(grep -o '"top": \["[a-z0-9]*", "[a-z0-9]*"\]' many.json | grep -c -e '"c07", "p07"' -e '"p07", "c07"')
+if [ $status = 0 ] && [ "$(grep -o '"p19": ' many.json | wc -l)" = 15 ] && [ "$(grep -o '"c[0-9]*": \|"p[0-9]*": ' many.json | wc -l)" = $((15 * 44)) ] &&
+   [ "$right" -ge 12 ]; then
+  pass "classify reads the 44-label model: 44 probabilities a photo, c07 p07 the top two for $right of 15"
+else
+  fail "classify 44 labels: status $status, top two right for '$right' of 15: $(head -c 600 many.json)"
+fi
+
+# One label: a dataset of one folder without a separator.
+mkdir -p single/c03 && cp many/c03_p03/*.png single/c03/
+"$train" --dataset single --image-size 64 --epochs 1 --batch-size 8 --model one.tnet --labelbin one.txt --plot one.png --history one.csv >one.log 2>&1 &&
+  "$classify" --model one.tnet --labelbin one.txt --image single/c03/0.png >one_classify.txt 2>&1
+status=$?
+[ $status = 0 ] && grep -q "1 classes: c03" one.log && grep -qE "^  c03: [0-9.]+%$" one_classify.txt && pass "a dataset of one label trains and classifies" ||
+  fail "one label: status $status, $(tail -3 one.log) $(cat one_classify.txt)"
 
 echo "$passed passed, $failures failed"
 [ $failures = 0 ]

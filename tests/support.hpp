@@ -111,12 +111,15 @@ inline double compare_with_differences(float* values, const float* analytic, std
 }
 
 /// Checks one layer's input and parameter gradients for the loss sum(y * r), r random, in
-/// training mode with a fixed step (so dropout's mask is the same in every evaluation).
+/// training mode with a fixed step (so dropout's mask is the same in every evaluation). `width` is
+/// the run-time width of a layer that has one.
 template <class Layer>
-void check_layer_gradients(Layer& layer, int batch, const tnet::Buffer& x_in, double h = 1e-2, double tolerance = 1e-2) {
+void check_layer_gradients(tnet::Standalone<Layer>& layer, int batch, const tnet::Buffer& x_in, double h = 1e-2, double tolerance = 1e-2,
+                           int width = 0) {
   using In = typename Layer::input_shape;
   using Out = typename Layer::output_shape;
-  tnet::Buffer x = x_in, y(std::size_t(batch) * Out::size), dx(std::size_t(batch) * In::size);
+  tnet::Buffer x = x_in, y(std::size_t(batch) * tnet::sample_size<Out>(width)), dx(std::size_t(batch) * tnet::sample_size<In>(width));
+  REQUIRE(x.size() == dx.size());
   const tnet::Buffer r = random_values(y.size(), 99);
   const tnet::Pass pass{tnet::Mode::train, 5};
   auto loss = [&] {
@@ -135,11 +138,11 @@ void check_layer_gradients(Layer& layer, int batch, const tnet::Buffer& x_in, do
   });
 
   {
-    INFO(Layer::describe(), ": input gradient");
+    INFO(layer.describe(), ": input gradient");
     CHECK(compare_with_differences(x.data(), dx.data(), x.size(), loss, h) <= tolerance);
   }
   for (std::size_t p = 0; p < params.size(); ++p) {
-    INFO(Layer::describe(), ": gradient of ", grads[p].first);
+    INFO(layer.describe(), ": gradient of ", grads[p].first);
     CHECK(compare_with_differences(params[p].first, grads[p].second.data(), params[p].second, loss, h) <= tolerance);
   }
 }

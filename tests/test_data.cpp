@@ -363,8 +363,10 @@ TEST_CASE("batches: shuffled per epoch, seeded, augmented identically for any th
     it.start_epoch(number);
     std::vector<float> xs, ys;
     for (int n; (n = it.next()) > 0;) {
-      xs.insert(xs.end(), it.x(), it.x() + n * data.image_bytes());
-      ys.insert(ys.end(), it.y(), it.y() + n);
+      REQUIRE(it.x().size() == n * data.image_bytes());
+      REQUIRE(it.y().size() == std::size_t(n));
+      xs.insert(xs.end(), it.x().begin(), it.x().end());
+      ys.insert(ys.end(), it.y().begin(), it.y().end());
     }
     return std::pair{xs, ys};
   };
@@ -376,7 +378,12 @@ TEST_CASE("batches: shuffled per epoch, seeded, augmented identically for any th
   CHECK(sorted == std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   CHECK(plain.second != std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});  // shuffled
   const int first = int(plain.second[0]);
-  CHECK(plain.first[0] == doctest::Approx(data.image(first)[0] / 255.0f));  // unaugmented: pixels / 255
+  for (std::size_t i = 0; i < data.image_bytes(); ++i) {  // unaugmented: the one pixel-to-input conversion
+    INFO(i);
+    REQUIRE(plain.first[i] == to_input(data.image(std::size_t(first))[i]));
+  }
+  CHECK(to_input(255) == 1.0f);
+  CHECK(to_input(51) == doctest::Approx(0.2).epsilon(1e-7));
 
   CHECK(epoch(1, 1, 1, false).second != plain.second);  // another epoch, another order
   const auto augmented = epoch(1, 1, 0, true);

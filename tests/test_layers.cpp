@@ -1,6 +1,8 @@
 // Every layer against PyTorch (tests/fixtures/layers.txt) and against finite differences.
 #include "support.hpp"
 
+#include <limits>
+
 using namespace tnet;
 using test::Fixture;
 
@@ -43,23 +45,23 @@ using OddImage = Shape<7, 5, 5>;  // odd sizes: batch 3, 7x5 pixels, 5 channels
 
 TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid with stride") {
   SUBCASE("3x3 stride 1 same") {
-    Conv2D<4, 3>::Layer<OddImage> conv;
+    Standalone<Conv2D<4, 3>::Layer<OddImage>> conv;
     check_conv_like(conv, "conv_same");
   }
   SUBCASE("2x2 stride 2 same (the extra padding row and column go after)") {
-    Conv2D<4, 2, 2>::Layer<OddImage> conv;
+    Standalone<Conv2D<4, 2, 2>::Layer<OddImage>> conv;
     static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<4, 3, 4>>);
     check_conv_like(conv, "conv_same_k2s2");
   }
   SUBCASE("3x3 stride 2 valid") {
-    Conv2D<4, 3, 2, Padding::valid>::Layer<OddImage> conv;
+    Standalone<Conv2D<4, 3, 2, Padding::valid>::Layer<OddImage>> conv;
     static_assert(std::is_same_v<decltype(conv)::output_shape, Shape<3, 2, 4>>);
     check_conv_like(conv, "conv_valid_k3s2");
   }
 }
 
 TEST_CASE("Dense matches PyTorch") {
-  Dense<5>::Layer<Shape<1, 1, 7>> dense;
+  Standalone<Dense<5>::Layer<Shape<1, 1, 7>>> dense;
   check_conv_like(dense, "dense");
 }
 
@@ -82,17 +84,17 @@ TEST_CASE("BatchNorm matches Keras semantics: batch statistics, moving statistic
     CHECK_CLOSE_TO_FIXTURE(scratch.data(), layers()[prefix + ".infer_y1"], fixture_tolerance);
   };
   SUBCASE("after a convolution: per channel over N*H*W") {
-    BatchNorm::Layer<OddImage> bn;
+    Standalone<BatchNorm::Layer<OddImage>> bn;
     check(bn, "bn_conv");
   }
   SUBCASE("after a dense layer: per feature over N") {
-    BatchNorm::Layer<Shape<1, 1, 6>> bn;
+    Standalone<BatchNorm::Layer<Shape<1, 1, 6>>> bn;
     check(bn, "bn_dense");
   }
 }
 
 TEST_CASE("BatchNorm's moving statistics equal the batch's after one batch (zero-debiasing)") {
-  BatchNorm::Layer<Shape<1, 1, 2>> bn;
+  Standalone<BatchNorm::Layer<Shape<1, 1, 2>>> bn;
   const Buffer x{1.0f, 10.0f, 3.0f, 20.0f, 5.0f, 30.0f, 7.0f, 40.0f};  // 4 samples x 2 features
   Buffer y(x.size());
   bn.forward(x.data(), y.data(), 4, Pass{Mode::train, 0});
@@ -107,13 +109,13 @@ TEST_CASE("BatchNorm's moving statistics can be forgotten and re-estimated") {
   using Net = Sequential<Input<1, 1, 2>, BatchNorm, Sigmoid>;
   Net net(1);
   const Buffer first{1.0f, 10.0f, 3.0f, 20.0f}, second{-5.0f, 0.0f, -7.0f, 2.0f};
-  net.forward(first.data(), 2, Mode::train);
-  net.forward(second.data(), 2, Mode::train);
+  net.forward(first, 2, Mode::train);
+  net.forward(second, 2, Mode::train);
   const float* mean = net.layer<0>().moving_mean();
   CHECK(mean[0] != doctest::Approx(-6.0));  // an average of both batches
   net.reset_batch_norm_statistics();
   const std::uint64_t step = net.step();
-  net.forward(second.data(), 2, Mode::calibrate);
+  net.forward(second, 2, Mode::calibrate);
   CHECK(mean[0] == doctest::Approx(-6.0));  // the second batch's alone
   CHECK(mean[1] == doctest::Approx(1.0));
   CHECK(net.step() == step);  // calibration is not a training step
@@ -126,24 +128,24 @@ TEST_CASE("MaxPool2D matches PyTorch, including windows that do not tile the ima
     CHECK_CLOSE_TO_FIXTURE(dx.data(), layers()[prefix + ".dx"], 1e-6);
   };
   SUBCASE("3x3") {
-    MaxPool2D<3>::Layer<OddImage> pool;
+    Standalone<MaxPool2D<3>::Layer<OddImage>> pool;
     check(pool, "pool3");
   }
   SUBCASE("2x2") {
-    MaxPool2D<2>::Layer<OddImage> pool;
+    Standalone<MaxPool2D<2>::Layer<OddImage>> pool;
     check(pool, "pool2");
   }
   SUBCASE("3x3 stride 2, overlapping") {
-    MaxPool2D<3, 2>::Layer<OddImage> pool;
+    Standalone<MaxPool2D<3, 2>::Layer<OddImage>> pool;
     check(pool, "pool3s2");
   }
 }
 
 TEST_CASE("ReLU, Sigmoid and Softmax match PyTorch") {
   using Flat = Shape<1, 1, 6>;
-  ReLU::Layer<Flat> relu;
-  Sigmoid::Layer<Flat> sigmoid;
-  Softmax::Layer<Flat> softmax;
+  Standalone<ReLU::Layer<Flat>> relu;
+  Standalone<Sigmoid::Layer<Flat>> sigmoid;
+  Standalone<Softmax::Layer<Flat>> softmax;
   auto check = [](auto& layer, const std::string& prefix) {
     auto [y, dx] = run(layer, prefix, 3);
     CHECK_CLOSE_TO_FIXTURE(y.data(), layers()[prefix + ".y"], 1e-6);
@@ -156,7 +158,7 @@ TEST_CASE("ReLU, Sigmoid and Softmax match PyTorch") {
 
 TEST_CASE("Dropout: inverted, seeded by step, identity in inference") {
   using S = Shape<10, 10, 10>;
-  Dropout<0.25f>::Layer<S> drop;
+  Standalone<Dropout<0.25f>::Layer<S>> drop;
   drop.init(Rng(3));
   const Buffer x = test::random_values(4 * S::size, 1);
   Buffer y(x.size()), again(x.size()), other(x.size());
@@ -192,66 +194,161 @@ TEST_CASE("every layer's gradients agree with central differences (batch 3, 7x5 
   const Buffer x = test::random_values(std::size_t(batch) * OddImage::size, 11);
   const Buffer separated = test::separated_values(std::size_t(batch) * OddImage::size, 12);
   SUBCASE("Conv2D same") {
-    Conv2D<4, 3>::Layer<OddImage> layer;
+    Standalone<Conv2D<4, 3>::Layer<OddImage>> layer;
     layer.init(Rng(1));
     std::copy_n(test::random_values(4, 2, 0.5f).begin(), 4, layer.bias());
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Conv2D valid stride 2") {
-    Conv2D<3, 3, 2, Padding::valid>::Layer<OddImage> layer;
+    Standalone<Conv2D<3, 3, 2, Padding::valid>::Layer<OddImage>> layer;
     layer.init(Rng(1));
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Conv2D same 2x2 stride 2") {
-    Conv2D<3, 2, 2>::Layer<OddImage> layer;
+    Standalone<Conv2D<3, 2, 2>::Layer<OddImage>> layer;
     layer.init(Rng(1));
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Dense") {
-    Dense<4>::Layer<Shape<1, 1, 9>> layer;
+    Standalone<Dense<4>::Layer<Shape<1, 1, 9>>> layer;
     layer.init(Rng(1));
     test::check_layer_gradients(layer, batch, test::random_values(batch * 9, 3));
   }
   SUBCASE("BatchNorm per channel") {
-    BatchNorm::Layer<OddImage> layer;
+    Standalone<BatchNorm::Layer<OddImage>> layer;
     std::copy_n(test::random_values(5, 4, 2.0f).begin(), 5, layer.gamma());
     std::copy_n(test::random_values(5, 5).begin(), 5, layer.beta());
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("BatchNorm per feature") {
-    BatchNorm::Layer<Shape<1, 1, 6>> layer;
+    Standalone<BatchNorm::Layer<Shape<1, 1, 6>>> layer;
     std::copy_n(test::random_values(6, 4, 2.0f).begin(), 6, layer.gamma());
     test::check_layer_gradients(layer, batch, test::random_values(batch * 6, 6));
   }
   SUBCASE("MaxPool2D 3x3") {
-    MaxPool2D<3>::Layer<OddImage> layer;
+    Standalone<MaxPool2D<3>::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("MaxPool2D 3x3 stride 2") {
-    MaxPool2D<3, 2>::Layer<OddImage> layer;
+    Standalone<MaxPool2D<3, 2>::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("Dropout") {
-    Dropout<0.4f>::Layer<OddImage> layer;
+    Standalone<Dropout<0.4f>::Layer<OddImage>> layer;
     layer.init(Rng(8));
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("ReLU") {
-    ReLU::Layer<OddImage> layer;
+    Standalone<ReLU::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, separated);
   }
   SUBCASE("Sigmoid") {
-    Sigmoid::Layer<OddImage> layer;
+    Standalone<Sigmoid::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Softmax") {
-    Softmax::Layer<OddImage> layer;
+    Standalone<Softmax::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, x);
   }
   SUBCASE("Flatten") {
-    Flatten::Layer<OddImage> layer;
+    Standalone<Flatten::Layer<OddImage>> layer;
     test::check_layer_gradients(layer, batch, x);
   }
+}
+
+TEST_CASE("the layers that take the run-time width, at that width, against central differences") {
+  const int batch = 3, width = 5;
+  using Wide = Shape<1, 1, dynamic>;
+  SUBCASE("Dense<dynamic>") {
+    Standalone<Dense<dynamic>::Layer<Shape<1, 1, 9>>> layer(width);
+    CHECK(layer.describe() == "Dense(5)");
+    layer.init(Rng(1));
+    test::check_layer_gradients(layer, batch, test::random_values(batch * 9, 3), 1e-2, 1e-2, width);
+  }
+  SUBCASE("ReLU") {
+    Standalone<ReLU::Layer<Wide>> layer(width);
+    test::check_layer_gradients(layer, batch, test::separated_values(batch * width, 4), 1e-2, 1e-2, width);
+  }
+  SUBCASE("Sigmoid") {
+    Standalone<Sigmoid::Layer<Wide>> layer(width);
+    test::check_layer_gradients(layer, batch, test::random_values(batch * width, 5), 1e-2, 1e-2, width);
+  }
+  SUBCASE("Softmax") {
+    Standalone<Softmax::Layer<Wide>> layer(width);
+    test::check_layer_gradients(layer, batch, test::random_values(batch * width, 6), 1e-2, 1e-2, width);
+  }
+  SUBCASE("Dropout") {
+    Standalone<Dropout<0.4f>::Layer<Wide>> layer(width);
+    layer.init(Rng(8));
+    test::check_layer_gradients(layer, batch, test::random_values(batch * width, 7), 1e-2, 1e-2, width);
+  }
+  CHECK_THROWS_WITH_AS((Dense<dynamic>::Layer<Shape<1, 1, 9>>(0)), "tnet::Dense: 0 units; expected at least 1", std::invalid_argument);
+}
+
+namespace {
+// Runs forward and backward (training mode, fixed step) into fresh buffers; `in_place` makes y
+// the input buffer and backward see x == y, as Sequential does for a layer that works in place;
+// `poison_output` hands backward a NaN-filled y, as if the next layer had written over it.
+template <class Layer>
+std::pair<Buffer, Buffer> run_with(Standalone<Layer>& layer, int batch, const Buffer& x, bool in_place, bool poison_output) {
+  using In = typename Layer::input_shape;
+  using Out = typename Layer::output_shape;
+  Buffer input = x, y(std::size_t(batch) * Out::size), dx(std::size_t(batch) * In::size);
+  const Buffer dy = test::random_values(y.size(), 31);
+  float* out = in_place ? input.data() : y.data();
+  layer.forward(input.data(), out, batch, Pass{Mode::train, 2});
+  Buffer result(out, out + y.size());
+  Buffer poisoned(y.size(), std::numeric_limits<float>::quiet_NaN());
+  layer.backward(input.data(), poison_output ? poisoned.data() : out, dy.data(), dx.data(), batch);
+  return {result, dx};
+}
+
+// The promises a layer makes about memory (layer.hpp), checked by running it: a layer that works
+// in place computes the same with y == x; one whose backward does not read y computes the same
+// gradients with y poisoned.
+template <class Layer>
+void check_memory_promises(Standalone<Layer>& layer, const Buffer& x, int batch) {
+  INFO(layer.describe());
+  const auto [y, dx] = run_with(layer, batch, x, false, false);
+  std::vector<float> grads;
+  layer.visit_parameters([&](std::string_view, float*, float* grad, std::size_t size) { grads.insert(grads.end(), grad, grad + size); });
+  if constexpr (runs_in_place<Layer>) {
+    const auto [y2, dx2] = run_with(layer, batch, x, true, false);
+    CHECK(y2 == y);
+    CHECK(dx2 == dx);
+  }
+  if constexpr (!backward_reads_output<Layer>) {
+    const auto [y3, dx3] = run_with(layer, batch, x, false, true);
+    CHECK(dx3 == dx);
+    std::vector<float> again;
+    layer.visit_parameters([&](std::string_view, float*, float* grad, std::size_t size) { again.insert(again.end(), grad, grad + size); });
+    CHECK(again == grads);
+  }
+}
+}  // namespace
+
+TEST_CASE("every layer keeps the memory promises it declares (in_place, backward_reads_output)") {
+  const int batch = 3;
+  const Buffer x = test::separated_values(std::size_t(batch) * OddImage::size, 13);
+  static_assert(runs_in_place<ReLU::Layer<OddImage>> && runs_in_place<Dropout<0.5f>::Layer<OddImage>> &&
+                runs_in_place<Flatten::Layer<OddImage>>);
+  static_assert(!backward_reads_output<Conv2D<4, 3>::Layer<OddImage>> && !backward_reads_output<BatchNorm::Layer<OddImage>> &&
+                !backward_reads_output<MaxPool2D<2>::Layer<OddImage>> && !backward_reads_output<Dense<3>::Layer<Shape<1, 1, 4>>>);
+  Standalone<Conv2D<4, 3>::Layer<OddImage>> conv;
+  check_memory_promises(conv, x, batch);
+  Standalone<BatchNorm::Layer<OddImage>> bn;
+  check_memory_promises(bn, x, batch);
+  Standalone<MaxPool2D<2>::Layer<OddImage>> pool;
+  check_memory_promises(pool, x, batch);
+  Standalone<Dropout<0.5f>::Layer<OddImage>> dropout;
+  dropout.init(Rng(2));
+  check_memory_promises(dropout, x, batch);
+  Standalone<ReLU::Layer<OddImage>> relu;
+  check_memory_promises(relu, x, batch);
+  Standalone<Flatten::Layer<OddImage>> flatten;
+  check_memory_promises(flatten, x, batch);
+  Standalone<Dense<3>::Layer<Shape<1, 1, 175>>> dense;
+  check_memory_promises(dense, x, batch);
 }
 
 TEST_CASE("the gradient checker catches a wrong gradient") {

@@ -9,19 +9,106 @@
 #include "../examples/fashion/smaller_vgg.hpp"
 
 using namespace tnet;
-using Net6 = fashion::SmallerVGGNet<6>;
+using VGG = fashion::SmallerVGGNet<96>;  // the label count is its run-time width
 
-TEST_CASE("SmallerVGGNet's shapes and Keras's parameter counts") {
-  static_assert(std::is_same_v<Net6::output_shape, Shape<1, 1, 6>>);
-  static_assert(std::is_same_v<Net6::layer_type<3>::output_shape, Shape<32, 32, 32>>);
-  static_assert(std::is_same_v<Net6::layer_type<21>::output_shape, Shape<1, 1, 8192>>);
-  CHECK(Net6::trainable_count + Net6::non_trainable_count == 8679302);
-  CHECK(Net6::non_trainable_count == 2880);
+TEST_CASE("SmallerVGGNet's shapes and Keras's parameter counts, for any label count") {
+  static_assert(std::is_same_v<VGG::output_shape, Shape<1, 1, dynamic>>);
+  static_assert(std::is_same_v<VGG::layer_type<3>::output_shape, Shape<32, 32, 32>>);
+  static_assert(std::is_same_v<VGG::layer_type<21>::output_shape, Shape<1, 1, 8192>>);
+  static_assert(VGG::has_dynamic_width && !std::is_constructible_v<VGG, std::uint64_t>);  // Outputs is required
+  auto net = std::make_unique<VGG>(Outputs{6}, 1);
+  CHECK(net->outputs() == 6);
+  CHECK(net->trainable_count() + net->non_trainable_count() == 8679302);
+  CHECK(net->non_trainable_count() == 2880);
   std::ostringstream table;
-  Net6::summary(table);
+  net->summary(table);
   CHECK(table.str().find("Total params: 8,679,302") != std::string::npos);
   CHECK(table.str().find("Non-trainable params: 2,880") != std::string::npos);
   CHECK(table.str().find("(None, 8, 8, 128)") != std::string::npos);
+  CHECK(table.str().find(" 26.dense (Dense)                     (None, 6)                 6,150\n") != std::string::npos);
+  // A network of fixed width 6 has the same signature: model files of either load into the other.
+  using Fixed = Sequential<Input<4, 4, 1>, Flatten, Dense<6>, Sigmoid>;
+  using Dynamic = Sequential<Input<4, 4, 1>, Flatten, Dense<dynamic>, Sigmoid>;
+  CHECK(Fixed(1).signature() == Dynamic(Outputs{6}, 1).signature());
+  CHECK(Dynamic(Outputs{6}, 1).signature() == "Input(None, 4, 4, 1)\nFlatten -> (None, 16)\nDense(6) -> (None, 6)\nSigmoid -> (None, 6)\n");
+  CHECK_THROWS_WITH_AS(Dynamic(Outputs{0}, 1), "tnet::Sequential: the run-time width (Outputs) must be >= 1, got 0", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Fixed(Outputs{5}, 1), "tnet::Sequential: this network has 6 outputs, not 5", std::invalid_argument);
+  CHECK_NOTHROW(Fixed(Outputs{6}, 1));
+}
+
+TEST_CASE("one network type trains for 1, 7 or 1000 labels") {
+  using Net = Sequential<Input<6, 5, 2>, Conv2D<3, 3>, ReLU, Flatten, Dense<8>, ReLU, Dropout<0.2f>, Dense<dynamic>, Sigmoid>;
+  for (const int labels : {1, 7, 1000}) {
+    INFO(labels, " labels");
+    Net net(Outputs{labels}, 3);
+    const int batch = 4;
+    const Buffer x = test::random_values(batch * Net::input_size, 5);
+    Buffer y(std::size_t(batch) * labels);
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = float(i % 3 == 0);
+    Adam adam(Adam::Options{.lr = 0.01});
+    const double first = net.train_step(x, y, batch, adam);
+    for (int step = 0; step < 60; ++step) net.train_step(x, y, batch, adam);
+    CHECK(net.evaluate(x, y, batch) < first * 0.5);  // it learns the targets
+    CHECK(net.predict(x, batch).size() == std::size_t(batch) * labels);
+    CHECK(net.trainable_count() == (3 * 3 * 2 * 3 + 3) + (90 * 8 + 8) + (8 * labels + labels));
+  }
+}
+
+TEST_CASE("inputs are spans whose sizes are checked") {
+  using Net = Sequential<Input<4, 4, 3>, Flatten, Dense<dynamic>, Sigmoid>;
+  Net net(Outputs{5}, 1);
+  Adam adam;
+  const Buffer x(2 * 48), short_x(2 * 48 - 1), y(2 * 5), short_y(9);
+  CHECK_THROWS_WITH_AS(net.predict(short_x, 2), "tnet::Sequential::forward: x holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(net.predict(x, 3), "tnet::Sequential::forward: x holds 96 floats; a batch of 3 at (None, 4, 4, 3) needs 144",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(net.train_step(x, short_y, 2, adam), "tnet::Sequential::train_step: targets holds 9 floats; a batch of 2 at (None, 5) needs 10",
+                       std::invalid_argument);
+  CHECK(adam.iterations() == 0);  // refused before anything ran
+  CHECK_THROWS_AS(net.evaluate(x, short_y, 2), std::invalid_argument);
+  Buffer grad_input(95);
+  CHECK_THROWS_WITH_AS(net.compute_gradients(x, y, 2, grad_input),
+                       "tnet::Sequential::backward: grad_input holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96", std::invalid_argument);
+  net.forward(x, 2, Mode::train);
+  CHECK_THROWS_WITH_AS(net.backward(short_y), "tnet::Sequential::backward: grad_output holds 9 floats; a batch of 2 at (None, 5) needs 10",
+                       std::invalid_argument);
+  CHECK(net.train_step(x, y, 2, adam) > 0);
+}
+
+TEST_CASE("every parameter lives in one array, every gradient in another, and layers are views into them") {
+  using Net = Sequential<Input<5, 5, 2>, Conv2D<3, 3>, ReLU, BatchNorm, Flatten, Dense<dynamic>, Sigmoid>;
+  Net net(Outputs{4}, 7);
+  const Parameters p = net.parameters();
+  REQUIRE(p.tensors.size() == 6);
+  CHECK(p.values.size() == (18 * 3 + 3) + (3 + 3) + (75 * 4 + 4));
+  CHECK(p.grads.size() == p.values.size());
+  std::size_t at = 0;
+  for (const ParamRef& t : p) {  // consecutive, in layer order, covering both arrays
+    INFO(t.name);
+    CHECK(t.offset == at);
+    CHECK(t.value == p.values.data() + at);
+    CHECK(t.grad == p.grads.data() + at);
+    at += t.size;
+  }
+  CHECK(at == p.values.size());
+  CHECK(p.tensors[0].name == "0.conv2d.kernel");
+  CHECK(p.tensors[5].name == "4.dense.bias");
+  CHECK(net.layer<0>().kernel() == p.values.data());
+  CHECK(net.layer<2>().gamma() == p.tensors[2].value);
+  CHECK(net.layer<4>().kernel() == p.tensors[4].value);
+  CHECK(net.layer<4>().grad_bias() == p.tensors[5].grad);
+  // A write through the array is what the layer computes with.
+  const Buffer x = test::random_values(2 * 50, 3);
+  const std::vector<float> before(net.predict(x, 2).begin(), net.predict(x, 2).end());
+  p.tensors[5].value[1] += 1.0f;  // the Dense bias of output 1
+  const std::span<const float> after = net.predict(x, 2);
+  CHECK(after[1] > before[1]);
+  CHECK(after[0] == before[0]);
+  // Moving a network keeps its views valid.
+  Net moved = std::move(net);
+  CHECK(moved.layer<4>().kernel() == p.tensors[4].value);
+  CHECK(moved.predict(x, 2)[1] == after[1]);
 }
 
 TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Adam with decay)") {
@@ -30,16 +117,16 @@ TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Ad
   // RMS: biases feeding a batch norm have gradients that are mostly cancellation.
   constexpr double pick_tolerance = 2e-4;
   const test::Fixture fx("smaller_vgg.txt");
-  auto net = std::make_unique<Net6>(7);  // weights drawn exactly as make_fixtures.py draws them
+  auto net = std::make_unique<VGG>(Outputs{6}, 7);  // weights drawn exactly as make_fixtures.py draws them
   const int batch = 4;
   Buffer input(std::size_t(batch) * 96 * 96 * 3);
   const Rng rng(123);
   for (std::size_t i = 0; i < input.size(); ++i) input[i] = rng.uniform(i);
   const float targets[] = {0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
 
-  const double loss = net->compute_gradients(input.data(), targets, batch);
+  const double loss = net->compute_gradients(input, targets, batch);
   CHECK(loss == doctest::Approx(fx.scalar("loss")).epsilon(1e-4));
-  CHECK_CLOSE_TO_FIXTURE(net->output(), fx["probabilities"], 1e-4);
+  CHECK_CLOSE_TO_FIXTURE(net->output().data(), fx["probabilities"], 1e-4);
 
   for (const ParamRef& p : net->parameters()) {
     INFO("gradient of ", p.name);
@@ -98,11 +185,34 @@ TEST_CASE("a whole network's gradients agree with central differences of its los
   const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
   Buffer grad_input(x.size());
   net.set_step(9);
-  net.compute_gradients(x.data(), targets, batch, grad_input.data());
+  net.compute_gradients(x, targets, batch, grad_input);
   auto loss = [&] {
     net.set_step(9);  // the same dropout mask in every evaluation
-    net.forward(x.data(), batch, Mode::train);
+    net.forward(x, batch, Mode::train);
     return binary_crossentropy(net.output_of<Small::depth - 2>(), targets, batch * 3);
+  };
+  CHECK(test::compare_with_differences(x.data(), grad_input.data(), x.size(), loss, 1e-3) <= 2e-2);
+  for (const ParamRef& p : net.parameters()) {
+    INFO(p.name);
+    const Buffer analytic(p.grad, p.grad + p.size);
+    CHECK(test::compare_with_differences(p.value, analytic.data(), p.size, loss, 1e-3, 40) <= 2e-2);
+  }
+}
+
+TEST_CASE("a network with the run-time width: gradients agree with central differences (Softmax, 5 outputs)") {
+  // Every layer that takes the run-time width: ReLU, Dropout, Softmax after Dense<dynamic>.
+  using Net = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, ReLU, Flatten, Dense<7>, ReLU, Dense<dynamic>, ReLU, Dropout<0.3f>, Softmax>;
+  Net net(Outputs{5}, 4);
+  const int batch = 3;
+  Buffer x = test::random_values(batch * Net::input_size, 22);
+  const float targets[] = {0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0};
+  Buffer grad_input(x.size());
+  net.set_step(3);
+  net.compute_gradients(x, targets, batch, grad_input);
+  auto loss = [&] {
+    net.set_step(3);
+    net.forward(x, batch, Mode::train);
+    return categorical_crossentropy(net.output_of<Net::depth - 2>(), targets, batch, 5);
   };
   CHECK(test::compare_with_differences(x.data(), grad_input.data(), x.size(), loss, 1e-3) <= 2e-2);
   for (const ParamRef& p : net.parameters()) {
@@ -122,7 +232,7 @@ TEST_CASE("a layer works in place over the output before it only where that outp
   static_assert(!Small::shares_buffer<2> && !Small::shares_buffer<12>);  // BatchNorm, Sigmoid need buffers of their own
   Small net(2);
   const Buffer x = test::random_values(2 * Small::input_shape::size, 3);
-  net.forward(x.data(), 2, Mode::train);
+  net.forward(x, 2, Mode::train);
   CHECK(net.output_of<0>() == net.output_of<1>());
   CHECK(net.output_of<3>() == net.output_of<4>());
   CHECK(net.output_of<6>() != net.output_of<7>());
@@ -134,15 +244,15 @@ TEST_CASE("a layer works in place over the output before it only where that outp
 TEST_CASE("results do not depend on the thread count") {
   auto train = [](int threads) {
     set_num_threads(threads);
-    auto net = std::make_unique<Net6>(3);
+    auto net = std::make_unique<VGG>(Outputs{6}, 3);
     Adam adam;
     const Buffer x = test::random_values(5 * 96 * 96 * 3, 4);
     const float targets[30] = {1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0};
-    net->train_step(x.data(), targets, 5, adam);
-    net->train_step(x.data(), targets, 5, adam);
+    net->train_step(x, targets, 5, adam);
+    net->train_step(x, targets, 5, adam);
     std::vector<Buffer> values;
-    for (const ParamRef& p : net->parameters()) values.emplace_back(p.value, p.value + p.size);
-    values.emplace_back(net->output(), net->output() + 30);
+    values.emplace_back(net->parameters().values.begin(), net->parameters().values.end());
+    values.emplace_back(net->output().begin(), net->output().end());
     return values;
   };
   const int original = num_threads();
@@ -169,10 +279,10 @@ TEST_CASE("a small network learns a separable problem") {
     y[n * 2] = bright;
     y[n * 2 + 1] = left;
   }
-  const double first = net.train_step(x.data(), y.data(), batch, adam);
+  const double first = net.train_step(x, y, batch, adam);
   double last = first;
-  for (int step = 0; step < 200; ++step) last = net.train_step(x.data(), y.data(), batch, adam);
+  for (int step = 0; step < 200; ++step) last = net.train_step(x, y, batch, adam);
   CHECK(last < first * 0.1);
-  net.predict(x.data(), batch);
-  CHECK(binary_accuracy(net.output(), y.data(), batch, 2) == 1.0);
+  net.predict(x, batch);
+  CHECK(binary_accuracy(net.output().data(), y.data(), batch, 2) == 1.0);
 }

@@ -12,6 +12,7 @@ namespace fs = std::filesystem;
 namespace {
 using Net = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<5>, Sigmoid>;
 using Wider = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<6>, Sigmoid>;
+using AnyWidth = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<dynamic>, Sigmoid>;
 constexpr int batch = 3;
 
 struct TempDir {
@@ -35,7 +36,7 @@ void train(Net& net, Adam& adam, int steps) {
   const Buffer y = test::random_values(batch * 5, 2, 0.5f);
   Buffer targets(y.size());
   for (std::size_t i = 0; i < y.size(); ++i) targets[i] = y[i] > 0 ? 1.0f : 0.0f;
-  for (int s = 0; s < steps; ++s) net.train_step(x.data(), targets.data(), batch, adam);
+  for (int s = 0; s < steps; ++s) net.train_step(x, targets, batch, adam);
 }
 
 std::vector<Buffer> snapshot(Net& net) {
@@ -81,8 +82,9 @@ TEST_CASE("save, load into a fresh network: identical outputs, statistics and op
   Adam adam(Adam::Options{.lr = 2e-3, .decay = 1e-4});
   train(trained, adam, 3);
   save_model(dir / "m.tnet", trained, {"black", "blue", "dress"}, &adam, {{"epoch", "3"}, {"note", "a b\nc"}});
-  CHECK(!fs::exists(dir / "m.tnet.tmp"));
-  CHECK(read_model_signature(dir / "m.tnet") == Net::signature());
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);  // no temporary file left
+  CHECK(read_model_signature(dir / "m.tnet") == trained.signature());
+  CHECK(read_model_outputs(dir / "m.tnet") == 5);
 
   Net loaded(2);
   Adam resumed;
@@ -97,9 +99,8 @@ TEST_CASE("save, load into a fresh network: identical outputs, statistics and op
   CHECK(snapshot(loaded) == snapshot(trained));
 
   const Buffer x = test::random_values(batch * Net::input_shape::size, 5);
-  const Buffer a(trained.predict(x.data(), batch), trained.predict(x.data(), batch) + batch * 5);
-  const Buffer b(loaded.predict(x.data(), batch), loaded.predict(x.data(), batch) + batch * 5);
-  CHECK(a == b);
+  const std::span<const float> a = trained.predict(x, batch), b = loaded.predict(x, batch);
+  CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
 
   // Training on from both gives the same network: the schedule, dropout masks and moments carried over.
   train(trained, adam, 2);
@@ -164,14 +165,47 @@ TEST_CASE("bad model files are refused with their own errors, the network untouc
     Net other(4);
     const Buffer x = test::random_values(batch * Net::input_shape::size, 1);
     const float targets[15] = {};
-    other.train_step(x.data(), targets, batch, sgd);
+    other.train_step(x, targets, batch, sgd);
     save_model(dir / "sgd.tnet", other, {}, &sgd);
     check_refused(dir / "sgd.tnet", ModelFileError::Kind::optimizer_mismatch, "SGD");
   }
 }
 
-TEST_CASE("saving to a path that cannot be written throws and leaves nothing behind") {
+TEST_CASE("a model with the run-time width records it, and loads back at that width only") {
+  TempDir dir;
+  AnyWidth trained(Outputs{5}, 1);
+  Adam adam;
+  save_model(dir / "five.tnet", trained, {}, &adam);
+  CHECK(read_model_outputs(dir / "five.tnet") == 5);
+  AnyWidth loaded(Outputs{read_model_outputs(dir / "five.tnet")}, 2);
+  load_model(dir / "five.tnet", loaded, &adam);
+  const Buffer x = test::random_values(batch * Net::input_size, 5);
+  const std::span<const float> a = trained.predict(x, batch), b = loaded.predict(x, batch);
+  CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  AnyWidth six(Outputs{6}, 3);
+  CHECK_THROWS_WITH_AS(load_model(dir / "five.tnet", six),
+                       doctest::Contains("layer line 8: the file has 'Dense(5) -> (None, 5)', this network has 'Dense(6) -> (None, 6)'"),
+                       ModelFileError);
+  // A file of the fixed-width network with the same architecture is the same file.
+  Net fixed(4);
+  save_model(dir / "fixed.tnet", fixed);
+  AnyWidth from_fixed(Outputs{read_model_outputs(dir / "fixed.tnet")}, 5);
+  load_model(dir / "fixed.tnet", from_fixed);
+  const std::span<const float> c = fixed.predict(x, batch), d = from_fixed.predict(x, batch);
+  CHECK(std::equal(c.begin(), c.end(), d.begin(), d.end()));
+}
+
+TEST_CASE("saving to a path that cannot be written throws naming it and leaves the old file and no other") {
   Net net(1);
-  CHECK_THROWS_AS(save_model("/nonexistent-dir/model.tnet", net), ModelFileError);
+  CHECK_THROWS_WITH_AS(save_model("/nonexistent-dir/model.tnet", net), doctest::Contains("/nonexistent-dir/model.tnet: cannot write the model file"),
+                       FileError);
   CHECK(!fs::exists("/nonexistent-dir"));
+  // A name of 250 characters can hold the model, not its temporary file: the save fails after
+  // the old file is in place, which stays as it was.
+  TempDir dir;
+  const std::string path = dir / std::string(250, 'm');
+  write(path, "the old model");
+  CHECK_THROWS_WITH_AS(save_model(path, net), doctest::Contains(": cannot write the model file: cannot create"), FileError);
+  CHECK(read(path) == "the old model");
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
 }

@@ -6,12 +6,13 @@ using namespace tnet;
 TEST_CASE("Adam follows Keras 2, decay and epsilon included (PyTorch fixture, 3 steps)") {
   const test::Fixture fx("layers.txt");
   Buffer w = fx.floats("adam.w0"), g(w.size());
-  const ParamRef param{"w", w.data(), g.data(), w.size()};
+  const ParamRef param{"w", w.data(), g.data(), w.size(), 0};
+  const Parameters params{w, g, {&param, 1}};
   Adam adam(Adam::Options{.lr = 0.01, .decay = 0.1});
   for (int step = 0; step < 3; ++step) {
     const Buffer grad = fx.floats("adam.g" + std::to_string(step));
     std::copy(grad.begin(), grad.end(), g.begin());
-    adam.step(std::span<const ParamRef>(&param, 1));
+    adam.step(params);
     CHECK_CLOSE_TO_FIXTURE(w.data(), fx["adam.w" + std::to_string(step + 1)], 1e-6);
   }
   CHECK(adam.iterations() == 3);
@@ -19,12 +20,13 @@ TEST_CASE("Adam follows Keras 2, decay and epsilon included (PyTorch fixture, 3 
 
 TEST_CASE("SGD with momentum follows Keras 2") {
   Buffer w{1.0f, -2.0f}, g{0.5f, 0.25f};
-  const ParamRef param{"w", w.data(), g.data(), 2};
+  const ParamRef param{"w", w.data(), g.data(), 2, 0};
+  const Parameters params{w, g, {&param, 1}};
   SGD sgd(SGD::Options{.lr = 0.1, .momentum = 0.9, .decay = 0.5});
-  sgd.step(std::span<const ParamRef>(&param, 1));  // lr 0.1: v = -0.05, -0.025
+  sgd.step(params);  // lr 0.1: v = -0.05, -0.025
   CHECK(w[0] == doctest::Approx(0.95));
   CHECK(w[1] == doctest::Approx(-2.025));
-  sgd.step(std::span<const ParamRef>(&param, 1));  // lr 0.1 / 1.5: v = 0.9 v - lr g
+  sgd.step(params);  // lr 0.1 / 1.5: v = 0.9 v - lr g
   const double v0 = 0.9 * -0.05 - 0.1 / 1.5 * 0.5, v1 = 0.9 * -0.025 - 0.1 / 1.5 * 0.25;
   CHECK(w[0] == doctest::Approx(0.95 + v0));
   CHECK(w[1] == doctest::Approx(-2.025 + v1));
@@ -65,21 +67,17 @@ TEST_CASE("add_to_mean keeps the running mean of several networks' weights") {
   using Tiny = Sequential<Input<4, 4, 2>, Conv2D<3, 3>, BatchNorm, Flatten, Dense<2>, Sigmoid>;
   Tiny a(1), b(2), c(3), mean(4);
   add_to_mean(mean.parameters(), a.parameters(), 1);
-  for (std::size_t i = 0; i < a.parameters().size(); ++i) {
-    const ParamRef &m = mean.parameters()[i], &p = a.parameters()[i];
-    CHECK(std::equal(p.value, p.value + p.size, m.value));  // the first is copied exactly
-  }
+  const std::span<const float> mv = mean.parameters().values, av = a.parameters().values, bv = b.parameters().values,
+                               cv = c.parameters().values;
+  CHECK(std::equal(av.begin(), av.end(), mv.begin(), mv.end()));  // the first is copied exactly
   add_to_mean(mean.parameters(), b.parameters(), 2);
   add_to_mean(mean.parameters(), c.parameters(), 3);
   double largest_error = 0;
-  for (std::size_t i = 0; i < a.parameters().size(); ++i)
-    for (std::size_t j = 0; j < a.parameters()[i].size; ++j) {
-      const double expected =
-          (double(a.parameters()[i].value[j]) + double(b.parameters()[i].value[j]) + double(c.parameters()[i].value[j])) / 3.0;
-      largest_error = std::max(largest_error, std::abs(double(mean.parameters()[i].value[j]) - expected));
-    }
+  for (std::size_t j = 0; j < mv.size(); ++j)
+    largest_error = std::max(largest_error, std::abs(double(mv[j]) - (double(av[j]) + double(bv[j]) + double(cv[j])) / 3.0));
+  CHECK(mv.size() == (54 + 3) + (3 + 3) + (48 * 2 + 2));
   CHECK(largest_error < 1e-6);
-  CHECK(mean.parameters()[0].value[0] != a.parameters()[0].value[0]);
+  CHECK(mv[0] != av[0]);
 
   Sequential<Input<4, 4, 2>, Conv2D<4, 3>, BatchNorm, Flatten, Dense<2>, Sigmoid> other(5);
   CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), other.parameters(), 2),

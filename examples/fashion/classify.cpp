@@ -2,10 +2,10 @@
 //   fashion_classify --model fashion.tnet --labelbin labels.txt --image photo.jpg
 #include <filesystem>
 #include <iostream>
-#include <regex>
 
 #include "classify_impl.hpp"
 #include "models.hpp"
+#include "smaller_vgg.hpp"
 
 namespace {
 
@@ -62,21 +62,14 @@ int run(int argc, char** argv) {
     fs::create_directories(s.output);
   }
 
-  // The model file names its architecture: its input size and its number of outputs.
+  // The model file's signature names its input size (the label count is read when it loads).
   const std::string signature = tnet::read_model_signature(s.model);
-  std::smatch input, output;
-  if (!std::regex_search(signature, input, std::regex(R"(^Input\(None, (\d+), \d+, 3\))")) ||
-      !std::regex_search(signature, output, std::regex(R"(Sigmoid -> \(None, (\d+)\)\n$)")))
-    throw UsageError(s.model + " is not a SmallerVGGNet model");
-  const int size = std::stoi(input[1]), labels = std::stoi(output[1]);
-  int status = -1;
-  if (size == 64) status = classify_size64(labels, s);
-  else if (size == 96) status = classify_size96(labels, s);
-  else if (size == 128) status = classify_size128(labels, s);
-  if (status == -1)
-    throw UsageError(s.model + " is a " + std::to_string(size) + "-pixel model with " + std::to_string(labels) +
-                     " labels; fashion_classify is compiled for 64, 96 or 128 pixels and 2 to 8 labels");
-  return status;
+  auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
+  if (made_for.operator()<64>()) return classify_size64(s);
+  if (made_for.operator()<96>()) return classify_size96(s);
+  if (made_for.operator()<128>()) return classify_size128(s);
+  throw UsageError(s.model + " is not a SmallerVGGNet model for 64, 96 or 128-pixel images (its input is " +
+                   signature.substr(0, signature.find('\n')) + ")");
 }
 
 }  // namespace

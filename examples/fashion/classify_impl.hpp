@@ -1,4 +1,4 @@
-// fashion_classify's work, for one network type (label count and image size).
+// fashion_classify's work, for one network type (one image size; any label count).
 #pragma once
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,27 +60,29 @@ inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std
   return canvas.image();
 }
 
-template <int Labels, int Size>
+template <class Net>
 int classify(const ClassifySettings& s) {
-  using Net = SmallerVGGNet<Labels, Size>;
-  auto net = std::make_unique<Net>(0);
+  constexpr int size = Net::input_shape::height;
+  // The label count is the network's run-time width, recorded in the model file.
+  auto net = std::make_unique<Net>(tnet::Outputs{tnet::read_model_outputs(s.model)}, 0);
   const tnet::ModelFileInfo info = tnet::load_model(s.model, *net);
-  tnet::MultiLabelBinarizer labels;
+  const int labels = net->outputs();
+  tnet::MultiLabelBinarizer binarizer;
   try {
-    labels = tnet::MultiLabelBinarizer::load(s.labelbin);
+    binarizer = tnet::MultiLabelBinarizer::load(s.labelbin);
   } catch (const std::exception& e) {
     throw UsageError(e.what());
   }
-  const std::vector<std::string>& classes = labels.classes();
-  if (int(classes.size()) != Labels)
+  const std::vector<std::string>& classes = binarizer.classes();
+  if (int(classes.size()) != labels)
     throw UsageError(s.labelbin + " lists " + std::to_string(classes.size()) + " classes, but " + s.model + " has " +
-                     std::to_string(Labels) + " outputs: they do not belong together");
+                     std::to_string(labels) + " outputs: they do not belong together");
   if (!info.class_names.empty() && info.class_names != classes)
     throw UsageError(s.labelbin + " does not match the classes " + s.model + " was trained on");
 
   int failures = 0;
   std::vector<std::string> json_items;
-  std::vector<float> input(static_cast<std::size_t>(Size) * Size * 3);
+  std::vector<float> input(Net::input_size);
   for (const std::string& path : s.images) {
     tnet::Image photo;
     try {
@@ -89,16 +92,17 @@ int classify(const ClassifySettings& s) {
       ++failures;
       continue;
     }
-    const tnet::Image small = tnet::resize_image(photo, Size, Size);
-    for (std::size_t i = 0; i < input.size(); ++i) input[i] = float(small.pixels[i]) / 255.0f;
-    const float* p = net->predict(input.data(), 1);
-    std::vector<int> order(Labels);
+    // As training loaded it: resized to the input size, then the one pixel-to-input conversion.
+    const tnet::Image small = tnet::resize_image(photo, size, size);
+    tnet::pixels_to_input(small.pixels, input);
+    const std::span<const float> p = net->predict(input, 1);
+    std::vector<int> order(labels);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] != p[b] ? p[a] > p[b] : a < b; });  // ties: label order
     std::vector<std::pair<std::string, double>> top;
-    for (int k = 0; k < std::min(s.top, Labels); ++k) top.push_back({classes[std::size_t(order[k])], p[order[k]]});
+    for (int k = 0; k < std::min(s.top, labels); ++k) top.push_back({classes[std::size_t(order[k])], p[order[k]]});
     std::vector<std::string> present;
-    for (int l = 0; l < Labels; ++l)
+    for (int l = 0; l < labels; ++l)
       if (p[l] > s.threshold) present.push_back(classes[std::size_t(l)]);
 
     namespace fs = std::filesystem;
@@ -109,7 +113,7 @@ int classify(const ClassifySettings& s) {
     if (s.json) {
       std::ostringstream item;
       item << "{\"image\": " << detail::json_string(path) << ", \"probabilities\": {";
-      for (int l = 0; l < Labels; ++l)
+      for (int l = 0; l < labels; ++l)
         item << (l ? ", " : "") << detail::json_string(classes[std::size_t(l)]) << ": " << std::setprecision(9) << p[l];
       item << "}, \"top\": [";
       for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << detail::json_string(top[k].first);
@@ -120,7 +124,7 @@ int classify(const ClassifySettings& s) {
       continue;
     }
     std::cout << path << "\n";
-    for (int l = 0; l < Labels; ++l) std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]) << "\n";
+    for (int l = 0; l < labels; ++l) std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]) << "\n";
     std::cout << "  top " << top.size() << ":";
     for (const auto& [label, probability] : top) std::cout << " " << label << " (" << detail::percent(probability) << ")";
     std::cout << "\n  above " << s.threshold << ":";

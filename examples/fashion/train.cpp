@@ -25,6 +25,11 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --threads N          [all cores, or OMP_NUM_THREADS]
   --image-size N       64, 96 or 128 [96]
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
+  --val-list FILE      validate on the images FILE lists (paths relative to --dataset, one a line)
+                       and train on the others, instead of a split drawn with --seed
+  --train-list FILE    with --val-list: train on the images FILE lists only
+                       (every run writes its split beside the model as MODEL.train.txt and
+                       MODEL.val.txt, in this form: give them back to train on the same images)
   --no-augment         train without the tutorial's random rotations, shifts, zoom and flips
   --no-recalibrate-bn  keep Keras's moving batch-norm averages in the final model instead of
                        re-estimating them for the final weights over the training set (and so
@@ -43,7 +48,8 @@ int run(int argc, char** argv) {
   using namespace fashion;
   const Arguments args(argc, argv,
                        {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
-                        "--threads", "--image-size", "--val-split", "--average-epochs", "--synthetic-count", "--interrupt-after-steps"},
+                        "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs",
+                        "--synthetic-count", "--interrupt-after-steps"},
                        {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -64,6 +70,10 @@ int run(int argc, char** argv) {
   if (s.image_size != 64 && s.image_size != 96 && s.image_size != 128)
     throw UsageError("--image-size must be 64, 96 or 128 (the sizes fashion_train is compiled for), got " + std::to_string(s.image_size));
   s.val_split = args.number("--val-split", s.val_split, 0.0, 1.0, "a fraction in (0, 1)");
+  s.val_list = args.text("--val-list", "");
+  s.train_list = args.text("--train-list", "");
+  if (!s.train_list.empty() && s.val_list.empty()) throw UsageError("--train-list needs --val-list (the images to validate on)");
+  if (!s.val_list.empty() && args.has("--val-split")) throw UsageError("--val-split and --val-list both choose the validation images: give one");
   s.augment = !args.flag("--no-augment");
   s.recalibrate_batch_norm = !args.flag("--no-recalibrate-bn");
   if (!args.has("--average-epochs")) s.average_epochs = s.recalibrate_batch_norm ? s.epochs / 4 : 0;
@@ -75,7 +85,8 @@ int run(int argc, char** argv) {
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
   if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, 1024)));
-  for (const auto& [path, what] : {std::pair{s.model, "model"}, {s.labelbin, "label file"}, {s.plot, "plot"}, {s.history, "history"}})
+  for (const auto& [path, what] : {std::pair{s.model, "model"}, {s.labelbin, "label file"}, {s.plot, "plot"}, {s.history, "history"},
+                                    {s.split_list("train"), "training list"}, {s.split_list("val"), "validation list"}})
     check_writable(path, what);
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
     throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
@@ -84,17 +95,6 @@ int run(int argc, char** argv) {
   if (s.dataset.empty()) {
     std::cout << "no --dataset: using the built-in synthetic set (" << per_class << " drawn garments per class)\n";
     data.images = synthetic_dataset(per_class, s.image_size, s.seed);
-    // One held-out picture per class (another seed), for trying fashion_classify.
-    const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
-    const std::filesystem::path examples = model_dir / "synthetic_examples";
-    std::filesystem::create_directories(examples);
-    for (int c = 0; c < int(synthetic_classes.size()); ++c) {
-      tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
-      draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
-      const Garment& g = synthetic_classes[std::size_t(c)];
-      tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
-    }
-    std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
   } else {
     tnet::LoadReport report;
     try {
@@ -105,20 +105,40 @@ int run(int argc, char** argv) {
     report.print(std::cout);
   }
   data.targets = data.labels.fit_transform(data.images.labels);
-  const int labels = int(data.labels.classes().size());
+  const std::size_t labels = data.labels.classes().size();
   std::cout << data.images.count() << " images, " << labels << " classes:";
   for (const std::string& c : data.labels.classes()) std::cout << " " << c;
   std::cout << "; " << data.images.pixels.size() / 1000000.0 << " MB of pixels\n";
-  if (labels < min_labels || labels > max_labels)
-    throw UsageError("the dataset has " + std::to_string(labels) + " classes; fashion_train is compiled for " + std::to_string(min_labels) +
-                     " to " + std::to_string(max_labels));
-  data.split = tnet::train_test_split(data.images.count(), s.val_split, s.seed);
-  std::cout << "training on " << data.split.train.size() << ", validating on " << data.split.test.size() << "\n";
+  try {
+    data.split = s.val_list.empty() ? tnet::train_test_split(data.images.count(), s.val_split, s.seed)
+                                    : tnet::read_split(data.images, s.dataset, s.val_list, s.train_list);
+  } catch (const tnet::DatasetError& e) {
+    throw UsageError(e.what());
+  }
+  std::cout << "training on " << data.split.train.size() << ", validating on " << data.split.test.size()
+            << (s.val_list.empty() ? "" : " (the images " + s.val_list + " lists)") << "\n";
+  if (s.dataset.empty()) {
+    // One held-out picture per class (another seed), for trying fashion_classify.
+      const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
+      const std::filesystem::path examples = model_dir / "synthetic_examples";
+      std::filesystem::create_directories(examples);
+      for (int c = 0; c < int(synthetic_classes.size()); ++c) {
+        tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
+        draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
+        const Garment& g = synthetic_classes[std::size_t(c)];
+        tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
+      }
+      std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
+  }
+  // The split, by name, for another run or another framework to use the same images.
+  tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
+  tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
+  std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
 
   switch (s.image_size) {
-    case 64: return train_size64(labels, s, data);
-    case 128: return train_size128(labels, s, data);
-    default: return train_size96(labels, s, data);
+    case 64: return train_size64(s, data);
+    case 128: return train_size128(s, data);
+    default: return train_size96(s, data);
   }
 }
 

@@ -1,4 +1,4 @@
-// fashion_train's training loop, for one network type (label count and image size).
+// fashion_train's training loop, for one network type (one image size; any label count).
 #pragma once
 
 #include <sys/resource.h>
@@ -28,6 +28,7 @@ namespace fashion {
 struct TrainSettings {
   std::string dataset;  // empty: the built-in synthetic set
   std::string model = "fashion.tnet", labelbin = "labels.txt", plot = "plot.png", history = "history.csv";
+  std::string train_list, val_list;  // a split named by files (read_split); empty: drawn with seed
   int epochs = 75, batch_size = 32, image_size = 96;
   double lr = 1e-3, val_split = 0.2;
   std::uint64_t seed = 42;
@@ -38,6 +39,10 @@ struct TrainSettings {
 
   std::string checkpoint() const { return model + ".checkpoint"; }
   std::string average_checkpoint() const { return model + ".checkpoint-average"; }
+  /// Where the split is written, beside the model: fashion.tnet -> fashion.train.txt, fashion.val.txt.
+  std::string split_list(const std::string& part) const {
+    return std::filesystem::path(model).replace_extension("").string() + "." + part + ".txt";
+  }
 };
 
 struct TrainData {
@@ -47,12 +52,17 @@ struct TrainData {
   tnet::Split split;
 };
 
-/// The options a resumed run must repeat: they fix the schedule, the split and the batches.
-inline std::string settings_text(const TrainSettings& s) {
+/// The options a resumed run must repeat: they fix the schedule, the split and the batches (the
+/// split itself is named by a checksum of its indices).
+inline std::string settings_text(const TrainSettings& s, const tnet::Split& split) {
+  std::uint64_t h = tnet::detail::fnv1a64_basis;
+  for (const auto* part : {&split.train, &split.test}) {
+    h = tnet::detail::fnv1a64(reinterpret_cast<const char*>(part->data()), part->size() * sizeof(std::size_t), h);
+    h = tnet::detail::fnv1a64("|", 1, h);
+  }
   std::ostringstream out;
-  out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --val-split " << s.val_split
-      << " --seed " << s.seed << " --image-size " << s.image_size << " --average-epochs " << s.average_epochs
-      << (s.augment ? "" : " --no-augment");
+  out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --seed " << s.seed << " --image-size "
+      << s.image_size << " --average-epochs " << s.average_epochs << (s.augment ? "" : " --no-augment") << " --split " << std::hex << h;
   return out.str();
 }
 
@@ -101,18 +111,8 @@ inline std::vector<EpochRecord> parse_history(const std::string& csv) {
   return rows;
 }
 
-inline void write_text(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write " + path);
-  }
-  std::filesystem::rename(temporary, path);
-}
-
 inline void write_outputs(const TrainSettings& s, const std::vector<EpochRecord>& history) {
-  write_text(s.history, history_csv(history));
+  tnet::write_file(s.history, history_csv(history), "history");
   std::vector<double> loss, val_loss, acc, val_acc;
   for (const EpochRecord& r : history) {
     loss.push_back(r.loss), val_loss.push_back(r.val_loss), acc.push_back(r.acc), val_acc.push_back(r.val_acc);
@@ -125,9 +125,9 @@ inline void write_outputs(const TrainSettings& s, const std::vector<EpochRecord>
 }
 
 // Binary-correct (sample, label) pairs of one batch.
-inline std::size_t right_labels(const float* p, const float* y, std::size_t values) {
+inline std::size_t right_labels(std::span<const float> p, std::span<const float> y) {
   std::size_t right = 0;
-  for (std::size_t i = 0; i < values; ++i) right += (p[i] > 0.5f) == (y[i] > 0.5f);
+  for (std::size_t i = 0; i < y.size(); ++i) right += (p[i] > 0.5f) == (y[i] > 0.5f);
   return right;
 }
 
@@ -153,13 +153,15 @@ inline long peak_rss_mb() {
 
 }  // namespace detail
 
-/// Trains SmallerVGGNet<Labels, Size> on `data` as `s` says; returns the exit status.
-template <int Labels, int Size>
+/// Trains `Net` (a SmallerVGGNet) on `data` as `s` says; returns the exit status.
+template <class Net>
 int train(const TrainSettings& s, TrainData& data) {
-  using Net = SmallerVGGNet<Labels, Size>;
-  auto net = std::make_unique<Net>(s.seed);
-  tnet::Adam adam(tnet::Adam::Options{.lr = s.lr, .decay = s.lr / s.epochs});
+  constexpr int size = Net::input_shape::height;
   const std::vector<std::string>& classes = data.labels.classes();
+  const int labels = int(classes.size());
+  auto net = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
+  tnet::Adam adam(tnet::Adam::Options{.lr = s.lr, .decay = s.lr / s.epochs});
+  const std::string settings = settings_text(s, data.split);
 
   // Where training stands; a checkpoint stores all of it.
   int first_epoch = 0;
@@ -179,8 +181,8 @@ int train(const TrainSettings& s, TrainData& data) {
     const tnet::ModelFileInfo info = tnet::load_model(s.checkpoint(), *net, &adam);
     if (info.class_names != classes) throw UsageError(s.checkpoint() + " was trained on other classes than this dataset has");
     const auto& m = info.metadata;
-    if (m.at("settings") != settings_text(s))
-      throw UsageError(s.checkpoint() + " was made with " + m.at("settings") + "; resume with the same options");
+    if (m.at("settings") != settings)
+      throw UsageError(s.checkpoint() + " was made with " + m.at("settings") + "; resume with the same options and split");
     first_epoch = std::stoi(m.at("epoch"));
     first_batch = std::stoul(m.at("batch"));
     epoch_loss = std::stod(m.at("epoch_loss"));
@@ -190,7 +192,7 @@ int train(const TrainSettings& s, TrainData& data) {
     history = detail::parse_history(m.at("history"));
     averaged = std::stoi(m.at("averaged"));
     if (averaged > 0) {
-      average = std::make_unique<Net>(s.seed);
+      average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(), *average);
       if (a.metadata.at("averaged") != m.at("averaged"))
         throw UsageError(s.average_checkpoint() + " holds the mean of " + a.metadata.at("averaged") + " epochs where " + s.checkpoint() +
@@ -204,7 +206,7 @@ int train(const TrainSettings& s, TrainData& data) {
                      {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)}, {"epoch_loss", detail::exact(epoch_loss)},
                       {"epoch_samples", std::to_string(epoch_samples)}, {"epoch_right", std::to_string(epoch_right)},
                       {"epoch_seconds", detail::exact(epoch_seconds)}, {"history", detail::history_csv(history)},
-                      {"averaged", std::to_string(averaged)}, {"settings", settings_text(s)}});
+                      {"averaged", std::to_string(averaged)}, {"settings", settings}});
   };
 
   tnet::BatchIterator::Options train_options;
@@ -212,35 +214,35 @@ int train(const TrainSettings& s, TrainData& data) {
   train_options.drop_last = true;  // Keras: steps_per_epoch = len(trainX) // BS
   train_options.seed = s.seed;
   if (s.augment) train_options.augmenter.emplace(tnet::AugmentOptions::keras_tutorial());
-  tnet::BatchIterator train_batches(data.images, data.targets, Labels, data.split.train, train_options);
+  tnet::BatchIterator train_batches(data.images, data.targets, labels, data.split.train, train_options);
   tnet::BatchIterator::Options val_options;
   val_options.batch_size = s.batch_size;
   val_options.shuffle = false;
-  tnet::BatchIterator val_batches(data.images, data.targets, Labels, data.split.test, val_options);
+  tnet::BatchIterator val_batches(data.images, data.targets, labels, data.split.test, val_options);
   const std::size_t steps = train_batches.batches_per_epoch();
   if (steps == 0)
     throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
                      std::to_string(s.batch_size));
 
-  std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(Net::trainable_count + Net::non_trainable_count) << " parameters, "
-            << Size << "x" << Size << "x3 input, " << Labels << " labels; " << steps << " steps of " << s.batch_size
+  std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count()) << " parameters, "
+            << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size
             << " per epoch, " << tnet::num_threads() << " threads" << (s.augment ? ", augmented" : ", no augmentation") << "\n";
   const bool terminal = ::isatty(STDOUT_FILENO);
   std::signal(SIGINT, on_interrupt);
   long steps_here = 0;
-  tnet::MultiLabelMetrics val_metrics(Labels);
+  tnet::MultiLabelMetrics val_metrics(labels);
   // The last validation's predictions and targets, in order, for the final report.
-  std::vector<float> val_predictions(val_batches.samples() * Labels), val_targets(val_predictions.size());
+  std::vector<float> val_predictions(val_batches.samples() * std::size_t(labels)), val_targets(val_predictions.size());
   auto validate = [&] {  // fills val_metrics and val_predictions, returns the mean loss
     double loss = 0;
     val_metrics.reset();
     val_batches.start_epoch(0);
     std::size_t at = 0;  // where this batch's rows go
-    for (int n; (n = val_batches.next()) > 0; at += std::size_t(n) * Labels) {
+    for (int n; (n = val_batches.next()) > 0; at += val_batches.y().size()) {
       loss += net->evaluate(val_batches.x(), val_batches.y(), n) * n;
-      val_metrics.update(net->output(), val_batches.y(), n);
-      std::copy(net->output(), net->output() + std::ptrdiff_t(n) * Labels, val_predictions.begin() + std::ptrdiff_t(at));
-      std::copy(val_batches.y(), val_batches.y() + std::ptrdiff_t(n) * Labels, val_targets.begin() + std::ptrdiff_t(at));
+      val_metrics.update(net->output().data(), val_batches.y().data(), n);
+      std::ranges::copy(net->output(), val_predictions.begin() + std::ptrdiff_t(at));
+      std::ranges::copy(val_batches.y(), val_targets.begin() + std::ptrdiff_t(at));
     }
     return loss / double(std::max<std::size_t>(val_batches.samples(), 1));
   };
@@ -268,7 +270,7 @@ int train(const TrainSettings& s, TrainData& data) {
       line << prefix << batch << "/" << steps << " " << detail::progress_bar(batch, steps) << " - " << std::lround(seconds) << "s "
            << std::lround(1000 * seconds / double(std::max<std::size_t>(batch, 1))) << "ms/step - loss: " << std::fixed
            << std::setprecision(4) << epoch_loss / double(std::max<std::size_t>(epoch_samples, 1))
-           << " - acc: " << double(epoch_right) / double(std::max<std::size_t>(epoch_samples * Labels, 1));
+           << " - acc: " << double(epoch_right) / double(std::max<std::size_t>(epoch_samples * std::size_t(labels), 1));
       return line.str();
     };
     auto fixed = [](double v, int digits) {
@@ -279,7 +281,7 @@ int train(const TrainSettings& s, TrainData& data) {
     for (int n; (n = train_batches.next()) > 0;) {
       epoch_loss += net->train_step(train_batches.x(), train_batches.y(), n, adam) * n;
       epoch_samples += std::size_t(n);
-      epoch_right += detail::right_labels(net->output(), train_batches.y(), std::size_t(n) * Labels);
+      epoch_right += detail::right_labels(net->output(), train_batches.y());
       ++batch;
       if (terminal) std::cout << "\r" << status() << std::flush;
       if (s.interrupt_after_steps > 0 && ++steps_here == s.interrupt_after_steps) std::raise(SIGINT);
@@ -300,7 +302,7 @@ int train(const TrainSettings& s, TrainData& data) {
     epoch_seconds = train_seconds;  // the progress line shows training time alone
     const EpochRecord record{epoch + 1,
                              epoch_loss / double(epoch_samples),
-                             double(epoch_right) / double(epoch_samples * Labels),
+                             double(epoch_right) / double(epoch_samples * std::size_t(labels)),
                              val_loss,
                              val_metrics.binary_accuracy(),
                              val_metrics.exact_match(),
@@ -313,7 +315,7 @@ int train(const TrainSettings& s, TrainData& data) {
     detail::write_outputs(s, history);
     epoch_loss = 0, epoch_seconds = 0, epoch_samples = 0, epoch_right = 0;
     if (epoch >= first_averaged) {
-      if (!average) average = std::make_unique<Net>(s.seed);
+      if (!average) average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       tnet::add_to_mean(average->parameters(), net->parameters(), ++averaged);
       if (epoch + 1 < s.epochs)  // before the checkpoint that counts it
         tnet::save_model(s.average_checkpoint(), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
@@ -333,7 +335,7 @@ int train(const TrainSettings& s, TrainData& data) {
     pass_options.batch_size = s.batch_size;
     pass_options.shuffle = false;
     pass_options.drop_last = true;
-    tnet::BatchIterator pass(data.images, data.targets, Labels, data.split.train, pass_options);
+    tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
     for (int n; (n = pass.next()) > 0;) net->forward(pass.x(), n, tnet::Mode::calibrate);
     const double val_loss = validate();
     std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()
@@ -346,8 +348,7 @@ int train(const TrainSettings& s, TrainData& data) {
     estimate_batch_norm();
   }
   if (averaged > 0) {
-    const std::span<const tnet::ParamRef> to = net->parameters(), from = average->parameters();
-    for (std::size_t i = 0; i < to.size(); ++i) std::copy(from[i].value, from[i].value + from[i].size, to[i].value);
+    std::ranges::copy(average->parameters().values, net->parameters().values.begin());
     std::cout << "mean weights of the last " << averaged << " epochs, batch-norm statistics re-estimated: ";
     estimate_batch_norm();
   }
@@ -370,7 +371,7 @@ int train(const TrainSettings& s, TrainData& data) {
   std::cout << "\nvalidation (" << val_batches.samples() << " images): binary accuracy " << std::setprecision(4)
             << val_metrics.binary_accuracy() << ", exact match " << val_metrics.exact_match() << "\n"
             << "label      precision  recall     f1     support\n";
-  for (int l = 0; l < Labels; ++l) {
+  for (int l = 0; l < labels; ++l) {
     const tnet::LabelScores sc = val_metrics.label(l);
     std::cout << std::left << std::setw(10) << classes[std::size_t(l)] << std::right << std::setw(9) << sc.precision << std::setw(9)
               << sc.recall << std::setw(9) << sc.f1 << std::setw(10) << sc.support << "\n";

@@ -3,7 +3,9 @@
 #pragma once
 
 #include "core/config.hpp"
+#include "core/file.hpp"
 #include "core/gemm.hpp"
+#include "core/parameters.hpp"
 #include "core/rng.hpp"
 #include "core/shape.hpp"
 #include "core/threads.hpp"
@@ -24,6 +26,7 @@
 #include "data/batches.hpp"
 #include "data/dataset.hpp"
 #include "data/image.hpp"
+#include "data/input.hpp"
 #include "data/multilabel.hpp"
 #include "data/split.hpp"
 #include "viz/canvas.hpp"

@@ -11,5 +11,5 @@ using Net = tnet::Sequential<tnet::Input<6, 6, 1>, tnet::Conv2D<4, 3>, tnet::Max
 
 int main() {
   Net net;
-  return net.parameters().empty();
+  return net.parameters().values.empty();
 }

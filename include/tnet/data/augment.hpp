@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "../core/rng.hpp"
+#include "input.hpp"
 
 namespace tnet {
 
@@ -77,9 +78,10 @@ class Augmenter {
     return t;
   }
 
-  /// Warps `src` (height x width x channels, 8-bit) into `dst` (floats, times `scale`).
+  /// Warps `src` (height x width x channels, 8-bit) into `dst`: network inputs (to_input,
+  /// data/input.hpp) by default, or the interpolated pixel values times `scale`.
   void apply(const AffineTransform& t, const std::uint8_t* src, int height, int width, int channels, float* dst,
-             float scale = 1.0f / 255.0f) const {
+             float scale = input_scale) const {
     using M3 = std::array<std::array<double, 3>, 3>;
     auto mul = [](const M3& a, const M3& b) {
       M3 c{};

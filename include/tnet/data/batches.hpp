@@ -1,18 +1,20 @@
 // tnet/data/batches.hpp: float NHWC batches from 8-bit images, for training and validation.
 //
 // Each epoch the iterator shuffles its samples with Rng(seed).derive(epoch) (when shuffling),
-// then yields batches of pixels / 255 with their target rows. With an Augmenter, sample k of the
+// then yields batches of network inputs (pixels_to_input, data/input.hpp) with their target rows. With an Augmenter, sample k of the
 // epoch is warped with a transformation drawn from Rng(seed).derive(epoch).derive(1 + k), in
 // parallel and independently of the thread count. Buffers are allocated once.
 #pragma once
 
 #include <algorithm>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
 #include "../core/config.hpp"
 #include "augment.hpp"
+#include "input.hpp"
 #include "dataset.hpp"
 #include "split.hpp"
 
@@ -65,6 +67,7 @@ class BatchIterator {
   int next() {
     const std::size_t left = order_.size() - position_;
     const int size = int(std::min<std::size_t>(left, std::size_t(options_.batch_size)));
+    current_ = 0;
     if (size == 0 || (options_.drop_last && size < options_.batch_size)) return 0;
     const int side = images_.size;
     const std::size_t bytes = images_.image_bytes();
@@ -78,16 +81,18 @@ class BatchIterator {
         const AffineTransform t = options_.augmenter->draw(epoch_rng.derive(1 + k), side, side);
         options_.augmenter->apply(t, src, side, side, 3, dst);
       } else {
-        for (std::size_t i = 0; i < bytes; ++i) dst[i] = float(src[i]) * (1.0f / 255.0f);
+        pixels_to_input({src, bytes}, {dst, bytes});
       }
       std::copy_n(targets_.begin() + std::ptrdiff_t(sample * labels_), labels_, y_.begin() + std::ptrdiff_t(n) * labels_);
     }
     position_ += std::size_t(size);
+    current_ = size;
     return size;
   }
 
-  const float* x() const { return x_.data(); }
-  const float* y() const { return y_.data(); }
+  /// The batch next() produced: its inputs (n x image floats, NHWC) and target rows (n x labels).
+  std::span<const float> x() const { return {x_.data(), std::size_t(current_) * images_.image_bytes()}; }
+  std::span<const float> y() const { return {y_.data(), std::size_t(current_) * std::size_t(labels_)}; }
 
  private:
   const LabeledImages& images_;
@@ -99,6 +104,7 @@ class BatchIterator {
   std::vector<float> y_;
   std::uint64_t epoch_ = 0;
   std::size_t position_ = 0;
+  int current_ = 0;  // samples in the last batch
 };
 
 }  // namespace tnet

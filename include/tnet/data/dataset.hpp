@@ -23,7 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "../core/file.hpp"
 #include "image.hpp"
+#include "split.hpp"
 
 namespace tnet {
 
@@ -198,6 +200,63 @@ inline LabeledImages load_image_list(const std::string& list, const LoadOptions&
   }
   if (entries.empty()) throw DatasetError(list + ": the image list is empty");
   return detail::decode_all(std::move(entries), list, options, r, start);
+}
+
+/// A split by name: writes the paths of `images` at `indices` to `path`, one a line, relative to
+/// `root` (the folder they were loaded from; as they are when `root` is empty), so that another
+/// run or another framework can train and validate on exactly these images (read_split).
+inline void write_split_list(const std::string& path, const LabeledImages& images, const std::vector<std::size_t>& indices,
+                             const std::string& root) {
+  std::string text;
+  for (std::size_t i : indices) {
+    const std::filesystem::path p(images.paths.at(i));
+    text += (root.empty() ? p : p.lexically_relative(root)).generic_string() + "\n";
+  }
+  write_file(path, text, "image list");
+}
+
+/// The split named by `val_list` (and `train_list`; when it is empty, every other image trains):
+/// files as write_split_list writes them. Throws DatasetError naming the file and line for a path
+/// that is not among `images` (a missing or unreadable photo), one listed twice, or one in both.
+inline Split read_split(const LabeledImages& images, const std::string& root, const std::string& val_list,
+                        const std::string& train_list = "") {
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < images.count(); ++i) {
+    const std::filesystem::path p(images.paths[i]);
+    index[(root.empty() ? p : p.lexically_relative(root)).generic_string()] = i;
+  }
+  std::vector<int> owner(images.count(), 0);  // 0 none, 1 validation, 2 training
+  auto read = [&](const std::string& list, int who) {
+    std::ifstream in(list);
+    if (!in) throw DatasetError(list + ": cannot open the image list");
+    std::vector<std::size_t> out;
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line[0] == '#') continue;
+      const auto found = index.find(line);
+      const std::string where = list + ":" + std::to_string(number) + ": '" + line + "' ";
+      if (found == index.end())
+        throw DatasetError(where + "is not among the images loaded from " + (root.empty() ? std::string("the dataset") : root));
+      if (owner[found->second] == who) throw DatasetError(where + "is listed twice");
+      if (owner[found->second] != 0) throw DatasetError(where + "is in both the training and the validation list");
+      owner[found->second] = who;
+      out.push_back(found->second);
+    }
+    if (out.empty()) throw DatasetError(list + ": the image list is empty");
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  Split split;
+  split.test = read(val_list, 1);
+  if (!train_list.empty()) {
+    split.train = read(train_list, 2);
+  } else {
+    for (std::size_t i = 0; i < images.count(); ++i)
+      if (owner[i] == 0) split.train.push_back(i);
+    if (split.train.empty()) throw DatasetError(val_list + ": lists every image, leaving none to train on");
+  }
+  return split;
 }
 
 }  // namespace tnet

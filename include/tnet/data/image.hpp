@@ -27,6 +27,10 @@
 #include <string>
 #include <vector>
 
+#include <exception>
+
+#include "../core/file.hpp"
+
 #include <stb_image.h>
 #include <stb_image_resize.h>
 #include <stb_image_write.h>
@@ -164,19 +168,30 @@ inline Image resize_image(const Image& image, int width, int height) {
   return out;
 }
 
-/// Writes a PNG through a temporary file renamed into place; throws ImageError naming `path`.
+/// Writes a PNG through AtomicFile (core/file.hpp); throws ImageError or FileError naming `path`.
 inline void write_png(const std::string& path, const Image& image) {
-  const std::string temporary = path + ".tmp";
-  if (!stbi_write_png(temporary.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3)) {
-    std::remove(temporary.c_str());
-    throw ImageError(path + ": cannot write PNG");
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    throw ImageError(path + ": cannot move the PNG into place: " + error.message());
-  }
+  if (image.width < 1 || image.height < 1 || image.pixels.size() != std::size_t(image.width) * image.height * 3)
+    throw ImageError(path + ": cannot write PNG: the image is empty or its pixels do not match its size");
+  AtomicFile file(path, "PNG");
+  struct Sink {
+    AtomicFile* file;
+    std::exception_ptr error;
+  } sink{&file, nullptr};
+  // stb hands over the encoded bytes in pieces; a write error is kept and rethrown after it.
+  const int encoded = stbi_write_png_to_func(
+      [](void* context, void* data, int size) {
+        Sink& s = *static_cast<Sink*>(context);
+        if (s.error) return;
+        try {
+          s.file->write(data, std::size_t(size));
+        } catch (...) {
+          s.error = std::current_exception();
+        }
+      },
+      &sink, image.width, image.height, 3, image.pixels.data(), image.width * 3);
+  if (sink.error) std::rethrow_exception(sink.error);
+  if (!encoded) throw ImageError(path + ": cannot write PNG: encoding failed");
+  file.commit();
 }
 
 }  // namespace tnet

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "../core/file.hpp"
+
 namespace tnet {
 
 class MultiLabelBinarizer {
@@ -64,26 +66,11 @@ class MultiLabelBinarizer {
 
   const std::vector<std::string>& classes() const { return classes_; }
 
-  /// Writes the classes, through a temporary file renamed into place.
+  /// Writes the classes through AtomicFile (core/file.hpp); throws FileError naming `path`.
   void save(const std::string& path) const {
-    const std::string temporary = path + ".tmp";
-    {
-      std::ofstream out(temporary);
-      if (!out) throw std::runtime_error(path + ": cannot write the label file");
-      out << header << "\n";
-      for (const std::string& c : classes_) out << c << "\n";
-      out.close();
-      if (!out) {
-        std::remove(temporary.c_str());
-        throw std::runtime_error(path + ": cannot write the label file");
-      }
-    }
-    std::error_code error;
-    std::filesystem::rename(temporary, path, error);
-    if (error) {
-      std::remove(temporary.c_str());
-      throw std::runtime_error(path + ": cannot move the label file into place: " + error.message());
-    }
+    std::string text = std::string(header) + "\n";
+    for (const std::string& c : classes_) text += c + "\n";
+    write_file(path, text, "label file");
   }
 
   static MultiLabelBinarizer load(const std::string& path) {

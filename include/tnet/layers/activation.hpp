@@ -21,59 +21,63 @@ inline float sigmoid(float x) {
   return e / (1.0f + e);
 }
 
-struct ReLU : LayerSpec {
+struct ReLU : ElementwiseSpec {
   template <class In>
-  class Layer : public Stateless {
+  class Layer : public Elementwise<In> {
    public:
+    using Elementwise<In>::Elementwise;
     using input_shape = In;
     using output_shape = In;
     static constexpr bool in_place = true;
     static std::string describe() { return "ReLU"; }
 
     void forward(const float* x, float* y, int batch, Pass) {
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
     }
     void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
       if (!dx) return;
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     }
   };
 };
 
-struct Sigmoid : LayerSpec {
+struct Sigmoid : ElementwiseSpec {
   template <class In>
-  class Layer : public Stateless {
+  class Layer : public Elementwise<In> {
    public:
+    using Elementwise<In>::Elementwise;
     using input_shape = In;
     using output_shape = In;
     static std::string describe() { return "Sigmoid"; }
 
     void forward(const float* x, float* y, int batch, Pass) {
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
       for (std::ptrdiff_t i = 0; i < count; ++i) y[i] = sigmoid(x[i]);
     }
     void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
       if (!dx) return;
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
       for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
     }
   };
 };
 
-struct Softmax : LayerSpec {
+// Over the channels of each pixel: a flat input's channels are all its values.
+struct Softmax : ElementwiseSpec {
   template <class In>
-  class Layer : public Stateless {
+  class Layer : public Elementwise<In> {
    public:
-    static constexpr int C = In::channels;
+    using Elementwise<In>::Elementwise;
     using input_shape = In;
     using output_shape = In;
     static std::string describe() { return "Softmax"; }
 
     void forward(const float* x, float* y, int batch, Pass) {
+      const int C = channels();
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * In::height * In::width;
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
         const float* in = x + r * C;
@@ -86,6 +90,7 @@ struct Softmax : LayerSpec {
     }
     void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
       if (!dx) return;
+      const int C = channels();
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * In::height * In::width;
       for (std::ptrdiff_t r = 0; r < rows; ++r) {
         float dot = 0.0f;
@@ -93,6 +98,9 @@ struct Softmax : LayerSpec {
         for (int c = 0; c < C; ++c) dx[r * C + c] = y[r * C + c] * (dy[r * C + c] - dot);
       }
     }
+
+   private:
+    int channels() const { return this->sample_size() / (In::height * In::width); }
   };
 };
 

@@ -33,19 +33,23 @@ struct BatchNormWith : LayerSpec {
     using input_shape = In;
     using output_shape = In;
     static constexpr bool backward_reads_output = false;  // it recomputes xhat from x
-    static constexpr std::size_t trainable_count = 2 * std::size_t(C);
     static constexpr std::size_t non_trainable_count = 2 * std::size_t(C);
 
     static std::string describe() { return "BatchNorm"; }
 
     Layer()
-        : gamma_(C, 1.0f), beta_(C, 0.0f), grad_gamma_(C), grad_beta_(C), moving_mean_(C, 0.0f),
-          moving_variance_(C, 1.0f), biased_mean_(C, 0.0f), biased_variance_(C, 0.0f), inv_std_(C),
-          sums_(C), sums2_(C) {}
+        : moving_mean_(C, 0.0f), moving_variance_(C, 1.0f), biased_mean_(C, 0.0f), biased_variance_(C, 0.0f), inv_std_(C), sums_(C),
+          sums2_(C) {}
+
+    static std::array<TensorSize, 2> parameter_tensors() { return {{{"gamma", std::size_t(C)}, {"beta", std::size_t(C)}}}; }
+    void bind(float* values, float* grads) {
+      gamma_ = values, beta_ = values + C;
+      grad_gamma_ = grads, grad_beta_ = grads + C;
+    }
 
     void init(Rng) {
-      std::fill(gamma_.begin(), gamma_.end(), 1.0f);
-      std::fill(beta_.begin(), beta_.end(), 0.0f);
+      std::fill(gamma_, gamma_ + C, 1.0f);
+      std::fill(beta_, beta_ + C, 0.0f);
       std::fill(moving_mean_.begin(), moving_mean_.end(), 0.0f);
       std::fill(moving_variance_.begin(), moving_variance_.end(), 1.0f);
       std::fill(biased_mean_.begin(), biased_mean_.end(), 0.0f);
@@ -121,11 +125,6 @@ struct BatchNormWith : LayerSpec {
     }
 
     template <class Visit>
-    void visit_parameters(Visit&& visit) {
-      visit("gamma", gamma_.data(), grad_gamma_.data(), gamma_.size());
-      visit("beta", beta_.data(), grad_beta_.data(), beta_.size());
-    }
-    template <class Visit>
     void visit_state(Visit&& visit) {
       visit("moving_mean", std::span<float>(moving_mean_));
       visit("moving_variance", std::span<float>(moving_variance_));
@@ -134,12 +133,12 @@ struct BatchNormWith : LayerSpec {
       visit("updates", std::span<std::uint64_t>(updates_));
     }
 
-    float* gamma() { return gamma_.data(); }
-    float* beta() { return beta_.data(); }
+    float* gamma() { return gamma_; }
+    float* beta() { return beta_; }
     const float* moving_mean() const { return moving_mean_.data(); }
     const float* moving_variance() const { return moving_variance_.data(); }
-    const float* grad_gamma() const { return grad_gamma_.data(); }
-    const float* grad_beta() const { return grad_beta_.data(); }
+    const float* grad_gamma() const { return grad_gamma_; }
+    const float* grad_beta() const { return grad_beta_; }
 
    private:
     void update_moving_statistics(std::ptrdiff_t rows) {
@@ -155,7 +154,7 @@ struct BatchNormWith : LayerSpec {
       }
     }
 
-    Buffer gamma_, beta_, grad_gamma_, grad_beta_;
+    float *gamma_ = nullptr, *beta_ = nullptr, *grad_gamma_ = nullptr, *grad_beta_ = nullptr;  // views (bind)
     Buffer moving_mean_, moving_variance_, biased_mean_, biased_variance_;
     std::uint64_t updates_[1] = {0};  // batches seen: t in the zero-debiasing above
     Buffer inv_std_;

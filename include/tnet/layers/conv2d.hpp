@@ -61,28 +61,33 @@ struct Conv2D : LayerSpec {
     using input_shape = In;
     using output_shape = Shape<OH, OW, F>;
     static constexpr bool backward_reads_output = false;
-    static constexpr std::size_t trainable_count = std::size_t(patch) * F + F;
     static constexpr std::size_t non_trainable_count = 0;
     /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
-    static constexpr double forward_flops = 2.0 * OH * OW * patch * F;
+    static constexpr double forward_flops() { return 2.0 * OH * OW * patch * F; }
 
     static std::string describe() {
       return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " +
              std::to_string(S) + (Pad == Padding::same ? ", same)" : ", valid)");
     }
 
-    Layer() : kernel_(patch * F), bias_(F), grad_kernel_(patch * F), grad_bias_(F), bias_sums_(F) {}
+    Layer() : bias_sums_(F) {}
+
+    static std::array<TensorSize, 2> parameter_tensors() { return {{{"kernel", std::size_t(patch) * F}, {"bias", std::size_t(F)}}}; }
+    void bind(float* values, float* grads) {
+      kernel_ = values, bias_ = values + std::size_t(patch) * F;
+      grad_kernel_ = grads, grad_bias_ = grads + std::size_t(patch) * F;
+    }
 
     void init(Rng rng) {
       const float limit = static_cast<float>(std::sqrt(6.0 / (double(K * K * C) + double(K * K * F))));
-      for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] = rng.symmetric(i, limit);
-      std::fill(bias_.begin(), bias_.end(), 0.0f);
+      for (std::size_t i = 0; i < std::size_t(patch) * F; ++i) kernel_[i] = rng.symmetric(i, limit);
+      std::fill(bias_, bias_ + F, 0.0f);
     }
 
     void forward(const float* x, float* y, int batch, Pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       float* columns = im2col(x, batch);
-      gemm(Transpose::no, Transpose::no, rows, F, patch, columns, kernel_.data(), y);
+      gemm(Transpose::no, Transpose::no, rows, F, patch, columns, kernel_, y);
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         for (int f = 0; f < F; ++f) y[r * F + f] += bias_[f];
@@ -92,27 +97,22 @@ struct Conv2D : LayerSpec {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
       float* columns = im2col(x, batch);
-      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_.data());
+      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_);
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
       if (!dx) return;
       // dL/dcolumns = dy kernel^T, written over the columns (no longer needed), then folded back.
-      gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_.data(), columns);
+      gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_, columns);
       col2im(columns, dx, batch);
     }
 
     template <class Visit>
-    void visit_parameters(Visit&& visit) {
-      visit("kernel", kernel_.data(), grad_kernel_.data(), kernel_.size());
-      visit("bias", bias_.data(), grad_bias_.data(), bias_.size());
-    }
-    template <class Visit>
     void visit_state(Visit&&) {}
 
-    float* kernel() { return kernel_.data(); }
-    float* bias() { return bias_.data(); }
-    const float* grad_kernel() const { return grad_kernel_.data(); }
-    const float* grad_bias() const { return grad_bias_.data(); }
+    float* kernel() { return kernel_; }
+    float* bias() { return bias_; }
+    const float* grad_kernel() const { return grad_kernel_; }
+    const float* grad_bias() const { return grad_bias_; }
 
    private:
     // The im2col matrix of x in the calling thread's workspace. Row (n, oy, ox) holds the K x K x C
@@ -163,7 +163,7 @@ struct Conv2D : LayerSpec {
       }
     }
 
-    Buffer kernel_, bias_, grad_kernel_, grad_bias_;
+    float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;  // views (bind)
     std::vector<double> bias_sums_;
   };
 };

@@ -2,9 +2,12 @@
 //
 // Contract: x (N, K) -> y (N, U), y = x * kernel + bias. Needs a flat input (put Flatten before
 // it). Learns kernel (K, U), Keras's layout, glorot-uniform, and bias (U), zero.
+// Dense<dynamic> takes U when the network is constructed (Sequential(Outputs{U}, seed)): the layer that
+// maps features to labels, whose width is the data's label count rather than the architecture's.
 #pragma once
 
 #include <cmath>
+#include <stdexcept>
 
 #include "../core/gemm.hpp"
 #include "layer.hpp"
@@ -13,64 +16,72 @@ namespace tnet {
 
 template <int Units>
 struct Dense : LayerSpec {
-  static_assert(Units > 0, "tnet::Dense: units must be positive");
+  static_assert(Units > 0 || Units == dynamic, "tnet::Dense: units must be positive, or tnet::dynamic");
 
   template <class In>
-  static constexpr bool accepts = In::flat;
+  static constexpr bool accepts = In::flat && !In::is_dynamic;
   template <class In>
-  using needs = Shape<1, 1, In::size>;
+  using needs = Shape<1, 1, sample_size<In>(1)>;
 
   template <class In>
   class Layer {
    public:
-    static constexpr int K = In::size, U = Units;
+    static constexpr int K = In::size;
     using input_shape = In;
-    using output_shape = Shape<1, 1, U>;
+    using output_shape = Shape<1, 1, Units>;
     static constexpr bool backward_reads_output = false;
-    static constexpr std::size_t trainable_count = std::size_t(K) * U + U;
     static constexpr std::size_t non_trainable_count = 0;
+
+    Layer() requires(Units != dynamic) : Layer(Units) {}
+    explicit Layer(int units) : units_(units), bias_sums_(std::size_t(std::max(units, 0))) {
+      if (units < 1 || (Units != dynamic && units != Units))
+        throw std::invalid_argument("tnet::Dense: " + std::to_string(units) + " units; expected " +
+                                    (Units == dynamic ? std::string("at least 1") : std::to_string(Units)));
+    }
+
+    std::string describe() const { return "Dense(" + std::to_string(units_) + ")"; }
+    std::array<TensorSize, 2> parameter_tensors() const { return {{{"kernel", std::size_t(K) * units_}, {"bias", std::size_t(units_)}}}; }
     /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
-    static constexpr double forward_flops = 2.0 * K * U;
+    double forward_flops() const { return 2.0 * K * units_; }
 
-    static std::string describe() { return "Dense(" + std::to_string(U) + ")"; }
-
-    Layer() : kernel_(std::size_t(K) * U), bias_(U), grad_kernel_(std::size_t(K) * U), grad_bias_(U), bias_sums_(U) {}
+    void bind(float* values, float* grads) {
+      kernel_ = values, bias_ = values + std::size_t(K) * units_;
+      grad_kernel_ = grads, grad_bias_ = grads + std::size_t(K) * units_;
+    }
 
     void init(Rng rng) {
-      const float limit = static_cast<float>(std::sqrt(6.0 / (double(K) + double(U))));
-      for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] = rng.symmetric(i, limit);
-      std::fill(bias_.begin(), bias_.end(), 0.0f);
+      const float limit = static_cast<float>(std::sqrt(6.0 / (double(K) + double(units_))));
+      for (std::size_t i = 0; i < std::size_t(K) * units_; ++i) kernel_[i] = rng.symmetric(i, limit);
+      std::fill(bias_, bias_ + units_, 0.0f);
     }
 
     void forward(const float* x, float* y, int batch, Pass) {
-      gemm(Transpose::no, Transpose::no, batch, U, K, x, kernel_.data(), y);
+      gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y);
       for (int n = 0; n < batch; ++n)
-        for (int u = 0; u < U; ++u) y[std::ptrdiff_t(n) * U + u] += bias_[u];
+        for (int u = 0; u < units_; ++u) y[std::ptrdiff_t(n) * units_ + u] += bias_[u];
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       // dL/dkernel = x^T dy ; dL/dbias = sum of dy over the batch ; dL/dx = dy kernel^T.
-      gemm(Transpose::yes, Transpose::no, K, U, batch, x, dy, grad_kernel_.data());
-      sum_over_rows(batch, U, bias_sums_.data(), [dy](std::ptrdiff_t n, std::ptrdiff_t u) { return double(dy[n * U + u]); });
-      for (int u = 0; u < U; ++u) grad_bias_[u] = static_cast<float>(bias_sums_[u]);
-      if (dx) gemm(Transpose::no, Transpose::yes, batch, K, U, dy, kernel_.data(), dx);
+      const int units = units_;  // captured by value below
+      gemm(Transpose::yes, Transpose::no, K, units_, batch, x, dy, grad_kernel_);
+      sum_over_rows(batch, units_, bias_sums_.data(), [dy, units](std::ptrdiff_t n, std::ptrdiff_t u) { return double(dy[n * units + u]); });
+      for (int u = 0; u < units_; ++u) grad_bias_[u] = static_cast<float>(bias_sums_[std::size_t(u)]);
+      if (dx) gemm(Transpose::no, Transpose::yes, batch, K, units_, dy, kernel_, dx);
     }
 
-    template <class Visit>
-    void visit_parameters(Visit&& visit) {
-      visit("kernel", kernel_.data(), grad_kernel_.data(), kernel_.size());
-      visit("bias", bias_.data(), grad_bias_.data(), bias_.size());
-    }
     template <class Visit>
     void visit_state(Visit&&) {}
 
-    float* kernel() { return kernel_.data(); }
-    float* bias() { return bias_.data(); }
-    const float* grad_kernel() const { return grad_kernel_.data(); }
-    const float* grad_bias() const { return grad_bias_.data(); }
+    int units() const { return units_; }
+    float* kernel() { return kernel_; }
+    float* bias() { return bias_; }
+    const float* grad_kernel() const { return grad_kernel_; }
+    const float* grad_bias() const { return grad_bias_; }
 
    private:
-    Buffer kernel_, bias_, grad_kernel_, grad_bias_;
+    int units_;
+    float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;
     std::vector<double> bias_sums_;
   };
 };

@@ -13,12 +13,13 @@
 namespace tnet {
 
 template <float Rate>
-struct Dropout : LayerSpec {
+struct Dropout : ElementwiseSpec {
   static_assert(Rate >= 0.0f && Rate < 1.0f, "tnet::Dropout: rate must be in [0, 1)");
 
   template <class In>
-  class Layer : public Stateless {
+  class Layer : public Elementwise<In> {
    public:
+    using Elementwise<In>::Elementwise;
     using input_shape = In;
     using output_shape = In;
     static constexpr bool in_place = true, backward_reads_output = false;
@@ -29,7 +30,7 @@ struct Dropout : LayerSpec {
     void reseed(Rng rng) { rng_ = rng; }
 
     void forward(const float* x, float* y, int batch, Pass pass) {
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
       if (pass.mode != Mode::train) {
         if (y != x) std::copy(x, x + count, y);
         return;
@@ -47,7 +48,7 @@ struct Dropout : LayerSpec {
 
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {
       if (!dx) return;
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * In::size;
+      const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
       const float* mask = mask_.data();
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = dy[i] * mask[i];

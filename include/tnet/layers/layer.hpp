@@ -1,27 +1,42 @@
 // tnet/layers/layer.hpp: what every layer is, and how a network checks that layers fit.
 //
 // A layer is a *spec*, such as Conv2D<32, 3>, holding only its hyper-parameters, plus the class
-// template Spec::Layer<InputShape> that does the work once the input shape is known. Every bound
-// layer provides:
-//   using input_shape, output_shape;            compile-time Shape<H, W, C> of one sample
-//   static std::string describe();              "Conv2D(32, 3x3, stride 1, same)"
-//   void init(Rng);                             seeded initial weights
-//   void forward(x, y, batch, Pass);            y = f(x); in training, caches what backward needs
-//   void backward(x, y, dy, dx, batch);         dx = dL/dx (skipped when dx is null) and writes
-//                                               (does not accumulate) every parameter gradient
-//   visit_parameters(v): v(name, value, grad, size) for each trainable tensor
-//   visit_state(v):      v(name, std::span<T>) for each non-trainable tensor (running statistics)
-//   static constexpr std::size_t trainable_count, non_trainable_count;   Keras's parameter counts
-// and may declare, to save memory (see Sequential):
+// template Spec::Layer<InputShape> that does the work once the input shape is known: the *bound*
+// layer. The concept BoundLayer below is the contract every bound layer meets; a network whose
+// layer breaks it does not compile, and the compiler's note names the layer and the requirement.
+//
+//   using input_shape, output_shape;     compile-time Shape<H, W, C> of one sample; after
+//                                        Dense<dynamic>, Shape<1, 1, dynamic>
+//   describe() -> std::string            "Conv2D(32, 3x3, stride 1, same)": the model file's
+//                                        signature line, so it names every hyper-parameter
+//   parameter_tensors()                  each trainable tensor's name and size, in order
+//   bind(values, grads)                  the layer's tensors live at `values`, one after another
+//                                        in that order, their gradients likewise at `grads`:
+//                                        slices of the network's one parameter array
+//   init(Rng)                            seeded initial weights, written through bind's views
+//   forward(x, y, batch, Pass)           y = f(x); in training, caches what backward needs
+//   backward(x, y, dy, dx, batch)        dx = dL/dx (skipped when dx is null), and writes (does
+//                                        not accumulate) every parameter gradient
+//   visit_state(v)                       v(name, std::span<T>) for each non-trainable tensor
+//   non_trainable_count                  Keras's count of them (the batch-norm moving statistics)
+// A layer whose input or output has the run-time width is constructed with it (Layer(int width)).
+// It may declare, to save memory (see Sequential):
 //   static constexpr bool in_place = true;      forward and backward also work with y == x, and
-//                                               backward then reads y, never x (ReLU, Dropout)
+//                                               backward then reads y, never x (ReLU, Dropout);
+//                                               so its output has as many values as its input
 //   static constexpr bool backward_reads_output = false;   backward never reads y, so the next
 //                                               layer may write its output over it (Conv2D)
-// A layer that declares neither is given buffers of its own and is assumed to read y.
+// A layer that declares neither is given buffers of its own and is assumed to read y. The
+// compiler checks what it can of these promises (they are constants; in-place layers keep the
+// size); tests/test_layers.cpp checks the rest by running every layer with poisoned buffers.
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
+#include <array>
+#include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,23 +47,48 @@
 
 namespace tnet {
 
-/// Defaults for a spec: accepts every input shape and needs nothing in particular.
+/// A trainable tensor as a layer declares it: its name within the layer and its element count.
+struct TensorSize {
+  std::string_view name;
+  std::size_t size;
+};
+
+/// Defaults for a spec: accepts every compile-time input shape and needs nothing in particular.
+/// A layer that can also take the run-time width (Shape<1, 1, dynamic>) says so.
 struct LayerSpec {
   template <class In>
-  static constexpr bool accepts = true;
+  static constexpr bool accepts = !In::is_dynamic;
   template <class In>
   using needs = In;
 };
 
 /// Layers without parameters or state.
 struct Stateless {
-  static constexpr std::size_t trainable_count = 0;
   static constexpr std::size_t non_trainable_count = 0;
+  static std::array<TensorSize, 0> parameter_tensors() { return {}; }
+  void bind(float*, float*) {}
   void init(Rng) {}
   template <class Visit>
-  void visit_parameters(Visit&&) {}
-  template <class Visit>
   void visit_state(Visit&&) {}
+};
+
+/// Element-wise layers (ReLU, Sigmoid, Dropout, ...), which also take the run-time width: the
+/// number of values in one sample.
+template <class In>
+class Elementwise : public Stateless {
+ public:
+  Elementwise() requires(!In::is_dynamic) : sample_size_(tnet::sample_size<In>(0)) {}
+  explicit Elementwise(int width) : sample_size_(tnet::sample_size<In>(width)) {}
+  int sample_size() const { return sample_size_; }
+
+ private:
+  int sample_size_;
+};
+
+/// The spec of an element-wise layer: it also takes the run-time width after Dense<dynamic>.
+struct ElementwiseSpec : LayerSpec {
+  template <class In>
+  static constexpr bool accepts = true;
 };
 
 /// Whether a bound layer can write its output over its input (see above).
@@ -65,6 +105,55 @@ inline constexpr bool backward_reads_output = [] {
   else return true;
 }();
 
+namespace detail {
+// What visit_state is called with in the concept: any name and span.
+struct StateVisitor {
+  template <class T>
+  void operator()(std::string_view, std::span<T>) const {}
+};
+
+template <class Flag>
+concept ConstantBool = std::same_as<std::remove_cv_t<Flag>, bool>;
+
+template <class L>
+constexpr bool same_sample_size() {
+  using In = typename L::input_shape;
+  using Out = typename L::output_shape;
+  if constexpr (In::is_dynamic || Out::is_dynamic) return In::is_dynamic == Out::is_dynamic;
+  else return In::size == Out::size;
+}
+}  // namespace detail
+
+/// What a bound layer must provide (see the top of this file).
+template <class L>
+concept HasLayerMembers = requires(L& layer, const L& constant, const float* in, float* out, int batch, Pass pass, Rng rng) {
+  typename L::input_shape;
+  typename L::output_shape;
+  requires is_shape_v<typename L::input_shape> && is_shape_v<typename L::output_shape>;
+  { constant.describe() } -> std::convertible_to<std::string>;
+  { constant.parameter_tensors() } -> std::ranges::range;
+  requires std::same_as<std::ranges::range_value_t<decltype(constant.parameter_tensors())>, TensorSize>;
+  layer.bind(out, out);
+  layer.init(rng);
+  layer.forward(in, out, batch, pass);
+  layer.backward(in, in, in, out, batch);
+  layer.visit_state(detail::StateVisitor{});
+  { L::non_trainable_count } -> std::convertible_to<std::size_t>;
+};
+
+/// The memory promises a layer may make are compile-time booleans.
+template <class L>
+concept MemoryPromisesAreConstants = (!requires { L::in_place; } || detail::ConstantBool<decltype(L::in_place)>) &&
+                                     (!requires { L::backward_reads_output; } || detail::ConstantBool<decltype(L::backward_reads_output)>);
+
+/// A layer that works in place writes as many values as it reads.
+template <class L>
+concept InPlaceKeepsSize = !runs_in_place<L> || detail::same_sample_size<L>();
+
+/// The contract of a bound layer.
+template <class L>
+concept BoundLayer = HasLayerMembers<L> && MemoryPromisesAreConstants<L> && InPlaceKeepsSize<L>;
+
 /// True when layer `Spec` accepts input shape `Got`; `Needs` is the shape it would accept. When
 /// a network is ill-formed the compiler's note names this template with all three arguments:
 ///   'tnet::LayerFitsInput<tnet::Dense<10>, tnet::Shape<8, 8, 3>, tnet::Shape<1, 1, 192>>::value'
@@ -72,6 +161,37 @@ inline constexpr bool backward_reads_output = [] {
 template <class Spec, class Got, class Needs>
 struct LayerFitsInput {
   static constexpr bool value = Spec::template accepts<Got>;
+};
+
+/// A bound layer with parameter storage of its own, for using one layer outside a network (tests,
+/// experiments): its tensors are bound to arrays it owns and initialised from Rng(seed).
+template <BoundLayer L>
+class Standalone : public L {
+ public:
+  template <class... Args>
+  explicit Standalone(Args&&... args) : L(std::forward<Args>(args)...) {
+    std::size_t size = 0;
+    for (const TensorSize& t : this->parameter_tensors()) size += t.size;
+    values_.assign(size, 0.0f);
+    grads_.assign(size, 0.0f);
+    this->bind(values_.data(), grads_.data());
+    this->init(Rng(0));
+  }
+  Standalone(const Standalone&) = delete;
+  Standalone& operator=(const Standalone&) = delete;
+
+  /// Calls visit(name, values, grads, size) for each trainable tensor.
+  template <class Visit>
+  void visit_parameters(Visit&& visit) {
+    std::size_t at = 0;
+    for (const TensorSize& t : this->parameter_tensors()) {
+      visit(t.name, values_.data() + at, grads_.data() + at, t.size);
+      at += t.size;
+    }
+  }
+
+ private:
+  Buffer values_, grads_;
 };
 
 }  // namespace tnet

@@ -4,9 +4,13 @@
 //                                tnet::MaxPool2D<2>, tnet::Flatten, tnet::Dense<10>, tnet::Softmax>;
 //
 // Each layer's input shape is the previous layer's output shape, worked out at compile time; a
-// layer that cannot take its input is a compile error naming the layer and both shapes. The batch
-// size is the only run-time dimension: buffers are sized for the largest batch seen and reused, so
-// a training step at a batch size seen before allocates nothing. A layer that can work in place
+// layer that cannot take its input, or that breaks the layer contract (layers/layer.hpp), is a
+// compile error naming the layer. Two dimensions are data, not architecture, and are set at run
+// time: the batch size, and the width of a Dense<dynamic> layer (the label count), given to the
+// constructor: Sequential(Outputs{65}, seed). Buffers are sized for the largest batch seen and
+// reused, so a training step at a batch size seen before allocates nothing. Every trainable value
+// lives in one contiguous array and every gradient in another (parameters()), so an optimizer
+// step, weight averaging or a copy is one loop. A layer that can work in place
 // (ReLU, Dropout, Flatten) writes its output over the previous layer's when that layer's backward
 // does not read its own output (a convolution's, a pooling's): a ReLU after every convolution
 // costs no memory.
@@ -28,6 +32,7 @@
 #include <vector>
 
 #include "../core/config.hpp"
+#include "../core/parameters.hpp"
 #include "../core/rng.hpp"
 #include "../core/shape.hpp"
 #include "../layers/activation.hpp"
@@ -36,6 +41,11 @@
 #include "../train/optimizer.hpp"
 
 namespace tnet {
+
+/// The run-time width of a network with a Dense<dynamic> layer: Sequential(Outputs{65}, seed).
+struct Outputs {
+  int count;
+};
 
 namespace detail {
 
@@ -54,8 +64,14 @@ struct bind_layer {
   static constexpr bool fits = LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value;
   static_assert(LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value,
                 "tnet::Sequential: a layer does not fit the output of the layer before it. The note "
-                "'LayerFitsInput<Layer, Got, Needs>' names the layer, the shape it got and the shape it needs.");
-  using type = std::conditional_t<fits, typename Spec::template Layer<In>, DoesNotFit<In>>;
+                "'LayerFitsInput<Layer, Got, Needs>' names the layer, the shape it got and the shape it needs "
+                "(Shape<1, 1, -1> is the run-time width of Dense<dynamic>, which only element-wise layers take).");
+  using bound = std::conditional_t<fits, typename Spec::template Layer<In>, DoesNotFit<In>>;
+  static constexpr bool keeps_contract = BoundLayer<bound>;
+  static_assert(BoundLayer<bound>,
+                "tnet::Sequential: a layer does not meet the layer contract of tnet/layers/layer.hpp. The notes name "
+                "the layer (BoundLayer<L> [with L = ...]) and the requirement it fails.");
+  using type = std::conditional_t<keeps_contract, bound, DoesNotFit<In>>;
 };
 
 template <class In, class... Specs>
@@ -95,6 +111,14 @@ inline std::string with_commas(std::size_t n) {
   return out;
 }
 
+// "x holds 10 floats; a batch of 2 at (None, 4, 4, 3) needs 96".
+inline void check_size(const char* where, const char* what, std::size_t got, int batch, const std::string& shape, std::size_t per_sample) {
+  if (got != std::size_t(batch) * per_sample)
+    throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": " + what + " holds " + std::to_string(got) +
+                                " floats; a batch of " + std::to_string(batch) + " at " + shape + " needs " +
+                                std::to_string(std::size_t(batch) * per_sample));
+}
+
 }  // namespace detail
 
 template <class InputSpec, class... Specs>
@@ -105,25 +129,30 @@ class Sequential {
  public:
   using input_shape = typename InputSpec::shape;
   using layers_type = typename detail::bind_chain<input_shape, Specs...>::type;
+  /// The output's compile-time shape; Shape<1, 1, dynamic> when it has the run-time width.
   using output_shape = typename detail::bind_chain<input_shape, Specs...>::output;
   static constexpr std::size_t depth = sizeof...(Specs);
   template <std::size_t I>
   using layer_type = std::tuple_element_t<I, layers_type>;
-
-  static constexpr std::size_t trainable_count = []<std::size_t... I>(std::index_sequence<I...>) {
-    return (std::size_t{0} + ... + layer_type<I>::trainable_count);
-  }(std::make_index_sequence<depth>{});
-  static constexpr std::size_t non_trainable_count = []<std::size_t... I>(std::index_sequence<I...>) {
-    return (std::size_t{0} + ... + layer_type<I>::non_trainable_count);
+  /// Values in one input sample.
+  static constexpr std::size_t input_size = input_shape::size;
+  /// Whether a layer has the run-time width: the network is then constructed with Outputs{n}.
+  static constexpr bool has_dynamic_width = []<std::size_t... I>(std::index_sequence<I...>) {
+    return (false || ... || layer_type<I>::output_shape::is_dynamic);
   }(std::make_index_sequence<depth>{});
 
   /// A network with freshly initialised weights (glorot-uniform kernels, zero biases), all drawn
   /// from `seed`.
-  explicit Sequential(std::uint64_t seed = 42) : seed_(seed) {
+  explicit Sequential(std::uint64_t seed = 42) requires(!has_dynamic_width) : Sequential(Outputs{output_size<depth - 1>(0)}, seed) {}
+  /// The same, with `outputs.count` (>= 1) as the run-time width of Dense<dynamic>; a network
+  /// without one takes only its own output size here.
+  explicit Sequential(Outputs outputs, std::uint64_t seed = 42)
+      : width_(checked_width(outputs.count)), layers_(make_layers(std::make_index_sequence<depth>{})) {
+    bind_parameters();
     init(seed);
-    collect_parameters();
   }
-  // Parameters are referenced by pointer (parameters()), so a network is moved, never copied.
+  // Layers hold views into the parameter arrays (parameters()), so a network is moved, never
+  // copied; copy its weights with parameters().values.
   Sequential(const Sequential&) = delete;
   Sequential& operator=(const Sequential&) = delete;
   Sequential(Sequential&&) noexcept = default;
@@ -137,58 +166,69 @@ class Sequential {
     for_each_layer([&]<std::size_t I>(auto& layer) { layer.init(root.derive(I)); });
   }
 
-  /// Runs the network on `batch` samples at `x` (batch x input_shape::size floats, NHWC) and
-  /// returns its output (batch x output_shape::size), valid until the next forward. A training
-  /// forward keeps what backward needs, `x` included: keep it alive until then.
-  const float* forward(const float* x, int batch, Mode mode = Mode::infer) {
+  /// Values in one output sample: the run-time width, or the output shape's size.
+  int outputs() const { return output_size<depth - 1>(width_); }
+  /// Values in one sample of layer I's output.
+  template <std::size_t I>
+  std::size_t output_size() const { return std::size_t(output_size<I>(width_)); }
+
+  /// Runs the network on `batch` samples in `x` (batch x input_size floats, NHWC) and returns its
+  /// output (batch x outputs()), valid until the next forward. A training forward keeps what
+  /// backward needs, `x` included: keep it alive until then. Throws std::invalid_argument when
+  /// x's size is not batch x input_size.
+  std::span<const float> forward(std::span<const float> x, int batch, Mode mode = Mode::infer) {
     if (batch < 1) throw std::invalid_argument("tnet::Sequential::forward: batch must be >= 1, got " + std::to_string(batch));
+    detail::check_size("forward", "x", x.size(), batch, input_shape::str(), input_size);
     reserve(batch);
-    input_ = x;
+    input_ = x.data();
     batch_ = batch;
     const Pass pass{mode, step_};
     for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass); });
     if (mode == Mode::train) ++step_;
-    return output_buffer<depth - 1>();
+    return output();
   }
 
   /// Inference on a batch: forward in Mode::infer.
-  const float* predict(const float* x, int batch) { return forward(x, batch, Mode::infer); }
+  std::span<const float> predict(std::span<const float> x, int batch) { return forward(x, batch, Mode::infer); }
 
-  /// Back-propagates dL/d(output) through the batch of the last training forward, filling every
-  /// parameter gradient, and dL/d(input) into `grad_input` when it is not null.
-  void backward(const float* grad_output, float* grad_input = nullptr) {
-    backward_from<depth - 1>(grad_output, grad_input);
+  /// Back-propagates dL/d(output) (batch x outputs() values) through the batch of the last
+  /// training forward, filling every parameter gradient, and dL/d(input) into `grad_input` (batch
+  /// x input_size) unless it is empty.
+  void backward(std::span<const float> grad_output, std::span<float> grad_input = {}) {
+    check_backward(grad_output.size(), outputs(), grad_input);
+    backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data());
   }
 
   /// One training step: forward in training mode, the loss fused with the last layer (binary
   /// cross-entropy for Sigmoid, categorical cross-entropy for Softmax), backward, and one
-  /// optimizer update. `targets` holds batch x output_shape::size values. Returns the batch's
-  /// loss as Keras reports it; output() then holds the batch's predictions (before the update).
-  double train_step(const float* x, const float* targets, int batch, Optimizer& optimizer) {
-    forward(x, batch, Mode::train);
-    const double loss = loss_and_gradient(targets);
-    backward_from_logits(nullptr);
+  /// optimizer update. `targets` holds batch x outputs() values. Returns the batch's loss as
+  /// Keras reports it; output() then holds the batch's predictions (before the update).
+  double train_step(std::span<const float> x, std::span<const float> targets, int batch, Optimizer& optimizer) {
+    const double loss = compute_gradients(x, targets, batch);
     optimizer.step(parameters());
     return loss;
   }
 
   /// Forward in training mode, the fused loss and backward, without an optimizer step: the
-  /// gradients are left in place. Returns the loss.
-  double compute_gradients(const float* x, const float* targets, int batch, float* grad_input = nullptr) {
+  /// gradients are left in place, dL/d(input) in `grad_input` unless it is empty. Returns the loss.
+  double compute_gradients(std::span<const float> x, std::span<const float> targets, int batch, std::span<float> grad_input = {}) {
+    detail::check_size("train_step", "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
     forward(x, batch, Mode::train);
-    const double loss = loss_and_gradient(targets);
-    backward_from_logits(grad_input);
+    check_backward(std::size_t(batch) * outputs(), outputs(), grad_input);
+    const double loss = loss_and_gradient(targets.data());
+    backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
     return loss;
   }
 
   /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
-  double evaluate(const float* x, const float* targets, int batch) {
+  double evaluate(std::span<const float> x, std::span<const float> targets, int batch) {
+    detail::check_size("evaluate", "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
     forward(x, batch, Mode::infer);
-    return loss_only(targets);
+    return loss_only(targets.data());
   }
 
-  /// The last forward's output.
-  const float* output() const { return output_of<depth - 1>(); }
+  /// The last forward's output (batch x outputs() values).
+  std::span<const float> output() const { return {output_of<depth - 1>(), std::size_t(batch_) * outputs()}; }
   /// The output of layer I from the last forward, unless the layer after it works in place
   /// (shares_buffer<I + 1>): then that layer's output has replaced it.
   template <std::size_t I>
@@ -214,8 +254,9 @@ class Sequential {
   template <std::size_t I>
   const layer_type<I>& layer() const { return std::get<I>(layers_); }
 
-  /// Every trainable tensor, in layer order.
-  std::span<const ParamRef> parameters() const { return params_; }
+  /// Every trainable value in one array, every gradient in another, and each tensor's name and
+  /// place, in layer order.
+  Parameters parameters() { return {values_, grads_, tensors_}; }
 
   /// Calls visit(name, std::span<T>) for every non-trainable tensor (running statistics).
   template <class Visit>
@@ -252,43 +293,48 @@ class Sequential {
     });
   }
 
-  /// The architecture, one layer a line: what a model file must match to be loaded.
-  static std::string signature() {
-    std::string s = "Input" + input_shape::str() + "\n";
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((s += layer_type<I>::describe() + " -> " + layer_type<I>::output_shape::str() + "\n"), ...);
+  /// Keras's parameter counts: trainable values, and the non-trainable batch-norm statistics.
+  std::size_t trainable_count() const { return values_.size(); }
+  std::size_t non_trainable_count() const {
+    return []<std::size_t... I>(std::index_sequence<I...>) {
+      return (std::size_t{0} + ... + layer_type<I>::non_trainable_count);
     }(std::make_index_sequence<depth>{});
+  }
+
+  /// The first line of the signature: "Input(None, 96, 96, 3)".
+  static std::string input_signature() { return "Input" + input_shape::str(); }
+
+  /// The architecture, one layer a line, the run-time width included: what a model file must
+  /// match to be loaded. Dense<dynamic> with 6 outputs reads as Dense<6> does.
+  std::string signature() const {
+    std::string s = input_signature() + "\n";
+    for_each_layer([&]<std::size_t I>(const auto& layer) { s += layer.describe() + " -> " + shape_string<I>() + "\n"; });
     return s;
   }
 
   /// Keras's model.summary() table.
-  static void summary(std::ostream& out = std::cout) {
+  void summary(std::ostream& out = std::cout) const {
     const std::string rule(78, '_'), double_rule(78, '=');
     out << "Model: \"sequential\"\n" << rule << "\n";
     out << std::left << std::setw(38) << " Layer (type)" << std::setw(26) << "Output Shape" << "Param #\n" << double_rule << "\n";
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((out << std::left << std::setw(38) << (" " + layer_name<I>() + " (" + kind<I>() + ")")
-            << std::setw(26) << layer_type<I>::output_shape::str()
-            << detail::with_commas(layer_type<I>::trainable_count + layer_type<I>::non_trainable_count) << "\n"
-            << (I + 1 < depth ? rule : double_rule) << "\n"),
-       ...);
-    }(std::make_index_sequence<depth>{});
-    out << "Total params: " << detail::with_commas(trainable_count + non_trainable_count) << "\n"
-        << "Trainable params: " << detail::with_commas(trainable_count) << "\n"
-        << "Non-trainable params: " << detail::with_commas(non_trainable_count) << "\n" << rule << "\n";
-  }
-
-  /// "Conv2D": the layer's kind, as Keras's summary shows it.
-  template <std::size_t I>
-  static std::string kind() {
-    const std::string d = layer_type<I>::describe();
-    return d.substr(0, d.find('('));
+    for_each_layer([&]<std::size_t I>(const auto& layer) {
+      std::size_t count = layer_type<I>::non_trainable_count;
+      for (const TensorSize& t : layer.parameter_tensors()) count += t.size;
+      const std::string description = layer.describe();
+      out << std::left << std::setw(38) << (" " + layer_name<I>() + " (" + description.substr(0, description.find('(')) + ")")
+          << std::setw(26) << shape_string<I>() << detail::with_commas(count) << "\n"
+          << (I + 1 < depth ? rule : double_rule) << "\n";
+    });
+    out << "Total params: " << detail::with_commas(trainable_count() + non_trainable_count()) << "\n"
+        << "Trainable params: " << detail::with_commas(trainable_count()) << "\n"
+        << "Non-trainable params: " << detail::with_commas(non_trainable_count()) << "\n"
+        << rule << "\n";
   }
 
   /// "3.conv2d": index and kind, the prefix of the layer's tensor names.
   template <std::size_t I>
-  static std::string layer_name() {
-    return std::to_string(I) + "." + detail::kind_name(layer_type<I>::describe());
+  std::string layer_name() const {
+    return std::to_string(I) + "." + detail::kind_name(std::get<I>(layers_).describe());
   }
 
  private:
@@ -296,8 +342,61 @@ class Sequential {
   static constexpr bool ends_in_sigmoid = std::is_same_v<last_layer, Sigmoid::Layer<typename last_layer::input_shape>>;
   static constexpr bool ends_in_softmax = std::is_same_v<last_layer, Softmax::Layer<typename last_layer::input_shape>>;
 
+  // Values per sample of layer I's output, `width` being the run-time width.
+  template <std::size_t I>
+  static int output_size(int width) { return sample_size<typename layer_type<I>::output_shape>(width); }
+  template <std::size_t I>
+  std::string shape_string() const { return layer_type<I>::output_shape::str(width_); }
+  std::string output_string() const { return output_shape::str(width_); }
+
+  int checked_width(int width) const {
+    if constexpr (has_dynamic_width) {
+      if (width < 1) throw std::invalid_argument("tnet::Sequential: the run-time width (Outputs) must be >= 1, got " + std::to_string(width));
+    } else if (width != output_shape::size) {
+      throw std::invalid_argument("tnet::Sequential: this network has " + std::to_string(output_shape::size) + " outputs, not " +
+                                  std::to_string(width));
+    }
+    return width;
+  }
+
+  // A layer whose input or output has the run-time width is constructed with it.
+  template <std::size_t... I>
+  layers_type make_layers(std::index_sequence<I...>) const {
+    return layers_type{make_layer<I>()...};
+  }
+  template <std::size_t I>
+  layer_type<I> make_layer() const {
+    using L = layer_type<I>;
+    if constexpr (L::input_shape::is_dynamic || L::output_shape::is_dynamic) return L(width_);
+    else return L();
+  }
+
+  // One array for every layer's tensors, one for their gradients; each layer gets its slices.
+  void bind_parameters() {
+    std::size_t total = 0;
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      for (const TensorSize& t : layer.parameter_tensors()) total += t.size;
+    });
+    values_.assign(total, 0.0f);
+    grads_.assign(total, 0.0f);
+    tensors_.clear();
+    std::size_t at = 0;
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      layer.bind(values_.data() + at, grads_.data() + at);
+      for (const TensorSize& t : layer.parameter_tensors()) {
+        tensors_.push_back(ParamRef{layer_name<I>() + "." + std::string(t.name), values_.data() + at, grads_.data() + at, t.size, at});
+        at += t.size;
+      }
+    });
+  }
+
   template <class F>
   void for_each_layer(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<I>(std::get<I>(layers_)), ...); }(
+        std::make_index_sequence<depth>{});
+  }
+  template <class F>
+  void for_each_layer(F&& f) const {
     [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<I>(std::get<I>(layers_)), ...); }(
         std::make_index_sequence<depth>{});
   }
@@ -313,21 +412,25 @@ class Sequential {
 
   void reserve(int batch) {
     if (batch <= capacity_) return;
-    std::size_t largest = 0;
+    std::size_t largest = input_size;
     for_each_layer([&]<std::size_t I>(auto&) {
-      using L = layer_type<I>;
-      if constexpr (!shares_buffer<I>) ensure_size(buffers_[I], std::size_t(batch) * L::output_shape::size);
-      largest = std::max({largest, std::size_t(L::output_shape::size), std::size_t(L::input_shape::size)});
+      if constexpr (!shares_buffer<I>) ensure_size(buffers_[I], std::size_t(batch) * output_size<I>());
+      largest = std::max(largest, output_size<I>());
     });
     ensure_size(grad_a_, std::size_t(batch) * largest);
     ensure_size(grad_b_, std::size_t(batch) * largest);
     capacity_ = batch;
   }
 
+  void check_backward(std::size_t grad_output_size, int outputs, std::span<float> grad_input) const {
+    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
+    detail::check_size("backward", "grad_output", grad_output_size, batch_, output_shape::str(outputs), std::size_t(outputs));
+    if (!grad_input.empty()) detail::check_size("backward", "grad_input", grad_input.size(), batch_, input_shape::str(), input_size);
+  }
+
   // Gradients ping-pong between grad_a_ and grad_b_ on the way down.
   template <std::size_t I>
   void backward_from(const float* dy, float* grad_input) {
-    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
     float* dx;
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
@@ -346,7 +449,7 @@ class Sequential {
                   "tnet::Sequential: training needs a network ending in Sigmoid (binary cross-entropy) or Softmax "
                   "(categorical cross-entropy); call forward and backward yourself for other losses");
     const float* logits = output_of<depth - 2>();
-    constexpr int labels = output_shape::size;
+    const int labels = outputs();
     if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data());
     else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data());
   }
@@ -355,24 +458,17 @@ class Sequential {
     static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
                   "tnet::Sequential: evaluate needs a network ending in Sigmoid or Softmax");
     const float* logits = output_of<depth - 2>();
-    constexpr int labels = output_shape::size;
+    const int labels = outputs();
     if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels);
     else return categorical_crossentropy(logits, targets, batch_, labels);
   }
 
-  void collect_parameters() {
-    params_.clear();
-    for_each_layer([&]<std::size_t I>(auto& layer) {
-      layer.visit_parameters([&](std::string_view name, float* value, float* grad, std::size_t size) {
-        params_.push_back(ParamRef{layer_name<I>() + "." + std::string(name), value, grad, size});
-      });
-    });
-  }
-
+  int width_;  // the run-time width, or the output size of a network without one
   layers_type layers_;
+  Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
+  std::vector<ParamRef> tensors_;
   std::array<Buffer, depth> buffers_;  // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
-  std::vector<ParamRef> params_;
   const float* input_ = nullptr;
   int batch_ = 0, capacity_ = 0;
   std::uint64_t seed_ = 0, step_ = 0;

@@ -5,8 +5,10 @@
 // optimizer's state. Layout, all little-endian:
 //   "TNETMODL" | u32 format version | u32 0 | u64 payload bytes | u64 FNV-1a-64 of the payload |
 //   payload
-// Saving streams into a temporary file beside the target (no copy of the model in memory) and
-// renames it into place, so a crash never leaves a half-written model under the real name.
+// Saving streams through AtomicFile (core/file.hpp: a unique temporary file, fsynced and renamed
+// into place; no copy of the model in memory), so a crash never leaves a half-written model under
+// the real name. The optimizer's slots are stored per tensor (Adam: m and v of tensor 0, of
+// tensor 1, ...), sliced from and reassembled into its arrays.
 // Loading checks everything (magic, version, length, checksum, architecture, tensor names and
 // sizes, optimizer kind) before it changes anything: on any error it throws ModelFileError and
 // the network and optimizer are untouched.
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/file.hpp"
 #include "../train/optimizer.hpp"
 
 namespace tnet {
@@ -65,10 +69,10 @@ inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h
   return h;
 }
 
-// Writes to a stream, counting and hashing the bytes as they go.
+// Writes to a file, counting and hashing the bytes as they go.
 class Writer {
  public:
-  explicit Writer(std::ostream& out) : out_(out) {}
+  explicit Writer(AtomicFile& out) : out_(out) {}
   template <class T>
   void put(const T& value) {
     put_bytes(reinterpret_cast<const char*>(&value), sizeof(T));
@@ -87,11 +91,11 @@ class Writer {
 
  private:
   void put_bytes(const char* data, std::size_t size) {
-    out_.write(data, std::streamsize(size));
+    out_.write(data, size);
     checksum_ = fnv1a64(data, size, checksum_);
     size_ += size;
   }
-  std::ostream& out_;
+  AtomicFile& out_;
   std::uint64_t size_ = 0, checksum_ = fnv1a64_basis;
 };
 
@@ -219,84 +223,90 @@ inline std::string read_model_signature(const std::string& path) {
   return signature;
 }
 
+/// The output width of the network saved in `path`: the values per sample of its last layer,
+/// from the signature's last line ("Sigmoid -> (None, 65)"). What a network with Dense<dynamic>
+/// is constructed with to load the file: Net net(Outputs{read_model_outputs(path)}).
+inline int read_model_outputs(const std::string& path) {
+  const std::string signature = read_model_signature(path);
+  const std::size_t end = signature.size() >= 2 ? signature.rfind(')') : std::string::npos;
+  const std::size_t begin = end == std::string::npos ? end : signature.rfind(" -> (None, ", end);
+  long long outputs = begin == std::string::npos ? 0 : 1;
+  if (begin != std::string::npos) {
+    std::istringstream dims(signature.substr(begin + 11, end - begin - 11));
+    std::string dim;
+    while (outputs > 0 && std::getline(dims, dim, ',')) {
+      const long long n = std::atoll(dim.c_str());
+      outputs = n > 0 && n < (1 << 30) && outputs * n < (1 << 30) ? outputs * n : 0;
+    }
+  }
+  if (outputs < 1)
+    throw ModelFileError(ModelFileError::Kind::corrupted, path, "malformed model file: its signature does not end in an output shape");
+  return int(outputs);
+}
+
 /// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
-/// the optimizer's state to `path`, through a temporary file renamed into place.
+/// the optimizer's state to `path`, through AtomicFile. Throws FileError naming the file when it
+/// cannot be written; an existing file at `path` is then left as it was.
 template <class Net>
 void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {},
                 const Optimizer* optimizer = nullptr, const std::map<std::string, std::string>& metadata = {}) {
-  const std::string temporary = path + ".tmp";
-  std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-  if (!out) throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (" + temporary + " could not be created)");
-  try {
-    // The payload's length and checksum are known at its end: zeros now, filled in then.
-    detail::Writer header(out);
-    header.put(std::array<char, 8>{'T', 'N', 'E', 'T', 'M', 'O', 'D', 'L'});
-    header.put(model_format_version);
-    header.put(std::uint32_t(0));
-    const auto length_at = std::streamoff(header.size());
-    header.put(std::uint64_t(0));
-    header.put(std::uint64_t(0));
+  AtomicFile out(path, "model file");
+  // The payload's length and checksum are known at its end: zeros now, filled in then.
+  detail::Writer header(out);
+  header.put(std::array<char, 8>{'T', 'N', 'E', 'T', 'M', 'O', 'D', 'L'});
+  header.put(model_format_version);
+  header.put(std::uint32_t(0));
+  const std::uint64_t length_at = header.size();
+  header.put(std::uint64_t(0));
+  header.put(std::uint64_t(0));
 
-    detail::Writer payload(out);
-    payload.put_string(Net::signature());
-    payload.put(net.seed());
-    payload.put(net.step());
-    payload.put(std::uint32_t(class_names.size()));
-    for (const std::string& name : class_names) payload.put_string(name);
-    payload.put(std::uint32_t(metadata.size()));
-    for (const auto& [key, value] : metadata) {
-      payload.put_string(key);
-      payload.put_string(value);
-    }
+  detail::Writer payload(out);
+  payload.put_string(net.signature());
+  payload.put(net.seed());
+  payload.put(net.step());
+  payload.put(std::uint32_t(class_names.size()));
+  for (const std::string& name : class_names) payload.put_string(name);
+  payload.put(std::uint32_t(metadata.size()));
+  for (const auto& [key, value] : metadata) {
+    payload.put_string(key);
+    payload.put_string(value);
+  }
 
-    std::uint32_t tensors = std::uint32_t(net.parameters().size());
-    net.visit_state([&](const std::string&, auto) { ++tensors; });
-    payload.put(tensors);
-    for (const ParamRef& p : net.parameters()) {
-      payload.put_string(p.name);
-      payload.put(detail::Dtype::f32);
-      payload.put_array(p.value, p.size);
-    }
-    net.visit_state([&](const std::string& name, auto span) {
+  const Parameters parameters = net.parameters();
+  std::uint32_t tensors = std::uint32_t(parameters.tensors.size());
+  net.visit_state([&](const std::string&, auto) { ++tensors; });
+  payload.put(tensors);
+  for (const ParamRef& p : parameters) {
+    payload.put_string(p.name);
+    payload.put(detail::Dtype::f32);
+    payload.put_array(p.value, p.size);
+  }
+  net.visit_state([&](const std::string& name, auto span) {
+    payload.put_string(name);
+    payload.put(std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64);
+    payload.put_array(span.data(), span.size());
+  });
+
+  payload.put(std::uint8_t(optimizer != nullptr));
+  if (optimizer) {
+    const OptimizerState state = optimizer->state_without_slots();
+    payload.put_string(state.kind);
+    payload.put(state.iterations);
+    payload.put(std::uint32_t(state.hyper_parameters.size()));
+    for (const auto& [name, value] : state.hyper_parameters) {
       payload.put_string(name);
-      payload.put(std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64);
-      payload.put_array(span.data(), span.size());
-    });
-
-    payload.put(std::uint8_t(optimizer != nullptr));
-    if (optimizer) {
-      const OptimizerState state = optimizer->state_without_slots();
-      payload.put_string(state.kind);
-      payload.put(state.iterations);
-      payload.put(std::uint32_t(state.hyper_parameters.size()));
-      for (const auto& [name, value] : state.hyper_parameters) {
-        payload.put_string(name);
-        payload.put(value);
-      }
-      payload.put(std::uint32_t(optimizer->slots().size()));
-      for (const Buffer& slot : optimizer->slots()) payload.put_array(slot.data(), slot.size());
+      payload.put(value);
     }
+    const std::span<const Buffer> slots = optimizer->slots();
+    payload.put(std::uint32_t(slots.size() * parameters.tensors.size()));
+    for (const ParamRef& p : parameters)
+      for (const Buffer& slot : slots) payload.put_array(slot.data() + p.offset, p.size);
+  }
 
-    out.seekp(length_at);
-    const std::uint64_t length = payload.size(), checksum = payload.checksum();
-    out.write(reinterpret_cast<const char*>(&length), sizeof length);
-    out.write(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-    out.close();
-  } catch (...) {
-    out.close();
-    std::remove(temporary.c_str());
-    throw;
-  }
-  if (!out) {
-    std::remove(temporary.c_str());
-    throw ModelFileError(ModelFileError::Kind::io, path, "cannot write model file (disk full?)");
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    throw ModelFileError(ModelFileError::Kind::io, path, "cannot move the model file into place: " + error.message());
-  }
+  const std::uint64_t length = payload.size(), checksum = payload.checksum();
+  out.write_at(length_at, &length, sizeof length);
+  out.write_at(length_at + sizeof length, &checksum, sizeof checksum);
+  out.commit();
 }
 
 /// Reads a model file written by save_model into `net` (and `optimizer`, when both it and the
@@ -309,9 +319,9 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   const std::string payload = detail::read_checked_payload(path);
   detail::Reader in(payload.data(), payload.data() + payload.size(), path);
   const std::string signature = in.get_string();
-  if (signature != Net::signature())
+  if (signature != net.signature())
     throw ModelFileError(Kind::architecture_mismatch, path,
-                         "model file was saved from a different architecture (" + detail::first_difference(Net::signature(), signature) + ")");
+                         "model file was saved from a different architecture (" + detail::first_difference(net.signature(), signature) + ")");
   const auto seed = in.get<std::uint64_t>();
   ModelFileInfo info;
   info.step = in.get<std::uint64_t>();
@@ -344,7 +354,8 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
       throw ModelFileError(Kind::architecture_mismatch, path, "model file's tensor " + name + " has the wrong size or type");
     return found->second.bytes;
   };
-  for (const ParamRef& p : net.parameters()) check(p.name, detail::Dtype::f32, p.size);
+  const Parameters parameters = net.parameters();
+  for (const ParamRef& p : parameters) check(p.name, detail::Dtype::f32, p.size);
   net.visit_state([&](const std::string& name, auto span) {
     check(name, std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64, span.size());
   });
@@ -358,26 +369,41 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
       std::string name = in.get_string();
       optimizer_state.hyper_parameters.emplace_back(std::move(name), in.get<double>());
     }
-    for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
-      const std::string bytes = in.get_bytes(in.get<std::uint64_t>(), sizeof(float));
-      Buffer& slot = optimizer_state.slots.emplace_back(bytes.size() / sizeof(float));
-      std::memcpy(slot.data(), bytes.data(), bytes.size());
-    }
-    if (optimizer) {
+    auto check_optimizer = [&] {
       try {
-        optimizer->check_state(optimizer_state, net.parameters());
+        if (optimizer) optimizer->check_state(optimizer_state, parameters);
       } catch (const std::invalid_argument& e) {
         throw ModelFileError(Kind::optimizer_mismatch, path, std::string("model file's optimizer state does not fit: ") + e.what());
       }
+    };
+    check_optimizer();  // its kind and hyper-parameters, before the slots
+    // Per tensor, each slot's slice of it, reassembled into whole slots for `optimizer`.
+    const std::uint32_t arrays = in.get<std::uint32_t>();
+    const std::size_t tensor_count = parameters.tensors.size();
+    const std::size_t per_tensor = optimizer ? optimizer->slots_per_parameter() : 0;
+    if (optimizer && arrays != 0 && arrays != per_tensor * tensor_count)
+      throw ModelFileError(Kind::optimizer_mismatch, path, "model file's optimizer state does not fit: " + std::to_string(arrays) +
+                                                               " slot arrays for " + std::to_string(tensor_count) + " tensors with " +
+                                                               std::to_string(per_tensor) + " slots each");
+    if (optimizer && arrays != 0) optimizer_state.slots.assign(per_tensor, Buffer(parameters.values.size()));
+    for (std::uint32_t a = 0; a < arrays; ++a) {
+      const std::string bytes = in.get_bytes(in.get<std::uint64_t>(), sizeof(float));
+      if (!optimizer) continue;
+      const ParamRef& p = parameters.tensors[a / per_tensor];
+      if (bytes.size() != p.size * sizeof(float))
+        throw ModelFileError(Kind::optimizer_mismatch, path,
+                             "model file's optimizer state does not fit: its slot for " + p.name + " has the wrong size");
+      std::memcpy(optimizer_state.slots[a % per_tensor].data() + p.offset, bytes.data(), bytes.size());
     }
+    check_optimizer();
   }
   if (!in.done()) throw ModelFileError(Kind::corrupted, path, "malformed model file: unexpected bytes after the optimizer state");
 
   // Everything fits: commit.
-  for (const ParamRef& p : net.parameters()) std::memcpy(p.value, staged[p.name].bytes.data(), p.size * sizeof(float));
+  for (const ParamRef& p : parameters) std::memcpy(p.value, staged[p.name].bytes.data(), p.size * sizeof(float));
   net.visit_state([&](const std::string& name, auto span) { std::memcpy(span.data(), staged[name].bytes.data(), span.size_bytes()); });
   net.restore(seed, info.step);
-  if (optimizer && info.has_optimizer_state) optimizer->set_state(std::move(optimizer_state), net.parameters());
+  if (optimizer && info.has_optimizer_state) optimizer->set_state(std::move(optimizer_state), parameters);
   return info;
 }
 

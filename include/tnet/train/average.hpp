@@ -14,29 +14,33 @@
 #include <stdexcept>
 #include <string>
 
-#include "optimizer.hpp"
+#include "../core/parameters.hpp"
 
 namespace tnet {
 
 /// Makes `mean`, the mean of count - 1 earlier networks' weights, the mean of `count` by folding
 /// in `value`'s: mean += (value - mean) / count; with count 1 the values are copied exactly.
 /// Both are parameters() of two networks of one type.
-inline void add_to_mean(std::span<const ParamRef> mean, std::span<const ParamRef> value, int count) {
+inline void add_to_mean(const Parameters& mean, const Parameters& value, int count) {
   if (count < 1) throw std::invalid_argument("tnet::add_to_mean: count must be >= 1, got " + std::to_string(count));
-  if (mean.size() != value.size())
-    throw std::invalid_argument("tnet::add_to_mean: " + std::to_string(mean.size()) + " tensors against " + std::to_string(value.size()));
-  for (std::size_t i = 0; i < mean.size(); ++i)
-    if (mean[i].size != value[i].size || mean[i].name != value[i].name)
-      throw std::invalid_argument("tnet::add_to_mean: tensor " + mean[i].name + " (" + std::to_string(mean[i].size) +
-                                  " values) does not match " + value[i].name + " (" + std::to_string(value[i].size) + " values)");
-  const float weight = 1.0f / float(count);
-  for (std::size_t i = 0; i < mean.size(); ++i) {
-    float* m = mean[i].value;
-    const float* v = value[i].value;
-    if (count == 1) std::copy(v, v + mean[i].size, m);
-    else
-      for (std::size_t j = 0; j < mean[i].size; ++j) m[j] += (v[j] - m[j]) * weight;
+  if (mean.tensors.size() != value.tensors.size())
+    throw std::invalid_argument("tnet::add_to_mean: " + std::to_string(mean.tensors.size()) + " tensors against " +
+                                std::to_string(value.tensors.size()));
+  for (std::size_t i = 0; i < mean.tensors.size(); ++i)
+    if (mean.tensors[i].size != value.tensors[i].size || mean.tensors[i].name != value.tensors[i].name)
+      throw std::invalid_argument("tnet::add_to_mean: tensor " + mean.tensors[i].name + " (" + std::to_string(mean.tensors[i].size) +
+                                  " values) does not match " + value.tensors[i].name + " (" + std::to_string(value.tensors[i].size) +
+                                  " values)");
+  float* m = mean.values.data();
+  const float* v = value.values.data();
+  const std::ptrdiff_t n = std::ptrdiff_t(mean.values.size());
+  if (count == 1) {
+    std::copy(v, v + n, m);
+    return;
   }
+  const float weight = 1.0f / float(count);
+#pragma omp parallel for schedule(static) if (n > 16384)
+  for (std::ptrdiff_t j = 0; j < n; ++j) m[j] += (v[j] - m[j]) * weight;
 }
 
 }  // namespace tnet

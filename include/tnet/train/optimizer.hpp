@@ -1,8 +1,9 @@
 // tnet/train/optimizer.hpp: Adam and SGD with Keras 2 semantics.
 //
-// An optimizer updates a network's parameters from their gradients. Its state (iteration count,
-// hyper-parameters, one or two slots per parameter) can be taken out and put back, which is how
-// model files carry it (model/serialize.hpp) so that a resumed run continues the same schedule.
+// An optimizer updates a network's parameters from their gradients, one loop over the network's
+// one parameter array (core/parameters.hpp). Its state (iteration count, hyper-parameters, one or
+// two slots, each an array the size of the parameters) can be taken out and put back, which is
+// how model files carry it (model/serialize.hpp) so that a resumed run continues the same schedule.
 #pragma once
 
 #include <cmath>
@@ -14,23 +15,16 @@
 #include <vector>
 
 #include "../core/config.hpp"
+#include "../core/parameters.hpp"
 
 namespace tnet {
-
-/// One trainable tensor of a network: where its values and gradients are.
-struct ParamRef {
-  std::string name;  // "3.conv2d.kernel": layer index, layer kind, tensor
-  float* value;
-  float* grad;
-  std::size_t size;
-};
 
 /// Everything an optimizer needs to continue where it stopped.
 struct OptimizerState {
   std::string kind;
   std::uint64_t iterations = 0;
   std::vector<std::pair<std::string, double>> hyper_parameters;
-  std::vector<Buffer> slots;  // slots_per_parameter consecutive buffers for each parameter
+  std::vector<Buffer> slots;  // slots_per_parameter() arrays, each laid out as Parameters::values
 };
 
 class Optimizer {
@@ -38,7 +32,7 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string kind() const = 0;
   /// One update of every parameter from its gradient.
-  virtual void step(std::span<const ParamRef> params) = 0;
+  virtual void step(const Parameters& params) = 0;
 
   /// Steps taken so far (Keras's `iterations`).
   std::uint64_t iterations() const { return iterations_; }
@@ -52,24 +46,28 @@ class Optimizer {
   OptimizerState state_without_slots() const { return OptimizerState{kind(), iterations_, hyper_parameters(), {}}; }
   std::span<const Buffer> slots() const { return slots_; }
 
+  /// Arrays of optimizer state per parameter array: Adam's two moments, SGD's velocity.
+  virtual std::size_t slots_per_parameter() const = 0;
+
   /// Throws std::invalid_argument when `state` was made by another kind of optimizer, lacks a
   /// hyper-parameter, or its slots do not match `params`.
-  void check_state(const OptimizerState& state, std::span<const ParamRef> params) const {
+  void check_state(const OptimizerState& state, const Parameters& params) const {
     if (state.kind != kind())
       throw std::invalid_argument("optimizer state is for " + state.kind + ", not " + kind());
     if (!state.slots.empty()) {
-      if (state.slots.size() != params.size() * slots_per_parameter())
-        throw std::invalid_argument("optimizer state has " + std::to_string(state.slots.size()) + " slots, the model needs " +
-                                    std::to_string(params.size() * slots_per_parameter()));
-      for (std::size_t i = 0; i < state.slots.size(); ++i)
-        if (state.slots[i].size() != params[i / slots_per_parameter()].size)
-          throw std::invalid_argument("optimizer slot for " + params[i / slots_per_parameter()].name + " has the wrong size");
+      if (state.slots.size() != slots_per_parameter())
+        throw std::invalid_argument("optimizer state has " + std::to_string(state.slots.size()) + " slots, " + kind() + " needs " +
+                                    std::to_string(slots_per_parameter()));
+      for (const Buffer& slot : state.slots)
+        if (slot.size() != params.values.size())
+          throw std::invalid_argument("optimizer state holds " + std::to_string(slot.size()) + " values per slot, the model has " +
+                                      std::to_string(params.values.size()) + " parameters");
     }
     for (const auto& [name, value] : hyper_parameters()) find(state.hyper_parameters, name);
   }
 
   /// Replaces this optimizer's state; on a state check_state refuses it throws and changes nothing.
-  void set_state(OptimizerState state, std::span<const ParamRef> params) {
+  void set_state(OptimizerState state, const Parameters& params) {
     check_state(state, params);
     set_hyper_parameters(state.hyper_parameters);
     iterations_ = state.iterations;
@@ -77,17 +75,16 @@ class Optimizer {
   }
 
  protected:
-  virtual std::size_t slots_per_parameter() const = 0;
   virtual std::vector<std::pair<std::string, double>> hyper_parameters() const = 0;
   virtual void set_hyper_parameters(const std::vector<std::pair<std::string, double>>& values) = 0;
 
   /// Allocates the slots (zeros) on the first step; afterwards only checks they still fit.
-  void bind(std::span<const ParamRef> params) {
-    if (slots_.empty()) {
-      for (const ParamRef& p : params)
-        for (std::size_t s = 0; s < slots_per_parameter(); ++s) slots_.emplace_back(p.size, 0.0f);
-    }
-    if (slots_.size() != params.size() * slots_per_parameter())
+  void bind(const Parameters& params) {
+    if (params.grads.size() != params.values.size())
+      throw std::invalid_argument("optimizer: " + std::to_string(params.grads.size()) + " gradients for " +
+                                  std::to_string(params.values.size()) + " parameters");
+    if (slots_.empty()) slots_.assign(slots_per_parameter(), Buffer(params.values.size(), 0.0f));
+    if (slots_.size() != slots_per_parameter() || slots_[0].size() != params.values.size())
       throw std::invalid_argument("optimizer was used with a different set of parameters");
   }
 
@@ -124,30 +121,29 @@ class Adam final : public Optimizer {
   std::string kind() const override { return "Adam"; }
   const Options& options() const { return options_; }
 
-  void step(std::span<const ParamRef> params) override {
+  void step(const Parameters& params) override {
     bind(params);
     const double t = double(iterations_ + 1);
     const float lr_t = static_cast<float>(decayed(options_.lr, options_.decay, iterations_) *
                                           std::sqrt(1.0 - std::pow(options_.beta2, t)) / (1.0 - std::pow(options_.beta1, t)));
     const float b1 = float(options_.beta1), b2 = float(options_.beta2), eps = float(options_.epsilon);
-    for (std::size_t p = 0; p < params.size(); ++p) {
-      float* w = params[p].value;
-      const float* g = params[p].grad;
-      float* m = slots_[2 * p].data();
-      float* v = slots_[2 * p + 1].data();
-      const std::ptrdiff_t n = std::ptrdiff_t(params[p].size);
+    float* w = params.values.data();
+    const float* g = params.grads.data();
+    float* m = slots_[0].data();
+    float* v = slots_[1].data();
+    const std::ptrdiff_t n = std::ptrdiff_t(params.values.size());
 #pragma omp parallel for schedule(static) if (n > 16384)
-      for (std::ptrdiff_t i = 0; i < n; ++i) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
-      }
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
     }
     ++iterations_;
   }
 
- protected:
   std::size_t slots_per_parameter() const override { return 2; }
+
+ protected:
   std::vector<std::pair<std::string, double>> hyper_parameters() const override {
     return {{"lr", options_.lr}, {"beta1", options_.beta1}, {"beta2", options_.beta2}, {"epsilon", options_.epsilon}, {"decay", options_.decay}};
   }
@@ -177,27 +173,26 @@ class SGD final : public Optimizer {
 
   std::string kind() const override { return "SGD"; }
 
-  void step(std::span<const ParamRef> params) override {
+  void step(const Parameters& params) override {
     bind(params);
     const float lr = static_cast<float>(decayed(options_.lr, options_.decay, iterations_));
     const float mu = float(options_.momentum);
     const bool nesterov = options_.nesterov;
-    for (std::size_t p = 0; p < params.size(); ++p) {
-      float* w = params[p].value;
-      const float* g = params[p].grad;
-      float* velocity = slots_[p].data();
-      const std::ptrdiff_t n = std::ptrdiff_t(params[p].size);
+    float* w = params.values.data();
+    const float* g = params.grads.data();
+    float* velocity = slots_[0].data();
+    const std::ptrdiff_t n = std::ptrdiff_t(params.values.size());
 #pragma omp parallel for schedule(static) if (n > 16384)
-      for (std::ptrdiff_t i = 0; i < n; ++i) {
-        velocity[i] = mu * velocity[i] - lr * g[i];
-        w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
-      }
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      velocity[i] = mu * velocity[i] - lr * g[i];
+      w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
     }
     ++iterations_;
   }
 
- protected:
   std::size_t slots_per_parameter() const override { return 1; }
+
+ protected:
   std::vector<std::pair<std::string, double>> hyper_parameters() const override {
     return {{"lr", options_.lr}, {"momentum", options_.momentum}, {"decay", options_.decay}, {"nesterov", options_.nesterov ? 1.0 : 0.0}};
   }

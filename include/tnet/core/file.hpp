@@ -1,0 +1,133 @@
+// tnet/core/file.hpp: the one way tnet writes a file.
+//
+// AtomicFile writes to a temporary file beside the target, named uniquely for this writer
+// (`NAME.tnet-tmp.PID.N`, created exclusively), and commit() flushes it, checks every write,
+// fsyncs it, renames it over the target and fsyncs the folder. Until commit() succeeds the target
+// is untouched: a crash, a full disk or an exception leaves the old file (or none), never a part
+// of the new one; a failure at any step throws FileError naming the target and the step, and the
+// temporary file is removed (on an exception, by the destructor).
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tnet {
+
+class FileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class AtomicFile {
+ public:
+  /// Starts writing `path` (through a temporary file); `what` names the file in errors
+  /// ("model file", "label file").
+  explicit AtomicFile(std::string path, std::string what = "file") : path_(std::move(path)), what_(std::move(what)) {
+    static std::atomic<std::uint64_t> counter{0};
+    temporary_ = path_ + ".tnet-tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot create " + temporary_);
+    buffer_.reserve(buffer_size);
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() { discard(); }
+
+  /// Appends `size` bytes.
+  void write(const void* data, std::size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    if (buffer_.size() + size > buffer_size) flush();
+    if (size >= buffer_size) write_all(bytes, size, written_);
+    else buffer_.insert(buffer_.end(), bytes, bytes + size);
+  }
+  void write(std::string_view text) { write(text.data(), text.size()); }
+
+  /// Overwrites `size` bytes at `offset`, already written (a header patched at the end).
+  void write_at(std::uint64_t offset, const void* data, std::size_t size) {
+    flush();
+    std::uint64_t at = offset;
+    const std::uint64_t end = written_;
+    write_all(static_cast<const char*>(data), size, at);
+    written_ = end;
+  }
+
+  /// Bytes written so far.
+  std::uint64_t size() const { return written_ + buffer_.size(); }
+
+  /// Makes the file durable and puts it in place of the target.
+  void commit() {
+    flush();
+    if (::fsync(fd_) != 0) fail("cannot sync " + temporary_ + " to disk");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail("cannot close " + temporary_);
+    if (::rename(temporary_.c_str(), path_.c_str()) != 0) fail("cannot move " + temporary_ + " into place");
+    committed_ = true;
+    // The rename is durable once the folder is.
+    const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+    const int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      const bool synced = ::fsync(dir) == 0;
+      ::close(dir);
+      if (!synced) fail("cannot sync its folder to disk");
+    }
+  }
+
+ private:
+  static constexpr std::size_t buffer_size = 1 << 20;
+
+  [[noreturn]] void fail(const std::string& step) {
+    const std::string reason = std::strerror(errno);
+    discard();
+    throw FileError(path_ + ": cannot write the " + what_ + ": " + step + ": " + reason);
+  }
+
+  void flush() {
+    if (buffer_.empty()) return;
+    write_all(buffer_.data(), buffer_.size(), written_);
+    buffer_.clear();
+  }
+
+  // Writes everything at `offset`, advancing it; a short write is retried, an error is fatal.
+  void write_all(const char* data, std::size_t size, std::uint64_t& offset) {
+    while (size > 0) {
+      const ssize_t n = ::pwrite(fd_, data, size, off_t(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail(n == 0 ? "nothing written (disk full?)" : "write failed");
+      data += n, size -= std::size_t(n), offset += std::uint64_t(n);
+    }
+  }
+
+  void discard() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!committed_ && !temporary_.empty()) ::unlink(temporary_.c_str());
+    temporary_.clear();
+  }
+
+  std::string path_, what_, temporary_;
+  int fd_ = -1;
+  bool committed_ = false;
+  std::vector<char> buffer_;
+  std::uint64_t written_ = 0;  // bytes in the file (the buffer not included)
+};
+
+/// Writes `contents` to `path` through an AtomicFile.
+inline void write_file(const std::string& path, std::string_view contents, const std::string& what = "file") {
+  AtomicFile file(path, what);
+  file.write(contents);
+  file.commit();
+}
+
+}  // namespace tnet
