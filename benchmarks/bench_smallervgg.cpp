@@ -40,11 +40,12 @@ int positive(const char* flag, const char* value) {
 double flops(const Net& net, bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((total += [&] {
-       const auto& layer = net.layer<I>();
-       if constexpr (requires { layer.forward_flops(); }) return layer.forward_flops() * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
-       else return 0.0;
-     }()),
+    ((total +=
+      [&] {
+        const auto& layer = net.layer<I>();
+        if constexpr (requires { layer.forward_flops(); }) return layer.forward_flops() * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
+        else return 0.0;
+      }()),
      ...);
   }(std::make_index_sequence<Net::depth>{});
   return total;
@@ -144,22 +145,22 @@ int main(int argc, char** argv) {
 
   const double train_rate = steps * batch / train, infer_rate = steps * batch / infer;
   const double train_gflops = train_rate * train_flops / 1e9, infer_gflops = infer_rate * infer_flops / 1e9;
-  const std::vector<std::pair<std::string, double>> figures = {
-      {"threads", threads},
-      {"batch", batch},
-      {"train_images_per_s", train_rate},
-      {"infer_images_per_s", infer_rate},
-      {"infer_latency_batch1_ms", latency * 1e3},
-      {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
-      {"train_gflop_per_image", train_flops / 1e9},
-      {"train_gflops", train_gflops},
-      {"infer_gflops", infer_gflops},
-      {"gemm_roofline_gflops", roofline},
-      {"train_percent_of_roofline", 100 * train_gflops / roofline},
-      {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
+  const std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
+                                                               {"batch", batch},
+                                                               {"train_images_per_s", train_rate},
+                                                               {"infer_images_per_s", infer_rate},
+                                                               {"infer_latency_batch1_ms", latency * 1e3},
+                                                               {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
+                                                               {"train_gflop_per_image", train_flops / 1e9},
+                                                               {"train_gflops", train_gflops},
+                                                               {"infer_gflops", infer_gflops},
+                                                               {"gemm_roofline_gflops", roofline},
+                                                               {"train_percent_of_roofline", 100 * train_gflops / roofline},
+                                                               {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
   if (json) {
     std::printf("{");
-    for (std::size_t i = 0; i < figures.size(); ++i) std::printf("%s\"%s\": %.4g", i ? ", " : "", figures[i].first.c_str(), figures[i].second);
+    for (std::size_t i = 0; i < figures.size(); ++i)
+      std::printf("%s\"%s\": %.4g", i ? ", " : "", figures[i].first.c_str(), figures[i].second);
     if (layers) {
       std::printf(", \"layers\": [");
       for (std::size_t i = 0; i < per_layer.size(); ++i)
@@ -171,6 +172,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
-  for (const LayerTime& t : per_layer) std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
+  for (const LayerTime& t : per_layer)
+    std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
   return 0;
 }

@@ -25,6 +25,7 @@ using dropout25 = add_layer<dropout25_, SUBNET>;
 template <long N, typename SUBNET>
 using block = bn_con<relu<con<N, 3, 3, 1, 1, SUBNET>>>;  // Conv -> ReLU -> BatchNorm, "same" padding
 
+// clang-format off: the network laid out as its layers
 using smaller_vgg = loss_multibinary_log<
     fc<6, dropout<bn_fc<relu<fc<1024,
     dropout25<max_pool<2, 2, 2, 2, block<128, block<128,
@@ -41,6 +42,7 @@ using smaller_vgg_inference = loss_multibinary_log<
     multiply<max_pool<2, 2, 2, 2, affine_block<64, affine_block<64,
     multiply<max_pool<3, 3, 3, 3, affine_block<32,
     input_rgb_image_sized<96>>>>>>>>>>>>>>>>>>;
+// clang-format on
 
 int main(int argc, char** argv) {
   int batch = 32, steps = 10;
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
   trainer.set_learning_rate(1e-3);
   trainer.set_mini_batch_size(batch);
   trainer.train_one_step(images.begin(), images.end(), labels.begin());  // warm-up
-  trainer.get_net();                                                      // waits for the step
+  trainer.get_net();                                                     // waits for the step
   auto start = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) trainer.train_one_step(images.begin(), images.end(), labels.begin());
   trainer.get_net();

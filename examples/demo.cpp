@@ -15,8 +15,8 @@ using namespace tnet;
 
 namespace {
 constexpr int side = 24;
-using Net = Sequential<Input<side, side, 3>, Conv2D<8, 3>, ReLU, BatchNorm, MaxPool2D<2>, Conv2D<16, 3>, ReLU, BatchNorm,
-                       MaxPool2D<2>, Dropout<0.25f>, Flatten, Dense<32>, ReLU, Dense<4>, Sigmoid>;
+using Net = Sequential<Input<side, side, 3>, Conv2D<8, 3>, ReLU, BatchNorm, MaxPool2D<2>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>,
+                       Dropout<0.25f>, Flatten, Dense<32>, ReLU, Dense<4>, Sigmoid>;
 const std::vector<std::string> classes = {"blue", "red", "round", "square"};
 
 // Picture n of the set drawn from `seed`: labels [blue, red, round, square].

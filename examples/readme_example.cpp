@@ -6,9 +6,8 @@
 #include <vector>
 
 // A network is a type: shapes are checked and worked out at compile time.
-using Net = tnet::Sequential<tnet::Input<28, 28, 1>,
-                             tnet::Conv2D<16, 3>, tnet::ReLU, tnet::BatchNorm, tnet::MaxPool2D<2>,
-                             tnet::Flatten, tnet::Dense<10>, tnet::Sigmoid>;
+using Net = tnet::Sequential<tnet::Input<28, 28, 1>, tnet::Conv2D<16, 3>, tnet::ReLU, tnet::BatchNorm, tnet::MaxPool2D<2>, tnet::Flatten,
+                             tnet::Dense<10>, tnet::Sigmoid>;
 
 int main() {
   Net net(/*seed=*/42);
@@ -16,7 +15,7 @@ int main() {
 
   const int batch = 32;
   std::vector<float> images(batch * 28 * 28), labels(batch * 10);  // NHWC pixels, 0/1 targets
-  for (int n = 0; n < batch; ++n) {                                 // a toy task: label = row of a bright bar
+  for (int n = 0; n < batch; ++n) {                                // a toy task: label = row of a bright bar
     const int row = n % 10;
     for (int x = 0; x < 28; ++x) images[n * 784 + (2 + 2 * row) * 28 + x] = 1.0f;
     labels[n * 10 + row] = 1.0f;

@@ -59,11 +59,11 @@ inline double max_relative_error(const float* actual, const std::vector<double>&
   return worst / std::max(scale, 1e-30);
 }
 
-#define CHECK_CLOSE_TO_FIXTURE(actual, expected, tolerance)                                  \
-  do {                                                                                       \
-    const auto& expected_ = (expected);                                                      \
-    INFO(#actual " vs " #expected);                                                          \
-    CHECK(test::max_relative_error((actual), expected_) <= (tolerance));                     \
+#define CHECK_CLOSE_TO_FIXTURE(actual, expected, tolerance)              \
+  do {                                                                   \
+    const auto& expected_ = (expected);                                  \
+    INFO(#actual " vs " #expected);                                      \
+    CHECK(test::max_relative_error((actual), expected_) <= (tolerance)); \
   } while (0)
 
 /// Uniform values in [-1, 1) from a seed.
@@ -92,8 +92,8 @@ struct GradientReport {
 /// Compares analytic gradients with central differences of loss(), perturbing each entry of
 /// `values` (or `limit` entries spread across it) by +-h. `analytic` holds the gradient the code
 /// under test computed for `values`.
-inline double compare_with_differences(float* values, const float* analytic, std::size_t size,
-                                       const std::function<double()>& loss, double h, std::size_t limit = 1u << 30) {
+inline double compare_with_differences(float* values, const float* analytic, std::size_t size, const std::function<double()>& loss,
+                                       double h, std::size_t limit = 1u << 30) {
   const std::size_t stride = std::max<std::size_t>(1, size / std::min(size, limit));
   double worst = 0, scale = 0;
   for (std::size_t i = 0; i < size; i += stride) {

@@ -59,8 +59,7 @@ TEST_CASE("decoding: PNG with alpha composited over white") {
   const Image im = read_image(dir / "alpha.png");
   CHECK(im.width == 3);
   CHECK(im.height == 1);
-  CHECK(std::vector<int>(im.pixels.begin(), im.pixels.end()) ==
-        std::vector<int>{255, 0, 0, 255, 255, 255, 127, 127, 255});
+  CHECK(std::vector<int>(im.pixels.begin(), im.pixels.end()) == std::vector<int>{255, 0, 0, 255, 255, 255, 127, 127, 255});
 }
 
 TEST_CASE("decoding: grayscale and progressive JPEG, GIF's first frame, BMP, a JPEG named .gif") {
@@ -417,8 +416,8 @@ TEST_CASE("the tutorial's 2160 real photos all load, with the README's label cou
   CHECK(report.loaded == 2160);
   CHECK(report.skipped.empty());
   CHECK(data.pixels.size() == 2160u * 96 * 96 * 3);
-  const std::map<std::string, std::size_t> expected = {{"black", 344}, {"blue", 385 + 355 + 368}, {"dress", 385 + 380},
-                                                       {"jeans", 344 + 355}, {"red", 380 + 328},  {"shirt", 368 + 328}};
+  const std::map<std::string, std::size_t> expected = {{"black", 344},       {"blue", 385 + 355 + 368}, {"dress", 385 + 380},
+                                                       {"jeans", 344 + 355}, {"red", 380 + 328},        {"shirt", 368 + 328}};
   CHECK(report.label_counts == expected);
   MultiLabelBinarizer mlb;
   mlb.fit(data.labels);
@@ -452,4 +451,107 @@ TEST_CASE("a copy of the real photos with broken files added: the 2160 good ones
   for (const SkippedFile& s : report.skipped) names.push_back(fs::path(s.path).filename().string());
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"zz_cut.png", "zz_empty.jpeg", "zz_text.jpg"});
+}
+
+TEST_CASE("one pixel-to-input conversion: batches, augmentation and classification feed the same values") {
+  TempDir dir("input");
+  Image photo = solid(50, 30, 0, 0, 0);
+  for (std::size_t i = 0; i < photo.pixels.size(); ++i) photo.pixels[i] = std::uint8_t((i * 37) % 256);
+  fs::create_directories(dir.path / "red_dress");
+  write_png(dir / "red_dress/a.png", photo);
+  const LabeledImages data = load_image_folder(dir.path.string(), LoadOptions{.size = 16, .separator = '_', .limits = {}});
+  // What fashion_classify feeds the network: the file, resized to the input size, converted.
+  const Image small = resize_image(read_image(dir / "red_dress/a.png"), 16, 16);
+  std::vector<float> classified(small.pixels.size());
+  pixels_to_input(small.pixels, classified);
+  // What validation feeds it: a batch.
+  BatchIterator::Options o;
+  o.shuffle = false;
+  BatchIterator batches(data, {1.0f}, 1, {0}, o);
+  REQUIRE(batches.next() == 1);
+  CHECK(std::equal(classified.begin(), classified.end(), batches.x().begin(), batches.x().end()));
+  // What training feeds it without any transformation: augmentation's identity.
+  std::vector<float> augmented(classified.size());
+  const Augmenter none(AugmentOptions{});
+  none.apply(none.draw(Rng(1), 16, 16), data.image(0), 16, 16, 3, augmented.data());
+  CHECK(augmented == classified);
+  CHECK(error_of([&] { pixels_to_input(small.pixels, std::span(augmented).first(3)); }) ==
+        "tnet::pixels_to_input: 768 pixel values into 3 inputs");
+}
+
+TEST_CASE("AtomicFile: the target changes only on commit, temporary names are unique, nothing is left behind") {
+  TempDir dir("atomic");
+  const std::string path = dir / "out.txt";
+  write_file(path, "old");
+  auto files = [&] { return std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()); };
+  {
+    AtomicFile a(path), b(path);  // two writers of one file at once
+    a.write("first");
+    b.write("second");
+    CHECK(files() == 3);  // the target and two temporary files
+    CHECK(read_bytes(path) == "old");
+    a.commit();
+    CHECK(read_bytes(path) == "first");
+    b.commit();
+  }
+  CHECK(read_bytes(path) == "second");
+  CHECK(files() == 1);
+  {
+    AtomicFile c(path);
+    c.write(std::string(3 << 20, 'x'));  // past its buffer
+    c.write_at(1, "yz", 2);
+    CHECK(c.size() == 3u << 20);
+    // destroyed without commit, as on an exception
+  }
+  CHECK(read_bytes(path) == "second");
+  CHECK(files() == 1);
+  {
+    AtomicFile d(path);
+    d.write(std::string(3 << 20, 'x'));
+    d.write_at(1, "yz", 2);
+    d.write("!");
+    d.commit();
+  }
+  const std::string written = read_bytes(path);
+  CHECK(written.size() == (3u << 20) + 1);
+  CHECK(written.substr(0, 4) == "xyzx");
+  CHECK(written.back() == '!');
+  CHECK(error_of([&] {
+          write_file(dir / "no-such-folder/x.txt", "x", "history");
+        }).starts_with(dir / "no-such-folder/x.txt: cannot write the history: cannot create"));
+  // The writers of PNGs and label files go through it.
+  CHECK(error_of([&] { write_png(dir / "no-such-folder/x.png", solid(2, 2, 1, 2, 3)); }).find("x.png: cannot write the PNG") !=
+        std::string::npos);
+  CHECK(error_of([&] { MultiLabelBinarizer({"a"}).save(dir / "no-such-folder/l.txt"); }).find("l.txt: cannot write the label file") !=
+        std::string::npos);
+  write_png(dir / "x.png", solid(3, 2, 1, 2, 3));
+  CHECK(read_image(dir / "x.png").pixels == solid(3, 2, 1, 2, 3).pixels);
+  CHECK(files() == 2);
+}
+
+TEST_CASE("a split by name: written as paths relative to the dataset, read back as the same indices") {
+  LabeledImages data;
+  data.size = 1;
+  for (const char* p : {"/data/a_b/1.png", "/data/a_b/2.png", "/data/c_d/3.png", "/data/c_d/4.png", "/data/c_d/5.png"}) {
+    data.paths.push_back(p);
+    data.labels.push_back({});
+  }
+  data.pixels.resize(data.count() * data.image_bytes());
+  TempDir dir("split");
+  write_split_list(dir / "val.txt", data, {1, 3}, "/data");
+  CHECK(read_bytes(dir / "val.txt") == "a_b/2.png\nc_d/4.png\n");
+  Split s = read_split(data, "/data", dir / "val.txt");
+  CHECK(s.test == std::vector<std::size_t>{1, 3});
+  CHECK(s.train == std::vector<std::size_t>{0, 2, 4});
+  write_bytes(dir / "train.txt", "# training\r\nc_d/5.png\r\na_b/1.png\n\n");
+  s = read_split(data, "/data", dir / "val.txt", dir / "train.txt");
+  CHECK(s.train == std::vector<std::size_t>{0, 4});
+  write_bytes(dir / "twice.txt", "a_b/1.png\nc_d/4.png\n");
+  CHECK(error_of([&] { read_split(data, "/data", dir / "val.txt", dir / "twice.txt"); }) ==
+        dir / "twice.txt" + ":2: 'c_d/4.png' is in both the training and the validation list");
+  write_bytes(dir / "unknown.txt", "a_b/9.png\n");
+  CHECK(error_of([&] { read_split(data, "/data", dir / "unknown.txt"); }) ==
+        dir / "unknown.txt" + ":1: 'a_b/9.png' is not among the images loaded from /data");
+  write_bytes(dir / "all.txt", "a_b/1.png\na_b/2.png\nc_d/3.png\nc_d/4.png\nc_d/5.png\n");
+  CHECK(error_of([&] { read_split(data, "/data", dir / "all.txt"); }) == dir / "all.txt" + ": lists every image, leaving none to train on");
 }

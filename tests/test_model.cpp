@@ -63,13 +63,14 @@ TEST_CASE("inputs are spans whose sizes are checked") {
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(net.predict(x, 3), "tnet::Sequential::forward: x holds 96 floats; a batch of 3 at (None, 4, 4, 3) needs 144",
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(net.train_step(x, short_y, 2, adam), "tnet::Sequential::train_step: targets holds 9 floats; a batch of 2 at (None, 5) needs 10",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(net.train_step(x, short_y, 2, adam),
+                       "tnet::Sequential::train_step: targets holds 9 floats; a batch of 2 at (None, 5) needs 10", std::invalid_argument);
   CHECK(adam.iterations() == 0);  // refused before anything ran
   CHECK_THROWS_AS(net.evaluate(x, short_y, 2), std::invalid_argument);
   Buffer grad_input(95);
   CHECK_THROWS_WITH_AS(net.compute_gradients(x, y, 2, grad_input),
-                       "tnet::Sequential::backward: grad_input holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96", std::invalid_argument);
+                       "tnet::Sequential::backward: grad_input holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96",
+                       std::invalid_argument);
   net.forward(x, 2, Mode::train);
   CHECK_THROWS_WITH_AS(net.backward(short_y), "tnet::Sequential::backward: grad_output holds 9 floats; a batch of 2 at (None, 5) needs 10",
                        std::invalid_argument);
@@ -174,9 +175,9 @@ TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Ad
 
 namespace {
 // Every kind of layer, odd sizes, ending in the fused sigmoid + binary cross-entropy.
-using Small = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.3f>,
-                         Conv2D<6, 2, 1, Padding::valid>, ReLU, Flatten, Dense<7>, ReLU, BatchNorm, Dense<3>, Sigmoid>;
-}
+using Small = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.3f>, Conv2D<6, 2, 1, Padding::valid>, ReLU,
+                         Flatten, Dense<7>, ReLU, BatchNorm, Dense<3>, Sigmoid>;
+}  // namespace
 
 TEST_CASE("a whole network's gradients agree with central differences of its loss") {
   Small net(5);
@@ -225,10 +226,10 @@ TEST_CASE("a network with the run-time width: gradients agree with central diffe
 TEST_CASE("a layer works in place over the output before it only where that output is not needed") {
   // Small: 0 Conv2D, 1 ReLU, 2 BatchNorm, 3 MaxPool2D, 4 Dropout, 5 Conv2D, 6 ReLU, 7 Flatten,
   // 8 Dense, 9 ReLU, 10 BatchNorm, 11 Dense, 12 Sigmoid.
-  static_assert(!Small::shares_buffer<0>);  // the input is the caller's
+  static_assert(!Small::shares_buffer<0>);                                                       // the input is the caller's
   static_assert(Small::shares_buffer<1> && Small::shares_buffer<6> && Small::shares_buffer<9>);  // ReLU after Conv2D, Dense
-  static_assert(Small::shares_buffer<4>);   // Dropout after MaxPool2D
-  static_assert(!Small::shares_buffer<7>);  // Flatten after ReLU, whose backward reads its output
+  static_assert(Small::shares_buffer<4>);                                                        // Dropout after MaxPool2D
+  static_assert(!Small::shares_buffer<7>);                               // Flatten after ReLU, whose backward reads its output
   static_assert(!Small::shares_buffer<2> && !Small::shares_buffer<12>);  // BatchNorm, Sigmoid need buffers of their own
   Small net(2);
   const Buffer x = test::random_values(2 * Small::input_shape::size, 3);

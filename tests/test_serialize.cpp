@@ -197,8 +197,8 @@ TEST_CASE("a model with the run-time width records it, and loads back at that wi
 
 TEST_CASE("saving to a path that cannot be written throws naming it and leaves the old file and no other") {
   Net net(1);
-  CHECK_THROWS_WITH_AS(save_model("/nonexistent-dir/model.tnet", net), doctest::Contains("/nonexistent-dir/model.tnet: cannot write the model file"),
-                       FileError);
+  CHECK_THROWS_WITH_AS(save_model("/nonexistent-dir/model.tnet", net),
+                       doctest::Contains("/nonexistent-dir/model.tnet: cannot write the model file"), FileError);
   CHECK(!fs::exists("/nonexistent-dir"));
   // A name of 250 characters can hold the model, not its temporary file: the save fails after
   // the old file is in place, which stays as it was.

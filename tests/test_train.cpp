@@ -41,8 +41,8 @@ TEST_CASE("optimizer options are validated") {
 
 TEST_CASE("metrics: binary accuracy, exact match, per-label precision, recall and F1") {
   // 3 samples x 3 labels.
-  const float probabilities[] = {0.9f, 0.2f, 0.6f,   //
-                                 0.1f, 0.7f, 0.4f,   //
+  const float probabilities[] = {0.9f, 0.2f, 0.6f,  //
+                                 0.1f, 0.7f, 0.4f,  //
                                  0.8f, 0.3f, 0.55f};
   const float targets[] = {1, 0, 1,  //
                            0, 1, 1,  //
@@ -81,7 +81,8 @@ TEST_CASE("add_to_mean keeps the running mean of several networks' weights") {
 
   Sequential<Input<4, 4, 2>, Conv2D<4, 3>, BatchNorm, Flatten, Dense<2>, Sigmoid> other(5);
   CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), other.parameters(), 2),
-                       "tnet::add_to_mean: tensor 0.conv2d.kernel (54 values) does not match 0.conv2d.kernel (72 values)", std::invalid_argument);
+                       "tnet::add_to_mean: tensor 0.conv2d.kernel (54 values) does not match 0.conv2d.kernel (72 values)",
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), a.parameters(), 0), "tnet::add_to_mean: count must be >= 1, got 0",
                        std::invalid_argument);
 }

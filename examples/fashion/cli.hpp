@@ -46,9 +46,7 @@ class Arguments {
     const auto found = values_.find(name);
     return found == values_.end() ? none : found->second;
   }
-  std::string text(const std::string& name, const std::string& fallback) const {
-    return has(name) ? values_.at(name).back() : fallback;
-  }
+  std::string text(const std::string& name, const std::string& fallback) const { return has(name) ? values_.at(name).back() : fallback; }
   const std::vector<std::string>& positional() const { return positional_; }
 
   /// An integer in [low, high].

@@ -38,10 +38,29 @@ inline bool inside(const std::vector<Point>& polygon, double x, double y) {
 // Silhouettes in a unit box: x, y in [-1, 1], y down.
 inline std::vector<std::vector<Point>> silhouette(const std::string& kind) {
   if (kind == "dress")
-    return {{{-0.25, -0.95}, {-0.12, -0.95}, {0.0, -0.8}, {0.12, -0.95}, {0.25, -0.95}, {0.3, -0.3}, {0.75, 0.95}, {-0.75, 0.95}, {-0.3, -0.3}}};
+    return {{{-0.25, -0.95},
+             {-0.12, -0.95},
+             {0.0, -0.8},
+             {0.12, -0.95},
+             {0.25, -0.95},
+             {0.3, -0.3},
+             {0.75, 0.95},
+             {-0.75, 0.95},
+             {-0.3, -0.3}}};
   if (kind == "shirt")
-    return {{{-0.4, -0.85}, {-0.12, -0.85}, {0.0, -0.7}, {0.12, -0.85}, {0.4, -0.85}, {0.95, -0.35}, {0.7, -0.1}, {0.45, -0.3},
-             {0.45, 0.9}, {-0.45, 0.9}, {-0.45, -0.3}, {-0.7, -0.1}, {-0.95, -0.35}}};
+    return {{{-0.4, -0.85},
+             {-0.12, -0.85},
+             {0.0, -0.7},
+             {0.12, -0.85},
+             {0.4, -0.85},
+             {0.95, -0.35},
+             {0.7, -0.1},
+             {0.45, -0.3},
+             {0.45, 0.9},
+             {-0.45, 0.9},
+             {-0.45, -0.3},
+             {-0.7, -0.1},
+             {-0.95, -0.35}}};
   return {{{-0.5, -0.95}, {0.5, -0.95}, {0.55, 0.95}, {0.12, 0.95}, {0.0, -0.4}, {-0.12, 0.95}, {-0.55, 0.95}}};  // jeans
 }
 inline std::array<double, 3> shade(const std::string& colour) {
@@ -94,7 +113,8 @@ inline tnet::LabeledImages synthetic_dataset(int per_class, int size, std::uint6
   const int count = per_class * 6;
   data.pixels.resize(std::size_t(count) * data.image_bytes());
 #pragma omp parallel for schedule(dynamic, 8)
-  for (int i = 0; i < count; ++i) draw_garment(i % 6, seed, std::uint64_t(i), size, data.pixels.data() + std::size_t(i) * data.image_bytes());
+  for (int i = 0; i < count; ++i)
+    draw_garment(i % 6, seed, std::uint64_t(i), size, data.pixels.data() + std::size_t(i) * data.image_bytes());
   for (int i = 0; i < count; ++i) {
     const Garment& g = synthetic_classes[std::size_t(i % 6)];
     data.labels.push_back({g.colour, g.kind});

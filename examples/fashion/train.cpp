@@ -46,11 +46,11 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
 
 int run(int argc, char** argv) {
   using namespace fashion;
-  const Arguments args(argc, argv,
-                       {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
-                        "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs",
-                        "--synthetic-count", "--interrupt-after-steps"},
-                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
+  const Arguments args(
+      argc, argv,
+      {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed", "--threads",
+       "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count", "--interrupt-after-steps"},
+      {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -73,20 +73,26 @@ int run(int argc, char** argv) {
   s.val_list = args.text("--val-list", "");
   s.train_list = args.text("--train-list", "");
   if (!s.train_list.empty() && s.val_list.empty()) throw UsageError("--train-list needs --val-list (the images to validate on)");
-  if (!s.val_list.empty() && args.has("--val-split")) throw UsageError("--val-split and --val-list both choose the validation images: give one");
+  if (!s.val_list.empty() && args.has("--val-split"))
+    throw UsageError("--val-split and --val-list both choose the validation images: give one");
   s.augment = !args.flag("--no-augment");
   s.recalibrate_batch_norm = !args.flag("--no-recalibrate-bn");
   if (!args.has("--average-epochs")) s.average_epochs = s.recalibrate_batch_norm ? s.epochs / 4 : 0;
   else s.average_epochs = int(args.integer("--average-epochs", 0, 0, s.epochs));
   if (s.average_epochs > 0 && !s.recalibrate_batch_norm)
-    throw UsageError("--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
-                     "or give --average-epochs 0");
+    throw UsageError(
+        "--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
+        "or give --average-epochs 0");
   s.resume = args.flag("--resume");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
   if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, 1024)));
-  for (const auto& [path, what] : {std::pair{s.model, "model"}, {s.labelbin, "label file"}, {s.plot, "plot"}, {s.history, "history"},
-                                    {s.split_list("train"), "training list"}, {s.split_list("val"), "validation list"}})
+  for (const auto& [path, what] : {std::pair{s.model, "model"},
+                                   {s.labelbin, "label file"},
+                                   {s.plot, "plot"},
+                                   {s.history, "history"},
+                                   {s.split_list("train"), "training list"},
+                                   {s.split_list("val"), "validation list"}})
     check_writable(path, what);
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
     throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
@@ -119,16 +125,16 @@ int run(int argc, char** argv) {
             << (s.val_list.empty() ? "" : " (the images " + s.val_list + " lists)") << "\n";
   if (s.dataset.empty()) {
     // One held-out picture per class (another seed), for trying fashion_classify.
-      const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
-      const std::filesystem::path examples = model_dir / "synthetic_examples";
-      std::filesystem::create_directories(examples);
-      for (int c = 0; c < int(synthetic_classes.size()); ++c) {
-        tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
-        draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
-        const Garment& g = synthetic_classes[std::size_t(c)];
-        tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
-      }
-      std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
+    const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
+    const std::filesystem::path examples = model_dir / "synthetic_examples";
+    std::filesystem::create_directories(examples);
+    for (int c = 0; c < int(synthetic_classes.size()); ++c) {
+      tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
+      draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
+      const Garment& g = synthetic_classes[std::size_t(c)];
+      tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
+    }
+    std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
   }
   // The split, by name, for another run or another framework to use the same images.
   tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
@@ -136,9 +142,12 @@ int run(int argc, char** argv) {
   std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
 
   switch (s.image_size) {
-    case 64: return train_size64(s, data);
-    case 128: return train_size128(s, data);
-    default: return train_size96(s, data);
+    case 64:
+      return train_size64(s, data);
+    case 128:
+      return train_size128(s, data);
+    default:
+      return train_size96(s, data);
   }
 }
 

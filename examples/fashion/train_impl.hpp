@@ -35,7 +35,7 @@ struct TrainSettings {
   bool augment = true, resume = false;
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
-  long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps
+  long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps
 
   std::string checkpoint() const { return model + ".checkpoint"; }
   std::string average_checkpoint() const { return model + ".checkpoint-average"; }
@@ -91,8 +91,8 @@ inline std::string history_csv(const std::vector<EpochRecord>& rows) {
   std::ostringstream out;
   out << "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds\n" << std::setprecision(10);
   for (const EpochRecord& r : rows)
-    out << r.epoch << ',' << r.loss << ',' << r.acc << ',' << r.val_loss << ',' << r.val_acc << ',' << r.val_exact << ',' << r.lr
-        << ',' << r.seconds << '\n';
+    out << r.epoch << ',' << r.loss << ',' << r.acc << ',' << r.val_loss << ',' << r.val_acc << ',' << r.val_exact << ',' << r.lr << ','
+        << r.seconds << '\n';
   return out.str();
 }
 
@@ -203,10 +203,15 @@ int train(const TrainSettings& s, TrainData& data) {
   }
   auto checkpoint = [&](int epoch, std::size_t batch) {
     tnet::save_model(s.checkpoint(), *net, classes, &adam,
-                     {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)}, {"epoch_loss", detail::exact(epoch_loss)},
-                      {"epoch_samples", std::to_string(epoch_samples)}, {"epoch_right", std::to_string(epoch_right)},
-                      {"epoch_seconds", detail::exact(epoch_seconds)}, {"history", detail::history_csv(history)},
-                      {"averaged", std::to_string(averaged)}, {"settings", settings}});
+                     {{"epoch", std::to_string(epoch)},
+                      {"batch", std::to_string(batch)},
+                      {"epoch_loss", detail::exact(epoch_loss)},
+                      {"epoch_samples", std::to_string(epoch_samples)},
+                      {"epoch_right", std::to_string(epoch_right)},
+                      {"epoch_seconds", detail::exact(epoch_seconds)},
+                      {"history", detail::history_csv(history)},
+                      {"averaged", std::to_string(averaged)},
+                      {"settings", settings}});
   };
 
   tnet::BatchIterator::Options train_options;
@@ -225,8 +230,8 @@ int train(const TrainSettings& s, TrainData& data) {
                      std::to_string(s.batch_size));
 
   std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count()) << " parameters, "
-            << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size
-            << " per epoch, " << tnet::num_threads() << " threads" << (s.augment ? ", augmented" : ", no augmentation") << "\n";
+            << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size << " per epoch, "
+            << tnet::num_threads() << " threads" << (s.augment ? ", augmented" : ", no augmentation") << "\n";
   const bool terminal = ::isatty(STDOUT_FILENO);
   std::signal(SIGINT, on_interrupt);
   long steps_here = 0;

@@ -16,8 +16,7 @@
 
 #include <bit>
 
-static_assert(std::endian::native == std::endian::little,
-              "tnet: model files and fixtures are little-endian; this platform is not");
+static_assert(std::endian::native == std::endian::little, "tnet: model files and fixtures are little-endian; this platform is not");
 
 namespace tnet {
 

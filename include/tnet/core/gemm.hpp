@@ -47,8 +47,8 @@ inline Buffer& gemm_workspace() {
 
 /// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
 /// dense: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
-inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K,
-                 const float* A, const float* B, float* C, bool accumulate = false) {
+inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B,
+                 float* C, bool accumulate = false) {
   using detail::ConstMatrixView;
   using detail::MatrixView;
   const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;

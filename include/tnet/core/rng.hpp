@@ -28,14 +28,10 @@ class Rng {
   constexpr std::uint64_t bits(std::uint64_t index) const { return splitmix64(key_ ^ splitmix64(index)); }
 
   /// Uniform in [0, 1) with 24 random bits: exactly representable as a float.
-  constexpr float uniform(std::uint64_t index) const {
-    return static_cast<float>(bits(index) >> 40) * 0x1p-24f;
-  }
+  constexpr float uniform(std::uint64_t index) const { return static_cast<float>(bits(index) >> 40) * 0x1p-24f; }
 
   /// Uniform in [-limit, limit).
-  constexpr float symmetric(std::uint64_t index, float limit) const {
-    return (2.0f * uniform(index) - 1.0f) * limit;
-  }
+  constexpr float symmetric(std::uint64_t index, float limit) const { return (2.0f * uniform(index) - 1.0f) * limit; }
 
   constexpr std::uint64_t key() const { return key_; }
 

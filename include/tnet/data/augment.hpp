@@ -34,7 +34,7 @@ struct AugmentOptions {
   double zoom_range = 0;          // zoom in [1 - zoom_range, 1 + zoom_range]
   bool horizontal_flip = false, vertical_flip = false;
   FillMode fill_mode = FillMode::nearest;
-  float cval = 0;                 // fill value for FillMode::constant, in pixel units (0-255)
+  float cval = 0;  // fill value for FillMode::constant, in pixel units (0-255)
 
   /// The tutorial's generator: rotation 25, shifts 0.1, shear 0.2, zoom 0.2, horizontal flips.
   static AugmentOptions keras_tutorial() {
@@ -47,9 +47,9 @@ struct AugmentOptions {
 
 /// One image's transformation; the identity by default.
 struct AffineTransform {
-  double theta = 0;  // degrees
+  double theta = 0;       // degrees
   double tx = 0, ty = 0;  // pixels: rows, columns
-  double shear = 0;  // degrees
+  double shear = 0;       // degrees
   double zx = 1, zy = 1;
   bool flip_horizontal = false, flip_vertical = false;
 };
@@ -57,8 +57,8 @@ struct AffineTransform {
 class Augmenter {
  public:
   explicit Augmenter(AugmentOptions options) : options_(options) {
-    if (options.rotation_range < 0 || options.width_shift_range < 0 || options.height_shift_range < 0 ||
-        options.shear_range < 0 || options.zoom_range < 0 || options.zoom_range >= 1)
+    if (options.rotation_range < 0 || options.width_shift_range < 0 || options.height_shift_range < 0 || options.shear_range < 0 ||
+        options.zoom_range < 0 || options.zoom_range >= 1)
       throw std::invalid_argument("tnet::Augmenter: ranges must be >= 0 and zoom_range < 1");
   }
   const AugmentOptions& options() const { return options_; }

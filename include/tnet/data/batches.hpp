@@ -32,8 +32,7 @@ class BatchIterator {
 
   /// `targets` holds images.count() rows of `labels` values; `indices` picks the samples.
   /// `images` must outlive the iterator (it is not copied); `targets` is.
-  BatchIterator(const LabeledImages& images, std::vector<float> targets, int labels, std::vector<std::size_t> indices,
-                Options options)
+  BatchIterator(const LabeledImages& images, std::vector<float> targets, int labels, std::vector<std::size_t> indices, Options options)
       : images_(images), targets_(std::move(targets)), labels_(labels), indices_(std::move(indices)), options_(std::move(options)) {
     if (options_.batch_size < 1) throw std::invalid_argument("BatchIterator: batch_size must be >= 1");
     if (targets_.size() != images_.count() * std::size_t(labels_))
@@ -59,9 +58,7 @@ class BatchIterator {
   }
 
   /// Moves past the next `batches` batches without producing them (to resume mid-epoch).
-  void skip(std::size_t batches) {
-    position_ = std::min(order_.size(), position_ + batches * std::size_t(options_.batch_size));
-  }
+  void skip(std::size_t batches) { position_ = std::min(order_.size(), position_ + batches * std::size_t(options_.batch_size)); }
 
   /// Fills x() and y() with the next batch and returns its size; 0 when the epoch is over.
   int next() {

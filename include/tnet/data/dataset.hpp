@@ -31,10 +31,10 @@ namespace tnet {
 
 /// Photos of one size, 8-bit RGB, with their label sets.
 struct LabeledImages {
-  int size = 0;                                   // every image is size x size x 3
-  std::vector<std::uint8_t> pixels;               // count() x size x size x 3
-  std::vector<std::vector<std::string>> labels;   // per image
-  std::vector<std::string> paths;                 // per image
+  int size = 0;                                  // every image is size x size x 3
+  std::vector<std::uint8_t> pixels;              // count() x size x size x 3
+  std::vector<std::vector<std::string>> labels;  // per image
+  std::vector<std::string> paths;                // per image
 
   std::size_t count() const { return paths.size(); }
   std::size_t image_bytes() const { return std::size_t(size) * size * 3; }
@@ -69,8 +69,8 @@ struct LoadReport {
 };
 
 struct LoadOptions {
-  int size = 96;          // images are resized to size x size
-  char separator = '_';   // splits a class folder's name into labels
+  int size = 96;         // images are resized to size x size
+  char separator = '_';  // splits a class folder's name into labels
   ImageLimits limits;
 };
 
@@ -100,8 +100,8 @@ using Entry = std::pair<std::string, std::vector<std::string>>;  // a photo's pa
 
 // Sorts the entries by path, decodes and resizes every file in parallel, keeps the good ones in
 // order. `source` (the folder or list) prefixes the error when none can be read.
-inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& source, const LoadOptions& options,
-                                LoadReport& report, std::chrono::steady_clock::time_point start) {
+inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& source, const LoadOptions& options, LoadReport& report,
+                                std::chrono::steady_clock::time_point start) {
   if (options.size < 1) throw std::invalid_argument("tnet: image size must be >= 1, got " + std::to_string(options.size));
   std::sort(entries.begin(), entries.end());
   std::vector<std::string> paths;

@@ -96,8 +96,7 @@ inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes)
         ++at;
         continue;
       }
-      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
-        return {be16(at + 7), be16(at + 5)};
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) return {be16(at + 7), be16(at + 5)};
       at += 2 + std::size_t(be16(at + 2));
     }
   }
@@ -111,8 +110,7 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   if (bytes.size() > std::size_t(INT32_MAX)) throw ImageError(name + ": file too large");
   const auto [width, height] = image_dimensions(bytes);
   if (width == 0 || height == 0) throw ImageError(name + ": " + format + " header is incomplete or states no size");
-  if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side ||
-      std::int64_t(width) * height > limits.max_pixels)
+  if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side || std::int64_t(width) * height > limits.max_pixels)
     throw ImageError(name + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is beyond the limit (" +
                      std::to_string(limits.max_side) + " per side, " + std::to_string(limits.max_pixels) + " in all)");
   int w = 0, h = 0, channels = 0;

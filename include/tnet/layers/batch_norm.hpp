@@ -38,7 +38,12 @@ struct BatchNormWith : LayerSpec {
     static std::string describe() { return "BatchNorm"; }
 
     Layer()
-        : moving_mean_(C, 0.0f), moving_variance_(C, 1.0f), biased_mean_(C, 0.0f), biased_variance_(C, 0.0f), inv_std_(C), sums_(C),
+        : moving_mean_(C, 0.0f),
+          moving_variance_(C, 1.0f),
+          biased_mean_(C, 0.0f),
+          biased_variance_(C, 0.0f),
+          inv_std_(C),
+          sums_(C),
           sums2_(C) {}
 
     static std::array<TensorSize, 2> parameter_tensors() { return {{{"gamma", std::size_t(C)}, {"beta", std::size_t(C)}}}; }
@@ -73,8 +78,7 @@ struct BatchNormWith : LayerSpec {
         for (int c = 0; c < C; ++c) inv_std[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
 #pragma omp parallel for schedule(static)
         for (std::ptrdiff_t r = 0; r < rows; ++r)
-          for (int c = 0; c < C; ++c)
-            y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std[c]) + beta_[c];
+          for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std[c]) + beta_[c];
         return;
       }
       // Two passes (mean, then squared deviations) for an accurate variance.
@@ -104,8 +108,7 @@ struct BatchNormWith : LayerSpec {
       auto xhat = [x, mean, inv_std](std::ptrdiff_t r, std::ptrdiff_t c) { return (x[r * C + c] - mean[c]) * inv_std[c]; };
       // dL/dbeta = sum dy ; dL/dgamma = sum dy * xhat.
       sum_over_rows(rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); });
-      sum_over_rows(rows, C, sums2_.data(),
-                    [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
+      sum_over_rows(rows, C, sums2_.data(), [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
       for (int c = 0; c < C; ++c) {
         grad_beta_[c] = static_cast<float>(sums_[c]);
         grad_gamma_[c] = static_cast<float>(sums2_[c]);
@@ -120,8 +123,7 @@ struct BatchNormWith : LayerSpec {
       }
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c)
-          dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
+        for (int c = 0; c < C; ++c) dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
     }
 
     template <class Visit>

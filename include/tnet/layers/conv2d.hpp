@@ -35,9 +35,7 @@ template <int Filters, int Kernel, int Stride = 1, Padding Pad = Padding::same>
 struct Conv2D : LayerSpec {
   static_assert(Filters > 0 && Kernel > 0 && Stride > 0, "tnet::Conv2D: filters, kernel and stride must be positive");
 
-  static constexpr int output_size(int in) {
-    return Pad == Padding::same ? (in + Stride - 1) / Stride : (in - Kernel) / Stride + 1;
-  }
+  static constexpr int output_size(int in) { return Pad == Padding::same ? (in + Stride - 1) / Stride : (in - Kernel) / Stride + 1; }
   // Keras/TensorFlow "same": total padding so that the output is ceil(in / stride), the smaller
   // half before, the larger after.
   static constexpr int padding_before(int in) {
@@ -66,8 +64,8 @@ struct Conv2D : LayerSpec {
     static constexpr double forward_flops() { return 2.0 * OH * OW * patch * F; }
 
     static std::string describe() {
-      return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " +
-             std::to_string(S) + (Pad == Padding::same ? ", same)" : ", valid)");
+      return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " + std::to_string(S) +
+             (Pad == Padding::same ? ", same)" : ", valid)");
     }
 
     Layer() : bias_sums_(F) {}

@@ -32,7 +32,9 @@ struct Dense : LayerSpec {
     static constexpr bool backward_reads_output = false;
     static constexpr std::size_t non_trainable_count = 0;
 
-    Layer() requires(Units != dynamic) : Layer(Units) {}
+    Layer()
+      requires(Units != dynamic)
+        : Layer(Units) {}
     explicit Layer(int units) : units_(units), bias_sums_(std::size_t(std::max(units, 0))) {
       if (units < 1 || (Units != dynamic && units != Units))
         throw std::invalid_argument("tnet::Dense: " + std::to_string(units) + " units; expected " +
@@ -65,7 +67,8 @@ struct Dense : LayerSpec {
       // dL/dkernel = x^T dy ; dL/dbias = sum of dy over the batch ; dL/dx = dy kernel^T.
       const int units = units_;  // captured by value below
       gemm(Transpose::yes, Transpose::no, K, units_, batch, x, dy, grad_kernel_);
-      sum_over_rows(batch, units_, bias_sums_.data(), [dy, units](std::ptrdiff_t n, std::ptrdiff_t u) { return double(dy[n * units + u]); });
+      sum_over_rows(batch, units_, bias_sums_.data(),
+                    [dy, units](std::ptrdiff_t n, std::ptrdiff_t u) { return double(dy[n * units + u]); });
       for (int u = 0; u < units_; ++u) grad_bias_[u] = static_cast<float>(bias_sums_[std::size_t(u)]);
       if (dx) gemm(Transpose::no, Transpose::yes, batch, K, units_, dy, kernel_, dx);
     }

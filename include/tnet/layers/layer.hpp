@@ -77,7 +77,9 @@ struct Stateless {
 template <class In>
 class Elementwise : public Stateless {
  public:
-  Elementwise() requires(!In::is_dynamic) : sample_size_(tnet::sample_size<In>(0)) {}
+  Elementwise()
+    requires(!In::is_dynamic)
+      : sample_size_(tnet::sample_size<In>(0)) {}
   explicit Elementwise(int width) : sample_size_(tnet::sample_size<In>(width)) {}
   int sample_size() const { return sample_size_; }
 

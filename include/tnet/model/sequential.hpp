@@ -143,7 +143,9 @@ class Sequential {
 
   /// A network with freshly initialised weights (glorot-uniform kernels, zero biases), all drawn
   /// from `seed`.
-  explicit Sequential(std::uint64_t seed = 42) requires(!has_dynamic_width) : Sequential(Outputs{output_size<depth - 1>(0)}, seed) {}
+  explicit Sequential(std::uint64_t seed = 42)
+    requires(!has_dynamic_width)
+      : Sequential(Outputs{output_size<depth - 1>(0)}, seed) {}
   /// The same, with `outputs.count` (>= 1) as the run-time width of Dense<dynamic>; a network
   /// without one takes only its own output size here.
   explicit Sequential(Outputs outputs, std::uint64_t seed = 42)
@@ -170,7 +172,9 @@ class Sequential {
   int outputs() const { return output_size<depth - 1>(width_); }
   /// Values in one sample of layer I's output.
   template <std::size_t I>
-  std::size_t output_size() const { return std::size_t(output_size<I>(width_)); }
+  std::size_t output_size() const {
+    return std::size_t(output_size<I>(width_));
+  }
 
   /// Runs the network on `batch` samples in `x` (batch x input_size floats, NHWC) and returns its
   /// output (batch x outputs()), valid until the next forward. A training forward keeps what
@@ -232,7 +236,9 @@ class Sequential {
   /// The output of layer I from the last forward, unless the layer after it works in place
   /// (shares_buffer<I + 1>): then that layer's output has replaced it.
   template <std::size_t I>
-  const float* output_of() const { return buffers_[buffer_owner<I>()].data(); }
+  const float* output_of() const {
+    return buffers_[buffer_owner<I>()].data();
+  }
 
   /// Whether layer I writes its output over its input, the previous layer's output: it can work in
   /// place, and the previous layer's backward does not need that output. Never the first layer,
@@ -250,9 +256,13 @@ class Sequential {
   }
 
   template <std::size_t I>
-  layer_type<I>& layer() { return std::get<I>(layers_); }
+  layer_type<I>& layer() {
+    return std::get<I>(layers_);
+  }
   template <std::size_t I>
-  const layer_type<I>& layer() const { return std::get<I>(layers_); }
+  const layer_type<I>& layer() const {
+    return std::get<I>(layers_);
+  }
 
   /// Every trainable value in one array, every gradient in another, and each tensor's name and
   /// place, in layer order.
@@ -344,14 +354,19 @@ class Sequential {
 
   // Values per sample of layer I's output, `width` being the run-time width.
   template <std::size_t I>
-  static int output_size(int width) { return sample_size<typename layer_type<I>::output_shape>(width); }
+  static int output_size(int width) {
+    return sample_size<typename layer_type<I>::output_shape>(width);
+  }
   template <std::size_t I>
-  std::string shape_string() const { return layer_type<I>::output_shape::str(width_); }
+  std::string shape_string() const {
+    return layer_type<I>::output_shape::str(width_);
+  }
   std::string output_string() const { return output_shape::str(width_); }
 
   int checked_width(int width) const {
     if constexpr (has_dynamic_width) {
-      if (width < 1) throw std::invalid_argument("tnet::Sequential: the run-time width (Outputs) must be >= 1, got " + std::to_string(width));
+      if (width < 1)
+        throw std::invalid_argument("tnet::Sequential: the run-time width (Outputs) must be >= 1, got " + std::to_string(width));
     } else if (width != output_shape::size) {
       throw std::invalid_argument("tnet::Sequential: this network has " + std::to_string(output_shape::size) + " outputs, not " +
                                   std::to_string(width));
@@ -392,17 +407,21 @@ class Sequential {
 
   template <class F>
   void for_each_layer(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<I>(std::get<I>(layers_)), ...); }(
-        std::make_index_sequence<depth>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<I>(std::get<I>(layers_)), ...);
+    }(std::make_index_sequence<depth>{});
   }
   template <class F>
   void for_each_layer(F&& f) const {
-    [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<I>(std::get<I>(layers_)), ...); }(
-        std::make_index_sequence<depth>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<I>(std::get<I>(layers_)), ...);
+    }(std::make_index_sequence<depth>{});
   }
 
   template <std::size_t I>
-  float* output_buffer() { return buffers_[buffer_owner<I>()].data(); }
+  float* output_buffer() {
+    return buffers_[buffer_owner<I>()].data();
+  }
 
   template <std::size_t I>
   const float* layer_input() const {

@@ -40,8 +40,7 @@ class ModelFileError : public std::runtime_error {
  public:
   enum class Kind { io, not_a_model, newer_version, truncated, corrupted, architecture_mismatch, optimizer_mismatch };
 
-  ModelFileError(Kind kind, const std::string& path, const std::string& detail)
-      : std::runtime_error(path + ": " + detail), kind_(kind) {}
+  ModelFileError(Kind kind, const std::string& path, const std::string& detail) : std::runtime_error(path + ": " + detail), kind_(kind) {}
   Kind kind() const { return kind_; }
 
  private:
@@ -148,8 +147,8 @@ inline std::string first_difference(const std::string& ours, const std::string& 
     const bool more_ours = bool(std::getline(a, x)), more_theirs = bool(std::getline(b, y));
     if (!more_ours && !more_theirs) return "none";
     if (x != y || more_ours != more_theirs)
-      return "layer line " + std::to_string(line) + ": the file has '" + (more_theirs ? y : "(nothing)") +
-             "', this network has '" + (more_ours ? x : "(nothing)") + "'";
+      return "layer line " + std::to_string(line) + ": the file has '" + (more_theirs ? y : "(nothing)") + "', this network has '" +
+             (more_ours ? x : "(nothing)") + "'";
   }
 }
 
@@ -174,7 +173,8 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
   in.read(header, std::streamsize(std::min<std::streamoff>(file_size, header_size)));
   if (file_size < 8 || std::memcmp(header, "TNETMODL", 8) != 0)
     throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
-  if (file_size < std::streamoff(header_size)) throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
+  if (file_size < std::streamoff(header_size))
+    throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
   std::uint32_t version;
   std::uint64_t payload_size, checksum;
   std::memcpy(&version, header + 8, 4);
@@ -182,15 +182,17 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
   std::memcpy(&checksum, header + 24, 8);
   if (version > model_format_version)
     throw ModelFileError(Kind::newer_version, path,
-                         "model file has format version " + std::to_string(version) + ", written by a newer tnet; this build reads versions up to " +
-                             std::to_string(model_format_version));
+                         "model file has format version " + std::to_string(version) +
+                             ", written by a newer tnet; this build reads versions up to " + std::to_string(model_format_version));
   if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
   const std::uint64_t actual = std::uint64_t(file_size) - header_size;
   if (payload_size > actual)
     throw ModelFileError(Kind::truncated, path,
-                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " + std::to_string(file_size) + " found");
+                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " +
+                             std::to_string(file_size) + " found");
   if (payload_size < actual)
-    throw ModelFileError(Kind::corrupted, path, "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
+    throw ModelFileError(Kind::corrupted, path,
+                         "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
   return {payload_size, checksum};
 }
 
@@ -248,8 +250,8 @@ inline int read_model_outputs(const std::string& path) {
 /// the optimizer's state to `path`, through AtomicFile. Throws FileError naming the file when it
 /// cannot be written; an existing file at `path` is then left as it was.
 template <class Net>
-void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {},
-                const Optimizer* optimizer = nullptr, const std::map<std::string, std::string>& metadata = {}) {
+void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {}, const Optimizer* optimizer = nullptr,
+                const std::map<std::string, std::string>& metadata = {}) {
   AtomicFile out(path, "model file");
   // The payload's length and checksum are known at its end: zeros now, filled in then.
   detail::Writer header(out);
@@ -320,8 +322,9 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   detail::Reader in(payload.data(), payload.data() + payload.size(), path);
   const std::string signature = in.get_string();
   if (signature != net.signature())
-    throw ModelFileError(Kind::architecture_mismatch, path,
-                         "model file was saved from a different architecture (" + detail::first_difference(net.signature(), signature) + ")");
+    throw ModelFileError(
+        Kind::architecture_mismatch, path,
+        "model file was saved from a different architecture (" + detail::first_difference(net.signature(), signature) + ")");
   const auto seed = in.get<std::uint64_t>();
   ModelFileInfo info;
   info.step = in.get<std::uint64_t>();
@@ -347,8 +350,7 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   }
   auto check = [&](const std::string& name, detail::Dtype dtype, std::size_t count) -> const std::string& {
     const auto found = staged.find(name);
-    if (found == staged.end())
-      throw ModelFileError(Kind::architecture_mismatch, path, "model file has no tensor " + name);
+    if (found == staged.end()) throw ModelFileError(Kind::architecture_mismatch, path, "model file has no tensor " + name);
     const std::size_t item = dtype == detail::Dtype::f32 ? sizeof(float) : sizeof(std::uint64_t);
     if (found->second.dtype != dtype || found->second.bytes.size() != count * item)
       throw ModelFileError(Kind::architecture_mismatch, path, "model file's tensor " + name + " has the wrong size or type");
@@ -382,9 +384,9 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
     const std::size_t tensor_count = parameters.tensors.size();
     const std::size_t per_tensor = optimizer ? optimizer->slots_per_parameter() : 0;
     if (optimizer && arrays != 0 && arrays != per_tensor * tensor_count)
-      throw ModelFileError(Kind::optimizer_mismatch, path, "model file's optimizer state does not fit: " + std::to_string(arrays) +
-                                                               " slot arrays for " + std::to_string(tensor_count) + " tensors with " +
-                                                               std::to_string(per_tensor) + " slots each");
+      throw ModelFileError(Kind::optimizer_mismatch, path,
+                           "model file's optimizer state does not fit: " + std::to_string(arrays) + " slot arrays for " +
+                               std::to_string(tensor_count) + " tensors with " + std::to_string(per_tensor) + " slots each");
     if (optimizer && arrays != 0) optimizer_state.slots.assign(per_tensor, Buffer(parameters.values.size()));
     for (std::uint32_t a = 0; a < arrays; ++a) {
       const std::string bytes = in.get_bytes(in.get<std::uint64_t>(), sizeof(float));

@@ -69,8 +69,7 @@ class MultiLabelMetrics {
 };
 
 /// Binary accuracy of one batch (see MultiLabelMetrics).
-inline double binary_accuracy(const float* probabilities, const float* targets, std::ptrdiff_t batch, int labels,
-                              float threshold = 0.5f) {
+inline double binary_accuracy(const float* probabilities, const float* targets, std::ptrdiff_t batch, int labels, float threshold = 0.5f) {
   MultiLabelMetrics m(labels, threshold);
   m.update(probabilities, targets, batch);
   return m.binary_accuracy();

@@ -52,8 +52,7 @@ class Optimizer {
   /// Throws std::invalid_argument when `state` was made by another kind of optimizer, lacks a
   /// hyper-parameter, or its slots do not match `params`.
   void check_state(const OptimizerState& state, const Parameters& params) const {
-    if (state.kind != kind())
-      throw std::invalid_argument("optimizer state is for " + state.kind + ", not " + kind());
+    if (state.kind != kind()) throw std::invalid_argument("optimizer state is for " + state.kind + ", not " + kind());
     if (!state.slots.empty()) {
       if (state.slots.size() != slots_per_parameter())
         throw std::invalid_argument("optimizer state has " + std::to_string(state.slots.size()) + " slots, " + kind() + " needs " +
@@ -124,8 +123,8 @@ class Adam final : public Optimizer {
   void step(const Parameters& params) override {
     bind(params);
     const double t = double(iterations_ + 1);
-    const float lr_t = static_cast<float>(decayed(options_.lr, options_.decay, iterations_) *
-                                          std::sqrt(1.0 - std::pow(options_.beta2, t)) / (1.0 - std::pow(options_.beta1, t)));
+    const float lr_t = static_cast<float>(decayed(options_.lr, options_.decay, iterations_) * std::sqrt(1.0 - std::pow(options_.beta2, t)) /
+                                          (1.0 - std::pow(options_.beta1, t)));
     const float b1 = float(options_.beta1), b2 = float(options_.beta2), eps = float(options_.epsilon);
     float* w = params.values.data();
     const float* g = params.grads.data();
@@ -145,7 +144,11 @@ class Adam final : public Optimizer {
 
  protected:
   std::vector<std::pair<std::string, double>> hyper_parameters() const override {
-    return {{"lr", options_.lr}, {"beta1", options_.beta1}, {"beta2", options_.beta2}, {"epsilon", options_.epsilon}, {"decay", options_.decay}};
+    return {{"lr", options_.lr},
+            {"beta1", options_.beta1},
+            {"beta2", options_.beta2},
+            {"epsilon", options_.epsilon},
+            {"decay", options_.decay}};
   }
   void set_hyper_parameters(const std::vector<std::pair<std::string, double>>& values) override {
     options_ = Options{find(values, "lr"), find(values, "beta1"), find(values, "beta2"), find(values, "epsilon"), find(values, "decay")};

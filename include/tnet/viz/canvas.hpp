@@ -85,8 +85,7 @@ class Canvas {
 
   /// Text with its top-left corner at (x, y), `scale` pixels per font unit.
   void text(int x, int y, const std::string& s, Color c, int scale = 1) {
-    for (const Quad& q : quads(s))
-      rect(x + q.x0 * scale, y + q.y0 * scale, (q.x1 - q.x0) * scale, (q.y1 - q.y0) * scale, c);
+    for (const Quad& q : quads(s)) rect(x + q.x0 * scale, y + q.y0 * scale, (q.x1 - q.x0) * scale, (q.y1 - q.y0) * scale, c);
   }
 
   /// Text turned 90 degrees anticlockwise (reading bottom to top), its top-left corner at (x, y).
