@@ -66,11 +66,15 @@ TEST_CASE("inputs are spans whose sizes are checked") {
   CHECK_THROWS_WITH_AS(net.train_step(x, short_y, 2, adam),
                        "tnet::Sequential::train_step: targets holds 9 floats; a batch of 2 at (None, 5) needs 10", std::invalid_argument);
   CHECK(adam.iterations() == 0);  // refused before anything ran
+  CHECK(net.step() == 0);
   CHECK_THROWS_AS(net.evaluate(x, short_y, 2), std::invalid_argument);
   Buffer grad_input(95);
   CHECK_THROWS_WITH_AS(net.compute_gradients(x, y, 2, grad_input),
-                       "tnet::Sequential::backward: grad_input holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96",
+                       "tnet::Sequential::compute_gradients: grad_input holds 95 floats; a batch of 2 at (None, 4, 4, 3) needs 96",
                        std::invalid_argument);
+  CHECK_THROWS_WITH_AS(net.compute_gradients(x, y, 0), "tnet::Sequential::compute_gradients: batch must be >= 1, got 0",
+                       std::invalid_argument);
+  CHECK(net.step() == 0);  // no training forward ran
   net.forward(x, 2, Mode::train);
   CHECK_THROWS_WITH_AS(net.backward(short_y), "tnet::Sequential::backward: grad_output holds 9 floats; a batch of 2 at (None, 5) needs 10",
                        std::invalid_argument);

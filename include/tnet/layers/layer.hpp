@@ -40,6 +40,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "../core/config.hpp"
 #include "../core/rng.hpp"

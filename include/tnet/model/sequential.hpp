@@ -199,7 +199,9 @@ class Sequential {
   /// training forward, filling every parameter gradient, and dL/d(input) into `grad_input` (batch
   /// x input_size) unless it is empty.
   void backward(std::span<const float> grad_output, std::span<float> grad_input = {}) {
-    check_backward(grad_output.size(), outputs(), grad_input);
+    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
+    detail::check_size("backward", "grad_output", grad_output.size(), batch_, output_string(), std::size_t(outputs()));
+    if (!grad_input.empty()) detail::check_size("backward", "grad_input", grad_input.size(), batch_, input_shape::str(), input_size);
     backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data());
   }
 
@@ -208,7 +210,7 @@ class Sequential {
   /// optimizer update. `targets` holds batch x outputs() values. Returns the batch's loss as
   /// Keras reports it; output() then holds the batch's predictions (before the update).
   double train_step(std::span<const float> x, std::span<const float> targets, int batch, Optimizer& optimizer) {
-    const double loss = compute_gradients(x, targets, batch);
+    const double loss = training_pass("train_step", x, targets, batch, {});
     optimizer.step(parameters());
     return loss;
   }
@@ -216,17 +218,12 @@ class Sequential {
   /// Forward in training mode, the fused loss and backward, without an optimizer step: the
   /// gradients are left in place, dL/d(input) in `grad_input` unless it is empty. Returns the loss.
   double compute_gradients(std::span<const float> x, std::span<const float> targets, int batch, std::span<float> grad_input = {}) {
-    detail::check_size("train_step", "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
-    forward(x, batch, Mode::train);
-    check_backward(std::size_t(batch) * outputs(), outputs(), grad_input);
-    const double loss = loss_and_gradient(targets.data());
-    backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
-    return loss;
+    return training_pass("compute_gradients", x, targets, batch, grad_input);
   }
 
   /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
   double evaluate(std::span<const float> x, std::span<const float> targets, int batch) {
-    detail::check_size("evaluate", "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
+    check_sizes("evaluate", x, targets, batch, {});
     forward(x, batch, Mode::infer);
     return loss_only(targets.data());
   }
@@ -441,10 +438,24 @@ class Sequential {
     capacity_ = batch;
   }
 
-  void check_backward(std::size_t grad_output_size, int outputs, std::span<float> grad_input) const {
-    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
-    detail::check_size("backward", "grad_output", grad_output_size, batch_, output_shape::str(outputs), std::size_t(outputs));
-    if (!grad_input.empty()) detail::check_size("backward", "grad_input", grad_input.size(), batch_, input_shape::str(), input_size);
+  // Every size checked before anything changes (a training forward moves the step and the
+  // batch-norm statistics).
+  void check_sizes(const char* where, std::span<const float> x, std::span<const float> targets, int batch,
+                   std::span<float> grad_input) const {
+    if (batch < 1)
+      throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": batch must be >= 1, got " + std::to_string(batch));
+    detail::check_size(where, "x", x.size(), batch, input_shape::str(), input_size);
+    detail::check_size(where, "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
+    if (!grad_input.empty()) detail::check_size(where, "grad_input", grad_input.size(), batch, input_shape::str(), input_size);
+  }
+
+  double training_pass(const char* where, std::span<const float> x, std::span<const float> targets, int batch,
+                       std::span<float> grad_input) {
+    check_sizes(where, x, targets, batch, grad_input);
+    forward(x, batch, Mode::train);
+    const double loss = loss_and_gradient(targets.data());
+    backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
+    return loss;
   }
 
   // Gradients ping-pong between grad_a_ and grad_b_ on the way down.
