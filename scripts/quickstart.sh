@@ -16,4 +16,5 @@ if [ -d out/synthetic_examples ]; then
 fi
 echo
 echo "Written to out/: the model fashion.tnet, labels.txt, plot.png (training curves), history.csv,"
-echo "and red_dress_labeled.png (the photo with its top labels drawn on it)."
+echo "the split (fashion.train.txt, fashion.val.txt) and red_dress_labeled.png (the photo with its"
+echo "top labels drawn on it)."
