@@ -44,6 +44,7 @@ expect_error "--average-epochs beyond --epochs" 2 "--average-epochs must be an i
   "$train" --epochs 4 --average-epochs 5
 expect_error "--average-epochs without re-estimated batch norm" 2 "--average-epochs needs batch-norm statistics" -- \
   "$train" --average-epochs 2 --no-recalibrate-bn
+expect_error "--threads beyond the machine's" 2 "--threads must be an integer from 1 to" -- "$train" --threads 100000
 expect_error "--train-list alone" 2 "--train-list needs --val-list" -- "$train" --train-list some.txt
 expect_error "--val-list and --val-split" 2 "--val-split and --val-list both choose" -- "$train" --val-list some.txt --val-split 0.3
 printf 'synthetic/black_jeans/0\nsynthetic/black_jeans/no-such-photo\n' >"$work/bad-list.txt"
@@ -139,6 +140,52 @@ sed -i 's/"output": "[^"]*"//' c.json d.json
   fail "resumed averaged model differs: $(diff c.json d.json | head -5)"
 [ ! -e d.tnet.checkpoint ] && [ ! -e d.tnet.checkpoint-average ] && pass "both checkpoints are gone after the resumed run" ||
   fail "checkpoints left: $(ls d.tnet*)"
+
+# A final model is not a checkpoint.
+cp m.tnet final.tnet.checkpoint
+expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a fashion_train checkpoint (it has no 'settings')" -- \
+  "$train" --epochs 4 --synthetic-count 100 --model "$work/final.tnet" --labelbin "$work/final.txt" --plot "$work/final.png" \
+  --history "$work/final.csv" --resume
+cp synthetic_examples/red_dress.png photo.png
+expect_error "a labelled copy over the photo" 2 "would overwrite the photo" -- "$classify" --model "$work/m.tnet" --labelbin "$work/labels.txt" \
+  --image "$work/photo.png" --output "$work/photo.png"
+cmp -s photo.png synthetic_examples/red_dress.png && pass "the photo is untouched" || fail "the photo was overwritten"
+
+# A learning rate far too high: a model that learned nothing is saved with a warning.
+"$train" --epochs 3 --synthetic-count 20 --lr 9.99 --model h.tnet --labelbin h.txt --plot h.png --history h.csv >h.log 2>h.err
+status=$?
+[ $status = 0 ] && grep -q "warning: the saved model's validation loss, .* is worse than predicting each label's training frequency" h.err &&
+  pass "a run that learned nothing says so" || fail "--lr 9.99: status $status, $(cat h.err)"
+grep -q "warning" train.txt && fail "a good run warned: $(grep warning train.txt)" || pass "a run that learned does not warn"
+
+# A full disk: the checkpoint that does not fit is refused by name, the one before it is kept,
+# and after making room --resume ends with the model an uninterrupted run makes. Needs a small
+# tmpfs (root); skipped without one.
+mkdir -p small
+if mount -t tmpfs -o size=60m tmpfs small 2>/dev/null; then
+  trap 'umount "$work/small" 2>/dev/null; rm -rf "$work"' EXIT
+  full=(--epochs 2 --image-size 64 --synthetic-count 100 --average-epochs 0 --labelbin small/l.txt --plot small/p.png --history small/h.csv)
+  "$train" "${full[@]}" --model small/m.tnet >full.log 2>&1
+  status=$?
+  if [ $status = 1 ] && grep -q "small/m.tnet.checkpoint: cannot write the model file: write failed: No space left on device" full.log &&
+     grep -q "the checkpoint before it is kept" full.log && [ -e small/m.tnet.checkpoint ] && [ -z "$(ls small | grep tnet-tmp)" ]; then
+    pass "a full disk: the checkpoint is refused by name, the one before it kept, no temporary file left"
+  else
+    fail "full disk: status $status, $(tail -3 full.log), $(ls small)"
+  fi
+  mount -o remount,size=200m small
+  "$train" "${full[@]}" --model small/m.tnet --resume >resumed_full.log 2>&1
+  "$train" --epochs 2 --image-size 64 --synthetic-count 100 --average-epochs 0 --labelbin full_l.txt --plot full_p.png --history full_h.csv \
+    --model full.tnet >/dev/null 2>&1
+  "$classify" --model small/m.tnet --labelbin small/l.txt --image synthetic_examples --json --output out_small >small.json 2>/dev/null
+  "$classify" --model full.tnet --labelbin full_l.txt --image synthetic_examples --json --output out_full >full.json 2>/dev/null
+  sed -i 's/"output": "[^"]*"//' small.json full.json
+  [ -s small.json ] && cmp -s small.json full.json && pass "after making room, --resume gives the uninterrupted model" ||
+    fail "resumed after a full disk: $(tail -3 resumed_full.log)"
+  umount small
+else
+  echo "skipped: a full disk (cannot mount a tmpfs here)"
+fi
 
 # Given back, a run's split lists reproduce it: the same training, epoch for epoch.
 "$train" --epochs 2 --synthetic-count 20 --model e.tnet --labelbin e.txt --plot e.png --history e.csv >e.log 2>&1

@@ -2,6 +2,8 @@
 // augmentation with known answers, batches; and the real fashion photos when ../shared has them.
 #include "support.hpp"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -118,7 +120,7 @@ TEST_CASE("decoding refuses text, truncated files and decompression bombs with t
   INFO(refused);
   CHECK(refused.find("60000x60000 pixels is beyond the limit") != std::string::npos);
 
-  CHECK(error_of([&] { read_image(dir / "absent.png"); }) == dir / "absent.png" + ": cannot open");
+  CHECK(error_of([&] { read_image(dir / "absent.png"); }) == dir / "absent.png" + ": cannot open: No such file or directory");
 }
 
 TEST_CASE("resizing a large photo averages rather than samples") {
@@ -554,4 +556,88 @@ TEST_CASE("a split by name: written as paths relative to the dataset, read back 
         dir / "unknown.txt" + ":1: 'a_b/9.png' is not among the images loaded from /data");
   write_bytes(dir / "all.txt", "a_b/1.png\na_b/2.png\nc_d/3.png\nc_d/4.png\nc_d/5.png\n");
   CHECK(error_of([&] { read_split(data, "/data", dir / "all.txt"); }) == dir / "all.txt" + ": lists every image, leaving none to train on");
+}
+
+TEST_CASE("reading is bounded: FIFOs and devices refused at once, a large file that is no image costs one small read") {
+  TempDir dir("bounded");
+  REQUIRE(::mkfifo((dir / "fifo.jpg").c_str(), 0600) == 0);
+  CHECK(error_of([&] { read_image(dir / "fifo.jpg"); }) ==
+        dir / "fifo.jpg" + ": cannot open: not a regular file (a FIFO, a device or a folder)");
+  CHECK(error_of([&] { read_image("/dev/zero"); }).find("not a regular file") != std::string::npos);
+  // 200 MB of nothing named .jpg (sparse: no disk used): refused after 16 bytes.
+  {
+    std::ofstream(dir / "empty.jpg");
+    fs::resize_file(dir / "empty.jpg", 200'000'000);
+  }
+  CHECK(error_of([&] { read_image(dir / "empty.jpg"); }) == dir / "empty.jpg" + ": not a JPEG, PNG, GIF or BMP image");
+  ImageLimits small;
+  small.max_file_bytes = 10;
+  write_png(dir / "big.png", solid(100, 100, 1, 2, 3));
+  CHECK(error_of([&] { read_image(dir / "big.png", small); }).find("bytes, more than the 10 an image file may have") != std::string::npos);
+  CHECK(read_image(dir / "big.png").width == 100);
+}
+
+TEST_CASE("an OS/2 bitmap's 16-bit header is read as such") {
+  // BITMAPCOREHEADER (12 bytes): 2x2 pixels, 24 bits, rows bottom-up, each padded to 4 bytes.
+  std::string bmp = {'B', 'M'};
+  auto le = [&](std::uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) bmp += char((v >> (8 * i)) & 0xff);
+  };
+  le(14 + 12 + 16, 4), le(0, 4), le(14 + 12, 4);  // file size, reserved, pixel offset
+  le(12, 4), le(2, 2), le(2, 2), le(1, 2), le(24, 2);
+  const std::uint8_t rows[16] = {255, 0, 0, 0, 255, 0, 0, 0, /* bottom: blue, green */ 0, 0, 255, 255, 255, 255, 0, 0};  // top: red, white
+  bmp.append(reinterpret_cast<const char*>(rows), 16);
+  const std::vector<std::uint8_t> bytes(bmp.begin(), bmp.end());
+  CHECK(image_dimensions(bytes) == std::pair{2, 2});
+  const Image im = decode_image(bytes, "os2.bmp");
+  REQUIRE(im.width == 2);
+  REQUIRE(im.height == 2);
+  CHECK(std::vector<int>(im.at(0, 0), im.at(0, 0) + 3) == std::vector<int>{255, 0, 0});
+  CHECK(std::vector<int>(im.at(1, 0), im.at(1, 0) + 3) == std::vector<int>{0, 0, 255});
+}
+
+TEST_CASE("label files and lists written by other editors: CRLF line ends and a byte-order mark") {
+  TempDir dir("crlf");
+  write_bytes(dir / "labels.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\nblack\r\nblue\r\n");
+  CHECK(MultiLabelBinarizer::load(dir / "labels.txt").classes() == std::vector<std::string>{"black", "blue"});
+  const Image im = solid(4, 4, 5, 5, 5);
+  write_png(dir / "x.png", im);
+  write_bytes(dir / "list.csv", "\xEF\xBB\xBFx.png,cat\r\n");
+  CHECK(load_image_list(dir / "list.csv").labels == std::vector<std::vector<std::string>>{{"cat"}});
+}
+
+TEST_CASE("a folder with a link loop, a dangling link and an unlistable entry: the rest loads, each is named") {
+  TempDir dir("loops");
+  fs::create_directories(dir.path / "red_dress" / "deeper");
+  write_png(dir / "red_dress/a.png", solid(8, 8, 200, 0, 0));
+  write_png(dir / "red_dress/deeper/b.png", solid(8, 8, 200, 0, 0));
+  fs::create_directory_symlink(dir.path / "red_dress", dir.path / "red_dress" / "deeper" / "up");  // a loop
+  fs::create_symlink(dir.path / "absent.png", dir.path / "red_dress" / "dangling.png");
+  fs::create_symlink(dir.path / "self_loop", dir.path / "self_loop");  // a link to itself at the top
+  LoadReport report;
+  const LabeledImages data = load_image_folder(dir.path.string(), LoadOptions{.size = 4, .separator = '_', .limits = {}}, &report);
+  CHECK(data.count() == 2);
+  std::string reasons;
+  for (const SkippedFile& f : report.skipped) reasons += f.reason + "\n";
+  INFO(reasons);
+  CHECK(report.skipped.size() == 2);
+  CHECK(reasons.find(dir / "red_dress/dangling.png") != std::string::npos);
+  CHECK(reasons.find(dir / "self_loop: cannot examine") != std::string::npos);
+}
+
+TEST_CASE("AtomicFile removes the temporary files a killed writer of the same target left, and only those") {
+  TempDir dir("stale");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  ::waitpid(child, nullptr, 0);  // a process that no longer runs
+  const std::string dead = dir / ("out.txt.tnet-tmp." + std::to_string(child) + ".0");
+  const std::string alive = dir / ("out.txt.tnet-tmp." + std::to_string(::getpid()) + ".99");
+  const std::string other = dir / ("other.txt.tnet-tmp." + std::to_string(child) + ".0");
+  for (const std::string& path : {dead, alive, other}) write_bytes(path, "left over");
+  write_file(dir / "out.txt", "new");
+  CHECK(!fs::exists(dead));
+  CHECK(fs::exists(alive));  // a writer still running
+  CHECK(fs::exists(other));  // another target's
+  CHECK(read_bytes(dir / "out.txt") == "new");
 }

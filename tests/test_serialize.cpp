@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
+
+#include <sys/stat.h>
 
 using namespace tnet;
 namespace fs = std::filesystem;
@@ -208,4 +211,52 @@ TEST_CASE("saving to a path that cannot be written throws naming it and leaves t
   CHECK_THROWS_WITH_AS(save_model(path, net), doctest::Contains(": cannot write the model file: cannot create"), FileError);
   CHECK(read(path) == "the old model");
   CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("non-finite weights: never saved, never loaded") {
+  TempDir dir;
+  Net net(1);
+  save_model(dir / "good.tnet", net);
+  const std::string good = read(dir / "good.tnet");
+  // A NaN in a kernel, with a valid checksum: as a bug or a hand-made file would have it.
+  std::string bad = good;
+  const std::size_t at =
+      bad.find("0.conv2d.kernel") + std::string("0.conv2d.kernel").size() + 1 + 8 + 4 * 5;  // name, dtype, count, 5 floats in
+  const std::uint32_t nan_bits = 0x7fc00000u;
+  std::memcpy(bad.data() + at, &nan_bits, 4);
+  const std::uint64_t checksum = detail::fnv1a64(bad.data() + 32, bad.size() - 32);
+  std::memcpy(bad.data() + 24, &checksum, 8);
+  write(dir / "nan.tnet", bad);
+  check_refused(dir / "nan.tnet", ModelFileError::Kind::not_finite, "model file's tensor 0.conv2d.kernel holds NaN or infinity");
+
+  net.parameters().tensors[2].value[0] = std::numeric_limits<float>::infinity();  // 2.batchnorm.gamma
+  CHECK_THROWS_WITH_AS(save_model(dir / "good.tnet", net), doctest::Contains("refusing to save a model whose 2.batchnorm.gamma holds NaN"),
+                       ModelFileError);
+  CHECK(read(dir / "good.tnet") == good);  // the old file stays
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 2);
+}
+
+TEST_CASE("header fields: reserved bytes must be zero, a huge promised length is reported as it is") {
+  TempDir dir;
+  Net net(1);
+  save_model(dir / "m.tnet", net);
+  std::string bytes = read(dir / "m.tnet");
+  bytes[13] = 1;
+  write(dir / "reserved.tnet", bytes);
+  check_refused(dir / "reserved.tnet", ModelFileError::Kind::corrupted, "header bytes 12-15 are not zero");
+  bytes = read(dir / "m.tnet");
+  const std::uint64_t huge = ~std::uint64_t{0};
+  std::memcpy(bytes.data() + 16, &huge, 8);
+  write(dir / "huge.tnet", bytes);
+  check_refused(
+      dir / "huge.tnet", ModelFileError::Kind::truncated,
+      "its header promises 18446744073709551615 bytes after the 32-byte header, the file has " + std::to_string(bytes.size() - 32));
+}
+
+TEST_CASE("a FIFO or a device given as a model is refused at once, not waited on") {
+  TempDir dir;
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  check_refused(dir / "fifo", ModelFileError::Kind::io, "not a regular file");
+  check_refused("/dev/zero", ModelFileError::Kind::io, "not a regular file");
+  CHECK_THROWS_WITH_AS(read_model_signature(dir / "fifo"), doctest::Contains("not a regular file"), ModelFileError);
 }

@@ -57,10 +57,9 @@ int run(int argc, char** argv) {
       s.images.push_back(path);
     }
   }
-  if (!s.output.empty() && (s.images.size() > 1 || fs::is_directory(s.output))) {
-    s.output_is_folder = true;
-    fs::create_directories(s.output);
-  }
+  const bool into_folder = !s.output.empty() && (s.images.size() > 1 || fs::is_directory(s.output));
+  s.outputs = labelled_copy_paths(s.images, s.output, into_folder);
+  if (into_folder) fs::create_directories(s.output);
 
   // The model file's signature names its input size (the label count is read when it loads).
   const std::string signature = tnet::read_model_signature(s.model);

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <set>
 #include <span>
 #include <sstream>
 #include <string>
@@ -20,11 +22,36 @@ namespace fashion {
 
 struct ClassifySettings {
   std::string model = "fashion.tnet", labelbin = "labels.txt", output;
-  std::vector<std::string> images;  // files (a folder given was expanded to its image files)
+  std::vector<std::string> images;   // files (a folder given was expanded to its image files)
+  std::vector<std::string> outputs;  // the labelled copy of each (labelled_copy_paths)
   int top = 2;
   double threshold = 0.5;
-  bool json = false, output_is_folder = false;
+  bool json = false;
 };
+
+/// Where each photo's labelled copy goes: `--output` for one photo; else NAME_labeled.png in the
+/// `--output` folder or the current one, NAME_EXT_labeled.png when two photos share a name
+/// (a.jpg, a.png). Throws UsageError when a copy would overwrite one of the photos.
+inline std::vector<std::string> labelled_copy_paths(const std::vector<std::string>& images, const std::string& output, bool into_folder) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  std::set<std::string> taken;
+  for (const std::string& image : images) {
+    const fs::path photo(image);
+    std::string name = photo.stem().string() + "_labeled.png";
+    if (taken.count(name)) name = photo.stem().string() + "_" + photo.extension().string().substr(1) + "_labeled.png";
+    for (int n = 2; taken.count(name); ++n) name = photo.stem().string() + "_" + std::to_string(n) + "_labeled.png";
+    taken.insert(name);
+    paths.push_back(output.empty() ? name : into_folder ? (fs::path(output) / name).string() : output);
+  }
+  for (const std::string& path : paths)
+    for (const std::string& image : images) {
+      std::error_code error;
+      if (fs::weakly_canonical(path, error) == fs::weakly_canonical(image, error))
+        throw UsageError("the labelled copy " + path + " would overwrite the photo " + image + ": give another --output");
+    }
+  return paths;
+}
 
 namespace detail {
 inline std::string json_string(const std::string& s) {
@@ -39,6 +66,14 @@ inline std::string json_string(const std::string& s) {
   }
   return out + "\"";
 }
+// A probability in JSON: null when it is not a number (a model refuses to load with NaN weights,
+// so this guards the format, not the model).
+inline std::string json_number(double p) {
+  if (!std::isfinite(p)) return "null";
+  std::ostringstream out;
+  out << std::setprecision(9) << p;
+  return out.str();
+}
 inline std::string percent(double p) {
   char buffer[16];
   std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * p);
@@ -46,10 +81,11 @@ inline std::string percent(double p) {
 }
 }  // namespace detail
 
-/// The photo at width 400 (aspect kept), with "label: xx.xx%" for the top labels at
-/// (10, 25 + 30 i) as the tutorial's classify.py draws them.
+/// The photo at width 400 (aspect kept, but the height kept within 1 to 4000 for a photo of
+/// extreme shape), with "label: xx.xx%" for the top labels at (10, 25 + 30 i) as the tutorial's
+/// classify.py draws them.
 inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std::pair<std::string, double>>& top) {
-  const int width = 400, height = std::max(1, int(std::lround(double(photo.height) * width / photo.width)));
+  const int width = 400, height = int(std::clamp(std::lround(double(photo.height) * width / photo.width), 1L, 4000L));
   tnet::Canvas canvas(tnet::resize_image(photo, width, height));
   for (std::size_t i = 0; i < top.size(); ++i) {
     const std::string text = top[i].first + ": " + detail::percent(top[i].second);
@@ -83,7 +119,8 @@ int classify(const ClassifySettings& s) {
   int failures = 0;
   std::vector<std::string> json_items;
   std::vector<float> input(Net::input_size);
-  for (const std::string& path : s.images) {
+  for (std::size_t i = 0; i < s.images.size(); ++i) {
+    const std::string& path = s.images[i];
     tnet::Image photo;
     try {
       photo = tnet::read_image(path);
@@ -98,23 +135,23 @@ int classify(const ClassifySettings& s) {
     const std::span<const float> p = net->predict(input, 1);
     std::vector<int> order(labels);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] != p[b] ? p[a] > p[b] : a < b; });  // ties: label order
+    // Most probable first; ties in label order; a value that is not a number last.
+    auto rank = [&](int l) { return std::isnan(p[l]) ? -1.0f : p[l]; };
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return rank(a) != rank(b) ? rank(a) > rank(b) : a < b; });
     std::vector<std::pair<std::string, double>> top;
     for (int k = 0; k < std::min(s.top, labels); ++k) top.push_back({classes[std::size_t(order[k])], p[order[k]]});
     std::vector<std::string> present;
     for (int l = 0; l < labels; ++l)
       if (p[l] > s.threshold) present.push_back(classes[std::size_t(l)]);
 
-    namespace fs = std::filesystem;
-    const std::string name = fs::path(path).stem().string() + "_labeled.png";
-    const std::string output = s.output.empty() ? name : s.output_is_folder ? (fs::path(s.output) / name).string() : s.output;
+    const std::string& output = s.outputs[i];
     tnet::write_png(output, labelled_copy(photo, top));
 
     if (s.json) {
       std::ostringstream item;
       item << "{\"image\": " << detail::json_string(path) << ", \"probabilities\": {";
       for (int l = 0; l < labels; ++l)
-        item << (l ? ", " : "") << detail::json_string(classes[std::size_t(l)]) << ": " << std::setprecision(9) << p[l];
+        item << (l ? ", " : "") << detail::json_string(classes[std::size_t(l)]) << ": " << detail::json_number(p[l]);
       item << "}, \"top\": [";
       for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << detail::json_string(top[k].first);
       item << "], \"present\": [";

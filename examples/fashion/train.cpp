@@ -2,6 +2,7 @@
 //   fashion_train --dataset DIR --model fashion.tnet --labelbin labels.txt --plot plot.png
 // Without --dataset it trains on a built-in synthetic set of drawn garments. See --help.
 #include <iostream>
+#include <thread>
 
 #include "models.hpp"
 #include "synthetic.hpp"
@@ -22,7 +23,7 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --epochs N           [75]            --batch-size N       [32]
   --lr X               Adam's learning rate, decayed by lr/epochs per step [0.001]
   --seed N             shuffling, split, augmentation, initial weights [42]
-  --threads N          [all cores, or OMP_NUM_THREADS]
+  --threads N          1 to the machine's hardware threads [all cores, or OMP_NUM_THREADS]
   --image-size N       64, 96 or 128 [96]
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
   --val-list FILE      validate on the images FILE lists (paths relative to --dataset, one a line)
@@ -86,7 +87,9 @@ int run(int argc, char** argv) {
   s.resume = args.flag("--resume");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
-  if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, 1024)));
+  // More threads than the machine has only slow every step down.
+  const long hardware = std::max(1L, long(std::thread::hardware_concurrency()));
+  if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, hardware)));
   for (const auto& [path, what] : {std::pair{s.model, "model"},
                                    {s.labelbin, "label file"},
                                    {s.plot, "plot"},

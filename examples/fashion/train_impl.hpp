@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -180,38 +181,54 @@ int train(const TrainSettings& s, TrainData& data) {
   if (s.resume) {
     const tnet::ModelFileInfo info = tnet::load_model(s.checkpoint(), *net, &adam);
     if (info.class_names != classes) throw UsageError(s.checkpoint() + " was trained on other classes than this dataset has");
-    const auto& m = info.metadata;
-    if (m.at("settings") != settings)
-      throw UsageError(s.checkpoint() + " was made with " + m.at("settings") + "; resume with the same options and split");
-    first_epoch = std::stoi(m.at("epoch"));
-    first_batch = std::stoul(m.at("batch"));
-    epoch_loss = std::stod(m.at("epoch_loss"));
-    epoch_samples = std::stoul(m.at("epoch_samples"));
-    epoch_right = std::stoul(m.at("epoch_right"));
-    epoch_seconds = std::stod(m.at("epoch_seconds"));
-    history = detail::parse_history(m.at("history"));
-    averaged = std::stoi(m.at("averaged"));
+    // What fashion_train wrote in its checkpoints; a final model or another program's file lacks it.
+    auto meta = [&](const std::string& key) -> const std::string& {
+      const auto found = info.metadata.find(key);
+      if (found == info.metadata.end())
+        throw UsageError(s.checkpoint() + " is not a fashion_train checkpoint (it has no '" + key +
+                         "'): --resume continues from MODEL.checkpoint, which a run writes at every epoch's end");
+      return found->second;
+    };
+    if (meta("settings") != settings)
+      throw UsageError(s.checkpoint() + " was made with " + meta("settings") + "; resume with the same options and split");
+    first_epoch = std::stoi(meta("epoch"));
+    first_batch = std::stoul(meta("batch"));
+    epoch_loss = std::stod(meta("epoch_loss"));
+    epoch_samples = std::stoul(meta("epoch_samples"));
+    epoch_right = std::stoul(meta("epoch_right"));
+    epoch_seconds = std::stod(meta("epoch_seconds"));
+    history = detail::parse_history(meta("history"));
+    averaged = std::stoi(meta("averaged"));
     if (averaged > 0) {
       average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(), *average);
-      if (a.metadata.at("averaged") != m.at("averaged"))
-        throw UsageError(s.average_checkpoint() + " holds the mean of " + a.metadata.at("averaged") + " epochs where " + s.checkpoint() +
-                         " expects " + m.at("averaged") + ": they are not from the same run");
+      const auto count = a.metadata.find("averaged");
+      if (count == a.metadata.end() || count->second != meta("averaged"))
+        throw UsageError(s.average_checkpoint() + " does not hold the mean of the " + meta("averaged") + " epochs " + s.checkpoint() +
+                         " expects: they are not from the same run");
     }
     std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
               << adam.iterations() << "\n";
   }
   auto checkpoint = [&](int epoch, std::size_t batch) {
-    tnet::save_model(s.checkpoint(), *net, classes, &adam,
-                     {{"epoch", std::to_string(epoch)},
-                      {"batch", std::to_string(batch)},
-                      {"epoch_loss", detail::exact(epoch_loss)},
-                      {"epoch_samples", std::to_string(epoch_samples)},
-                      {"epoch_right", std::to_string(epoch_right)},
-                      {"epoch_seconds", detail::exact(epoch_seconds)},
-                      {"history", detail::history_csv(history)},
-                      {"averaged", std::to_string(averaged)},
-                      {"settings", settings}});
+    try {
+      tnet::save_model(s.checkpoint(), *net, classes, &adam,
+                       {{"epoch", std::to_string(epoch)},
+                        {"batch", std::to_string(batch)},
+                        {"epoch_loss", detail::exact(epoch_loss)},
+                        {"epoch_samples", std::to_string(epoch_samples)},
+                        {"epoch_right", std::to_string(epoch_right)},
+                        {"epoch_seconds", detail::exact(epoch_seconds)},
+                        {"history", detail::history_csv(history)},
+                        {"averaged", std::to_string(averaged)},
+                        {"settings", settings}});
+    } catch (const tnet::FileError& e) {
+      // A checkpoint that cannot be written leaves the one before it.
+      std::string message = e.what();
+      if (std::filesystem::exists(s.checkpoint()))
+        message += "\nthe checkpoint before it is kept: make room and run the same command with --resume";
+      throw std::runtime_error(message);
+    }
   };
 
   tnet::BatchIterator::Options train_options;
@@ -284,7 +301,15 @@ int train(const TrainSettings& s, TrainData& data) {
       return out.str();
     };
     for (int n; (n = train_batches.next()) > 0;) {
-      epoch_loss += net->train_step(train_batches.x(), train_batches.y(), n, adam) * n;
+      const double loss = net->train_step(train_batches.x(), train_batches.y(), n, adam);
+      if (!std::isfinite(loss)) {
+        std::cout << (terminal ? "\n" : "") << std::flush;
+        throw std::runtime_error(
+            "training diverged: the loss is " + std::to_string(loss) + " at step " + std::to_string(batch + 1) + " of epoch " +
+            std::to_string(epoch + 1) + " (a lower --lr may help); no model is saved" +
+            (std::filesystem::exists(s.checkpoint()) ? ", and " + s.checkpoint() + " keeps the last good weights" : ""));
+      }
+      epoch_loss += loss * n;
       epoch_samples += std::size_t(n);
       epoch_right += detail::right_labels(net->output(), train_batches.y());
       ++batch;
@@ -322,48 +347,71 @@ int train(const TrainSettings& s, TrainData& data) {
     if (epoch >= first_averaged) {
       if (!average) average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       tnet::add_to_mean(average->parameters(), net->parameters(), ++averaged);
-      if (epoch + 1 < s.epochs)  // before the checkpoint that counts it
-        tnet::save_model(s.average_checkpoint(), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
+      // Before the checkpoint that counts it.
+      tnet::save_model(s.average_checkpoint(), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
     }
-    if (epoch + 1 < s.epochs) checkpoint(epoch + 1, 0);
+    // After the last epoch too: what the final passes start from, should they be interrupted or
+    // the model not fit on the disk.
+    checkpoint(epoch + 1, 0);
+  }
+  // The final passes: interrupted, they leave the checkpoint for --resume to start them again.
+  double final_val_loss = history.empty() ? 0.0 : history.back().val_loss;  // of the model saved
+  struct Interrupted {};
+  auto stop_if_interrupted = [&] {
+    if (interrupted) throw Interrupted{};
+  };
+  try {
+    // Keras leaves the final model with moving batch-norm statistics averaged over the last hundred
+    // or so steps, while the weights kept changing under them, and measured with dropout on; on the
+    // tutorial's photos that alone moves the final validation accuracy by several points from one
+    // epoch to the next. tnet re-estimates them for the final weights with one pass over the
+    // training set without dropout (training data only; --no-recalibrate-bn keeps Keras's).
+    auto estimate_batch_norm = [&] {
+      net->reset_batch_norm_statistics();
+      tnet::BatchIterator::Options pass_options;
+      pass_options.batch_size = s.batch_size;
+      pass_options.shuffle = false;
+      pass_options.drop_last = true;
+      tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
+      for (int n; (n = pass.next()) > 0;) {
+        stop_if_interrupted();
+        net->forward(pass.x(), n, tnet::Mode::calibrate);
+      }
+      const double val_loss = final_val_loss = validate();
+      std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()
+                << " - exact match " << val_metrics.exact_match() << "\n";
+    };
+    if (s.recalibrate_batch_norm) {
+      std::cout << "last epoch, Keras's moving batch-norm averages: val_loss " << std::fixed << std::setprecision(4)
+                << history.back().val_loss << " - val_acc " << history.back().val_acc << " - exact match " << history.back().val_exact
+                << "\nlast weights, batch-norm statistics re-estimated over the training set: ";
+      estimate_batch_norm();
+    }
+    if (averaged > 0) {
+      std::ranges::copy(average->parameters().values, net->parameters().values.begin());
+      std::cout << "mean weights of the last " << averaged << " epochs, batch-norm statistics re-estimated: ";
+      estimate_batch_norm();
+    }
+
+    if (first_epoch == s.epochs && !s.recalibrate_batch_norm) final_val_loss = validate();  // resumed after the last epoch: for the report
+    stop_if_interrupted();
+    try {
+      tnet::save_model(s.model, *net, classes, &adam,
+                       {{"history", detail::history_csv(history)},
+                        {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
+                        {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
+                        {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
+      data.labels.save(s.labelbin);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string(e.what()) + "\nthe trained weights are kept in " + s.checkpoint() +
+                               ": make room and run the same command with --resume to write the model");
+    }
+  } catch (const Interrupted&) {
+    std::cout << "\ninterrupted during the final passes; " << s.checkpoint()
+              << " holds the trained weights: continue with the same command and --resume\n";
+    return 130;
   }
   std::signal(SIGINT, SIG_DFL);
-
-  // Keras leaves the final model with moving batch-norm statistics averaged over the last hundred
-  // or so steps, while the weights kept changing under them, and measured with dropout on; on the
-  // tutorial's photos that alone moves the final validation accuracy by several points from one
-  // epoch to the next. tnet re-estimates them for the final weights with one pass over the
-  // training set without dropout (training data only; --no-recalibrate-bn keeps Keras's).
-  auto estimate_batch_norm = [&] {
-    net->reset_batch_norm_statistics();
-    tnet::BatchIterator::Options pass_options;
-    pass_options.batch_size = s.batch_size;
-    pass_options.shuffle = false;
-    pass_options.drop_last = true;
-    tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
-    for (int n; (n = pass.next()) > 0;) net->forward(pass.x(), n, tnet::Mode::calibrate);
-    const double val_loss = validate();
-    std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()
-              << " - exact match " << val_metrics.exact_match() << "\n";
-  };
-  if (s.recalibrate_batch_norm) {
-    std::cout << "last epoch, Keras's moving batch-norm averages: val_loss " << std::fixed << std::setprecision(4)
-              << history.back().val_loss << " - val_acc " << history.back().val_acc << " - exact match " << history.back().val_exact
-              << "\nlast weights, batch-norm statistics re-estimated over the training set: ";
-    estimate_batch_norm();
-  }
-  if (averaged > 0) {
-    std::ranges::copy(average->parameters().values, net->parameters().values.begin());
-    std::cout << "mean weights of the last " << averaged << " epochs, batch-norm statistics re-estimated: ";
-    estimate_batch_norm();
-  }
-
-  tnet::save_model(s.model, *net, classes, &adam,
-                   {{"history", detail::history_csv(history)},
-                    {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
-                    {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
-                    {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
-  data.labels.save(s.labelbin);
   std::filesystem::remove(s.checkpoint());
   std::filesystem::remove(s.average_checkpoint());
   double total_seconds = 0;
@@ -371,6 +419,26 @@ int train(const TrainSettings& s, TrainData& data) {
   std::cout << "saved model " << s.model << ", labels " << s.labelbin << ", plot " << s.plot << ", history " << s.history << "\n"
             << "trained " << history.size() << " epochs in " << std::fixed << std::setprecision(1) << total_seconds << " s; peak memory "
             << detail::peak_rss_mb() << " MB\n";
+
+  // A model worse than knowing only how often each label occurs has not learned (a learning rate
+  // far too high does this without any number becoming infinite): say so.
+  {
+    std::vector<double> frequency(std::size_t(labels), 0.0);
+    for (std::size_t i : data.split.train)
+      for (int l = 0; l < labels; ++l) frequency[std::size_t(l)] += data.targets[i * std::size_t(labels) + std::size_t(l)];
+    double baseline = 0;
+    for (std::size_t i : data.split.test)
+      for (int l = 0; l < labels; ++l) {
+        const double p =
+            std::clamp(frequency[std::size_t(l)] / double(data.split.train.size()), tnet::keras_epsilon, 1 - tnet::keras_epsilon);
+        baseline -= data.targets[i * std::size_t(labels) + std::size_t(l)] > 0.5f ? std::log(p) : std::log(1 - p);
+      }
+    baseline /= double(data.split.test.size() * std::size_t(labels));
+    if (!(final_val_loss <= baseline))
+      std::cerr << "fashion_train: warning: the saved model's validation loss, " << std::setprecision(4) << final_val_loss
+                << ", is worse than predicting each label's training frequency (" << baseline
+                << "): training diverged or did not learn; a lower --lr may help\n";
+  }
 
   // Validation report.
   std::cout << "\nvalidation (" << val_batches.samples() << " images): binary accuracy " << std::setprecision(4)

@@ -1,20 +1,27 @@
-// tnet/core/file.hpp: the one way tnet writes a file.
+// tnet/core/file.hpp: the one way tnet writes a file, and how it opens the files it reads.
 //
 // AtomicFile writes to a temporary file beside the target, named uniquely for this writer
 // (`NAME.tnet-tmp.PID.N`, created exclusively), and commit() flushes it, checks every write,
 // fsyncs it, renames it over the target and fsyncs the folder. Until commit() succeeds the target
 // is untouched: a crash, a full disk or an exception leaves the old file (or none), never a part
 // of the new one; a failure at any step throws FileError naming the target and the step, and the
-// temporary file is removed (on an exception, by the destructor).
+// temporary file is removed (on an exception, by the destructor). A temporary file of the same
+// target left by a writer that was killed (its process is gone) is removed by the next writer.
+//
+// Reading: open_for_reading accepts regular files only and never blocks (a FIFO or a device
+// given as a model or a photo is refused at once, not waited on); text_line strips what other
+// editors add to a line (a carriage return, a byte-order mark).
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -35,6 +42,7 @@ class AtomicFile {
   /// ("model file", "label file").
   explicit AtomicFile(std::string path, std::string what = "file") : path_(std::move(path)), what_(std::move(what)) {
     static std::atomic<std::uint64_t> counter{0};
+    remove_stale_temporaries();
     temporary_ = path_ + ".tnet-tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd_ < 0) fail("cannot create " + temporary_);
@@ -87,6 +95,21 @@ class AtomicFile {
  private:
   static constexpr std::size_t buffer_size = 1 << 20;
 
+  // NAME.tnet-tmp.PID.N of this target whose process no longer runs: left by a kill.
+  void remove_stale_temporaries() const {
+    namespace fs = std::filesystem;
+    const fs::path target(path_);
+    const std::string prefix = target.filename().string() + ".tnet-tmp.";
+    std::error_code error;
+    fs::directory_iterator entries(target.parent_path().empty() ? fs::path(".") : target.parent_path(), error);
+    for (; !error && entries != fs::directory_iterator(); entries.increment(error)) {
+      const std::string name = entries->path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+      if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH) ::unlink(entries->path().c_str());
+    }
+  }
+
   [[noreturn]] void fail(const std::string& step) {
     const std::string reason = std::strerror(errno);
     discard();
@@ -122,6 +145,41 @@ class AtomicFile {
   std::vector<char> buffer_;
   std::uint64_t written_ = 0;  // bytes in the file (the buffer not included)
 };
+
+/// Opens `path` for reading if it is a regular file, without blocking; returns the descriptor, or
+/// -1 with `reason` set ("no such file", "not a regular file (a FIFO, a device or a folder)").
+inline int open_for_reading(const std::string& path, std::string& reason) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    reason = std::strerror(errno);
+    return -1;
+  }
+  struct stat info{};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    reason = "not a regular file (a FIFO, a device or a folder)";
+    return -1;
+  }
+  return fd;
+}
+
+/// Whether `path` is a regular file; `reason` says why not. For opening it with a stream after.
+inline bool is_readable_file(const std::string& path, std::string& reason) {
+  const int fd = open_for_reading(path, reason);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+namespace detail {
+/// A line of a text file as tnet reads it: without a trailing carriage return (CRLF files) and,
+/// on the first line, without a UTF-8 byte-order mark.
+inline std::string& text_line(std::string& line, bool first) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (first && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+  return line;
+}
+}  // namespace detail
 
 /// Writes `contents` to `path` through an AtomicFile.
 inline void write_file(const std::string& path, std::string_view contents, const std::string& what = "file") {

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <set>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -48,7 +49,7 @@ struct SkippedFile {
 /// What a load found.
 struct LoadReport {
   std::size_t loaded = 0, ignored = 0;  // ignored: files without an image extension
-  std::vector<SkippedFile> skipped;     // image files that could not be decoded
+  std::vector<SkippedFile> skipped;     // image files that could not be decoded, folders and links that could not be read
   std::map<std::string, std::size_t> label_counts;
   double seconds = 0;
 
@@ -160,13 +161,47 @@ inline LabeledImages load_image_folder(const std::string& dir, const LoadOptions
   if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
 
   std::vector<detail::Entry> found;
-  for (const fs::directory_entry& cls : fs::directory_iterator(dir)) {
-    if (!cls.is_directory()) continue;
-    const std::vector<std::string> labels = detail::split_labels(cls.path().filename().string(), options.separator);
-    for (const fs::directory_entry& entry : fs::recursive_directory_iterator(cls.path())) {
-      if (!entry.is_regular_file()) continue;
-      if (detail::has_image_extension(entry.path())) found.emplace_back(entry.path().string(), labels);
-      else ++r.ignored;
+  // A folder that cannot be listed, or an entry that cannot be examined (a symbolic link loop, a
+  // dangling link), is skipped and reported; the rest of the dataset loads.
+  auto skip = [&](const fs::path& path, const std::string& why) { r.skipped.push_back({path.string(), path.string() + ": " + why}); };
+  std::set<fs::path> visited;  // folders by their real path: a link back up is walked once
+  auto walk = [&](auto& self, const fs::path& folder, const std::vector<std::string>& labels) -> void {
+    std::error_code e;
+    const fs::path real = fs::canonical(folder, e);
+    if (e) return skip(folder, "cannot open folder: " + e.message());
+    if (!visited.insert(real).second) return;
+    fs::directory_iterator entries(folder, e);
+    if (e) return skip(folder, "cannot list folder: " + e.message());
+    for (; entries != fs::directory_iterator(); entries.increment(e)) {
+      if (e) return skip(folder, "cannot list folder: " + e.message());
+      const fs::path path = entries->path();
+      const fs::file_status status = fs::status(path, e);
+      if (e) {
+        skip(path, "cannot examine: " + e.message());
+        e.clear();
+      } else if (fs::is_directory(status)) {
+        self(self, path, labels);
+      } else if (!fs::is_regular_file(status)) {
+        ++r.ignored;
+      } else if (detail::has_image_extension(path)) {
+        found.emplace_back(path.string(), labels);
+      } else {
+        ++r.ignored;
+      }
+    }
+  };
+  std::error_code e;
+  fs::directory_iterator classes(dir, e);
+  if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
+  for (; classes != fs::directory_iterator(); classes.increment(e)) {
+    if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
+    const fs::path cls = classes->path();
+    const bool is_folder = fs::is_directory(cls, e);
+    if (e) {
+      skip(cls, "cannot examine: " + e.message());
+      e.clear();
+    } else if (is_folder) {
+      walk(walk, cls, detail::split_labels(cls.filename().string(), options.separator));
     }
   }
   if (found.empty())
@@ -184,13 +219,15 @@ inline LabeledImages load_image_list(const std::string& list, const LoadOptions&
   LoadReport local;
   LoadReport& r = report ? *report : local;
   r = LoadReport{};
+  std::string reason;
+  if (!is_readable_file(list, reason)) throw DatasetError(list + ": cannot open the image list: " + reason);
   std::ifstream in(list);
   if (!in) throw DatasetError(list + ": cannot open the image list");
   const fs::path base = fs::path(list).parent_path();
   std::vector<detail::Entry> entries;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    detail::text_line(line, number == 1);
     if (line.empty() || line[0] == '#' || (number == 1 && line == "path,labels")) continue;
     const std::size_t comma = line.rfind(',');
     if (comma == std::string::npos || comma == 0)
@@ -227,12 +264,14 @@ inline Split read_split(const LabeledImages& images, const std::string& root, co
   }
   std::vector<int> owner(images.count(), 0);  // 0 none, 1 validation, 2 training
   auto read = [&](const std::string& list, int who) {
+    std::string reason;
+    if (!is_readable_file(list, reason)) throw DatasetError(list + ": cannot open the image list: " + reason);
     std::ifstream in(list);
     if (!in) throw DatasetError(list + ": cannot open the image list");
     std::vector<std::size_t> out;
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
+      detail::text_line(line, number == 1);
       if (line.empty() || line[0] == '#') continue;
       const auto found = index.find(line);
       const std::string where = list + ":" + std::to_string(number) + ": '" + line + "' ";

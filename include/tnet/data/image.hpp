@@ -16,7 +16,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -46,10 +48,11 @@ struct Image {
   const std::uint8_t* at(int y, int x) const { return pixels.data() + (std::size_t(y) * width + x) * 3; }
 };
 
-/// The largest image decode_image accepts.
+/// The largest image read_image and decode_image accept.
 struct ImageLimits {
   int max_side = 20000;
-  std::int64_t max_pixels = 64'000'000;  // 192 MB of RGB
+  std::int64_t max_pixels = 64'000'000;       // 192 MB of RGB
+  std::int64_t max_file_bytes = 256'000'000;  // no photo needs more; a larger file is not read
 };
 
 /// A file that is not an image tnet can read; the message starts with the file's name.
@@ -85,7 +88,10 @@ inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes)
   auto clamp = [](std::int64_t v) { return int(std::min<std::int64_t>(std::abs(v), INT32_MAX)); };
   if (format == "png" && bytes.size() >= 24) return {clamp(be32(16)), clamp(be32(20))};
   if (format == "gif" && bytes.size() >= 10) return {le16(6), le16(8)};
-  if (format == "bmp" && bytes.size() >= 26) return {clamp(std::int32_t(le32(18))), clamp(std::int32_t(le32(22)))};
+  if (format == "bmp" && bytes.size() >= 26) {
+    if (le32(14) == 12) return {le16(18), le16(20)};  // OS/2 1.x: 16-bit sizes
+    return {clamp(std::int32_t(le32(18))), clamp(std::int32_t(le32(22)))};
+  }
   if (format == "jpeg") {
     // Walk the markers to the frame header (SOF0-SOF15 but DHT, JPG and DAC).
     std::size_t at = 2;
@@ -116,6 +122,9 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
     throw ImageError(name + ": unreadable " + format + " header (" + stbi_failure_reason() + ")");
+  if (w != width || h != height)
+    throw ImageError(name + ": " + format + " header states " + std::to_string(width) + "x" + std::to_string(height) +
+                     " pixels, its decoder reads " + std::to_string(w) + "x" + std::to_string(h));
   const bool alpha = channels == 2 || channels == 4;
   const int wanted = alpha ? 4 : 3;
   int found = 0;
@@ -138,17 +147,45 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   return image;
 }
 
-inline std::vector<std::uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ImageError(path + ": cannot open");
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw ImageError(path + ": cannot read");
+/// Reads an image file, within bounds: a regular file only (a FIFO or a device is refused at once,
+/// never waited on), at most limits.max_file_bytes, and only once its first bytes name a format
+/// tnet reads (a large file that is not an image costs one small read).
+inline std::vector<std::uint8_t> read_file(const std::string& path, const ImageLimits& limits = {}) {
+  std::string reason;
+  const int fd = open_for_reading(path, reason);
+  if (fd < 0) throw ImageError(path + ": cannot open: " + reason);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info{};
+  if (::fstat(fd, &info) != 0) throw ImageError(path + ": cannot read");
+  if (std::int64_t(info.st_size) > limits.max_file_bytes)
+    throw ImageError(path + ": " + std::to_string(info.st_size) + " bytes, more than the " + std::to_string(limits.max_file_bytes) +
+                     " an image file may have");
+  // The first bytes name the format; only an image is read further (and its size allocated).
+  std::vector<std::uint8_t> bytes(std::min<std::size_t>(std::size_t(info.st_size), 16));
+  std::size_t got = 0;
+  auto read_up_to = [&](std::size_t end) {
+    while (got < end) {
+      const ssize_t n = ::read(fd, bytes.data() + got, end - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw ImageError(path + ": cannot read: " + std::strerror(errno));
+      if (n == 0) break;  // shorter than it was: read what is there
+      got += std::size_t(n);
+    }
+  };
+  read_up_to(bytes.size());
+  if (image_format({bytes.data(), got}).empty()) throw ImageError(path + ": not a JPEG, PNG, GIF or BMP image");
+  bytes.resize(std::size_t(info.st_size));
+  read_up_to(bytes.size());
+  bytes.resize(got);
   return bytes;
 }
 
 /// Reads and decodes the image file at `path`.
 inline Image read_image(const std::string& path, const ImageLimits& limits = {}) {
-  const std::vector<std::uint8_t> bytes = read_file(path);
+  const std::vector<std::uint8_t> bytes = read_file(path, limits);
   return decode_image(bytes, path, limits);
 }
 

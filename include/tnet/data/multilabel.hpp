@@ -73,17 +73,18 @@ class MultiLabelBinarizer {
     write_file(path, text, "label file");
   }
 
+  /// Reads a label file; CRLF line ends and a byte-order mark (as other editors write) are fine.
   static MultiLabelBinarizer load(const std::string& path) {
+    std::string reason;
+    if (!is_readable_file(path, reason)) throw std::runtime_error(path + ": cannot open the label file: " + reason);
     std::ifstream in(path);
     if (!in) throw std::runtime_error(path + ": cannot open the label file");
     std::string line;
-    if (!std::getline(in, line) || line != header)
+    if (!std::getline(in, line) || detail::text_line(line, true) != header)
       throw std::runtime_error(path + ": not a tnet label file (first line should be '" + std::string(header) + "')");
     std::vector<std::string> classes;
-    while (std::getline(in, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (!line.empty()) classes.push_back(line);
-    }
+    while (std::getline(in, line))
+      if (!detail::text_line(line, false).empty()) classes.push_back(line);
     try {
       return MultiLabelBinarizer(std::move(classes));
     } catch (const std::invalid_argument& e) {

@@ -328,8 +328,10 @@ class Sequential {
       std::size_t count = layer_type<I>::non_trainable_count;
       for (const TensorSize& t : layer.parameter_tensors()) count += t.size;
       const std::string description = layer.describe();
-      out << std::left << std::setw(38) << (" " + layer_name<I>() + " (" + description.substr(0, description.find('(')) + ")")
-          << std::setw(26) << shape_string<I>() << detail::with_commas(count) << "\n"
+      std::string name = " ";  // " 3.conv2d (Conv2D)"; built by appending (GCC 12 misreads " " + std::string)
+      name += layer_name<I>();
+      name += " (" + description.substr(0, description.find('(')) + ")";
+      out << std::left << std::setw(38) << name << std::setw(26) << shape_string<I>() << detail::with_commas(count) << "\n"
           << (I + 1 < depth ? rule : double_rule) << "\n";
     });
     out << "Total params: " << detail::with_commas(trainable_count() + non_trainable_count()) << "\n"

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <array>
@@ -38,7 +39,7 @@ inline constexpr std::uint32_t model_format_version = 1;
 
 class ModelFileError : public std::runtime_error {
  public:
-  enum class Kind { io, not_a_model, newer_version, truncated, corrupted, architecture_mismatch, optimizer_mismatch };
+  enum class Kind { io, not_a_model, newer_version, truncated, corrupted, architecture_mismatch, optimizer_mismatch, not_finite };
 
   ModelFileError(Kind kind, const std::string& path, const std::string& detail) : std::runtime_error(path + ": " + detail), kind_(kind) {}
   Kind kind() const { return kind_; }
@@ -66,6 +67,28 @@ inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h
     h *= 0x100000001b3ull;
   }
   return h;
+}
+
+// Whether every float is finite (no NaN, no infinity).
+inline bool all_finite(const float* values, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return false;
+  return true;
+}
+
+// The same for little-endian float32 bytes: no exponent field of all ones.
+inline bool all_finite_bytes(const std::string& bytes) {
+  for (std::size_t i = 0; i + 4 <= bytes.size(); i += 4) {
+    std::uint32_t bits;
+    std::memcpy(&bits, bytes.data() + i, 4);
+    if ((bits & 0x7f800000u) == 0x7f800000u) return false;
+  }
+  return true;
+}
+
+// Copies `size` bytes; nothing at all when there are none (the pointers may then be null).
+inline void copy_bytes(void* to, const void* from, std::size_t size) {
+  if (size > 0) std::memcpy(to, from, size);
 }
 
 // Writes to a file, counting and hashing the bytes as they go.
@@ -129,7 +152,7 @@ class Reader {
   }
   void take(void* out, std::size_t size) {
     need(size);
-    std::memcpy(out, at_, size);
+    copy_bytes(out, at_, size);
     at_ += size;
   }
   const char* at_;
@@ -163,6 +186,9 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
   using Kind = ModelFileError::Kind;
   std::error_code error;
   if (std::filesystem::is_directory(path, error)) throw ModelFileError(Kind::io, path, "cannot read model file: it is a folder");
+  std::string reason;
+  if (std::filesystem::exists(path, error) && !is_readable_file(path, reason))
+    throw ModelFileError(Kind::io, path, "cannot read model file: " + reason);
   in.open(path, std::ios::binary);
   if (!in) throw ModelFileError(Kind::io, path, "cannot open model file");
   in.seekg(0, std::ios::end);
@@ -175,9 +201,10 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
     throw ModelFileError(Kind::not_a_model, path, "not a tnet model file (no TNETMODL header)");
   if (file_size < std::streamoff(header_size))
     throw ModelFileError(Kind::truncated, path, "model file is truncated: its header is incomplete");
-  std::uint32_t version;
+  std::uint32_t version, reserved;
   std::uint64_t payload_size, checksum;
   std::memcpy(&version, header + 8, 4);
+  std::memcpy(&reserved, header + 12, 4);
   std::memcpy(&payload_size, header + 16, 8);
   std::memcpy(&checksum, header + 24, 8);
   if (version > model_format_version)
@@ -185,11 +212,12 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
                          "model file has format version " + std::to_string(version) +
                              ", written by a newer tnet; this build reads versions up to " + std::to_string(model_format_version));
   if (version == 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: format version 0");
+  if (reserved != 0) throw ModelFileError(Kind::corrupted, path, "model file is corrupted: header bytes 12-15 are not zero");
   const std::uint64_t actual = std::uint64_t(file_size) - header_size;
   if (payload_size > actual)
     throw ModelFileError(Kind::truncated, path,
-                         "model file is truncated: " + std::to_string(payload_size + header_size) + " bytes expected, " +
-                             std::to_string(file_size) + " found");
+                         "model file is truncated: its header promises " + std::to_string(payload_size) + " bytes after the " +
+                             std::to_string(header_size) + "-byte header, the file has " + std::to_string(actual));
   if (payload_size < actual)
     throw ModelFileError(Kind::corrupted, path,
                          "model file is corrupted: " + std::to_string(actual - payload_size) + " unexpected bytes after the model");
@@ -248,10 +276,20 @@ inline int read_model_outputs(const std::string& path) {
 
 /// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
 /// the optimizer's state to `path`, through AtomicFile. Throws FileError naming the file when it
-/// cannot be written; an existing file at `path` is then left as it was.
+/// cannot be written, and ModelFileError (not_finite) without writing anything when a weight or
+/// statistic is NaN or infinite; an existing file at `path` is then left as it was.
 template <class Net>
 void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {}, const Optimizer* optimizer = nullptr,
                 const std::map<std::string, std::string>& metadata = {}) {
+  // A diverged network is refused before anything is written: a model file always holds numbers.
+  auto refuse_non_finite = [&](const std::string& name, const float* values, std::size_t count) {
+    if (!detail::all_finite(values, count))
+      throw ModelFileError(ModelFileError::Kind::not_finite, path, "refusing to save a model whose " + name + " holds NaN or infinity");
+  };
+  for (const ParamRef& p : net.parameters()) refuse_non_finite(p.name, p.value, p.size);
+  net.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) refuse_non_finite(name, span.data(), span.size());
+  });
   AtomicFile out(path, "model file");
   // The payload's length and checksum are known at its end: zeros now, filled in then.
   detail::Writer header(out);
@@ -313,8 +351,8 @@ void save_model(const std::string& path, Net& net, const std::vector<std::string
 
 /// Reads a model file written by save_model into `net` (and `optimizer`, when both it and the
 /// file have optimizer state). Throws ModelFileError, changing nothing, when the file cannot be
-/// read, is not a model file, comes from a newer tnet, is truncated or corrupted, or was made for
-/// another architecture or another optimizer.
+/// read, is not a model file, comes from a newer tnet, is truncated or corrupted, was made for
+/// another architecture or another optimizer, or holds a weight or statistic that is not finite.
 template <class Net>
 ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
   using Kind = ModelFileError::Kind;
@@ -357,9 +395,15 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
     return found->second.bytes;
   };
   const Parameters parameters = net.parameters();
-  for (const ParamRef& p : parameters) check(p.name, detail::Dtype::f32, p.size);
+  for (const ParamRef& p : parameters) {
+    if (!detail::all_finite_bytes(check(p.name, detail::Dtype::f32, p.size)))
+      throw ModelFileError(Kind::not_finite, path, "model file's tensor " + p.name + " holds NaN or infinity");
+  }
   net.visit_state([&](const std::string& name, auto span) {
-    check(name, std::is_same_v<typename decltype(span)::value_type, float> ? detail::Dtype::f32 : detail::Dtype::u64, span.size());
+    constexpr bool is_float = std::is_same_v<typename decltype(span)::value_type, float>;
+    const std::string& bytes = check(name, is_float ? detail::Dtype::f32 : detail::Dtype::u64, span.size());
+    if (is_float && !detail::all_finite_bytes(bytes))
+      throw ModelFileError(Kind::not_finite, path, "model file's tensor " + name + " holds NaN or infinity");
   });
 
   OptimizerState optimizer_state;
@@ -395,15 +439,16 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
       if (bytes.size() != p.size * sizeof(float))
         throw ModelFileError(Kind::optimizer_mismatch, path,
                              "model file's optimizer state does not fit: its slot for " + p.name + " has the wrong size");
-      std::memcpy(optimizer_state.slots[a % per_tensor].data() + p.offset, bytes.data(), bytes.size());
+      detail::copy_bytes(optimizer_state.slots[a % per_tensor].data() + p.offset, bytes.data(), bytes.size());
     }
     check_optimizer();
   }
   if (!in.done()) throw ModelFileError(Kind::corrupted, path, "malformed model file: unexpected bytes after the optimizer state");
 
   // Everything fits: commit.
-  for (const ParamRef& p : parameters) std::memcpy(p.value, staged[p.name].bytes.data(), p.size * sizeof(float));
-  net.visit_state([&](const std::string& name, auto span) { std::memcpy(span.data(), staged[name].bytes.data(), span.size_bytes()); });
+  for (const ParamRef& p : parameters) detail::copy_bytes(p.value, staged[p.name].bytes.data(), p.size * sizeof(float));
+  net.visit_state(
+      [&](const std::string& name, auto span) { detail::copy_bytes(span.data(), staged[name].bytes.data(), span.size_bytes()); });
   net.restore(seed, info.step);
   if (optimizer && info.has_optimizer_state) optimizer->set_state(std::move(optimizer_state), parameters);
   return info;
