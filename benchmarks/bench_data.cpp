@@ -1,4 +1,5 @@
-// The data path on real photos: decoding + resizing a folder, and augmenting an epoch.
+// The data path on real photos: decoding alone (one thread, every photo once), decoding + resizing
+// a folder (all threads), and augmenting an epoch.
 //   bench_data [--dataset DIR] [--threads N] [--size 96]
 // Prints `name value` lines.
 #include <chrono>
@@ -36,6 +37,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("threads %d\nimages %zu\nskipped %zu\n", threads, report.loaded, report.skipped.size());
+  {
+    std::size_t pixels = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (const std::string& path : data.paths) pixels += tnet::read_image(path).pixels.size() / 3;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("decode_only_images_per_s_1_thread %.1f\ndecode_only_megapixels_per_s_1_thread %.1f\n", double(data.count()) / seconds,
+                double(pixels) / seconds / 1e6);
+  }
   std::printf("decode_resize_images_per_s %.1f\n", double(report.loaded) / report.seconds);
 
   tnet::MultiLabelBinarizer mlb;

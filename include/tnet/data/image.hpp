@@ -1,7 +1,12 @@
-// tnet/data/image.hpp: photos in and out, through stb (Debian's libstb).
+// tnet/data/image.hpp: photos in and out: JPEG through libjpeg-turbo, the rest through stb.
 //
 // Decoding: JPEG (baseline and progressive), PNG, GIF (first frame) and BMP, the format found
-// from the file's first bytes, never its name. Every image comes out as 8-bit RGB, row-major,
+// from the file's first bytes, never its name. JPEG, the format of nearly every photo and the
+// one whose decoder meets the most hostile input, goes through libjpeg-turbo's TurboJPEG API
+// (Debian's libturbojpeg0-dev): fuzzed continuously upstream, faster than stb, and free of the
+// out-of-bounds write that Debian 12's 2022 stb snapshot has (stb issues 1289 and 1291); its
+// warnings (a truncated or damaged file) are errors, and progressive files are limited in
+// scans, so a crafted file costs bounded time. Every image comes out as 8-bit RGB, row-major,
 // channels last: grayscale is copied to the three channels and an alpha channel is composited
 // over white (a transparent product photo keeps a white background rather than the black its
 // hidden pixels often hold). Dimensions are read from the header and checked against
@@ -32,6 +37,8 @@
 #include <exception>
 
 #include "../core/file.hpp"
+
+#include <turbojpeg.h>
 
 #include <stb_image.h>
 #include <stb_image_resize.h>
@@ -109,6 +116,35 @@ inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes)
   return {0, 0};
 }
 
+namespace detail {
+// A JPEG through TurboJPEG, as 8-bit RGB (grayscale expanded); `width` x `height` is what the
+// header walk found, checked against the limits already.
+inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, int width, int height) {
+  struct Handle {
+    tjhandle h = tjInitDecompress();
+    ~Handle() {
+      if (h) tjDestroy(h);
+    }
+  } handle;
+  if (!handle.h) throw ImageError(name + ": cannot start the JPEG decoder");
+  auto failure = [&] { return std::string(tjGetErrorStr2(handle.h)); };
+  int w = 0, h = 0, subsampling = 0, colourspace = 0;
+  if (tjDecompressHeader3(handle.h, bytes.data(), static_cast<unsigned long>(bytes.size()), &w, &h, &subsampling, &colourspace) != 0)
+    throw ImageError(name + ": unreadable jpeg header (" + failure() + ")");
+  if (w != width || h != height)
+    throw ImageError(name + ": jpeg header states " + std::to_string(width) + "x" + std::to_string(height) + " pixels, its decoder reads " +
+                     std::to_string(w) + "x" + std::to_string(h));
+  Image image;
+  image.width = w;
+  image.height = h;
+  image.pixels.resize(std::size_t(w) * h * 3);
+  if (tjDecompress2(handle.h, bytes.data(), static_cast<unsigned long>(bytes.size()), image.pixels.data(), w, 0, h, TJPF_RGB,
+                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
+    throw ImageError(name + ": cannot decode jpeg (" + failure() + ")");
+  return image;
+}
+}  // namespace detail
+
 /// Decodes an image held in memory; `name` is used in error messages.
 inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const ImageLimits& limits = {}) {
   const std::string format = image_format(bytes);
@@ -119,6 +155,7 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side || std::int64_t(width) * height > limits.max_pixels)
     throw ImageError(name + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is beyond the limit (" +
                      std::to_string(limits.max_side) + " per side, " + std::to_string(limits.max_pixels) + " in all)");
+  if (format == "jpeg") return detail::decode_jpeg(bytes, name, width, height);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
     throw ImageError(name + ": unreadable " + format + " header (" + stbi_failure_reason() + ")");
