@@ -641,3 +641,15 @@ TEST_CASE("AtomicFile removes the temporary files a killed writer of the same ta
   CHECK(fs::exists(other));  // another target's
   CHECK(read_bytes(dir / "out.txt") == "new");
 }
+
+TEST_CASE("decoding memory is bounded per thread: estimated from the header, refused before decoding") {
+  // A PNG header stating 8000 x 8000 (64 megapixels, within the pixel limit): about 704 MB to
+  // decode through stb, beyond the 512 MB budget; the same size as a JPEG would need 192 MB.
+  std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G',  '\r', '\n', 0x1A, '\n', 0,    0, 0, 13, 'I', 'H', 'D',
+                                   'R',  0,   0,   0x1F, 0x40, 0,    0,    0x1F, 0x40, 8, 2, 0,  0,   0};
+  CHECK(image_dimensions(png) == std::pair{8000, 8000});
+  CHECK(error_of([&] { decode_image(png, "big.png"); }) ==
+        "big.png: a 8000x8000 png needs about 704 MB to decode, more than the 512 MB a decoding thread may use");
+  CHECK(decode_bytes("jpeg", 8000, 8000) == 192'000'000);
+  CHECK_THROWS_AS(resize_image(solid(4, 4, 1, 2, 3), 40000, 40000), std::invalid_argument);
+}

@@ -39,7 +39,10 @@ struct TrainSettings {
   long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps
 
   std::string checkpoint() const { return model + ".checkpoint"; }
-  std::string average_checkpoint() const { return model + ".checkpoint-average"; }
+  /// The mean of the first `count` averaged epochs. One file per count: a checkpoint that says
+  /// `count` always finds its own mean, even when a kill came between writing the next mean and
+  /// the checkpoint that counts it.
+  std::string average_checkpoint(int count) const { return model + ".checkpoint-average-" + std::to_string(count); }
   /// Where the split is written, beside the model: fashion.tnet -> fashion.train.txt, fashion.val.txt.
   std::string split_list(const std::string& part) const {
     return std::filesystem::path(model).replace_extension("").string() + "." + part + ".txt";
@@ -201,11 +204,11 @@ int train(const TrainSettings& s, TrainData& data) {
     averaged = std::stoi(meta("averaged"));
     if (averaged > 0) {
       average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
-      const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(), *average);
+      const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(averaged), *average);
       const auto count = a.metadata.find("averaged");
       if (count == a.metadata.end() || count->second != meta("averaged"))
-        throw UsageError(s.average_checkpoint() + " does not hold the mean of the " + meta("averaged") + " epochs " + s.checkpoint() +
-                         " expects: they are not from the same run");
+        throw UsageError(s.average_checkpoint(averaged) + " does not hold the mean of the " + meta("averaged") + " epochs " +
+                         s.checkpoint() + " expects: they are not from the same run");
     }
     std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
               << adam.iterations() << "\n";
@@ -348,11 +351,12 @@ int train(const TrainSettings& s, TrainData& data) {
       if (!average) average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       tnet::add_to_mean(average->parameters(), net->parameters(), ++averaged);
       // Before the checkpoint that counts it.
-      tnet::save_model(s.average_checkpoint(), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
+      tnet::save_model(s.average_checkpoint(averaged), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
     }
     // After the last epoch too: what the final passes start from, should they be interrupted or
     // the model not fit on the disk.
     checkpoint(epoch + 1, 0);
+    if (averaged > 1) std::filesystem::remove(s.average_checkpoint(averaged - 1));  // no checkpoint counts it now
   }
   // The final passes: interrupted, they leave the checkpoint for --resume to start them again.
   double final_val_loss = history.empty() ? 0.0 : history.back().val_loss;  // of the model saved
@@ -413,7 +417,7 @@ int train(const TrainSettings& s, TrainData& data) {
   }
   std::signal(SIGINT, SIG_DFL);
   std::filesystem::remove(s.checkpoint());
-  std::filesystem::remove(s.average_checkpoint());
+  if (averaged > 0) std::filesystem::remove(s.average_checkpoint(averaged));
   double total_seconds = 0;
   for (const EpochRecord& r : history) total_seconds += r.seconds;
   std::cout << "saved model " << s.model << ", labels " << s.labelbin << ", plot " << s.plot << ", history " << s.history << "\n"

@@ -55,12 +55,22 @@ struct Image {
   const std::uint8_t* at(int y, int x) const { return pixels.data() + (std::size_t(y) * width + x) * 3; }
 };
 
-/// The largest image read_image and decode_image accept.
+/// The largest image read_image and decode_image accept. Decoding memory is bounded per decoding
+/// thread by max_decode_bytes, estimated from the header before anything is decoded: a JPEG
+/// needs about 3 bytes a pixel (libjpeg-turbo writes RGB straight into the image), a PNG, GIF or
+/// BMP about 11 (stb's inflated rows, its RGB(A) output, and the RGB image). The defaults admit a
+/// 64-megapixel JPEG and a 46-megapixel PNG.
 struct ImageLimits {
   int max_side = 20000;
-  std::int64_t max_pixels = 64'000'000;       // 192 MB of RGB
-  std::int64_t max_file_bytes = 256'000'000;  // no photo needs more; a larger file is not read
+  std::int64_t max_pixels = 64'000'000;         // 192 MB of RGB
+  std::int64_t max_file_bytes = 256'000'000;    // no photo needs more; a larger file is not read
+  std::int64_t max_decode_bytes = 512'000'000;  // per decoding thread
 };
+
+/// About how many bytes decoding a `format` image of width x height takes (see ImageLimits).
+inline std::int64_t decode_bytes(const std::string& format, int width, int height) {
+  return std::int64_t(width) * height * (format == "jpeg" ? 3 : 11);
+}
 
 /// A file that is not an image tnet can read; the message starts with the file's name.
 class ImageError : public std::runtime_error {
@@ -155,6 +165,10 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
   if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side || std::int64_t(width) * height > limits.max_pixels)
     throw ImageError(name + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is beyond the limit (" +
                      std::to_string(limits.max_side) + " per side, " + std::to_string(limits.max_pixels) + " in all)");
+  if (decode_bytes(format, width, height) > limits.max_decode_bytes)
+    throw ImageError(name + ": a " + std::to_string(width) + "x" + std::to_string(height) + " " + format + " needs about " +
+                     std::to_string(decode_bytes(format, width, height) / 1'000'000) + " MB to decode, more than the " +
+                     std::to_string(limits.max_decode_bytes / 1'000'000) + " MB a decoding thread may use");
   if (format == "jpeg") return detail::decode_jpeg(bytes, name, width, height);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
@@ -231,6 +245,10 @@ inline Image read_image(const std::string& path, const ImageLimits& limits = {})
 /// the tutorial's cv2.resize).
 inline Image resize_image(const Image& image, int width, int height) {
   if (width < 1 || height < 1) throw std::invalid_argument("tnet::resize_image: width and height must be >= 1");
+  // stb_image_resize computes byte offsets in int.
+  if (std::int64_t(width) * height * 3 > INT32_MAX || std::int64_t(image.width) * image.height * 3 > INT32_MAX)
+    throw std::invalid_argument("tnet::resize_image: " + std::to_string(image.width) + "x" + std::to_string(image.height) + " to " +
+                                std::to_string(width) + "x" + std::to_string(height) + " is beyond 2 GB of pixels");
   Image out;
   out.width = width;
   out.height = height;
@@ -244,6 +262,8 @@ inline Image resize_image(const Image& image, int width, int height) {
 inline void write_png(const std::string& path, const Image& image) {
   if (image.width < 1 || image.height < 1 || image.pixels.size() != std::size_t(image.width) * image.height * 3)
     throw ImageError(path + ": cannot write PNG: the image is empty or its pixels do not match its size");
+  if (std::int64_t(image.width) * image.height * 3 > INT32_MAX / 2)  // stb_image_write works in int
+    throw ImageError(path + ": cannot write PNG: " + std::to_string(image.width) + "x" + std::to_string(image.height) + " is too large");
   AtomicFile file(path, "PNG");
   struct Sink {
     AtomicFile* file;
