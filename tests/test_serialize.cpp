@@ -260,3 +260,13 @@ TEST_CASE("a FIFO or a device given as a model is refused at once, not waited on
   check_refused("/dev/zero", ModelFileError::Kind::io, "not a regular file");
   CHECK_THROWS_WITH_AS(read_model_signature(dir / "fifo"), doctest::Contains("not a regular file"), ModelFileError);
 }
+
+TEST_CASE("a network without parameters saves and loads (no copy from an empty tensor)") {
+  TempDir dir;
+  using Plain = Sequential<Input<2, 2, 1>, ReLU, Flatten, Softmax>;
+  Plain net(1);
+  CHECK(net.parameters().values.empty());
+  save_model(dir / "plain.tnet", net, {"a", "b", "c", "d"});
+  Plain loaded(2);
+  CHECK(load_model(dir / "plain.tnet", loaded).class_names.size() == 4);
+}
