@@ -406,7 +406,7 @@ int train(const TrainSettings& s, TrainData& data) {
                         {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
                         {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
       data.labels.save(s.labelbin);
-    } catch (const std::exception& e) {
+    } catch (const tnet::FileError& e) {  // the disk, not the model: the weights are safe
       throw std::runtime_error(std::string(e.what()) + "\nthe trained weights are kept in " + s.checkpoint() +
                                ": make room and run the same command with --resume to write the model");
     }

@@ -147,7 +147,7 @@ class AtomicFile {
 };
 
 /// Opens `path` for reading if it is a regular file, without blocking; returns the descriptor, or
-/// -1 with `reason` set ("no such file", "not a regular file (a FIFO, a device or a folder)").
+/// -1 with `reason` set (the system's message, or "not a regular file (a FIFO, a device or a folder)").
 inline int open_for_reading(const std::string& path, std::string& reason) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
