@@ -611,12 +611,13 @@ TEST_CASE("a folder with a link loop, a dangling link and an unlistable entry: t
   fs::create_directories(dir.path / "red_dress" / "deeper");
   write_png(dir / "red_dress/a.png", solid(8, 8, 200, 0, 0));
   write_png(dir / "red_dress/deeper/b.png", solid(8, 8, 200, 0, 0));
-  fs::create_directory_symlink(dir.path / "red_dress", dir.path / "red_dress" / "deeper" / "up");  // a loop
+  fs::create_directory_symlink(dir.path / "red_dress", dir.path / "red_dress" / "deeper" / "up");  // a loop: not followed
   fs::create_symlink(dir.path / "absent.png", dir.path / "red_dress" / "dangling.png");
   fs::create_symlink(dir.path / "self_loop", dir.path / "self_loop");  // a link to itself at the top
   LoadReport report;
   const LabeledImages data = load_image_folder(dir.path.string(), LoadOptions{.size = 4, .separator = '_', .limits = {}}, &report);
   CHECK(data.count() == 2);
+  CHECK(report.ignored == 1);  // the link to a folder
   std::string reasons;
   for (const SkippedFile& f : report.skipped) reasons += f.reason + "\n";
   INFO(reasons);

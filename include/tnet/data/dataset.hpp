@@ -17,7 +17,6 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
-#include <set>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -48,7 +47,7 @@ struct SkippedFile {
 
 /// What a load found.
 struct LoadReport {
-  std::size_t loaded = 0, ignored = 0;  // ignored: files without an image extension
+  std::size_t loaded = 0, ignored = 0;  // ignored: files without an image extension, links to folders in class folders
   std::vector<SkippedFile> skipped;     // image files that could not be decoded, folders and links that could not be read
   std::map<std::string, std::size_t> label_counts;
   double seconds = 0;
@@ -161,29 +160,26 @@ inline LabeledImages load_image_folder(const std::string& dir, const LoadOptions
   if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
 
   std::vector<detail::Entry> found;
-  // A folder that cannot be listed, or an entry that cannot be examined (a symbolic link loop, a
-  // dangling link), is skipped and reported; the rest of the dataset loads.
+  // A folder that cannot be listed, or an entry that cannot be examined (a dangling link, a link
+  // loop), is skipped and reported; the rest of the dataset loads. Links to folders below a class
+  // folder are not followed (a folder's photos take the labels of the class folder they are in).
   auto skip = [&](const fs::path& path, const std::string& why) { r.skipped.push_back({path.string(), path.string() + ": " + why}); };
-  std::set<fs::path> visited;  // folders by their real path: a link back up is walked once
   auto walk = [&](auto& self, const fs::path& folder, const std::vector<std::string>& labels) -> void {
     std::error_code e;
-    const fs::path real = fs::canonical(folder, e);
-    if (e) return skip(folder, "cannot open folder: " + e.message());
-    if (!visited.insert(real).second) return;
     fs::directory_iterator entries(folder, e);
     if (e) return skip(folder, "cannot list folder: " + e.message());
     for (; entries != fs::directory_iterator(); entries.increment(e)) {
       if (e) return skip(folder, "cannot list folder: " + e.message());
       const fs::path path = entries->path();
-      const fs::file_status status = fs::status(path, e);
+      const bool link = fs::is_symlink(entries->symlink_status(e));
+      const fs::file_status status = e ? fs::file_status() : fs::status(path, e);
       if (e) {
         skip(path, "cannot examine: " + e.message());
         e.clear();
       } else if (fs::is_directory(status)) {
-        self(self, path, labels);
-      } else if (!fs::is_regular_file(status)) {
-        ++r.ignored;
-      } else if (detail::has_image_extension(path)) {
+        if (link) ++r.ignored;
+        else self(self, path, labels);
+      } else if (fs::is_regular_file(status) && detail::has_image_extension(path)) {
         found.emplace_back(path.string(), labels);
       } else {
         ++r.ignored;
