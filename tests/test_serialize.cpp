@@ -270,3 +270,15 @@ TEST_CASE("a network without parameters saves and loads (no copy from an empty t
   Plain loaded(2);
   CHECK(load_model(dir / "plain.tnet", loaded).class_names.size() == 4);
 }
+
+TEST_CASE("a model file larger than the network's model can be is refused before it is read") {
+  TempDir dir;
+  Net net(1);
+  save_model(dir / "m.tnet", net);
+  std::string bytes = read(dir / "m.tnet");
+  bytes.resize(bytes.size() + (100u << 20));  // 100 MB of zeros after a valid model, the header saying so
+  const std::uint64_t payload = bytes.size() - 32;
+  std::memcpy(bytes.data() + 16, &payload, 8);
+  write(dir / "big.tnet", bytes);
+  check_refused(dir / "big.tnet", ModelFileError::Kind::corrupted, "bytes, more than a model of this network can hold");
+}

@@ -226,9 +226,15 @@ inline std::pair<std::uint64_t, std::uint64_t> open_model_file(std::ifstream& in
 
 // The payload, after checking the header and the checksum; read at its exact size (a growing
 // string would hold up to twice the file).
-inline std::string read_checked_payload(const std::string& path) {
+// At most `largest` bytes: a file larger than the network's model could be is refused before
+// anything is allocated for it.
+inline std::string read_checked_payload(const std::string& path, std::uint64_t largest) {
   std::ifstream in;
   const auto [size, checksum] = open_model_file(in, path);
+  if (size > largest)
+    throw ModelFileError(ModelFileError::Kind::corrupted, path,
+                         "model file is corrupted: " + std::to_string(size) + " bytes, more than a model of this network can hold (" +
+                             std::to_string(largest) + ")");
   std::string payload(std::size_t(size), '\0');
   in.read(payload.data(), std::streamsize(size));
   if (in.gcount() != std::streamsize(size)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
@@ -247,6 +253,7 @@ inline std::string read_model_signature(const std::string& path) {
   in.read(reinterpret_cast<char*>(&length), sizeof length);
   if (!in || sizeof length + std::uint64_t(length) > payload_size)
     throw ModelFileError(ModelFileError::Kind::corrupted, path, "malformed model file: a field runs past the end of the payload");
+  if (length > (1u << 20)) throw ModelFileError(ModelFileError::Kind::corrupted, path, "malformed model file: a signature of over 1 MB");
   std::string signature(length, '\0');
   in.read(signature.data(), std::streamsize(length));
   if (in.gcount() != std::streamsize(length)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
@@ -356,7 +363,11 @@ void save_model(const std::string& path, Net& net, const std::vector<std::string
 template <class Net>
 ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
   using Kind = ModelFileError::Kind;
-  const std::string payload = detail::read_checked_payload(path);
+  // The largest file this network's model can be: the weights with two optimizer slots, the
+  // statistics, and 64 MB for the signature, the names and the metadata.
+  std::uint64_t largest = std::uint64_t(net.parameters().values.size()) * sizeof(float) * 3 + (64u << 20);
+  net.visit_state([&](const std::string&, auto span) { largest += span.size_bytes(); });
+  const std::string payload = detail::read_checked_payload(path, largest);
   detail::Reader in(payload.data(), payload.data() + payload.size(), path);
   const std::string signature = in.get_string();
   if (signature != net.signature())
