@@ -21,6 +21,7 @@ TEST_CASE("labelled copies: one name per photo, never over a photo") {
   using fashion::labelled_copy_paths;
   CHECK(labelled_copy_paths({"in/a.jpg", "in/a.png", "other/a.jpg", "more/a.jpg", "b.gif"}, "", false) ==
         std::vector<std::string>{"a_labeled.png", "a_png_labeled.png", "a_jpg_labeled.png", "a_2_labeled.png", "b_labeled.png"});
+  CHECK(labelled_copy_paths({"in/a.jpg", "a"}, "", false) == std::vector<std::string>{"a_labeled.png", "a_2_labeled.png"});
   CHECK(labelled_copy_paths({"in/a.jpg", "in/b.jpg"}, "out", true) == std::vector<std::string>{"out/a_labeled.png", "out/b_labeled.png"});
   CHECK(labelled_copy_paths({"in/a.jpg"}, "mine.png", false) == std::vector<std::string>{"mine.png"});
   CHECK_THROWS_WITH_AS(labelled_copy_paths({"in/a.jpg"}, "in/a.jpg", false),

@@ -39,7 +39,8 @@ inline std::vector<std::string> labelled_copy_paths(const std::vector<std::strin
   for (const std::string& image : images) {
     const fs::path photo(image);
     std::string name = photo.stem().string() + "_labeled.png";
-    if (taken.count(name)) name = photo.stem().string() + "_" + photo.extension().string().substr(1) + "_labeled.png";
+    const std::string extension = photo.extension().string();  // ".png", or "" for a photo named without one
+    if (taken.count(name) && extension.size() > 1) name = photo.stem().string() + "_" + extension.substr(1) + "_labeled.png";
     for (int n = 2; taken.count(name); ++n) name = photo.stem().string() + "_" + std::to_string(n) + "_labeled.png";
     taken.insert(name);
     paths.push_back(output.empty() ? name : into_folder ? (fs::path(output) / name).string() : output);
