@@ -4,6 +4,8 @@
 # interruption, the split by name, and a dataset of 44 labels. Usage:
 #   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET
 set -uo pipefail
+# ctest runs this beside other tests on 2 cores: threads that wait should sleep, not spin.
+export OMP_WAIT_POLICY=passive
 bin=$1 image_check=$2 make_label_dataset=$3
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 work=$(mktemp -d)

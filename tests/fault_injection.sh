@@ -6,6 +6,8 @@
 # late in runs (the final passes among them): the same, after --resume.
 # Usage: fault_injection.sh BIN_DIR
 set -uo pipefail
+# ctest runs this beside other tests on 2 cores: threads that wait should sleep, not spin.
+export OMP_WAIT_POLICY=passive
 bin=$1
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 work=$(mktemp -d)
