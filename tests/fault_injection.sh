@@ -57,7 +57,8 @@ resume=()
 (cd run && "$train" "${options[@]}" --model m.tnet "${resume[@]}" >last.log 2>&1) || { echo "FAILED: the last run: $(tail -5 run/last.log)"; exit 1; }
 check_finished
 # Ctrl-C late in a run (the last epoch, the final passes, the final save): exit 130 with the
-# checkpoint kept, or a finished run; --resume then ends with the same model.
+# checkpoint kept, or a finished run (also when Ctrl-C came while it printed its report); --resume
+# then ends with the same model.
 interrupts=0
 for fraction in 0.8 0.88 0.94 0.99; do
   (cd run && exec "$train" "${options[@]}" --model m.tnet >>attempts.log 2>&1) &
@@ -69,6 +70,8 @@ for fraction in 0.8 0.88 0.94 0.99; do
   if [ $status = 130 ] && [ -e run/m.tnet.checkpoint ]; then
     interrupts=$((interrupts + 1))
     (cd run && "$train" "${options[@]}" --model m.tnet --resume >>attempts.log 2>&1)
+  elif [ $status = 130 ] && [ -e run/m.tnet ]; then
+    :  # after the model and the labels were written (during the report): finished
   elif [ $status != 0 ]; then
     failures=$((failures + 1))
     echo "FAILED: Ctrl-C at $fraction of a run: status $status, $(ls run)"
