@@ -1,20 +1,16 @@
 // libFuzzer target: image lists (load_image_list) and split lists (read_split). They either load
 // or throw DatasetError naming the file and line; nothing else, and no memory error. The paths a
 // list names mostly do not exist, so they are reported as skipped; fuzz_image covers decoding.
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include <tnet/tnet.hpp>
 
+#include "scratch.hpp"
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const std::string path = "/tmp/tnet_fuzz_list_" + std::to_string(::getpid()) + ".csv";
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (!file) return 0;
-  std::fwrite(data, 1, size, file);
-  std::fclose(file);
+  const std::string path = fuzz::write_scratch("list", data, size);
+  if (path.empty()) return 0;
   try {
     tnet::load_image_list(path, tnet::LoadOptions{.size = 4, .separator = '_', .limits = {}});
   } catch (const tnet::DatasetError&) {
