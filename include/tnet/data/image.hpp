@@ -58,8 +58,8 @@ struct Image {
 /// The largest image read_image and decode_image accept. Decoding memory is bounded per decoding
 /// thread by max_decode_bytes, estimated from the header before anything is decoded: a JPEG
 /// needs about 3 bytes a pixel (libjpeg-turbo writes RGB straight into the image), a PNG, GIF or
-/// BMP about 11 (stb's inflated rows, its RGB(A) output, and the RGB image). The defaults admit a
-/// 64-megapixel JPEG and a 46-megapixel PNG.
+/// BMP up to 11 (stb's inflated rows, its RGB(A) output, and the RGB image; an RGB PNG measured
+/// 6). The defaults admit a 64-megapixel JPEG and a 46-megapixel PNG.
 struct ImageLimits {
   int max_side = 20000;
   std::int64_t max_pixels = 64'000'000;         // 192 MB of RGB
