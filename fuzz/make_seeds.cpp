@@ -22,7 +22,7 @@ static void write(const fs::path& p, const std::string& bytes) { std::ofstream(p
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const fs::path root = argv[1];
-  for (const char* t : {"model", "labels", "list", "image"}) fs::create_directories(root / t);
+  for (const char* t : {"model", "onnx", "labels", "list", "image"}) fs::create_directories(root / t);
   // Models: with and without Adam's state, then cut short.
   Net net(tnet::Outputs{3}, 1);
   tnet::Adam adam;
@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
   tnet::save_model((root / "model/plain.tnet").string(), net, {"a", "b", "c"});
   const std::string plain = read(root / "model/plain.tnet");
   write(root / "model/header_only.tnet", plain.substr(0, 32));
+  // ONNX: tnet's exports in both layouts (PyTorch's, onnx/pytorch_tiny.onnx, is written by
+  // tests/onnx/torch_smallervgg.py --fuzz-seed).
+  tnet::save_onnx((root / "onnx/nhwc.onnx").string(), net, {"a", "b", "c"});
+  tnet::save_onnx((root / "onnx/nchw.onnx").string(), net, {}, tnet::OnnxLayout::nchw);
   // Label files.
   write(root / "labels/six.txt", "# tnet MultiLabelBinarizer v1\nblack\nblue\ndress\njeans\nred\nshirt\n");
   write(root / "labels/crlf_bom.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\na\r\nb\r\n");

@@ -18,6 +18,7 @@
 #include "layers/max_pool.hpp"
 #include "model/sequential.hpp"
 #include "model/serialize.hpp"
+#include "model/onnx.hpp"
 #include "train/average.hpp"
 #include "train/loss.hpp"
 #include "train/metrics.hpp"

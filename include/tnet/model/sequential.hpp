@@ -134,6 +134,9 @@ class Sequential {
   static constexpr std::size_t depth = sizeof...(Specs);
   template <std::size_t I>
   using layer_type = std::tuple_element_t<I, layers_type>;
+  /// The spec layer I was made from (Conv2D<32, 3>): what exporters map to other formats.
+  template <std::size_t I>
+  using spec_type = std::tuple_element_t<I, std::tuple<Specs...>>;
   /// Values in one input sample.
   static constexpr std::size_t input_size = input_shape::size;
   /// Whether a layer has the run-time width: the network is then constructed with Outputs{n}.

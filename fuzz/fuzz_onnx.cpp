@@ -1,0 +1,30 @@
+// libFuzzer target: ONNX files. Whatever the bytes, read_onnx_info and load_onnx either succeed
+// or throw ModelFileError; nothing else, no memory error, and memory within a small multiple of
+// the file's size.
+#include <cstdint>
+#include <string>
+
+#include <tnet/tnet.hpp>
+
+#include "scratch.hpp"
+
+namespace {
+using Net = tnet::Sequential<tnet::Input<4, 4, 2>, tnet::Conv2D<3, 3>, tnet::ReLU, tnet::BatchNorm, tnet::Flatten,
+                             tnet::Dense<tnet::dynamic>, tnet::Sigmoid>;
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string path = fuzz::write_scratch("onnx", data, size);
+  if (path.empty()) return 0;
+  int outputs = 3;
+  try {
+    outputs = tnet::read_onnx_info(path).outputs;
+  } catch (const tnet::ModelFileError&) {
+  }
+  try {
+    Net net(tnet::Outputs{outputs > 0 && outputs <= 64 ? outputs : 3}, 1);
+    tnet::load_onnx(path, net);
+  } catch (const tnet::ModelFileError&) {
+  }
+  return 0;
+}

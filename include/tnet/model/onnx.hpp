@@ -1,0 +1,994 @@
+// tnet/model/onnx.hpp: networks out to ONNX, and weights in from ONNX.
+//
+//   tnet::save_onnx("fashion.onnx", net, class_names);   // OpenCV, ONNX Runtime, ... run it
+//   tnet::load_onnx("from_pytorch.onnx", net);           // weights trained elsewhere run in tnet
+//
+// Export writes opset 13, IR version 7 (what OpenCV 4.6 reads), through AtomicFile. The graph's
+// input is NHWC, as tnet's (OnnxLayout::nchw for PyTorch's order), followed by a Transpose to the
+// NCHW that ONNX's Conv wants; each layer becomes the operator of the same meaning, in order:
+//   Conv2D     Conv, kernel OIHW, Keras's "same" padding as explicit pads (the extra row and
+//              column at the bottom and right)
+//   BatchNorm  BatchNormalization with the moving statistics (inference)
+//   MaxPool2D  MaxPool       ReLU, Sigmoid, Softmax   Relu, Sigmoid, Softmax (over channels)
+//   Dropout    nothing (the identity at inference)
+//   Flatten    Transpose back to NHWC, then Flatten: the features keep tnet's order, so the next
+//              Dense's kernel is written as it is
+//   Dense      Gemm with the kernel (K, U) as B
+// The metadata holds the class names (a JSON array under "class_names"), the input layout and
+// tnet's signature.
+//
+// Import fills a network whose type matches the graph: the same operators in the same order with
+// the same shapes, Identity and Dropout nodes skipped, Constant nodes read as values. It reads
+// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; a Flatten of NCHW, whose
+// features the next Dense's rows are permuted back from; BatchNorm's epsilon, when it differs from
+// the layer's, folded into the variance). Anything else is refused, nothing changed, with a
+// ModelFileError naming the file, the first node that does not fit, the layer and why.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../layers/activation.hpp"
+#include "../layers/batch_norm.hpp"
+#include "../layers/conv2d.hpp"
+#include "../layers/dense.hpp"
+#include "../layers/dropout.hpp"
+#include "../layers/flatten.hpp"
+#include "../layers/max_pool.hpp"
+#include "onnx_proto.hpp"
+#include "serialize.hpp"
+
+namespace tnet {
+
+/// The order of the exported graph's input: NHWC (tnet's, the default) or NCHW (PyTorch's).
+enum class OnnxLayout { nhwc, nchw };
+
+/// What an ONNX file says about itself (read_onnx_info, load_onnx).
+struct OnnxInfo {
+  OnnxLayout layout = OnnxLayout::nhwc;
+  int height = 0, width = 0, channels = 0;  // one input sample
+  int outputs = 0;                          // values in one output sample
+  std::vector<std::string> class_names;     // the "class_names" metadata; empty when absent
+  std::map<std::string, std::string> metadata;
+  std::int64_t opset = 0, ir_version = 0;
+  std::string producer;
+};
+
+namespace onnx {
+
+inline constexpr std::int64_t written_opset = 13, written_ir_version = 7;
+// Opsets whose operators tnet's layers map to, with the meaning tnet expects.
+inline constexpr std::int64_t oldest_opset = 9, newest_opset = 23;
+
+// ---- small helpers ---------------------------------------------------------------------------
+
+inline std::string json_strings(const std::vector<std::string>& strings) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < strings.size(); ++i) {
+    out += i ? ", \"" : "\"";
+    for (char c : strings[i]) {
+      if (c == '"' || c == '\\') out += '\\', out += c;
+      else if (static_cast<unsigned char>(c) < 0x20) {
+        char buffer[8];
+        std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+        out += buffer;
+      } else out += c;
+    }
+    out += '"';
+  }
+  return out + "]";
+}
+
+// A JSON array of strings, as json_strings writes it (and \uXXXX of the basic plane); nullopt
+// when the text is anything else.
+inline std::optional<std::vector<std::string>> parse_json_strings(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  auto space = [&] {
+    while (at < text.size() && (text[at] == ' ' || text[at] == '\n' || text[at] == '\t' || text[at] == '\r')) ++at;
+  };
+  auto eat = [&](char c) {
+    space();
+    if (at >= text.size() || text[at] != c) return false;
+    ++at;
+    return true;
+  };
+  if (!eat('[')) return std::nullopt;
+  if (eat(']')) return (space(), at == text.size()) ? std::optional(out) : std::nullopt;
+  do {
+    if (!eat('"')) return std::nullopt;
+    std::string s;
+    for (;;) {
+      if (at >= text.size()) return std::nullopt;
+      const char c = text[at++];
+      if (c == '"') break;
+      if (c != '\\') {
+        s += c;
+        continue;
+      }
+      if (at >= text.size()) return std::nullopt;
+      const char e = text[at++];
+      const std::string_view simple = "\"\\/bfnrt", meaning = "\"\\/\b\f\n\r\t";
+      if (const std::size_t k = simple.find(e); k != std::string_view::npos) {
+        s += meaning[k];
+      } else if (e == 'u' && at + 4 <= text.size()) {
+        unsigned code = 0;
+        for (int k = 0; k < 4; ++k) {
+          const char h = text[at++];
+          const int digit = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+          if (digit < 0) return std::nullopt;
+          code = code * 16 + unsigned(digit);
+        }
+        if (code < 0x80) s += char(code);
+        else if (code < 0x800) s += char(0xc0 | code >> 6), s += char(0x80 | (code & 0x3f));
+        else s += char(0xe0 | code >> 12), s += char(0x80 | (code >> 6 & 0x3f)), s += char(0x80 | (code & 0x3f));
+      } else {
+        return std::nullopt;
+      }
+    }
+    out.push_back(std::move(s));
+  } while (eat(','));
+  if (!eat(']')) return std::nullopt;
+  space();
+  return at == text.size() ? std::optional(out) : std::nullopt;
+}
+
+inline std::string dims_string(const std::vector<std::int64_t>& dims) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+// The file's bytes: a regular file of at most `largest` bytes (checked before anything is read).
+inline std::string read_file(const std::string& path, std::uint64_t largest) {
+  using Kind = ModelFileError::Kind;
+  std::string reason;
+  const int fd = open_for_reading(path, reason);
+  if (fd < 0) throw ModelFileError(Kind::io, path, "cannot read ONNX file: " + reason);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info{};
+  if (::fstat(fd, &info) != 0) throw ModelFileError(Kind::io, path, "cannot read ONNX file");
+  if (std::uint64_t(info.st_size) > largest)
+    throw ModelFileError(Kind::corrupted, path,
+                         "ONNX file of " + std::to_string(info.st_size) + " bytes, more than a model of this network can be (" +
+                             std::to_string(largest) + ")");
+  std::string bytes(std::size_t(info.st_size), '\0');
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ModelFileError(Kind::io, path, std::string("cannot read ONNX file: ") + std::strerror(errno));
+    if (n == 0) break;
+    got += std::size_t(n);
+  }
+  bytes.resize(got);
+  return bytes;
+}
+
+inline OnnxModel parse_file(const std::string& path, const std::string& bytes) {
+  try {
+    return parse_model(bytes);
+  } catch (const FormatError& e) {
+    throw ModelFileError(ModelFileError::Kind::corrupted, path, std::string("not a valid ONNX file: ") + e.what());
+  }
+}
+
+// ---- export ----------------------------------------------------------------------------------
+
+inline ProtoOut attribute(const std::string& name, std::int64_t value) {
+  ProtoOut a;
+  a.bytes_field(field::attr_name, name);
+  a.int_field(field::attr_type, attr_int);
+  a.int_field(field::i, value);
+  return a;
+}
+inline ProtoOut attribute(const std::string& name, const std::vector<std::int64_t>& values) {
+  ProtoOut a;
+  a.bytes_field(field::attr_name, name);
+  a.int_field(field::attr_type, attr_ints);
+  for (std::int64_t v : values) a.int_field(field::ints, v);
+  return a;
+}
+inline ProtoOut attribute(const std::string& name, float value) {
+  ProtoOut a;
+  a.bytes_field(field::attr_name, name);
+  a.int_field(field::attr_type, attr_float);
+  a.float_field(field::f, value);
+  return a;
+}
+
+inline ProtoOut value_info(const std::string& name, const std::vector<std::int64_t>& dims) {
+  ProtoOut shape;
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    ProtoOut dim;
+    if (i == 0) dim.bytes_field(field::dim_param, "N");  // the batch
+    else dim.int_field(field::dim_value, dims[i]);
+    shape.message(field::dim, std::move(dim));
+  }
+  ProtoOut tensor;
+  tensor.int_field(field::elem_type, float32);
+  tensor.message(field::shape, std::move(shape));
+  ProtoOut type;
+  type.message(field::tensor_type, std::move(tensor));
+  ProtoOut info;
+  info.bytes_field(field::value_name, name);
+  info.message(field::value_type, std::move(type));
+  return info;
+}
+
+/// The graph being written: nodes in order, and the current activation's name and rank.
+class GraphOut {
+ public:
+  /// Every float tensor of the network by name ("3.conv2d.kernel", "5.batchnorm.moving_mean").
+  std::map<std::string, std::span<const float>> tensors;
+  std::string tensor;   // the current activation
+  bool spatial = true;  // NCHW (N, C, H, W), or flat (N, features)
+
+  /// Adds a node reading the current activation (then `inputs`); its output becomes current.
+  void node(const std::string& op, const std::string& output, std::vector<std::string> inputs = {}, std::vector<ProtoOut> attributes = {}) {
+    inputs.insert(inputs.begin(), tensor);
+    nodes_.push_back({op, output, std::move(inputs), std::move(attributes)});
+    tensor = output;
+  }
+  /// An initializer holding the network's floats where they are.
+  void initializer(const std::string& name, const std::vector<std::int64_t>& dims) {
+    const std::span<const float> values = tensors.at(name);
+    ProtoOut t = tensor_header(name, dims, float32);
+    t.borrowed_field(field::raw_data, values.data(), values.size_bytes());
+    initializers_.push_back(std::move(t));
+  }
+  /// An initializer holding values of its own (a permuted kernel, a shape).
+  template <class T>
+  void initializer(const std::string& name, const std::vector<std::int64_t>& dims, const std::vector<T>& values) {
+    ProtoOut t = tensor_header(name, dims, std::is_same_v<T, float> ? float32 : int64);
+    t.bytes_field(field::raw_data, std::string_view(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)));
+    initializers_.push_back(std::move(t));
+  }
+  /// Makes a flat activation (N, C) the 4-D (N, C, 1, 1) that Conv and MaxPool take.
+  void make_spatial(const std::string& layer, int channels) {
+    if (spatial) return;
+    initializer<std::int64_t>(layer + ".shape", {4}, {0, channels, 1, 1});
+    node("Reshape", layer + ".reshape", {layer + ".shape"});
+    spatial = true;
+  }
+
+  /// The graph, its last node's output renamed `output`.
+  ProtoOut finish(const std::string& input, const std::vector<std::int64_t>& input_dims, const std::string& output,
+                  const std::vector<std::int64_t>& output_dims) {
+    ProtoOut graph;
+    for (std::size_t n = 0; n < nodes_.size(); ++n) {
+      Node& node = nodes_[n];
+      ProtoOut out;
+      for (const std::string& name : node.inputs) out.bytes_field(field::node_input, name);
+      out.bytes_field(field::node_output, n + 1 == nodes_.size() ? output : node.output);
+      out.bytes_field(field::node_name, node.output);
+      out.bytes_field(field::op_type, node.op);
+      for (ProtoOut& a : node.attributes) out.message(field::attribute, std::move(a));
+      graph.message(field::node, std::move(out));
+    }
+    graph.bytes_field(field::graph_name, "tnet");
+    for (ProtoOut& t : initializers_) graph.message(field::initializer, std::move(t));
+    graph.message(field::input, value_info(input, input_dims));
+    graph.message(field::output, value_info(output, output_dims));
+    return graph;
+  }
+
+ private:
+  struct Node {
+    std::string op, output;
+    std::vector<std::string> inputs;
+    std::vector<ProtoOut> attributes;
+  };
+  static ProtoOut tensor_header(const std::string& name, const std::vector<std::int64_t>& dims, int type) {
+    ProtoOut t;
+    for (std::int64_t d : dims) t.int_field(field::dims, d);
+    t.int_field(field::data_type, type);
+    t.bytes_field(field::tensor_name, name);
+    return t;
+  }
+  std::vector<Node> nodes_;
+  std::vector<ProtoOut> initializers_;
+};
+
+// ---- import ----------------------------------------------------------------------------------
+
+/// The graph being read: a cursor over its nodes, the current activation, and the values staged
+/// for the network (nothing reaches it until every node has been checked).
+class GraphIn {
+ public:
+  GraphIn(const OnnxModel& model, std::string path) : model_(model), path_(std::move(path)) {}
+
+  std::string tensor;        // the current activation
+  bool spatial = true;       // NCHW (N, C, H, W), or flat (N, features)
+  std::array<int, 3> chw{};  // when set (chw[0] > 0): flattened from NCHW (C, H, W), not tnet's HWC
+  std::int64_t opset = written_opset;
+  std::map<std::string, std::vector<float>> staged;  // full tensor name -> values
+  std::map<std::string, std::uint64_t> counts;       // full tensor name -> a counter's value
+
+  /// The next node that does something, or null at the end; nodes that make values (Constant,
+  /// Identity of a value) are passed over, and an Identity of the current activation moves it on.
+  const Node* peek() {
+    while (at_ < model_.nodes.size()) {
+      const Node& n = model_.nodes[at_];
+      if (is_value_node(model_, n)) {
+        ++at_;
+      } else if (n.op_type == "Identity" && n.inputs.size() == 1 && n.outputs.size() == 1 && n.inputs[0] == tensor) {
+        tensor = n.outputs[0];
+        ++at_;
+      } else {
+        return &n;
+      }
+    }
+    return nullptr;
+  }
+  /// Takes the next node if it is `op` and reads the current activation.
+  const Node* take_if(std::string_view op) {
+    const Node* n = peek();
+    if (!n || n->op_type != op || n->inputs.empty() || n->inputs[0] != tensor || n->outputs.empty()) return nullptr;
+    ++at_;
+    tensor = n->outputs[0];
+    return n;
+  }
+  /// Takes the next node, which must be one of `ops` and read the current activation.
+  const Node& take(std::initializer_list<std::string_view> ops, const std::string& layer) {
+    std::string expected;
+    for (std::string_view op : ops) {
+      if (const Node* n = take_if(op)) return *n;
+      expected += (expected.empty() ? "" : " or ") + std::string(op);
+    }
+    const Node* n = peek();
+    if (!n) throw mismatch("the graph ends before layer " + layer + ", which expects " + expected);
+    if (n->inputs.empty() || n->inputs[0] != tensor)
+      refuse(*n, layer, "it does not read " + tensor + ", the output before it (only a chain of nodes maps to a tnet network)");
+    refuse(*n, layer, "expected " + expected);
+  }
+
+  [[noreturn]] void refuse(const Node& n, const std::string& layer, const std::string& why) const {
+    throw mismatch("ONNX node " + describe(n) + " does not fit layer " + layer + ": " + why);
+  }
+  ModelFileError mismatch(const std::string& why) const { return ModelFileError(ModelFileError::Kind::architecture_mismatch, path_, why); }
+  std::string describe(const Node& n) const {
+    const std::size_t index = std::size_t(&n - model_.nodes.data());
+    return std::to_string(index) + " (" + n.op_type + (n.name.empty() ? "" : " '" + n.name + "'") + ")";
+  }
+
+  std::int64_t integer(const Node& n, const char* name, std::int64_t fallback) const {
+    const Attribute* a = n.find(name);
+    return a ? a->i : fallback;
+  }
+  float real(const Node& n, const char* name, float fallback) const {
+    const Attribute* a = n.find(name);
+    return a ? a->f : fallback;
+  }
+  std::vector<std::int64_t> integers(const Node& n, const char* name, std::vector<std::int64_t> fallback) const {
+    const Attribute* a = n.find(name);
+    return a ? a->ints : fallback;
+  }
+  std::string text(const Node& n, const char* name, std::string fallback) const {
+    const Attribute* a = n.find(name);
+    return a ? std::string(a->s) : fallback;
+  }
+  /// Refuses an attribute whose value is not `expected` (its default when absent).
+  void require(const Node& n, const std::string& layer, const char* name, const std::vector<std::int64_t>& expected,
+               const std::vector<std::int64_t>& fallback) const {
+    const std::vector<std::int64_t> got = integers(n, name, fallback);
+    if (got != expected) refuse(n, layer, std::string(name) + " is " + dims_string(got) + ", the layer's " + dims_string(expected));
+  }
+
+  /// Input `index` of node `n`: a float initializer of shape `dims`. nullopt when `optional` and
+  /// the node has no such input.
+  std::optional<std::vector<float>> floats(const Node& n, std::size_t index, const std::vector<std::int64_t>& dims,
+                                           const std::string& layer, const char* what, bool optional = false) const {
+    if (index >= n.inputs.size() || n.inputs[index].empty()) {
+      if (optional) return std::nullopt;
+      refuse(n, layer, std::string("it has no ") + what);
+    }
+    const Tensor* found = model_.value(n.inputs[index]);
+    if (!found) refuse(n, layer, std::string("its ") + what + " '" + n.inputs[index] + "' is not a constant (an initializer)");
+    const Tensor& t = *found;
+    // A bias (C) may also come as (1, C).
+    std::vector<std::int64_t> got = t.dims;
+    if (dims.size() == 1 && got.size() == 2 && got[0] == 1) got.erase(got.begin());
+    if (got != dims)
+      refuse(n, layer, std::string("its ") + what + " has shape " + dims_string(t.dims) + ", the layer's is " + dims_string(dims));
+    if (t.external) refuse(n, layer, std::string("its ") + what + " is stored outside the file (external data is not supported)");
+    if (t.data_type != float32)
+      refuse(n, layer, std::string("its ") + what + " is not float32 (data type " + std::to_string(t.data_type) + ")");
+    std::size_t count = 1;
+    for (std::int64_t d : dims) count *= std::size_t(d);
+    std::vector<float> values;
+    if (t.has_raw) {
+      if (t.raw.size() != count * sizeof(float))
+        refuse(n, layer,
+               std::string("its ") + what + " holds " + std::to_string(t.raw.size()) + " bytes for " + std::to_string(count) + " floats");
+      values.resize(count);
+      std::memcpy(values.data(), t.raw.data(), t.raw.size());
+    } else {
+      if (t.float_data.size() != count)
+        refuse(n, layer,
+               std::string("its ") + what + " holds " + std::to_string(t.float_data.size()) + " floats, not " + std::to_string(count));
+      values = t.float_data;
+    }
+    for (float v : values)
+      if (!std::isfinite(v))
+        throw ModelFileError(ModelFileError::Kind::not_finite, path_,
+                             std::string("ONNX node ") + describe(n) + "'s " + what + " holds NaN or infinity");
+    return values;
+  }
+  /// A constant int64 input (a Reshape's shape).
+  std::optional<std::vector<std::int64_t>> int64s(const Node& n, std::size_t index) const {
+    if (index >= n.inputs.size()) return std::nullopt;
+    const Tensor* found = model_.value(n.inputs[index]);
+    if (!found || found->data_type != int64 || found->dims.size() != 1) return std::nullopt;
+    const Tensor& t = *found;
+    std::vector<std::int64_t> values = t.int64_data;
+    if (t.has_raw) {
+      if (t.raw.size() % 8 || t.raw.size() > 64) return std::nullopt;  // a shape: a few values
+      values.resize(t.raw.size() / 8);
+      if (!values.empty()) std::memcpy(values.data(), t.raw.data(), t.raw.size());
+    }
+    if (t.dims[0] != std::int64_t(values.size())) return std::nullopt;
+    return values;
+  }
+
+  /// Takes a Flatten (axis 1) or a Reshape to (N, features) of the current activation.
+  const Node* take_flatten(const std::string& layer, int features) {
+    if (const Node* n = take_if("Flatten")) {
+      if (integer(*n, "axis", 1) != 1) refuse(*n, layer, "a Flatten over axis " + std::to_string(integer(*n, "axis", 1)) + ", not 1");
+      return n;
+    }
+    if (const Node* n = take_if("Reshape")) {
+      const auto shape = int64s(*n, 1);
+      const bool flat =
+          shape && shape->size() == 2 && ((*shape)[1] == -1 || (*shape)[1] == features) && ((*shape)[0] != -1 || (*shape)[1] == features);
+      if (!flat) refuse(*n, layer, "a Reshape that does not flatten to (N, " + std::to_string(features) + ")");
+      return n;
+    }
+    return nullptr;
+  }
+  /// Takes what makes a flat activation 4-D again, when it is flat.
+  void take_spatial(const std::string& layer, int channels) {
+    if (spatial) return;
+    if (const Node* n = take_if("Reshape")) {
+      const auto shape = int64s(*n, 1);
+      if (!shape || shape->size() != 4 || (*shape)[1] != channels || (*shape)[2] != 1 || (*shape)[3] != 1)
+        refuse(*n, layer, "a Reshape that does not make (N, " + std::to_string(channels) + ", 1, 1)");
+    } else {
+      take({"Reshape"}, layer);
+    }
+    spatial = true;
+  }
+
+  std::size_t position() const { return at_; }
+
+ private:
+  const OnnxModel& model_;
+  std::string path_;
+  std::size_t at_ = 0;
+};
+
+// ---- one mapping per layer spec --------------------------------------------------------------
+
+/// How layer spec Spec is written to and read from ONNX: static write(layer, GraphOut&, name) and
+/// read(layer, GraphIn&, name), `name` being the layer's ("3.conv2d"). A spec without one cannot
+/// be exported or imported (a compile error naming it).
+template <class Spec>
+struct Mapping;
+
+template <int Filters, int Kernel, int Stride, Padding Pad>
+struct Mapping<Conv2D<Filters, Kernel, Stride, Pad>> {
+  template <class L>
+  static std::array<std::int64_t, 4> pads() {
+    const int total_h = Pad == Padding::same ? std::max((L::OH - 1) * L::S + L::K - L::H, 0) : 0;
+    const int total_w = Pad == Padding::same ? std::max((L::OW - 1) * L::S + L::K - L::W, 0) : 0;
+    return {L::pad_top, L::pad_left, total_h - L::pad_top, total_w - L::pad_left};
+  }
+
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    constexpr int K = L::K, C = L::C, F = L::F;
+    g.make_spatial(name, C);
+    // HWIO -> OIHW.
+    const std::span<const float> hwio = g.tensors.at(name + ".kernel");
+    std::vector<float> oihw(hwio.size());
+    for (int f = 0; f < F; ++f)
+      for (int c = 0; c < C; ++c)
+        for (int k = 0; k < K * K; ++k) oihw[(std::size_t(f) * C + c) * K * K + k] = hwio[(std::size_t(k) * C + c) * F + f];
+    g.initializer(name + ".kernel", {F, C, K, K}, oihw);
+    g.initializer(name + ".bias", {F});
+    const auto [top, left, bottom, right] = pads<L>();
+    std::vector<ProtoOut> attributes;
+    attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{K, K}));
+    attributes.push_back(attribute("strides", std::vector<std::int64_t>{L::S, L::S}));
+    attributes.push_back(attribute("pads", std::vector<std::int64_t>{top, left, bottom, right}));
+    attributes.push_back(attribute("dilations", std::vector<std::int64_t>{1, 1}));
+    attributes.push_back(attribute("group", std::int64_t{1}));
+    g.node("Conv", name, {name + ".kernel", name + ".bias"}, std::move(attributes));
+  }
+
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    constexpr int K = L::K, C = L::C, F = L::F, H = L::H, W = L::W;
+    g.take_spatial(name, C);
+    const Node& n = g.take({"Conv"}, name);
+    if (g.integer(n, "group", 1) != 1) g.refuse(n, name, "group is " + std::to_string(g.integer(n, "group", 1)) + ", not 1");
+    g.require(n, name, "dilations", {1, 1}, {1, 1});
+    g.require(n, name, "strides", {L::S, L::S}, {1, 1});
+    g.require(n, name, "kernel_shape", {K, K}, {K, K});
+    // The padding, however the file says it, must be the layer's.
+    const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
+    std::vector<std::int64_t> got;
+    if (auto_pad == "NOTSET") {
+      got = g.integers(n, "pads", {0, 0, 0, 0});
+    } else if (auto_pad == "VALID") {
+      got = {0, 0, 0, 0};
+    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int total_h = std::max(((H + L::S - 1) / L::S - 1) * L::S + K - H, 0),
+                total_w = std::max(((W + L::S - 1) / L::S - 1) * L::S + K - W, 0);
+      const bool upper = auto_pad == "SAME_UPPER";
+      got = {upper ? total_h / 2 : total_h - total_h / 2, upper ? total_w / 2 : total_w - total_w / 2, 0, 0};
+      got[2] = total_h - got[0], got[3] = total_w - got[1];
+    } else {
+      g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
+    }
+    const auto expected = pads<L>();
+    if (got != std::vector<std::int64_t>(expected.begin(), expected.end()))
+      g.refuse(n, name,
+               "its padding (top, left, bottom, right) is " + dims_string(got) + ", the layer's " +
+                   dims_string({expected.begin(), expected.end()}) + (Pad == Padding::same ? " (Keras's \"same\")" : " (\"valid\")"));
+    const std::vector<float> oihw = *g.floats(n, 1, {F, C, K, K}, name, "kernel");
+    std::vector<float> hwio(oihw.size());
+    for (int f = 0; f < F; ++f)
+      for (int c = 0; c < C; ++c)
+        for (int k = 0; k < K * K; ++k) hwio[(std::size_t(k) * C + c) * F + f] = oihw[(std::size_t(f) * C + c) * K * K + k];
+    g.staged[name + ".kernel"] = std::move(hwio);
+    g.staged[name + ".bias"] = g.floats(n, 2, {F}, name, "bias", true).value_or(std::vector<float>(F, 0.0f));
+  }
+};
+
+template <float Momentum, float Epsilon>
+struct Mapping<BatchNormWith<Momentum, Epsilon>> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    constexpr int C = L::C;
+    g.initializer(name + ".gamma", {C});
+    g.initializer(name + ".beta", {C});
+    g.initializer(name + ".moving_mean", {C});
+    g.initializer(name + ".moving_variance", {C});
+    std::vector<ProtoOut> attributes;
+    attributes.push_back(attribute("epsilon", Epsilon));
+    attributes.push_back(attribute("momentum", Momentum));
+    g.node("BatchNormalization", name, {name + ".gamma", name + ".beta", name + ".moving_mean", name + ".moving_variance"},
+           std::move(attributes));
+  }
+
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    constexpr int C = L::C;
+    const Node& n = g.take({"BatchNormalization"}, name);
+    if (g.integer(n, "training_mode", 0) != 0) g.refuse(n, name, "it is in training mode");
+    if (g.integer(n, "spatial", 1) != 1) g.refuse(n, name, "spatial is 0 (statistics per value, not per channel)");
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it outputs running statistics (a training graph)");
+    const float epsilon = g.real(n, "epsilon", 1e-5f);
+    if (!(epsilon >= 0.0f) || !std::isfinite(epsilon)) g.refuse(n, name, "its epsilon is not a finite number >= 0");
+    g.staged[name + ".gamma"] = *g.floats(n, 1, {C}, name, "scale");
+    g.staged[name + ".beta"] = *g.floats(n, 2, {C}, name, "bias");
+    std::vector<float> mean = *g.floats(n, 3, {C}, name, "mean");
+    std::vector<float> variance = *g.floats(n, 4, {C}, name, "variance");
+    // tnet divides by sqrt(variance + its epsilon); the file's epsilon is folded into the variance.
+    if (epsilon != Epsilon)
+      for (float& v : variance) v = static_cast<float>(double(v) + double(epsilon) - double(Epsilon));
+    // The statistics are a converged moving average: its zero-debiasing factor is 1, so training on
+    // from them continues the average instead of replacing it.
+    std::uint64_t updates = 1;
+    while (std::pow(double(Momentum), double(updates)) > 0x1p-60) updates *= 2;
+    g.staged[name + ".biased_mean"] = mean;
+    g.staged[name + ".biased_variance"] = variance;
+    g.staged[name + ".moving_mean"] = std::move(mean);
+    g.staged[name + ".moving_variance"] = std::move(variance);
+    g.counts[name + ".updates"] = updates;
+  }
+};
+
+template <int Pool, int Stride>
+struct Mapping<MaxPool2D<Pool, Stride>> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    g.make_spatial(name, L::C);
+    std::vector<ProtoOut> attributes;
+    attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{Pool, Pool}));
+    attributes.push_back(attribute("strides", std::vector<std::int64_t>{Stride, Stride}));
+    g.node("MaxPool", name, {}, std::move(attributes));
+  }
+
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    g.take_spatial(name, L::C);
+    const Node& n = g.take({"MaxPool"}, name);
+    g.require(n, name, "kernel_shape", {Pool, Pool}, {});
+    g.require(n, name, "strides", {Stride, Stride}, {1, 1});
+    g.require(n, name, "pads", {0, 0, 0, 0}, {0, 0, 0, 0});
+    g.require(n, name, "dilations", {1, 1}, {1, 1});
+    const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
+    if (auto_pad != "NOTSET" && auto_pad != "VALID") g.refuse(n, name, "auto_pad " + auto_pad + " pads; the layer does not");
+    // ceil_mode gives the same size when the windows tile the input exactly.
+    const bool exact = (L::H - Pool) % Stride == 0 && (L::W - Pool) % Stride == 0;
+    if (g.integer(n, "ceil_mode", 0) != 0 && !exact) g.refuse(n, name, "ceil_mode 1 adds a partial window the layer does not have");
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it also outputs indices");
+  }
+};
+
+template <float Rate>
+struct Mapping<Dropout<Rate>> {
+  template <class L>
+  static void write(const L&, GraphOut&, const std::string&) {}  // the identity at inference
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string&) {
+    g.take_if("Dropout");  // PyTorch leaves it out of eval-mode graphs; others keep it
+  }
+};
+
+template <>
+struct Mapping<Flatten> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    using In = typename L::input_shape;
+    if (!g.spatial) return;
+    // Back to NHWC first, so the features are in tnet's order (the next Dense's kernel is as is).
+    if constexpr (In::height * In::width > 1)
+      g.node("Transpose", name + ".nhwc", {}, vector_of(attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
+    g.node("Flatten", name, {}, vector_of(attribute("axis", std::int64_t{1})));
+    g.spatial = false;
+  }
+
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    using In = typename L::input_shape;
+    if (!g.spatial) {
+      g.take_flatten(name, In::size);  // optional: already flat
+      return;
+    }
+    const Node* transpose = g.take_if("Transpose");
+    if (transpose && g.integers(*transpose, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+      g.refuse(*transpose, name, "a Transpose other than NCHW -> NHWC before flattening");
+    if (!g.take_flatten(name, In::size)) g.take({"Flatten", "Reshape"}, name);
+    // Flattened from NCHW: the features are in (C, H, W) order, tnet's in (H, W, C).
+    if (!transpose && In::height * In::width > 1) g.chw = {In::channels, In::height, In::width};
+    g.spatial = false;
+  }
+
+  static std::vector<ProtoOut> vector_of(ProtoOut&& a) {
+    std::vector<ProtoOut> v;
+    v.push_back(std::move(a));
+    return v;
+  }
+};
+
+template <int Units>
+struct Mapping<Dense<Units>> {
+  template <class L>
+  static void write(const L& layer, GraphOut& g, const std::string& name) {
+    if (g.spatial) {
+      g.node("Flatten", name + ".flatten", {}, Mapping<Flatten>::vector_of(attribute("axis", std::int64_t{1})));
+      g.spatial = false;
+    }
+    // B as (U, K) with transB, as PyTorch's Linear writes it: what every consumer reads best
+    // (OpenCV 4.6 misreads a bias with an untransposed B).
+    const int K = L::K, U = layer.units();
+    const std::span<const float> kernel = g.tensors.at(name + ".kernel");
+    std::vector<float> transposed(kernel.size());
+    for (int k = 0; k < K; ++k)
+      for (int u = 0; u < U; ++u) transposed[std::size_t(u) * K + k] = kernel[std::size_t(k) * U + u];
+    g.initializer(name + ".kernel", {U, K}, transposed);
+    g.initializer(name + ".bias", {U});
+    g.node("Gemm", name, {name + ".kernel", name + ".bias"}, Mapping<Flatten>::vector_of(attribute("transB", std::int64_t{1})));
+  }
+
+  template <class L>
+  static void read(const L& layer, GraphIn& g, const std::string& name) {
+    constexpr int K = L::K;
+    const int U = layer.units();
+    if (g.spatial && !g.take_flatten(name, K)) g.take({"Flatten", "Reshape"}, name);
+    g.spatial = false;
+    std::vector<float> kernel, bias;
+    if (const Node* gemm = g.take_if("Gemm")) {
+      const Node& n = *gemm;
+      if (g.integer(n, "transA", 0) != 0) g.refuse(n, name, "transA is 1");
+      if (g.real(n, "alpha", 1.0f) != 1.0f || g.real(n, "beta", 1.0f) != 1.0f) g.refuse(n, name, "alpha or beta is not 1");
+      const bool transposed = g.integer(n, "transB", 0) != 0;
+      // The kernel's shape names the unit count; a mismatch with the network's is worth its own message.
+      std::vector<float> values =
+          *g.floats(n, 1, transposed ? std::vector<std::int64_t>{U, K} : std::vector<std::int64_t>{K, U}, name, "weights");
+      if (transposed) {
+        kernel.resize(values.size());
+        for (int u = 0; u < U; ++u)
+          for (int k = 0; k < K; ++k) kernel[std::size_t(k) * U + u] = values[std::size_t(u) * K + k];
+      } else {
+        kernel = std::move(values);
+      }
+      bias = g.floats(n, 2, {U}, name, "bias", true).value_or(std::vector<float>(std::size_t(U), 0.0f));
+    } else {
+      const Node& n = g.take({"Gemm", "MatMul"}, name);
+      kernel = *g.floats(n, 1, {K, U}, name, "weights");
+      if (const Node* add = g.take_if("Add")) bias = *g.floats(*add, 1, {U}, name, "bias");
+      else bias.assign(std::size_t(U), 0.0f);
+    }
+    // Rows in (C, H, W) order -> (H, W, C).
+    if (g.chw[0] > 0) {
+      const auto [C, H, W] = g.chw;
+      std::vector<float> reordered(kernel.size());
+      for (int c = 0; c < C; ++c)
+        for (int y = 0; y < H; ++y)
+          for (int x = 0; x < W; ++x) {
+            const std::size_t from = (std::size_t(c) * H + y) * W + x, to = (std::size_t(y) * W + x) * C + c;
+            std::copy_n(kernel.data() + from * U, U, reordered.data() + to * U);
+          }
+      kernel = std::move(reordered);
+      g.chw = {};
+    }
+    g.staged[name + ".kernel"] = std::move(kernel);
+    g.staged[name + ".bias"] = std::move(bias);
+  }
+};
+
+// ReLU, Sigmoid and Softmax: one operator each.
+template <class Spec>
+struct Activation {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    std::vector<ProtoOut> attributes;
+    if constexpr (std::is_same_v<Spec, Softmax>) attributes.push_back(attribute("axis", std::int64_t{1}));  // the channels
+    g.node(op(), name, {}, std::move(attributes));
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    const Node& n = g.take({op()}, name);
+    if constexpr (std::is_same_v<Spec, Softmax>) {
+      const std::int64_t axis = g.integer(n, "axis", g.opset >= 13 ? -1 : 1);
+      const bool channels = g.spatial ? axis == 1 && g.opset >= 13 : (axis == 1 || axis == -1);
+      if (!channels) g.refuse(n, name, "it is not over the channels (axis " + std::to_string(axis) + ")");
+    }
+  }
+  static const char* op() {
+    if constexpr (std::is_same_v<Spec, ReLU>) return "Relu";
+    else if constexpr (std::is_same_v<Spec, Sigmoid>) return "Sigmoid";
+    else return "Softmax";
+  }
+};
+template <>
+struct Mapping<ReLU> : Activation<ReLU> {};
+template <>
+struct Mapping<Sigmoid> : Activation<Sigmoid> {};
+template <>
+struct Mapping<Softmax> : Activation<Softmax> {};
+
+// ---- the graph's input ---------------------------------------------------------------------
+
+// The data input (the one input that is not an initializer), its layout and NHWC size.
+struct GraphInput {
+  const ValueInfo* value = nullptr;
+  OnnxLayout layout = OnnxLayout::nchw;
+  std::array<std::int64_t, 3> hwc{-1, -1, -1};
+};
+
+inline GraphInput find_input(const OnnxModel& model, const std::string& path) {
+  const auto refuse = [&](const std::string& why) { return ModelFileError(ModelFileError::Kind::architecture_mismatch, path, why); };
+  GraphInput in;
+  for (const ValueInfo& v : model.inputs) {
+    if (model.value(v.name)) continue;
+    if (in.value) throw refuse("the graph has two inputs, " + in.value->name + " and " + v.name + "; a tnet network has one");
+    in.value = &v;
+  }
+  if (!in.value) throw refuse("the graph has no input");
+  if (in.value->elem_type != float32) throw refuse("the graph's input " + in.value->name + " is not float32");
+  if (in.value->dims.size() != 4) throw refuse("the graph's input " + in.value->name + " is not 4-D (N, H, W, C or N, C, H, W)");
+  // NHWC when the first node transposes the input to NCHW.
+  for (const Node& n : model.nodes) {
+    if (is_value_node(model, n)) continue;
+    if (n.op_type == "Transpose" && !n.inputs.empty() && n.inputs[0] == in.value->name) {
+      const Attribute* perm = n.find("perm");
+      if (perm && perm->ints == std::vector<std::int64_t>{0, 3, 1, 2}) in.layout = OnnxLayout::nhwc;
+    }
+    break;
+  }
+  const auto& d = in.value->dims;
+  in.hwc = in.layout == OnnxLayout::nhwc ? std::array{d[1], d[2], d[3]} : std::array{d[2], d[3], d[1]};
+  return in;
+}
+
+inline void check_opset(const OnnxModel& model, const std::string& path) {
+  if (model.opset < oldest_opset || model.opset > newest_opset)
+    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
+                         "ONNX opset " + std::to_string(model.opset) + "; tnet reads opsets " + std::to_string(oldest_opset) + " to " +
+                             std::to_string(newest_opset));
+}
+
+inline void read_metadata(const OnnxModel& model, const std::string& path, OnnxInfo& info) {
+  info.metadata = model.metadata;
+  info.opset = model.opset;
+  info.ir_version = model.ir_version;
+  info.producer = model.producer;
+  if (const auto found = model.metadata.find("class_names"); found != model.metadata.end()) {
+    const auto names = parse_json_strings(found->second);
+    if (!names)
+      throw ModelFileError(ModelFileError::Kind::corrupted, path, "the ONNX metadata's class_names is not a JSON array of strings");
+    info.class_names = *names;
+  }
+}
+
+}  // namespace onnx
+
+/// Writes `net` as an ONNX model (opset 13, IR 7) to `path` through AtomicFile, with
+/// `class_names` and `metadata` in its metadata; the input is `layout`. Throws FileError when the file cannot be written, and
+/// ModelFileError (not_finite), writing nothing, when a weight or statistic is not finite.
+template <class Net>
+void save_onnx(const std::string& path, Net& net, const std::vector<std::string>& class_names = {}, OnnxLayout layout = OnnxLayout::nhwc,
+               const std::map<std::string, std::string>& metadata = {}) {
+  onnx::GraphOut g;
+  for (const ParamRef& p : net.parameters()) g.tensors[p.name] = {p.value, p.size};
+  net.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) g.tensors[name] = span;
+  });
+  for (const auto& [name, values] : g.tensors)
+    if (!detail::all_finite(values.data(), values.size()))
+      throw ModelFileError(ModelFileError::Kind::not_finite, path, "refusing to export a model whose " + name + " holds NaN or infinity");
+
+  using In = typename Net::input_shape;
+  const bool nhwc = layout == OnnxLayout::nhwc;
+  const std::vector<std::int64_t> input_dims = nhwc ? std::vector<std::int64_t>{-1, In::height, In::width, In::channels}
+                                                    : std::vector<std::int64_t>{-1, In::channels, In::height, In::width};
+  g.tensor = "input";
+  if (nhwc)
+    g.node("Transpose", "input.nchw", {},
+           onnx::Mapping<Flatten>::vector_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 3, 1, 2})));
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (onnx::Mapping<typename Net::template spec_type<I>>::write(net.template layer<I>(), g, net.template layer_name<I>()), ...);
+  }(std::make_index_sequence<Net::depth>{});
+  std::vector<std::int64_t> output_dims{-1, net.outputs()};
+  if (g.spatial) {
+    using Out = typename Net::output_shape;
+    if constexpr (!Out::is_dynamic) {
+      if (nhwc) {
+        g.node("Transpose", "output.nhwc", {},
+               onnx::Mapping<Flatten>::vector_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
+        output_dims = {-1, Out::height, Out::width, Out::channels};
+      } else {
+        output_dims = {-1, Out::channels, Out::height, Out::width};
+      }
+    }
+  }
+  if (g.tensor == "input") g.node("Identity", "output.identity");  // a network of Dropouts only
+
+  onnx::ProtoOut model;
+  model.int_field(onnx::field::ir_version, onnx::written_ir_version);
+  {
+    onnx::ProtoOut opset;
+    opset.bytes_field(onnx::field::opset_domain, "");
+    opset.int_field(onnx::field::opset_version, onnx::written_opset);
+    model.message(onnx::field::opset_import, std::move(opset));
+  }
+  model.bytes_field(onnx::field::producer_name, "tnet");
+  model.bytes_field(onnx::field::producer_version, "0.1");
+  model.message(onnx::field::graph, g.finish("input", input_dims, "output", output_dims));
+  std::map<std::string, std::string> all = metadata;
+  all["class_names"] = onnx::json_strings(class_names);
+  all["input_layout"] = nhwc ? "NHWC" : "NCHW";
+  all["tnet_signature"] = net.signature();
+  for (const auto& [key, value] : all) {
+    onnx::ProtoOut entry;
+    entry.bytes_field(onnx::field::key, key);
+    entry.bytes_field(onnx::field::value, value);
+    model.message(onnx::field::metadata_props, std::move(entry));
+  }
+  AtomicFile out(path, "ONNX file");
+  model.write_to(out);
+  out.commit();
+}
+
+/// What an ONNX file's graph takes and gives, and its metadata, for choosing the network type to
+/// load it into. Reads files of at most 1 GiB (ONNX's protobuf limit is 2 GiB; tnet's largest
+/// networks are tens of MB).
+inline OnnxInfo read_onnx_info(const std::string& path) {
+  const std::string bytes = onnx::read_file(path, std::uint64_t(1) << 30);
+  const onnx::OnnxModel model = onnx::parse_file(path, bytes);
+  onnx::check_opset(model, path);
+  const onnx::GraphInput input = onnx::find_input(model, path);
+  OnnxInfo info;
+  onnx::read_metadata(model, path, info);
+  info.layout = input.layout;
+  auto dim = [&](std::int64_t d, const char* what) {
+    if (d < 1 || d > (1 << 20))
+      throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path, std::string("the graph's input has no fixed ") + what);
+    return int(d);
+  };
+  info.height = dim(input.hwc[0], "height"), info.width = dim(input.hwc[1], "width"), info.channels = dim(input.hwc[2], "channel count");
+  if (model.outputs.size() != 1)
+    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
+                         "the graph has " + std::to_string(model.outputs.size()) + " outputs; a tnet network has one");
+  std::int64_t outputs = 1;
+  const onnx::ValueInfo& out = model.outputs[0];
+  for (std::size_t i = 1; i < out.dims.size(); ++i)
+    outputs = out.dims[i] >= 1 && outputs * out.dims[i] < (1 << 30) ? outputs * out.dims[i] : 0;
+  if (!out.has_shape || out.dims.size() < 2 || outputs < 1)
+    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path, "the graph's output " + out.name + " has no fixed shape");
+  info.outputs = int(outputs);
+  return info;
+}
+
+/// Reads the weights and statistics of an ONNX model into `net`, whose type must match the graph
+/// (see the top of this file). Throws ModelFileError, changing nothing, when the file cannot be
+/// read, is not ONNX, does not match the network (naming the first node that does not fit) or
+/// holds a value that is not finite.
+template <class Net>
+OnnxInfo load_onnx(const std::string& path, Net& net) {
+  using Kind = ModelFileError::Kind;
+  // The largest file this network's model can be: its floats one field each (5 bytes) and 64 MB.
+  std::uint64_t largest = std::uint64_t(net.parameters().values.size()) * 5 + (64u << 20);
+  net.visit_state([&](const std::string&, auto span) { largest += span.size() * 5; });
+  const std::string bytes = onnx::read_file(path, largest);
+  const onnx::OnnxModel model = onnx::parse_file(path, bytes);
+  onnx::check_opset(model, path);
+  OnnxInfo info;
+  onnx::read_metadata(model, path, info);
+
+  using In = typename Net::input_shape;
+  const onnx::GraphInput input = onnx::find_input(model, path);
+  info.layout = input.layout;
+  info.height = In::height, info.width = In::width, info.channels = In::channels;
+  const std::array<std::int64_t, 3> expected{In::height, In::width, In::channels};
+  for (int k = 0; k < 3; ++k)
+    if (input.hwc[std::size_t(k)] != -1 && input.hwc[std::size_t(k)] != expected[std::size_t(k)])
+      throw ModelFileError(Kind::architecture_mismatch, path,
+                           "the graph's input " + input.value->name + " is " + onnx::dims_string(input.value->dims) + " (" +
+                               (input.layout == OnnxLayout::nhwc ? "NHWC" : "NCHW") + "); the network's is " + In::str());
+
+  onnx::GraphIn g(model, path);
+  g.opset = model.opset;
+  g.tensor = input.value->name;
+  if (input.layout == OnnxLayout::nhwc) g.take({"Transpose"}, "input");
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (onnx::Mapping<typename Net::template spec_type<I>>::read(net.template layer<I>(), g, net.template layer_name<I>()), ...);
+  }(std::make_index_sequence<Net::depth>{});
+  if (g.spatial && input.layout == OnnxLayout::nhwc) {
+    if (const onnx::Node* t = g.take_if("Transpose"); t && g.integers(*t, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+      g.refuse(*t, "output", "a Transpose other than NCHW -> NHWC after the last layer");
+  }
+  if (const onnx::Node* rest = g.peek())
+    throw g.mismatch("ONNX node " + g.describe(*rest) + " follows the network's last layer, " + net.template layer_name<Net::depth - 1>() +
+                     ": the graph has more than the network");
+  bool is_output = false;
+  for (const onnx::ValueInfo& v : model.outputs) is_output |= v.name == g.tensor;
+  if (!is_output) throw g.mismatch("the network's output, " + g.tensor + ", is not an output of the graph");
+
+  // Every tensor of the network must have been read, at its size.
+  for (const ParamRef& p : net.parameters()) {
+    const auto found = g.staged.find(p.name);
+    if (found == g.staged.end() || found->second.size() != p.size)
+      throw ModelFileError(Kind::architecture_mismatch, path, "the graph gives no value for " + p.name);
+  }
+  net.visit_state([&](const std::string& name, auto span) {
+    using T = typename decltype(span)::value_type;
+    const bool found =
+        std::is_same_v<T, float> ? g.staged.count(name) && g.staged[name].size() == span.size() : g.counts.count(name) && span.size() == 1;
+    if (!found) throw ModelFileError(Kind::architecture_mismatch, path, "the graph gives no value for " + name);
+  });
+  // Everything fits: commit.
+  for (const ParamRef& p : net.parameters()) std::copy(g.staged[p.name].begin(), g.staged[p.name].end(), p.value);
+  net.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>)
+      std::copy(g.staged[name].begin(), g.staged[name].end(), span.begin());
+    else span[0] = g.counts[name];
+  });
+  return info;
+}
+
+}  // namespace tnet

@@ -1,0 +1,231 @@
+// ONNX export and import: an exact round trip for every layer kind in both layouts, mismatched
+// networks refused naming the node, corrupt and truncated files refused without touching the
+// network. Consumers tnet did not write (onnx.checker, OpenCV, ONNX Runtime, PyTorch) are tested
+// by tests/onnx/run.sh.
+#include "support.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+using namespace tnet;
+namespace fs = std::filesystem;
+
+namespace {
+// Every layer kind, "same" and "valid" padding, a stride of 2, a convolution and pooling after a
+// flat activation (Dense -> Conv2D), Softmax over a spatial activation, and the run-time width.
+using Net =
+    Sequential<Input<9, 7, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.25f>, Conv2D<5, 2, 2, Padding::valid>,
+               BatchNormWith<0.9f, 1e-5f>, Flatten, Dense<6>, ReLU, Conv2D<3, 1>, MaxPool2D<1>, Softmax, Flatten, Dense<dynamic>, Sigmoid>;
+using Wider =
+    Sequential<Input<9, 7, 3>, Conv2D<5, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.25f>, Conv2D<5, 2, 2, Padding::valid>,
+               BatchNormWith<0.9f, 1e-5f>, Flatten, Dense<6>, ReLU, Conv2D<3, 1>, MaxPool2D<1>, Softmax, Flatten, Dense<dynamic>, Sigmoid>;
+using Shorter = Sequential<Input<9, 7, 3>, Conv2D<4, 3>, ReLU, BatchNorm>;
+using Longer = Sequential<Input<9, 7, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.25f>, Conv2D<5, 2, 2, Padding::valid>,
+                          BatchNormWith<0.9f, 1e-5f>, Flatten, Dense<6>, ReLU, Conv2D<3, 1>, MaxPool2D<1>, Softmax, Flatten, Dense<dynamic>,
+                          Sigmoid, ReLU>;
+using Square = Sequential<Input<9, 9, 3>, Conv2D<4, 3>, ReLU>;
+constexpr int batch = 3, labels = 4;
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("tnet_onnx_test_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// Trained for a few steps: weights and batch-norm statistics away from their initial values.
+template <class N>
+void train(N& net) {
+  const Buffer x = test::random_values(batch * N::input_size, 1);
+  Buffer targets = test::random_values(std::size_t(batch) * net.outputs(), 2, 0.5f);
+  for (float& t : targets) t = t > 0 ? 1.0f : 0.0f;
+  Adam adam;
+  for (int s = 0; s < 4; ++s) net.train_step(x, targets, batch, adam);
+}
+
+template <class N>
+std::vector<float> everything(N& net) {
+  std::vector<float> all(net.parameters().values.begin(), net.parameters().values.end());
+  net.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>)
+      if (name.find("moving_") != std::string::npos) all.insert(all.end(), span.begin(), span.end());
+  });
+  return all;
+}
+
+template <class N>
+std::vector<float> predictions(N& net) {
+  const Buffer x = test::random_values(batch * N::input_size, 3);
+  const std::span<const float> y = net.predict(x, batch);
+  return {y.begin(), y.end()};
+}
+
+// load_onnx(path) into a fresh network throws ModelFileError of `kind` whose message holds
+// `words`, and leaves the network as it was.
+template <class N>
+void check_refused(const std::string& path, ModelFileError::Kind kind, const std::string& words, int width = labels) {
+  N net = [&] {
+    if constexpr (N::has_dynamic_width) return N(Outputs{width}, 9);
+    else return N(9);
+  }();
+  const std::vector<float> before = everything(net);
+  try {
+    load_onnx(path, net);
+    FAIL("load_onnx accepted " << path);
+  } catch (const ModelFileError& e) {
+    CHECK(e.kind() == kind);
+    CHECK_MESSAGE(std::string(e.what()).find(words) != std::string::npos, std::string(e.what()));
+  }
+  CHECK(everything(net) == before);
+}
+}  // namespace
+
+TEST_CASE("ONNX: export then import gives the same network, bit for bit, in both layouts") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  train(net);
+  for (const OnnxLayout layout : {OnnxLayout::nhwc, OnnxLayout::nchw}) {
+    CAPTURE(int(layout));
+    save_onnx(dir / "net.onnx", net, {"red", "blue \"navy\"", "dress", "jeans"}, layout, {{"note", "x"}});
+    const OnnxInfo info = read_onnx_info(dir / "net.onnx");
+    CHECK(info.layout == layout);
+    CHECK(info.height == 9);
+    CHECK(info.width == 7);
+    CHECK(info.channels == 3);
+    CHECK(info.outputs == labels);
+    CHECK(info.class_names == std::vector<std::string>{"red", "blue \"navy\"", "dress", "jeans"});
+    CHECK(info.metadata.at("note") == "x");
+    CHECK(info.opset == 13);
+    CHECK(info.ir_version == 7);
+    CHECK(info.producer == "tnet");
+
+    Net copy(Outputs{labels}, 77);
+    CHECK(everything(copy) != everything(net));
+    const OnnxInfo loaded = load_onnx(dir / "net.onnx", copy);
+    CHECK(loaded.class_names == info.class_names);
+    CHECK(everything(copy) == everything(net));
+    CHECK(predictions(copy) == predictions(net));
+  }
+  // Nothing but the file is left.
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("ONNX: imported batch-norm statistics carry on as a converged moving average") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  train(net);
+  save_onnx(dir / "net.onnx", net);
+  Net copy(Outputs{labels}, 77);
+  load_onnx(dir / "net.onnx", copy);
+  // Training on from the import moves the moving mean by (1 - momentum) of the way to the batch's.
+  const std::vector<float> mean(copy.layer<2>().moving_mean(), copy.layer<2>().moving_mean() + 4);
+  train(copy);
+  for (int c = 0; c < 4; ++c) CHECK(std::isfinite(copy.layer<2>().moving_mean()[c]));
+  CHECK(std::vector<float>(copy.layer<2>().moving_mean(), copy.layer<2>().moving_mean() + 4) != mean);
+  std::uint64_t updates = 0;
+  copy.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, std::uint64_t>)
+      if (name == "2.batchnorm.updates") updates = span[0];
+  });
+  CHECK(updates > 1000);  // 0.99^updates is below 2^-60: no zero-debiasing left to do
+}
+
+TEST_CASE("ONNX: a graph for another network is refused, naming the first node that does not fit") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  save_onnx(dir / "net.onnx", net);
+  using Kind = ModelFileError::Kind;
+  check_refused<Wider>(
+      dir / "net.onnx", Kind::architecture_mismatch,
+      "ONNX node 1 (Conv '0.conv2d') does not fit layer 0.conv2d: its kernel has shape [4, 3, 3, 3], the layer's is [5, 3, 3, 3]");
+  check_refused<Net>(dir / "net.onnx", Kind::architecture_mismatch, "its weights has shape [4, 3], the layer's is [5, 3]", 5);
+  check_refused<Shorter>(dir / "net.onnx", Kind::architecture_mismatch,
+                         "ONNX node 4 (MaxPool '3.maxpool2d') follows the network's last layer, 2.batchnorm");
+  check_refused<Longer>(dir / "net.onnx", Kind::architecture_mismatch, "the graph ends before layer 16.relu, which expects Relu");
+  check_refused<Square>(dir / "net.onnx", Kind::architecture_mismatch,
+                        "the graph's input input is [-1, 9, 7, 3] (NHWC); the network's is (None, 9, 9, 3)");
+}
+
+TEST_CASE("ONNX: corrupt, truncated and non-ONNX files are refused and the network is untouched") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  train(net);
+  save_onnx(dir / "net.onnx", net, {"a", "b", "c", "d"});
+  const std::string bytes = read(dir / "net.onnx");
+  using Kind = ModelFileError::Kind;
+
+  check_refused<Net>(dir / "missing.onnx", Kind::io, "cannot read ONNX file");
+  check_refused<Net>(dir.path.string(), Kind::io, "not a regular file");
+  write(dir / "empty.onnx", "");
+  check_refused<Net>(dir / "empty.onnx", Kind::corrupted, "not a valid ONNX file: not an ONNX model: it has no graph");
+  write(dir / "text.onnx", "hello, this is not ONNX\n");
+  check_refused<Net>(dir / "text.onnx", Kind::corrupted, "not a valid ONNX file");
+  // Every cut through the file's structure is caught; most land in the weights' raw bytes.
+  int refused = 0;
+  for (std::size_t cut = 0; cut < bytes.size(); cut += 1 + cut / 16) {
+    write(dir / "cut.onnx", bytes.substr(0, cut));
+    Net copy(Outputs{labels}, 9);
+    const std::vector<float> before = everything(copy);
+    try {
+      load_onnx(dir / "cut.onnx", copy);
+      FAIL("a file cut at " << cut << " of " << bytes.size() << " bytes loaded");
+    } catch (const ModelFileError& e) {
+      ++refused;
+    }
+    CHECK(everything(copy) == before);
+  }
+  CHECK(refused > 100);
+  // A weight that is not a number.
+  std::string nan_file = bytes;
+  const std::size_t at = nan_file.find("0.conv2d.bias");
+  REQUIRE(at != std::string::npos);
+  // The bias initializer's name is followed by its raw bytes: field 9 (0x4a), length 16, values.
+  const std::size_t raw = nan_file.find(std::string("\x4a\x10", 2), at);
+  REQUIRE(raw != std::string::npos);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(nan_file.data() + raw + 2, &nan, 4);
+  write(dir / "nan.onnx", nan_file);
+  check_refused<Net>(dir / "nan.onnx", Kind::not_finite, "ONNX node 1 (Conv '0.conv2d')'s bias holds NaN or infinity");
+  // Random damage: loads (a flipped weight is still a weight) or is refused, nothing else.
+  Rng rng(11);
+  int loaded = 0;
+  for (std::uint64_t trial = 0; trial < 300; ++trial) {
+    std::string damaged = bytes;
+    for (int k = 0; k < 3; ++k)
+      damaged[std::size_t(rng.bits(trial * 8 + k) % damaged.size())] ^= char(1 + rng.bits(trial * 8 + 4 + k) % 255);
+    write(dir / "damaged.onnx", damaged);
+    Net copy(Outputs{labels}, 9);
+    try {
+      load_onnx(dir / "damaged.onnx", copy);
+      ++loaded;
+    } catch (const ModelFileError&) {
+    }
+  }
+  MESSAGE(loaded << " of 300 damaged files loaded (their damage in weights)");
+}
+
+TEST_CASE("ONNX: a network that is not finite is not exported") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  net.parameters().values[3] = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH_AS(save_onnx(dir / "net.onnx", net), doctest::Contains("0.conv2d.kernel holds NaN or infinity"), ModelFileError);
+  CHECK(fs::is_empty(dir.path));
+}
+
+TEST_CASE("ONNX: class names survive JSON, and malformed JSON is recognised") {
+  const std::vector<std::string> names{"", "plain", "quote\" back\\slash", "tab\tnew\nline", "\x01", "ünïcode"};
+  CHECK(onnx::parse_json_strings(onnx::json_strings(names)) == names);
+  CHECK(onnx::parse_json_strings("[]") == std::vector<std::string>{});
+  CHECK(onnx::parse_json_strings(" [ \"a\" , \"\\u00e9\\u4e2d\" ] ") == std::vector<std::string>{"a", "\xc3\xa9\xe4\xb8\xad"});
+  for (const char* bad : {"", "[", "[\"a\"", "[\"a\",]", "[1]", "{}", "[\"a\"] x", "[\"\\x\"]", "[\"\\u12\"]"})
+    CHECK_MESSAGE(!onnx::parse_json_strings(bad), bad);
+}
