@@ -14,7 +14,8 @@ const char* usage = R"(usage: fashion_classify --image PHOTO|FOLDER [--image ...
 Prints every label's probability for each photo, then the most probable ones, and writes a copy
 of the photo (width 400) with the top labels drawn on it.
 
-  --model FILE      model written by fashion_train [fashion.tnet]
+  --model FILE      model written by fashion_train [fashion.tnet], or an ONNX file (.onnx) of a
+                    SmallerVGGNet (fashion_export's, or one exported from PyTorch)
   --labelbin FILE   its label file [labels.txt]
   --image PATH      a photo, or a folder of photos; repeatable (photos may also follow the options)
   --output PATH     the labelled copy; with several photos, a folder for them
@@ -61,7 +62,16 @@ int run(int argc, char** argv) {
   s.outputs = labelled_copy_paths(s.images, s.output, into_folder);
   if (into_folder) fs::create_directories(s.output);
 
-  // The model file's signature names its input size (the label count is read when it loads).
+  // The model's input names its size (the label count is read when it loads).
+  if (is_onnx_path(s.model)) {
+    const tnet::OnnxInfo info = tnet::read_onnx_info(s.model);
+    const bool square = info.height == info.width && info.channels == 3;
+    if (square && info.height == 64) return classify_size64(s);
+    if (square && info.height == 96) return classify_size96(s);
+    if (square && info.height == 128) return classify_size128(s);
+    throw UsageError(s.model + " is not a SmallerVGGNet for 64, 96 or 128-pixel RGB images (its input is " + std::to_string(info.height) +
+                     "x" + std::to_string(info.width) + "x" + std::to_string(info.channels) + ")");
+  }
   const std::string signature = tnet::read_model_signature(s.model);
   auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
   if (made_for.operator()<64>()) return classify_size64(s);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "labels.hpp"
 #include "smaller_vgg.hpp"
 
 namespace fashion {
@@ -97,25 +98,22 @@ inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std
   return canvas.image();
 }
 
+/// Whether `path` names an ONNX model (by its extension) rather than a tnet model file.
+inline bool is_onnx_path(const std::string& path) {
+  const std::string extension = std::filesystem::path(path).extension().string();
+  return extension == ".onnx" || extension == ".ONNX";
+}
+
 template <class Net>
 int classify(const ClassifySettings& s) {
   constexpr int size = Net::input_shape::height;
   // The label count is the network's run-time width, recorded in the model file.
-  auto net = std::make_unique<Net>(tnet::Outputs{tnet::read_model_outputs(s.model)}, 0);
-  const tnet::ModelFileInfo info = tnet::load_model(s.model, *net);
+  const bool onnx = is_onnx_path(s.model);
+  auto net = std::make_unique<Net>(tnet::Outputs{onnx ? tnet::read_onnx_info(s.model).outputs : tnet::read_model_outputs(s.model)}, 0);
+  const std::vector<std::string> model_classes =
+      onnx ? tnet::load_onnx(s.model, *net).class_names : tnet::load_model(s.model, *net).class_names;
   const int labels = net->outputs();
-  tnet::MultiLabelBinarizer binarizer;
-  try {
-    binarizer = tnet::MultiLabelBinarizer::load(s.labelbin);
-  } catch (const std::exception& e) {
-    throw UsageError(e.what());
-  }
-  const std::vector<std::string>& classes = binarizer.classes();
-  if (int(classes.size()) != labels)
-    throw UsageError(s.labelbin + " lists " + std::to_string(classes.size()) + " classes, but " + s.model + " has " +
-                     std::to_string(labels) + " outputs: they do not belong together");
-  if (!info.class_names.empty() && info.class_names != classes)
-    throw UsageError(s.labelbin + " does not match the classes " + s.model + " was trained on");
+  const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, labels, model_classes);
 
   int failures = 0;
   std::vector<std::string> json_items;

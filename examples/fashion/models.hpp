@@ -14,6 +14,7 @@ inline constexpr std::array<int, 3> image_sizes = {64, 96, 128};
 struct TrainSettings;
 struct TrainData;
 struct ClassifySettings;
+struct ExportSettings;
 
 int train_size64(const TrainSettings&, TrainData&);
 int train_size96(const TrainSettings&, TrainData&);
@@ -21,5 +22,8 @@ int train_size128(const TrainSettings&, TrainData&);
 int classify_size64(const ClassifySettings&);
 int classify_size96(const ClassifySettings&);
 int classify_size128(const ClassifySettings&);
+int export_size64(const ExportSettings&);
+int export_size96(const ExportSettings&);
+int export_size128(const ExportSettings&);
 
 }  // namespace fashion

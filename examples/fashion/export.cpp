@@ -1,0 +1,56 @@
+// fashion_export: a model fashion_train wrote, as an ONNX file for OpenCV, ONNX Runtime and the
+// rest.
+//   fashion_export --model fashion.tnet --labelbin labels.txt --onnx fashion.onnx
+#include <filesystem>
+#include <iostream>
+
+#include "export_impl.hpp"
+#include "models.hpp"
+
+namespace {
+
+const char* usage = R"(usage: fashion_export [options]
+
+Writes a model trained by fashion_train as ONNX (opset 13), with its class names in the
+metadata. The graph takes float32 RGB photos resized to the model's size, each value pixel / 255,
+and gives each class's probability.
+
+  --model FILE      model written by fashion_train [fashion.tnet]
+  --labelbin FILE   its label file [labels.txt]
+  --onnx FILE       the ONNX file to write [fashion.onnx]
+  --nchw            the input as (N, 3, H, W), PyTorch's order, instead of (N, H, W, 3)
+  --help
+)";
+
+int run(int argc, char** argv) {
+  using namespace fashion;
+  const Arguments args(argc, argv, {"--model", "--labelbin", "--onnx"}, {"--nchw", "--help"});
+  if (args.flag("--help")) {
+    std::cout << usage;
+    return 0;
+  }
+  if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "' (see --help)");
+  ExportSettings s;
+  s.model = args.text("--model", s.model);
+  s.labelbin = args.text("--labelbin", s.labelbin);
+  s.onnx = args.text("--onnx", s.onnx);
+  if (args.flag("--nchw")) s.layout = tnet::OnnxLayout::nchw;
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::weakly_canonical(s.onnx, error) == fs::weakly_canonical(s.model, error))
+    throw UsageError("--onnx " + s.onnx + " is the model itself: give the ONNX file another name");
+  check_writable(s.onnx, "ONNX file");
+  const std::string signature = tnet::read_model_signature(s.model);
+  auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
+  if (made_for.operator()<64>()) return export_size64(s);
+  if (made_for.operator()<96>()) return export_size96(s);
+  if (made_for.operator()<128>()) return export_size128(s);
+  throw UsageError(s.model + " is not a SmallerVGGNet model for 64, 96 or 128-pixel images (its input is " +
+                   signature.substr(0, signature.find('\n')) + ")");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return fashion::guarded_main("fashion_export", 2, [&] { return run(argc, argv); });
+}
