@@ -5,6 +5,7 @@
 
 #include "classify_impl.hpp"
 #include "models.hpp"
+#include "onnx_models.hpp"
 #include "smaller_vgg.hpp"
 
 namespace {
@@ -64,7 +65,7 @@ int run(int argc, char** argv) {
 
   // The model's input names its size (the label count is read when it loads).
   if (is_onnx_path(s.model)) {
-    const tnet::OnnxInfo info = tnet::read_onnx_info(s.model);
+    const tnet::OnnxInfo info = read_onnx_model_info(s.model);
     const bool square = info.height == info.width && info.channels == 3;
     if (square && info.height == 64) return classify_size64(s);
     if (square && info.height == 96) return classify_size96(s);

@@ -17,6 +17,7 @@
 
 #include "cli.hpp"
 #include "labels.hpp"
+#include "onnx_models.hpp"
 #include "smaller_vgg.hpp"
 
 namespace fashion {
@@ -109,9 +110,8 @@ int classify(const ClassifySettings& s) {
   constexpr int size = Net::input_shape::height;
   // The label count is the network's run-time width, recorded in the model file.
   const bool onnx = is_onnx_path(s.model);
-  auto net = std::make_unique<Net>(tnet::Outputs{onnx ? tnet::read_onnx_info(s.model).outputs : tnet::read_model_outputs(s.model)}, 0);
-  const std::vector<std::string> model_classes =
-      onnx ? tnet::load_onnx(s.model, *net).class_names : tnet::load_model(s.model, *net).class_names;
+  auto net = std::make_unique<Net>(tnet::Outputs{onnx ? read_onnx_model_info(s.model).outputs : tnet::read_model_outputs(s.model)}, 0);
+  const std::vector<std::string> model_classes = onnx ? load_onnx_model(s.model, *net) : tnet::load_model(s.model, *net).class_names;
   const int labels = net->outputs();
   const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, labels, model_classes);
 

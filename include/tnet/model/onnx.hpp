@@ -476,6 +476,238 @@ class GraphIn {
   std::size_t at_ = 0;
 };
 
+// ---- each operator, written and read ---------------------------------------------------------
+// Plain functions of the layer's sizes, so that their code is compiled once, not once per layer
+// shape (the mappings below are one line each).
+
+inline std::vector<ProtoOut> attributes_of(ProtoOut&& a) {
+  std::vector<ProtoOut> v;
+  v.push_back(std::move(a));
+  return v;
+}
+
+/// A convolution's geometry: input H x W x C, F filters of K x K, stride S, and its padding
+/// (top, left, bottom, right).
+struct ConvGeometry {
+  int H, W, C, F, K, S;
+  bool same;
+  std::array<std::int64_t, 4> pads;
+};
+
+inline void write_conv(GraphOut& g, const std::string& name, const ConvGeometry& c) {
+  const int K = c.K, C = c.C, F = c.F;
+  g.make_spatial(name, C);
+  // HWIO -> OIHW.
+  const std::span<const float> hwio = g.tensors.at(name + ".kernel");
+  std::vector<float> oihw(hwio.size());
+  for (int f = 0; f < F; ++f)
+    for (int ch = 0; ch < C; ++ch)
+      for (int k = 0; k < K * K; ++k) oihw[(std::size_t(f) * C + ch) * K * K + k] = hwio[(std::size_t(k) * C + ch) * F + f];
+  g.initializer(name + ".kernel", {F, C, K, K}, oihw);
+  g.initializer(name + ".bias", {F});
+  std::vector<ProtoOut> attributes;
+  attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{K, K}));
+  attributes.push_back(attribute("strides", std::vector<std::int64_t>{c.S, c.S}));
+  attributes.push_back(attribute("pads", std::vector<std::int64_t>(c.pads.begin(), c.pads.end())));
+  attributes.push_back(attribute("dilations", std::vector<std::int64_t>{1, 1}));
+  attributes.push_back(attribute("group", std::int64_t{1}));
+  g.node("Conv", name, {name + ".kernel", name + ".bias"}, std::move(attributes));
+}
+
+inline void read_conv(GraphIn& g, const std::string& name, const ConvGeometry& c) {
+  const int K = c.K, C = c.C, F = c.F;
+  g.take_spatial(name, C);
+  const Node& n = g.take({"Conv"}, name);
+  if (g.integer(n, "group", 1) != 1) g.refuse(n, name, "group is " + std::to_string(g.integer(n, "group", 1)) + ", not 1");
+  g.require(n, name, "dilations", {1, 1}, {1, 1});
+  g.require(n, name, "strides", {c.S, c.S}, {1, 1});
+  g.require(n, name, "kernel_shape", {K, K}, {K, K});
+  // The padding, however the file says it, must be the layer's.
+  const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
+  std::vector<std::int64_t> got;
+  if (auto_pad == "NOTSET") {
+    got = g.integers(n, "pads", {0, 0, 0, 0});
+  } else if (auto_pad == "VALID") {
+    got = {0, 0, 0, 0};
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    auto total = [&](int in) { return std::max(((in + c.S - 1) / c.S - 1) * c.S + K - in, 0); };
+    const int total_h = total(c.H), total_w = total(c.W);
+    const int top = auto_pad == "SAME_UPPER" ? total_h / 2 : total_h - total_h / 2;
+    const int left = auto_pad == "SAME_UPPER" ? total_w / 2 : total_w - total_w / 2;
+    got = {top, left, total_h - top, total_w - left};
+  } else {
+    g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
+  }
+  const std::vector<std::int64_t> expected(c.pads.begin(), c.pads.end());
+  if (got != expected)
+    g.refuse(n, name,
+             "its padding (top, left, bottom, right) is " + dims_string(got) + ", the layer's " + dims_string(expected) +
+                 (c.same ? " (Keras's \"same\")" : " (\"valid\")"));
+  const std::vector<float> oihw = *g.floats(n, 1, {F, C, K, K}, name, "kernel");
+  std::vector<float> hwio(oihw.size());
+  for (int f = 0; f < F; ++f)
+    for (int ch = 0; ch < C; ++ch)
+      for (int k = 0; k < K * K; ++k) hwio[(std::size_t(k) * C + ch) * F + f] = oihw[(std::size_t(f) * C + ch) * K * K + k];
+  g.staged[name + ".kernel"] = std::move(hwio);
+  g.staged[name + ".bias"] = g.floats(n, 2, {F}, name, "bias", true).value_or(std::vector<float>(std::size_t(F), 0.0f));
+}
+
+inline void write_batch_norm(GraphOut& g, const std::string& name, int C, float momentum, float epsilon) {
+  g.initializer(name + ".gamma", {C});
+  g.initializer(name + ".beta", {C});
+  g.initializer(name + ".moving_mean", {C});
+  g.initializer(name + ".moving_variance", {C});
+  std::vector<ProtoOut> attributes;
+  attributes.push_back(attribute("epsilon", epsilon));
+  attributes.push_back(attribute("momentum", momentum));
+  g.node("BatchNormalization", name, {name + ".gamma", name + ".beta", name + ".moving_mean", name + ".moving_variance"},
+         std::move(attributes));
+}
+
+inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float momentum, float layer_epsilon) {
+  const Node& n = g.take({"BatchNormalization"}, name);
+  if (g.integer(n, "training_mode", 0) != 0) g.refuse(n, name, "it is in training mode");
+  if (g.integer(n, "spatial", 1) != 1) g.refuse(n, name, "spatial is 0 (statistics per value, not per channel)");
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it outputs running statistics (a training graph)");
+  const float epsilon = g.real(n, "epsilon", 1e-5f);
+  if (!(epsilon >= 0.0f) || !std::isfinite(epsilon)) g.refuse(n, name, "its epsilon is not a finite number >= 0");
+  g.staged[name + ".gamma"] = *g.floats(n, 1, {C}, name, "scale");
+  g.staged[name + ".beta"] = *g.floats(n, 2, {C}, name, "bias");
+  std::vector<float> mean = *g.floats(n, 3, {C}, name, "mean");
+  std::vector<float> variance = *g.floats(n, 4, {C}, name, "variance");
+  // tnet divides by sqrt(variance + its epsilon); the file's epsilon is folded into the variance.
+  if (epsilon != layer_epsilon)
+    for (float& v : variance) v = static_cast<float>(double(v) + double(epsilon) - double(layer_epsilon));
+  // The statistics are a converged moving average: its zero-debiasing factor is 1, so training on
+  // from them continues the average instead of replacing it.
+  std::uint64_t updates = 1;
+  while (std::pow(double(momentum), double(updates)) > 0x1p-60) updates *= 2;
+  g.staged[name + ".biased_mean"] = mean;
+  g.staged[name + ".biased_variance"] = variance;
+  g.staged[name + ".moving_mean"] = std::move(mean);
+  g.staged[name + ".moving_variance"] = std::move(variance);
+  g.counts[name + ".updates"] = updates;
+}
+
+inline void write_max_pool(GraphOut& g, const std::string& name, int C, int pool, int stride) {
+  g.make_spatial(name, C);
+  std::vector<ProtoOut> attributes;
+  attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{pool, pool}));
+  attributes.push_back(attribute("strides", std::vector<std::int64_t>{stride, stride}));
+  g.node("MaxPool", name, {}, std::move(attributes));
+}
+
+inline void read_max_pool(GraphIn& g, const std::string& name, int H, int W, int C, int pool, int stride) {
+  g.take_spatial(name, C);
+  const Node& n = g.take({"MaxPool"}, name);
+  g.require(n, name, "kernel_shape", {pool, pool}, {});
+  g.require(n, name, "strides", {stride, stride}, {1, 1});
+  g.require(n, name, "pads", {0, 0, 0, 0}, {0, 0, 0, 0});
+  g.require(n, name, "dilations", {1, 1}, {1, 1});
+  const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
+  if (auto_pad != "NOTSET" && auto_pad != "VALID") g.refuse(n, name, "auto_pad " + auto_pad + " pads; the layer does not");
+  // ceil_mode gives the same size when the windows tile the input exactly.
+  const bool exact = (H - pool) % stride == 0 && (W - pool) % stride == 0;
+  if (g.integer(n, "ceil_mode", 0) != 0 && !exact) g.refuse(n, name, "ceil_mode 1 adds a partial window the layer does not have");
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it also outputs indices");
+}
+
+inline void write_flatten(GraphOut& g, const std::string& name, int H, int W) {
+  if (!g.spatial) return;
+  // Back to NHWC first, so the features are in tnet's order (the next Dense's kernel is as is).
+  if (H * W > 1) g.node("Transpose", name + ".nhwc", {}, attributes_of(attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
+  g.node("Flatten", name, {}, attributes_of(attribute("axis", std::int64_t{1})));
+  g.spatial = false;
+}
+
+inline void read_flatten(GraphIn& g, const std::string& name, int H, int W, int C) {
+  if (!g.spatial) {
+    g.take_flatten(name, H * W * C);  // optional: already flat
+    return;
+  }
+  const Node* transpose = g.take_if("Transpose");
+  if (transpose && g.integers(*transpose, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+    g.refuse(*transpose, name, "a Transpose other than NCHW -> NHWC before flattening");
+  if (!g.take_flatten(name, H * W * C)) g.take({"Flatten", "Reshape"}, name);
+  // Flattened from NCHW: the features are in (C, H, W) order, tnet's in (H, W, C).
+  if (!transpose && H * W > 1) g.chw = {C, H, W};
+  g.spatial = false;
+}
+
+inline void write_dense(GraphOut& g, const std::string& name, int K, int U) {
+  if (g.spatial) {
+    g.node("Flatten", name + ".flatten", {}, attributes_of(attribute("axis", std::int64_t{1})));
+    g.spatial = false;
+  }
+  // B as (U, K) with transB, as PyTorch's Linear writes it: what every consumer reads best
+  // (OpenCV 4.6 misreads a bias with an untransposed B).
+  const std::span<const float> kernel = g.tensors.at(name + ".kernel");
+  std::vector<float> transposed(kernel.size());
+  for (int k = 0; k < K; ++k)
+    for (int u = 0; u < U; ++u) transposed[std::size_t(u) * K + k] = kernel[std::size_t(k) * U + u];
+  g.initializer(name + ".kernel", {U, K}, transposed);
+  g.initializer(name + ".bias", {U});
+  g.node("Gemm", name, {name + ".kernel", name + ".bias"}, attributes_of(attribute("transB", std::int64_t{1})));
+}
+
+inline void read_dense(GraphIn& g, const std::string& name, int K, int U) {
+  if (g.spatial && !g.take_flatten(name, K)) g.take({"Flatten", "Reshape"}, name);
+  g.spatial = false;
+  std::vector<float> kernel, bias;
+  if (const Node* gemm = g.take_if("Gemm")) {
+    const Node& n = *gemm;
+    if (g.integer(n, "transA", 0) != 0) g.refuse(n, name, "transA is 1");
+    if (g.real(n, "alpha", 1.0f) != 1.0f || g.real(n, "beta", 1.0f) != 1.0f) g.refuse(n, name, "alpha or beta is not 1");
+    const bool transposed = g.integer(n, "transB", 0) != 0;
+    std::vector<float> values =
+        *g.floats(n, 1, transposed ? std::vector<std::int64_t>{U, K} : std::vector<std::int64_t>{K, U}, name, "weights");
+    if (transposed) {
+      kernel.resize(values.size());
+      for (int u = 0; u < U; ++u)
+        for (int k = 0; k < K; ++k) kernel[std::size_t(k) * U + u] = values[std::size_t(u) * K + k];
+    } else {
+      kernel = std::move(values);
+    }
+    bias = g.floats(n, 2, {U}, name, "bias", true).value_or(std::vector<float>(std::size_t(U), 0.0f));
+  } else {
+    const Node& n = g.take({"Gemm", "MatMul"}, name);
+    kernel = *g.floats(n, 1, {K, U}, name, "weights");
+    if (const Node* add = g.take_if("Add")) bias = *g.floats(*add, 1, {U}, name, "bias");
+    else bias.assign(std::size_t(U), 0.0f);
+  }
+  // Rows in (C, H, W) order -> (H, W, C).
+  if (g.chw[0] > 0) {
+    const auto [C, H, W] = g.chw;
+    std::vector<float> reordered(kernel.size());
+    for (int c = 0; c < C; ++c)
+      for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) {
+          const std::size_t from = (std::size_t(c) * H + y) * W + x, to = (std::size_t(y) * W + x) * C + c;
+          std::copy_n(kernel.data() + from * U, U, reordered.data() + to * U);
+        }
+    kernel = std::move(reordered);
+    g.chw = {};
+  }
+  g.staged[name + ".kernel"] = std::move(kernel);
+  g.staged[name + ".bias"] = std::move(bias);
+}
+
+// Relu, Sigmoid, Softmax (over the channels: axis 1 of NCHW or of (N, features)).
+inline void write_activation(GraphOut& g, const std::string& name, const char* op) {
+  std::vector<ProtoOut> attributes;
+  if (std::string_view(op) == "Softmax") attributes.push_back(attribute("axis", std::int64_t{1}));
+  g.node(op, name, {}, std::move(attributes));
+}
+
+inline void read_activation(GraphIn& g, const std::string& name, const char* op) {
+  const Node& n = g.take({op}, name);
+  if (std::string_view(op) == "Softmax") {
+    const std::int64_t axis = g.integer(n, "axis", g.opset >= 13 ? -1 : 1);
+    const bool channels = g.spatial ? axis == 1 && g.opset >= 13 : (axis == 1 || axis == -1);
+    if (!channels) g.refuse(n, name, "it is not over the channels (axis " + std::to_string(axis) + ")");
+  }
+}
+
 // ---- one mapping per layer spec --------------------------------------------------------------
 
 /// How layer spec Spec is written to and read from ONNX: static write(layer, GraphOut&, name) and
@@ -487,71 +719,19 @@ struct Mapping;
 template <int Filters, int Kernel, int Stride, Padding Pad>
 struct Mapping<Conv2D<Filters, Kernel, Stride, Pad>> {
   template <class L>
-  static std::array<std::int64_t, 4> pads() {
+  static ConvGeometry geometry() {
     const int total_h = Pad == Padding::same ? std::max((L::OH - 1) * L::S + L::K - L::H, 0) : 0;
     const int total_w = Pad == Padding::same ? std::max((L::OW - 1) * L::S + L::K - L::W, 0) : 0;
-    return {L::pad_top, L::pad_left, total_h - L::pad_top, total_w - L::pad_left};
+    return {
+        L::H, L::W, L::C, L::F, L::K, L::S, Pad == Padding::same, {L::pad_top, L::pad_left, total_h - L::pad_top, total_w - L::pad_left}};
   }
-
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    constexpr int K = L::K, C = L::C, F = L::F;
-    g.make_spatial(name, C);
-    // HWIO -> OIHW.
-    const std::span<const float> hwio = g.tensors.at(name + ".kernel");
-    std::vector<float> oihw(hwio.size());
-    for (int f = 0; f < F; ++f)
-      for (int c = 0; c < C; ++c)
-        for (int k = 0; k < K * K; ++k) oihw[(std::size_t(f) * C + c) * K * K + k] = hwio[(std::size_t(k) * C + c) * F + f];
-    g.initializer(name + ".kernel", {F, C, K, K}, oihw);
-    g.initializer(name + ".bias", {F});
-    const auto [top, left, bottom, right] = pads<L>();
-    std::vector<ProtoOut> attributes;
-    attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{K, K}));
-    attributes.push_back(attribute("strides", std::vector<std::int64_t>{L::S, L::S}));
-    attributes.push_back(attribute("pads", std::vector<std::int64_t>{top, left, bottom, right}));
-    attributes.push_back(attribute("dilations", std::vector<std::int64_t>{1, 1}));
-    attributes.push_back(attribute("group", std::int64_t{1}));
-    g.node("Conv", name, {name + ".kernel", name + ".bias"}, std::move(attributes));
+    write_conv(g, name, geometry<L>());
   }
-
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    constexpr int K = L::K, C = L::C, F = L::F, H = L::H, W = L::W;
-    g.take_spatial(name, C);
-    const Node& n = g.take({"Conv"}, name);
-    if (g.integer(n, "group", 1) != 1) g.refuse(n, name, "group is " + std::to_string(g.integer(n, "group", 1)) + ", not 1");
-    g.require(n, name, "dilations", {1, 1}, {1, 1});
-    g.require(n, name, "strides", {L::S, L::S}, {1, 1});
-    g.require(n, name, "kernel_shape", {K, K}, {K, K});
-    // The padding, however the file says it, must be the layer's.
-    const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
-    std::vector<std::int64_t> got;
-    if (auto_pad == "NOTSET") {
-      got = g.integers(n, "pads", {0, 0, 0, 0});
-    } else if (auto_pad == "VALID") {
-      got = {0, 0, 0, 0};
-    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int total_h = std::max(((H + L::S - 1) / L::S - 1) * L::S + K - H, 0),
-                total_w = std::max(((W + L::S - 1) / L::S - 1) * L::S + K - W, 0);
-      const bool upper = auto_pad == "SAME_UPPER";
-      got = {upper ? total_h / 2 : total_h - total_h / 2, upper ? total_w / 2 : total_w - total_w / 2, 0, 0};
-      got[2] = total_h - got[0], got[3] = total_w - got[1];
-    } else {
-      g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
-    }
-    const auto expected = pads<L>();
-    if (got != std::vector<std::int64_t>(expected.begin(), expected.end()))
-      g.refuse(n, name,
-               "its padding (top, left, bottom, right) is " + dims_string(got) + ", the layer's " +
-                   dims_string({expected.begin(), expected.end()}) + (Pad == Padding::same ? " (Keras's \"same\")" : " (\"valid\")"));
-    const std::vector<float> oihw = *g.floats(n, 1, {F, C, K, K}, name, "kernel");
-    std::vector<float> hwio(oihw.size());
-    for (int f = 0; f < F; ++f)
-      for (int c = 0; c < C; ++c)
-        for (int k = 0; k < K * K; ++k) hwio[(std::size_t(k) * C + c) * F + f] = oihw[(std::size_t(f) * C + c) * K * K + k];
-    g.staged[name + ".kernel"] = std::move(hwio);
-    g.staged[name + ".bias"] = g.floats(n, 2, {F}, name, "bias", true).value_or(std::vector<float>(F, 0.0f));
+    read_conv(g, name, geometry<L>());
   }
 };
 
@@ -559,43 +739,11 @@ template <float Momentum, float Epsilon>
 struct Mapping<BatchNormWith<Momentum, Epsilon>> {
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    constexpr int C = L::C;
-    g.initializer(name + ".gamma", {C});
-    g.initializer(name + ".beta", {C});
-    g.initializer(name + ".moving_mean", {C});
-    g.initializer(name + ".moving_variance", {C});
-    std::vector<ProtoOut> attributes;
-    attributes.push_back(attribute("epsilon", Epsilon));
-    attributes.push_back(attribute("momentum", Momentum));
-    g.node("BatchNormalization", name, {name + ".gamma", name + ".beta", name + ".moving_mean", name + ".moving_variance"},
-           std::move(attributes));
+    write_batch_norm(g, name, L::C, Momentum, Epsilon);
   }
-
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    constexpr int C = L::C;
-    const Node& n = g.take({"BatchNormalization"}, name);
-    if (g.integer(n, "training_mode", 0) != 0) g.refuse(n, name, "it is in training mode");
-    if (g.integer(n, "spatial", 1) != 1) g.refuse(n, name, "spatial is 0 (statistics per value, not per channel)");
-    if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it outputs running statistics (a training graph)");
-    const float epsilon = g.real(n, "epsilon", 1e-5f);
-    if (!(epsilon >= 0.0f) || !std::isfinite(epsilon)) g.refuse(n, name, "its epsilon is not a finite number >= 0");
-    g.staged[name + ".gamma"] = *g.floats(n, 1, {C}, name, "scale");
-    g.staged[name + ".beta"] = *g.floats(n, 2, {C}, name, "bias");
-    std::vector<float> mean = *g.floats(n, 3, {C}, name, "mean");
-    std::vector<float> variance = *g.floats(n, 4, {C}, name, "variance");
-    // tnet divides by sqrt(variance + its epsilon); the file's epsilon is folded into the variance.
-    if (epsilon != Epsilon)
-      for (float& v : variance) v = static_cast<float>(double(v) + double(epsilon) - double(Epsilon));
-    // The statistics are a converged moving average: its zero-debiasing factor is 1, so training on
-    // from them continues the average instead of replacing it.
-    std::uint64_t updates = 1;
-    while (std::pow(double(Momentum), double(updates)) > 0x1p-60) updates *= 2;
-    g.staged[name + ".biased_mean"] = mean;
-    g.staged[name + ".biased_variance"] = variance;
-    g.staged[name + ".moving_mean"] = std::move(mean);
-    g.staged[name + ".moving_variance"] = std::move(variance);
-    g.counts[name + ".updates"] = updates;
+    read_batch_norm(g, name, L::C, Momentum, Epsilon);
   }
 };
 
@@ -603,27 +751,11 @@ template <int Pool, int Stride>
 struct Mapping<MaxPool2D<Pool, Stride>> {
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    g.make_spatial(name, L::C);
-    std::vector<ProtoOut> attributes;
-    attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{Pool, Pool}));
-    attributes.push_back(attribute("strides", std::vector<std::int64_t>{Stride, Stride}));
-    g.node("MaxPool", name, {}, std::move(attributes));
+    write_max_pool(g, name, L::C, Pool, Stride);
   }
-
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    g.take_spatial(name, L::C);
-    const Node& n = g.take({"MaxPool"}, name);
-    g.require(n, name, "kernel_shape", {Pool, Pool}, {});
-    g.require(n, name, "strides", {Stride, Stride}, {1, 1});
-    g.require(n, name, "pads", {0, 0, 0, 0}, {0, 0, 0, 0});
-    g.require(n, name, "dilations", {1, 1}, {1, 1});
-    const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
-    if (auto_pad != "NOTSET" && auto_pad != "VALID") g.refuse(n, name, "auto_pad " + auto_pad + " pads; the layer does not");
-    // ceil_mode gives the same size when the windows tile the input exactly.
-    const bool exact = (L::H - Pool) % Stride == 0 && (L::W - Pool) % Stride == 0;
-    if (g.integer(n, "ceil_mode", 0) != 0 && !exact) g.refuse(n, name, "ceil_mode 1 adds a partial window the layer does not have");
-    if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it also outputs indices");
+    read_max_pool(g, name, L::H, L::W, L::C, Pool, Stride);
   }
 };
 
@@ -641,35 +773,11 @@ template <>
 struct Mapping<Flatten> {
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    using In = typename L::input_shape;
-    if (!g.spatial) return;
-    // Back to NHWC first, so the features are in tnet's order (the next Dense's kernel is as is).
-    if constexpr (In::height * In::width > 1)
-      g.node("Transpose", name + ".nhwc", {}, vector_of(attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
-    g.node("Flatten", name, {}, vector_of(attribute("axis", std::int64_t{1})));
-    g.spatial = false;
+    write_flatten(g, name, L::input_shape::height, L::input_shape::width);
   }
-
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    using In = typename L::input_shape;
-    if (!g.spatial) {
-      g.take_flatten(name, In::size);  // optional: already flat
-      return;
-    }
-    const Node* transpose = g.take_if("Transpose");
-    if (transpose && g.integers(*transpose, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
-      g.refuse(*transpose, name, "a Transpose other than NCHW -> NHWC before flattening");
-    if (!g.take_flatten(name, In::size)) g.take({"Flatten", "Reshape"}, name);
-    // Flattened from NCHW: the features are in (C, H, W) order, tnet's in (H, W, C).
-    if (!transpose && In::height * In::width > 1) g.chw = {In::channels, In::height, In::width};
-    g.spatial = false;
-  }
-
-  static std::vector<ProtoOut> vector_of(ProtoOut&& a) {
-    std::vector<ProtoOut> v;
-    v.push_back(std::move(a));
-    return v;
+    read_flatten(g, name, L::input_shape::height, L::input_shape::width, L::input_shape::channels);
   }
 };
 
@@ -677,99 +785,32 @@ template <int Units>
 struct Mapping<Dense<Units>> {
   template <class L>
   static void write(const L& layer, GraphOut& g, const std::string& name) {
-    if (g.spatial) {
-      g.node("Flatten", name + ".flatten", {}, Mapping<Flatten>::vector_of(attribute("axis", std::int64_t{1})));
-      g.spatial = false;
-    }
-    // B as (U, K) with transB, as PyTorch's Linear writes it: what every consumer reads best
-    // (OpenCV 4.6 misreads a bias with an untransposed B).
-    const int K = L::K, U = layer.units();
-    const std::span<const float> kernel = g.tensors.at(name + ".kernel");
-    std::vector<float> transposed(kernel.size());
-    for (int k = 0; k < K; ++k)
-      for (int u = 0; u < U; ++u) transposed[std::size_t(u) * K + k] = kernel[std::size_t(k) * U + u];
-    g.initializer(name + ".kernel", {U, K}, transposed);
-    g.initializer(name + ".bias", {U});
-    g.node("Gemm", name, {name + ".kernel", name + ".bias"}, Mapping<Flatten>::vector_of(attribute("transB", std::int64_t{1})));
+    write_dense(g, name, L::K, layer.units());
   }
-
   template <class L>
   static void read(const L& layer, GraphIn& g, const std::string& name) {
-    constexpr int K = L::K;
-    const int U = layer.units();
-    if (g.spatial && !g.take_flatten(name, K)) g.take({"Flatten", "Reshape"}, name);
-    g.spatial = false;
-    std::vector<float> kernel, bias;
-    if (const Node* gemm = g.take_if("Gemm")) {
-      const Node& n = *gemm;
-      if (g.integer(n, "transA", 0) != 0) g.refuse(n, name, "transA is 1");
-      if (g.real(n, "alpha", 1.0f) != 1.0f || g.real(n, "beta", 1.0f) != 1.0f) g.refuse(n, name, "alpha or beta is not 1");
-      const bool transposed = g.integer(n, "transB", 0) != 0;
-      // The kernel's shape names the unit count; a mismatch with the network's is worth its own message.
-      std::vector<float> values =
-          *g.floats(n, 1, transposed ? std::vector<std::int64_t>{U, K} : std::vector<std::int64_t>{K, U}, name, "weights");
-      if (transposed) {
-        kernel.resize(values.size());
-        for (int u = 0; u < U; ++u)
-          for (int k = 0; k < K; ++k) kernel[std::size_t(k) * U + u] = values[std::size_t(u) * K + k];
-      } else {
-        kernel = std::move(values);
-      }
-      bias = g.floats(n, 2, {U}, name, "bias", true).value_or(std::vector<float>(std::size_t(U), 0.0f));
-    } else {
-      const Node& n = g.take({"Gemm", "MatMul"}, name);
-      kernel = *g.floats(n, 1, {K, U}, name, "weights");
-      if (const Node* add = g.take_if("Add")) bias = *g.floats(*add, 1, {U}, name, "bias");
-      else bias.assign(std::size_t(U), 0.0f);
-    }
-    // Rows in (C, H, W) order -> (H, W, C).
-    if (g.chw[0] > 0) {
-      const auto [C, H, W] = g.chw;
-      std::vector<float> reordered(kernel.size());
-      for (int c = 0; c < C; ++c)
-        for (int y = 0; y < H; ++y)
-          for (int x = 0; x < W; ++x) {
-            const std::size_t from = (std::size_t(c) * H + y) * W + x, to = (std::size_t(y) * W + x) * C + c;
-            std::copy_n(kernel.data() + from * U, U, reordered.data() + to * U);
-          }
-      kernel = std::move(reordered);
-      g.chw = {};
-    }
-    g.staged[name + ".kernel"] = std::move(kernel);
-    g.staged[name + ".bias"] = std::move(bias);
+    read_dense(g, name, L::K, layer.units());
   }
 };
 
-// ReLU, Sigmoid and Softmax: one operator each.
-template <class Spec>
-struct Activation {
+template <const char* Op>
+struct ActivationMapping {
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    std::vector<ProtoOut> attributes;
-    if constexpr (std::is_same_v<Spec, Softmax>) attributes.push_back(attribute("axis", std::int64_t{1}));  // the channels
-    g.node(op(), name, {}, std::move(attributes));
+    write_activation(g, name, Op);
   }
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    const Node& n = g.take({op()}, name);
-    if constexpr (std::is_same_v<Spec, Softmax>) {
-      const std::int64_t axis = g.integer(n, "axis", g.opset >= 13 ? -1 : 1);
-      const bool channels = g.spatial ? axis == 1 && g.opset >= 13 : (axis == 1 || axis == -1);
-      if (!channels) g.refuse(n, name, "it is not over the channels (axis " + std::to_string(axis) + ")");
-    }
-  }
-  static const char* op() {
-    if constexpr (std::is_same_v<Spec, ReLU>) return "Relu";
-    else if constexpr (std::is_same_v<Spec, Sigmoid>) return "Sigmoid";
-    else return "Softmax";
+    read_activation(g, name, Op);
   }
 };
+inline constexpr char relu_op[] = "Relu", sigmoid_op[] = "Sigmoid", softmax_op[] = "Softmax";
 template <>
-struct Mapping<ReLU> : Activation<ReLU> {};
+struct Mapping<ReLU> : ActivationMapping<relu_op> {};
 template <>
-struct Mapping<Sigmoid> : Activation<Sigmoid> {};
+struct Mapping<Sigmoid> : ActivationMapping<sigmoid_op> {};
 template <>
-struct Mapping<Softmax> : Activation<Softmax> {};
+struct Mapping<Softmax> : ActivationMapping<softmax_op> {};
 
 // ---- the graph's input ---------------------------------------------------------------------
 
@@ -847,9 +888,7 @@ void save_onnx(const std::string& path, Net& net, const std::vector<std::string>
   const std::vector<std::int64_t> input_dims = nhwc ? std::vector<std::int64_t>{-1, In::height, In::width, In::channels}
                                                     : std::vector<std::int64_t>{-1, In::channels, In::height, In::width};
   g.tensor = "input";
-  if (nhwc)
-    g.node("Transpose", "input.nchw", {},
-           onnx::Mapping<Flatten>::vector_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 3, 1, 2})));
+  if (nhwc) g.node("Transpose", "input.nchw", {}, onnx::attributes_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 3, 1, 2})));
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (onnx::Mapping<typename Net::template spec_type<I>>::write(net.template layer<I>(), g, net.template layer_name<I>()), ...);
   }(std::make_index_sequence<Net::depth>{});
@@ -858,8 +897,7 @@ void save_onnx(const std::string& path, Net& net, const std::vector<std::string>
     using Out = typename Net::output_shape;
     if constexpr (!Out::is_dynamic) {
       if (nhwc) {
-        g.node("Transpose", "output.nhwc", {},
-               onnx::Mapping<Flatten>::vector_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
+        g.node("Transpose", "output.nhwc", {}, onnx::attributes_of(onnx::attribute("perm", std::vector<std::int64_t>{0, 2, 3, 1})));
         output_dims = {-1, Out::height, Out::width, Out::channels};
       } else {
         output_dims = {-1, Out::channels, Out::height, Out::width};
