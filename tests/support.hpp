@@ -3,9 +3,13 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -16,6 +20,27 @@
 #include <tnet/tnet.hpp>
 
 namespace test {
+
+/// A folder of its own for one test, removed with everything in it at the end.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& name = "test")
+      : path(std::filesystem::temp_directory_path() / ("tnet_" + name + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+/// A file's bytes, and a file written with `bytes`.
+inline std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+inline void write(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
 
 /// A file written by tests/fixtures/make_fixtures.py: named tensors, `name dims : values`.
 class Fixture {

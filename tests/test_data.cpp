@@ -15,25 +15,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("tnet_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
 std::string fixture(const std::string& name) { return std::string(TNET_FIXTURE_DIR) + "/" + name; }
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 // A w x h RGB image filled with one colour.
 Image solid(int w, int h, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
@@ -94,20 +78,20 @@ TEST_CASE("decoding: grayscale and progressive JPEG, GIF's first frame, BMP, a J
     const Image blue = solid(5, 4, 10, 20, 200);
     REQUIRE(stbi_write_bmp((dir / "blue.bmp").c_str(), 5, 4, 3, blue.pixels.data()));
     CHECK(read_image(dir / "blue.bmp").pixels == blue.pixels);
-    write_bytes(dir / "photo.gif", read_bytes(fixture("progressive.jpg")));
+    test::write(dir / "photo.gif", test::read(fixture("progressive.jpg")));
     CHECK(read_image(dir / "photo.gif").width == 16);
   }
 }
 
 TEST_CASE("decoding refuses text, truncated files and decompression bombs with the file's name") {
   TempDir dir("bad");
-  write_bytes(dir / "notes.jpg", "this is text, not a photo\n");
+  test::write(dir / "notes.jpg", "this is text, not a photo\n");
   CHECK(error_of([&] { read_image(dir / "notes.jpg"); }) == dir / "notes.jpg" + ": not a JPEG, PNG, GIF or BMP image");
 
   const Image im = solid(40, 30, 1, 2, 3);
   REQUIRE(stbi_write_png((dir / "whole.png").c_str(), 40, 30, 3, im.pixels.data(), 120));
-  const std::string png = read_bytes(dir / "whole.png");
-  write_bytes(dir / "cut.png", png.substr(0, png.size() / 2));
+  const std::string png = test::read(dir / "whole.png");
+  test::write(dir / "cut.png", png.substr(0, png.size() / 2));
   const std::string cut = error_of([&] { read_image(dir / "cut.png"); });
   CHECK(cut.find(dir / "cut.png" + ": cannot decode png") == 0);
 
@@ -115,7 +99,7 @@ TEST_CASE("decoding refuses text, truncated files and decompression bombs with t
   std::string bomb = png;
   const unsigned char side[4] = {0x00, 0x00, 0xEA, 0x60};  // 60000, big-endian, at IHDR's width and height
   for (int i = 0; i < 4; ++i) bomb[16 + i] = char(side[i]), bomb[20 + i] = char(side[i]);
-  write_bytes(dir / "bomb.png", bomb);
+  test::write(dir / "bomb.png", bomb);
   const std::string refused = error_of([&] { read_image(dir / "bomb.png"); });
   INFO(refused);
   CHECK(refused.find("60000x60000 pixels is beyond the limit") != std::string::npos);
@@ -145,8 +129,8 @@ TEST_CASE("a folder of class folders: labels from names, broken files skipped an
   REQUIRE(stbi_write_png((dir / "red_dress/a.png").c_str(), 20, 30, 3, red.pixels.data(), 60));
   REQUIRE(stbi_write_png((dir / "red_dress/more/b.PNG").c_str(), 20, 30, 3, red.pixels.data(), 60));
   REQUIRE(stbi_write_png((dir / "blue_jeans/c.png").c_str(), 8, 8, 3, blue.pixels.data(), 24));
-  write_bytes(dir / "blue_jeans/broken.jpg", "not a photo");
-  write_bytes(dir / "blue_jeans/notes.txt", "ignored");
+  test::write(dir / "blue_jeans/broken.jpg", "not a photo");
+  test::write(dir / "blue_jeans/notes.txt", "ignored");
 
   LoadReport report;
   const LabeledImages data = load_image_folder(dir.path.string(), LoadOptions{.size = 12, .separator = '_', .limits = {}}, &report);
@@ -176,12 +160,12 @@ TEST_CASE("a list file of path,labels") {
   const Image im = solid(10, 10, 5, 5, 5);
   REQUIRE(stbi_write_png((dir / "x.png").c_str(), 10, 10, 3, im.pixels.data(), 30));
   REQUIRE(stbi_write_png((dir / "y.png").c_str(), 10, 10, 3, im.pixels.data(), 30));
-  write_bytes(dir / "list.csv", "path,labels\nx.png,cat|outdoor|night\n# a comment\ny.png,dog\n");
+  test::write(dir / "list.csv", "path,labels\nx.png,cat|outdoor|night\n# a comment\ny.png,dog\n");
   const LabeledImages data = load_image_list(dir / "list.csv", LoadOptions{.size = 4, .separator = '_', .limits = {}});
   REQUIRE(data.count() == 2);
   CHECK(data.labels[0] == std::vector<std::string>{"cat", "outdoor", "night"});
   CHECK(data.labels[1] == std::vector<std::string>{"dog"});
-  write_bytes(dir / "bad.csv", "x.png,cat\nno comma here\n");
+  test::write(dir / "bad.csv", "x.png,cat\nno comma here\n");
   CHECK(error_of([&] { load_image_list(dir / "bad.csv"); }) ==
         dir / "bad.csv" + ":2: expected 'path,label1|label2|...', got 'no comma here'");
 }
@@ -202,7 +186,7 @@ TEST_CASE("MultiLabelBinarizer reproduces the tutorial's mapping and round-trips
   TempDir dir("mlb");
   mlb.save(dir / "labels.txt");
   CHECK(MultiLabelBinarizer::load(dir / "labels.txt").classes() == mlb.classes());
-  write_bytes(dir / "other.txt", "red\nblue\n");
+  test::write(dir / "other.txt", "red\nblue\n");
   CHECK(error_of([&] { MultiLabelBinarizer::load(dir / "other.txt"); }).find("not a tnet label file") != std::string::npos);
 }
 
@@ -436,14 +420,14 @@ TEST_CASE("a copy of the real photos with broken files added: the 2160 good ones
       fs::create_symlink(fs::absolute(file.path()), dir.path / cls.path().filename() / file.path().filename());
   }
   // Broken: text named .jpg, a truncated PNG, a zero-byte file; ignored: a README.
-  write_bytes(dir / "red_dress/zz_text.jpg", "<html>not an image</html>");
+  test::write(dir / "red_dress/zz_text.jpg", "<html>not an image</html>");
   const Image im = solid(30, 30, 1, 2, 3);
   REQUIRE(stbi_write_png((dir / "whole.png").c_str(), 30, 30, 3, im.pixels.data(), 90));
-  const std::string png = read_bytes(dir / "whole.png");
+  const std::string png = test::read(dir / "whole.png");
   fs::remove(dir / "whole.png");
-  write_bytes(dir / "blue_jeans/zz_cut.png", png.substr(0, png.size() / 2));
-  write_bytes(dir / "black_jeans/zz_empty.jpeg", "");
-  write_bytes(dir / "black_jeans/README.md", "not an image");
+  test::write(dir / "blue_jeans/zz_cut.png", png.substr(0, png.size() / 2));
+  test::write(dir / "black_jeans/zz_empty.jpeg", "");
+  test::write(dir / "black_jeans/README.md", "not an image");
   LoadReport report;
   load_image_folder(dir.path.string(), LoadOptions{.size = 96, .separator = '_', .limits = {}}, &report);
   CHECK(report.loaded == 2160);
@@ -491,12 +475,12 @@ TEST_CASE("AtomicFile: the target changes only on commit, temporary names are un
     a.write("first");
     b.write("second");
     CHECK(files() == 3);  // the target and two temporary files
-    CHECK(read_bytes(path) == "old");
+    CHECK(test::read(path) == "old");
     a.commit();
-    CHECK(read_bytes(path) == "first");
+    CHECK(test::read(path) == "first");
     b.commit();
   }
-  CHECK(read_bytes(path) == "second");
+  CHECK(test::read(path) == "second");
   CHECK(files() == 1);
   {
     AtomicFile c(path);
@@ -505,7 +489,7 @@ TEST_CASE("AtomicFile: the target changes only on commit, temporary names are un
     CHECK(c.size() == 3u << 20);
     // destroyed without commit, as on an exception
   }
-  CHECK(read_bytes(path) == "second");
+  CHECK(test::read(path) == "second");
   CHECK(files() == 1);
   {
     AtomicFile d(path);
@@ -514,7 +498,7 @@ TEST_CASE("AtomicFile: the target changes only on commit, temporary names are un
     d.write("!");
     d.commit();
   }
-  const std::string written = read_bytes(path);
+  const std::string written = test::read(path);
   CHECK(written.size() == (3u << 20) + 1);
   CHECK(written.substr(0, 4) == "xyzx");
   CHECK(written.back() == '!');
@@ -541,20 +525,20 @@ TEST_CASE("a split by name: written as paths relative to the dataset, read back 
   data.pixels.resize(data.count() * data.image_bytes());
   TempDir dir("split");
   write_split_list(dir / "val.txt", data, {1, 3}, "/data");
-  CHECK(read_bytes(dir / "val.txt") == "a_b/2.png\nc_d/4.png\n");
+  CHECK(test::read(dir / "val.txt") == "a_b/2.png\nc_d/4.png\n");
   Split s = read_split(data, "/data", dir / "val.txt");
   CHECK(s.test == std::vector<std::size_t>{1, 3});
   CHECK(s.train == std::vector<std::size_t>{0, 2, 4});
-  write_bytes(dir / "train.txt", "# training\r\nc_d/5.png\r\na_b/1.png\n\n");
+  test::write(dir / "train.txt", "# training\r\nc_d/5.png\r\na_b/1.png\n\n");
   s = read_split(data, "/data", dir / "val.txt", dir / "train.txt");
   CHECK(s.train == std::vector<std::size_t>{0, 4});
-  write_bytes(dir / "twice.txt", "a_b/1.png\nc_d/4.png\n");
+  test::write(dir / "twice.txt", "a_b/1.png\nc_d/4.png\n");
   CHECK(error_of([&] { read_split(data, "/data", dir / "val.txt", dir / "twice.txt"); }) ==
         dir / "twice.txt" + ":2: 'c_d/4.png' is in both the training and the validation list");
-  write_bytes(dir / "unknown.txt", "a_b/9.png\n");
+  test::write(dir / "unknown.txt", "a_b/9.png\n");
   CHECK(error_of([&] { read_split(data, "/data", dir / "unknown.txt"); }) ==
         dir / "unknown.txt" + ":1: 'a_b/9.png' is not among the images loaded from /data");
-  write_bytes(dir / "all.txt", "a_b/1.png\na_b/2.png\nc_d/3.png\nc_d/4.png\nc_d/5.png\n");
+  test::write(dir / "all.txt", "a_b/1.png\na_b/2.png\nc_d/3.png\nc_d/4.png\nc_d/5.png\n");
   CHECK(error_of([&] { read_split(data, "/data", dir / "all.txt"); }) == dir / "all.txt" + ": lists every image, leaving none to train on");
 }
 
@@ -598,11 +582,11 @@ TEST_CASE("an OS/2 bitmap's 16-bit header is read as such") {
 
 TEST_CASE("label files and lists written by other editors: CRLF line ends and a byte-order mark") {
   TempDir dir("crlf");
-  write_bytes(dir / "labels.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\nblack\r\nblue\r\n");
+  test::write(dir / "labels.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\nblack\r\nblue\r\n");
   CHECK(MultiLabelBinarizer::load(dir / "labels.txt").classes() == std::vector<std::string>{"black", "blue"});
   const Image im = solid(4, 4, 5, 5, 5);
   write_png(dir / "x.png", im);
-  write_bytes(dir / "list.csv", "\xEF\xBB\xBFx.png,cat\r\n");
+  test::write(dir / "list.csv", "\xEF\xBB\xBFx.png,cat\r\n");
   CHECK(load_image_list(dir / "list.csv").labels == std::vector<std::vector<std::string>>{{"cat"}});
 }
 
@@ -635,12 +619,12 @@ TEST_CASE("AtomicFile removes the temporary files a killed writer of the same ta
   const std::string dead = dir / ("out.txt.tnet-tmp." + std::to_string(child) + ".0");
   const std::string alive = dir / ("out.txt.tnet-tmp." + std::to_string(::getpid()) + ".99");
   const std::string other = dir / ("other.txt.tnet-tmp." + std::to_string(child) + ".0");
-  for (const std::string& path : {dead, alive, other}) write_bytes(path, "left over");
+  for (const std::string& path : {dead, alive, other}) test::write(path, "left over");
   write_file(dir / "out.txt", "new");
   CHECK(!fs::exists(dead));
   CHECK(fs::exists(alive));  // a writer still running
   CHECK(fs::exists(other));  // another target's
-  CHECK(read_bytes(dir / "out.txt") == "new");
+  CHECK(test::read(dir / "out.txt") == "new");
 }
 
 TEST_CASE("decoding memory is bounded per thread: estimated from the header, refused before decoding") {

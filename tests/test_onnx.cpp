@@ -27,20 +27,9 @@ using Longer = Sequential<Input<9, 7, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool
 using Square = Sequential<Input<9, 9, 3>, Conv2D<4, 3>, ReLU>;
 constexpr int batch = 3, labels = 4;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tnet_onnx_test_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
+using test::read;
+using test::TempDir;
+using test::write;
 
 // Trained for a few steps: weights and batch-norm statistics away from their initial values.
 template <class N>

@@ -18,20 +18,9 @@ using Wider = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2
 using AnyWidth = Sequential<Input<8, 8, 2>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<2>, Dropout<0.2f>, Flatten, Dense<dynamic>, Sigmoid>;
 constexpr int batch = 3;
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tnet_test_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
+using test::read;
+using test::TempDir;
+using test::write;
 
 // A trained network: weights, running statistics and Adam's state all away from their defaults.
 void train(Net& net, Adam& adam, int steps) {

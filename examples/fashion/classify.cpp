@@ -5,7 +5,7 @@
 
 #include "classify_impl.hpp"
 #include "models.hpp"
-#include "onnx_models.hpp"
+#include "model_files.hpp"
 #include "smaller_vgg.hpp"
 
 namespace {
@@ -64,22 +64,8 @@ int run(int argc, char** argv) {
   if (into_folder) fs::create_directories(s.output);
 
   // The model's input names its size (the label count is read when it loads).
-  if (is_onnx_path(s.model)) {
-    const tnet::OnnxInfo info = read_onnx_model_info(s.model);
-    const bool square = info.height == info.width && info.channels == 3;
-    if (square && info.height == 64) return classify_size64(s);
-    if (square && info.height == 96) return classify_size96(s);
-    if (square && info.height == 128) return classify_size128(s);
-    throw UsageError(s.model + " is not a SmallerVGGNet for 64, 96 or 128-pixel RGB images (its input is " + std::to_string(info.height) +
-                     "x" + std::to_string(info.width) + "x" + std::to_string(info.channels) + ")");
-  }
-  const std::string signature = tnet::read_model_signature(s.model);
-  auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
-  if (made_for.operator()<64>()) return classify_size64(s);
-  if (made_for.operator()<96>()) return classify_size96(s);
-  if (made_for.operator()<128>()) return classify_size128(s);
-  throw UsageError(s.model + " is not a SmallerVGGNet model for 64, 96 or 128-pixel images (its input is " +
-                   signature.substr(0, signature.find('\n')) + ")");
+  const int size = model_image_size(s.model);
+  return size == 64 ? classify_size64(s) : size == 96 ? classify_size96(s) : classify_size128(s);
 }
 
 }  // namespace

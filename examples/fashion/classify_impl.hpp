@@ -17,7 +17,7 @@
 
 #include "cli.hpp"
 #include "labels.hpp"
-#include "onnx_models.hpp"
+#include "model_files.hpp"
 #include "smaller_vgg.hpp"
 
 namespace fashion {
@@ -57,18 +57,6 @@ inline std::vector<std::string> labelled_copy_paths(const std::vector<std::strin
 }
 
 namespace detail {
-inline std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-      out += buffer;
-    } else out += c;
-  }
-  return out + "\"";
-}
 // A probability in JSON: null when it is not a number (a model refuses to load with NaN weights,
 // so this guards the format, not the model).
 inline std::string json_number(double p) {
@@ -97,12 +85,6 @@ inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std
     canvas.text(x, y, text, {0, 255, 0}, 2);
   }
   return canvas.image();
-}
-
-/// Whether `path` names an ONNX model (by its extension) rather than a tnet model file.
-inline bool is_onnx_path(const std::string& path) {
-  const std::string extension = std::filesystem::path(path).extension().string();
-  return extension == ".onnx" || extension == ".ONNX";
 }
 
 template <class Net>
@@ -148,14 +130,14 @@ int classify(const ClassifySettings& s) {
 
     if (s.json) {
       std::ostringstream item;
-      item << "{\"image\": " << detail::json_string(path) << ", \"probabilities\": {";
+      item << "{\"image\": " << tnet::json_string(path) << ", \"probabilities\": {";
       for (int l = 0; l < labels; ++l)
-        item << (l ? ", " : "") << detail::json_string(classes[std::size_t(l)]) << ": " << detail::json_number(p[l]);
+        item << (l ? ", " : "") << tnet::json_string(classes[std::size_t(l)]) << ": " << detail::json_number(p[l]);
       item << "}, \"top\": [";
-      for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << detail::json_string(top[k].first);
+      for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << tnet::json_string(top[k].first);
       item << "], \"present\": [";
-      for (std::size_t k = 0; k < present.size(); ++k) item << (k ? ", " : "") << detail::json_string(present[k]);
-      item << "], \"output\": " << detail::json_string(output) << "}";
+      for (std::size_t k = 0; k < present.size(); ++k) item << (k ? ", " : "") << tnet::json_string(present[k]);
+      item << "], \"output\": " << tnet::json_string(output) << "}";
       json_items.push_back(item.str());
       continue;
     }

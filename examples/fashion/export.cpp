@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "export_impl.hpp"
+#include "model_files.hpp"
 #include "models.hpp"
 
 namespace {
@@ -40,13 +41,8 @@ int run(int argc, char** argv) {
   if (fs::weakly_canonical(s.onnx, error) == fs::weakly_canonical(s.model, error))
     throw UsageError("--onnx " + s.onnx + " is the model itself: give the ONNX file another name");
   check_writable(s.onnx, "ONNX file");
-  const std::string signature = tnet::read_model_signature(s.model);
-  auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
-  if (made_for.operator()<64>()) return export_size64(s);
-  if (made_for.operator()<96>()) return export_size96(s);
-  if (made_for.operator()<128>()) return export_size128(s);
-  throw UsageError(s.model + " is not a SmallerVGGNet model for 64, 96 or 128-pixel images (its input is " +
-                   signature.substr(0, signature.find('\n')) + ")");
+  const int size = model_image_size(s.model);
+  return size == 64 ? export_size64(s) : size == 96 ? export_size96(s) : export_size128(s);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "core/config.hpp"
 #include "core/file.hpp"
 #include "core/gemm.hpp"
+#include "core/json.hpp"
 #include "core/parameters.hpp"
 #include "core/rng.hpp"
 #include "core/shape.hpp"

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/json.hpp"
 #include "../layers/activation.hpp"
 #include "../layers/batch_norm.hpp"
 #include "../layers/conv2d.hpp"
@@ -71,16 +72,8 @@ inline constexpr std::int64_t oldest_opset = 9, newest_opset = 23;
 inline std::string json_strings(const std::vector<std::string>& strings) {
   std::string out = "[";
   for (std::size_t i = 0; i < strings.size(); ++i) {
-    out += i ? ", \"" : "\"";
-    for (char c : strings[i]) {
-      if (c == '"' || c == '\\') out += '\\', out += c;
-      else if (static_cast<unsigned char>(c) < 0x20) {
-        char buffer[8];
-        std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-        out += buffer;
-      } else out += c;
-    }
-    out += '"';
+    if (i) out += ", ";
+    out += json_string(strings[i]);
   }
   return out + "]";
 }

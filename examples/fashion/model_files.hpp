@@ -1,6 +1,6 @@
-// Reading ONNX files into the fashion programs' networks. Declared here and compiled once, in
-// onnx_models.cpp, rather than in every translation unit that classifies: the ONNX reader is a
-// few seconds of compile time a unit.
+// Which network a model file holds, and reading ONNX files into the fashion programs' networks.
+// Compiled once, in model_files.cpp, rather than in every translation unit that classifies: the
+// ONNX reader is a few seconds of compile time a unit.
 #pragma once
 
 #include <string>
@@ -9,6 +9,13 @@
 #include "smaller_vgg.hpp"
 
 namespace fashion {
+
+/// Whether `path` names an ONNX model (by its extension) rather than a tnet model file.
+bool is_onnx_path(const std::string& path);
+
+/// The image size (64, 96 or 128) of the SmallerVGGNet in a tnet model file or an ONNX file;
+/// throws UsageError for any other network.
+int model_image_size(const std::string& path);
 
 /// tnet::read_onnx_info.
 tnet::OnnxInfo read_onnx_model_info(const std::string& path);
