@@ -218,3 +218,18 @@ TEST_CASE("ONNX: class names survive JSON, and malformed JSON is recognised") {
   for (const char* bad : {"", "[", "[\"a\"", "[\"a\",]", "[1]", "{}", "[\"a\"] x", "[\"\\x\"]", "[\"\\u12\"]"})
     CHECK_MESSAGE(!onnx::parse_json_strings(bad), bad);
 }
+
+TEST_CASE("ONNX: PyTorch's two ways of flattening import to the same network") {
+  // tests/onnx/torch_smallervgg.py --fuzz-seed wrote these with PyTorch: one network, flattened by
+  // nn.Flatten (a Flatten node) and by x.view(x.size(0), -1) (Shape, Gather, Unsqueeze, Concat,
+  // Reshape). tests/onnx/run.sh compares a whole SmallerVGGNet with PyTorch's outputs.
+  using Tiny = Sequential<Input<4, 4, 2>, Conv2D<3, 3>, ReLU, BatchNorm, Flatten, Dense<dynamic>, Sigmoid>;
+  const std::string dir = std::string(TNET_FIXTURE_DIR) + "/fuzz/onnx/";
+  Tiny flattened(Outputs{3}, 1), viewed(Outputs{3}, 2);
+  CHECK(load_onnx(dir + "pytorch_tiny.onnx", flattened).producer == "pytorch");
+  load_onnx(dir + "pytorch_tiny_view.onnx", viewed);
+  CHECK(everything(flattened) == everything(viewed));
+  CHECK(predictions(flattened) == predictions(viewed));
+  Tiny fresh(Outputs{3}, 1);
+  CHECK(everything(fresh) != everything(flattened));
+}

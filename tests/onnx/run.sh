@@ -97,6 +97,8 @@ pytorch)
   "$python" "$here/torch_smallervgg.py" "$out" 96 6 || { fail "PyTorch's export"; exit 1; }
   "$onnx_check" compare torch_smallervgg.onnx inputs.bin expected.bin 1e-4 && pass "tnet runs PyTorch's SmallerVGGNet as PyTorch does" ||
     fail "PyTorch's SmallerVGGNet in tnet"
+  "$onnx_check" compare torch_smallervgg_view.onnx inputs.bin expected.bin 1e-4 &&
+    pass "and the same network flattening with x.view(x.size(0), -1)" || fail "PyTorch's SmallerVGGNet with view() in tnet"
   if [ -d "$shared/datasets/fashion/examples" ]; then image=$(ls "$shared"/datasets/fashion/examples/*.jpg | head -1); else
     "$make_label_dataset" generated 2 2 1 >/dev/null && image=$(ls generated/*/*.png | head -1); fi
   "$bin/fashion_classify" --model torch_smallervgg.onnx --labelbin labels.txt --output photo.png "$image" >classify.txt 2>&1 &&

@@ -13,16 +13,16 @@
 //   Dropout    nothing (the identity at inference)
 //   Flatten    Transpose back to NHWC, then Flatten: the features keep tnet's order, so the next
 //              Dense's kernel is written as it is
-//   Dense      Gemm with the kernel (K, U) as B
+//   Dense      Gemm with the kernel transposed to (U, K) and transB, as PyTorch writes Linear
 // The metadata holds the class names (a JSON array under "class_names"), the input layout and
 // tnet's signature.
 //
 // Import fills a network whose type matches the graph: the same operators in the same order with
 // the same shapes, Identity and Dropout nodes skipped, Constant nodes read as values. It reads
-// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; a Flatten of NCHW, whose
-// features the next Dense's rows are permuted back from; BatchNorm's epsilon, when it differs from
-// the layer's, folded into the variance). Anything else is refused, nothing changed, with a
-// ModelFileError naming the file, the first node that does not fit, the layer and why.
+// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; a Flatten of NCHW, or the
+// Reshape that x.view(x.size(0), -1) becomes, whose features the next Dense's rows are permuted
+// back from; BatchNorm's epsilon, when it differs from the layer's, folded into the variance). Anything else is refused, nothing changed,
+// with a ModelFileError naming the file, the first node that does not fit, the layer and why.
 #pragma once
 
 #include <array>
@@ -152,8 +152,8 @@ inline std::string read_file(const std::string& path, std::uint64_t largest) {
   if (::fstat(fd, &info) != 0) throw ModelFileError(Kind::io, path, "cannot read ONNX file");
   if (std::uint64_t(info.st_size) > largest)
     throw ModelFileError(Kind::corrupted, path,
-                         "ONNX file of " + std::to_string(info.st_size) + " bytes, more than a model of this network can be (" +
-                             std::to_string(largest) + ")");
+                         "ONNX file of " + std::to_string(info.st_size) + " bytes, more than the " + std::to_string(largest) +
+                             " tnet reads for this network");
   std::string bytes(std::size_t(info.st_size), '\0');
   std::size_t got = 0;
   while (got < bytes.size()) {
@@ -312,7 +312,7 @@ class GraphIn {
   const Node* peek() {
     while (at_ < model_.nodes.size()) {
       const Node& n = model_.nodes[at_];
-      if (is_value_node(model_, n)) {
+      if (is_value_node(model_, n) || computes_shape(n)) {
         ++at_;
       } else if (n.op_type == "Identity" && n.inputs.size() == 1 && n.outputs.size() == 1 && n.inputs[0] == tensor) {
         tensor = n.outputs[0];
@@ -417,33 +417,87 @@ class GraphIn {
                              std::string("ONNX node ") + describe(n) + "'s " + what + " holds NaN or infinity");
     return values;
   }
-  /// A constant int64 input (a Reshape's shape).
-  std::optional<std::vector<std::int64_t>> int64s(const Node& n, std::size_t index) const {
-    if (index >= n.inputs.size()) return std::nullopt;
-    const Tensor* found = model_.value(n.inputs[index]);
-    if (!found || found->data_type != int64 || found->dims.size() != 1) return std::nullopt;
-    const Tensor& t = *found;
-    std::vector<std::int64_t> values = t.int64_data;
-    if (t.has_raw) {
-      if (t.raw.size() % 8 || t.raw.size() > 64) return std::nullopt;  // a shape: a few values
-      values.resize(t.raw.size() / 8);
-      if (!values.empty()) std::memcpy(values.data(), t.raw.data(), t.raw.size());
+  /// The int64 values named `name`, as far as they can be known without the batch size: a
+  /// constant, or a shape computed from the current activation's (Shape, Gather, Unsqueeze,
+  /// Concat, Cast: what PyTorch writes for x.view(x.size(0), -1)), whose dims are `dims`
+  /// (batch_dim for the batch) and name `activation`. nullopt for anything else.
+  static constexpr std::int64_t batch_dim = -2;
+  std::optional<std::vector<std::int64_t>> ints_of(const std::string& name, const std::string& activation,
+                                                   const std::vector<std::int64_t>& dims) const {
+    int visits = 0;  // a hostile graph's shape could otherwise branch exponentially
+    return ints_of(name, activation, dims, visits);
+  }
+  std::optional<std::vector<std::int64_t>> ints_of(const std::string& name, const std::string& activation,
+                                                   const std::vector<std::int64_t>& dims, int& visits) const {
+    if (++visits > 64) return std::nullopt;
+    if (const Tensor* t = model_.value(name)) {
+      if (t->data_type != int64 || t->dims.size() > 1) return std::nullopt;
+      std::vector<std::int64_t> values = t->int64_data;
+      if (t->has_raw) {
+        if (t->raw.size() % 8 || t->raw.size() > 64) return std::nullopt;  // a shape: a few values
+        values.resize(t->raw.size() / 8);
+        if (!values.empty()) std::memcpy(values.data(), t->raw.data(), t->raw.size());
+      }
+      if (values.size() != (t->dims.empty() ? 1u : std::size_t(t->dims[0]))) return std::nullopt;
+      return values;
     }
-    if (t.dims[0] != std::int64_t(values.size())) return std::nullopt;
-    return values;
+    const Node* n = nullptr;
+    for (const Node& candidate : model_.nodes)
+      if (candidate.outputs.size() == 1 && candidate.outputs[0] == name) n = &candidate;
+    if (!n || n->inputs.empty()) return std::nullopt;
+    if (n->op_type == "Shape") {
+      if (n->inputs[0] != activation || n->find("start") || n->find("end")) return std::nullopt;
+      return dims;
+    }
+    if (n->op_type == "Cast") return ints_of(n->inputs[0], activation, dims, visits);
+    if (n->op_type == "Unsqueeze") {  // of a scalar, along axis 0: the same value as a vector
+      const auto axes = n->inputs.size() > 1 ? ints_of(n->inputs[1], activation, dims, visits) : std::optional(integers(*n, "axes", {}));
+      if (!axes || *axes != std::vector<std::int64_t>{0}) return std::nullopt;
+      return ints_of(n->inputs[0], activation, dims, visits);
+    }
+    if (n->op_type == "Gather" && n->inputs.size() == 2 && integer(*n, "axis", 0) == 0) {
+      const auto data = ints_of(n->inputs[0], activation, dims, visits), indices = ints_of(n->inputs[1], activation, dims, visits);
+      if (!data || !indices) return std::nullopt;
+      std::vector<std::int64_t> out;
+      for (std::int64_t i : *indices) {
+        if (i < 0) i += std::int64_t(data->size());
+        if (i < 0 || i >= std::int64_t(data->size())) return std::nullopt;
+        out.push_back((*data)[std::size_t(i)]);
+      }
+      return out;
+    }
+    if (n->op_type == "Concat" && integer(*n, "axis", 0) == 0) {
+      std::vector<std::int64_t> out;
+      for (const std::string& input : n->inputs) {
+        const auto part = ints_of(input, activation, dims, visits);
+        if (!part || out.size() + part->size() > 16) return std::nullopt;
+        out.insert(out.end(), part->begin(), part->end());
+      }
+      return out;
+    }
+    return std::nullopt;
+  }
+  /// Whether `n` only computes a shape (passed over by peek; read by ints_of when used).
+  static bool computes_shape(const Node& n) {
+    return n.op_type == "Shape" || n.op_type == "Gather" || n.op_type == "Unsqueeze" || n.op_type == "Concat" || n.op_type == "Cast";
   }
 
-  /// Takes a Flatten (axis 1) or a Reshape to (N, features) of the current activation.
-  const Node* take_flatten(const std::string& layer, int features) {
+  /// Takes a Flatten (axis 1) or a Reshape to (N, features) of the current activation, whose
+  /// dims are `dims` (batch_dim first).
+  const Node* take_flatten(const std::string& layer, int features, const std::vector<std::int64_t>& dims) {
     if (const Node* n = take_if("Flatten")) {
       if (integer(*n, "axis", 1) != 1) refuse(*n, layer, "a Flatten over axis " + std::to_string(integer(*n, "axis", 1)) + ", not 1");
       return n;
     }
+    const std::string input = tensor;
     if (const Node* n = take_if("Reshape")) {
-      const auto shape = int64s(*n, 1);
-      const bool flat =
-          shape && shape->size() == 2 && ((*shape)[1] == -1 || (*shape)[1] == features) && ((*shape)[0] != -1 || (*shape)[1] == features);
-      if (!flat) refuse(*n, layer, "a Reshape that does not flatten to (N, " + std::to_string(features) + ")");
+      const auto shape = n->inputs.size() > 1 ? ints_of(n->inputs[1], input, dims) : std::nullopt;
+      // (N, features) with the batch as itself, 0 (copied) or -1 (inferred); features as themselves or -1.
+      const bool batch_first =
+          shape && shape->size() == 2 &&
+          ((*shape)[0] == batch_dim || (*shape)[0] == 0 || (*shape)[0] >= 1 || ((*shape)[0] == -1 && (*shape)[1] == features));
+      if (!batch_first || ((*shape)[1] != -1 && (*shape)[1] != features))
+        refuse(*n, layer, "a Reshape that does not flatten to (N, " + std::to_string(features) + ")");
       return n;
     }
     return nullptr;
@@ -451,17 +505,16 @@ class GraphIn {
   /// Takes what makes a flat activation 4-D again, when it is flat.
   void take_spatial(const std::string& layer, int channels) {
     if (spatial) return;
+    const std::string input = tensor;
     if (const Node* n = take_if("Reshape")) {
-      const auto shape = int64s(*n, 1);
-      if (!shape || shape->size() != 4 || (*shape)[1] != channels || (*shape)[2] != 1 || (*shape)[3] != 1)
-        refuse(*n, layer, "a Reshape that does not make (N, " + std::to_string(channels) + ", 1, 1)");
+      const auto shape = n->inputs.size() > 1 ? ints_of(n->inputs[1], input, {batch_dim, channels}) : std::nullopt;
+      const bool fits = shape && shape->size() == 4 && (*shape)[1] == channels && (*shape)[2] == 1 && (*shape)[3] == 1;
+      if (!fits) refuse(*n, layer, "a Reshape that does not make (N, " + std::to_string(channels) + ", 1, 1)");
     } else {
       take({"Reshape"}, layer);
     }
     spatial = true;
   }
-
-  std::size_t position() const { return at_; }
 
  private:
   const OnnxModel& model_;
@@ -615,13 +668,15 @@ inline void write_flatten(GraphOut& g, const std::string& name, int H, int W) {
 
 inline void read_flatten(GraphIn& g, const std::string& name, int H, int W, int C) {
   if (!g.spatial) {
-    g.take_flatten(name, H * W * C);  // optional: already flat
+    g.take_flatten(name, H * W * C, {GraphIn::batch_dim, H * W * C});  // optional: already flat
     return;
   }
   const Node* transpose = g.take_if("Transpose");
   if (transpose && g.integers(*transpose, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
     g.refuse(*transpose, name, "a Transpose other than NCHW -> NHWC before flattening");
-  if (!g.take_flatten(name, H * W * C)) g.take({"Flatten", "Reshape"}, name);
+  const std::vector<std::int64_t> dims =
+      transpose ? std::vector<std::int64_t>{GraphIn::batch_dim, H, W, C} : std::vector<std::int64_t>{GraphIn::batch_dim, C, H, W};
+  if (!g.take_flatten(name, H * W * C, dims)) g.take({"Flatten", "Reshape"}, name);
   // Flattened from NCHW: the features are in (C, H, W) order, tnet's in (H, W, C).
   if (!transpose && H * W > 1) g.chw = {C, H, W};
   g.spatial = false;
@@ -644,7 +699,7 @@ inline void write_dense(GraphOut& g, const std::string& name, int K, int U) {
 }
 
 inline void read_dense(GraphIn& g, const std::string& name, int K, int U) {
-  if (g.spatial && !g.take_flatten(name, K)) g.take({"Flatten", "Reshape"}, name);
+  if (g.spatial && !g.take_flatten(name, K, {GraphIn::batch_dim, K, 1, 1})) g.take({"Flatten", "Reshape"}, name);
   g.spatial = false;
   std::vector<float> kernel, bias;
   if (const Node* gemm = g.take_if("Gemm")) {

@@ -87,12 +87,6 @@ class ProtoOut {
     for (Piece& piece : inner.pieces_) pieces_.push_back(std::move(piece));
     size_ += inner.size_;
   }
-  /// A packed repeated int64 field.
-  void packed_ints(int number, const std::vector<std::int64_t>& values) {
-    ProtoOut packed;
-    for (std::int64_t v : values) packed.varint(std::uint64_t(v));
-    message(number, std::move(packed));
-  }
 
   std::size_t size() const { return size_; }
   void write_to(AtomicFile& out) const {
@@ -549,7 +543,7 @@ inline OnnxModel parse_model(std::string_view bytes) {
         t.name = node.outputs[0];
         model.initializers[t.name] = std::move(t);
       }
-    } else if (is_value_node(model, node)) {
+    } else if (node.op_type == "Identity" && is_value_node(model, node)) {
       const auto alias = model.aliases.find(node.inputs[0]);  // named, not copied: any number of them costs little
       model.aliases[node.outputs[0]] = alias == model.aliases.end() ? node.inputs[0] : alias->second;
     }
