@@ -916,9 +916,10 @@ inline void read_metadata(const OnnxModel& model, const std::string& path, OnnxI
 
 }  // namespace onnx
 
-/// Writes `net` as an ONNX model (opset 13, IR 7) to `path` through AtomicFile, with
-/// `class_names` and `metadata` in its metadata; the input is `layout`. Throws FileError when the file cannot be written, and
-/// ModelFileError (not_finite), writing nothing, when a weight or statistic is not finite.
+/// Writes `net` as an ONNX model (opset 13, IR 7) to `path` through AtomicFile, with `class_names`
+/// and `metadata` in its metadata; the input is `layout`. Throws FileError when the file cannot be
+/// written, and ModelFileError (not_finite), writing nothing, when a weight or statistic is not
+/// finite.
 template <class Net>
 void save_onnx(const std::string& path, Net& net, const std::vector<std::string>& class_names = {}, OnnxLayout layout = OnnxLayout::nhwc,
                const std::map<std::string, std::string>& metadata = {}) {
