@@ -29,7 +29,7 @@ def expected(tnet_json, names):
 
 def checker(nhwc, nchw):
     import onnx
-    for path, dims in ((nhwc, 4), (nchw, 4)):
+    for path in (nhwc, nchw):
         model = onnx.load(path)
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
