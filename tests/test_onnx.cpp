@@ -143,6 +143,21 @@ TEST_CASE("ONNX: a graph for another network is refused, naming the first node t
   check_refused<Shorter>(dir / "net.onnx", Kind::architecture_mismatch,
                          "ONNX node 4 (MaxPool '3.maxpool2d') follows the network's last layer, 2.batchnorm");
   check_refused<Longer>(dir / "net.onnx", Kind::architecture_mismatch, "the graph ends before layer 16.relu, which expects Relu");
+  // An operator of another domain (a vendor's Conv) is not ONNX's Conv: the node's name field
+  // ("0.conv2d", field 3) rewritten in place as a domain field (field 7) of the same length.
+  std::string foreign = read(dir / "net.onnx");
+  const std::size_t at =
+      foreign.find(std::string("\x1a\x08"
+                               "0.conv2d",
+                               10));
+  REQUIRE(at != std::string::npos);
+  foreign.replace(at, 10,
+                  std::string("\x3a\x08"
+                              "com.acme",
+                              10));
+  write(dir / "foreign.onnx", foreign);
+  check_refused<Net>(dir / "foreign.onnx", Kind::architecture_mismatch,
+                     "ONNX node 1 (Conv) does not fit layer 0.conv2d: its operator is from domain 'com.acme', not ONNX's; expected Conv");
   check_refused<Square>(dir / "net.onnx", Kind::architecture_mismatch,
                         "the graph's input input is [-1, 9, 7, 3] (NHWC); the network's is (None, 9, 9, 3)");
 }

@@ -177,24 +177,24 @@ inline OnnxModel parse_file(const std::string& path, const std::string& bytes) {
 
 // ---- export ----------------------------------------------------------------------------------
 
-inline ProtoOut attribute(const std::string& name, std::int64_t value) {
+inline ProtoOut attribute_header(const std::string& name, AttributeType type) {
   ProtoOut a;
   a.bytes_field(field::attr_name, name);
-  a.int_field(field::attr_type, attr_int);
+  a.int_field(field::attr_type, type);
+  return a;
+}
+inline ProtoOut attribute(const std::string& name, std::int64_t value) {
+  ProtoOut a = attribute_header(name, attr_int);
   a.int_field(field::i, value);
   return a;
 }
 inline ProtoOut attribute(const std::string& name, const std::vector<std::int64_t>& values) {
-  ProtoOut a;
-  a.bytes_field(field::attr_name, name);
-  a.int_field(field::attr_type, attr_ints);
+  ProtoOut a = attribute_header(name, attr_ints);
   for (std::int64_t v : values) a.int_field(field::ints, v);
   return a;
 }
 inline ProtoOut attribute(const std::string& name, float value) {
-  ProtoOut a;
-  a.bytes_field(field::attr_name, name);
-  a.int_field(field::attr_type, attr_float);
+  ProtoOut a = attribute_header(name, attr_float);
   a.float_field(field::f, value);
   return a;
 }
@@ -323,10 +323,10 @@ class GraphIn {
     }
     return nullptr;
   }
-  /// Takes the next node if it is `op` and reads the current activation.
+  /// Takes the next node if it is ONNX's operator `op` and reads the current activation.
   const Node* take_if(std::string_view op) {
     const Node* n = peek();
-    if (!n || n->op_type != op || n->inputs.empty() || n->inputs[0] != tensor || n->outputs.empty()) return nullptr;
+    if (!n || n->op_type != op || !onnx_domain(*n) || n->inputs.empty() || n->inputs[0] != tensor || n->outputs.empty()) return nullptr;
     ++at_;
     tensor = n->outputs[0];
     return n;
@@ -342,8 +342,10 @@ class GraphIn {
     if (!n) throw mismatch("the graph ends before layer " + layer + ", which expects " + expected);
     if (n->inputs.empty() || n->inputs[0] != tensor)
       refuse(*n, layer, "it does not read " + tensor + ", the output before it (only a chain of nodes maps to a tnet network)");
+    if (!onnx_domain(*n)) refuse(*n, layer, "its operator is from domain '" + n->domain + "', not ONNX's; expected " + expected);
     refuse(*n, layer, "expected " + expected);
   }
+  static bool onnx_domain(const Node& n) { return n.domain.empty() || n.domain == "ai.onnx"; }
 
   [[noreturn]] void refuse(const Node& n, const std::string& layer, const std::string& why) const {
     throw mismatch("ONNX node " + describe(n) + " does not fit layer " + layer + ": " + why);
@@ -540,15 +542,23 @@ struct ConvGeometry {
   std::array<std::int64_t, 4> pads;
 };
 
+// A kernel from tnet's HWIO (K, K, C, F) to ONNX's OIHW (F, C, K, K) when `to_oihw`, else back.
+inline void swap_kernel_layout(const float* from, float* to, const ConvGeometry& c, bool to_oihw) {
+  const int KK = c.K * c.K;
+  for (int f = 0; f < c.F; ++f)
+    for (int ch = 0; ch < c.C; ++ch)
+      for (int k = 0; k < KK; ++k) {
+        const std::size_t oihw = (std::size_t(f) * c.C + ch) * KK + k, hwio = (std::size_t(k) * c.C + ch) * c.F + f;
+        to[to_oihw ? oihw : hwio] = from[to_oihw ? hwio : oihw];
+      }
+}
+
 inline void write_conv(GraphOut& g, const std::string& name, const ConvGeometry& c) {
   const int K = c.K, C = c.C, F = c.F;
   g.make_spatial(name, C);
-  // HWIO -> OIHW.
   const std::span<const float> hwio = g.tensors.at(name + ".kernel");
   std::vector<float> oihw(hwio.size());
-  for (int f = 0; f < F; ++f)
-    for (int ch = 0; ch < C; ++ch)
-      for (int k = 0; k < K * K; ++k) oihw[(std::size_t(f) * C + ch) * K * K + k] = hwio[(std::size_t(k) * C + ch) * F + f];
+  swap_kernel_layout(hwio.data(), oihw.data(), c, true);
   g.initializer(name + ".kernel", {F, C, K, K}, oihw);
   g.initializer(name + ".bias", {F});
   std::vector<ProtoOut> attributes;
@@ -591,9 +601,7 @@ inline void read_conv(GraphIn& g, const std::string& name, const ConvGeometry& c
                  (c.same ? " (Keras's \"same\")" : " (\"valid\")"));
   const std::vector<float> oihw = *g.floats(n, 1, {F, C, K, K}, name, "kernel");
   std::vector<float> hwio(oihw.size());
-  for (int f = 0; f < F; ++f)
-    for (int ch = 0; ch < C; ++ch)
-      for (int k = 0; k < K * K; ++k) hwio[(std::size_t(k) * C + ch) * F + f] = oihw[(std::size_t(f) * C + ch) * K * K + k];
+  swap_kernel_layout(oihw.data(), hwio.data(), c, false);
   g.staged[name + ".kernel"] = std::move(hwio);
   g.staged[name + ".bias"] = g.floats(n, 2, {F}, name, "bias", true).value_or(std::vector<float>(std::size_t(F), 0.0f));
 }

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "../core/file.hpp"
-#include "serialize.hpp"
 
 namespace tnet::onnx {
 
@@ -29,7 +28,7 @@ enum Model { ir_version = 1, producer_name = 2, producer_version = 3, doc_string
 enum Opset { opset_domain = 1, opset_version = 2 };
 enum Graph { node = 1, graph_name = 2, initializer = 5, input = 11, output = 12 };
 enum Node { node_input = 1, node_output = 2, node_name = 3, op_type = 4, attribute = 5, node_domain = 7 };
-enum Attribute { attr_name = 1, f = 2, i = 3, s = 4, t = 5, g = 6, floats = 7, ints = 8, attr_type = 20 };
+enum Attribute { attr_name = 1, f = 2, i = 3, s = 4, t = 5, floats = 7, ints = 8, attr_type = 20 };
 enum Tensor {
   dims = 1,
   data_type = 2,
@@ -144,7 +143,6 @@ class ProtoIn {
     return true;
   }
   std::uint64_t number() const { return number_; }
-  int wire_type() const { return wire_; }
 
   std::uint64_t varint() {
     std::uint64_t value = 0;
@@ -243,7 +241,6 @@ struct Tensor {
 
 struct Attribute {
   std::string name;
-  int type = 0;
   float f = 0;
   std::int64_t i = 0;
   std::string_view s;
@@ -253,7 +250,7 @@ struct Attribute {
 };
 
 struct Node {
-  std::string name, op_type, domain;
+  std::string name, op_type, domain;  // domain: "" or "ai.onnx" for ONNX's own operators
   std::vector<std::string> inputs, outputs;
   std::vector<Attribute> attributes;
 
@@ -349,9 +346,6 @@ inline Attribute parse_attribute(std::string_view bytes) {
     switch (in.number()) {
       case field::attr_name:
         a.name = text(in.bytes());
-        break;
-      case field::attr_type:
-        a.type = int(in.integer());
         break;
       case field::f:
         a.f = in.fixed_float();
