@@ -7,6 +7,9 @@
 #include "models.hpp"
 #include "synthetic.hpp"
 #include "train_impl.hpp"
+#ifdef TNET_WITH_MPI
+#include <tnet/dist/mpi.hpp>
+#endif
 
 namespace {
 
@@ -43,9 +46,16 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --interrupt-after-steps N
                        act as if Ctrl-C came after N training steps (to test --resume)
   --help
+
+Several processes (built with -DTNET_MPI=ON): `mpirun -np N fashion_train ...` trains one model,
+each process on its slice of every batch (--batch-size stays the global batch); process 0 prints
+and writes the files. --threads is per process [the machine's cores shared among its processes].
+mpirun turns Ctrl-C into SIGTERM and kills 1 s later: give it --mca odls_base_sigkill_timeout 60
+for the checkpoint to be written, or send it SIGUSR1 (kill -USR1 PID), which it passes on.
 )";
 
-int run(int argc, char** argv) {
+// Reads the options and the data; returns an exit status to stop with, or -1 to train.
+int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes) {
   using namespace fashion;
   const Arguments args(
       argc, argv,
@@ -57,7 +67,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "' (see --help)");
-  TrainSettings s;
+  const bool writer = !s.group || s.group->rank() == 0;
   s.dataset = args.text("--dataset", "");
   s.model = args.text("--model", s.model);
   s.labelbin = args.text("--labelbin", s.labelbin);
@@ -65,6 +75,9 @@ int run(int argc, char** argv) {
   s.history = args.text("--history", s.history);
   s.epochs = int(args.integer("--epochs", s.epochs, 1, 100000));
   s.batch_size = int(args.integer("--batch-size", s.batch_size, 1, 4096));
+  if (s.group && s.batch_size < s.group->size())
+    throw UsageError("--batch-size " + std::to_string(s.batch_size) + " cannot be shared by " + std::to_string(s.group->size()) +
+                     " processes: it is the global batch, and each process needs at least one sample");
   s.lr = args.number("--lr", s.lr, 0.0, 10.0, "a learning rate in (0, 10)");
   s.seed = std::uint64_t(args.integer("--seed", long(s.seed), 0, 1L << 62));
   s.image_size = int(args.integer("--image-size", s.image_size, 1, 100000));
@@ -90,17 +103,18 @@ int run(int argc, char** argv) {
   // More threads than the machine has only slow every step down.
   const long hardware = std::max(1L, long(std::thread::hardware_concurrency()));
   if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, hardware)));
-  for (const auto& [path, what] : {std::pair{s.model, "model"},
-                                   {s.labelbin, "label file"},
-                                   {s.plot, "plot"},
-                                   {s.history, "history"},
-                                   {s.split_list("train"), "training list"},
-                                   {s.split_list("val"), "validation list"}})
-    check_writable(path, what);
+  else if (local_processes > 1) tnet::set_num_threads(int(std::max(1L, std::min<long>(tnet::num_threads(), hardware / local_processes))));
+  if (writer)
+    for (const auto& [path, what] : {std::pair{s.model, "model"},
+                                     {s.labelbin, "label file"},
+                                     {s.plot, "plot"},
+                                     {s.history, "history"},
+                                     {s.split_list("train"), "training list"},
+                                     {s.split_list("val"), "validation list"}})
+      check_writable(path, what);
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
     throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
 
-  TrainData data;
   if (s.dataset.empty()) {
     std::cout << "no --dataset: using the built-in synthetic set (" << per_class << " drawn garments per class)\n";
     data.images = synthetic_dataset(per_class, s.image_size, s.seed);
@@ -126,7 +140,7 @@ int run(int argc, char** argv) {
   }
   std::cout << "training on " << data.split.train.size() << ", validating on " << data.split.test.size()
             << (s.val_list.empty() ? "" : " (the images " + s.val_list + " lists)") << "\n";
-  if (s.dataset.empty()) {
+  if (s.dataset.empty() && writer) {
     // One held-out picture per class (another seed), for trying fashion_classify.
     const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
     const std::filesystem::path examples = model_dir / "synthetic_examples";
@@ -140,22 +154,76 @@ int run(int argc, char** argv) {
     std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
   }
   // The split, by name, for another run or another framework to use the same images.
-  tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
-  tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
-  std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
+  if (writer) {
+    tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
+    tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
+    std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
+  }
+  return -1;
+}
 
+int train(const fashion::TrainSettings& s, fashion::TrainData& data) {
   switch (s.image_size) {
     case 64:
-      return train_size64(s, data);
+      return fashion::train_size64(s, data);
     case 128:
-      return train_size128(s, data);
+      return fashion::train_size128(s, data);
     default:
-      return train_size96(s, data);
+      return fashion::train_size96(s, data);
   }
 }
+
+int run(int argc, char** argv) {
+  fashion::TrainSettings s;
+  fashion::TrainData data;
+  const int status = prepare(argc, argv, s, data, 1);
+  return status >= 0 ? status : train(s, data);
+}
+
+#ifdef TNET_WITH_MPI
+// One of several processes started by mpirun. Each reads the options and the data; if any of them
+// cannot, all stop there with its message (process 0's when it has one), so none is left waiting
+// for the others. An error once training has begun ends every process (MPI_Abort).
+int run_in_group(int argc, char** argv) {
+  tnet::mpi::Environment mpi(argc, argv);
+  tnet::mpi::Group group;
+  const int rank = group.rank();
+  if (rank != 0) std::cout.rdbuf(nullptr);  // process 0 alone prints
+  const std::string name = "fashion_train" + (rank == 0 ? std::string() : " (process " + std::to_string(rank) + ")");
+  fashion::TrainSettings s;
+  s.group = &group;
+  fashion::TrainData data;
+  int status = -1;
+  std::string error;
+  try {
+    status = prepare(argc, argv, s, data, mpi.local_size());
+  } catch (const fashion::UsageError& e) {
+    status = 2, error = e.what();
+  } catch (const std::exception& e) {
+    status = 1, error = e.what();
+  }
+  double stops[2] = {status >= 0 ? 1.0 : 0.0, rank == 0 && status >= 0 ? 1.0 : 0.0};
+  group.sum(stops);
+  if (stops[0] > 0) {
+    if (!error.empty() && (rank == 0 || stops[1] == 0)) std::cerr << name << ": " << error << "\n";
+    return status >= 0 ? status : 2;
+  }
+  return fashion::guarded_main(name.c_str(), 1, [&] {
+    try {
+      return train(s, data);
+    } catch (const std::exception& e) {
+      std::cerr << name << ": " << e.what() << "\n";
+      group.abort(dynamic_cast<const fashion::UsageError*>(&e) ? 2 : 1);
+    }
+  });
+}
+#endif
 
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef TNET_WITH_MPI
+  if (tnet::mpi::launched()) return fashion::guarded_main("fashion_train", 1, [&] { return run_in_group(argc, argv); });
+#endif
   return fashion::guarded_main("fashion_train", 1, [&] { return run(argc, argv); });
 }

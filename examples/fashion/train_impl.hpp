@@ -37,6 +37,9 @@ struct TrainSettings {
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
   long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps
+  // The processes training this model together (data parallelism over MPI, train.cpp), each on
+  // its slice of every batch; null: this process alone. Process 0 alone prints and writes files.
+  tnet::Reducer* group = nullptr;
 
   std::string checkpoint() const { return model + ".checkpoint"; }
   /// The mean of the first `count` averaged epochs. One file per count: a checkpoint that says
@@ -77,9 +80,17 @@ struct EpochRecord {
 };
 
 inline std::atomic<bool> interrupted{false};
-inline void on_interrupt(int) {
+inline void on_interrupt(int signal) {
   interrupted = true;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
+  std::signal(signal, SIG_DFL);  // a second one stops at once
+}
+/// Ctrl-C, a plain `kill`, and SIGUSR1 (which mpirun forwards to every process; it turns Ctrl-C
+/// into SIGTERM) stop training after the current step with a checkpoint.
+inline void catch_interrupts() {
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, on_interrupt);
+}
+inline void release_interrupts() {
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, SIG_DFL);
 }
 
 namespace detail {
@@ -166,6 +177,19 @@ int train(const TrainSettings& s, TrainData& data) {
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
   tnet::Adam adam(tnet::Adam::Options{.lr = s.lr, .decay = s.lr / s.epochs});
   const std::string settings = settings_text(s, data.split);
+  // Data parallelism: every process walks the same global batches and trains on its slice of
+  // each; the network sums the gradients and batch-norm statistics over the processes, so every
+  // process makes the same updates. Process 0 writes every file.
+  tnet::Reducer* const group = s.group;
+  const int processes = group ? group->size() : 1;
+  const bool writer = !group || group->rank() == 0;
+  auto slice = [&](int n) { return group ? tnet::shard_of(n, group->rank(), processes, group) : tnet::Shard{nullptr, 0, n, n}; };
+  // Whether any process was interrupted, so that all stop at the same step.
+  auto stop_together = [&] {
+    double flag = interrupted ? 1.0 : 0.0;
+    if (group) group->sum(std::span(&flag, 1));
+    return flag > 0;
+  };
 
   // Where training stands; a checkpoint stores all of it.
   int first_epoch = 0;
@@ -214,6 +238,7 @@ int train(const TrainSettings& s, TrainData& data) {
               << adam.iterations() << "\n";
   }
   auto checkpoint = [&](int epoch, std::size_t batch) {
+    if (!writer) return;
     try {
       tnet::save_model(s.checkpoint(), *net, classes, &adam,
                        {{"epoch", std::to_string(epoch)},
@@ -248,27 +273,49 @@ int train(const TrainSettings& s, TrainData& data) {
   if (steps == 0)
     throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
                      std::to_string(s.batch_size));
+  // This process's slice of a batch the iterator produced.
+  auto mine = [&](const tnet::BatchIterator& batches, const tnet::Shard& shard) {
+    const std::size_t in = Net::input_size, out = std::size_t(labels);
+    return std::pair{batches.x().subspan(std::size_t(shard.offset) * in, std::size_t(shard.count) * in),
+                     batches.y().subspan(std::size_t(shard.offset) * out, std::size_t(shard.count) * out)};
+  };
 
   std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count()) << " parameters, "
             << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size << " per epoch, "
-            << tnet::num_threads() << " threads" << (s.augment ? ", augmented" : ", no augmentation") << "\n";
+            << tnet::num_threads() << " threads" << (processes > 1 ? " in each of " + std::to_string(processes) + " processes" : "")
+            << (s.augment ? ", augmented" : ", no augmentation") << "\n";
   const bool terminal = ::isatty(STDOUT_FILENO);
-  std::signal(SIGINT, on_interrupt);
+  catch_interrupts();
   long steps_here = 0;
   tnet::MultiLabelMetrics val_metrics(labels);
   // The last validation's predictions and targets, in order, for the final report.
   std::vector<float> val_predictions(val_batches.samples() * std::size_t(labels)), val_targets(val_predictions.size());
-  auto validate = [&] {  // fills val_metrics and val_predictions, returns the mean loss
+  std::vector<double> val_sums;  // with several processes: their predictions and losses, summed
+  auto validate = [&] {          // fills val_metrics and val_predictions, returns the mean loss
     double loss = 0;
-    val_metrics.reset();
     val_batches.start_epoch(0);
+    // Each process predicts its slice of every batch (none, of a batch smaller than the group)
+    // into its rows; the others' rows stay 0 until the sum over processes fills them in.
+    if (group) std::ranges::fill(val_predictions, 0.0f);
     std::size_t at = 0;  // where this batch's rows go
     for (int n; (n = val_batches.next()) > 0; at += val_batches.y().size()) {
-      loss += net->evaluate(val_batches.x(), val_batches.y(), n) * n;
-      val_metrics.update(net->output().data(), val_batches.y().data(), n);
-      std::ranges::copy(net->output(), val_predictions.begin() + std::ptrdiff_t(at));
+      const int rank = group ? group->rank() : 0, first = int(long(n) * rank / processes),
+                count = int(long(n) * (rank + 1) / processes) - first;
       std::ranges::copy(val_batches.y(), val_targets.begin() + std::ptrdiff_t(at));
+      if (count == 0) continue;
+      const auto [x, y] = mine(val_batches, tnet::Shard{nullptr, first, count, n});
+      loss += net->evaluate(x, y, count) * count;
+      std::ranges::copy(net->output(), val_predictions.begin() + std::ptrdiff_t(at + std::size_t(first) * std::size_t(labels)));
     }
+    if (group) {
+      val_sums.assign(val_predictions.begin(), val_predictions.end());
+      val_sums.push_back(loss);
+      group->sum(val_sums);
+      std::ranges::copy(std::span(val_sums).first(val_predictions.size()), val_predictions.begin());
+      loss = val_sums.back();
+    }
+    val_metrics.reset();
+    val_metrics.update(val_predictions.data(), val_targets.data(), std::ptrdiff_t(val_batches.samples()));
     return loss / double(std::max<std::size_t>(val_batches.samples(), 1));
   };
 
@@ -304,7 +351,9 @@ int train(const TrainSettings& s, TrainData& data) {
       return out.str();
     };
     for (int n; (n = train_batches.next()) > 0;) {
-      const double loss = net->train_step(train_batches.x(), train_batches.y(), n, adam);
+      const tnet::Shard shard = slice(n);
+      const auto [x, y] = mine(train_batches, shard);
+      const double loss = net->train_step(x, y, shard, adam);
       if (!std::isfinite(loss)) {
         std::cout << (terminal ? "\n" : "") << std::flush;
         throw std::runtime_error(
@@ -314,11 +363,14 @@ int train(const TrainSettings& s, TrainData& data) {
       }
       epoch_loss += loss * n;
       epoch_samples += std::size_t(n);
-      epoch_right += detail::right_labels(net->output(), train_batches.y());
+      if (s.interrupt_after_steps > 0 && ++steps_here == s.interrupt_after_steps) std::raise(SIGINT);
+      // Labels right over the global batch, and whether any process was interrupted: one sum.
+      double counts[2] = {double(detail::right_labels(net->output(), y)), interrupted ? 1.0 : 0.0};
+      if (group) group->sum(counts);
+      epoch_right += std::size_t(counts[0]);
       ++batch;
       if (terminal) std::cout << "\r" << status() << std::flush;
-      if (s.interrupt_after_steps > 0 && ++steps_here == s.interrupt_after_steps) std::raise(SIGINT);
-      if (interrupted) {
+      if (counts[1] > 0) {
         stop_clock();
         checkpoint(epoch, batch);
         std::cout << (terminal ? "\n" : "") << "interrupted after step " << batch << " of epoch " << epoch + 1 << "; checkpoint saved to "
@@ -345,24 +397,24 @@ int train(const TrainSettings& s, TrainData& data) {
     std::cout << (terminal ? "\r" : "") << status() << " - val_loss: " << fixed(record.val_loss, 4)
               << " - val_acc: " << fixed(record.val_acc, 4) << " - " << fixed(double(epoch_samples) / train_seconds, 1) << " img/s\n"
               << std::flush;
-    detail::write_outputs(s, history);
+    if (writer) detail::write_outputs(s, history);
     epoch_loss = 0, epoch_seconds = 0, epoch_samples = 0, epoch_right = 0;
     if (epoch >= first_averaged) {
       if (!average) average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       tnet::add_to_mean(average->parameters(), net->parameters(), ++averaged);
       // Before the checkpoint that counts it.
-      tnet::save_model(s.average_checkpoint(averaged), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
+      if (writer) tnet::save_model(s.average_checkpoint(averaged), *average, classes, nullptr, {{"averaged", std::to_string(averaged)}});
     }
     // After the last epoch too: what the final passes start from, should they be interrupted or
     // the model not fit on the disk.
     checkpoint(epoch + 1, 0);
-    if (averaged > 1) std::filesystem::remove(s.average_checkpoint(averaged - 1));  // no checkpoint counts it now
+    if (writer && averaged > 1) std::filesystem::remove(s.average_checkpoint(averaged - 1));  // no checkpoint counts it now
   }
   // The final passes: interrupted, they leave the checkpoint for --resume to start them again.
   double final_val_loss = history.empty() ? 0.0 : history.back().val_loss;  // of the model saved
   struct Interrupted {};
   auto stop_if_interrupted = [&] {
-    if (interrupted) throw Interrupted{};
+    if (stop_together()) throw Interrupted{};
   };
   try {
     // Keras leaves the final model with moving batch-norm statistics averaged over the last hundred
@@ -379,7 +431,8 @@ int train(const TrainSettings& s, TrainData& data) {
       tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
       for (int n; (n = pass.next()) > 0;) {
         stop_if_interrupted();
-        net->forward(pass.x(), n, tnet::Mode::calibrate);
+        const tnet::Shard shard = slice(n);
+        net->forward(mine(pass, shard).first, shard, tnet::Mode::calibrate);
       }
       const double val_loss = final_val_loss = validate();
       std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()
@@ -399,25 +452,27 @@ int train(const TrainSettings& s, TrainData& data) {
 
     if (first_epoch == s.epochs && !s.recalibrate_batch_norm) final_val_loss = validate();  // resumed after the last epoch: for the report
     stop_if_interrupted();
-    try {
-      tnet::save_model(s.model, *net, classes, &adam,
-                       {{"history", detail::history_csv(history)},
-                        {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
-                        {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
-                        {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
-      data.labels.save(s.labelbin);
-    } catch (const tnet::FileError& e) {  // the disk, not the model: the weights are safe
-      throw std::runtime_error(std::string(e.what()) + "\nthe trained weights are kept in " + s.checkpoint() +
-                               ": make room and run the same command with --resume to write the model");
-    }
+    if (writer) try {
+        tnet::save_model(s.model, *net, classes, &adam,
+                         {{"history", detail::history_csv(history)},
+                          {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
+                          {"weights", averaged ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step"},
+                          {"batch_norm", s.recalibrate_batch_norm ? "re-estimated over the training set" : "moving averages"}});
+        data.labels.save(s.labelbin);
+      } catch (const tnet::FileError& e) {  // the disk, not the model: the weights are safe
+        throw std::runtime_error(std::string(e.what()) + "\nthe trained weights are kept in " + s.checkpoint() +
+                                 ": make room and run the same command with --resume to write the model");
+      }
   } catch (const Interrupted&) {
     std::cout << "\ninterrupted during the final passes; " << s.checkpoint()
               << " holds the trained weights: continue with the same command and --resume\n";
     return 130;
   }
-  std::signal(SIGINT, SIG_DFL);
-  std::filesystem::remove(s.checkpoint());
-  if (averaged > 0) std::filesystem::remove(s.average_checkpoint(averaged));
+  release_interrupts();
+  if (writer) {
+    std::filesystem::remove(s.checkpoint());
+    if (averaged > 0) std::filesystem::remove(s.average_checkpoint(averaged));
+  }
   double total_seconds = 0;
   for (const EpochRecord& r : history) total_seconds += r.seconds;
   std::cout << "saved model " << s.model << ", labels " << s.labelbin << ", plot " << s.plot << ", history " << s.history << "\n"
@@ -438,7 +493,7 @@ int train(const TrainSettings& s, TrainData& data) {
         baseline -= data.targets[i * std::size_t(labels) + std::size_t(l)] > 0.5f ? std::log(p) : std::log(1 - p);
       }
     baseline /= double(data.split.test.size() * std::size_t(labels));
-    if (!(final_val_loss <= baseline))
+    if (writer && !(final_val_loss <= baseline))
       std::cerr << "fashion_train: warning: the saved model's validation loss, " << std::setprecision(4) << final_val_loss
                 << ", is worse than predicting each label's training frequency (" << baseline
                 << "): training diverged or did not learn; a lower --lr may help\n";

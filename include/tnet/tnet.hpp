@@ -7,6 +7,7 @@
 #include "core/gemm.hpp"
 #include "core/json.hpp"
 #include "core/parameters.hpp"
+#include "core/reducer.hpp"
 #include "core/rng.hpp"
 #include "core/shape.hpp"
 #include "core/threads.hpp"

@@ -42,12 +42,20 @@ inline void ensure_size(Buffer& buffer, std::size_t size) {
 ///              be used in (Sequential::reset_batch_norm_statistics)
 enum class Mode { train, infer, calibrate };
 
+class Reducer;
+
 /// What a layer needs to know about the pass it is part of. `step` numbers training passes; it
 /// makes dropout masks a pure function of (seed, layer, step, element), so they are independent of
 /// the thread count and a resumed run draws the masks the uninterrupted one would have.
+/// In data-parallel training (core/reducer.hpp) the batch is one process's slice of a global
+/// batch: its first sample is sample `sample_offset` of the global batch (dropout draws the
+/// global batch's masks), and `reducer` sums what must be the global batch's over the processes
+/// (batch normalisation's statistics). Null: the batch is the whole batch.
 struct Pass {
   Mode mode = Mode::infer;
   std::uint64_t step = 0;
+  Reducer* reducer = nullptr;
+  std::uint64_t sample_offset = 0;
 };
 
 }  // namespace tnet

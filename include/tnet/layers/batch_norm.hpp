@@ -1,10 +1,11 @@
 // tnet/layers/batch_norm.hpp: batch normalisation (Keras BatchNormalization).
 //
 // Contract: x (N, H, W, C) -> y, same shape, normalised per channel over N*H*W values (over N
-// after a Dense layer). Training (and calibration): y = gamma * (x - mean) / sqrt(var + eps) + beta
-// with the batch's mean and biased variance, and the moving statistics updated. Inference: the
-// moving statistics replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance
-// (Keras's two non-trainable weights).
+// after a Dense layer). In data-parallel training (Pass::reducer) over the global batch: the
+// processes' sums are added, so the statistics and gradients do not depend on how many share it. Training (and calibration): y = gamma * (x
+// - mean) / sqrt(var + eps) + beta with the batch's mean and biased variance, and the moving statistics updated. Inference: the moving
+// statistics replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance (Keras's two non-trainable
+// weights).
 //
 // The moving statistics follow Keras 2.1.3-2.2.5 with TensorFlow exactly: an exponential moving
 // average with zero-debiasing (moving = biased / (1 - momentum^t), so after one batch it equals
@@ -16,6 +17,7 @@
 #include <cmath>
 
 #include "../core/gemm.hpp"
+#include "../core/reducer.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -43,7 +45,7 @@ struct BatchNormWith : LayerSpec {
           biased_mean_(C, 0.0f),
           biased_variance_(C, 0.0f),
           inv_std_(C),
-          sums_(C),
+          sums_(C + 1),
           sums2_(C) {}
 
     static std::array<TensorSize, 2> parameter_tensors() { return {{{"gamma", std::size_t(C)}, {"beta", std::size_t(C)}}}; }
@@ -81,23 +83,29 @@ struct BatchNormWith : LayerSpec {
           for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std[c]) + beta_[c];
         return;
       }
-      // Two passes (mean, then squared deviations) for an accurate variance.
+      // Two passes (mean, then squared deviations) for an accurate variance. In data-parallel
+      // training each sum, and the count of rows, is the global batch's (summed by the reducer).
+      reducer_ = pass.reducer;
       sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
-      for (int c = 0; c < C; ++c) sums_[c] /= double(rows);
+      sums_[C] = double(rows);
+      if (reducer_) reducer_->sum(sums_);
+      rows_ = sums_[C];
+      for (int c = 0; c < C; ++c) sums_[c] /= rows_;
       const double* mean = sums_.data();
       sum_over_rows(rows, C, sums2_.data(), [x, mean](std::ptrdiff_t r, std::ptrdiff_t c) {
         const double d = double(x[r * C + c]) - mean[c];
         return d * d;
       });
+      if (reducer_) reducer_->sum(sums2_);
       for (int c = 0; c < C; ++c) {
-        const double variance = sums2_[c] / double(rows);
+        const double variance = sums2_[c] / rows_;
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
         mean_f_[c] = static_cast<float>(mean[c]);
       }
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
         for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - mean_f_[c]) * inv_std_[c]) + beta_[c];
-      update_moving_statistics(rows);
+      update_moving_statistics(rows_);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
@@ -109,16 +117,21 @@ struct BatchNormWith : LayerSpec {
       // dL/dbeta = sum dy ; dL/dgamma = sum dy * xhat.
       sum_over_rows(rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); });
       sum_over_rows(rows, C, sums2_.data(), [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
+      // This process's share of the parameter gradients (the network sums them over processes).
       for (int c = 0; c < C; ++c) {
         grad_beta_[c] = static_cast<float>(sums_[c]);
         grad_gamma_[c] = static_cast<float>(sums2_[c]);
       }
       if (!dx) return;
       // dL/dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)), the batch statistics'
-      // own dependence on x included.
+      // own dependence on x included: means over the global batch.
+      if (reducer_) {
+        reducer_->sum(std::span(sums_).first(C));
+        reducer_->sum(sums2_);
+      }
       for (int c = 0; c < C; ++c) {
-        mean_dy_[c] = static_cast<float>(sums_[c] / double(rows));
-        mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / double(rows));
+        mean_dy_[c] = static_cast<float>(sums_[c] / rows_);
+        mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / rows_);
         scale_[c] = gamma_[c] * inv_std_[c];
       }
 #pragma omp parallel for schedule(static)
@@ -143,8 +156,8 @@ struct BatchNormWith : LayerSpec {
     const float* grad_beta() const { return grad_beta_; }
 
    private:
-    void update_moving_statistics(std::ptrdiff_t rows) {
-      const double m = Momentum, n = double(rows);
+    void update_moving_statistics(double rows) {
+      const double m = Momentum, n = rows;
       const double t = double(++updates_[0]);
       const double debias = 1.0 - std::pow(m, t);
       for (int c = 0; c < C; ++c) {
@@ -161,7 +174,9 @@ struct BatchNormWith : LayerSpec {
     std::uint64_t updates_[1] = {0};  // batches seen: t in the zero-debiasing above
     Buffer inv_std_;
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
-    std::vector<double> sums_, sums2_;
+    std::vector<double> sums_, sums2_;  // per channel (sums_ also the row count, in forward)
+    Reducer* reducer_ = nullptr;        // of the last training forward: backward sums with it too
+    double rows_ = 0;                   // rows the last training forward's statistics are over
   };
 };
 

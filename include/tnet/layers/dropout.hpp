@@ -3,7 +3,8 @@
 // Contract: x -> y, same shape. Training: each value is kept with probability 1 - rate and then
 // scaled by 1 / (1 - rate), or zeroed. Inference and calibration: the identity. Element i of training step t is
 // kept when Rng(seed).derive(layer).derive(t).uniform(i) >= rate: masks are reproducible and do
-// not depend on the thread count.
+// not depend on the thread count, nor on how many processes share the batch (i counts from the
+// global batch's first element).
 #pragma once
 
 #include <algorithm>
@@ -39,9 +40,12 @@ struct Dropout : ElementwiseSpec {
       const Rng step = rng_.derive(pass.step);
       const float scale = 1.0f / (1.0f - Rate);
       float* mask = mask_.data();
+      // Elements are numbered within the global batch, so a process holding a slice of it draws
+      // that slice's masks (core/reducer.hpp).
+      const std::uint64_t first = pass.sample_offset * std::uint64_t(this->sample_size());
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t i = 0; i < count; ++i) {
-        mask[i] = step.uniform(std::uint64_t(i)) >= Rate ? scale : 0.0f;
+        mask[i] = step.uniform(first + std::uint64_t(i)) >= Rate ? scale : 0.0f;
         y[i] = x[i] * mask[i];
       }
     }

@@ -33,6 +33,7 @@
 
 #include "../core/config.hpp"
 #include "../core/parameters.hpp"
+#include "../core/reducer.hpp"
 #include "../core/rng.hpp"
 #include "../core/shape.hpp"
 #include "../layers/activation.hpp"
@@ -184,12 +185,20 @@ class Sequential {
   /// backward needs, `x` included: keep it alive until then. Throws std::invalid_argument when
   /// x's size is not batch x input_size.
   std::span<const float> forward(std::span<const float> x, int batch, Mode mode = Mode::infer) {
+    return forward(x, Shard{nullptr, 0, batch, batch}, mode);
+  }
+
+  /// The same for this process's slice of a global batch shared by several processes
+  /// (core/reducer.hpp): batch normalisation in Mode::train and Mode::calibrate uses the global
+  /// batch's statistics, dropout its masks. Every process of the group must call it together.
+  std::span<const float> forward(std::span<const float> x, const Shard& shard, Mode mode) {
+    const int batch = shard.count;
     if (batch < 1) throw std::invalid_argument("tnet::Sequential::forward: batch must be >= 1, got " + std::to_string(batch));
     detail::check_size("forward", "x", x.size(), batch, input_shape::str(), input_size);
     reserve(batch);
     input_ = x.data();
     batch_ = batch;
-    const Pass pass{mode, step_};
+    const Pass pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)};
     for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass); });
     if (mode == Mode::train) ++step_;
     return output();
@@ -213,7 +222,17 @@ class Sequential {
   /// optimizer update. `targets` holds batch x outputs() values. Returns the batch's loss as
   /// Keras reports it; output() then holds the batch's predictions (before the update).
   double train_step(std::span<const float> x, std::span<const float> targets, int batch, Optimizer& optimizer) {
-    const double loss = training_pass("train_step", x, targets, batch, {});
+    return train_step(x, targets, Shard{nullptr, 0, batch, batch}, optimizer);
+  }
+
+  /// Data-parallel training (core/reducer.hpp, tnet/dist/mpi.hpp): one step on the global batch
+  /// of which `x` and `targets` are this process's slice, `shard`. Every process of the group
+  /// calls it together, with the same optimizer state; the gradients are summed over the
+  /// processes (each layer's starting as soon as backpropagation has passed it), so every process
+  /// makes the same update, the one a single process would make on the whole batch (up to the
+  /// order of the sums). Returns the global batch's loss.
+  double train_step(std::span<const float> x, std::span<const float> targets, const Shard& shard, Optimizer& optimizer) {
+    const double loss = training_pass("train_step", x, targets, shard, {});
     optimizer.step(parameters());
     return loss;
   }
@@ -221,7 +240,12 @@ class Sequential {
   /// Forward in training mode, the fused loss and backward, without an optimizer step: the
   /// gradients are left in place, dL/d(input) in `grad_input` unless it is empty. Returns the loss.
   double compute_gradients(std::span<const float> x, std::span<const float> targets, int batch, std::span<float> grad_input = {}) {
-    return training_pass("compute_gradients", x, targets, batch, grad_input);
+    return training_pass("compute_gradients", x, targets, Shard{nullptr, 0, batch, batch}, grad_input);
+  }
+  /// The same for this process's slice of a global batch: the gradients left are the global
+  /// batch's, summed over the processes; so is the loss returned.
+  double compute_gradients(std::span<const float> x, std::span<const float> targets, const Shard& shard, std::span<float> grad_input = {}) {
+    return training_pass("compute_gradients", x, targets, shard, grad_input);
   }
 
   /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
@@ -399,11 +423,13 @@ class Sequential {
     tensors_.clear();
     std::size_t at = 0;
     for_each_layer([&]<std::size_t I>(auto& layer) {
+      const std::size_t first = at;
       layer.bind(values_.data() + at, grads_.data() + at);
       for (const TensorSize& t : layer.parameter_tensors()) {
         tensors_.push_back(ParamRef{layer_name<I>() + "." + std::string(t.name), values_.data() + at, grads_.data() + at, t.size, at});
         at += t.size;
       }
+      layer_parameters_[I] = std::span<float>(grads_.data() + first, at - first);
     });
   }
 
@@ -454,12 +480,27 @@ class Sequential {
     if (!grad_input.empty()) detail::check_size(where, "grad_input", grad_input.size(), batch, input_shape::str(), input_size);
   }
 
-  double training_pass(const char* where, std::span<const float> x, std::span<const float> targets, int batch,
+  double training_pass(const char* where, std::span<const float> x, std::span<const float> targets, const Shard& shard,
                        std::span<float> grad_input) {
-    check_sizes(where, x, targets, batch, grad_input);
-    forward(x, batch, Mode::train);
-    const double loss = loss_and_gradient(targets.data());
-    backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
+    check_sizes(where, x, targets, shard.count, grad_input);
+    if (shard.offset < 0 || shard.global_batch < shard.offset + shard.count)
+      throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": samples [" + std::to_string(shard.offset) + ", " +
+                                  std::to_string(shard.offset + shard.count) + ") are not in a global batch of " +
+                                  std::to_string(shard.global_batch));
+    forward(x, shard, Mode::train);
+    double loss = loss_and_gradient(targets.data(), shard.global_batch);
+    reducer_ = shard.reducer;
+    try {
+      backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
+    } catch (...) {
+      reducer_ = nullptr;
+      throw;
+    }
+    reducer_ = nullptr;
+    if (shard.reducer) {
+      shard.reducer->finish_gradients();
+      shard.reducer->sum(std::span(&loss, 1));
+    }
     return loss;
   }
 
@@ -470,6 +511,8 @@ class Sequential {
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
     std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
+    // The layer's gradients are final: their sum over the processes can start.
+    if (reducer_ && layer_parameters_[I].size() > 0) reducer_->gradients_ready(layer_parameters_[I]);
     if constexpr (I > 0) backward_from<I - 1>(dx, grad_input);
   }
 
@@ -478,15 +521,17 @@ class Sequential {
     if constexpr (depth >= 2) backward_from<depth - 2>(grad_a_.data(), grad_input);
   }
 
-  // The loss of the last forward's logits against `targets`; dL/dlogits goes to grad_a_.
-  double loss_and_gradient(const float* targets) {
+  // The loss of the last forward's logits against `targets`; dL/dlogits goes to grad_a_. The
+  // batch may be a slice of a global batch of `global_batch`: the loss is then the slice's share.
+  double loss_and_gradient(const float* targets, int global_batch) {
     static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
                   "tnet::Sequential: training needs a network ending in Sigmoid (binary cross-entropy) or Softmax "
                   "(categorical cross-entropy); call forward and backward yourself for other losses");
     const float* logits = output_of<depth - 2>();
     const int labels = outputs();
-    if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data());
-    else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data());
+    if constexpr (ends_in_sigmoid)
+      return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data(), std::ptrdiff_t(global_batch) * labels);
+    else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data(), global_batch);
   }
 
   double loss_only(const float* targets) const {
@@ -502,7 +547,9 @@ class Sequential {
   layers_type layers_;
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
-  std::array<Buffer, depth> buffers_;  // layer outputs; empty where a layer shares_buffer
+  std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
+  Reducer* reducer_ = nullptr;                              // during a data-parallel backward
+  std::array<Buffer, depth> buffers_;                       // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
   const float* input_ = nullptr;
   int batch_ = 0, capacity_ = 0;

@@ -22,22 +22,28 @@ namespace tnet {
 inline constexpr double keras_epsilon = 1e-7;
 
 /// Mean binary cross-entropy over `count` logits; writes dL/dz into `grad` when it is not null.
-inline double binary_crossentropy(const float* logits, const float* targets, std::ptrdiff_t count, float* grad = nullptr) {
+/// With `total` > count, the logits are a slice of `total` (one process's share of a global batch,
+/// core/reducer.hpp): the sum over the slice divided by `total`, and its gradient, are returned.
+inline double binary_crossentropy(const float* logits, const float* targets, std::ptrdiff_t count, float* grad = nullptr,
+                                  std::ptrdiff_t total = 0) {
+  if (total < count) total = count;
   const double clip = std::log((1.0 - keras_epsilon) / keras_epsilon);
-  double total = 0.0;
+  double loss = 0.0;
   for (std::ptrdiff_t i = 0; i < count; ++i) {
     const double z = std::clamp(double(logits[i]), -clip, clip), y = targets[i];
-    total += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
-    if (grad) grad[i] = (sigmoid(logits[i]) - targets[i]) / float(count);
+    loss += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
+    if (grad) grad[i] = (sigmoid(logits[i]) - targets[i]) / float(total);
   }
-  return total / double(count);
+  return loss / double(total);
 }
 
 /// Mean categorical cross-entropy over `batch` rows of `classes` logits; writes dL/dz into
-/// `grad` when it is not null. Keras clips p to [1e-7, 1 - 1e-7] here too.
-inline double categorical_crossentropy(const float* logits, const float* targets, std::ptrdiff_t batch, int classes,
-                                       float* grad = nullptr) {
-  double total = 0.0;
+/// `grad` when it is not null. Keras clips p to [1e-7, 1 - 1e-7] here too. `total`: as above, in
+/// rows.
+inline double categorical_crossentropy(const float* logits, const float* targets, std::ptrdiff_t batch, int classes, float* grad = nullptr,
+                                       std::ptrdiff_t total = 0) {
+  if (total < batch) total = batch;
+  double loss = 0.0;
   for (std::ptrdiff_t n = 0; n < batch; ++n) {
     const float* z = logits + n * classes;
     const float* y = targets + n * classes;
@@ -46,11 +52,11 @@ inline double categorical_crossentropy(const float* logits, const float* targets
     for (int c = 0; c < classes; ++c) sum += std::exp(double(z[c]) - top);
     for (int c = 0; c < classes; ++c) {
       const double p = std::exp(double(z[c]) - top) / sum;
-      total -= double(y[c]) * std::log(std::clamp(p, keras_epsilon, 1.0 - keras_epsilon));
-      if (grad) grad[n * classes + c] = static_cast<float>((p - double(y[c])) / double(batch));
+      loss -= double(y[c]) * std::log(std::clamp(p, keras_epsilon, 1.0 - keras_epsilon));
+      if (grad) grad[n * classes + c] = static_cast<float>((p - double(y[c])) / double(total));
     }
   }
-  return total / double(batch);
+  return loss / double(total);
 }
 
 }  // namespace tnet
