@@ -63,18 +63,15 @@ inline void check(int code, const char* call) {
   throw Error(std::string("MPI: ") + call + " failed: " + std::string(text, std::size_t(length)));
 }
 
-// Waits for a non-blocking operation without holding a core: MPI's blocking calls poll without
-// pause, which takes the core from the training threads while the other processes catch up.
-// Polls without pause for 20 microseconds (a collective among processes that are in step ends
-// sooner), then every 50.
+// Waits for a non-blocking operation, yielding the core between polls: MPI's blocking calls poll
+// without pause, which on a machine whose cores all train takes a core from the training threads
+// while the other processes catch up; each poll also moves the transfer on.
 inline void wait(MPI_Request& request, const char* call) {
-  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     int done = 0;
     check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
     if (done) return;
-    if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(20))
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    std::this_thread::yield();
   }
 }
 }  // namespace detail
