@@ -2,6 +2,8 @@
 // only to change them): a valid file of each kind, and a few near misses.
 //   g++ -std=c++20 -fopenmp -Iinclude -I/usr/include/eigen3 -I/usr/include/stb fuzz/make_seeds.cpp -lstb -lturbojpeg -o make_seeds
 //   ./make_seeds tests/fixtures/fuzz
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,7 +24,7 @@ static void write(const fs::path& p, const std::string& bytes) { std::ofstream(p
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const fs::path root = argv[1];
-  for (const char* t : {"model", "onnx", "labels", "list", "image"}) fs::create_directories(root / t);
+  for (const char* t : {"model", "onnx", "labels", "list", "image", "cache"}) fs::create_directories(root / t);
   // Models: with and without Adam's state, then cut short.
   Net net(tnet::Outputs{3}, 1);
   tnet::Adam adam;
@@ -54,5 +56,21 @@ int main(int argc, char** argv) {
   stbi_write_bmp((root / "image/small.bmp").c_str(), 5, 4, 3, small.pixels.data());
   const std::string jpeg = read(root.parent_path() / "progressive.jpg");
   write(root / "image/truncated.jpg", jpeg.substr(0, jpeg.size() / 2));
+  // Image caches: of three 4x4 photos and a broken one (a trailer entry), then damaged.
+  const fs::path photos = fs::temp_directory_path() / ("tnet_seeds_" + std::to_string(::getpid()));
+  fs::create_directories(photos / "red_dress");
+  fs::create_directories(photos / "blue_jeans");
+  for (const char* name : {"red_dress/1.png", "red_dress/2.png", "blue_jeans/3.png"}) tnet::write_png((photos / name).string(), small);
+  write(photos / "blue_jeans/broken.jpg", "not a photo");
+  tnet::LoadReport report;
+  tnet::load_image_folder_cached(photos.string(), (photos / "cache").string(), {.size = 4, .separator = '_', .limits = {}}, &report);
+  const std::string cache = read(report.cache);
+  fs::remove_all(photos);
+  write(root / "cache/valid.tnetcache", cache);
+  write(root / "cache/header_only.tnetcache", cache.substr(0, 96));
+  write(root / "cache/no_trailer.tnetcache", cache.substr(0, 4096 + 3 * 48));
+  std::string flipped = cache;
+  flipped[100] = char(flipped[100] ^ 1);  // a record's byte: the checksum no longer matches
+  write(root / "cache/flipped.tnetcache", flipped);
   return 0;
 }

@@ -10,7 +10,7 @@ seconds=${1:-60}
 build=build-fuzz
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_FUZZ=ON -DTNET_WERROR=ON \
   -DTNET_BUILD_TESTS=OFF -DTNET_BUILD_EXAMPLES=OFF -DTNET_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_model fuzz_onnx fuzz_labels fuzz_list fuzz_image
+cmake --build "$build" -j"$(nproc)" --target fuzz_model fuzz_onnx fuzz_labels fuzz_list fuzz_image fuzz_cache
 run() {
   local target=$1 corpus="$build/corpus/$1"
   rm -rf "$corpus" && mkdir -p "$corpus" "$build/crashes/$1"
@@ -31,6 +31,9 @@ run list & a=$!
 run image & b=$!
 wait $a || failed=$((failed + 1))
 wait $b || failed=$((failed + 1))
-run onnx || failed=$((failed + 1))
-echo "fuzz: $((5 - failed)) passed, $failed failed"
+run onnx & a=$!
+run cache & b=$!
+wait $a || failed=$((failed + 1))
+wait $b || failed=$((failed + 1))
+echo "fuzz: $((6 - failed)) passed, $failed failed"
 [ $failed = 0 ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fashion_train and fashion_classify as a user runs them: bad input, a short training on the
 # synthetic set that must learn, the files it writes, classification, and resuming after an
-# interruption, the split by name, and a dataset of 44 labels. Usage:
+# interruption, the split by name, a dataset of 44 labels, and the image cache (--cache). Usage:
 #   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET
 set -uo pipefail
 # ctest runs this beside other tests on 2 cores: threads that wait should sleep, not spin.
@@ -236,6 +236,30 @@ mkdir -p single/c03 && cp many/c03_p03/*.png single/c03/
 status=$?
 [ $status = 0 ] && grep -q "1 classes: c03" one.log && grep -qE "^  c03: [0-9.]+%$" one_classify.txt && pass "a dataset of one label trains and classifies" ||
   fail "one label: status $status, $(tail -3 one.log) $(cat one_classify.txt)"
+
+# --cache: the photos decoded once into an image cache, read memory-mapped, batches prepared in
+# the background: the same model as in memory, bit for bit; the next run reuses the cache; a photo
+# replaced makes the run after rebuild it.
+probabilities() {  # what the model says of the photos, to compare models bit for bit
+  "$classify" --model "$1.tnet" --labelbin one.txt --image many/c05_p05 --json --output "out_$1" 2>/dev/null | sed 's/"output": "[^"]*"//'
+}
+cached=(--dataset single --image-size 64 --epochs 2 --batch-size 8 --labelbin one.txt --plot one.png --history cached.csv)
+"$train" "${cached[@]}" --model cached.tnet --cache photo-cache >cached.log 2>&1
+status=$?
+"$train" "${cached[@]}" --model cached2.tnet --cache photo-cache >cached2.log 2>&1
+"$train" "${cached[@]}" --model memory.tnet >memory.log 2>&1
+if [ $status = 0 ] && grep -q "built the image cache photo-cache/single-64px-" cached.log && grep -q "read the image cache" cached2.log &&
+   grep -q "read from the image cache" cached.log && [ "$(ls photo-cache)" != "" ] &&
+   [ "$(probabilities cached)" = "$(probabilities memory)" ] && [ "$(probabilities cached2)" = "$(probabilities memory)" ]; then
+  pass "--cache builds an image cache, reuses it, and trains the in-memory model bit for bit"
+else
+  fail "--cache: status $status, $(grep -i cache cached.log cached2.log | head -5)"
+fi
+cp many/c03_p03/1.png single/c03/0.png
+"$train" "${cached[@]}" --model cached3.tnet --cache photo-cache >cached3.log 2>&1
+grep -q "is stale: 1 photo changed; rebuilding it" cached3.log && pass "a photo replaced rebuilds the cache" ||
+  fail "stale cache: $(grep -i cache cached3.log | head -3)"
+expect_error "--cache without --dataset" 2 "--cache keeps decoded photos of a --dataset" -- "$train" --cache "$work/c" --epochs 1
 
 echo "$passed passed, $failures failed"
 [ $failures = 0 ]

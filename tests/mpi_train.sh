@@ -5,8 +5,8 @@
 #   same validation accuracy. (Adam moves a weight by about its learning rate whatever the size
 #   of its gradient, so rounding differences in near-zero gradients grow step by step;
 #   tests/mpi_check.cpp checks the sums themselves, to 1e-6.)
-# - two 3-process runs (batches of 16 shared unevenly) give the same model, bit for bit, and one
-#   process under mpirun gives the plain run's;
+# - two 2-process runs, and two 3-process runs (batches of 16 shared unevenly), give the same
+#   model, bit for bit, and one process under mpirun gives the plain run's;
 # - an interrupted 2-process run resumes to the uninterrupted model, and resumes in 1 process;
 # - a bad option stops every process with one message; a killed process ends the run instead of
 #   leaving the others waiting.
@@ -67,8 +67,12 @@ run single -np 1 --epochs 2 --batch-size 16
 ls *.tnet.checkpoint* >/dev/null 2>&1 && fail "checkpoints left behind: $(ls *.checkpoint*)" || pass "no checkpoint left behind"
 [ "$(ls | grep -c '\.tnet-tmp\.')" = 0 ] && pass "no temporary file left behind" || fail "temporary files left: $(ls | grep tnet-tmp)"
 
-# Interrupted after 4 steps (every process), resumed: the uninterrupted model, bit for bit.
+# Two 2-process runs: the same model, bit for bit. Then one interrupted after 4 steps (every
+# process) and resumed: the uninterrupted model, bit for bit.
 run c -np 2 "${usual[@]}"
+run c2 -np 2 "${usual[@]}"
+[ -s c.tnet ] && "$model_diff" c2.tnet c.tnet 0 >/dev/null && [ "$(cut -d, -f1-7 c.csv)" = "$(cut -d, -f1-7 c2.csv)" ] &&
+  pass "two 2-process runs give the same model and history, bit for bit" || fail "2-process runs differ: $(tail -3 c2.log)"
 run d -np 2 "${usual[@]}" --interrupt-after-steps 4
 status=$?
 [ $status = 130 ] && [ -e d.tnet.checkpoint ] && [ ! -e d.tnet ] && grep -q "checkpoint saved" d.log &&

@@ -190,7 +190,7 @@ TEST_CASE("MultiLabelBinarizer reproduces the tutorial's mapping and round-trips
   CHECK(error_of([&] { MultiLabelBinarizer::load(dir / "other.txt"); }).find("not a tnet label file") != std::string::npos);
 }
 
-TEST_CASE("train_test_split: reproducible, disjoint, sized as scikit-learn; stratified keeps proportions") {
+TEST_CASE("train_test_split: reproducible, disjoint, sized as scikit-learn, and stratified keeps proportions") {
   const Split a = train_test_split(101, 0.2, 42), b = train_test_split(101, 0.2, 42), c = train_test_split(101, 0.2, 43);
   CHECK(a.test.size() == 21);  // ceil(101 * 0.2)
   CHECK(a.train.size() == 80);

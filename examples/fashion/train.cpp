@@ -42,6 +42,10 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
                        the last N epochs (stochastic weight averaging; needs the batch-norm
                        re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C)
+  --cache DIR          for datasets larger than memory: decode the photos once into an image cache
+                       in DIR (rebuilt when photos change), read it memory-mapped as batches need
+                       it, and prepare each batch while the one before trains; memory then stays
+                       bounded however many photos there are
   --synthetic-count N  pictures per class in the synthetic set [100]
   --interrupt-after-steps N
                        act as if Ctrl-C came after N training steps (to test --resume)
@@ -57,11 +61,11 @@ for the checkpoint to be written, or send it SIGUSR1 (kill -USR1 PID), which it 
 // Reads the options and the data; returns an exit status to stop with, or -1 to train.
 int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes) {
   using namespace fashion;
-  const Arguments args(
-      argc, argv,
-      {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed", "--threads",
-       "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count", "--interrupt-after-steps"},
-      {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
+  const Arguments args(argc, argv,
+                       {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
+                        "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count",
+                        "--interrupt-after-steps", "--cache"},
+                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -99,6 +103,9 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         "or give --average-epochs 0");
   s.resume = args.flag("--resume");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
+  const std::string cache = args.text("--cache", "");
+  if (!cache.empty() && s.dataset.empty()) throw UsageError("--cache keeps decoded photos of a --dataset; give the dataset too");
+  s.prefetch = !cache.empty();
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
   // More threads than the machine has only slow every step down.
   const long hardware = std::max(1L, long(std::thread::hardware_concurrency()));
@@ -120,9 +127,29 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     data.images = synthetic_dataset(per_class, s.image_size, s.seed);
   } else {
     tnet::LoadReport report;
+    const tnet::LoadOptions options{.size = s.image_size, .separator = '_', .limits = {}};
     try {
-      data.images = tnet::load_image_folder(s.dataset, {.size = s.image_size, .separator = '_', .limits = {}}, &report);
+      if (cache.empty()) {
+        data.images = tnet::load_image_folder(s.dataset, options, &report);
+      } else {
+        // Process 0 builds the cache (or finds it current) before the others open it.
+        std::string failure;
+        if (writer) try {
+            data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout);
+          } catch (const std::exception& e) {
+            failure = e.what();
+          }
+        if (s.group) {
+          double failed = failure.empty() ? 0.0 : 1.0;
+          s.group->sum(std::span(&failed, 1));
+          if (failed > 0 && !writer) throw tnet::DatasetError("process 0 could not load the dataset");
+        }
+        if (!failure.empty()) throw tnet::DatasetError(failure);
+        if (!writer) data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report);
+      }
     } catch (const tnet::DatasetError& e) {
+      throw UsageError(e.what());
+    } catch (const tnet::FileError& e) {  // the cache folder
       throw UsageError(e.what());
     }
     report.print(std::cout);
@@ -131,7 +158,8 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   const std::size_t labels = data.labels.classes().size();
   std::cout << data.images.count() << " images, " << labels << " classes:";
   for (const std::string& c : data.labels.classes()) std::cout << " " << c;
-  std::cout << "; " << data.images.pixels.size() / 1000000.0 << " MB of pixels\n";
+  std::cout << "; " << double(data.images.count() * data.images.image_bytes()) / 1e6 << " MB of pixels"
+            << (data.images.mapped() ? ", read from the image cache as batches need them" : "") << "\n";
   try {
     data.split = s.val_list.empty() ? tnet::train_test_split(data.images.count(), s.val_split, s.seed)
                                     : tnet::read_split(data.images, s.dataset, s.val_list, s.train_list);

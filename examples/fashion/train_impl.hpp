@@ -40,6 +40,7 @@ struct TrainSettings {
   // The processes training this model together (data parallelism over MPI, train.cpp), each on
   // its slice of every batch; null: this process alone. Process 0 alone prints and writes files.
   tnet::Reducer* group = nullptr;
+  bool prefetch = false;  // prepare each batch on a background thread while the one before trains
 
   std::string checkpoint() const { return model + ".checkpoint"; }
   /// The mean of the first `count` averaged epochs. One file per count: a checkpoint that says
@@ -183,7 +184,12 @@ int train(const TrainSettings& s, TrainData& data) {
   tnet::Reducer* const group = s.group;
   const int processes = group ? group->size() : 1;
   const bool writer = !group || group->rank() == 0;
-  auto slice = [&](int n) { return group ? tnet::shard_of(n, group->rank(), processes, group) : tnet::Shard{nullptr, 0, n, n}; };
+  // The group's share of a batch an iterator produced (each process prepares its slice of it).
+  auto shared = [&](const tnet::BatchIterator& batches) {
+    tnet::Shard shard = batches.shard();
+    shard.reducer = group;
+    return shard;
+  };
   // Whether any process was interrupted, so that all stop at the same step.
   auto stop_together = [&] {
     double flag = interrupted ? 1.0 : 0.0;
@@ -263,6 +269,9 @@ int train(const TrainSettings& s, TrainData& data) {
   train_options.batch_size = s.batch_size;
   train_options.drop_last = true;  // Keras: steps_per_epoch = len(trainX) // BS
   train_options.seed = s.seed;
+  train_options.prefetch = s.prefetch;
+  train_options.process = group ? group->rank() : 0;
+  train_options.processes = processes;
   if (s.augment) train_options.augmenter.emplace(tnet::AugmentOptions::keras_tutorial());
   tnet::BatchIterator train_batches(data.images, data.targets, labels, data.split.train, train_options);
   tnet::BatchIterator::Options val_options;
@@ -273,12 +282,6 @@ int train(const TrainSettings& s, TrainData& data) {
   if (steps == 0)
     throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
                      std::to_string(s.batch_size));
-  // This process's slice of a batch the iterator produced.
-  auto mine = [&](const tnet::BatchIterator& batches, const tnet::Shard& shard) {
-    const std::size_t in = Net::input_size, out = std::size_t(labels);
-    return std::pair{batches.x().subspan(std::size_t(shard.offset) * in, std::size_t(shard.count) * in),
-                     batches.y().subspan(std::size_t(shard.offset) * out, std::size_t(shard.count) * out)};
-  };
 
   std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count()) << " parameters, "
             << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size << " per epoch, "
@@ -303,7 +306,9 @@ int train(const TrainSettings& s, TrainData& data) {
                 count = int(long(n) * (rank + 1) / processes) - first;
       std::ranges::copy(val_batches.y(), val_targets.begin() + std::ptrdiff_t(at));
       if (count == 0) continue;
-      const auto [x, y] = mine(val_batches, tnet::Shard{nullptr, first, count, n});
+      const std::size_t in = Net::input_size, out = std::size_t(labels);
+      const auto x = val_batches.x().subspan(std::size_t(first) * in, std::size_t(count) * in);
+      const auto y = val_batches.y().subspan(std::size_t(first) * out, std::size_t(count) * out);
       loss += net->evaluate(x, y, count) * count;
       std::ranges::copy(net->output(), val_predictions.begin() + std::ptrdiff_t(at + std::size_t(first) * std::size_t(labels)));
     }
@@ -351,9 +356,8 @@ int train(const TrainSettings& s, TrainData& data) {
       return out.str();
     };
     for (int n; (n = train_batches.next()) > 0;) {
-      const tnet::Shard shard = slice(n);
-      const auto [x, y] = mine(train_batches, shard);
-      const double loss = net->train_step(x, y, shard, adam);
+      const auto y = train_batches.y();
+      const double loss = net->train_step(train_batches.x(), y, shared(train_batches), adam);
       if (!std::isfinite(loss)) {
         std::cout << (terminal ? "\n" : "") << std::flush;
         throw std::runtime_error(
@@ -428,11 +432,13 @@ int train(const TrainSettings& s, TrainData& data) {
       pass_options.batch_size = s.batch_size;
       pass_options.shuffle = false;
       pass_options.drop_last = true;
+      pass_options.prefetch = s.prefetch;
+      pass_options.process = group ? group->rank() : 0;
+      pass_options.processes = processes;
       tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
-      for (int n; (n = pass.next()) > 0;) {
+      while (pass.next() > 0) {
         stop_if_interrupted();
-        const tnet::Shard shard = slice(n);
-        net->forward(mine(pass, shard).first, shard, tnet::Mode::calibrate);
+        net->forward(pass.x(), shared(pass), tnet::Mode::calibrate);
       }
       const double val_loss = final_val_loss = validate();
       std::cout << "val_loss " << std::fixed << std::setprecision(4) << val_loss << " - val_acc " << val_metrics.binary_accuracy()

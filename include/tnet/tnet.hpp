@@ -27,6 +27,7 @@
 #include "train/optimizer.hpp"
 #include "data/augment.hpp"
 #include "data/batches.hpp"
+#include "data/cache.hpp"
 #include "data/dataset.hpp"
 #include "data/image.hpp"
 #include "data/input.hpp"

@@ -7,16 +7,27 @@
 // the network's input size (2160 photos at 96x96 take 60 MB). Files whose names do not end in an
 // image extension are ignored; image files that cannot be decoded are skipped and reported with
 // the reason. Paths are sorted, so the order does not depend on the file system.
+//
+// The pixels are held in memory (LabeledImages::pixels), or, for a dataset larger than memory, in
+// a read-only mapping of an image cache file (data/cache.hpp: load_image_folder_cached), whose
+// pages release() hands back once a batch has copied them.
 #pragma once
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -29,16 +40,85 @@
 
 namespace tnet {
 
-/// Photos of one size, 8-bit RGB, with their label sets.
+/// A whole file mapped read-only (PROT_READ, MAP_SHARED), unmapped when destroyed. Its pages are
+/// the page cache's: dropping them from this process (release) costs a re-read from the page cache
+/// (or the disk) if they are used again, never their contents.
+class MappedFile {
+ public:
+  /// Maps `path`; throws FileError naming it and `what` ("image cache") when it cannot.
+  MappedFile(const std::string& path, const std::string& what) : path_(path) {
+    std::string reason;
+    const int fd = open_for_reading(path, reason);
+    if (fd < 0) throw FileError(path + ": cannot open the " + what + ": " + reason);
+    struct stat info{};
+    if (::fstat(fd, &info) != 0) {
+      reason = std::strerror(errno);
+      ::close(fd);
+      throw FileError(path + ": cannot examine the " + what + ": " + reason);
+    }
+    size_ = std::size_t(info.st_size);
+    void* at = size_ == 0 ? nullptr : ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    reason = std::strerror(errno);
+    ::close(fd);
+    if (at == MAP_FAILED) throw FileError(path + ": cannot map the " + what + " into memory: " + reason);
+    data_ = static_cast<const std::uint8_t*>(at);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+  }
+
+  const std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  /// Drops the pages holding [from, from + length) from the process's resident set, and every
+  /// other page of the page tables spanning them (2 MB each with 4 KiB pages): Linux maps a file
+  /// page's whole large folio and its fault-around neighbours at one fault, up to a page table's
+  /// span, so dropping the range's own pages left a shuffled pass over a 234 MB mapping 230 MB
+  /// resident (measured, Linux 6.18), and dropping the span keeps it within a few MB. A page
+  /// dropped that another thread is reading is mapped again at its next access (about 12 us an
+  /// image here), so this is safe at any time.
+  void release(const std::uint8_t* from, std::size_t length) const {
+    if (!data_ || length == 0) return;
+    static const std::uintptr_t page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
+    const std::uintptr_t span = page * (page / sizeof(void*));  // what one last-level page table maps
+    const std::uintptr_t begin = std::uintptr_t(data_), end = begin + size_;
+    const std::uintptr_t first = std::max(std::uintptr_t(from) / span * span, begin / page * page);
+    const std::uintptr_t last = std::min((std::uintptr_t(from) + length + span - 1) / span * span, (end + page - 1) / page * page);
+    if (first < last) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // advice: a failure costs memory only
+  }
+
+ private:
+  std::string path_;
+  const std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// Photos of one size, 8-bit RGB, with their label sets. The pixels are in `pixels` (in memory,
+/// the default) or, when `mapping` is set, in that read-only file mapping from `mapped_pixels` on
+/// (data/cache.hpp); copies share the mapping.
 struct LabeledImages {
   int size = 0;                                  // every image is size x size x 3
-  std::vector<std::uint8_t> pixels;              // count() x size x size x 3
+  std::vector<std::uint8_t> pixels;              // count() x size x size x 3, when in memory
   std::vector<std::vector<std::string>> labels;  // per image
   std::vector<std::string> paths;                // per image
+  std::shared_ptr<const MappedFile> mapping;     // set: the pixels are in this mapping instead
+  const std::uint8_t* mapped_pixels = nullptr;   // image 0 in `mapping`
 
   std::size_t count() const { return paths.size(); }
   std::size_t image_bytes() const { return std::size_t(size) * size * 3; }
-  const std::uint8_t* image(std::size_t i) const { return pixels.data() + i * image_bytes(); }
+  const std::uint8_t* image(std::size_t i) const { return (mapping ? mapped_pixels : pixels.data()) + i * image_bytes(); }
+  bool mapped() const { return mapping != nullptr; }
+  /// The pixel bytes held in memory: all of them, or none when they are mapped.
+  std::size_t pixel_bytes() const { return mapping ? 0 : pixels.size(); }
+  /// Done with image i for now: a mapped set drops its pages from the resident set (MappedFile::
+  /// release; image(i) stays valid and reads them back when used again), so a pass over a set
+  /// larger than memory keeps only what is in use resident. Does nothing in memory.
+  void release(std::size_t i) const {
+    if (mapping) mapping->release(image(i), image_bytes());
+  }
 };
 
 struct SkippedFile {
@@ -51,6 +131,8 @@ struct LoadReport {
   std::vector<SkippedFile> skipped;     // image files that could not be decoded, folders and links that could not be read
   std::map<std::string, std::size_t> label_counts;
   double seconds = 0;
+  std::string cache;         // the image cache the pixels came from (data/cache.hpp); empty: decoded into memory
+  bool cache_built = false;  // whether this load built that cache (it was missing, stale or damaged) rather than reused it
 
   /// "loaded 2160 images (6 skipped: ...) in 1.2 s; labels: black 344, ..."
   void print(std::ostream& out, std::size_t max_skipped_shown = 5) const {
@@ -62,6 +144,7 @@ struct LoadReport {
       for (std::size_t i = 0; i < skipped.size() && i < max_skipped_shown; ++i) out << "  " << skipped[i].reason << "\n";
       if (skipped.size() > max_skipped_shown) out << "  ... and " << skipped.size() - max_skipped_shown << " more\n";
     }
+    if (!cache.empty()) out << (cache_built ? "built the image cache " : "read the image cache ") << cache << "\n";
     out << "labels:";
     for (const auto& [label, count] : label_counts) out << " " << label << " " << count;
     out << "\n";
@@ -98,12 +181,104 @@ inline std::vector<std::string> split_labels(const std::string& text, char separ
 
 using Entry = std::pair<std::string, std::vector<std::string>>;  // a photo's path and labels
 
-// Sorts the entries by path, decodes and resizes every file in parallel, keeps the good ones in
-// order. `source` (the folder or list) prefixes the error when none can be read.
+inline void check_image_size(const LoadOptions& options) {
+  if (options.size < 1) throw std::invalid_argument("tnet: image size must be >= 1, got " + std::to_string(options.size));
+}
+
+// Decodes the photo at `path` and resizes it into `out` (options.size^2 x 3 bytes); throws what
+// read_image throws.
+inline void decode_photo(const std::string& path, const LoadOptions& options, std::uint8_t* out) {
+  const Image image = resize_image(read_image(path, options.limits), options.size, options.size);
+  std::copy(image.pixels.begin(), image.pixels.end(), out);
+}
+
+// What load_image_folder finds below DIR/<class>/: the photos, sorted by path, with their labels.
+// What cannot be listed or examined goes to report.skipped, other files to report.ignored. Throws
+// DatasetError when DIR is missing, not a folder, or holds no image file.
+inline std::vector<Entry> scan_image_folder(const std::string& dir, const LoadOptions& options, LoadReport& r) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::exists(dir, error)) throw DatasetError(dir + ": dataset folder does not exist");
+  if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
+
+  std::vector<Entry> found;
+  // A folder that cannot be listed, or an entry that cannot be examined (a dangling link, a link
+  // loop), is skipped and reported; the rest of the dataset loads. Links to folders below a class
+  // folder are not followed (a folder's photos take the labels of the class folder they are in).
+  auto skip = [&](const fs::path& path, const std::string& why) { r.skipped.push_back({path.string(), path.string() + ": " + why}); };
+  auto walk = [&](auto& self, const fs::path& folder, const std::vector<std::string>& labels) -> void {
+    std::error_code e;
+    fs::directory_iterator entries(folder, e);
+    if (e) return skip(folder, "cannot list folder: " + e.message());
+    for (; entries != fs::directory_iterator(); entries.increment(e)) {
+      if (e) return skip(folder, "cannot list folder: " + e.message());
+      const fs::path path = entries->path();
+      const bool link = fs::is_symlink(entries->symlink_status(e));
+      const fs::file_status status = e ? fs::file_status() : fs::status(path, e);
+      if (e) {
+        skip(path, "cannot examine: " + e.message());
+        e.clear();
+      } else if (fs::is_directory(status)) {
+        if (link) ++r.ignored;
+        else self(self, path, labels);
+      } else if (fs::is_regular_file(status) && has_image_extension(path)) {
+        found.emplace_back(path.string(), labels);
+      } else {
+        ++r.ignored;
+      }
+    }
+  };
+  std::error_code e;
+  fs::directory_iterator classes(dir, e);
+  if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
+  for (; classes != fs::directory_iterator(); classes.increment(e)) {
+    if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
+    const fs::path cls = classes->path();
+    const bool is_folder = fs::is_directory(cls, e);
+    if (e) {
+      skip(cls, "cannot examine: " + e.message());
+      e.clear();
+    } else if (is_folder) {
+      walk(walk, cls, split_labels(cls.filename().string(), options.separator));
+    }
+  }
+  if (found.empty())
+    throw DatasetError(dir + ": no image files in its class folders (expected DIR/<label" + std::string(1, options.separator) +
+                       "label>/<image>)");
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// What load_image_list finds in its list: the photos, sorted by path, with their labels. Throws
+// DatasetError naming the file and line for a malformed line, and when the list is missing or empty.
+inline std::vector<Entry> scan_image_list(const std::string& list) {
+  namespace fs = std::filesystem;
+  std::string reason;
+  if (!is_readable_file(list, reason)) throw DatasetError(list + ": cannot open the image list: " + reason);
+  std::ifstream in(list);
+  if (!in) throw DatasetError(list + ": cannot open the image list");
+  const fs::path base = fs::path(list).parent_path();
+  std::vector<Entry> entries;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    text_line(line, number == 1);
+    if (line.empty() || line[0] == '#' || (number == 1 && line == "path,labels")) continue;
+    const std::size_t comma = line.rfind(',');
+    if (comma == std::string::npos || comma == 0)
+      throw DatasetError(list + ":" + std::to_string(number) + ": expected 'path,label1|label2|...', got '" + line + "'");
+    const fs::path path = fs::path(line.substr(0, comma));
+    entries.emplace_back((path.is_absolute() ? path : base / path).string(), split_labels(line.substr(comma + 1), '|'));
+  }
+  if (entries.empty()) throw DatasetError(list + ": the image list is empty");
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+// Decodes and resizes every file of `entries` (sorted) in parallel, keeps the good ones in order.
+// `source` (the folder or list) prefixes the error when none can be read.
 inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& source, const LoadOptions& options, LoadReport& report,
                                 std::chrono::steady_clock::time_point start) {
-  if (options.size < 1) throw std::invalid_argument("tnet: image size must be >= 1, got " + std::to_string(options.size));
-  std::sort(entries.begin(), entries.end());
+  check_image_size(options);
   std::vector<std::string> paths;
   std::vector<std::vector<std::string>> labels;
   for (auto& [path, l] : entries) {
@@ -116,8 +291,7 @@ inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& s
 #pragma omp parallel for schedule(dynamic, 4)
   for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(n); ++i) {
     try {
-      const Image image = resize_image(read_image(paths[i], options.limits), options.size, options.size);
-      std::copy(image.pixels.begin(), image.pixels.end(), pixels.begin() + i * bytes);
+      decode_photo(paths[i], options, pixels.data() + i * bytes);
     } catch (const std::exception& e) {
       errors[i] = e.what();
     }
@@ -150,89 +324,22 @@ inline LabeledImages decode_all(std::vector<Entry> entries, const std::string& s
 /// Loads DIR/<class>/**/<image>; labels from the class folder's name. Throws DatasetError when DIR
 /// is missing, not a folder, or holds no readable image.
 inline LabeledImages load_image_folder(const std::string& dir, const LoadOptions& options = {}, LoadReport* report = nullptr) {
-  namespace fs = std::filesystem;
   const auto start = std::chrono::steady_clock::now();
   LoadReport local;
   LoadReport& r = report ? *report : local;
   r = LoadReport{};
-  std::error_code error;
-  if (!fs::exists(dir, error)) throw DatasetError(dir + ": dataset folder does not exist");
-  if (!fs::is_directory(dir, error)) throw DatasetError(dir + ": not a folder (expected a folder of class folders)");
-
-  std::vector<detail::Entry> found;
-  // A folder that cannot be listed, or an entry that cannot be examined (a dangling link, a link
-  // loop), is skipped and reported; the rest of the dataset loads. Links to folders below a class
-  // folder are not followed (a folder's photos take the labels of the class folder they are in).
-  auto skip = [&](const fs::path& path, const std::string& why) { r.skipped.push_back({path.string(), path.string() + ": " + why}); };
-  auto walk = [&](auto& self, const fs::path& folder, const std::vector<std::string>& labels) -> void {
-    std::error_code e;
-    fs::directory_iterator entries(folder, e);
-    if (e) return skip(folder, "cannot list folder: " + e.message());
-    for (; entries != fs::directory_iterator(); entries.increment(e)) {
-      if (e) return skip(folder, "cannot list folder: " + e.message());
-      const fs::path path = entries->path();
-      const bool link = fs::is_symlink(entries->symlink_status(e));
-      const fs::file_status status = e ? fs::file_status() : fs::status(path, e);
-      if (e) {
-        skip(path, "cannot examine: " + e.message());
-        e.clear();
-      } else if (fs::is_directory(status)) {
-        if (link) ++r.ignored;
-        else self(self, path, labels);
-      } else if (fs::is_regular_file(status) && detail::has_image_extension(path)) {
-        found.emplace_back(path.string(), labels);
-      } else {
-        ++r.ignored;
-      }
-    }
-  };
-  std::error_code e;
-  fs::directory_iterator classes(dir, e);
-  if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
-  for (; classes != fs::directory_iterator(); classes.increment(e)) {
-    if (e) throw DatasetError(dir + ": cannot list the dataset folder: " + e.message());
-    const fs::path cls = classes->path();
-    const bool is_folder = fs::is_directory(cls, e);
-    if (e) {
-      skip(cls, "cannot examine: " + e.message());
-      e.clear();
-    } else if (is_folder) {
-      walk(walk, cls, detail::split_labels(cls.filename().string(), options.separator));
-    }
-  }
-  if (found.empty())
-    throw DatasetError(dir + ": no image files in its class folders (expected DIR/<label" + std::string(1, options.separator) +
-                       "label>/<image>)");
-  return detail::decode_all(std::move(found), dir, options, r, start);
+  return detail::decode_all(detail::scan_image_folder(dir, options, r), dir, options, r, start);
 }
 
 /// Loads the images listed in a file of `path,label1|label2|...` lines (paths relative to the
 /// list's folder; `#` starts a comment line). Throws DatasetError naming the file and line for a
 /// malformed line, and when the list is missing or empty.
 inline LabeledImages load_image_list(const std::string& list, const LoadOptions& options = {}, LoadReport* report = nullptr) {
-  namespace fs = std::filesystem;
   const auto start = std::chrono::steady_clock::now();
   LoadReport local;
   LoadReport& r = report ? *report : local;
   r = LoadReport{};
-  std::string reason;
-  if (!is_readable_file(list, reason)) throw DatasetError(list + ": cannot open the image list: " + reason);
-  std::ifstream in(list);
-  if (!in) throw DatasetError(list + ": cannot open the image list");
-  const fs::path base = fs::path(list).parent_path();
-  std::vector<detail::Entry> entries;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    detail::text_line(line, number == 1);
-    if (line.empty() || line[0] == '#' || (number == 1 && line == "path,labels")) continue;
-    const std::size_t comma = line.rfind(',');
-    if (comma == std::string::npos || comma == 0)
-      throw DatasetError(list + ":" + std::to_string(number) + ": expected 'path,label1|label2|...', got '" + line + "'");
-    const fs::path path = fs::path(line.substr(0, comma));
-    entries.emplace_back((path.is_absolute() ? path : base / path).string(), detail::split_labels(line.substr(comma + 1), '|'));
-  }
-  if (entries.empty()) throw DatasetError(list + ": the image list is empty");
-  return detail::decode_all(std::move(entries), list, options, r, start);
+  return detail::decode_all(detail::scan_image_list(list), list, options, r, start);
 }
 
 /// A split by name: writes the paths of `images` at `indices` to `path`, one a line, relative to

@@ -35,7 +35,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <mutex>
 #include <span>
@@ -45,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/hash.hpp"
 #include "../core/reducer.hpp"
 
 namespace tnet::mpi {
@@ -126,13 +126,7 @@ inline bool launched() {
 
 /// A fingerprint of an array's bits, to check that every process holds the same (check_same).
 inline std::uint64_t checksum(std::span<const float> values) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (float v : values) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    h = (h ^ bits) * 1099511628211ull;
-  }
-  return h;
+  return tnet::detail::fnv1a64(reinterpret_cast<const char*>(values.data()), values.size_bytes());
 }
 
 /// The processes of a communicator (every process of the run by default) as a tnet::Reducer.

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/hash.hpp"
 #include "../core/file.hpp"
 #include "../train/optimizer.hpp"
 
@@ -57,17 +58,6 @@ struct ModelFileInfo {
 };
 
 namespace detail {
-
-inline constexpr std::uint64_t fnv1a64_basis = 0xcbf29ce484222325ull;
-
-// FNV-1a-64 of `size` bytes, continuing from `h` (the hash of the bytes before them).
-inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h = fnv1a64_basis) {
-  for (std::size_t i = 0; i < size; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 // Whether every float is finite (no NaN, no infinity).
 inline bool all_finite(const float* values, std::size_t count) {
