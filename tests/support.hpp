@@ -33,6 +33,16 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
+/// The message of what `f` throws; empty when it throws nothing.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 /// A file's bytes, and a file written with `bytes`.
 inline std::string read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -16,16 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::error_of;
 using test::TempDir;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A w x h photo whose pixels depend on `seed`, written as a PNG.
 void photo(const fs::path& path, int w, int h, int seed) {

@@ -26,14 +26,7 @@ Image solid(int w, int h, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
   return im;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 }  // namespace
 
