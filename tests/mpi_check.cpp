@@ -41,7 +41,7 @@ int check(tnet::mpi::Group& group, const char* name) {
   };
   {
     Net shared(tnet::Outputs{labels}, 7), whole(tnet::Outputs{labels}, 7);
-    group.check_same(tnet::mpi::checksum(shared.parameters().values), "initial weights");
+    if (!tnet::same_everywhere(group, tnet::mpi::checksum(shared.parameters().values))) fail("the initial weights differ");
     tnet::SGD sgd_shared({.lr = 0.05, .momentum = 0.9}), sgd_whole({.lr = 0.05, .momentum = 0.9});
     const int batches[] = {7, 13, 8, 7, 13, 8};
     double worst_gradient = 0;
@@ -90,8 +90,8 @@ int check(tnet::mpi::Group& group, const char* name) {
     double worst_state = 0;
     for (std::size_t i = 0; i < state_shared.size(); ++i) worst_state = std::max(worst_state, difference(state_shared[i], state_whole[i]));
     if (worst_state > tolerance) fail("batch-norm statistics differ from one process's by " + std::to_string(worst_state));
-    group.check_same(tnet::mpi::checksum(a.values), "final weights");
-    group.check_same(tnet::mpi::checksum(state_shared), "final batch-norm statistics");
+    if (!tnet::same_everywhere(group, tnet::mpi::checksum(a.values))) fail("the processes' final weights differ");
+    if (!tnet::same_everywhere(group, tnet::mpi::checksum(state_shared))) fail("the processes' batch-norm statistics differ");
     if (group.rank() == 0)
       std::cout << name << ", " << group.size() << " processes" << (group.overlaps() ? ", gradients summed during backpropagation" : "")
                 << ": gradients within " << worst_gradient << " (relative), weights within " << worst << ", statistics within "

@@ -8,8 +8,8 @@
 # - two 2-process runs, and two 3-process runs (batches of 16 shared unevenly), give the same
 #   model, bit for bit, and one process under mpirun gives the plain run's;
 # - an interrupted 2-process run resumes to the uninterrupted model, and resumes in 1 process;
-# - a bad option stops every process with one message; a killed process ends the run instead of
-#   leaving the others waiting.
+# - a bad option stops every process with one message; processes started unlike are refused; a
+#   killed process ends the run instead of leaving the others waiting.
 # Usage: mpi_train.sh BIN_DIR MODEL_DIFF MPIRUN
 set -uo pipefail
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
@@ -94,6 +94,13 @@ status=$?
 [ $status = 2 ] && [ "$(grep -c 'cannot be shared by 2 processes' err.txt)" = 1 ] && [ -z "$(ls -A | grep -v -e out.txt -e err.txt)" ] &&
   pass "a batch too small to share: one message, status 2, nothing written" || fail "bad option: status $status, $(cat err.txt)"
 popd >/dev/null
+
+# Processes started unlike (another seed, so other weights and another split): refused.
+"${mpi[@]}" -np 1 "$train" --synthetic-count 20 --image-size 64 --epochs 1 --model u.tnet --seed 1 : \
+  -np 1 "$train" --synthetic-count 20 --image-size 64 --epochs 1 --model u.tnet --seed 2 >u.log 2>&1
+status=$?
+[ $status != 0 ] && grep -q "the processes do not start alike" u.log && [ ! -e u.tnet ] &&
+  pass "processes started with other options are refused" || fail "unlike processes: status $status, $(tail -5 u.log)"
 
 # A process killed mid-training: the run ends within 30 s with mpirun's message.
 ("${mpi[@]}" -np 2 "$train" --synthetic-count 40 --image-size 64 --epochs 50 --model k.tnet --labelbin k.txt --plot k.png \

@@ -86,3 +86,56 @@ TEST_CASE("add_to_mean keeps the running mean of several networks' weights") {
   CHECK_THROWS_WITH_AS(add_to_mean(mean.parameters(), a.parameters(), 0), "tnet::add_to_mean: count must be >= 1, got 0",
                        std::invalid_argument);
 }
+
+TEST_CASE("shard_of shares a batch in rank order, as evenly as it goes") {
+  for (int batch : {3, 7, 32, 33})
+    for (int size : {1, 2, 3}) {
+      int next = 0;
+      for (int rank = 0; rank < size; ++rank) {
+        const Shard s = shard_of(batch, rank, size);
+        CHECK(s.offset == next);
+        CHECK(s.global_batch == batch);
+        CHECK((s.count == batch / size || s.count == batch / size + 1));
+        next += s.count;
+      }
+      CHECK(next == batch);
+    }
+  CHECK_THROWS_WITH_AS(shard_of(1, 0, 2), "tnet::shard_of: a batch of 1 cannot be shared by 2 processes (each needs at least one sample)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(shard_of(4, 2, 2), "tnet::shard_of: rank 2 of 2 processes", std::invalid_argument);
+}
+
+namespace {
+// A group in which the other processes passed `others` to same_everywhere: sum() adds what their
+// calls would have added.
+struct OthersSaid final : Reducer {
+  explicit OthersSaid(std::vector<std::uint64_t> values) : others(std::move(values)) {}
+  std::vector<std::uint64_t> others;
+  int rank() const override { return 0; }
+  int size() const override { return 1 + int(others.size()); }
+  void sum(std::span<double> values) override {
+    for (std::uint64_t value : others)
+      for (int q = 0; q < 4; ++q) {
+        const double x = double((value >> (16 * q)) & 0xffff);
+        values[std::size_t(2 * q)] += x, values[std::size_t(2 * q + 1)] += x * x;
+      }
+  }
+  void gradients_ready(std::span<float>) override {}
+  void finish_gradients() override {}
+};
+
+bool alike(std::vector<std::uint64_t> others, std::uint64_t mine) {
+  OthersSaid group(std::move(others));
+  return same_everywhere(group, mine);
+}
+}  // namespace
+
+TEST_CASE("same_everywhere tells whether every process passed the same value") {
+  const std::uint64_t v = 0x0123456789abcdefull;
+  CHECK(alike({}, v));
+  CHECK(alike({v, v, v}, v));
+  for (int bit : {0, 17, 40, 63}) CHECK(!alike({v, v ^ (1ull << bit)}, v));
+  // Sums alike, values not: 2 against 1 and 3 in every quarter.
+  CHECK(!alike({0x0001000100010001ull, 0x0003000300030003ull}, 0x0002000200020002ull));
+  CHECK(!alike({~0ull}, 0));
+}

@@ -243,6 +243,17 @@ int train(const TrainSettings& s, TrainData& data) {
     std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
               << adam.iterations() << "\n";
   }
+  // Processes that train together must start alike: the same options, photos and weights.
+  if (group) {
+    std::uint64_t h = tnet::detail::fnv1a64(settings.data(), settings.size());
+    for (const std::string& path : data.images.paths) h = tnet::detail::fnv1a64(path.data(), path.size() + 1, h);  // with its '\0'
+    const std::span<const float> weights = net->parameters().values;
+    h = tnet::detail::fnv1a64(reinterpret_cast<const char*>(weights.data()), weights.size_bytes(), h);
+    if (!tnet::same_everywhere(*group, h))
+      throw std::runtime_error(
+          "the processes do not start alike: each must run with the same options, find the same photos at the same paths "
+          "and, with --resume, read the same checkpoint");
+  }
   auto checkpoint = [&](int epoch, std::size_t batch) {
     if (!writer) return;
     try {

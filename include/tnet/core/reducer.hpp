@@ -14,6 +14,7 @@
 // tnet/dist/mpi.hpp implements it over MPI; tnet itself depends on no transport.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,23 @@ class Reducer {
   /// Waits until every sum started by gradients_ready is done.
   virtual void finish_gradients() = 0;
 };
+
+/// Whether every process of the group passed the same `value` (a checksum of its settings, data
+/// or weights), answered alike on every process: by one sum, comparing for each 16-bit quarter
+/// of the value the sum of its squares with the square of its sum, equal only when all are equal
+/// (exact in double for up to 1024 processes).
+inline bool same_everywhere(Reducer& group, std::uint64_t value) {
+  double quarters[8];
+  for (int q = 0; q < 4; ++q) {
+    const double x = double((value >> (16 * q)) & 0xffff);
+    quarters[2 * q] = x, quarters[2 * q + 1] = x * x;
+  }
+  group.sum(quarters);
+  const double n = group.size();
+  for (int q = 0; q < 4; ++q)
+    if (quarters[2 * q + 1] * n != quarters[2 * q] * quarters[2 * q]) return false;
+  return true;
+}
 
 /// This process's part of a global batch: samples [offset, offset + count) of `global_batch`.
 struct Shard {

@@ -1,10 +1,10 @@
-// tnet/dist/mpi.hpp: data-parallel training over MPI (optional: needs <mpi.h>; link MPI, e.g.
-// tnet::mpi from CMake with -DTNET_MPI=ON).
+// tnet/dist/mpi.hpp: data-parallel training over MPI (optional: needs <mpi.h>; link MPI yourself,
+// e.g. find_package(MPI COMPONENTS CXX) and MPI::MPI_CXX; tnet's own programs with -DTNET_MPI=ON).
 //
 //   tnet::mpi::Environment mpi(argc, argv);     // MPI_Init_thread ... MPI_Finalize
 //   tnet::mpi::Group group;                     // every process of the run
 //   Net net(seed);                              // the same seed everywhere: the same weights
-//   group.check_same(tnet::mpi::checksum(net.parameters().values), "initial weights");
+//   if (!tnet::same_everywhere(group, tnet::mpi::checksum(net.parameters().values))) ...;  // they differ
 //   for (...) {                                 // each process walks the same global batches
 //     const tnet::Shard shard = group.shard(global_batch);
 //     // x, y: samples [shard.offset, shard.offset + shard.count) of the global batch
@@ -124,7 +124,7 @@ inline bool launched() {
   return false;
 }
 
-/// A fingerprint of an array's bits, to check that every process holds the same (check_same).
+/// A fingerprint of an array's bits, to check that every process holds the same (same_everywhere).
 inline std::uint64_t checksum(std::span<const float> values) {
   return tnet::detail::fnv1a64(reinterpret_cast<const char*>(values.data()), values.size_bytes());
 }
@@ -218,17 +218,6 @@ class Group final : public Reducer {
       if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     }
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-
-  /// Throws, naming `what`, unless every process passed the same `value`: to check that the
-  /// processes start from the same weights and settings.
-  void check_same(std::uint64_t value, const std::string& what) {
-    std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
-    detail::check(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, main_), "MPI_Allgather");
-    for (int r = 1; r < size_; ++r)
-      if (all[std::size_t(r)] != all[0])
-        throw Error("process " + std::to_string(r) + " has other " + what + " than process 0: every process must run the same program " +
-                    "with the same options and data");
   }
 
   /// Waits for every process.

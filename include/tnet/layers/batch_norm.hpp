@@ -1,11 +1,12 @@
 // tnet/layers/batch_norm.hpp: batch normalisation (Keras BatchNormalization).
 //
 // Contract: x (N, H, W, C) -> y, same shape, normalised per channel over N*H*W values (over N
-// after a Dense layer). In data-parallel training (Pass::reducer) over the global batch: the
-// processes' sums are added, so the statistics and gradients do not depend on how many share it. Training (and calibration): y = gamma * (x
-// - mean) / sqrt(var + eps) + beta with the batch's mean and biased variance, and the moving statistics updated. Inference: the moving
-// statistics replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and moving_variance (Keras's two non-trainable
-// weights).
+// after a Dense layer). Training (and calibration): y = gamma * (x - mean) / sqrt(var + eps) + beta
+// with the batch's mean and biased variance, and the moving statistics updated. Inference: the
+// moving statistics replace the batch's. Learns gamma (1s) and beta (0s); keeps moving_mean and
+// moving_variance (Keras's two non-trainable weights). In data-parallel training (Pass::reducer)
+// the batch is the global batch: the processes' sums are added, so the statistics and gradients
+// do not depend on how many processes share it.
 //
 // The moving statistics follow Keras 2.1.3-2.2.5 with TensorFlow exactly: an exponential moving
 // average with zero-debiasing (moving = biased / (1 - momentum^t), so after one batch it equals

@@ -214,7 +214,7 @@ class Sequential {
     if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
     detail::check_size("backward", "grad_output", grad_output.size(), batch_, output_string(), std::size_t(outputs()));
     if (!grad_input.empty()) detail::check_size("backward", "grad_input", grad_input.size(), batch_, input_shape::str(), input_size);
-    backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data());
+    backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data(), nullptr);
   }
 
   /// One training step: forward in training mode, the loss fused with the last layer (binary
@@ -489,14 +489,7 @@ class Sequential {
                                   std::to_string(shard.global_batch));
     forward(x, shard, Mode::train);
     double loss = loss_and_gradient(targets.data(), shard.global_batch);
-    reducer_ = shard.reducer;
-    try {
-      backward_from_logits(grad_input.empty() ? nullptr : grad_input.data());
-    } catch (...) {
-      reducer_ = nullptr;
-      throw;
-    }
-    reducer_ = nullptr;
+    backward_from_logits(grad_input.empty() ? nullptr : grad_input.data(), shard.reducer);
     if (shard.reducer) {
       shard.reducer->finish_gradients();
       shard.reducer->sum(std::span(&loss, 1));
@@ -504,21 +497,21 @@ class Sequential {
     return loss;
   }
 
-  // Gradients ping-pong between grad_a_ and grad_b_ on the way down.
+  // Gradients ping-pong between grad_a_ and grad_b_ on the way down. With a reducer, each layer's
+  // gradients are handed to it as soon as they are final, to be summed over the processes.
   template <std::size_t I>
-  void backward_from(const float* dy, float* grad_input) {
+  void backward_from(const float* dy, float* grad_input, Reducer* reducer) {
     float* dx;
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
     std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
-    // The layer's gradients are final: their sum over the processes can start.
-    if (reducer_ && layer_parameters_[I].size() > 0) reducer_->gradients_ready(layer_parameters_[I]);
-    if constexpr (I > 0) backward_from<I - 1>(dx, grad_input);
+    if (reducer && !layer_parameters_[I].empty()) reducer->gradients_ready(layer_parameters_[I]);
+    if constexpr (I > 0) backward_from<I - 1>(dx, grad_input, reducer);
   }
 
   // Back-propagates the fused loss's gradient (in grad_a_) from the layer below the activation.
-  void backward_from_logits(float* grad_input) {
-    if constexpr (depth >= 2) backward_from<depth - 2>(grad_a_.data(), grad_input);
+  void backward_from_logits(float* grad_input, Reducer* reducer) {
+    if constexpr (depth >= 2) backward_from<depth - 2>(grad_a_.data(), grad_input, reducer);
   }
 
   // The loss of the last forward's logits against `targets`; dL/dlogits goes to grad_a_. The
@@ -548,7 +541,6 @@ class Sequential {
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
-  Reducer* reducer_ = nullptr;                              // during a data-parallel backward
   std::array<Buffer, depth> buffers_;                       // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
   const float* input_ = nullptr;
