@@ -134,11 +134,13 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
       } else {
         // Process 0 builds the cache (or finds it current) before the others open it.
         std::string failure;
-        if (writer) try {
+        if (writer) {
+          try {
             data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout);
           } catch (const std::exception& e) {
             failure = e.what();
           }
+        }
         if (s.group) {
           double failed = failure.empty() ? 0.0 : 1.0;
           s.group->sum(std::span(&failed, 1));

@@ -469,7 +469,8 @@ int train(const TrainSettings& s, TrainData& data) {
 
     if (first_epoch == s.epochs && !s.recalibrate_batch_norm) final_val_loss = validate();  // resumed after the last epoch: for the report
     stop_if_interrupted();
-    if (writer) try {
+    if (writer) {
+      try {
         tnet::save_model(s.model, *net, classes, &adam,
                          {{"history", detail::history_csv(history)},
                           {"dataset", s.dataset.empty() ? "synthetic" : s.dataset},
@@ -480,6 +481,7 @@ int train(const TrainSettings& s, TrainData& data) {
         throw std::runtime_error(std::string(e.what()) + "\nthe trained weights are kept in " + s.checkpoint() +
                                  ": make room and run the same command with --resume to write the model");
       }
+    }
   } catch (const Interrupted&) {
     std::cout << "\ninterrupted during the final passes; " << s.checkpoint()
               << " holds the trained weights: continue with the same command and --resume\n";
