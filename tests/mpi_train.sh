@@ -10,10 +10,13 @@
 # - an interrupted 2-process run resumes to the uninterrupted model, and resumes in 1 process;
 # - a bad option stops every process with one message; processes started unlike are refused; a
 #   killed process ends the run instead of leaving the others waiting.
-# Usage: mpi_train.sh BIN_DIR MODEL_DIFF MPIRUN
+# - with --cache, 2 processes train the in-memory 2-process model bit for bit, and a process
+#   that fails before process 0 has built the cache stops the others instead of leaving them
+#   waiting for it.
+# Usage: mpi_train.sh BIN_DIR MODEL_DIFF MPIRUN MAKE_LABEL_DATASET
 set -uo pipefail
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
-bin=$1 model_diff=$2 mpirun=$3
+bin=$1 model_diff=$2 mpirun=$3 make_label_dataset=$4
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 mpi=("$mpirun" --oversubscribe --allow-run-as-root)
 work=$(mktemp -d)
@@ -94,6 +97,20 @@ status=$?
 [ $status = 2 ] && [ "$(grep -c 'cannot be shared by 2 processes' err.txt)" = 1 ] && [ -z "$(ls -A | grep -v -e out.txt -e err.txt)" ] &&
   pass "a batch too small to share: one message, status 2, nothing written" || fail "bad option: status $status, $(cat err.txt)"
 popd >/dev/null
+
+# The image cache under mpirun: process 0 builds it, the others map it; the same model as in memory.
+"$make_label_dataset" photos 4 2 6 >/dev/null
+folder=(--dataset photos --image-size 64 --epochs 2 --batch-size 8)
+run m -np 2 "${folder[@]}"
+run n -np 2 "${folder[@]}" --cache photo-cache
+[ -s m.tnet ] && grep -q "built the image cache" n.log && "$model_diff" n.tnet m.tnet 0 >/dev/null &&
+  pass "2 processes with --cache train the in-memory model, bit for bit" || fail "--cache under mpirun: $(tail -3 n.log)"
+# Process 0 refuses an unwritable model path before building the cache; the other, waiting for the
+# cache, stops too.
+timeout 120 "${mpi[@]}" -np 2 "$train" "${folder[@]}" --cache other-cache --model no-such-folder/m.tnet >w.log 2>&1
+status=$?
+[ $status = 2 ] && grep -q "cannot write model no-such-folder/m.tnet" w.log && [ ! -e other-cache ] &&
+  pass "a process that fails before the cache is built stops the others" || fail "failure before the cache: status $status, $(tail -3 w.log)"
 
 # Processes started unlike (another seed, so other weights and another split): refused.
 "${mpi[@]}" -np 1 "$train" --synthetic-count 20 --image-size 64 --epochs 1 --model u.tnet --seed 1 : \

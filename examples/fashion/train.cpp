@@ -1,6 +1,7 @@
 // fashion_train: the Keras multi-label tutorial's train.py, in C++ with tnet.
 //   fashion_train --dataset DIR --model fashion.tnet --labelbin labels.txt --plot plot.png
 // Without --dataset it trains on a built-in synthetic set of drawn garments. See --help.
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -58,8 +59,15 @@ mpirun turns Ctrl-C into SIGTERM and kills 1 s later: give it --mca odls_base_si
 for the checkpoint to be written, or send it SIGUSR1 (kill -USR1 PID), which it passes on.
 )";
 
+// Thrown where another process of the group could not go on (it says why).
+struct StoppedElsewhere {};
+
+// Several processes' agreement on whether to go on: agree(this one failed) returns whether any
+// did. Empty for one process.
+using Agreement = std::function<bool(bool)>;
+
 // Reads the options and the data; returns an exit status to stop with, or -1 to train.
-int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes) {
+int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes, const Agreement& agree) {
   using namespace fashion;
   const Arguments args(argc, argv,
                        {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
@@ -141,11 +149,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
             failure = e.what();
           }
         }
-        if (s.group) {
-          double failed = failure.empty() ? 0.0 : 1.0;
-          s.group->sum(std::span(&failed, 1));
-          if (failed > 0 && !writer) throw tnet::DatasetError("process 0 could not load the dataset");
-        }
+        if (agree && agree(!failure.empty()) && failure.empty()) throw StoppedElsewhere{};
         if (!failure.empty()) throw tnet::DatasetError(failure);
         if (!writer) data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report);
       }
@@ -206,14 +210,17 @@ int train(const fashion::TrainSettings& s, fashion::TrainData& data) {
 int run(int argc, char** argv) {
   fashion::TrainSettings s;
   fashion::TrainData data;
-  const int status = prepare(argc, argv, s, data, 1);
+  const int status = prepare(argc, argv, s, data, 1, {});
   return status >= 0 ? status : train(s, data);
 }
 
 #ifdef TNET_WITH_MPI
 // One of several processes started by mpirun. Each reads the options and the data; if any of them
 // cannot, all stop there with its message (process 0's when it has one), so none is left waiting
-// for the others. An error once training has begun ends every process (MPI_Abort).
+// for the others. Every process meets the others in exactly one agreement that stops: the one
+// after reading, or, with --cache, the one after process 0 has built the cache, which a process
+// that failed earlier meets with its final one (the same collective). An error once training has
+// begun ends every process (MPI_Abort).
 int run_in_group(int argc, char** argv) {
   tnet::mpi::Environment mpi(argc, argv);
   tnet::mpi::Group group;
@@ -225,16 +232,24 @@ int run_in_group(int argc, char** argv) {
   fashion::TrainData data;
   int status = -1;
   std::string error;
+  double stops[2] = {0, 0};  // processes that stop, and whether process 0 is among them
+  bool stopped = false;      // an agreement said to stop
+  const Agreement agree = [&](bool failed) {
+    stops[0] = failed ? 1.0 : 0.0, stops[1] = rank == 0 && failed ? 1.0 : 0.0;
+    group.sum(stops);
+    return stopped = stops[0] > 0;
+  };
   try {
-    status = prepare(argc, argv, s, data, mpi.local_size());
+    status = prepare(argc, argv, s, data, mpi.local_size(), agree);
+  } catch (const StoppedElsewhere&) {
+    status = 2;
   } catch (const fashion::UsageError& e) {
     status = 2, error = e.what();
   } catch (const std::exception& e) {
     status = 1, error = e.what();
   }
-  double stops[2] = {status >= 0 ? 1.0 : 0.0, rank == 0 && status >= 0 ? 1.0 : 0.0};
-  group.sum(stops);
-  if (stops[0] > 0) {
+  if (!stopped) agree(status >= 0);
+  if (stopped) {
     if (!error.empty() && (rank == 0 || stops[1] == 0)) std::cerr << name << ": " << error << "\n";
     return status >= 0 ? status : 2;
   }
