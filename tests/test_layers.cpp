@@ -366,31 +366,73 @@ TEST_CASE("the gradient checker catches a wrong gradient") {
   CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) > 1e-2);
 }
 
-TEST_CASE("gemm: every transpose, accumulate, and a long K cut into chunks, against a double reference") {
+TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut into chunks, against a double reference") {
   struct Case {
     std::ptrdiff_t M, N, K;
   };
   // (300, 40, 50): tiles of rows, K whole; (24, 150, 6000): two column tiles, K in 3 chunks;
-  // (16, 24, 20000): one tile, K in 9 chunks (a first convolution's weight gradient); (5, 7, 9000).
-  for (const Case cs : {Case{300, 40, 50}, Case{24, 150, 6000}, Case{16, 24, 20000}, Case{5, 7, 9000}})
-    for (const bool ta : {false, true})
-      for (const bool tb : {false, true})
-        for (const bool accumulate : {false, true}) {
-          INFO("M ", cs.M, " N ", cs.N, " K ", cs.K, " transposed A ", ta, " B ", tb, " accumulate ", accumulate);
-          const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
-          Buffer c = test::random_values(std::size_t(cs.M * cs.N), 3);
-          std::vector<double> expected(c.size());
-          for (std::ptrdiff_t m = 0; m < cs.M; ++m)
-            for (std::ptrdiff_t n = 0; n < cs.N; ++n) {
-              double sum = accumulate ? c[std::size_t(m * cs.N + n)] : 0.0;
-              for (std::ptrdiff_t k = 0; k < cs.K; ++k)
-                sum += double(a[std::size_t(ta ? k * cs.M + m : m * cs.K + k)]) * double(b[std::size_t(tb ? n * cs.K + k : k * cs.N + n)]);
-              expected[std::size_t(m * cs.N + n)] = sum;
-            }
-          gemm(ta ? Transpose::yes : Transpose::no, tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), c.data(),
-               accumulate);
-          double worst = 0;
-          for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - expected[i]));
-          CHECK(worst <= 1e-6 * std::sqrt(double(cs.K)) * 4);  // unit-variance terms: float rounding grows like sqrt(K)
-        }
+  // (16, 24, 20000): one tile, K in 9 chunks (a first convolution's weight gradient); (5, 7, 9000):
+  // fewer rows than a micro-kernel's; (1, 300, 700): one row (a batch-1 dense layer) in tiles of
+  // columns wider than a vector strip and not a multiple of it; (2003, 33, 300): tiles of rows
+  // with partial panels of rows and columns, K in two kernel steps; (200, 27, 9000): tiles of rows
+  // with K in chunks; (9, 1, 1) and (3, 4, 0): degenerate.
+  const Case cases[] = {{300, 40, 50},   {24, 150, 6000}, {16, 24, 20000}, {5, 7, 9000}, {1, 300, 700},
+                        {2003, 33, 300}, {200, 27, 9000}, {9, 1, 1},       {3, 4, 0}};
+  const GemmKernel before = gemm_kernel();
+  int kernels_run = 0;
+  for (const GemmKernel kernel : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
+    if (!use_gemm_kernel(kernel)) continue;
+    ++kernels_run;
+    for (const Case cs : cases)
+      for (const bool ta : {false, true})
+        for (const bool tb : {false, true})
+          for (const bool accumulate : {false, true}) {
+            INFO("kernel ", std::string(name(kernel)), " M ", cs.M, " N ", cs.N, " K ", cs.K, " transposed A ", ta, " B ", tb,
+                 " accumulate ", accumulate);
+            const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
+            Buffer c = test::random_values(std::size_t(cs.M * cs.N), 3);
+            std::vector<double> expected(c.size());
+            for (std::ptrdiff_t m = 0; m < cs.M; ++m)
+              for (std::ptrdiff_t n = 0; n < cs.N; ++n) {
+                double sum = accumulate ? c[std::size_t(m * cs.N + n)] : 0.0;
+                for (std::ptrdiff_t k = 0; k < cs.K; ++k)
+                  sum +=
+                      double(a[std::size_t(ta ? k * cs.M + m : m * cs.K + k)]) * double(b[std::size_t(tb ? n * cs.K + k : k * cs.N + n)]);
+                expected[std::size_t(m * cs.N + n)] = sum;
+              }
+            gemm(ta ? Transpose::yes : Transpose::no, tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), c.data(),
+                 accumulate);
+            double worst = 0;
+            for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - expected[i]));
+            CHECK(worst <= 1e-6 * std::sqrt(double(std::max<std::ptrdiff_t>(cs.K, 1))) * 4);  // float rounding grows like sqrt(K)
+          }
+  }
+  use_gemm_kernel(before);
+  // Every x86-64 CPU this is tested on has AVX2; elsewhere only Eigen's kernel exists.
+  CHECK(kernels_run == (TNET_X86_KERNELS && supported(GemmKernel::avx2) ? (supported(GemmKernel::avx512) ? 3 : 2) : 1));
+  MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(before)));
+}
+
+TEST_CASE("gemm: the same bits for any thread count, with every kernel") {
+  const GemmKernel before = gemm_kernel();
+  const int threads_before = num_threads();
+  const Buffer a = test::random_values(std::size_t(700 * 300), 4), b = test::random_values(std::size_t(300 * 90), 5);
+  const Buffer x = test::random_values(std::size_t(9000 * 64), 6), dy = test::random_values(std::size_t(9000 * 40), 7);
+  for (const GemmKernel kernel : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
+    if (!use_gemm_kernel(kernel)) continue;
+    INFO("kernel ", std::string(name(kernel)));
+    std::vector<Buffer> results;
+    for (const int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      Buffer c(std::size_t(700 * 90)), g(std::size_t(64 * 40));
+      gemm(Transpose::no, Transpose::no, 700, 90, 300, a.data(), b.data(), c.data());
+      gemm(Transpose::yes, Transpose::no, 64, 40, 9000, x.data(), dy.data(), g.data());  // a weight gradient: K in chunks
+      c.insert(c.end(), g.begin(), g.end());
+      results.push_back(std::move(c));
+    }
+    CHECK(results[0] == results[1]);
+    CHECK(results[0] == results[2]);
+  }
+  set_num_threads(threads_before);
+  use_gemm_kernel(before);
 }

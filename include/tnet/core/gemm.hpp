@@ -1,10 +1,10 @@
 // tnet/core/gemm.hpp: the matrix products every layer is built on, and deterministic reductions.
 //
-// gemm() computes C = op(A) * op(B) (or C += ...) on row-major matrices with Eigen's kernels. It
-// cuts C into tiles along its longer side and, when that gives few tiles for a long inner
-// dimension K (a weight gradient: 27 x 32 summed over 300,000 rows), also cuts K into chunks whose
+// gemm() computes C = op(A) * op(B) (or C += ...) on row-major matrices with tnet's own AVX2 or
+// AVX-512 kernels, picked at run time (core/gemm_kernels.hpp), or Eigen's elsewhere. It cuts C into tiles along its longer side and, when
+// that gives few tiles for a long inner dimension K (a weight gradient: 27 x 32 summed over 300,000 rows), also cuts K into chunks whose
 // products are added afterwards in chunk order. The cuts depend only on M, N and K, each piece is
-// one single-threaded Eigen product, and OpenMP hands pieces to threads. Every element of C is
+// one single-threaded product, and OpenMP hands pieces to threads. Every element of C is
 // thus computed by the same sequence of operations whatever the thread count.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <cstddef>
 
 #include "config.hpp"
+#include "gemm_kernels.hpp"
 
 namespace tnet {
 
@@ -56,7 +57,23 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
   const std::ptrdiff_t length = split_rows ? M : N;
   const std::ptrdiff_t width = detail::tile_width(length);
   const std::ptrdiff_t tiles = (length + width - 1) / width;
-  const std::ptrdiff_t chunks = detail::k_chunks(tiles, K), depth = (K + chunks - 1) / chunks;
+  const GemmKernel kernel = gemm_kernel();
+  std::ptrdiff_t chunks = detail::k_chunks(tiles, K), depth = (K + chunks - 1) / chunks;
+  const float* b_panels = nullptr;  // tnet's kernels, tiles of rows: op(B) packed once for all
+  if (kernel != GemmKernel::eigen) {
+    // Chunks start at a kernel step, so that each can read its part of the packed B.
+    depth = std::max<std::ptrdiff_t>(1, (depth + detail::kernel_depth - 1) / detail::kernel_depth) * detail::kernel_depth;
+    chunks = std::max<std::ptrdiff_t>(1, (K + depth - 1) / depth);
+    if (split_rows) {
+      const detail::Operand b{B, tb ? K : 1, tb ? 1 : N};
+      const int NR = kernel == GemmKernel::avx512 ? detail::Avx512::NR : detail::Avx2::NR;
+      ensure_size(detail::shared_packed_b(), std::size_t((N + NR - 1) / NR * NR * K));
+      if (kernel == GemmKernel::avx512)
+        detail::pack_steps<detail::Avx512::NR>(b, N, K, detail::kernel_depth, detail::shared_packed_b().data());
+      else detail::pack_steps<detail::Avx2::NR>(b, N, K, detail::kernel_depth, detail::shared_packed_b().data());
+      b_panels = detail::shared_packed_b().data();
+    }
+  }
   // With K cut, chunk k's product goes to partials[k], summed into C at the end.
   float* partials = nullptr;
   if (chunks > 1) {
@@ -76,8 +93,21 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
                            : ConstMatrixView(A + m0 * K + k0, mn, kn, Eigen::OuterStride<>(K));
     ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K + k0, nn, kn, Eigen::OuterStride<>(K))
                            : ConstMatrixView(B + k0 * N + n0, kn, nn, Eigen::OuterStride<>(N));
-    MatrixView c(chunks > 1 ? partials + k * M * N + m0 * N + n0 : C + m0 * N + n0, mn, nn, Eigen::OuterStride<>(N));
+    float* c_origin = chunks > 1 ? partials + k * M * N + m0 * N + n0 : C + m0 * N + n0;
     const bool add = accumulate && chunks == 1;
+    if (kernel != GemmKernel::eigen) {
+      const detail::Operand a{ta ? A + k0 * M + m0 : A + m0 * K + k0, ta ? 1 : K, ta ? M : 1};
+      const detail::Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
+      if (kernel == GemmKernel::avx512) {
+        const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx512::NR - 1) / detail::Avx512::NR * detail::Avx512::NR) : nullptr;
+        detail::packed_product<detail::Avx512>(a, b, mn, nn, kn, c_origin, N, add, panels);
+      } else {
+        const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx2::NR - 1) / detail::Avx2::NR * detail::Avx2::NR) : nullptr;
+        detail::packed_product<detail::Avx2>(a, b, mn, nn, kn, c_origin, N, add, panels);
+      }
+      continue;
+    }
+    MatrixView c(c_origin, mn, nn, Eigen::OuterStride<>(N));
     if (ta && tb) {
       if (add) c.noalias() += a.transpose() * b.transpose();
       else c.noalias() = a.transpose() * b.transpose();

@@ -40,7 +40,10 @@ struct ReLU : ElementwiseSpec {
       if (!dx) return;
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
 #pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+      for (std::ptrdiff_t i = 0; i < count; ++i) {
+        const float g = dy[i];  // read whatever y is: a select, not a branch (random signs mispredict)
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+      }
     }
   };
 };

@@ -43,19 +43,29 @@ struct MaxPool2D : LayerSpec {
         const float* image = x + std::ptrdiff_t(n) * In::size;
         float* out = y + std::ptrdiff_t(n) * output_shape::size;
         std::int32_t* where = remember ? argmax_.data() + std::ptrdiff_t(n) * output_shape::size : nullptr;
+        // Channels innermost, in local arrays, and selects written as arithmetic rather than
+        // branches: comparisons of random values mispredict, and this way the channels vectorise
+        // even for SSE2.
+        float best[C];
+        std::int32_t best_at[C];
         for (int oy = 0; oy < OH; ++oy)
-          for (int ox = 0; ox < OW; ++ox)
-            for (int c = 0; c < C; ++c) {
-              std::int32_t best = ((oy * Stride) * W + ox * Stride) * C + c;
-              for (int py = 0; py < Pool; ++py)
-                for (int px = 0; px < Pool; ++px) {
-                  const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C + c;
-                  if (image[at] > image[best]) best = at;
+          for (int ox = 0; ox < OW; ++ox) {
+            const std::int32_t first = ((oy * Stride) * W + ox * Stride) * C;
+            for (int c = 0; c < C; ++c) best[c] = image[first + c], best_at[c] = first + c;
+            for (int py = 0; py < Pool; ++py)
+              for (int px = 0; px < Pool; ++px) {
+                const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C;
+                for (int c = 0; c < C; ++c) {
+                  const float v = image[at + c];
+                  const std::int32_t larger = -std::int32_t(v > best[c]);  // all ones or zero; the first of equal maxima is kept
+                  best[c] = std::max(best[c], v);                          // the same select: best < v ? v : best
+                  best_at[c] ^= (best_at[c] ^ (at + c)) & larger;
                 }
-              const int o = (oy * OW + ox) * C + c;
-              out[o] = image[best];
-              if (where) where[o] = best;
-            }
+              }
+            const int o = (oy * OW + ox) * C;
+            std::copy(best, best + C, out + o);
+            if (where) std::copy(best_at, best_at + C, where + o);
+          }
       }
     }
 

@@ -1,0 +1,379 @@
+// tnet/core/gemm_kernels.hpp: tnet's own matrix-product kernels for x86-64, chosen at run time.
+//
+// Eigen picks its vector width when a program is compiled: a binary built for any x86-64 (the
+// default) multiplies with SSE2 even on a CPU with AVX-512, at a third of the speed. These kernels
+// are compiled for AVX2 + FMA and for AVX-512 in every build (GCC / Clang `target` attributes) and
+// the widest one the CPU runs is picked when the program starts; elsewhere gemm() uses Eigen.
+//
+// The scheme is the usual packed one (Goto / BLIS). A block of C (rows m0.., columns n0..) is
+// computed in steps of at most `depth` along K: the step's rows of op(A) are copied into panels of
+// MR rows, [k][row], and its columns of op(B) into panels of NR columns, [k][column], both padded
+// with zeros; then a micro-kernel multiplies one A panel by one B panel with MR x NR accumulators
+// held in vector registers and adds the result to C (or writes it, on the first step unless
+// accumulating). Every element of C is thus the same sequence of fused multiply-adds whatever the
+// thread count: k in order within a step, steps added to C in order.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstring>
+
+#include "config.hpp"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define TNET_X86_KERNELS 1
+#include <immintrin.h>
+#else
+#define TNET_X86_KERNELS 0
+#endif
+
+namespace tnet {
+
+/// The kernels gemm() can multiply with: Eigen's (vectorised for the compile-time target), or
+/// tnet's own for AVX2 + FMA or AVX-512.
+enum class GemmKernel { eigen, avx2, avx512 };
+
+inline const char* name(GemmKernel kernel) {
+  switch (kernel) {
+    case GemmKernel::avx2:
+      return "avx2";
+    case GemmKernel::avx512:
+      return "avx512";
+    default:
+      return "eigen";
+  }
+}
+
+/// Whether this CPU (and operating system) runs `kernel`.
+inline bool supported(GemmKernel kernel) {
+#if TNET_X86_KERNELS
+  __builtin_cpu_init();
+  switch (kernel) {
+    case GemmKernel::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case GemmKernel::avx512:
+      return __builtin_cpu_supports("avx512f");
+    default:
+      return true;
+  }
+#else
+  return kernel == GemmKernel::eigen;
+#endif
+}
+
+namespace detail {
+inline GemmKernel best_gemm_kernel() {
+  for (GemmKernel kernel : {GemmKernel::avx512, GemmKernel::avx2})
+    if (supported(kernel)) return kernel;
+  return GemmKernel::eigen;
+}
+inline std::atomic<GemmKernel>& gemm_kernel_choice() {
+  static std::atomic<GemmKernel> choice{best_gemm_kernel()};
+  return choice;
+}
+}  // namespace detail
+
+/// The kernel gemm() multiplies with: the widest this CPU runs unless use_gemm_kernel chose another.
+inline GemmKernel gemm_kernel() { return detail::gemm_kernel_choice().load(std::memory_order_relaxed); }
+
+/// Makes gemm() use `kernel` from now on, if this CPU runs it; returns whether it does. For tests
+/// and benchmarks: results differ between kernels in the last bits (the order of additions).
+inline bool use_gemm_kernel(GemmKernel kernel) {
+  if (!supported(kernel)) return false;
+  detail::gemm_kernel_choice().store(kernel, std::memory_order_relaxed);
+  return true;
+}
+
+namespace detail {
+
+/// One operand of a product as the kernels read it: element (r, k) of op(A), or of op(B)
+/// transposed (r a column of C), is data[r * row_step + k * depth_step].
+struct Operand {
+  const float* data;
+  std::ptrdiff_t row_step, depth_step;
+  Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const { return {data + r * row_step + k * depth_step, row_step, depth_step}; }
+};
+
+// Copies rows [0, rows) x depths [0, kc) of `op` into panels of Panel rows, each [k][row], the last
+// one zero-padded; panel p starts at out + p * Panel * kc.
+template <int Panel>
+void pack(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
+  for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
+    const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
+    if (op.row_step == 1) {  // a panel's rows are contiguous at each depth
+      const float* src = op.data + p;
+      for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
+        float* dst = out + k * Panel;
+        if (n == Panel) {
+          for (int i = 0; i < Panel; ++i) dst[i] = src[i];
+        } else {
+          for (int i = 0; i < Panel; ++i) dst[i] = i < n ? src[i] : 0.0f;
+        }
+      }
+    } else {  // each row is contiguous along k: transpose the rows into the panel
+      for (std::ptrdiff_t i = 0; i < Panel; ++i) {
+        const float* src = op.data + (p + i) * op.row_step;
+        if (i < n)
+          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = src[k * op.depth_step];
+        else
+          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// Panels of a whole operand, cut along k into steps of `depth`: step s's panels start at
+// s * depth * padded_rows, panel p of it at p * Panel * (that step's depth).
+template <int Panel>
+void pack_steps(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t K, std::ptrdiff_t depth, float* out) {
+  const std::ptrdiff_t padded = (rows + Panel - 1) / Panel * Panel, steps = (K + depth - 1) / depth;
+#pragma omp parallel for schedule(static) if (steps > 1 && rows * K > (1 << 16))
+  for (std::ptrdiff_t s = 0; s < steps; ++s)
+    pack<Panel>(op.at(0, s * depth), rows, std::min(depth, K - s * depth), out + s * depth * padded);
+}
+
+// The packed operands of one block, owned by the calling thread, and the packed B shared by a
+// gemm's blocks; they only grow.
+inline Buffer& packed_a() {
+  static thread_local Buffer panels;
+  return panels;
+}
+inline Buffer& packed_b() {
+  static thread_local Buffer panels;
+  return panels;
+}
+inline Buffer& shared_packed_b() {
+  static thread_local Buffer panels;
+  return panels;
+}
+
+#if TNET_X86_KERNELS
+// C[Rows x n] (+)= A (Rows x kc) * B (kc x n), n <= 32: A's element (i, k) at a[i * a_row + k * a_depth],
+// B's (k, j) at b[k * b_depth + j] (a packed panel, or B itself: loads are masked to n columns).
+template <int Rows>
+__attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
+                                                            const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
+                                                            bool add) {
+  const __mmask16 mask0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 mask1 = n >= 32 ? __mmask16(0xFFFF) : n <= 16 ? __mmask16(0) : __mmask16((1u << (n - 16)) - 1);
+  __m512 acc0[Rows], acc1[Rows];
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (std::ptrdiff_t k = 0; k < kc; ++k, a += a_depth, b += b_depth) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < Rows; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * a_row]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) {
+    float* row = c + i * ldc;
+    if (add) {
+      acc0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask0, row), acc0[i]);
+      acc1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask1, row + 16), acc1[i]);
+    }
+    _mm512_mask_storeu_ps(row, mask0, acc0[i]);
+    _mm512_mask_storeu_ps(row + 16, mask1, acc1[i]);
+  }
+}
+
+// One row of C, n <= 128 columns, from B read where it lies (b_depth apart): a batch-1 dense layer,
+// bound by reading B, which is read row by row, 512 bytes at a time. Even and odd k are summed
+// apart, then added.
+__attribute__((target("avx512f"))) inline void row_avx512(std::ptrdiff_t kc, const float* a, const float* b, std::ptrdiff_t b_depth,
+                                                          float* c, int n, bool add) {
+  __mmask16 mask[8];
+  for (int v = 0; v < 8; ++v) {
+    const int left = std::clamp(n - 16 * v, 0, 16);
+    mask[v] = left == 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+  }
+  __m512 even[8], odd[8];
+  for (int v = 0; v < 8; ++v) even[v] = odd[v] = _mm512_setzero_ps();
+  std::ptrdiff_t k = 0;
+  for (; k + 2 <= kc; k += 2, a += 2, b += 2 * b_depth) {
+    const __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) {
+      even[v] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(mask[v], b + 16 * v), even[v]);
+      odd[v] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(mask[v], b + b_depth + 16 * v), odd[v]);
+    }
+  }
+  if (k < kc) {
+    const __m512 a0 = _mm512_set1_ps(a[0]);
+    for (int v = 0; v < 8; ++v) even[v] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(mask[v], b + 16 * v), even[v]);
+  }
+  for (int v = 0; v < 8; ++v) {
+    __m512 sum = _mm512_add_ps(even[v], odd[v]);
+    if (add) sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], c + 16 * v), sum);
+    _mm512_mask_storeu_ps(c + 16 * v, mask[v], sum);
+  }
+}
+
+// As micro_avx512 with 16 columns of 8-wide vectors.
+template <int Rows>
+__attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
+                                                           const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
+                                                           bool add) {
+  alignas(32) static constexpr int lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const __m256i count = _mm256_set1_epi32(n);
+  const __m256i mask0 = _mm256_cmpgt_epi32(count, _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes)));
+  const __m256i mask1 = _mm256_cmpgt_epi32(count, _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8)));
+  __m256 acc0[Rows], acc1[Rows];
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  if (n == 16) {
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += a_depth, b += b_depth) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i * a_row);
+        acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+        acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+      }
+    }
+  } else {
+    for (std::ptrdiff_t k = 0; k < kc; ++k, a += a_depth, b += b_depth) {
+      const __m256 b0 = _mm256_maskload_ps(b, mask0), b1 = _mm256_maskload_ps(b + 8, mask1);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i * a_row);
+        acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+        acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) {
+    float* row = c + i * ldc;
+    if (add) {
+      acc0[i] = _mm256_add_ps(_mm256_maskload_ps(row, mask0), acc0[i]);
+      acc1[i] = _mm256_add_ps(_mm256_maskload_ps(row + 8, mask1), acc1[i]);
+    }
+    _mm256_maskstore_ps(row, mask0, acc0[i]);
+    _mm256_maskstore_ps(row + 8, mask1, acc1[i]);
+  }
+}
+
+// As row_avx512, n <= 64 columns in eight 8-wide vectors (eight chains of multiply-adds).
+__attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, const float* a, const float* b, std::ptrdiff_t b_depth,
+                                                         float* c, int n, bool add) {
+  __m256i mask[8];
+  for (int v = 0; v < 8; ++v) mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc[8];
+  for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+  if (n == 64) {
+    for (std::ptrdiff_t k = 0; k < kc; ++k, b += b_depth) {
+      const __m256 ak = _mm256_broadcast_ss(a + k);
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 8 * v), acc[v]);
+    }
+  } else {
+    for (std::ptrdiff_t k = 0; k < kc; ++k, b += b_depth) {
+      const __m256 ak = _mm256_broadcast_ss(a + k);
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, _mm256_maskload_ps(b + 8 * v, mask[v]), acc[v]);
+    }
+  }
+  for (int v = 0; v < 8; ++v) {
+    if (add) acc[v] = _mm256_add_ps(_mm256_maskload_ps(c + 8 * v, mask[v]), acc[v]);
+    _mm256_maskstore_ps(c + 8 * v, mask[v], acc[v]);
+  }
+}
+#endif
+
+// An ISA's micro-kernel for every row count up to its MR, so that a block's last rows cost only
+// what they compute (a batch-1 dense layer is a single row).
+struct Avx512 {
+  static constexpr int MR = 8, NR = 32, row_width = 128;
+  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
+#if TNET_X86_KERNELS
+    row_avx512(K, a, b, b_depth, c, n, add);
+#else
+    (void)K, (void)a, (void)b, (void)b_depth, (void)c, (void)n, (void)add;
+#endif
+  }
+  template <int Rows = MR>
+  static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
+                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
+#if TNET_X86_KERNELS
+    if constexpr (Rows > 1)
+      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+    micro_avx512<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+#else
+    (void)rows, (void)kc, (void)a, (void)a_row, (void)a_depth, (void)b, (void)b_depth, (void)c, (void)ldc, (void)n, (void)add;
+#endif
+  }
+};
+struct Avx2 {
+  static constexpr int MR = 6, NR = 16, row_width = 64;
+  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
+#if TNET_X86_KERNELS
+    row_avx2(K, a, b, b_depth, c, n, add);
+#else
+    (void)K, (void)a, (void)b, (void)b_depth, (void)c, (void)n, (void)add;
+#endif
+  }
+  template <int Rows = MR>
+  static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
+                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
+#if TNET_X86_KERNELS
+    if constexpr (Rows > 1)
+      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+    micro_avx2<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+#else
+    (void)rows, (void)kc, (void)a, (void)a_row, (void)a_depth, (void)b, (void)b_depth, (void)c, (void)ldc, (void)n, (void)add;
+#endif
+  }
+};
+
+/// The depth of one step along K: a B panel (depth x NR) stays in L1, a block of A in L2.
+inline constexpr std::ptrdiff_t kernel_depth = 256;
+
+/// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
+/// `accumulate`, with Isa's micro-kernel. A is read where it lies when its rows are contiguous
+/// along K (an im2col matrix), else packed; B is packed unless `b_panels` holds it already
+/// (pack_steps<NR> of exactly these columns and depths) or a single panel of A makes packing it
+/// cost more than it saves.
+template <class Isa>
+void packed_product(const Operand& a, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t K, float* c,
+                    std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr) {
+  constexpr int MR = Isa::MR, NR = Isa::NR;
+  constexpr std::ptrdiff_t depth = kernel_depth;
+  if (K == 0 && !accumulate)
+    for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
+  const std::ptrdiff_t padded_rows = (rows + MR - 1) / MR * MR, padded_cols = (cols + NR - 1) / NR * NR;
+  const bool direct_a = a.depth_step == 1, direct_b = !b_panels && b.row_step == 1 && rows <= MR;
+  if (!direct_a) ensure_size(packed_a(), std::size_t(padded_rows * std::min(depth, K)));
+  if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
+  if (direct_b && direct_a) {  // a few rows, B read where it lies, in wide strips
+    for (std::ptrdiff_t i = 0; i < rows; ++i)
+      for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
+        Isa::row(K, a.data + i * a.row_step, b.data + j, b.depth_step, c + i * ldc + j,
+                 int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
+    return;
+  }
+  for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
+    const std::ptrdiff_t kc = std::min(depth, K - k0);
+    if (!direct_a) pack<MR>(a.at(0, k0), rows, kc, packed_a().data());
+    const float* pb = b_panels ? b_panels + k0 * padded_cols : packed_b().data();
+    if (!direct_b && !b_panels) pack<NR>(b.at(0, k0), cols, kc, packed_b().data());
+    const bool add = accumulate || k0 > 0;
+    for (std::ptrdiff_t j = 0; j < cols; j += NR) {
+      const int n = int(std::min<std::ptrdiff_t>(NR, cols - j));
+      const float* b_panel = direct_b ? b.data + j + k0 * b.depth_step : pb + j * kc;
+      const std::ptrdiff_t b_depth = direct_b ? b.depth_step : NR;
+      for (std::ptrdiff_t i = 0; i < rows; i += MR) {
+        const int m = int(std::min<std::ptrdiff_t>(MR, rows - i));
+        if (direct_a) Isa::run(m, kc, a.data + i * a.row_step + k0, a.row_step, 1, b_panel, b_depth, c + i * ldc + j, ldc, n, add);
+        else Isa::run(m, kc, packed_a().data() + i * kc, 1, MR, b_panel, b_depth, c + i * ldc + j, ldc, n, add);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace tnet
