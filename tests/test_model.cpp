@@ -246,6 +246,62 @@ TEST_CASE("a layer works in place over the output before it only where that outp
   CHECK(*std::min_element(net.output_of<0>(), net.output_of<0>() + 2 * Small::layer_type<0>::output_shape::size) >= 0.0f);
 }
 
+namespace {
+// Each layer's inference forward on its own, unfolded, in buffers of the test's own.
+template <class Net>
+Buffer predict_layer_by_layer(Net& net, const Buffer& x, int batch) {
+  Buffer in = x, out;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (([&] {
+       out.assign(std::size_t(batch) * net.template output_size<I>(), std::nanf(""));
+       net.template layer<I>().forward(in.data(), out.data(), batch, Pass{Mode::infer});
+       in.swap(out);
+     }()),
+     ...);
+  }(std::make_index_sequence<Net::depth>{});
+  return in;
+}
+
+using Folds = Sequential<Input<7, 6, 2>, Conv2D<5, 3>, BatchNorm, Flatten, Dense<9>, ReLU, Dense<2>, Sigmoid>;
+}  // namespace
+
+TEST_CASE("inference folds ReLU and batch normalisation into the layer before, and predicts what the layers do one by one") {
+  // Small: Conv2D ReLU BatchNorm | MaxPool2D Dropout | Conv2D ReLU | Flatten | Dense ReLU BatchNorm | Dense | Sigmoid.
+  static_assert(Small::folded_after<0> == 2 && Small::folded_after<5> == 1 && Small::folded_after<8> == 2);
+  static_assert(Small::folded_after<3> == 0 && Small::folded_after<11> == 0);
+  static_assert(Small::folded_into_previous<1> && Small::folded_into_previous<2> && Small::folded_into_previous<6> &&
+                Small::folded_into_previous<9> && Small::folded_into_previous<10>);
+  static_assert(!Small::folded_into_previous<3> && !Small::folded_into_previous<7> && !Small::folded_into_previous<12>);
+  // Folds: a batch normalisation alone after a convolution, a ReLU alone after a dense layer.
+  static_assert(Folds::folded_after<0> == 1 && Folds::folded_after<3> == 1 && Folds::folded_after<5> == 0);
+
+  auto check = [](auto& net, int batch, std::uint64_t seed) {
+    using Net = std::remove_reference_t<decltype(net)>;
+    const Buffer x = test::random_values(std::size_t(batch) * Net::input_size, seed);
+    const Buffer targets = test::random_values(std::size_t(batch) * net.outputs(), seed + 1);
+    Buffer binary(targets.size());
+    for (std::size_t i = 0; i < targets.size(); ++i) binary[i] = targets[i] > 0.0f ? 1.0f : 0.0f;
+    Adam adam(Adam::Options{.lr = 0.05});
+    // Training moves gamma and beta away from 1 and 0 and the moving statistics from 0 and 1.
+    for (int step = 0; step < 5; ++step) net.train_step(x, binary, batch, adam);
+    const Buffer expected = predict_layer_by_layer(net, x, batch);
+    const auto predicted = net.predict(x, batch);
+    REQUIRE(predicted.size() == expected.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) worst = std::max(worst, std::abs(double(predicted[i]) - double(expected[i])));
+    CHECK(worst < 1e-5);
+    CHECK(worst == worst);  // not NaN: every value was written
+    // The logits too (evaluate's loss reads them): Dense's own output, folded into by nothing.
+    CHECK(net.evaluate(x, binary, batch) == doctest::Approx(binary_crossentropy(net.template output_of<Net::depth - 2>(), binary.data(),
+                                                                                std::ptrdiff_t(batch) * net.outputs())));
+  };
+  Small small(3);
+  check(small, 4, 11);
+  check(small, 1, 12);
+  Folds folds(4);
+  check(folds, 3, 13);
+}
+
 TEST_CASE("results do not depend on the thread count") {
   auto train = [](int threads) {
     set_num_threads(threads);

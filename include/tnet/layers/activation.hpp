@@ -29,6 +29,7 @@ struct ReLU : ElementwiseSpec {
     using input_shape = In;
     using output_shape = In;
     static constexpr bool in_place = true;
+    static constexpr bool folds_as_relu = true;
     static std::string describe() { return "ReLU"; }
 
     void forward(const float* x, float* y, int batch, Pass) {

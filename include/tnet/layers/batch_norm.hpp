@@ -109,6 +109,16 @@ struct BatchNormWith : LayerSpec {
       update_moving_statistics(rows_);
     }
 
+    /// Inference's y = gamma * (x - moving_mean) / sqrt(moving_variance + eps) + beta as
+    /// x * scale + shift (in double, then rounded), for folding into the layer before.
+    void inference_affine(float* scale, float* shift) const {
+      for (int c = 0; c < C; ++c) {
+        const double s = double(gamma_[c]) / std::sqrt(double(moving_variance_[c]) + double(Epsilon));
+        scale[c] = static_cast<float>(s);
+        shift[c] = static_cast<float>(double(beta_[c]) - double(moving_mean_[c]) * s);
+      }
+    }
+
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       // xhat, the normalised input, is recomputed from x rather than kept from forward.

@@ -82,13 +82,11 @@ struct Conv2D : LayerSpec {
       std::fill(bias_, bias_ + F, 0.0f);
     }
 
-    void forward(const float* x, float* y, int batch, Pass) {
+    void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       float* columns = im2col(x, batch);
       gemm(Transpose::no, Transpose::no, rows, F, patch, columns, kernel_, y);
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int f = 0; f < F; ++f) y[r * F + f] += bias_[f];
+      add_bias(y, rows, F, bias_, epilogue);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {

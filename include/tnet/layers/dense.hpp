@@ -57,10 +57,9 @@ struct Dense : LayerSpec {
       std::fill(bias_, bias_ + units_, 0.0f);
     }
 
-    void forward(const float* x, float* y, int batch, Pass) {
+    void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y);
-      for (int n = 0; n < batch; ++n)
-        for (int u = 0; u < units_; ++u) y[std::ptrdiff_t(n) * units_ + u] += bias_[u];
+      add_bias(y, batch, units_, bias_, epilogue);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {

@@ -199,7 +199,15 @@ class Sequential {
     input_ = x.data();
     batch_ = batch;
     const Pass pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)};
-    for_each_layer([&]<std::size_t I>(auto& layer) { layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass); });
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (folded_after<I> > 0 || folded_into_previous<I>) {
+        if (mode == Mode::infer) {
+          if constexpr (folded_after<I> > 0) forward_folded<I>(layer, batch, pass);
+          return;
+        }
+      }
+      layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass);
+    });
     if (mode == Mode::train) ++step_;
     return output();
   }
@@ -272,6 +280,33 @@ class Sequential {
     if constexpr (I == 0) return false;
     else return runs_in_place<layer_type<I>> && !backward_reads_output<layer_type<I - 1>>;
   }();
+  /// Whether layer I exists and is a ReLU, or a per-channel affine map in inference (BatchNorm).
+  template <std::size_t I>
+  static constexpr bool relu_at = [] {
+    if constexpr (I < depth) return folds_as_relu<layer_type<I>>;
+    else return false;
+  }();
+  template <std::size_t I>
+  static constexpr bool affine_at = [] {
+    if constexpr (I < depth) return folds_as_affine<layer_type<I>>;
+    else return false;
+  }();
+  /// How many of the layers after layer I inference folds into it (layers/layer.hpp): a ReLU, a
+  /// batch normalisation, or a ReLU then a batch normalisation after a convolution or dense layer.
+  template <std::size_t I>
+  static constexpr std::size_t folded_after = [] {
+    if constexpr (!takes_epilogue<layer_type<I>>) return std::size_t(0);
+    else if constexpr (relu_at<I + 1>) return std::size_t(affine_at<I + 2> ? 2 : 1);
+    else return std::size_t(affine_at<I + 1> ? 1 : 0);
+  }();
+  /// Whether inference folds layer I into a layer before it; it then writes nothing itself.
+  template <std::size_t I>
+  static constexpr bool folded_into_previous = [] {
+    if constexpr (I >= 2) return folded_after<I - 1> >= 1 || folded_after<I - 2> >= 2;
+    else if constexpr (I == 1) return folded_after<0> >= 1;
+    else return false;
+  }();
+
   /// The layer whose buffer holds layer I's output.
   template <std::size_t I>
   static constexpr std::size_t buffer_owner() {
@@ -446,6 +481,23 @@ class Sequential {
     }(std::make_index_sequence<depth>{});
   }
 
+  // Layer I's inference forward with the layers folded into it: one pass over its output, written
+  // where the last of them would have written theirs.
+  template <std::size_t I, class Layer>
+  void forward_folded(Layer& layer, int batch, const Pass& pass) {
+    constexpr std::size_t last = I + folded_after<I>;
+    Epilogue epilogue;
+    epilogue.relu = relu_at<I + 1>;
+    if constexpr (affine_at<last>) {
+      using shape = typename layer_type<last>::output_shape;
+      const std::size_t channels = output_size<last>() / std::size_t(shape::height * shape::width);
+      ensure_size(affine_, 2 * channels);  // the first inference's only allocation
+      std::get<last>(layers_).inference_affine(affine_.data(), affine_.data() + channels);
+      epilogue.scale = affine_.data(), epilogue.shift = affine_.data() + channels;
+    }
+    layer.forward(layer_input<I>(), output_buffer<last>(), batch, pass, epilogue);
+  }
+
   template <std::size_t I>
   float* output_buffer() {
     return buffers_[buffer_owner<I>()].data();
@@ -541,6 +593,7 @@ class Sequential {
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
+  Buffer affine_;                                           // a folded batch normalisation's scale and shift
   std::array<Buffer, depth> buffers_;                       // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
   const float* input_ = nullptr;
