@@ -1,9 +1,10 @@
 // SmallerVGGNet (6 labels, 96x96x3) throughput on random data: training steps (forward,
 // backward, Adam), inference, batch-1 latency, peak memory, and the achieved GFLOP/s against a
 // GEMM roofline measured here with the same thread count.
-//   bench_smallervgg [--threads N] [--batch N] [--steps N] [--json] [--layers]
+//   bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]
 // Prints `name value` lines (or one JSON object); --layers adds each layer's forward and
-// backward milliseconds per batch.
+// backward milliseconds per batch; --kernel makes gemm use that kernel rather than the widest the
+// CPU runs (core/gemm_kernels.hpp).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -103,10 +104,20 @@ int main(int argc, char** argv) {
     if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
-    else if (flag == "--json") json = true;
+    else if (i + 1 < argc && flag == "--kernel") {
+      const std::string kernel = argv[++i];
+      const auto chosen = kernel == "eigen"  ? tnet::GemmKernel::eigen
+                          : kernel == "avx2" ? tnet::GemmKernel::avx2
+                                             : tnet::GemmKernel::avx512;
+      if (kernel != tnet::name(chosen) || !tnet::use_gemm_kernel(chosen)) {
+        std::fprintf(stderr, "bench_smallervgg: --kernel takes eigen, avx2 or avx512 (one this CPU runs), got '%s'\n", kernel.c_str());
+        return 2;
+      }
+    } else if (flag == "--json") json = true;
     else if (flag == "--layers") layers = true;
     else {
-      std::fprintf(stderr, "usage: bench_smallervgg [--threads N] [--batch N] [--steps N] [--json] [--layers]\n");
+      std::fprintf(stderr,
+                   "usage: bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]\n");
       return 2;
     }
   }
@@ -158,9 +169,9 @@ int main(int argc, char** argv) {
                                                                {"train_percent_of_roofline", 100 * train_gflops / roofline},
                                                                {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
   if (json) {
-    std::printf("{");
+    std::printf("{\"gemm_kernel\": \"%s\"", tnet::name(tnet::gemm_kernel()));
     for (std::size_t i = 0; i < figures.size(); ++i)
-      std::printf("%s\"%s\": %.4g", i ? ", " : "", figures[i].first.c_str(), figures[i].second);
+      std::printf(", \"%s\": %.4g", figures[i].first.c_str(), figures[i].second);
     if (layers) {
       std::printf(", \"layers\": [");
       for (std::size_t i = 0; i < per_layer.size(); ++i)
@@ -171,6 +182,7 @@ int main(int argc, char** argv) {
     std::printf("}\n");
     return 0;
   }
+  std::printf("gemm_kernel %s\n", tnet::name(tnet::gemm_kernel()));
   for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
   for (const LayerTime& t : per_layer)
     std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);

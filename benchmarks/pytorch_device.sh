@@ -9,14 +9,15 @@ set -u
 D=$PWD/.device
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u '+%F %T')"
 python3 -c 'import torch; print("torch", torch.__version__, "onednn", torch.backends.mkldnn.is_available())'
-tnet() { echo "== tnet $1 threads $2 ${3:-}"; timeout 120 $D/bench-$1 --threads $2 --steps 10 ${3:-} | tr '\n' ' ' | sed 's/layer /\nlayer /g'; echo; }
-torch() { echo "== torch threads $1 ${*:2}"; timeout 240 python3 benchmarks/torch_smallervgg.py --threads $1 --steps 10 --channels-last "${@:2}" | tr '\n' ' '; echo; }
+tnet() { echo "== tnet $1 threads $2 ${3:-}"; timeout 120 $D/bench-$1 --threads $2 --steps 10 ${3:-} 2>&1 | tr '\n' ' ' | sed 's/layer /\nlayer /g'; echo; }
+torch() { echo "== torch threads $1 ${*:2}"; timeout 240 python3 benchmarks/torch_smallervgg.py --threads $1 --steps 10 --channels-last "${@:2}" 2>&1 | grep -v Warning | tr '\n' ' '; echo; }
 for round in 1 2; do
   for t in 2 16; do
     tnet before-v4 $t; tnet v4 $t; tnet port $t; tnet before-port $t
     torch $t; torch $t --bf16
   done
 done
+tnet port 2 "--kernel avx2"; tnet port 16 "--kernel avx2"
 tnet before-v4 2 --layers
 tnet v4 2 --layers
 torch 2 --compile

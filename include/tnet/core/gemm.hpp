@@ -59,12 +59,16 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
   const std::ptrdiff_t tiles = (length + width - 1) / width;
   const GemmKernel kernel = gemm_kernel();
   std::ptrdiff_t chunks = detail::k_chunks(tiles, K), depth = (K + chunks - 1) / chunks;
-  const float* b_panels = nullptr;  // tnet's kernels, tiles of rows: op(B) packed once for all
+  // tnet's kernels, tiles of rows: op(B) is packed once for all tiles when it is small (a
+  // convolution's kernel), or read where it lies when it is large and its columns are contiguous
+  // (a weight gradient's dy: packing it would only add a pass over it).
+  const float* b_panels = nullptr;
+  const bool b_in_place = split_rows && !tb && K * N > (1 << 18);
   if (kernel != GemmKernel::eigen) {
     // Chunks start at a kernel step, so that each can read its part of the packed B.
     depth = std::max<std::ptrdiff_t>(1, (depth + detail::kernel_depth - 1) / detail::kernel_depth) * detail::kernel_depth;
     chunks = std::max<std::ptrdiff_t>(1, (K + depth - 1) / depth);
-    if (split_rows) {
+    if (split_rows && !b_in_place) {
       const detail::Operand b{B, tb ? K : 1, tb ? 1 : N};
       const int NR = kernel == GemmKernel::avx512 ? detail::Avx512::NR : detail::Avx2::NR;
       ensure_size(detail::shared_packed_b(), std::size_t((N + NR - 1) / NR * NR * K));
@@ -100,10 +104,10 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
       const detail::Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
       if (kernel == GemmKernel::avx512) {
         const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx512::NR - 1) / detail::Avx512::NR * detail::Avx512::NR) : nullptr;
-        detail::packed_product<detail::Avx512>(a, b, mn, nn, kn, c_origin, N, add, panels);
+        detail::packed_product<detail::Avx512>(a, b, mn, nn, kn, c_origin, N, add, panels, b_in_place);
       } else {
         const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx2::NR - 1) / detail::Avx2::NR * detail::Avx2::NR) : nullptr;
-        detail::packed_product<detail::Avx2>(a, b, mn, nn, kn, c_origin, N, add, panels);
+        detail::packed_product<detail::Avx2>(a, b, mn, nn, kn, c_origin, N, add, panels, b_in_place);
       }
       continue;
     }

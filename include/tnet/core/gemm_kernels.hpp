@@ -335,21 +335,22 @@ inline constexpr std::ptrdiff_t kernel_depth = 256;
 
 /// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
 /// `accumulate`, with Isa's micro-kernel. A is read where it lies when its rows are contiguous
-/// along K (an im2col matrix), else packed; B is packed unless `b_panels` holds it already
-/// (pack_steps<NR> of exactly these columns and depths) or a single panel of A makes packing it
-/// cost more than it saves.
+/// along K (an im2col matrix), else packed. B is packed unless `b_panels` holds it already
+/// (pack_steps<NR> of exactly these columns and depths), or its columns are contiguous and either
+/// `b_in_place` asks for it to be read where it lies or a single panel of A makes packing it cost
+/// more than it saves.
 template <class Isa>
 void packed_product(const Operand& a, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t K, float* c,
-                    std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr) {
+                    std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr, bool b_in_place = false) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   constexpr std::ptrdiff_t depth = kernel_depth;
   if (K == 0 && !accumulate)
     for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
   const std::ptrdiff_t padded_rows = (rows + MR - 1) / MR * MR, padded_cols = (cols + NR - 1) / NR * NR;
-  const bool direct_a = a.depth_step == 1, direct_b = !b_panels && b.row_step == 1 && rows <= MR;
+  const bool direct_a = a.depth_step == 1, direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
   if (!direct_a) ensure_size(packed_a(), std::size_t(padded_rows * std::min(depth, K)));
   if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
-  if (direct_b && direct_a) {  // a few rows, B read where it lies, in wide strips
+  if (direct_b && direct_a && rows <= MR) {  // a few rows, B read where it lies, in wide strips
     for (std::ptrdiff_t i = 0; i < rows; ++i)
       for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
         Isa::row(K, a.data + i * a.row_step, b.data + j, b.depth_step, c + i * ldc + j,
