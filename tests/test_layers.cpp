@@ -60,6 +60,71 @@ TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid 
   }
 }
 
+namespace {
+// A convolution against its definition, computed directly in double: y, dL/dkernel and dL/dx
+// (with dy given), for every gemm kernel this CPU runs (Eigen's materialises the columns; tnet's
+// gather them from the image, and at stride 1 compute dL/dx as a convolution of dy).
+template <class Spec, class In>
+void check_conv_directly(int batch) {
+  using L = typename Spec::template Layer<In>;
+  constexpr int H = In::height, W = In::width, C = In::channels, F = L::F, K = L::K, S = L::S, OH = L::OH, OW = L::OW;
+  const std::size_t in_size = std::size_t(batch) * In::size, out_size = std::size_t(batch) * L::output_shape::size;
+  const Buffer x = test::random_values(in_size, 21), dy = test::random_values(out_size, 22);
+  const Buffer kernel = test::random_values(std::size_t(K) * K * C * F, 23), bias = test::random_values(std::size_t(F), 24);
+  std::vector<double> y(out_size), dkernel(kernel.size()), dx(in_size);
+  for (int n = 0; n < batch; ++n)
+    for (int oy = 0; oy < OH; ++oy)
+      for (int ox = 0; ox < OW; ++ox)
+        for (int f = 0; f < F; ++f) {
+          const std::size_t o = ((std::size_t(n) * OH + oy) * OW + ox) * F + f;
+          double sum = bias[std::size_t(f)];
+          for (int ky = 0; ky < K; ++ky)
+            for (int kx = 0; kx < K; ++kx) {
+              const int iy = oy * S - L::pad_top + ky, ix = ox * S - L::pad_left + kx;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              for (int c = 0; c < C; ++c) {
+                const std::size_t i = ((std::size_t(n) * H + iy) * W + ix) * C + c, w = ((std::size_t(ky) * K + kx) * C + c) * F + f;
+                sum += double(x[i]) * kernel[w];
+                dkernel[w] += double(x[i]) * dy[o];
+                dx[i] += double(kernel[w]) * dy[o];
+              }
+            }
+          y[o] = sum;
+        }
+  auto worst = [](const float* got, const std::vector<double>& want) {
+    double error = 0, scale = 1e-30;
+    for (std::size_t i = 0; i < want.size(); ++i)
+      error = std::max(error, std::abs(got[i] - want[i])), scale = std::max(scale, std::abs(want[i]));
+    return error / scale;  // relative to the largest value
+  };
+  const GemmKernel before = gemm_kernel();
+  for (const GemmKernel kernel_kind : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
+    if (!use_gemm_kernel(kernel_kind)) continue;
+    INFO(L::describe(), " on ", In::str(), ", batch ", batch, ", kernel ", std::string(name(kernel_kind)));
+    Standalone<L> conv;
+    std::copy(kernel.begin(), kernel.end(), conv.kernel());
+    std::copy(bias.begin(), bias.end(), conv.bias());
+    Buffer got_y(out_size, std::nanf("")), got_dx(in_size, std::nanf(""));
+    conv.forward(x.data(), got_y.data(), batch, Pass{Mode::train, 0});
+    conv.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
+    CHECK(worst(got_y.data(), y) < 1e-5);
+    CHECK(worst(conv.grad_kernel(), dkernel) < 1e-5);
+    CHECK(worst(got_dx.data(), dx) < 1e-5);
+  }
+  use_gemm_kernel(before);
+}
+}  // namespace
+
+TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings, strides, odd sizes, batch 1") {
+  check_conv_directly<Conv2D<7, 3>, Shape<9, 11, 5>>(3);                    // channels not a multiple of a panel
+  check_conv_directly<Conv2D<40, 3>, Shape<6, 7, 16>>(1);                   // panels of 8 channels of one cell; batch 1
+  check_conv_directly<Conv2D<3, 2>, Shape<5, 6, 3>>(2);                     // even kernel: padding only after
+  check_conv_directly<Conv2D<5, 4>, Shape<7, 6, 8>>(2);                     // padding 1 before, 2 after
+  check_conv_directly<Conv2D<6, 3, 1, Padding::valid>, Shape<8, 5, 4>>(3);  // no padding
+  check_conv_directly<Conv2D<6, 3, 2>, Shape<9, 8, 9>>(2);                  // stride 2: the input gradient through col2im
+  check_conv_directly<Conv2D<40, 3>, Shape<48, 48, 16>>(2);                 // 4,608 rows: tiles, the weight gradient in chunks
+}
+
 TEST_CASE("Dense matches PyTorch") {
   Standalone<Dense<5>::Layer<Shape<1, 1, 7>>> dense;
   check_conv_like(dense, "dense");

@@ -46,85 +46,43 @@ inline Buffer& gemm_workspace() {
 }
 }  // namespace detail
 
-/// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
-/// dense: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
-inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B,
-                 float* C, bool accumulate = false) {
-  using detail::ConstMatrixView;
-  using detail::MatrixView;
-  const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;
-  const bool split_rows = M >= N;
-  const std::ptrdiff_t length = split_rows ? M : N;
-  const std::ptrdiff_t width = detail::tile_width(length);
-  const std::ptrdiff_t tiles = (length + width - 1) / width;
-  const GemmKernel kernel = gemm_kernel();
-  std::ptrdiff_t chunks = detail::k_chunks(tiles, K), depth = (K + chunks - 1) / chunks;
-  // tnet's kernels, tiles of rows: op(B) is packed once for all tiles when it is small (a
-  // convolution's kernel), or read where it lies when it is large and its columns are contiguous
-  // (a weight gradient's dy: packing it would only add a pass over it).
-  const float* b_panels = nullptr;
-  const bool b_in_place = split_rows && !tb && K * N > (1 << 18);
-  if (kernel != GemmKernel::eigen) {
-    // Chunks start at a kernel step, so that each can read its part of the packed B.
-    depth = std::max<std::ptrdiff_t>(1, (depth + detail::kernel_depth - 1) / detail::kernel_depth) * detail::kernel_depth;
-    chunks = std::max<std::ptrdiff_t>(1, (K + depth - 1) / depth);
-    if (split_rows && !b_in_place) {
-      const detail::Operand b{B, tb ? K : 1, tb ? 1 : N};
-      const int NR = kernel == GemmKernel::avx512 ? detail::Avx512::NR : detail::Avx2::NR;
-      ensure_size(detail::shared_packed_b(), std::size_t((N + NR - 1) / NR * NR * K));
-      if (kernel == GemmKernel::avx512)
-        detail::pack_steps<detail::Avx512::NR>(b, N, K, detail::kernel_depth, detail::shared_packed_b().data());
-      else detail::pack_steps<detail::Avx2::NR>(b, N, K, detail::kernel_depth, detail::shared_packed_b().data());
-      b_panels = detail::shared_packed_b().data();
+namespace detail {
+// Cuts of C: along its longer side into tiles, and K into chunks when that gives few tiles.
+struct Cuts {
+  bool split_rows;
+  std::ptrdiff_t width, tiles, chunks, depth;
+  Cuts(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, bool kernel_steps) : split_rows(M >= N) {
+    const std::ptrdiff_t length = split_rows ? M : N;
+    width = tile_width(length);
+    tiles = (length + width - 1) / width;
+    chunks = k_chunks(tiles, K);
+    depth = (K + chunks - 1) / chunks;
+    if (kernel_steps) {  // tnet's kernels: chunks start at a kernel step, so that each can read its part of a packed B
+      depth = std::max<std::ptrdiff_t>(1, (depth + kernel_depth - 1) / kernel_depth) * kernel_depth;
+      chunks = std::max<std::ptrdiff_t>(1, (K + depth - 1) / depth);
     }
   }
-  // With K cut, chunk k's product goes to partials[k], summed into C at the end.
+};
+
+// Runs piece(m0, mn, n0, nn, k0, kn, c, add) for every piece of C (in parallel), each writing
+// its product to c (C's block, or its chunk's partial product) with leading dimension N, then
+// adds the chunks' partial products in chunk order.
+template <class Piece>
+void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C, bool accumulate, Piece piece) {
+  const std::ptrdiff_t chunks = cuts.chunks, length = cuts.split_rows ? M : N;
   float* partials = nullptr;
   if (chunks > 1) {
-    ensure_size(detail::gemm_workspace(), std::size_t(chunks * M * N));
-    partials = detail::gemm_workspace().data();
+    ensure_size(gemm_workspace(), std::size_t(chunks * M * N));
+    partials = gemm_workspace().data();
   }
-
-#pragma omp parallel for schedule(dynamic, 1) if (tiles * chunks > 1)
-  for (std::ptrdiff_t piece = 0; piece < tiles * chunks; ++piece) {
-    const std::ptrdiff_t t = piece / chunks, k = piece % chunks;
-    const std::ptrdiff_t begin = t * width, end = std::min(length, begin + width), n = end - begin;
-    const std::ptrdiff_t m0 = split_rows ? begin : 0, mn = split_rows ? n : M;
-    const std::ptrdiff_t n0 = split_rows ? 0 : begin, nn = split_rows ? N : n;
-    const std::ptrdiff_t k0 = k * depth, kn = std::min(K, k0 + depth) - k0;
-    // Rows m0.. of op(A) and columns n0.. of op(B), over k0..k0+kn, as strided views: nothing is copied here.
-    ConstMatrixView a = ta ? ConstMatrixView(A + k0 * M + m0, kn, mn, Eigen::OuterStride<>(M))
-                           : ConstMatrixView(A + m0 * K + k0, mn, kn, Eigen::OuterStride<>(K));
-    ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K + k0, nn, kn, Eigen::OuterStride<>(K))
-                           : ConstMatrixView(B + k0 * N + n0, kn, nn, Eigen::OuterStride<>(N));
-    float* c_origin = chunks > 1 ? partials + k * M * N + m0 * N + n0 : C + m0 * N + n0;
-    const bool add = accumulate && chunks == 1;
-    if (kernel != GemmKernel::eigen) {
-      const detail::Operand a{ta ? A + k0 * M + m0 : A + m0 * K + k0, ta ? 1 : K, ta ? M : 1};
-      const detail::Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
-      if (kernel == GemmKernel::avx512) {
-        const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx512::NR - 1) / detail::Avx512::NR * detail::Avx512::NR) : nullptr;
-        detail::packed_product<detail::Avx512>(a, b, mn, nn, kn, c_origin, N, add, panels, b_in_place);
-      } else {
-        const float* panels = b_panels ? b_panels + k0 * ((N + detail::Avx2::NR - 1) / detail::Avx2::NR * detail::Avx2::NR) : nullptr;
-        detail::packed_product<detail::Avx2>(a, b, mn, nn, kn, c_origin, N, add, panels, b_in_place);
-      }
-      continue;
-    }
-    MatrixView c(c_origin, mn, nn, Eigen::OuterStride<>(N));
-    if (ta && tb) {
-      if (add) c.noalias() += a.transpose() * b.transpose();
-      else c.noalias() = a.transpose() * b.transpose();
-    } else if (ta) {
-      if (add) c.noalias() += a.transpose() * b;
-      else c.noalias() = a.transpose() * b;
-    } else if (tb) {
-      if (add) c.noalias() += a * b.transpose();
-      else c.noalias() = a * b.transpose();
-    } else {
-      if (add) c.noalias() += a * b;
-      else c.noalias() = a * b;
-    }
+#pragma omp parallel for schedule(dynamic, 1) if (cuts.tiles * chunks > 1)
+  for (std::ptrdiff_t p = 0; p < cuts.tiles * chunks; ++p) {
+    const std::ptrdiff_t t = p / chunks, k = p % chunks;
+    const std::ptrdiff_t begin = t * cuts.width, end = std::min(length, begin + cuts.width), n = end - begin;
+    const std::ptrdiff_t m0 = cuts.split_rows ? begin : 0, mn = cuts.split_rows ? n : M;
+    const std::ptrdiff_t n0 = cuts.split_rows ? 0 : begin, nn = cuts.split_rows ? N : n;
+    const std::ptrdiff_t k0 = k * cuts.depth, kn = std::min(K, k0 + cuts.depth) - k0;
+    piece(m0, mn, n0, nn, k0, kn, chunks > 1 ? partials + k * M * N + m0 * N + n0 : C + m0 * N + n0, accumulate && chunks == 1);
   }
   if (chunks > 1) {
     const std::ptrdiff_t size = M * N;
@@ -135,6 +93,74 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
       C[i] = sum;
     }
   }
+}
+
+// C (M x N) (+)= A * op(B) with tnet's kernel Isa, A any source of the kernels' A operand (an
+// Operand, or the patches of an image: layers/conv2d.hpp). In tiles of rows, op(B) is packed once
+// for all tiles when it is small (a convolution's kernel), or read where it lies when it is large
+// and its columns are contiguous (a weight gradient's dy: packing it would only add a pass).
+template <class Isa, class ASource>
+void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
+                 bool accumulate) {
+  const Cuts cuts(M, N, K, true);
+  const bool b_in_place = cuts.split_rows && !tb && K * N > (1 << 18);
+  const float* b_panels = nullptr;
+  constexpr int NR = Isa::NR;
+  const std::ptrdiff_t padded_n = (N + NR - 1) / NR * NR;
+  if (cuts.split_rows && !b_in_place) {
+    ensure_size(shared_packed_b(), std::size_t(padded_n * K));
+    pack_steps<NR>(Operand{B, tb ? K : 1, tb ? 1 : N}, N, K, kernel_depth, shared_packed_b().data());
+    b_panels = shared_packed_b().data();
+  }
+  for_each_piece(cuts, M, N, K, C, accumulate,
+                 [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
+                     float* c, bool add) {
+                   const Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
+                   packed_product<Isa>(a.at(m0, k0), b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place);
+                 });
+}
+
+// kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's.
+template <class ASource>
+void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
+                 bool accumulate = false) {
+  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, tb, M, N, K, B, C, accumulate);
+  else kernel_gemm<Avx2>(a, tb, M, N, K, B, C, accumulate);
+}
+}  // namespace detail
+
+/// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
+/// dense: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
+inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B,
+                 float* C, bool accumulate = false) {
+  using detail::ConstMatrixView;
+  using detail::MatrixView;
+  const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;
+  const GemmKernel kernel = gemm_kernel();
+  if (kernel != GemmKernel::eigen) return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate);
+  detail::for_each_piece(detail::Cuts(M, N, K, false), M, N, K, C, accumulate,
+                         [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0,
+                             std::ptrdiff_t kn, float* c_origin, bool add) {
+                           // Rows m0.. of op(A) and columns n0.. of op(B), over k0..k0+kn, as strided views: nothing is copied here.
+                           ConstMatrixView a = ta ? ConstMatrixView(A + k0 * M + m0, kn, mn, Eigen::OuterStride<>(M))
+                                                  : ConstMatrixView(A + m0 * K + k0, mn, kn, Eigen::OuterStride<>(K));
+                           ConstMatrixView b = tb ? ConstMatrixView(B + n0 * K + k0, nn, kn, Eigen::OuterStride<>(K))
+                                                  : ConstMatrixView(B + k0 * N + n0, kn, nn, Eigen::OuterStride<>(N));
+                           MatrixView c(c_origin, mn, nn, Eigen::OuterStride<>(N));
+                           if (ta && tb) {
+                             if (add) c.noalias() += a.transpose() * b.transpose();
+                             else c.noalias() = a.transpose() * b.transpose();
+                           } else if (ta) {
+                             if (add) c.noalias() += a.transpose() * b;
+                             else c.noalias() = a.transpose() * b;
+                           } else if (tb) {
+                             if (add) c.noalias() += a * b.transpose();
+                             else c.noalias() = a * b.transpose();
+                           } else {
+                             if (add) c.noalias() += a * b;
+                             else c.noalias() = a * b;
+                           }
+                         });
 }
 
 namespace detail {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "config.hpp"
 
@@ -87,51 +88,12 @@ inline bool use_gemm_kernel(GemmKernel kernel) {
 
 namespace detail {
 
-/// One operand of a product as the kernels read it: element (r, k) of op(A), or of op(B)
-/// transposed (r a column of C), is data[r * row_step + k * depth_step].
-struct Operand {
-  const float* data;
-  std::ptrdiff_t row_step, depth_step;
-  Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const { return {data + r * row_step + k * depth_step, row_step, depth_step}; }
+/// A block of the A operand as a micro-kernel reads it: the panel starting at row i (a multiple of
+/// MR) starts at base + i * per_row, and holds element (i', k) at [i' * row + k * depth].
+struct ABlock {
+  const float* base;
+  std::ptrdiff_t per_row, row, depth;
 };
-
-// Copies rows [0, rows) x depths [0, kc) of `op` into panels of Panel rows, each [k][row], the last
-// one zero-padded; panel p starts at out + p * Panel * kc.
-template <int Panel>
-void pack(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
-  for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
-    const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
-    if (op.row_step == 1) {  // a panel's rows are contiguous at each depth
-      const float* src = op.data + p;
-      for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
-        float* dst = out + k * Panel;
-        if (n == Panel) {
-          for (int i = 0; i < Panel; ++i) dst[i] = src[i];
-        } else {
-          for (int i = 0; i < Panel; ++i) dst[i] = i < n ? src[i] : 0.0f;
-        }
-      }
-    } else {  // each row is contiguous along k: transpose the rows into the panel
-      for (std::ptrdiff_t i = 0; i < Panel; ++i) {
-        const float* src = op.data + (p + i) * op.row_step;
-        if (i < n)
-          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = src[k * op.depth_step];
-        else
-          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
-      }
-    }
-  }
-}
-
-// Panels of a whole operand, cut along k into steps of `depth`: step s's panels start at
-// s * depth * padded_rows, panel p of it at p * Panel * (that step's depth).
-template <int Panel>
-void pack_steps(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t K, std::ptrdiff_t depth, float* out) {
-  const std::ptrdiff_t padded = (rows + Panel - 1) / Panel * Panel, steps = (K + depth - 1) / depth;
-#pragma omp parallel for schedule(static) if (steps > 1 && rows * K > (1 << 16))
-  for (std::ptrdiff_t s = 0; s < steps; ++s)
-    pack<Panel>(op.at(0, s * depth), rows, std::min(depth, K - s * depth), out + s * depth * padded);
-}
 
 // The packed operands of one block, owned by the calling thread, and the packed B shared by a
 // gemm's blocks; they only grow.
@@ -146,6 +108,67 @@ inline Buffer& packed_b() {
 inline Buffer& shared_packed_b() {
   static thread_local Buffer panels;
   return panels;
+}
+
+template <int Panel>
+struct Packer;
+
+/// One operand of a product as the kernels read it: element (r, k) of op(A), or of op(B)
+/// transposed (r a column of C), is data[r * row_step + k * depth_step].
+/// As the A operand (any class with at() and block() does): at(r, k) is the operand from row r and
+/// depth k on, block<MR>(rows, k0, kc) the rows x [k0, k0 + kc) block as the micro-kernels read it:
+/// where it lies when rows are contiguous along k, else packed into panels of MR rows.
+struct Operand {
+  const float* data;
+  std::ptrdiff_t row_step, depth_step;
+  Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const { return {data + r * row_step + k * depth_step, row_step, depth_step}; }
+  template <int MR>
+  ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k0, std::ptrdiff_t kc) const {
+    if (depth_step == 1) return {data + k0, row_step, row_step, 1};
+    ensure_size(packed_a(), std::size_t((rows + MR - 1) / MR * MR * kc));
+    Packer<MR>::pack(at(0, k0), rows, kc, packed_a().data());
+    return {packed_a().data(), kc, 1, MR};
+  }
+};
+
+// Copies rows [0, rows) x depths [0, kc) of `op` into panels of Panel rows, each [k][row], the last
+// one zero-padded; panel p starts at out + p * Panel * kc.
+template <int Panel>
+struct Packer {
+  static void pack(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
+    for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
+      const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
+      if (op.row_step == 1) {  // a panel's rows are contiguous at each depth
+        const float* src = op.data + p;
+        for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
+          float* dst = out + k * Panel;
+          if (n == Panel) {
+            for (int i = 0; i < Panel; ++i) dst[i] = src[i];
+          } else {
+            for (int i = 0; i < Panel; ++i) dst[i] = i < n ? src[i] : 0.0f;
+          }
+        }
+      } else {  // each row is contiguous along k: transpose the rows into the panel
+        for (std::ptrdiff_t i = 0; i < Panel; ++i) {
+          const float* src = op.data + (p + i) * op.row_step;
+          if (i < n)
+            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = src[k * op.depth_step];
+          else
+            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
+        }
+      }
+    }
+  }
+};
+
+// Panels of a whole operand, cut along k into steps of `depth`: step s's panels start at
+// s * depth * padded_rows, panel p of it at p * Panel * (that step's depth).
+template <int Panel>
+void pack_steps(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t K, std::ptrdiff_t depth, float* out) {
+  const std::ptrdiff_t padded = (rows + Panel - 1) / Panel * Panel, steps = (K + depth - 1) / depth;
+#pragma omp parallel for schedule(static) if (steps > 1 && rows * K > (1 << 16))
+  for (std::ptrdiff_t s = 0; s < steps; ++s)
+    Packer<Panel>::pack(op.at(0, s * depth), rows, std::min(depth, K - s * depth), out + s * depth * padded);
 }
 
 #if TNET_X86_KERNELS
@@ -334,44 +357,41 @@ struct Avx2 {
 inline constexpr std::ptrdiff_t kernel_depth = 256;
 
 /// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
-/// `accumulate`, with Isa's micro-kernel. A is read where it lies when its rows are contiguous
-/// along K (an im2col matrix), else packed. B is packed unless `b_panels` holds it already
-/// (pack_steps<NR> of exactly these columns and depths), or its columns are contiguous and either
-/// `b_in_place` asks for it to be read where it lies or a single panel of A makes packing it cost
-/// more than it saves.
-template <class Isa>
-void packed_product(const Operand& a, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t K, float* c,
+/// `accumulate`, with Isa's micro-kernel; A an Operand or another source of A blocks. B is packed
+/// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
+/// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
+/// panel of A makes packing it cost more than it saves.
+template <class Isa, class ASource>
+void packed_product(const ASource& a, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t K, float* c,
                     std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr, bool b_in_place = false) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   constexpr std::ptrdiff_t depth = kernel_depth;
   if (K == 0 && !accumulate)
     for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
-  const std::ptrdiff_t padded_rows = (rows + MR - 1) / MR * MR, padded_cols = (cols + NR - 1) / NR * NR;
-  const bool direct_a = a.depth_step == 1, direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
-  if (!direct_a) ensure_size(packed_a(), std::size_t(padded_rows * std::min(depth, K)));
+  const std::ptrdiff_t padded_cols = (cols + NR - 1) / NR * NR;
+  const bool direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
   if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
-  if (direct_b && direct_a && rows <= MR) {  // a few rows, B read where it lies, in wide strips
-    for (std::ptrdiff_t i = 0; i < rows; ++i)
-      for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
-        Isa::row(K, a.data + i * a.row_step, b.data + j, b.depth_step, c + i * ldc + j,
-                 int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
-    return;
-  }
+  if constexpr (std::is_same_v<ASource, Operand>)
+    if (direct_b && a.depth_step == 1 && rows <= MR) {  // a few rows, B read where it lies, in wide strips
+      for (std::ptrdiff_t i = 0; i < rows; ++i)
+        for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
+          Isa::row(K, a.data + i * a.row_step, b.data + j, b.depth_step, c + i * ldc + j,
+                   int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
+      return;
+    }
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
     const std::ptrdiff_t kc = std::min(depth, K - k0);
-    if (!direct_a) pack<MR>(a.at(0, k0), rows, kc, packed_a().data());
+    const ABlock block = a.template block<MR>(rows, k0, kc);
     const float* pb = b_panels ? b_panels + k0 * padded_cols : packed_b().data();
-    if (!direct_b && !b_panels) pack<NR>(b.at(0, k0), cols, kc, packed_b().data());
+    if (!direct_b && !b_panels) Packer<NR>::pack(b.at(0, k0), cols, kc, packed_b().data());
     const bool add = accumulate || k0 > 0;
     for (std::ptrdiff_t j = 0; j < cols; j += NR) {
       const int n = int(std::min<std::ptrdiff_t>(NR, cols - j));
       const float* b_panel = direct_b ? b.data + j + k0 * b.depth_step : pb + j * kc;
       const std::ptrdiff_t b_depth = direct_b ? b.depth_step : NR;
-      for (std::ptrdiff_t i = 0; i < rows; i += MR) {
-        const int m = int(std::min<std::ptrdiff_t>(MR, rows - i));
-        if (direct_a) Isa::run(m, kc, a.data + i * a.row_step + k0, a.row_step, 1, b_panel, b_depth, c + i * ldc + j, ldc, n, add);
-        else Isa::run(m, kc, packed_a().data() + i * kc, 1, MR, b_panel, b_depth, c + i * ldc + j, ldc, n, add);
-      }
+      for (std::ptrdiff_t i = 0; i < rows; i += MR)
+        Isa::run(int(std::min<std::ptrdiff_t>(MR, rows - i)), kc, block.base + i * block.per_row, block.row, block.depth, b_panel, b_depth,
+                 c + i * ldc + j, ldc, n, add);
     }
   }
 }

@@ -4,11 +4,14 @@
 // padding same: OH = ceil(H / S), zero padding split as Keras does (the extra row at the bottom);
 // valid: OH = (H - K) / S + 1, needs H, W >= K. Learns kernel (K, K, C, F) in Keras's HWIO order
 // and bias (F); kernel glorot-uniform, bias zero.
-// Computed as one GEMM over the whole batch: im2col turns x into `columns` (N*OH*OW rows of
-// K*K*C), then y = columns * kernel. Backward rebuilds the columns from x rather than keeping
-// them (they are the largest buffers of a network), then reuses them for the input gradient. The
-// columns live in one workspace per calling thread, shared by every convolution of every network
-// (detail::conv_workspace), so it is as large as the largest convolution's, not their sum.
+// Computed as one GEMM over the whole batch: y = columns * kernel, where `columns`, the im2col
+// matrix of x, has N*OH*OW rows of K*K*C. With tnet's own kernels the columns are never written
+// out: the GEMM gathers each block of them from x as it needs it (detail::Patches), for the
+// forward pass and the weight gradient (columns^T dy); at stride 1 the input gradient is the
+// convolution of dy with the flipped kernel, gathered the same way. With Eigen's kernels (and for
+// the input gradient at larger strides) im2col writes the columns into one workspace per calling
+// thread, shared by every convolution of every network (detail::conv_workspace), and col2im folds
+// the columns' gradient back onto the pixels.
 #pragma once
 
 #include <algorithm>
@@ -28,6 +31,108 @@ namespace detail {
 inline Buffer& conv_workspace() {
   static thread_local Buffer columns;  // grows to the largest convolution seen, then stays
   return columns;
+}
+
+/// The im2col matrix of a batch of NHWC images, never materialised: row r is output pixel
+/// (n, oy, ox), column k is (ky, kx, c) of the window whose corner is (oy * S - top, ox * S - left);
+/// values outside the images are zero. As the A operand of tnet's kernels (core/gemm_kernels.hpp)
+/// each block of rows is gathered from the images into the calling thread's packing buffer when
+/// the kernels reach it, so the matrix never leaves the cache.
+/// K (the window) and C (channels) are compile-time constants: the gathers divide by them.
+template <int K, int C>
+struct Patches {
+  const float* x;
+  int H, W, OH, OW, S, top, left;
+  std::ptrdiff_t r0 = 0, k0 = 0;  // where this view starts
+
+  Patches at(std::ptrdiff_t r, std::ptrdiff_t k) const {
+    Patches view = *this;
+    view.r0 += r, view.k0 += k;
+    return view;
+  }
+  template <int MR>
+  ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k, std::ptrdiff_t kc) const {
+    ensure_size(packed_a(), std::size_t(rows * kc));
+    float* out = packed_a().data();
+    for (std::ptrdiff_t i = 0; i < rows; ++i) row(r0 + i, k0 + k, kc, out + i * kc);
+    return {out, kc, kc, 1};
+  }
+  // Columns [k, k + kc) of row r, in runs of channels.
+  void row(std::ptrdiff_t r, std::ptrdiff_t k, std::ptrdiff_t kc, float* out) const {
+    const std::ptrdiff_t pixels = std::ptrdiff_t(OH) * OW, n = r / pixels;
+    const int oy = int(r % pixels) / OW, ox = int(r % pixels) % OW;
+    const float* image = x + n * H * W * C;
+    for (const std::ptrdiff_t end = k + kc; k < end;) {
+      const int cell = int(k / C), c = int(k % C), iy = oy * S - top + cell / K, ix = ox * S - left + cell % K;
+      const int run = int(std::min<std::ptrdiff_t>(C - c, end - k));
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::fill(out, out + run, 0.0f);
+      else std::memcpy(out, image + (std::ptrdiff_t(iy) * W + ix) * C + c, sizeof(float) * std::size_t(run));
+      out += run, k += run;
+    }
+  }
+};
+
+/// The transpose of Patches (rows: the window's (ky, kx, c); depth: output pixels), the A operand
+/// of a weight gradient: blocks are packed into panels of MR window positions straight from the
+/// images, each pixel's MR values one copy when they are MR channels of one window cell.
+template <int K, int C>
+struct PatchesTransposed {
+  Patches<K, C> patches;
+  std::ptrdiff_t p0 = 0, q0 = 0;  // first window position and pixel of this view
+
+  PatchesTransposed at(std::ptrdiff_t p, std::ptrdiff_t q) const { return {patches, p0 + p, q0 + q}; }
+  template <int MR>
+  ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k, std::ptrdiff_t kc) const {
+    const Patches<K, C>& in = patches;
+    ensure_size(packed_a(), std::size_t((rows + MR - 1) / MR * MR * kc));
+    float* out = packed_a().data();
+    const std::ptrdiff_t pixels = std::ptrdiff_t(in.OH) * in.OW;
+    for (std::ptrdiff_t p = p0; p < p0 + rows; p += MR, out += MR * kc) {
+      const int n = int(std::min<std::ptrdiff_t>(MR, p0 + rows - p));
+      int dy[MR], dx[MR], channel[MR];  // each row's window offset and channel; padded rows read nothing
+      for (int i = 0; i < MR; ++i) {
+        const std::ptrdiff_t position = p + std::min(i, n - 1), cell = position / C;
+        dy[i] = int(cell / K) - in.top, dx[i] = int(cell % K) - in.left, channel[i] = int(position % C);
+      }
+      const bool one_cell = n == MR && dy[0] == dy[MR - 1] && dx[0] == dx[MR - 1];  // channels c .. c + MR - 1 of one cell
+      std::ptrdiff_t q = q0 + k, image = q / pixels;
+      int oy = int(q % pixels) / in.OW, ox = int(q % pixels) % in.OW;
+      for (std::ptrdiff_t j = 0; j < kc; ++j) {
+        const float* pixel_row = in.x + image * in.H * in.W * C;
+        float* dst = out + j * MR;
+        if (one_cell) {
+          const int iy = oy * in.S + dy[0], ix = ox * in.S + dx[0];
+          if (iy < 0 || iy >= in.H || ix < 0 || ix >= in.W) std::fill(dst, dst + MR, 0.0f);
+          else std::memcpy(dst, pixel_row + (std::ptrdiff_t(iy) * in.W + ix) * C + channel[0], sizeof(float) * MR);
+        } else {
+          for (int i = 0; i < MR; ++i) {
+            const int iy = oy * in.S + dy[i], ix = ox * in.S + dx[i];
+            const bool inside = i < n && iy >= 0 && iy < in.H && ix >= 0 && ix < in.W;
+            dst[i] = inside ? pixel_row[(std::ptrdiff_t(iy) * in.W + ix) * C + channel[i]] : 0.0f;
+          }
+        }
+        if (++ox == in.OW) {
+          ox = 0;
+          if (++oy == in.OH) oy = 0, ++image;
+        }
+      }
+    }
+    return {packed_a().data(), kc, 1, MR};
+  }
+};
+
+// A convolution's kernel turned for its input gradient at stride 1: flipped in space, input and
+// output channels swapped, (K, K, F, C) from (K, K, C, F). In the calling thread's workspace.
+inline const float* flipped_kernel(const float* kernel, int K, int C, int F) {
+  static thread_local Buffer flipped;
+  ensure_size(flipped, std::size_t(K) * K * C * F);
+  for (int cell = 0; cell < K * K; ++cell) {
+    const float* from = kernel + std::ptrdiff_t(K * K - 1 - cell) * C * F;
+    float* to = flipped.data() + std::ptrdiff_t(cell) * F * C;
+    for (int c = 0; c < C; ++c)
+      for (int f = 0; f < F; ++f) to[f * C + c] = from[c * F + f];
+  }
+  return flipped.data();
 }
 }  // namespace detail
 
@@ -84,20 +189,30 @@ struct Conv2D : LayerSpec {
 
     void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
-      float* columns = im2col(x, batch);
-      gemm(Transpose::no, Transpose::no, rows, F, patch, columns, kernel_, y);
+      if (gemm_kernel() != GemmKernel::eigen && gathers) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y);
+      else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y);
       add_bias(y, rows, F, bias_, epilogue);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
+      const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
-      float* columns = im2col(x, batch);
-      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_);
+      float* columns = nullptr;
+      if (own_kernels && gathers) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
+      else gemm(Transpose::yes, Transpose::no, patch, F, rows, columns = im2col(x, batch), dy, grad_kernel_);
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
       if (!dx) return;
+      if (own_kernels && gathers_input_gradient) {
+        // At stride 1, dL/dx is the convolution of dy with the flipped kernel, whose windows
+        // reach K - 1 - pad before each pixel: no columns to fold back.
+        const detail::Patches<K, F> of_dy{dy, OH, OW, H, W, 1, K - 1 - pad_top, K - 1 - pad_left};
+        detail::kernel_gemm(of_dy, false, std::ptrdiff_t(batch) * H * W, C, patch_of_dy, detail::flipped_kernel(kernel_, K, C, F), dx);
+        return;
+      }
       // dL/dcolumns = dy kernel^T, written over the columns (no longer needed), then folded back.
+      if (!columns) columns = im2col_workspace(batch);
       gemm(Transpose::no, Transpose::yes, rows, patch, F, dy, kernel_, columns);
       col2im(columns, dx, batch);
     }
@@ -111,12 +226,26 @@ struct Conv2D : LayerSpec {
     const float* grad_bias() const { return grad_bias_; }
 
    private:
-    // The im2col matrix of x in the calling thread's workspace. Row (n, oy, ox) holds the K x K x C
-    // window under output pixel (oy, ox), in the kernel's (ky, kx, c) order; padding is zero.
-    static float* im2col(const float* x, int batch) {
+    static constexpr int patch_of_dy = K * K * F;  // a window of dy, for the input gradient
+
+    // x's im2col matrix as tnet's kernels read it, never materialised.
+    static detail::Patches<K, C> patches(const float* x) { return {x, H, W, OH, OW, S, pad_top, pad_left}; }
+    // Gathering pays when a panel's channels lie in one window cell and rows are long runs of
+    // channels (copied at once); with few channels (a first convolution's 3) the columns are
+    // written out. The input gradient is gathered from dy, F channels, at stride 1.
+    static constexpr bool gathers = C % 8 == 0, gathers_input_gradient = S == 1 && F % 8 == 0;
+
+    static float* im2col_workspace(int batch) {
       Buffer& workspace = detail::conv_workspace();
       ensure_size(workspace, std::size_t(batch) * OH * OW * patch);
-      float* columns = workspace.data();
+      return workspace.data();
+    }
+
+    // The im2col matrix of x in the calling thread's workspace (for Eigen's kernels, and for the
+    // input gradient at strides above 1). Row (n, oy, ox) holds the K x K x C window under output
+    // pixel (oy, ox), in the kernel's (ky, kx, c) order; padding is zero.
+    static float* im2col(const float* x, int batch) {
+      float* columns = im2col_workspace(batch);
 #pragma omp parallel for schedule(static)
       for (int n = 0; n < batch; ++n) {
         const float* image = x + std::ptrdiff_t(n) * H * W * C;
