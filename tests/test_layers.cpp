@@ -440,9 +440,10 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   // fewer rows than a micro-kernel's; (1, 300, 700): one row (a batch-1 dense layer) in tiles of
   // columns wider than a vector strip and not a multiple of it; (2003, 33, 300): tiles of rows
   // with partial panels of rows and columns, K in two kernel steps; (200, 27, 9000): tiles of rows
-  // with K in chunks; (9, 1, 1) and (3, 4, 0): degenerate.
+  // with K in chunks; (3, 600, 500): few rows times a large B, computed transposed when B is
+  // (a dense layer's input gradient); (9, 1, 1) and (3, 4, 0): degenerate.
   const Case cases[] = {{300, 40, 50},   {24, 150, 6000}, {16, 24, 20000}, {5, 7, 9000}, {1, 300, 700},
-                        {2003, 33, 300}, {200, 27, 9000}, {9, 1, 1},       {3, 4, 0}};
+                        {2003, 33, 300}, {200, 27, 9000}, {3, 600, 500},   {9, 1, 1},    {3, 4, 0}};
   const GemmKernel before = gemm_kernel();
   int kernels_run = 0;
   for (const GemmKernel kernel : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {

@@ -47,6 +47,12 @@ inline Buffer& gemm_workspace() {
 }  // namespace detail
 
 namespace detail {
+// C^T of a product computed transposed (gemm), owned by the calling thread; it only grows.
+inline Buffer& transposed_product() {
+  static thread_local Buffer product;
+  return product;
+}
+
 // Cuts of C: along its longer side into tiles, and K into chunks when that gives few tiles.
 struct Cuts {
   bool split_rows;
@@ -137,7 +143,22 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
   using detail::MatrixView;
   const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;
   const GemmKernel kernel = gemm_kernel();
-  if (kernel != GemmKernel::eigen) return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate);
+  if (kernel != GemmKernel::eigen) {
+    if (tb && M <= 64 && N >= 8 * M && N * K > (1 << 18)) {
+      // A few rows times a large transposed B (a dense layer's input gradient, dy kernel^T):
+      // packing B would transpose all of it, so compute C^T = B op(A)^T, where B is read as it
+      // lies, then transpose that into C.
+      Buffer& transposed = detail::transposed_product();
+      ensure_size(transposed, std::size_t(N * M));
+      detail::kernel_gemm(detail::Operand{B, K, 1}, !ta, N, M, K, A, transposed.data());
+      const float* t = transposed.data();
+#pragma omp parallel for schedule(static) if (M * N > (1 << 15))
+      for (std::ptrdiff_t m = 0; m < M; ++m)
+        for (std::ptrdiff_t n = 0; n < N; ++n) C[m * N + n] = (accumulate ? C[m * N + n] : 0.0f) + t[n * M + m];
+      return;
+    }
+    return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate);
+  }
   detail::for_each_piece(detail::Cuts(M, N, K, false), M, N, K, C, accumulate,
                          [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0,
                              std::ptrdiff_t kn, float* c_origin, bool add) {
