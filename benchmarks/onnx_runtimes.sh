@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2} steps=${STEPS:-10}
 out=build-bench
-cmake -S . -B $out -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B $out -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_BUILD_TESTS=OFF -DTNET_BUILD_EXAMPLES=ON >/dev/null
 cmake --build $out -j"$(nproc)" --target bench_smallervgg fashion_train fashion_export >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

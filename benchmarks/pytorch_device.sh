@@ -12,12 +12,9 @@ python3 -c 'import torch; print("torch", torch.__version__, "onednn", torch.back
 tnet() { echo "== tnet $1 threads $2 ${3:-}"; timeout 120 $D/bench-$1 --threads $2 --steps 10 ${3:-} 2>&1 | tr '\n' ' ' | sed 's/layer /\nlayer /g'; echo; }
 torch() { echo "== torch threads $1 ${*:2}"; timeout 240 python3 benchmarks/torch_smallervgg.py --threads $1 --steps 10 --channels-last "${@:2}" 2>&1 | grep -v Warning | tr '\n' ' '; echo; }
 for round in 1 2; do
-  for t in 2 16; do
-    tnet before-v4 $t; tnet v4 $t; tnet port $t; tnet before-port $t
-    torch $t; torch $t --bf16
-  done
+  tnet before-v4 2; tnet v4 2; tnet port 2; tnet before-port 2; torch 2; torch 2 --bf16
+  tnet before-v4 16; tnet v4 16; tnet port 16; torch 16; torch 16 --bf16
 done
-tnet port 2 "--kernel avx2"; tnet port 16 "--kernel avx2"
-tnet before-v4 2 --layers
+tnet port 2 "--kernel avx2"
 tnet v4 2 --layers
 torch 2 --compile
