@@ -105,7 +105,7 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
 // Operand, or the patches of an image: layers/conv2d.hpp). In tiles of rows, op(B) is packed once
 // for all tiles when it is small (a convolution's kernel), or read where it lies when it is large
 // and its columns are contiguous (a weight gradient's dy: packing it would only add a pass).
-template <class Isa, class ASource>
+template <class Isa>
 void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
                  bool accumulate) {
   const Cuts cuts(M, N, K, true);
@@ -122,16 +122,21 @@ void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, 
                  [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
                      float* c, bool add) {
                    const Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
-                   packed_product<Isa>(a.at(m0, k0), b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place);
+                   packed_product<Isa>(a, m0, k0, b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place);
                  });
 }
 
-// kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's.
-template <class ASource>
-void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
-                 bool accumulate = false) {
+// kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's; `a` is an Operand
+// or any other source of A blocks (see ASource).
+inline void kernel_gemm_erased(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
+                               bool accumulate) {
   if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, tb, M, N, K, B, C, accumulate);
   else kernel_gemm<Avx2>(a, tb, M, N, K, B, C, accumulate);
+}
+template <class Source>
+void kernel_gemm(const Source& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
+                 bool accumulate = false) {
+  kernel_gemm_erased(erase(a), tb, M, N, K, B, C, accumulate);
 }
 }  // namespace detail
 

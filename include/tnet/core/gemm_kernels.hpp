@@ -356,32 +356,54 @@ struct Avx2 {
 /// The depth of one step along K: a B panel (depth x NR) stays in L1, a block of A in L2.
 inline constexpr std::ptrdiff_t kernel_depth = 256;
 
+/// The A operand of packed_product, whatever it is (an Operand, or the patches of an image:
+/// layers/conv2d.hpp), behind one function pointer: the products are compiled once per kernel, not
+/// once per kind of operand (compile time is part of a user's wait). block(object, r0, k0, rows,
+/// kc, MR) is source.at(r0, k0).block<MR>(rows, 0, kc); `matrix` is set when A is an Operand.
+struct ASource {
+  const Operand* matrix;
+  const void* object;
+  ABlock (*block)(const void* object, std::ptrdiff_t r0, std::ptrdiff_t k0, std::ptrdiff_t rows, std::ptrdiff_t kc, int MR);
+};
+
+template <class Source>
+ASource erase(const Source& source) {
+  const Operand* matrix = nullptr;
+  if constexpr (std::is_same_v<Source, Operand>) matrix = &source;
+  return {matrix, &source, [](const void* object, std::ptrdiff_t r0, std::ptrdiff_t k0, std::ptrdiff_t rows, std::ptrdiff_t kc, int MR) {
+            const Source view = static_cast<const Source*>(object)->at(r0, k0);
+            return MR == 8 ? view.template block<8>(rows, 0, kc) : view.template block<6>(rows, 0, kc);
+          }};
+}
+
 /// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
-/// `accumulate`, with Isa's micro-kernel; A an Operand or another source of A blocks. B is packed
+/// `accumulate`, with Isa's micro-kernel; A is rows r0.. and depths k0.. of `a`. B is packed
 /// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
 /// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
 /// panel of A makes packing it cost more than it saves.
-template <class Isa, class ASource>
-void packed_product(const ASource& a, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t K, float* c,
-                    std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr, bool b_in_place = false) {
+template <class Isa>
+void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols,
+                    std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr,
+                    bool b_in_place = false) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
+  static_assert(MR == 8 || MR == 6, "tnet: ASource::block knows panels of 8 and 6 rows");
   constexpr std::ptrdiff_t depth = kernel_depth;
   if (K == 0 && !accumulate)
     for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
   const std::ptrdiff_t padded_cols = (cols + NR - 1) / NR * NR;
   const bool direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
   if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
-  if constexpr (std::is_same_v<ASource, Operand>)
-    if (direct_b && a.depth_step == 1 && rows <= MR) {  // a few rows, B read where it lies, in wide strips
-      for (std::ptrdiff_t i = 0; i < rows; ++i)
-        for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
-          Isa::row(K, a.data + i * a.row_step, b.data + j, b.depth_step, c + i * ldc + j,
-                   int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
-      return;
-    }
+  if (a.matrix && direct_b && a.matrix->depth_step == 1 && rows <= MR) {  // a few rows, B read where it lies, in wide strips
+    const Operand matrix = a.matrix->at(r0, k_first);
+    for (std::ptrdiff_t i = 0; i < rows; ++i)
+      for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
+        Isa::row(K, matrix.data + i * matrix.row_step, b.data + j, b.depth_step, c + i * ldc + j,
+                 int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
+    return;
+  }
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
     const std::ptrdiff_t kc = std::min(depth, K - k0);
-    const ABlock block = a.template block<MR>(rows, k0, kc);
+    const ABlock block = a.block(a.object, r0, k_first + k0, rows, kc, MR);
     const float* pb = b_panels ? b_panels + k0 * padded_cols : packed_b().data();
     if (!direct_b && !b_panels) Packer<NR>::pack(b.at(0, k0), cols, kc, packed_b().data());
     const bool add = accumulate || k0 > 0;
