@@ -170,8 +170,7 @@ int main(int argc, char** argv) {
                                                                {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
   if (json) {
     std::printf("{\"gemm_kernel\": \"%s\"", tnet::name(tnet::gemm_kernel()));
-    for (std::size_t i = 0; i < figures.size(); ++i)
-      std::printf(", \"%s\": %.4g", figures[i].first.c_str(), figures[i].second);
+    for (std::size_t i = 0; i < figures.size(); ++i) std::printf(", \"%s\": %.4g", figures[i].first.c_str(), figures[i].second);
     if (layers) {
       std::printf(", \"layers\": [");
       for (std::size_t i = 0; i < per_layer.size(); ++i)

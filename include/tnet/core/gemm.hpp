@@ -1,11 +1,12 @@
 // tnet/core/gemm.hpp: the matrix products every layer is built on, and deterministic reductions.
 //
 // gemm() computes C = op(A) * op(B) (or C += ...) on row-major matrices with tnet's own AVX2 or
-// AVX-512 kernels, picked at run time (core/gemm_kernels.hpp), or Eigen's elsewhere. It cuts C into tiles along its longer side and, when
-// that gives few tiles for a long inner dimension K (a weight gradient: 27 x 32 summed over 300,000 rows), also cuts K into chunks whose
-// products are added afterwards in chunk order. The cuts depend only on M, N and K, each piece is
-// one single-threaded product, and OpenMP hands pieces to threads. Every element of C is
-// thus computed by the same sequence of operations whatever the thread count.
+// AVX-512 kernels, picked at run time (core/gemm_kernels.hpp), or Eigen's elsewhere. It cuts C
+// into tiles along its longer side and, when that gives few tiles for a long inner dimension K (a
+// weight gradient: 27 x 32 summed over 300,000 rows), also cuts K into chunks whose products are
+// added afterwards in chunk order. The cuts depend only on M, N and K, each piece is one
+// single-threaded product, and OpenMP hands pieces to threads. Every element of C is thus
+// computed by the same sequence of operations whatever the thread count.
 #pragma once
 
 #include <algorithm>

@@ -6,12 +6,14 @@
 // the widest one the CPU runs is picked when the program starts; elsewhere gemm() uses Eigen.
 //
 // The scheme is the usual packed one (Goto / BLIS). A block of C (rows m0.., columns n0..) is
-// computed in steps of at most `depth` along K: the step's rows of op(A) are copied into panels of
-// MR rows, [k][row], and its columns of op(B) into panels of NR columns, [k][column], both padded
-// with zeros; then a micro-kernel multiplies one A panel by one B panel with MR x NR accumulators
-// held in vector registers and adds the result to C (or writes it, on the first step unless
-// accumulating). Every element of C is thus the same sequence of fused multiply-adds whatever the
-// thread count: k in order within a step, steps added to C in order.
+// computed in steps of at most `kernel_depth` along K: the step's rows of op(A) are read where
+// they lie when contiguous along K, else copied into panels of MR rows, [k][row] (or gathered
+// from images: layers/conv2d.hpp), and its columns of op(B) copied into panels of NR columns,
+// [k][column], zero-padded (or read where they lie when large and contiguous); then a
+// micro-kernel multiplies MR rows of A by one B panel with MR x NR accumulators held in vector
+// registers and adds the result to C (or writes it, on the first step unless accumulating).
+// Every element of C is thus the same sequence of fused multiply-adds whatever the thread count:
+// k in order within a step, steps added to C in order.
 #pragma once
 
 #include <algorithm>

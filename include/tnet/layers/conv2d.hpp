@@ -8,8 +8,9 @@
 // matrix of x, has N*OH*OW rows of K*K*C. With tnet's own kernels the columns are never written
 // out: the GEMM gathers each block of them from x as it needs it (detail::Patches), for the
 // forward pass and the weight gradient (columns^T dy); at stride 1 the input gradient is the
-// convolution of dy with the flipped kernel, gathered the same way. With Eigen's kernels (and for
-// the input gradient at larger strides) im2col writes the columns into one workspace per calling
+// convolution of dy with the flipped kernel, gathered the same way. With Eigen's kernels, with
+// input channels not a multiple of 8 (a first convolution's 3: short runs gather slowly), and for
+// the input gradient at larger strides, im2col writes the columns into one workspace per calling
 // thread, shared by every convolution of every network (detail::conv_workspace), and col2im folds
 // the columns' gradient back onto the pixels.
 #pragma once
