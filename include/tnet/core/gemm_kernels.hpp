@@ -308,52 +308,48 @@ __attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, cons
     _mm256_maskstore_ps(c + 8 * v, mask[v], acc[v]);
   }
 }
+#else  // elsewhere only Eigen's kernel is supported and these are never called
+template <int Rows>
+inline void micro_avx512(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
+                         int, bool) {}
+template <int Rows>
+inline void micro_avx2(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
+                       int, bool) {}
+inline void row_avx512(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
+inline void row_avx2(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
 #endif
 
-// An ISA's micro-kernel for every row count up to its MR, so that a block's last rows cost only
-// what they compute (a batch-1 dense layer is a single row).
-struct Avx512 {
+// An instruction set's kernels: `micro` for every row count up to MR, so that a block's last rows
+// cost only what they compute, and `row` for a single row times B where it lies (a batch-1 dense
+// layer).
+template <class Code>
+struct Kernels {
+  static constexpr int MR = Code::MR, NR = Code::NR, row_width = Code::row_width;
+  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
+    Code::row(K, a, b, b_depth, c, n, add);
+  }
+  template <int Rows = MR>
+  static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
+                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
+    if constexpr (Rows > 1)
+      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+    Code::template micro<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+  }
+};
+struct Avx512Code {
   static constexpr int MR = 8, NR = 32, row_width = 128;
-  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
-#if TNET_X86_KERNELS
-    row_avx512(K, a, b, b_depth, c, n, add);
-#else
-    (void)K, (void)a, (void)b, (void)b_depth, (void)c, (void)n, (void)add;
-#endif
-  }
-  template <int Rows = MR>
-  static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
-                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
-#if TNET_X86_KERNELS
-    if constexpr (Rows > 1)
-      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
-    micro_avx512<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
-#else
-    (void)rows, (void)kc, (void)a, (void)a_row, (void)a_depth, (void)b, (void)b_depth, (void)c, (void)ldc, (void)n, (void)add;
-#endif
-  }
+  template <int Rows>
+  static constexpr auto micro = micro_avx512<Rows>;
+  static constexpr auto row = row_avx512;
 };
-struct Avx2 {
+struct Avx2Code {
   static constexpr int MR = 6, NR = 16, row_width = 64;
-  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
-#if TNET_X86_KERNELS
-    row_avx2(K, a, b, b_depth, c, n, add);
-#else
-    (void)K, (void)a, (void)b, (void)b_depth, (void)c, (void)n, (void)add;
-#endif
-  }
-  template <int Rows = MR>
-  static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
-                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
-#if TNET_X86_KERNELS
-    if constexpr (Rows > 1)
-      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
-    micro_avx2<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
-#else
-    (void)rows, (void)kc, (void)a, (void)a_row, (void)a_depth, (void)b, (void)b_depth, (void)c, (void)ldc, (void)n, (void)add;
-#endif
-  }
+  template <int Rows>
+  static constexpr auto micro = micro_avx2<Rows>;
+  static constexpr auto row = row_avx2;
 };
+using Avx512 = Kernels<Avx512Code>;
+using Avx2 = Kernels<Avx2Code>;
 
 /// The depth of one step along K: a B panel (depth x NR) stays in L1, a block of A in L2.
 inline constexpr std::ptrdiff_t kernel_depth = 256;
