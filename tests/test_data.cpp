@@ -76,7 +76,7 @@ TEST_CASE("decoding: grayscale and progressive JPEG, GIF's first frame, BMP, a J
   }
 }
 
-TEST_CASE("decoding refuses text, truncated files and decompression bombs with the file's name") {
+TEST_CASE("decoding refuses text, truncated files, unterminated streams and decompression bombs with the file's name") {
   TempDir dir("bad");
   test::write(dir / "notes.jpg", "this is text, not a photo\n");
   CHECK(error_of([&] { read_image(dir / "notes.jpg"); }) == dir / "notes.jpg" + ": not a JPEG, PNG, GIF or BMP image");
@@ -86,7 +86,28 @@ TEST_CASE("decoding refuses text, truncated files and decompression bombs with t
   const std::string png = test::read(dir / "whole.png");
   test::write(dir / "cut.png", png.substr(0, png.size() / 2));
   const std::string cut = error_of([&] { read_image(dir / "cut.png"); });
-  CHECK(cut.find(dir / "cut.png" + ": cannot decode png") == 0);
+  CHECK(cut.find(dir / "cut.png" + ": png chunk at byte 33 runs past the end of the file") == 0);
+
+  // A 5x4 PNG with a chunk claiming more bytes than the file has: stb would allocate them first
+  // (2 GB; fuzz_image found it).
+  const std::string past_end = std::string(TNET_FIXTURE_DIR) + "/fuzz/image/chunk_past_end.png";
+  CHECK(error_of([&] { read_image(past_end); }).find(past_end + ": png chunk at byte 79 runs past the end of the file") == 0);
+  // The 40x30 image with its compressed pixels cut in half, the chunks kept whole: stb's inflater
+  // would decode on past the end of the stream.
+  const std::size_t idat_length = std::size_t(std::uint8_t(png[35])) << 8 | std::uint8_t(png[36]);
+  REQUIRE(png.compare(37, 4, "IDAT") == 0);
+  const std::size_t half = idat_length / 2;
+  std::string unterminated = png.substr(0, 33) + std::string{0, 0, char(half >> 8), char(half & 0xFF)} + "IDAT" + png.substr(41, half) +
+                             std::string(4, '\0') + png.substr(png.size() - 12);
+  test::write(dir / "unterminated.png", unterminated);
+  CHECK(error_of([&] { read_image(dir / "unterminated.png"); }) ==
+        dir / "unterminated.png" + ": png pixel data is truncated (its compressed stream does not end)");
+  // One that inflates to more than its rows: the 40x30 image's stream under a 4x3 header.
+  std::string small = png;
+  const unsigned char four_by_three[8] = {0, 0, 0, 4, 0, 0, 0, 3};
+  for (int i = 0; i < 8; ++i) small[16 + i] = char(four_by_three[i]);
+  test::write(dir / "small.png", small);
+  CHECK(error_of([&] { read_image(dir / "small.png"); }).find(dir / "small.png" + ": png pixel data inflates beyond the 39 bytes") == 0);
 
   // A valid PNG whose header claims 60000 x 60000 pixels: refused before any decoding.
   std::string bomb = png;

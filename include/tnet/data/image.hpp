@@ -39,6 +39,7 @@
 #include "../core/file.hpp"
 
 #include <turbojpeg.h>
+#include <zlib.h>
 
 #include <stb_image.h>
 #include <stb_image_resize.h>
@@ -155,6 +156,59 @@ inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string&
 }
 }  // namespace detail
 
+namespace detail {
+// A PNG's chunks and compressed pixels, checked before stb sees them. stb allocates what a
+// chunk's length field claims before reading it (a 95-byte file asked for 2 GB; fuzz/fuzz_image
+// found it), and its inflater, given a stream that ends without its final block, decodes on past
+// the data. So every chunk must lie within the file, and the IDAT chunks' stream must end, intact,
+// and inflate (with zlib) to no more than the rows the header implies.
+inline void check_png_stream(std::span<const std::uint8_t> bytes, const std::string& name, int width, int height) {
+  auto be32 = [&](std::size_t at) {
+    return std::uint32_t(bytes[at]) << 24 | std::uint32_t(bytes[at + 1]) << 16 | std::uint32_t(bytes[at + 2]) << 8 | bytes[at + 3];
+  };
+  if (bytes.size() < 33) throw ImageError(name + ": png header is incomplete");
+  const int depth = bytes[24], colour = bytes[25], interlaced = bytes[28];
+  const int channels = colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 0;
+  if (channels == 0 || depth < 1 || depth > 16) throw ImageError(name + ": png header states an unknown colour type or bit depth");
+  // The rows with their filter bytes; Adam7's seven passes add at most two bytes to a row of each.
+  const std::uint64_t row = (std::uint64_t(width) * std::uint64_t(channels * depth) + 7) / 8;
+  const std::uint64_t limit = std::uint64_t(height) * (row + 1) + (interlaced ? 14 * std::uint64_t(height) + 64 : 0);
+
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) throw ImageError(name + ": cannot start the png inflater");
+  struct End {
+    z_stream& z;
+    ~End() { inflateEnd(&z); }
+  } end{z};
+  std::uint8_t out[16384];
+  std::uint64_t inflated = 0;
+  int status = Z_OK;
+  for (std::size_t at = 8; at + 8 <= bytes.size();) {
+    const std::uint64_t length = be32(at);
+    if (length > bytes.size() - at - 8)
+      throw ImageError(name + ": png chunk at byte " + std::to_string(at) + " runs past the end of the file");
+    if (status != Z_STREAM_END && std::memcmp(&bytes[at + 4], "IDAT", 4) == 0) {
+      z.next_in = const_cast<Bytef*>(&bytes[at + 8]);
+      z.avail_in = uInt(length);
+      while (z.avail_in > 0 && status != Z_STREAM_END) {
+        z.next_out = out;
+        z.avail_out = sizeof out;
+        status = inflate(&z, Z_NO_FLUSH);
+        if (status != Z_OK && status != Z_STREAM_END && status != Z_BUF_ERROR)
+          throw ImageError(name + ": corrupt png pixel data (" + (z.msg ? z.msg : "zlib error " + std::to_string(status)) + ")");
+        inflated += sizeof out - z.avail_out;
+        if (inflated > limit)
+          throw ImageError(name + ": png pixel data inflates beyond the " + std::to_string(limit) + " bytes of its " +
+                           std::to_string(width) + "x" + std::to_string(height) + " pixels");
+        if (status == Z_BUF_ERROR) break;  // no progress possible with this chunk's input
+      }
+    }
+    at += 12 + length;  // length, type, data, CRC
+  }
+  if (status != Z_STREAM_END) throw ImageError(name + ": png pixel data is truncated (its compressed stream does not end)");
+}
+}  // namespace detail
+
 /// Decodes an image held in memory; `name` is used in error messages.
 inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const ImageLimits& limits = {}) {
   const std::string format = image_format(bytes);
@@ -170,6 +224,7 @@ inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string
                      std::to_string(decode_bytes(format, width, height) / 1'000'000) + " MB to decode, more than the " +
                      std::to_string(limits.max_decode_bytes / 1'000'000) + " MB a decoding thread may use");
   if (format == "jpeg") return detail::decode_jpeg(bytes, name, width, height);
+  if (format == "png") detail::check_png_stream(bytes, name, width, height);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
     throw ImageError(name + ": unreadable " + format + " header (" + stbi_failure_reason() + ")");
