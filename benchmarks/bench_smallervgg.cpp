@@ -68,7 +68,8 @@ struct LayerTime {
   double forward_ms, backward_ms;
 };
 
-// Each layer alone, on the activations of a real training forward.
+// Each layer alone, on the activations of a real training forward, as a training step runs it: a
+// ReLU applied by the layer before it (forward) and after it (backward) takes no time of its own.
 std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repeats) {
   std::vector<LayerTime> times;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -81,12 +82,23 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
        if constexpr (I > 0) in_size = net.template output_size<I - 1>();
        tnet::Buffer y(batch * net.template output_size<I>()), dy(y.size(), 0.01f), dx(batch * in_size);
        const tnet::Pass pass{tnet::Mode::train, 0};
-       layer.forward(in, y.data(), batch, pass);
+       tnet::Epilogue relu;
+       relu.relu = true;
+       auto forward_once = [&] {
+         if constexpr (Net::relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
+         else if constexpr (!Net::relu_fused_after<I - 1>) layer.forward(in, y.data(), batch, pass);
+       };
+       auto backward_once = [&] {
+         float* grad_in = I == 0 ? nullptr : dx.data();
+         if constexpr (I > 0 && Net::relu_gradient_by_next<I - 1>) layer.backward_through_relu(in, y.data(), dy.data(), grad_in, batch);
+         else if constexpr (!Net::relu_gradient_by_next<I>) layer.backward(in, y.data(), dy.data(), grad_in, batch);
+       };
+       forward_once();
        auto start = Clock::now();
-       for (int r = 0; r < repeats; ++r) layer.forward(in, y.data(), batch, pass);
+       for (int r = 0; r < repeats; ++r) forward_once();
        const double forward = seconds_since(start) / repeats;
        start = Clock::now();
-       for (int r = 0; r < repeats; ++r) layer.backward(in, y.data(), dy.data(), I == 0 ? nullptr : dx.data(), batch);
+       for (int r = 0; r < repeats; ++r) backward_once();
        const double backward = seconds_since(start) / repeats;
        times.push_back({net.template layer_name<I>(), forward * 1e3, backward * 1e3});
      }()),

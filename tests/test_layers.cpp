@@ -466,11 +466,28 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
                       double(a[std::size_t(ta ? k * cs.M + m : m * cs.K + k)]) * double(b[std::size_t(tb ? n * cs.K + k : k * cs.N + n)]);
                 expected[std::size_t(m * cs.N + n)] = sum;
               }
-            gemm(ta ? Transpose::yes : Transpose::no, tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), c.data(),
-                 accumulate);
-            double worst = 0;
-            for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - expected[i]));
-            CHECK(worst <= 1e-6 * std::sqrt(double(std::max<std::ptrdiff_t>(cs.K, 1))) * 4);  // float rounding grows like sqrt(K)
+            // Then an epilogue: none, a bias, or a bias, ReLU and per-column affine map (in the
+            // kernels, or in a pass of its own after K in chunks, a few rows, Eigen).
+            const Buffer bias = test::random_values(std::size_t(cs.N), 4), scale = test::random_values(std::size_t(cs.N), 5),
+                         shift = test::random_values(std::size_t(cs.N), 6);
+            for (const int finish : {0, 1, 2}) {
+              INFO("epilogue ", finish);
+              Epilogue epilogue;
+              if (finish >= 1) epilogue.bias = bias.data();
+              if (finish == 2) epilogue.relu = true, epilogue.scale = scale.data(), epilogue.shift = shift.data();
+              Buffer result = c;
+              gemm(ta ? Transpose::yes : Transpose::no, tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(),
+                   result.data(), accumulate, epilogue);
+              double worst = 0;
+              for (std::size_t i = 0; i < c.size(); ++i) {
+                const std::size_t n = i % std::size_t(cs.N);
+                double want = expected[i];
+                if (finish >= 1) want += bias[n];
+                if (finish == 2) want = std::max(want, 0.0) * scale[n] + shift[n];
+                worst = std::max(worst, std::abs(double(result[i]) - want));
+              }
+              CHECK(worst <= 1e-6 * std::sqrt(double(std::max<std::ptrdiff_t>(cs.K, 1))) * 4);  // float rounding grows like sqrt(K)
+            }
           }
   }
   use_gemm_kernel(before);

@@ -246,6 +246,62 @@ TEST_CASE("a layer works in place over the output before it only where that outp
   CHECK(*std::min_element(net.output_of<0>(), net.output_of<0>() + 2 * Small::layer_type<0>::output_shape::size) >= 0.0f);
 }
 
+TEST_CASE(
+    "training applies a ReLU in the layer before it and its gradient in the batch normalisation after it, as the layers one by one do") {
+  // Small: 0 Conv2D, 1 ReLU, 2 BatchNorm, 3 MaxPool2D, 4 Dropout, 5 Conv2D, 6 ReLU, 7 Flatten,
+  // 8 Dense, 9 ReLU, 10 BatchNorm, 11 Dense, 12 Sigmoid.
+  static_assert(Small::relu_fused_after<0> && Small::relu_fused_after<5> && Small::relu_fused_after<8>);
+  static_assert(!Small::relu_fused_after<1> && !Small::relu_fused_after<3> && !Small::relu_fused_after<11>);
+  static_assert(Small::relu_gradient_by_next<1> && Small::relu_gradient_by_next<9>);
+  static_assert(!Small::relu_gradient_by_next<6> && !Small::relu_gradient_by_next<2>);  // a ReLU before Flatten; not a ReLU
+  const int batch = 3;
+  const Buffer x = test::random_values(batch * Small::input_shape::size, 31);
+  const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+  Small fused(6), plain(6);
+  Buffer fused_grad_input(x.size());
+  const double loss = fused.compute_gradients(x, targets, batch, fused_grad_input);
+
+  // The same step with each layer's own forward and backward, in buffers of the test's own.
+  std::array<Buffer, Small::depth> out;
+  const Pass pass{Mode::train, 0};
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (([&] {
+       out[I].assign(std::size_t(batch) * plain.output_size<I>(), std::nanf(""));
+       plain.layer<I>().forward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), batch, pass);
+     }()),
+     ...);
+  }(std::make_index_sequence<Small::depth>{});
+  Buffer dy(std::size_t(batch) * 3), dx, plain_grad_input(x.size());
+  CHECK(binary_crossentropy(out[Small::depth - 2].data(), targets, batch * 3, dy.data()) == doctest::Approx(loss).epsilon(1e-12));
+  [&]<std::size_t... J>(std::index_sequence<J...>) {
+    (([&] {
+       constexpr std::size_t I = Small::depth - 2 - J;  // from the logits down
+       float* grad_in = plain_grad_input.data();
+       if constexpr (I > 0) dx.assign(std::size_t(batch) * plain.output_size<I - 1>(), std::nanf("")), grad_in = dx.data();
+       plain.layer<I>().backward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), dy.data(), grad_in, batch);
+       if constexpr (I > 0) dy.swap(dx);
+     }()),
+     ...);
+  }(std::make_index_sequence<Small::depth - 1>{});
+
+  auto close = [](const float* got, const float* want, std::size_t n) {
+    double worst = 0, largest = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      REQUIRE(std::isfinite(got[i]));
+      worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
+      largest = std::max(largest, std::abs(double(want[i])));
+    }
+    return worst <= 1e-6 * largest;
+  };
+  CHECK(close(fused.output().data(), out[Small::depth - 1].data(), std::size_t(batch) * 3));
+  CHECK(close(fused_grad_input.data(), plain_grad_input.data(), x.size()));
+  const Parameters a = fused.parameters(), b = plain.parameters();
+  for (std::size_t t = 0; t < a.tensors.size(); ++t) {
+    INFO(a.tensors[t].name);
+    CHECK(close(a.tensors[t].grad, b.tensors[t].grad, a.tensors[t].size));
+  }
+}
+
 namespace {
 // The first Count layers' inference forwards, each on its own, unfolded, in buffers of the test's own.
 template <std::size_t Count, class Net>

@@ -103,13 +103,16 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
 }
 
 // C (M x N) (+)= A * op(B) with tnet's kernel Isa, A any source of the kernels' A operand (an
-// Operand, or the patches of an image: layers/conv2d.hpp). In tiles of rows, op(B) is packed once
-// for all tiles when it is small (a convolution's kernel), or read where it lies when it is large
-// and its columns are contiguous (a weight gradient's dy: packing it would only add a pass).
+// Operand, or the patches of an image: layers/conv2d.hpp), then `epilogue`: in the kernels as each
+// block of C is completed, or in a pass of its own when K is cut into chunks. In tiles of rows,
+// op(B) is packed once for all tiles when it is small (a convolution's kernel), or read where it
+// lies when it is large and its columns are contiguous (a weight gradient's dy: packing it would
+// only add a pass).
 template <class Isa>
-void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
-                 bool accumulate) {
+void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C, bool accumulate,
+                 const Epilogue& epilogue) {
   const Cuts cuts(M, N, K, true);
+  const bool in_kernels = cuts.chunks == 1 && !epilogue.empty();
   const bool b_in_place = cuts.split_rows && !tb && K * N > (1 << 18);
   const float* b_panels = nullptr;
   constexpr int NR = Isa::NR;
@@ -123,28 +126,32 @@ void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, 
                  [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
                      float* c, bool add) {
                    const Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
-                   packed_product<Isa>(a, m0, k0, b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place);
+                   const Epilogue finish = epilogue.from(n0);
+                   packed_product<Isa>(a, m0, k0, b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place,
+                                       in_kernels ? &finish : nullptr);
                  });
+  if (!in_kernels) apply_epilogue(C, M, N, N, epilogue);
 }
 
 // kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's; `a` is an Operand
 // or any other source of A blocks (see ASource).
 inline void kernel_gemm_erased(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
-                               bool accumulate) {
-  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, tb, M, N, K, B, C, accumulate);
-  else kernel_gemm<Avx2>(a, tb, M, N, K, B, C, accumulate);
+                               bool accumulate, const Epilogue& epilogue) {
+  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, tb, M, N, K, B, C, accumulate, epilogue);
+  else kernel_gemm<Avx2>(a, tb, M, N, K, B, C, accumulate, epilogue);
 }
 template <class Source>
 void kernel_gemm(const Source& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
-                 bool accumulate = false) {
-  kernel_gemm_erased(erase(a), tb, M, N, K, B, C, accumulate);
+                 bool accumulate = false, const Epilogue& epilogue = {}) {
+  kernel_gemm_erased(erase(a), tb, M, N, K, B, C, accumulate, epilogue);
 }
 }  // namespace detail
 
-/// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`. All row-major and
-/// dense: A is M x K (K x M when transposed), B is K x N (N x K when transposed).
+/// C (M x N) = op(A) (M x K) * op(B) (K x N), or C += ... when `accumulate`, then every value of
+/// C put through `epilogue` (a bias, ReLU, per-column affine map). All row-major and dense: A is
+/// M x K (K x M when transposed), B is K x N (N x K when transposed).
 inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B,
-                 float* C, bool accumulate = false) {
+                 float* C, bool accumulate = false, const Epilogue& epilogue = {}) {
   using detail::ConstMatrixView;
   using detail::MatrixView;
   const bool ta = trans_a == Transpose::yes, tb = trans_b == Transpose::yes;
@@ -161,9 +168,9 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
 #pragma omp parallel for schedule(static) if (M * N > (1 << 15))
       for (std::ptrdiff_t m = 0; m < M; ++m)
         for (std::ptrdiff_t n = 0; n < N; ++n) C[m * N + n] = (accumulate ? C[m * N + n] : 0.0f) + t[n * M + m];
-      return;
+      return detail::apply_epilogue(C, M, N, N, epilogue);
     }
-    return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate);
+    return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate, epilogue);
   }
   detail::for_each_piece(detail::Cuts(M, N, K, false), M, N, K, C, accumulate,
                          [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0,
@@ -188,6 +195,7 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
                              else c.noalias() = a * b;
                            }
                          });
+  detail::apply_epilogue(C, M, N, N, epilogue);
 }
 
 namespace detail {

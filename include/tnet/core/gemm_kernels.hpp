@@ -88,6 +88,22 @@ inline bool use_gemm_kernel(GemmKernel kernel) {
   return true;
 }
 
+/// What a product does to each value v of column c of C once it is complete (every step along K
+/// added): v + bias[c] when `bias` is set, then max(v, 0) when `relu`, then v * scale[c] + shift[c]
+/// when `scale` is set. A layer's bias, and in inference the ReLU and batch normalisation after
+/// it (layers/layer.hpp), so that its output is written once.
+struct Epilogue {
+  bool relu = false;
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  const float* bias = nullptr;
+  bool empty() const { return !relu && !scale && !bias; }
+  /// The same for the columns from `column` on.
+  Epilogue from(std::ptrdiff_t column) const {
+    return {relu, scale ? scale + column : nullptr, shift ? shift + column : nullptr, bias ? bias + column : nullptr};
+  }
+};
+
 namespace detail {
 
 /// A block of the A operand as a micro-kernel reads it: the panel starting at row i (a multiple of
@@ -110,6 +126,36 @@ inline Buffer& packed_b() {
 inline Buffer& shared_packed_b() {
   static thread_local Buffer panels;
   return panels;
+}
+
+/// Puts `rows` rows of `cols` values (ldc apart) through `e`, in parallel when there are many, one
+/// loop per kind of epilogue so that each vectorises without tests inside. For the products whose
+/// last step cannot finish in the kernels (Eigen's; K cut into chunks; a few rows).
+inline void apply_epilogue(float* c, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ldc, const Epilogue& e) {
+  const float *bias = e.bias, *scale = e.scale, *shift = e.shift;
+  auto each = [&](auto with_bias, auto with_relu, auto with_scale) {
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+      float* row = c + r * ldc;
+      for (std::ptrdiff_t j = 0; j < cols; ++j) {
+        float v = row[j];
+        if constexpr (with_bias) v += bias[j];
+        if constexpr (with_relu) v = std::max(v, 0.0f);
+        if constexpr (with_scale) v = v * scale[j] + shift[j];
+        row[j] = v;
+      }
+    }
+  };
+  auto relu_scale = [&](auto with_bias) {
+    using yes = std::true_type;
+    using no = std::false_type;
+    if (e.relu && scale) each(with_bias, yes{}, yes{});
+    else if (e.relu) each(with_bias, yes{}, no{});
+    else if (scale) each(with_bias, no{}, yes{});
+    else if (with_bias) each(with_bias, no{}, no{});
+  };
+  if (bias) relu_scale(std::true_type{});
+  else relu_scale(std::false_type{});
 }
 
 template <int Panel>
@@ -175,11 +221,12 @@ void pack_steps(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t K, std::p
 
 #if TNET_X86_KERNELS
 // C[Rows x n] (+)= A (Rows x kc) * B (kc x n), n <= 32: A's element (i, k) at a[i * a_row + k * a_depth],
-// B's (k, j) at b[k * b_depth + j] (a packed panel, or B itself: loads are masked to n columns).
+// B's (k, j) at b[k * b_depth + j] (a packed panel, or B itself: loads are masked to n columns);
+// then `finish`, when set (the product's last step), from these columns on.
 template <int Rows>
 __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
                                                             const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
-                                                            bool add) {
+                                                            bool add, const Epilogue* finish) {
   const __mmask16 mask0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   const __mmask16 mask1 = n >= 32 ? __mmask16(0xFFFF) : n <= 16 ? __mmask16(0) : __mmask16((1u << (n - 16)) - 1);
   __m512 acc0[Rows], acc1[Rows];
@@ -201,6 +248,28 @@ __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, c
       acc0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask0, row), acc0[i]);
       acc1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(mask1, row + 16), acc1[i]);
     }
+  }
+  if (finish) {
+    const Epilogue& e = *finish;
+    const __m512 zero = _mm512_setzero_ps();
+    if (e.bias) {
+      const __m512 bias0 = _mm512_maskz_loadu_ps(mask0, e.bias), bias1 = _mm512_maskz_loadu_ps(mask1, e.bias + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_add_ps(acc0[i], bias0), acc1[i] = _mm512_add_ps(acc1[i], bias1);
+    }
+    if (e.relu)
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_max_ps(acc0[i], zero), acc1[i] = _mm512_max_ps(acc1[i], zero);
+    if (e.scale) {
+      const __m512 scale0 = _mm512_maskz_loadu_ps(mask0, e.scale), scale1 = _mm512_maskz_loadu_ps(mask1, e.scale + 16);
+      const __m512 shift0 = _mm512_maskz_loadu_ps(mask0, e.shift), shift1 = _mm512_maskz_loadu_ps(mask1, e.shift + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm512_fmadd_ps(acc1[i], scale1, shift1);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) {
+    float* row = c + i * ldc;
     _mm512_mask_storeu_ps(row, mask0, acc0[i]);
     _mm512_mask_storeu_ps(row + 16, mask1, acc1[i]);
   }
@@ -242,7 +311,7 @@ __attribute__((target("avx512f"))) inline void row_avx512(std::ptrdiff_t kc, con
 template <int Rows>
 __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
                                                            const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
-                                                           bool add) {
+                                                           bool add, const Epilogue* finish) {
   alignas(32) static constexpr int lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const __m256i count = _mm256_set1_epi32(n);
   const __m256i mask0 = _mm256_cmpgt_epi32(count, _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes)));
@@ -278,6 +347,28 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
       acc0[i] = _mm256_add_ps(_mm256_maskload_ps(row, mask0), acc0[i]);
       acc1[i] = _mm256_add_ps(_mm256_maskload_ps(row + 8, mask1), acc1[i]);
     }
+  }
+  if (finish) {
+    const Epilogue& e = *finish;
+    const __m256 zero = _mm256_setzero_ps();
+    if (e.bias) {
+      const __m256 bias0 = _mm256_maskload_ps(e.bias, mask0), bias1 = _mm256_maskload_ps(e.bias + 8, mask1);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_add_ps(acc0[i], bias0), acc1[i] = _mm256_add_ps(acc1[i], bias1);
+    }
+    if (e.relu)
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_max_ps(acc0[i], zero), acc1[i] = _mm256_max_ps(acc1[i], zero);
+    if (e.scale) {
+      const __m256 scale0 = _mm256_maskload_ps(e.scale, mask0), scale1 = _mm256_maskload_ps(e.scale + 8, mask1);
+      const __m256 shift0 = _mm256_maskload_ps(e.shift, mask0), shift1 = _mm256_maskload_ps(e.shift + 8, mask1);
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm256_fmadd_ps(acc1[i], scale1, shift1);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) {
+    float* row = c + i * ldc;
     _mm256_maskstore_ps(row, mask0, acc0[i]);
     _mm256_maskstore_ps(row + 8, mask1, acc1[i]);
   }
@@ -311,10 +402,10 @@ __attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, cons
 #else  // elsewhere only Eigen's kernel is supported and these are never called
 template <int Rows>
 inline void micro_avx512(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
-                         int, bool) {}
+                         int, bool, const Epilogue*) {}
 template <int Rows>
 inline void micro_avx2(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
-                       int, bool) {}
+                       int, bool, const Epilogue*) {}
 inline void row_avx512(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
 inline void row_avx2(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
 #endif
@@ -330,10 +421,10 @@ struct Kernels {
   }
   template <int Rows = MR>
   static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
-                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add) {
+                  std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n, bool add, const Epilogue* finish) {
     if constexpr (Rows > 1)
-      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
-    Code::template micro<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add);
+      if (rows < Rows) return run<Rows - 1>(rows, kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add, finish);
+    Code::template micro<Rows>(kc, a, a_row, a_depth, b, b_depth, c, ldc, n, add, finish);
   }
 };
 struct Avx512Code {
@@ -378,16 +469,21 @@ ASource erase(const Source& source) {
 /// `accumulate`, with Isa's micro-kernel; A is rows r0.. and depths k0.. of `a`. B is packed
 /// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
 /// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
-/// panel of A makes packing it cost more than it saves.
+/// panel of A makes packing it cost more than it saves. `finish`, when set, is applied to every
+/// value of C once complete (from C's first column on): K must then be the whole product's depth.
 template <class Isa>
 void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols,
                     std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr,
-                    bool b_in_place = false) {
+                    bool b_in_place = false, const Epilogue* finish = nullptr) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   static_assert(MR == 8 || MR == 6, "tnet: ASource::block knows panels of 8 and 6 rows");
   constexpr std::ptrdiff_t depth = kernel_depth;
-  if (K == 0 && !accumulate)
-    for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
+  if (K == 0) {
+    if (!accumulate)
+      for (std::ptrdiff_t i = 0; i < rows; ++i) std::fill(c + i * ldc, c + i * ldc + cols, 0.0f);
+    if (finish) apply_epilogue(c, rows, cols, ldc, *finish);
+    return;
+  }
   const std::ptrdiff_t padded_cols = (cols + NR - 1) / NR * NR;
   const bool direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
   if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
@@ -397,6 +493,7 @@ void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first,
       for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
         Isa::row(K, matrix.data + i * matrix.row_step, b.data + j, b.depth_step, c + i * ldc + j,
                  int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
+    if (finish) apply_epilogue(c, rows, cols, ldc, *finish);
     return;
   }
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
@@ -404,14 +501,16 @@ void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first,
     const ABlock block = a.block(a.object, r0, k_first + k0, rows, kc, MR);
     const float* pb = b_panels ? b_panels + k0 * padded_cols : packed_b().data();
     if (!direct_b && !b_panels) Packer<NR>::pack(b.at(0, k0), cols, kc, packed_b().data());
-    const bool add = accumulate || k0 > 0;
+    const bool add = accumulate || k0 > 0, last = k0 + kc == K;
     for (std::ptrdiff_t j = 0; j < cols; j += NR) {
       const int n = int(std::min<std::ptrdiff_t>(NR, cols - j));
       const float* b_panel = direct_b ? b.data + j + k0 * b.depth_step : pb + j * kc;
       const std::ptrdiff_t b_depth = direct_b ? b.depth_step : NR;
+      const Epilogue panel_finish = finish && last ? finish->from(j) : Epilogue{};
+      const Epilogue* finish_here = finish && last ? &panel_finish : nullptr;
       for (std::ptrdiff_t i = 0; i < rows; i += MR)
         Isa::run(int(std::min<std::ptrdiff_t>(MR, rows - i)), kc, block.base + i * block.per_row, block.row, block.depth, b_panel, b_depth,
-                 c + i * ldc + j, ldc, n, add);
+                 c + i * ldc + j, ldc, n, add, finish_here);
     }
   }
 }

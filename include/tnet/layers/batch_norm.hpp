@@ -119,7 +119,31 @@ struct BatchNormWith : LayerSpec {
       }
     }
 
-    void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
+    void backward(const float* x, const float*, const float* dy, float* dx, int batch) { backward_masked<false>(x, dy, dx, batch); }
+    /// backward with dx zeroed where x <= 0: x is a ReLU's output, and this its gradient too.
+    void backward_through_relu(const float* x, const float*, const float* dy, float* dx, int batch) {
+      backward_masked<true>(x, dy, dx, batch);
+    }
+
+    template <class Visit>
+    void visit_state(Visit&& visit) {
+      visit("moving_mean", std::span<float>(moving_mean_));
+      visit("moving_variance", std::span<float>(moving_variance_));
+      visit("biased_mean", std::span<float>(biased_mean_));
+      visit("biased_variance", std::span<float>(biased_variance_));
+      visit("updates", std::span<std::uint64_t>(updates_));
+    }
+
+    float* gamma() { return gamma_; }
+    float* beta() { return beta_; }
+    const float* moving_mean() const { return moving_mean_.data(); }
+    const float* moving_variance() const { return moving_variance_.data(); }
+    const float* grad_gamma() const { return grad_gamma_; }
+    const float* grad_beta() const { return grad_beta_; }
+
+   private:
+    template <bool ThroughRelu>
+    void backward_masked(const float* x, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       // xhat, the normalised input, is recomputed from x rather than kept from forward.
       const float* mean = mean_f_.data();
@@ -147,26 +171,13 @@ struct BatchNormWith : LayerSpec {
       }
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) dx[r * C + c] = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
+        for (int c = 0; c < C; ++c) {
+          const float g = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
+          if constexpr (ThroughRelu) dx[r * C + c] = x[r * C + c] > 0.0f ? g : 0.0f;
+          else dx[r * C + c] = g;
+        }
     }
 
-    template <class Visit>
-    void visit_state(Visit&& visit) {
-      visit("moving_mean", std::span<float>(moving_mean_));
-      visit("moving_variance", std::span<float>(moving_variance_));
-      visit("biased_mean", std::span<float>(biased_mean_));
-      visit("biased_variance", std::span<float>(biased_variance_));
-      visit("updates", std::span<std::uint64_t>(updates_));
-    }
-
-    float* gamma() { return gamma_; }
-    float* beta() { return beta_; }
-    const float* moving_mean() const { return moving_mean_.data(); }
-    const float* moving_variance() const { return moving_variance_.data(); }
-    const float* grad_gamma() const { return grad_gamma_; }
-    const float* grad_beta() const { return grad_beta_; }
-
-   private:
     void update_moving_statistics(double rows) {
       const double m = Momentum, n = rows;
       const double t = double(++updates_[0]);

@@ -8,11 +8,12 @@
 // matrix of x, has N*OH*OW rows of K*K*C. With tnet's own kernels the columns are never written
 // out: the GEMM gathers each block of them from x as it needs it (detail::Patches), for the
 // forward pass and the weight gradient (columns^T dy); at stride 1 the input gradient is the
-// convolution of dy with the flipped kernel, gathered the same way. With Eigen's kernels, with
-// input channels not a multiple of 8 (a first convolution's 3: short runs gather slowly), and for
-// the input gradient at larger strides, im2col writes the columns into one workspace per calling
-// thread, shared by every convolution of every network (detail::conv_workspace), and col2im folds
-// the columns' gradient back onto the pixels.
+// convolution of dy with the flipped kernel, gathered the same way. The bias (and in inference the
+// ReLU and batch normalisation after it; in training the ReLU) is applied as the GEMM writes each
+// block of y. With Eigen's kernels, and for the input gradient at larger strides or with output
+// channels not a multiple of 8, im2col writes the columns into one workspace per calling thread,
+// shared by every convolution of every network (detail::conv_workspace), and col2im folds the
+// columns' gradient back onto the pixels.
 #pragma once
 
 #include <algorithm>
@@ -58,15 +59,25 @@ struct Patches {
     for (std::ptrdiff_t i = 0; i < rows; ++i) row(r0 + i, k0 + k, kc, out + i * kc);
     return {out, kc, kc, 1};
   }
-  // Columns [k, k + kc) of row r, in runs of channels.
+  // Columns [k, k + kc) of row r.
   void row(std::ptrdiff_t r, std::ptrdiff_t k, std::ptrdiff_t kc, float* out) const {
     const std::ptrdiff_t pixels = std::ptrdiff_t(OH) * OW, n = r / pixels;
-    const int oy = int(r % pixels) / OW, ox = int(r % pixels) % OW;
-    const float* image = x + n * H * W * C;
+    window(x + n * H * W * C, int(r % pixels) / OW, int(r % pixels) % OW, k, kc, out);
+  }
+  // Columns [k, k + kc) of the window under output pixel (oy, ox) of `image`, in runs: the rest of
+  // a row of the window where it lies within the image (its cells are adjacent pixels), else the
+  // rest of a cell's channels.
+  void window(const float* image, int oy, int ox, std::ptrdiff_t k, std::ptrdiff_t kc, float* out) const {
     for (const std::ptrdiff_t end = k + kc; k < end;) {
-      const int cell = int(k / C), c = int(k % C), iy = oy * S - top + cell / K, ix = ox * S - left + cell % K;
-      const int run = int(std::min<std::ptrdiff_t>(C - c, end - k));
-      if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::fill(out, out + run, 0.0f);
+      const int cell = int(k / C), c = int(k % C), kx = cell % K, iy = oy * S - top + cell / K, ix = ox * S - left + kx;
+      const bool row_inside = iy >= 0 && iy < H, cells_inside = row_inside && ix >= 0 && ix + (K - kx) <= W;
+      if (cells_inside && kx == 0 && c == 0 && end - k >= K * C) {  // a whole row of the window: a copy of known size
+        std::memcpy(out, image + (std::ptrdiff_t(iy) * W + ix) * C, sizeof(float) * K * C);
+        out += K * C, k += K * C;
+        continue;
+      }
+      const int run = int(std::min<std::ptrdiff_t>(cells_inside || !row_inside ? (K - kx) * C - c : C - c, end - k));
+      if (!row_inside || ix < 0 || ix >= W) std::fill(out, out + run, 0.0f);
       else std::memcpy(out, image + (std::ptrdiff_t(iy) * W + ix) * C + c, sizeof(float) * std::size_t(run));
       out += run, k += run;
     }
@@ -88,6 +99,26 @@ struct PatchesTransposed {
     ensure_size(packed_a(), std::size_t((rows + MR - 1) / MR * MR * kc));
     float* out = packed_a().data();
     const std::ptrdiff_t pixels = std::ptrdiff_t(in.OH) * in.OW;
+    if constexpr (C < 8) {
+      // Few channels (a first convolution's 3): each pixel's window, gathered in runs (rows of the
+      // window), then dealt out to the panels.
+      static thread_local Buffer window;
+      const std::ptrdiff_t padded = (rows + MR - 1) / MR * MR;
+      ensure_size(window, std::size_t(padded));
+      std::fill(window.data() + rows, window.data() + padded, 0.0f);
+      std::ptrdiff_t q = q0 + k, image = q / pixels;
+      int oy = int(q % pixels) / in.OW, ox = int(q % pixels) % in.OW;
+      for (std::ptrdiff_t j = 0; j < kc; ++j) {
+        in.window(in.x + image * in.H * in.W * C, oy, ox, p0, rows, window.data());
+        for (std::ptrdiff_t p = 0; p < padded; p += MR)
+          for (int i = 0; i < MR; ++i) out[p * kc + j * MR + i] = window[std::size_t(p + i)];
+        if (++ox == in.OW) {
+          ox = 0;
+          if (++oy == in.OH) oy = 0, ++image;
+        }
+      }
+      return {out, kc, 1, MR};
+    }
     for (std::ptrdiff_t p = p0; p < p0 + rows; p += MR, out += MR * kc) {
       const int n = int(std::min<std::ptrdiff_t>(MR, p0 + rows - p));
       int dy[MR], dx[MR], channel[MR];  // each row's window offset and channel; padded rows read nothing
@@ -190,9 +221,10 @@ struct Conv2D : LayerSpec {
 
     void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
-      if (gemm_kernel() != GemmKernel::eigen && gathers) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y);
-      else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y);
-      add_bias(y, rows, F, bias_, epilogue);
+      Epilogue finish = epilogue;
+      finish.bias = bias_;
+      if (gemm_kernel() != GemmKernel::eigen) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish);
+      else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y, false, finish);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
@@ -200,7 +232,7 @@ struct Conv2D : LayerSpec {
       const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
       float* columns = nullptr;
-      if (own_kernels && gathers) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
+      if (own_kernels) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
       else gemm(Transpose::yes, Transpose::no, patch, F, rows, columns = im2col(x, batch), dy, grad_kernel_);
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
@@ -231,10 +263,8 @@ struct Conv2D : LayerSpec {
 
     // x's im2col matrix as tnet's kernels read it, never materialised.
     static detail::Patches<K, C> patches(const float* x) { return {x, H, W, OH, OW, S, pad_top, pad_left}; }
-    // Gathering pays when a panel's channels lie in one window cell and rows are long runs of
-    // channels (copied at once); with few channels (a first convolution's 3) the columns are
-    // written out. The input gradient is gathered from dy, F channels, at stride 1.
-    static constexpr bool gathers = C % 8 == 0, gathers_input_gradient = S == 1 && F % 8 == 0;
+    // The input gradient is gathered from dy, F channels, at stride 1.
+    static constexpr bool gathers_input_gradient = S == 1 && F % 8 == 0;
 
     static float* im2col_workspace(int batch) {
       Buffer& workspace = detail::conv_workspace();

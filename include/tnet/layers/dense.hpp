@@ -58,8 +58,9 @@ struct Dense : LayerSpec {
     }
 
     void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
-      gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y);
-      add_bias(y, batch, units_, bias_, epilogue);
+      Epilogue finish = epilogue;
+      finish.bias = bias_;
+      gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y, false, finish);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {

@@ -29,15 +29,19 @@
 // A layer that declares neither is given buffers of its own and is assumed to read y. The
 // compiler checks what it can of these promises (they are constants; in-place layers keep the
 // size); tests/test_layers.cpp checks the rest by running every layer with poisoned buffers.
-// For inference, Sequential folds the ReLU and batch normalisation that follow a layer into one
-// pass over that layer's output (an Epilogue), where the layers say they can:
+// Sequential folds the ReLU and batch normalisation that follow a layer into that layer's output
+// as it is written (an Epilogue: core/gemm_kernels.hpp), where the layers say they can:
 //   forward(x, y, batch, Pass, const Epilogue&)  forward, each output value then put through the
-//                                               epilogue (Conv2D, Dense); called in inference
+//                                               epilogue (Conv2D, Dense)
 //   static constexpr bool folds_as_relu = true; the layer is max(x, 0) (ReLU)
 //   inference_affine(scale, shift)              in inference the layer is x * scale[c] + shift[c]
 //                                               per channel c; writes both (BatchNorm)
-// The group writes its result where its last layer writes its output; in inference the other
-// layers' outputs (Sequential::output_of) are not written.
+//   backward_through_relu(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0: the
+//                                               gradient of a ReLU before the layer (BatchNorm)
+// In inference the group writes its result where its last layer writes its output, and the other
+// layers' outputs (Sequential::output_of) are not written. In training a ReLU after a Conv2D or
+// Dense is applied as they write their output (the ReLU's own output, over it in place, is then
+// the same), and its gradient by a backward_through_relu after it; the ReLU's passes are skipped.
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
@@ -53,6 +57,7 @@
 #include <utility>
 
 #include "../core/config.hpp"
+#include "../core/gemm.hpp"
 #include "../core/rng.hpp"
 #include "../core/shape.hpp"
 
@@ -72,32 +77,6 @@ struct LayerSpec {
   template <class In>
   using needs = In;
 };
-
-/// What inference folds into a layer's forward pass: each output value v of channel c becomes
-/// max(v, 0) when `relu`, then v * scale[c] + shift[c] when `scale` is set.
-struct Epilogue {
-  bool relu = false;
-  const float* scale = nullptr;
-  const float* shift = nullptr;
-};
-
-/// Adds bias[c] to every value of `rows` rows of `channels` (row-major), then applies `epilogue`:
-/// the last pass over a convolution's or dense layer's output.
-inline void add_bias(float* y, std::ptrdiff_t rows, int channels, const float* bias, const Epilogue& epilogue = {}) {
-  // One loop per kind of epilogue, so that each vectorises without tests inside.
-  auto each = [&](auto finish) {
-#pragma omp parallel for schedule(static) if (rows * channels > (1 << 15))
-    for (std::ptrdiff_t r = 0; r < rows; ++r) {
-      float* row = y + r * channels;
-      for (int c = 0; c < channels; ++c) row[c] = finish(row[c] + bias[c], c);
-    }
-  };
-  const float *scale = epilogue.scale, *shift = epilogue.shift;
-  if (!scale && !epilogue.relu) each([](float v, int) { return v; });
-  else if (!scale) each([](float v, int) { return std::max(v, 0.0f); });
-  else if (!epilogue.relu) each([scale, shift](float v, int c) { return v * scale[c] + shift[c]; });
-  else each([scale, shift](float v, int c) { return std::max(v, 0.0f) * scale[c] + shift[c]; });
-}
 
 /// Layers without parameters or state.
 struct Stateless {
@@ -149,6 +128,12 @@ inline constexpr bool folds_as_relu = [] {
   if constexpr (requires { Layer::folds_as_relu; }) return bool(Layer::folds_as_relu);
   else return false;
 }();
+
+/// Whether a bound layer's backward can also apply the gradient of a ReLU before it (see above).
+template <class Layer>
+inline constexpr bool masks_relu_gradient = requires(Layer& layer, const float* x, const float* y, const float* dy, float* dx, int batch) {
+  layer.backward_through_relu(x, y, dy, dx, batch);
+};
 
 /// Whether a bound layer is, in inference, a per-channel affine map that can be folded.
 template <class Layer>

@@ -206,6 +206,13 @@ class Sequential {
           return;
         }
       }
+      if constexpr (relu_fused_after<I>) {  // training: the ReLU after this layer is applied as it writes its output
+        Epilogue relu;
+        relu.relu = true;
+        return layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass, relu);
+      } else if constexpr (relu_fused_after<I - 1>) {
+        return;  // the ReLU's output, over its input, is written already
+      }
       layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass);
     });
     if (mode == Mode::train) ++step_;
@@ -305,6 +312,21 @@ class Sequential {
     if constexpr (I >= 2) return folded_after<I - 1> >= 1 || folded_after<I - 2> >= 2;
     else if constexpr (I == 1) return folded_after<0> >= 1;
     else return false;
+  }();
+
+  /// Whether training applies the ReLU after layer I as layer I writes its output (the ReLU works
+  /// over that output in place and writes nothing itself).
+  template <std::size_t I>
+  static constexpr bool relu_fused_after = [] {
+    if constexpr (I + 1 >= depth || I >= depth) return false;
+    else return takes_epilogue<layer_type<I>> && relu_at<I + 1> && shares_buffer<I + 1>;
+  }();
+  /// Whether layer I is a ReLU whose gradient the layer after it applies in its own backward
+  /// (layers/layer.hpp: backward_through_relu), so that the ReLU's backward is skipped.
+  template <std::size_t I>
+  static constexpr bool relu_gradient_by_next = [] {
+    if constexpr (I == 0 || I + 1 >= depth || I >= depth) return false;
+    else return relu_at<I> && masks_relu_gradient<layer_type<I + 1>>;
   }();
 
   /// The layer whose buffer holds layer I's output.
@@ -553,10 +575,13 @@ class Sequential {
   // gradients are handed to it as soon as they are final, to be summed over the processes.
   template <std::size_t I>
   void backward_from(const float* dy, float* grad_input, Reducer* reducer) {
+    if constexpr (relu_gradient_by_next<I>) return backward_from<I - 1>(dy, grad_input, reducer);  // dy is the ReLU's dx already
     float* dx;
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-    std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
+    if constexpr (I > 0 && relu_gradient_by_next<I - 1>)
+      std::get<I>(layers_).backward_through_relu(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
+    else std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
     if (reducer && !layer_parameters_[I].empty()) reducer->gradients_ready(layer_parameters_[I]);
     if constexpr (I > 0) backward_from<I - 1>(dx, grad_input, reducer);
   }
