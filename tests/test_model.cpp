@@ -373,6 +373,8 @@ TEST_CASE("results do not depend on the thread count") {
     std::vector<Buffer> values;
     values.emplace_back(net->parameters().values.begin(), net->parameters().values.end());
     values.emplace_back(net->output().begin(), net->output().end());
+    const auto predicted = net->predict(x, 5);  // inference: Winograd's F(4x4, 3x3) at 32x32
+    values.emplace_back(predicted.begin(), predicted.end());
     return values;
   };
   const int original = num_threads();

@@ -230,4 +230,30 @@ void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out, Term term) {
     for (std::ptrdiff_t c = 0; c < C; ++c) out[c] += part[k * C + c];
 }
 
+/// Two such sums in one pass over the rows, out_a[c] of a(r, c) and out_b[c] of b(r, c), each
+/// added in the order sum_over_rows adds it (the same bits).
+template <class TermA, class TermB>
+void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out_a, TermA a, double* out_b, TermB b) {
+  constexpr std::ptrdiff_t chunk = 256;
+  const std::ptrdiff_t chunks = (R + chunk - 1) / chunk;
+  double* part = detail::reduction_workspace(std::size_t(2 * chunks * C));
+
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (std::ptrdiff_t k = 0; k < chunks; ++k) {
+    double* acc_a = part + 2 * k * C;
+    double* acc_b = acc_a + C;
+    std::fill(acc_a, acc_a + 2 * C, 0.0);
+    const std::ptrdiff_t end = std::min(R, (k + 1) * chunk);
+    for (std::ptrdiff_t r = k * chunk; r < end; ++r)
+      for (std::ptrdiff_t c = 0; c < C; ++c) {
+        acc_a[c] += a(r, c);
+        acc_b[c] += b(r, c);
+      }
+  }
+  std::fill(out_a, out_a + C, 0.0);
+  std::fill(out_b, out_b + C, 0.0);
+  for (std::ptrdiff_t k = 0; k < chunks; ++k)
+    for (std::ptrdiff_t c = 0; c < C; ++c) out_a[c] += part[2 * k * C + c], out_b[c] += part[(2 * k + 1) * C + c];
+}
+
 }  // namespace tnet

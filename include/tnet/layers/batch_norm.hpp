@@ -150,8 +150,9 @@ struct BatchNormWith : LayerSpec {
       const float* inv_std = inv_std_.data();
       auto xhat = [x, mean, inv_std](std::ptrdiff_t r, std::ptrdiff_t c) { return (x[r * C + c] - mean[c]) * inv_std[c]; };
       // dL/dbeta = sum dy ; dL/dgamma = sum dy * xhat.
-      sum_over_rows(rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); });
-      sum_over_rows(rows, C, sums2_.data(), [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
+      sum_over_rows(
+          rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); }, sums2_.data(),
+          [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
       // This process's share of the parameter gradients (the network sums them over processes).
       for (int c = 0; c < C; ++c) {
         grad_beta_[c] = static_cast<float>(sums_[c]);

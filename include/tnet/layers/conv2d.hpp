@@ -8,9 +8,11 @@
 // matrix of x, has N*OH*OW rows of K*K*C. With tnet's own kernels the columns are never written
 // out: the GEMM gathers each block of them from x as it needs it (detail::Patches), for the
 // forward pass and the weight gradient (columns^T dy); at stride 1 the input gradient is the
-// convolution of dy with the flipped kernel, gathered the same way. The bias (and in inference the
-// ReLU and batch normalisation after it; in training the ReLU) is applied as the GEMM writes each
-// block of y. With Eigen's kernels, and for the input gradient at larger strides or with output
+// convolution of dy with the flipped kernel, gathered the same way. 3x3 convolutions at stride 1
+// with channels in multiples of 16 use Winograd's minimal filtering instead (layers/winograd.hpp)
+// for the forward pass and the input gradient, when the batch has tiles enough. The bias (and the
+// ReLU after the layer, and in inference the batch normalisation after that) is applied as y is
+// written. With Eigen's kernels, and for the input gradient at larger strides or with output
 // channels not a multiple of 8, im2col writes the columns into one workspace per calling thread,
 // shared by every convolution of every network (detail::conv_workspace), and col2im folds the
 // columns' gradient back onto the pixels.
@@ -238,7 +240,8 @@ struct Conv2D : LayerSpec {
       const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
       float* columns = nullptr;
-      if (own_kernels) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
+      if (winograd(batch, OH, OW)) winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy);
+      else if (own_kernels) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
       else gemm(Transpose::yes, Transpose::no, patch, F, rows, columns = im2col(x, batch), dy, grad_kernel_);
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
@@ -287,6 +290,10 @@ struct Conv2D : LayerSpec {
     void winograd_conv(const detail::WinogradConv& p, bool inference, bool flipped, float* out, const Epilogue& finish) {
       if (inference) winograd_conv<4>(p, false, out, finish);
       else winograd_conv<2>(p, flipped, out, finish);
+    }
+    void winograd_kernel_gradient(const detail::WinogradConv& p, const float* dy) {
+      if (gemm_kernel() == GemmKernel::avx512) detail::winograd_kernel_gradient<detail::Avx512>(p, dy, grad_kernel_);
+      else detail::winograd_kernel_gradient<detail::Avx2>(p, dy, grad_kernel_);
     }
     template <int M>
     void winograd_conv(const detail::WinogradConv& p, bool flipped, float* out, const Epilogue& finish) {

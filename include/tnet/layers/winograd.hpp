@@ -10,9 +10,11 @@
 // input transform, its (m + 2)^2 products and its output transform run one after another on one
 // thread, and blocks are shared among threads, so every output is computed by the same operations
 // whatever the thread count. The transforms run over 16 channels at a time (vectorised), so C and
-// F must be multiples of 16. Rounding: the transforms' additions give an error a few times the
-// direct convolution's (tests/test_layers.cpp bounds it against the direct convolution in double).
-// Matrices from Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
+// F must be multiples of 16. Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s
+// about 10x larger (its transforms scale by 4, 5 and 8), a few millionths of the output's size;
+// Conv2D trains with the first and infers with the second (tests/test_layers.cpp measures both
+// against the direct convolution in double). Matrices from Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks" (2016).
 #pragma once
 
 #include <algorithm>
@@ -156,6 +158,43 @@ struct WinogradKernel {
   }
 };
 
+// V_xi[t][c] = (B^T d B)_xi for tiles first .. first + count - 1 of p (t from 0), d each tile's
+// (m + 2) x (m + 2) input window, zero outside the images (`zeros`: C zeros); xi's tiles start at
+// V + xi * block * C.
+template <int M>
+void winograd_input(const WinogradConv& p, std::ptrdiff_t first, std::ptrdiff_t count, std::ptrdiff_t block, const float* zeros, float* V) {
+  using T = Winograd<M>;
+  constexpr int alpha = T::alpha, L = 16;
+  const int C = p.C, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
+  for (std::ptrdiff_t t = 0; t < count; ++t) {
+    const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
+    const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
+    const int iy0 = ty * M - p.top, ix0 = tx * M - p.left;
+    const float* image = p.x + n * p.H * p.W * C;
+    const float* at[alpha][alpha];
+    for (int i = 0; i < alpha; ++i)
+      for (int j = 0; j < alpha; ++j) {
+        const int iy = iy0 + i, ix = ix0 + j;
+        at[i][j] = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W ? image + (std::ptrdiff_t(iy) * p.W + ix) * C : zeros;
+      }
+    for (int c0 = 0; c0 < C; c0 += L) {
+      float d[alpha][alpha][L], rows[alpha][alpha][L];
+      for (int i = 0; i < alpha; ++i)
+        for (int j = 0; j < alpha; ++j)
+          for (int l = 0; l < L; ++l) d[i][j][l] = at[i][j][c0 + l];
+      for (int i = 0; i < alpha; ++i) T::input(d[i], rows[i]);  // along x
+      for (int j = 0; j < alpha; ++j) {                         // along y
+        float column[alpha][L], out[alpha][L];
+        for (int i = 0; i < alpha; ++i)
+          for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
+        T::input(column, out);
+        for (int i = 0; i < alpha; ++i)
+          for (int l = 0; l < L; ++l) V[(std::ptrdiff_t(i * alpha + j) * block + t) * C + c0 + l] = out[i][l];
+      }
+    }
+  }
+}
+
 /// y = the convolution p describes, its kernel given transformed (WinogradKernel), then `epilogue`.
 template <int M, class Isa>
 void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, const Epilogue& epilogue) {
@@ -177,34 +216,7 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
     float* V = v_buffer.data();
     float* Mx = m_buffer.data();
     const std::ptrdiff_t first = b * block, count = std::min(block, tiles - first);
-    // Input transform: V_xi[t][c].
-    for (std::ptrdiff_t t = 0; t < count; ++t) {
-      const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
-      const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
-      const int iy0 = ty * M - p.top, ix0 = tx * M - p.left;
-      const float* image = p.x + n * p.H * p.W * C;
-      const float* at[alpha][alpha];
-      for (int i = 0; i < alpha; ++i)
-        for (int j = 0; j < alpha; ++j) {
-          const int iy = iy0 + i, ix = ix0 + j;
-          at[i][j] = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W ? image + (std::ptrdiff_t(iy) * p.W + ix) * C : zeros.data();
-        }
-      for (int c0 = 0; c0 < C; c0 += L) {
-        float d[alpha][alpha][L], rows[alpha][alpha][L];
-        for (int i = 0; i < alpha; ++i)
-          for (int j = 0; j < alpha; ++j)
-            for (int l = 0; l < L; ++l) d[i][j][l] = at[i][j][c0 + l];
-        for (int i = 0; i < alpha; ++i) T::input(d[i], rows[i]);  // along x
-        for (int j = 0; j < alpha; ++j) {                         // along y
-          float column[alpha][L], out[alpha][L];
-          for (int i = 0; i < alpha; ++i)
-            for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
-          T::input(column, out);
-          for (int i = 0; i < alpha; ++i)
-            for (int l = 0; l < L; ++l) V[(std::ptrdiff_t(i * alpha + j) * block + t) * C + c0 + l] = out[i][l];
-        }
-      }
-    }
+    winograd_input<M>(p, first, count, block, zeros.data(), V);
     // M_xi = V_xi U_xi.
     for (int xi = 0; xi < points; ++xi) {
       const Operand a{V + std::ptrdiff_t(xi) * block * C, C, 1};
@@ -245,6 +257,97 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
       }
     }
   }
+}
+
+/// dL/dkernel (3, 3, C, F) of the convolution p describes, given dy (batch, OH, OW, F), by the
+/// adjoint of F(2x2, 3x3): Y = A^T (U (.) V) A, U = G g G^T, so dL/dU_xi = sum over tiles of
+/// V_xi (.) W_xi with W = A dy A^T (each tile's 2 x 2 of dy), a product (C x tiles) by
+/// (tiles x F) for each of the 16 positions xi, and dL/dg = G^T (dL/dU) G. Tiles are summed in
+/// fixed chunks of blocks whose partial sums are then added in chunk order, so the result does not
+/// depend on the thread count.
+template <class Isa>
+void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* grad) {
+  constexpr int M = 2, alpha = 4, points = 16, L = 16;
+  const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
+  const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
+  const std::ptrdiff_t block = std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
+  // About 8 chunks: work for 8 threads, and 8 partial sums of 16 x C x F to add.
+  const std::ptrdiff_t blocks = (tiles + block - 1) / block, blocks_per_chunk = (blocks + 7) / 8;
+  const std::ptrdiff_t chunks = (blocks + blocks_per_chunk - 1) / blocks_per_chunk;
+  const std::ptrdiff_t per_chunk = std::ptrdiff_t(points) * C * F;
+  static thread_local Buffer partials;  // the calling thread's; every thread writes its chunks' part
+  ensure_size(partials, std::size_t(chunks * per_chunk));
+  float* partial = partials.data();
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk) {
+    static thread_local Buffer v_buffer, w_buffer, zeros;
+    ensure_size(v_buffer, std::size_t(points * block * C));
+    ensure_size(w_buffer, std::size_t(points * block * F));
+    if (zeros.size() < std::size_t(C)) zeros.assign(std::size_t(C), 0.0f);
+    float *V = v_buffer.data(), *Wt = w_buffer.data(), *sum = partial + chunk * per_chunk;
+    for (std::ptrdiff_t b = chunk * blocks_per_chunk; b < std::min(blocks, (chunk + 1) * blocks_per_chunk); ++b) {
+      const std::ptrdiff_t first = b * block, count = std::min(block, tiles - first);
+      winograd_input<M>(p, first, count, block, zeros.data(), V);
+      // W_xi[t][f] = (A dy A^T)_xi, A = [1 0; 1 1; 1 -1; 0 -1]; outputs past the edges are 0.
+      for (std::ptrdiff_t t = 0; t < count; ++t) {
+        const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
+        const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
+        const float* at[2][2];
+        for (int i = 0; i < 2; ++i)
+          for (int j = 0; j < 2; ++j) {
+            const int oy = ty * M + i, ox = tx * M + j;
+            at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : nullptr;
+          }
+        for (int f0 = 0; f0 < F; f0 += L) {
+          float g[2][2][L], w[alpha][alpha][L];
+          for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 2; ++j)
+              for (int l = 0; l < L; ++l) g[i][j][l] = at[i][j] ? at[i][j][f0 + l] : 0.0f;
+          for (int l = 0; l < L; ++l) {
+            float r[2][alpha];  // along x
+            for (int i = 0; i < 2; ++i)
+              r[i][0] = g[i][0][l], r[i][1] = g[i][0][l] + g[i][1][l], r[i][2] = g[i][0][l] - g[i][1][l], r[i][3] = -g[i][1][l];
+            for (int j = 0; j < alpha; ++j)  // along y
+              w[0][j][l] = r[0][j], w[1][j][l] = r[0][j] + r[1][j], w[2][j][l] = r[0][j] - r[1][j], w[3][j][l] = -r[1][j];
+          }
+          for (int i = 0; i < alpha; ++i)
+            for (int j = 0; j < alpha; ++j)
+              for (int l = 0; l < L; ++l) Wt[(std::ptrdiff_t(i * alpha + j) * block + t) * F + f0 + l] = w[i][j][l];
+        }
+      }
+      // dL/dU_xi (C x F) += V_xi^T W_xi.
+      for (int xi = 0; xi < points; ++xi) {
+        const Operand a{V + std::ptrdiff_t(xi) * block * C, 1, C};
+        packed_product<Isa>(erase(a), 0, 0, Operand{Wt + std::ptrdiff_t(xi) * block * F, 1, F}, C, F, count,
+                            sum + xi * std::ptrdiff_t(C) * F, F, b > chunk * blocks_per_chunk);
+      }
+    }
+  }
+  // The chunks' sums in chunk order, then dL/dg = G^T (dL/dU) G, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; ++c)
+    for (int f0 = 0; f0 < F; f0 += L) {
+      float u[alpha][alpha][L];
+      for (int xi = 0; xi < points; ++xi)
+        for (int l = 0; l < L; ++l) {
+          float total = 0.0f;
+          for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk)
+            total += partial[chunk * per_chunk + (std::ptrdiff_t(xi) * C + c) * F + f0 + l];
+          u[xi / alpha][xi % alpha][l] = total;
+        }
+      for (int l = 0; l < L; ++l) {
+        float r[alpha][3];  // along x
+        for (int i = 0; i < alpha; ++i) {
+          const float u0 = u[i][0][l], u1 = u[i][1][l], u2 = u[i][2][l], u3 = u[i][3][l];
+          r[i][0] = u0 + 0.5f * (u1 + u2), r[i][1] = 0.5f * (u1 - u2), r[i][2] = 0.5f * (u1 + u2) + u3;
+        }
+        for (int kx = 0; kx < 3; ++kx) {  // along y
+          const float r0 = r[0][kx], r1 = r[1][kx], r2 = r[2][kx], r3 = r[3][kx];
+          const float column[3] = {r0 + 0.5f * (r1 + r2), 0.5f * (r1 - r2), 0.5f * (r1 + r2) + r3};
+          for (int ky = 0; ky < 3; ++ky) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = column[ky];
+        }
+      }
+    }
 }
 
 }  // namespace tnet::detail
