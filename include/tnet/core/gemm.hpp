@@ -73,7 +73,9 @@ struct Cuts {
 
 // Runs piece(m0, mn, n0, nn, k0, kn, c, add) for every piece of C (in parallel), each writing
 // its product to c (C's block, or its chunk's partial product) with leading dimension N, then
-// adds the chunks' partial products in chunk order.
+// adds the chunks' partial products in chunk order. Pieces are dealt out round-robin, always to
+// the same threads, so that each thread's workspaces have their size after a first product of a
+// shape and a training step allocates nothing afterwards (tests/step_allocations.cpp).
 template <class Piece>
 void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C, bool accumulate, Piece piece) {
   const std::ptrdiff_t chunks = cuts.chunks, length = cuts.split_rows ? M : N;
@@ -82,7 +84,7 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
     ensure_size(gemm_workspace(), std::size_t(chunks * M * N));
     partials = gemm_workspace().data();
   }
-#pragma omp parallel for schedule(dynamic, 1) if (cuts.tiles * chunks > 1)
+#pragma omp parallel for schedule(static, 1) if (cuts.tiles * chunks > 1)
   for (std::ptrdiff_t p = 0; p < cuts.tiles * chunks; ++p) {
     const std::ptrdiff_t t = p / chunks, k = p % chunks;
     const std::ptrdiff_t begin = t * cuts.width, end = std::min(length, begin + cuts.width), n = end - begin;

@@ -90,8 +90,8 @@ inline bool use_gemm_kernel(GemmKernel kernel) {
 
 /// What a product does to each value v of column c of C once it is complete (every step along K
 /// added): v + bias[c] when `bias` is set, then max(v, 0) when `relu`, then v * scale[c] + shift[c]
-/// when `scale` is set. A layer's bias, and in inference the ReLU and batch normalisation after
-/// it (layers/layer.hpp), so that its output is written once.
+/// when `scale` is set: a layer's bias and the ReLU after it, and in inference the batch
+/// normalisation after that (layers/layer.hpp), so that its output is written once.
 struct Epilogue {
   bool relu = false;
   const float* scale = nullptr;

@@ -10,7 +10,7 @@
 // forward pass and the weight gradient (columns^T dy); at stride 1 the input gradient is the
 // convolution of dy with the flipped kernel, gathered the same way. 3x3 convolutions at stride 1
 // with channels in multiples of 16 use Winograd's minimal filtering instead (layers/winograd.hpp)
-// for the forward pass and the input gradient, when the batch has tiles enough. The bias (and the
+// for all three products, when the batch has tiles enough. The bias (and the
 // ReLU after the layer, and in inference the batch normalisation after that) is applied as y is
 // written. With Eigen's kernels, and for the input gradient at larger strides or with output
 // channels not a multiple of 8, im2col writes the columns into one workspace per calling thread,

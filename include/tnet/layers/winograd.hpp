@@ -114,7 +114,7 @@ struct WinogradConv {
 /// transform). `flipped`: the transform of the input gradient's kernel, which reads (ky, kx, c, f)
 /// as (2 - ky, 2 - kx, f, c) of the forward's (3, 3, F, C).
 struct WinogradKernel {
-  Buffer source, panels;
+  Buffer source, transformed, panels;  // the kernel it was made from; U_xi (C x F each); U packed
   int tile = 0, width = 0;
 
   template <int M, class Isa>
@@ -126,7 +126,7 @@ struct WinogradKernel {
     source.assign(kernel, kernel + size);
     tile = M, width = NR;
     const std::ptrdiff_t padded_f = (F + NR - 1) / NR * NR;
-    Buffer transformed(std::size_t(points) * C * F);  // U_xi, C x F each
+    ensure_size(transformed, std::size_t(points) * C * F);
     float* U = transformed.data();
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; ++c)

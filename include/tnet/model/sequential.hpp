@@ -8,7 +8,7 @@
 // compile error naming the layer. Two dimensions are data, not architecture, and are set at run
 // time: the batch size, and the width of a Dense<dynamic> layer (the label count), given to the
 // constructor: Sequential(Outputs{65}, seed). Buffers are sized for the largest batch seen and
-// reused, so a training step at a batch size seen before allocates nothing. Every trainable value
+// reused, so a training step at a batch size seen before allocates nothing (tests/step_allocations.cpp). Every trainable value
 // lives in one contiguous array and every gradient in another (parameters()), so an optimizer
 // step, weight averaging or a copy is one loop. A layer that can work in place
 // (ReLU, Dropout, Flatten) writes its output over the previous layer's when that layer's backward
@@ -112,11 +112,13 @@ inline std::string with_commas(std::size_t n) {
   return out;
 }
 
-// "x holds 10 floats; a batch of 2 at (None, 4, 4, 3) needs 96".
-inline void check_size(const char* where, const char* what, std::size_t got, int batch, const std::string& shape, std::size_t per_sample) {
+// "x holds 10 floats; a batch of 2 at (None, 4, 4, 3) needs 96". `shape()` names the shape; it is
+// called only for the error, so that a training step allocates nothing.
+template <class ShapeName>
+void check_size(const char* where, const char* what, std::size_t got, int batch, ShapeName shape, std::size_t per_sample) {
   if (got != std::size_t(batch) * per_sample)
     throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": " + what + " holds " + std::to_string(got) +
-                                " floats; a batch of " + std::to_string(batch) + " at " + shape + " needs " +
+                                " floats; a batch of " + std::to_string(batch) + " at " + shape() + " needs " +
                                 std::to_string(std::size_t(batch) * per_sample));
 }
 
@@ -194,7 +196,7 @@ class Sequential {
   std::span<const float> forward(std::span<const float> x, const Shard& shard, Mode mode) {
     const int batch = shard.count;
     if (batch < 1) throw std::invalid_argument("tnet::Sequential::forward: batch must be >= 1, got " + std::to_string(batch));
-    detail::check_size("forward", "x", x.size(), batch, input_shape::str(), input_size);
+    detail::check_size("forward", "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
     reserve(batch);
     input_ = x.data();
     batch_ = batch;
@@ -227,8 +229,9 @@ class Sequential {
   /// x input_size) unless it is empty.
   void backward(std::span<const float> grad_output, std::span<float> grad_input = {}) {
     if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
-    detail::check_size("backward", "grad_output", grad_output.size(), batch_, output_string(), std::size_t(outputs()));
-    if (!grad_input.empty()) detail::check_size("backward", "grad_input", grad_input.size(), batch_, input_shape::str(), input_size);
+    detail::check_size("backward", "grad_output", grad_output.size(), batch_, [this] { return output_string(); }, std::size_t(outputs()));
+    if (!grad_input.empty())
+      detail::check_size("backward", "grad_input", grad_input.size(), batch_, [] { return input_shape::str(); }, input_size);
     backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data(), nullptr);
   }
 
@@ -549,9 +552,10 @@ class Sequential {
                    std::span<float> grad_input) const {
     if (batch < 1)
       throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": batch must be >= 1, got " + std::to_string(batch));
-    detail::check_size(where, "x", x.size(), batch, input_shape::str(), input_size);
-    detail::check_size(where, "targets", targets.size(), batch, output_string(), std::size_t(outputs()));
-    if (!grad_input.empty()) detail::check_size(where, "grad_input", grad_input.size(), batch, input_shape::str(), input_size);
+    detail::check_size(where, "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
+    detail::check_size(where, "targets", targets.size(), batch, [this] { return output_string(); }, std::size_t(outputs()));
+    if (!grad_input.empty())
+      detail::check_size(where, "grad_input", grad_input.size(), batch, [] { return input_shape::str(); }, input_size);
   }
 
   double training_pass(const char* where, std::span<const float> x, std::span<const float> targets, const Shard& shard,
