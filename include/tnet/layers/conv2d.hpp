@@ -229,9 +229,11 @@ struct Conv2D : LayerSpec {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       Epilogue finish = epilogue;
       finish.bias = bias_;
-      if (winograd(batch, OH, OW))
-        winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, pass.mode == Mode::infer, false, y, finish);
-      else if (gemm_kernel() != GemmKernel::eigen) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish);
+      if constexpr (winograd_shape) {
+        if (winograd(batch, OH, OW))
+          return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, pass.mode == Mode::infer, false, y, finish);
+      }
+      if (gemm_kernel() != GemmKernel::eigen) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish);
       else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y, false, finish);
     }
 
@@ -239,16 +241,13 @@ struct Conv2D : LayerSpec {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
       // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
-      float* columns = nullptr;
-      if (winograd(batch, OH, OW)) winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy);
-      else if (own_kernels) detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
-      else gemm(Transpose::yes, Transpose::no, patch, F, rows, columns = im2col(x, batch), dy, grad_kernel_);
+      float* columns = kernel_gradient(x, dy, batch);
       sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
       for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
       if (!dx) return;
-      if (winograd(batch, H, W)) {  // the convolution of dy with the flipped kernel, as below
-        winograd_conv({dy, batch, OH, OW, F, H, W, C, K - 1 - pad_top, K - 1 - pad_left}, false, true, dx, {});
-        return;
+      if constexpr (winograd_shape) {
+        if (winograd(batch, H, W))  // the convolution of dy with the flipped kernel, as below
+          return winograd_conv({dy, batch, OH, OW, F, H, W, C, K - 1 - pad_top, K - 1 - pad_left}, false, true, dx, {});
       }
       if (own_kernels && gathers_input_gradient) {
         // At stride 1, dL/dx is the convolution of dy with the flipped kernel, whose windows
@@ -276,16 +275,28 @@ struct Conv2D : LayerSpec {
 
     // x's im2col matrix as tnet's kernels read it, never materialised.
     static detail::Patches<K, C> patches(const float* x) { return {x, H, W, OH, OW, S, pad_top, pad_left}; }
+    // dL/dkernel into grad_kernel_; returns x's im2col columns when it wrote them out (Eigen's kernels).
+    float* kernel_gradient(const float* x, const float* dy, int batch) {
+      if constexpr (winograd_shape)
+        if (winograd(batch, OH, OW)) return winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy), nullptr;
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
+      if (gemm_kernel() != GemmKernel::eigen) {
+        detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
+        return nullptr;
+      }
+      float* columns = im2col(x, batch);
+      gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_);
+      return columns;
+    }
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
     // filtering (layers/winograd.hpp) when there are tiles enough for every thread (a batch-1
     // inference is faster direct); the choice depends on the shapes only. Inference takes
     // F(4x4, 3x3), 4x fewer multiplications, whose rounding is about 10x the direct product's (a
     // few millionths of the output's size); training F(2x2, 3x3), 2.25x fewer, rounding as the
     // direct product does, so that gradients keep their precision.
+    static constexpr bool winograd_shape = K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0;
     static bool winograd(int batch, int height, int width) {
-      if constexpr (K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0)
-        return gemm_kernel() != GemmKernel::eigen && std::ptrdiff_t(batch) * ((height + 3) / 4) * ((width + 3) / 4) >= 128;
-      else return false;
+      return winograd_shape && gemm_kernel() != GemmKernel::eigen && std::ptrdiff_t(batch) * ((height + 3) / 4) * ((width + 3) / 4) >= 128;
     }
     void winograd_conv(const detail::WinogradConv& p, bool inference, bool flipped, float* out, const Epilogue& finish) {
       if (inference) winograd_conv<4>(p, false, out, finish);

@@ -8,9 +8,9 @@
 // compile error naming the layer. Two dimensions are data, not architecture, and are set at run
 // time: the batch size, and the width of a Dense<dynamic> layer (the label count), given to the
 // constructor: Sequential(Outputs{65}, seed). Buffers are sized for the largest batch seen and
-// reused, so a training step at a batch size seen before allocates nothing (tests/step_allocations.cpp). Every trainable value
-// lives in one contiguous array and every gradient in another (parameters()), so an optimizer
-// step, weight averaging or a copy is one loop. A layer that can work in place
+// reused, so a training step at a batch size seen before allocates nothing
+// (tests/step_allocations.cpp). Every trainable value lives in one contiguous array and every
+// gradient in another (parameters()), so an optimizer step, weight averaging or a copy is one loop. A layer that can work in place
 // (ReLU, Dropout, Flatten) writes its output over the previous layer's when that layer's backward
 // does not read its own output (a convolution's, a pooling's): a ReLU after every convolution
 // costs no memory.
