@@ -29,4 +29,4 @@ for k in train_images_per_s infer_images_per_s infer_latency_batch1_ms peak_rss_
 done
 echo
 echo "tnet training scales $(awk -v a="$(get "$tnet" train_images_per_s)" -v b="$(get "$tnet1" train_images_per_s)" 'BEGIN { printf "%.2f", a / b }')x from 1 to $threads threads;" \
-  "$(get "$tnet" train_gflops) GFLOP/s, $(get "$tnet" train_percent_of_roofline) % of the $(get "$tnet" gemm_roofline_gflops) GFLOP/s GEMM roofline"
+  "$(get "$tnet" train_gflops) effective GFLOP/s (direct-convolution FLOPs), $(get "$tnet" train_percent_of_roofline) % of the $(get "$tnet" gemm_roofline_gflops) GFLOP/s GEMM roofline"
