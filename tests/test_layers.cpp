@@ -63,7 +63,8 @@ TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid 
 namespace {
 // A convolution against its definition, computed directly in double: y, dL/dkernel and dL/dx
 // (with dy given), for every gemm kernel this CPU runs (Eigen's materialises the columns; tnet's
-// gather them from the image, and at stride 1 compute dL/dx as a convolution of dy).
+// gather them from the image, and at stride 1 compute dL/dx as a convolution of dy, or run
+// Winograd's F(2x2, 3x3) in training), then y in inference (F(4x4, 3x3) where Winograd applies).
 template <class Spec, class In>
 void check_conv_directly(int batch) {
   using L = typename Spec::template Layer<In>;
@@ -130,8 +131,9 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<6, 3, 1, Padding::valid>, Shape<8, 5, 4>>(3);  // no padding
   check_conv_directly<Conv2D<6, 3, 2>, Shape<9, 8, 9>>(2);                  // stride 2: the input gradient through col2im
   check_conv_directly<Conv2D<40, 3>, Shape<48, 48, 16>>(2);                 // 4,608 rows: tiles, the weight gradient in chunks
-  // Winograd's F(4x4, 3x3): tiles cut by the edges, several blocks; valid (the output smaller than
-  // the input, the input gradient's windows reaching 2 before); SmallerVGGNet's size.
+  // Winograd (F(2x2, 3x3) in training, F(4x4, 3x3) in inference): tiles cut by the edges, several
+  // blocks and kernel-gradient chunks; valid (the output smaller than the input, the input
+  // gradient's windows reaching 2 before); SmallerVGGNet's size.
   check_conv_directly<Conv2D<32, 3>, Shape<13, 11, 16>>(12);
   check_conv_directly<Conv2D<16, 3, 1, Padding::valid>, Shape<10, 13, 48>>(22);
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
