@@ -33,6 +33,22 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
+/// Runs check(kernel) with each gemm kernel this CPU runs (Eigen's, AVX2, AVX-512), which also
+/// picks the instruction set of tnet's other loops (core/vectorise.hpp), then restores the choice.
+/// Returns how many kernels ran.
+inline int with_each_gemm_kernel(const std::function<void(tnet::GemmKernel)>& check) {
+  const tnet::GemmKernel before = tnet::gemm_kernel();
+  int kernels = 0;
+  for (const tnet::GemmKernel kernel : {tnet::GemmKernel::eigen, tnet::GemmKernel::avx2, tnet::GemmKernel::avx512}) {
+    if (!tnet::use_gemm_kernel(kernel)) continue;
+    ++kernels;
+    INFO("kernel ", std::string(tnet::name(kernel)));
+    check(kernel);
+  }
+  tnet::use_gemm_kernel(before);
+  return kernels;
+}
+
 /// The message of what `f` throws; empty when it throws nothing.
 inline std::string error_of(const std::function<void()>& f) {
   try {

@@ -98,10 +98,8 @@ void check_conv_directly(int batch) {
       error = std::max(error, std::abs(got[i] - want[i])), scale = std::max(scale, std::abs(want[i]));
     return error / scale;  // relative to the largest value
   };
-  const GemmKernel before = gemm_kernel();
-  for (const GemmKernel kernel_kind : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
-    if (!use_gemm_kernel(kernel_kind)) continue;
-    INFO(L::describe(), " on ", In::str(), ", batch ", batch, ", kernel ", std::string(name(kernel_kind)));
+  test::with_each_gemm_kernel([&](GemmKernel kernel_kind) {
+    INFO(L::describe(), " on ", In::str(), ", batch ", batch);
     Standalone<L> conv;
     std::copy(kernel.begin(), kernel.end(), conv.kernel());
     std::copy(bias.begin(), bias.end(), conv.bias());
@@ -118,8 +116,7 @@ void check_conv_directly(int batch) {
     Buffer inferred(out_size, std::nanf(""));
     conv.forward(x.data(), inferred.data(), batch, Pass{Mode::infer});
     CHECK(worst(inferred.data(), y) < (winograd ? 3e-5 : 1e-5));
-  }
-  use_gemm_kernel(before);
+  });
 }
 }  // namespace
 
@@ -458,17 +455,12 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   // (a dense layer's input gradient); (9, 1, 1) and (3, 4, 0): degenerate.
   const Case cases[] = {{300, 40, 50},   {24, 150, 6000}, {16, 24, 20000}, {5, 7, 9000}, {1, 300, 700},
                         {2003, 33, 300}, {200, 27, 9000}, {3, 600, 500},   {9, 1, 1},    {3, 4, 0}};
-  const GemmKernel before = gemm_kernel();
-  int kernels_run = 0;
-  for (const GemmKernel kernel : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
-    if (!use_gemm_kernel(kernel)) continue;
-    ++kernels_run;
+  const int kernels_run = test::with_each_gemm_kernel([&](GemmKernel) {
     for (const Case cs : cases)
       for (const bool ta : {false, true})
         for (const bool tb : {false, true})
           for (const bool accumulate : {false, true}) {
-            INFO("kernel ", std::string(name(kernel)), " M ", cs.M, " N ", cs.N, " K ", cs.K, " transposed A ", ta, " B ", tb,
-                 " accumulate ", accumulate);
+            INFO("M ", cs.M, " N ", cs.N, " K ", cs.K, " transposed A ", ta, " B ", tb, " accumulate ", accumulate);
             const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
             Buffer c = test::random_values(std::size_t(cs.M * cs.N), 3);
             std::vector<double> expected(c.size());
@@ -503,21 +495,17 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
               CHECK(worst <= 1e-6 * std::sqrt(double(std::max<std::ptrdiff_t>(cs.K, 1))) * 4);  // float rounding grows like sqrt(K)
             }
           }
-  }
-  use_gemm_kernel(before);
+  });
   // Every x86-64 CPU this is tested on has AVX2; elsewhere only Eigen's kernel exists.
   CHECK(kernels_run == (TNET_X86_KERNELS && supported(GemmKernel::avx2) ? (supported(GemmKernel::avx512) ? 3 : 2) : 1));
-  MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(before)));
+  MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(gemm_kernel())));
 }
 
 TEST_CASE("gemm: the same bits for any thread count, with every kernel") {
-  const GemmKernel before = gemm_kernel();
   const int threads_before = num_threads();
   const Buffer a = test::random_values(std::size_t(700 * 300), 4), b = test::random_values(std::size_t(300 * 90), 5);
   const Buffer x = test::random_values(std::size_t(9000 * 64), 6), dy = test::random_values(std::size_t(9000 * 40), 7);
-  for (const GemmKernel kernel : {GemmKernel::eigen, GemmKernel::avx2, GemmKernel::avx512}) {
-    if (!use_gemm_kernel(kernel)) continue;
-    INFO("kernel ", std::string(name(kernel)));
+  test::with_each_gemm_kernel([&](GemmKernel) {
     std::vector<Buffer> results;
     for (const int threads : {1, 2, 3}) {
       set_num_threads(threads);
@@ -529,7 +517,6 @@ TEST_CASE("gemm: the same bits for any thread count, with every kernel") {
     }
     CHECK(results[0] == results[1]);
     CHECK(results[0] == results[2]);
-  }
+  });
   set_num_threads(threads_before);
-  use_gemm_kernel(before);
 }

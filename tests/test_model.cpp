@@ -116,65 +116,68 @@ TEST_CASE("every parameter lives in one array, every gradient in another, and la
   CHECK(moved.predict(x, 2)[1] == after[1]);
 }
 
-TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Adam with decay)") {
+TEST_CASE("one SmallerVGGNet training step matches PyTorch (batch 4, dropout, Adam with decay), with every gemm kernel") {
   // PyTorch computed it in float64 from the same float32 weights and input: the differences are
   // tnet's float32 rounding. A gradient entry may be off by 2e-4 of its size plus the tensor's
-  // RMS: biases feeding a batch norm have gradients that are mostly cancellation.
+  // RMS: biases feeding a batch norm have gradients that are mostly cancellation. Each kernel
+  // also runs the batch norms, pooling, dropout and Adam compiled for its instruction set.
   constexpr double pick_tolerance = 2e-4;
   const test::Fixture fx("smaller_vgg.txt");
-  auto net = std::make_unique<VGG>(Outputs{6}, 7);  // weights drawn exactly as make_fixtures.py draws them
-  const int batch = 4;
-  Buffer input(std::size_t(batch) * 96 * 96 * 3);
-  const Rng rng(123);
-  for (std::size_t i = 0; i < input.size(); ++i) input[i] = rng.uniform(i);
-  const float targets[] = {0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    auto net = std::make_unique<VGG>(Outputs{6}, 7);  // weights drawn exactly as make_fixtures.py draws them
+    const int batch = 4;
+    Buffer input(std::size_t(batch) * 96 * 96 * 3);
+    const Rng rng(123);
+    for (std::size_t i = 0; i < input.size(); ++i) input[i] = rng.uniform(i);
+    const float targets[] = {0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1};
 
-  const double loss = net->compute_gradients(input, targets, batch);
-  CHECK(loss == doctest::Approx(fx.scalar("loss")).epsilon(1e-4));
-  CHECK_CLOSE_TO_FIXTURE(net->output().data(), fx["probabilities"], 1e-4);
+    const double loss = net->compute_gradients(input, targets, batch);
+    CHECK(loss == doctest::Approx(fx.scalar("loss")).epsilon(1e-4));
+    CHECK_CLOSE_TO_FIXTURE(net->output().data(), fx["probabilities"], 1e-4);
 
-  for (const ParamRef& p : net->parameters()) {
-    INFO("gradient of ", p.name);
-    double abs_sum = 0, square_sum = 0;
-    for (std::size_t i = 0; i < p.size; ++i) {
-      abs_sum += std::abs(double(p.grad[i]));
-      square_sum += double(p.grad[i]) * p.grad[i];
+    for (const ParamRef& p : net->parameters()) {
+      INFO("gradient of ", p.name);
+      double abs_sum = 0, square_sum = 0;
+      for (std::size_t i = 0; i < p.size; ++i) {
+        abs_sum += std::abs(double(p.grad[i]));
+        square_sum += double(p.grad[i]) * p.grad[i];
+      }
+      CHECK(abs_sum == doctest::Approx(fx.scalar(p.name + ".grad_abs_sum")).epsilon(1e-4));
+      CHECK(square_sum == doctest::Approx(fx.scalar(p.name + ".grad_square_sum")).epsilon(2e-4));
+      const auto& picks = fx[p.name + ".pick_index"];
+      const auto& expected = fx[p.name + ".grad_pick"];
+      const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
+      for (std::size_t k = 0; k < picks.size(); ++k)
+        CHECK(std::abs(p.grad[std::size_t(picks[k])] - expected[k]) <= pick_tolerance * (std::abs(expected[k]) + rms));
     }
-    CHECK(abs_sum == doctest::Approx(fx.scalar(p.name + ".grad_abs_sum")).epsilon(1e-4));
-    CHECK(square_sum == doctest::Approx(fx.scalar(p.name + ".grad_square_sum")).epsilon(2e-4));
-    const auto& picks = fx[p.name + ".pick_index"];
-    const auto& expected = fx[p.name + ".grad_pick"];
-    const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
-    for (std::size_t k = 0; k < picks.size(); ++k)
-      CHECK(std::abs(p.grad[std::size_t(picks[k])] - expected[k]) <= pick_tolerance * (std::abs(expected[k]) + rms));
-  }
-  net->visit_state([&](const std::string& name, auto span) {
-    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) {
-      if (name.ends_with("moving_mean") || name.ends_with("moving_variance")) {
-        INFO(name);
-        CHECK_CLOSE_TO_FIXTURE(span.data(), fx[name], 1e-4);
+    net->visit_state([&](const std::string& name, auto span) {
+      if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) {
+        if (name.ends_with("moving_mean") || name.ends_with("moving_variance")) {
+          INFO(name);
+          CHECK_CLOSE_TO_FIXTURE(span.data(), fx[name], 1e-4);
+        }
+      }
+    });
+
+    Adam adam(Adam::Options{.lr = 1e-3, .decay = 1e-3 / 75});
+    adam.step(net->parameters());
+    // Adam's first step is lr * g / (|g| + c) with c = epsilon / sqrt(1 - beta2) = 3.2e-6: about
+    // lr * sign(g), so the bound is a fraction of lr, plus what the gradient's own tolerance dg
+    // moves it by where |g| is near c, lr * c * dg / (|g| + c)^2.
+    const double lr = 1e-3, c = 1e-7 / std::sqrt(1 - 0.999);
+    for (const ParamRef& p : net->parameters()) {
+      INFO("after one Adam step: ", p.name);
+      const auto& picks = fx[p.name + ".pick_index"];
+      const auto& expected = fx[p.name + ".after_step_pick"];
+      const auto& gradients = fx[p.name + ".grad_pick"];
+      const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
+      for (std::size_t k = 0; k < picks.size(); ++k) {
+        const double g = std::abs(gradients[k]), dg = pick_tolerance * (g + rms);
+        CHECK(std::abs(p.value[std::size_t(picks[k])] - expected[k]) <=
+              1e-4 * lr + lr * c * dg / ((g + c) * (g + c)) + 1e-6 * std::abs(expected[k]));
       }
     }
   });
-
-  Adam adam(Adam::Options{.lr = 1e-3, .decay = 1e-3 / 75});
-  adam.step(net->parameters());
-  // Adam's first step is lr * g / (|g| + c) with c = epsilon / sqrt(1 - beta2) = 3.2e-6: about
-  // lr * sign(g), so the bound is a fraction of lr, plus what the gradient's own tolerance dg
-  // moves it by where |g| is near c, lr * c * dg / (|g| + c)^2.
-  const double lr = 1e-3, c = 1e-7 / std::sqrt(1 - 0.999);
-  for (const ParamRef& p : net->parameters()) {
-    INFO("after one Adam step: ", p.name);
-    const auto& picks = fx[p.name + ".pick_index"];
-    const auto& expected = fx[p.name + ".after_step_pick"];
-    const auto& gradients = fx[p.name + ".grad_pick"];
-    const double rms = std::sqrt(fx.scalar(p.name + ".grad_square_sum") / double(p.size));
-    for (std::size_t k = 0; k < picks.size(); ++k) {
-      const double g = std::abs(gradients[k]), dg = pick_tolerance * (g + rms);
-      CHECK(std::abs(p.value[std::size_t(picks[k])] - expected[k]) <=
-            1e-4 * lr + lr * c * dg / ((g + c) * (g + c)) + 1e-6 * std::abs(expected[k]));
-    }
-  }
 }
 
 namespace {
@@ -361,7 +364,7 @@ TEST_CASE("inference folds ReLU and batch normalisation into the layer before, a
   check(folds, 3, 13);
 }
 
-TEST_CASE("results do not depend on the thread count") {
+TEST_CASE("results do not depend on the thread count, with every gemm kernel") {
   auto train = [](int threads) {
     set_num_threads(threads);
     auto net = std::make_unique<VGG>(Outputs{6}, 3);
@@ -378,10 +381,12 @@ TEST_CASE("results do not depend on the thread count") {
     return values;
   };
   const int original = num_threads();
-  const auto one = train(1), two = train(2), three = train(3);
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    const auto one = train(1), two = train(2), three = train(3);
+    CHECK(one == two);
+    CHECK(one == three);
+  });
   set_num_threads(original);
-  CHECK(one == two);
-  CHECK(one == three);
 }
 
 TEST_CASE("a small network learns a separable problem") {

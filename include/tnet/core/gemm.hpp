@@ -14,6 +14,7 @@
 
 #include "config.hpp"
 #include "gemm_kernels.hpp"
+#include "vectorise.hpp"
 
 namespace tnet {
 
@@ -222,10 +223,14 @@ void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out, Term term) {
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (std::ptrdiff_t k = 0; k < chunks; ++k) {
     double* acc = part + k * C;
-    std::fill(acc, acc + C, 0.0);
     const std::ptrdiff_t end = std::min(R, (k + 1) * chunk);
-    for (std::ptrdiff_t r = k * chunk; r < end; ++r)
-      for (std::ptrdiff_t c = 0; c < C; ++c) acc[c] += term(r, c);
+    vectorised(
+        [C, term](double* acc, std::ptrdiff_t begin, std::ptrdiff_t end) {
+          std::fill(acc, acc + C, 0.0);
+          for (std::ptrdiff_t r = begin; r < end; ++r)
+            for (std::ptrdiff_t c = 0; c < C; ++c) acc[c] += term(r, c);
+        },
+        acc, k * chunk, end);
   }
   std::fill(out, out + C, 0.0);
   for (std::ptrdiff_t k = 0; k < chunks; ++k)
@@ -244,13 +249,18 @@ void sum_over_rows(std::ptrdiff_t R, std::ptrdiff_t C, double* out_a, TermA a, d
   for (std::ptrdiff_t k = 0; k < chunks; ++k) {
     double* acc_a = part + 2 * k * C;
     double* acc_b = acc_a + C;
-    std::fill(acc_a, acc_a + 2 * C, 0.0);
     const std::ptrdiff_t end = std::min(R, (k + 1) * chunk);
-    for (std::ptrdiff_t r = k * chunk; r < end; ++r)
-      for (std::ptrdiff_t c = 0; c < C; ++c) {
-        acc_a[c] += a(r, c);
-        acc_b[c] += b(r, c);
-      }
+    vectorised(
+        [C, a, b](double* acc_a, double* acc_b, std::ptrdiff_t begin, std::ptrdiff_t end) {
+          std::fill(acc_a, acc_a + C, 0.0);
+          std::fill(acc_b, acc_b + C, 0.0);
+          for (std::ptrdiff_t r = begin; r < end; ++r)
+            for (std::ptrdiff_t c = 0; c < C; ++c) {
+              acc_a[c] += a(r, c);
+              acc_b[c] += b(r, c);
+            }
+        },
+        acc_a, acc_b, k * chunk, end);
   }
   std::fill(out_a, out_a + C, 0.0);
   std::fill(out_b, out_b + C, 0.0);

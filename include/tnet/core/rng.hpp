@@ -27,8 +27,9 @@ class Rng {
   /// 64 random bits at position `index`.
   constexpr std::uint64_t bits(std::uint64_t index) const { return splitmix64(key_ ^ splitmix64(index)); }
 
-  /// Uniform in [0, 1) with 24 random bits: exactly representable as a float.
-  constexpr float uniform(std::uint64_t index) const { return static_cast<float>(bits(index) >> 40) * 0x1p-24f; }
+  /// Uniform in [0, 1) with 24 random bits: exactly representable as a float. (Converted from a
+  /// signed integer, which vectorises: x86 has no unsigned 64-bit conversion before AVX-512.)
+  constexpr float uniform(std::uint64_t index) const { return static_cast<float>(static_cast<std::int32_t>(bits(index) >> 40)) * 0x1p-24f; }
 
   /// Uniform in [-limit, limit).
   constexpr float symmetric(std::uint64_t index, float limit) const { return (2.0f * uniform(index) - 1.0f) * limit; }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../core/vectorise.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -34,17 +35,19 @@ struct ReLU : ElementwiseSpec {
 
     void forward(const float* x, float* y, int batch, Pass) {
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
+      for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) y[i] = std::max(x[i], 0.0f);
+      });
     }
     void backward(const float*, const float* y, const float* dy, float* dx, int batch) {
       if (!dx) return;
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < count; ++i) {
-        const float g = dy[i];  // read whatever y is: a select, not a branch (random signs mispredict)
-        dx[i] = y[i] > 0.0f ? g : 0.0f;
-      }
+      for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) {
+          const float g = dy[i];  // read whatever y is: a select, not a branch (random signs mispredict)
+          dx[i] = y[i] > 0.0f ? g : 0.0f;
+        }
+      });
     }
   };
 };

@@ -19,6 +19,7 @@
 
 #include "../core/gemm.hpp"
 #include "../core/reducer.hpp"
+#include "../core/vectorise.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -79,9 +80,7 @@ struct BatchNormWith : LayerSpec {
         // Its own scale: the batch's, kept for backward, stays untouched.
         std::array<float, C> inv_std;
         for (int c = 0; c < C; ++c) inv_std[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
-#pragma omp parallel for schedule(static)
-        for (std::ptrdiff_t r = 0; r < rows; ++r)
-          for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - moving_mean_[c]) * inv_std[c]) + beta_[c];
+        normalise(x, y, rows, moving_mean_.data(), inv_std.data());
         return;
       }
       // Two passes (mean, then squared deviations) for an accurate variance. In data-parallel
@@ -103,9 +102,7 @@ struct BatchNormWith : LayerSpec {
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
         mean_f_[c] = static_cast<float>(mean[c]);
       }
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) y[r * C + c] = gamma_[c] * ((x[r * C + c] - mean_f_[c]) * inv_std_[c]) + beta_[c];
+      normalise(x, y, rows, mean_f_.data(), inv_std_.data());
       update_moving_statistics(rows_);
     }
 
@@ -170,13 +167,24 @@ struct BatchNormWith : LayerSpec {
         mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / rows_);
         scale_[c] = gamma_[c] * inv_std_[c];
       }
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) {
-          const float g = scale_[c] * (dy[r * C + c] - mean_dy_[c] - xhat(r, c) * mean_dy_xhat_[c]);
-          if constexpr (ThroughRelu) dx[r * C + c] = x[r * C + c] > 0.0f ? g : 0.0f;
-          else dx[r * C + c] = g;
-        }
+      const float *scale = scale_.data(), *mean_dy = mean_dy_.data(), *mean_dy_xhat = mean_dy_xhat_.data();
+      for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t r = begin; r < end; ++r)
+          for (int c = 0; c < C; ++c) {
+            const float g = scale[c] * (dy[r * C + c] - mean_dy[c] - xhat(r, c) * mean_dy_xhat[c]);
+            if constexpr (ThroughRelu) dx[r * C + c] = x[r * C + c] > 0.0f ? g : 0.0f;
+            else dx[r * C + c] = g;
+          }
+      });
+    }
+
+    // y = gamma * ((x - mean) * inv_std) + beta, per channel.
+    void normalise(const float* x, float* y, std::ptrdiff_t rows, const float* mean, const float* inv_std) const {
+      const float *gamma = gamma_, *beta = beta_;
+      for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t r = begin; r < end; ++r)
+          for (int c = 0; c < C; ++c) y[r * C + c] = gamma[c] * ((x[r * C + c] - mean[c]) * inv_std[c]) + beta[c];
+      });
     }
 
     void update_moving_statistics(double rows) {
@@ -191,6 +199,8 @@ struct BatchNormWith : LayerSpec {
         moving_variance_[c] = static_cast<float>(biased_variance_[c] / debias);
       }
     }
+
+    static constexpr std::ptrdiff_t rows_per_block = std::max(1, 16384 / C);  // for_blocks: about 64 KB of floats each
 
     float *gamma_ = nullptr, *beta_ = nullptr, *grad_gamma_ = nullptr, *grad_beta_ = nullptr;  // views (bind)
     Buffer moving_mean_, moving_variance_, biased_mean_, biased_variance_;

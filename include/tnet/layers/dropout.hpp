@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "../core/vectorise.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -43,19 +44,21 @@ struct Dropout : ElementwiseSpec {
       // Elements are numbered within the global batch, so a process holding a slice of it draws
       // that slice's masks (core/reducer.hpp).
       const std::uint64_t first = pass.sample_offset * std::uint64_t(this->sample_size());
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < count; ++i) {
-        mask[i] = step.uniform(first + std::uint64_t(i)) >= Rate ? scale : 0.0f;
-        y[i] = x[i] * mask[i];
-      }
+      for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) {
+          mask[i] = step.uniform(first + std::uint64_t(i)) >= Rate ? scale : 0.0f;
+          y[i] = x[i] * mask[i];
+        }
+      });
     }
 
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {
       if (!dx) return;
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
       const float* mask = mask_.data();
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < count; ++i) dx[i] = dy[i] * mask[i];
+      for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) dx[i] = dy[i] * mask[i];
+      });
     }
 
     const float* mask() const { return mask_.data(); }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../core/vectorise.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -38,14 +39,13 @@ struct MaxPool2D : LayerSpec {
     void forward(const float* x, float* y, int batch, Pass pass) {
       const bool remember = pass.mode == Mode::train;
       if (remember && argmax_.size() < std::size_t(batch) * output_shape::size) argmax_.resize(std::size_t(batch) * output_shape::size);
-#pragma omp parallel for schedule(static)
-      for (int n = 0; n < batch; ++n) {
-        const float* image = x + std::ptrdiff_t(n) * In::size;
-        float* out = y + std::ptrdiff_t(n) * output_shape::size;
-        std::int32_t* where = remember ? argmax_.data() + std::ptrdiff_t(n) * output_shape::size : nullptr;
+      std::int32_t* argmax = remember ? argmax_.data() : nullptr;
+      for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
+        const float* image = x + n * In::size;
+        float* out = y + n * output_shape::size;
+        std::int32_t* where = argmax ? argmax + n * output_shape::size : nullptr;
         // Channels innermost, in local arrays, and selects written as arithmetic rather than
-        // branches: comparisons of random values mispredict, and this way the channels vectorise
-        // even for SSE2.
+        // branches: comparisons of random values mispredict, and this way the channels vectorise.
         float best[C];
         std::int32_t best_at[C];
         for (int oy = 0; oy < OH; ++oy)
@@ -66,19 +66,19 @@ struct MaxPool2D : LayerSpec {
             std::copy(best, best + C, out + o);
             if (where) std::copy(best_at, best_at + C, where + o);
           }
-      }
+      });
     }
 
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {
       if (!dx) return;
-#pragma omp parallel for schedule(static)
-      for (int n = 0; n < batch; ++n) {
-        float* image = dx + std::ptrdiff_t(n) * In::size;
+      const std::int32_t* argmax = argmax_.data();
+      for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
+        float* image = dx + n * In::size;
         std::fill(image, image + In::size, 0.0f);
-        const float* grad = dy + std::ptrdiff_t(n) * output_shape::size;
-        const std::int32_t* where = argmax_.data() + std::ptrdiff_t(n) * output_shape::size;
+        const float* grad = dy + n * output_shape::size;
+        const std::int32_t* where = argmax + n * output_shape::size;
         for (int o = 0; o < output_shape::size; ++o) image[where[o]] += grad[o];
-      }
+      });
     }
 
    private:

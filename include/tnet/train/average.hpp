@@ -15,6 +15,7 @@
 #include <string>
 
 #include "../core/parameters.hpp"
+#include "../core/vectorise.hpp"
 
 namespace tnet {
 
@@ -39,8 +40,9 @@ inline void add_to_mean(const Parameters& mean, const Parameters& value, int cou
     return;
   }
   const float weight = 1.0f / float(count);
-#pragma omp parallel for schedule(static) if (n > 16384)
-  for (std::ptrdiff_t j = 0; j < n; ++j) m[j] += (v[j] - m[j]) * weight;
+  for_blocks(n, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+    for (std::ptrdiff_t j = begin; j < end; ++j) m[j] += (v[j] - m[j]) * weight;
+  });
 }
 
 }  // namespace tnet

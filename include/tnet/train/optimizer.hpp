@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../core/config.hpp"
+#include "../core/vectorise.hpp"
 #include "../core/parameters.hpp"
 
 namespace tnet {
@@ -131,12 +132,13 @@ class Adam final : public Optimizer {
     float* m = slots_[0].data();
     float* v = slots_[1].data();
     const std::ptrdiff_t n = std::ptrdiff_t(params.values.size());
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-      w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
-    }
+    for_blocks(n, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+      for (std::ptrdiff_t i = begin; i < end; ++i) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        w[i] -= lr_t * m[i] / (std::sqrt(v[i]) + eps);
+      }
+    });
     ++iterations_;
   }
 
@@ -185,11 +187,12 @@ class SGD final : public Optimizer {
     const float* g = params.grads.data();
     float* velocity = slots_[0].data();
     const std::ptrdiff_t n = std::ptrdiff_t(params.values.size());
-#pragma omp parallel for schedule(static) if (n > 16384)
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-      velocity[i] = mu * velocity[i] - lr * g[i];
-      w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
-    }
+    for_blocks(n, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+      for (std::ptrdiff_t i = begin; i < end; ++i) {
+        velocity[i] = mu * velocity[i] - lr * g[i];
+        w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
+      }
+    });
     ++iterations_;
   }
 
