@@ -71,29 +71,42 @@ struct LayerTime {
 };
 
 // Each layer alone, on the activations of a real training forward, as a training step runs it: a
-// ReLU applied by the layer before it (forward) and after it (backward) takes no time of its own.
+// ReLU applied by the layer before it (forward) and after it (backward) takes no time of its own;
+// a batch normalisation before a max pool computes its statistics (forward) and both layers'
+// backward, and the pool its forward through the normalisation.
 std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repeats) {
   std::vector<LayerTime> times;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (([&] {
        auto& layer = net.template layer<I>();
-       const float* in;
-       if constexpr (I == 0) in = x;
-       else in = net.template output_of<I - 1>();
+       auto input_of = [&]<std::size_t J>() -> const float* {
+         if constexpr (J == 0) return x;
+         else return net.template output_of<J - 1>();
+       };
+       const float* in = input_of.template operator()<I>();
        std::size_t in_size = Net::input_size;
        if constexpr (I > 0) in_size = net.template output_size<I - 1>();
        tnet::Buffer y(batch * net.template output_size<I>()), dy(y.size(), 0.01f), dx(batch * in_size);
        const tnet::Pass pass{tnet::Mode::train, 0};
        tnet::Epilogue relu;
        relu.relu = true;
+       constexpr bool through_relu = I > 0 && Net::relu_gradient_by_next<I - 1>;
+       tnet::Buffer pooled_dy;  // the max pool's gradient, for a batch normalisation before it
+       if constexpr (Net::pool_fused_after<I>) pooled_dy.assign(batch * net.template output_size<I + 1>(), 0.01f);
        auto forward_once = [&] {
-         if constexpr (Net::relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
+         if constexpr (Net::pool_fused_after<I>) layer.statistics(in, batch, pass);
+         else if constexpr (Net::pool_fused_after<I - 1>)
+           layer.forward_mapped(input_of.template operator()<I - 1>(), y.data(), batch, pass, net.template layer<I - 1>().normalisation());
+         else if constexpr (Net::relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
          else if constexpr (!Net::relu_fused_after<I - 1>) layer.forward(in, y.data(), batch, pass);
        };
        auto backward_once = [&] {
          float* grad_in = I == 0 ? nullptr : dx.data();
-         if constexpr (I > 0 && Net::relu_gradient_by_next<I - 1>) layer.backward_through_relu(in, y.data(), dy.data(), grad_in, batch);
-         else if constexpr (!Net::relu_gradient_by_next<I>) layer.backward(in, y.data(), dy.data(), grad_in, batch);
+         if constexpr (Net::pool_fused_after<I>)
+           layer.backward_through_max_pool(in, net.template layer<I + 1>(), pooled_dy.data(), grad_in, batch, through_relu);
+         else if constexpr (through_relu) layer.backward_through_relu(in, y.data(), dy.data(), grad_in, batch);
+         else if constexpr (!Net::relu_gradient_by_next<I> && !Net::pool_fused_after<I - 1>)
+           layer.backward(in, y.data(), dy.data(), grad_in, batch);
        };
        forward_once();
        auto start = Clock::now();

@@ -250,13 +250,17 @@ TEST_CASE("a layer works in place over the output before it only where that outp
 }
 
 TEST_CASE(
-    "training applies a ReLU in the layer before it and its gradient in the batch normalisation after it, as the layers one by one do") {
+    "training applies a ReLU in the layer before it and its gradient in the batch normalisation after it, and a batch "
+    "normalisation in the max pool after it, as the layers one by one do") {
   // Small: 0 Conv2D, 1 ReLU, 2 BatchNorm, 3 MaxPool2D, 4 Dropout, 5 Conv2D, 6 ReLU, 7 Flatten,
   // 8 Dense, 9 ReLU, 10 BatchNorm, 11 Dense, 12 Sigmoid.
   static_assert(Small::relu_fused_after<0> && Small::relu_fused_after<5> && Small::relu_fused_after<8>);
   static_assert(!Small::relu_fused_after<1> && !Small::relu_fused_after<3> && !Small::relu_fused_after<11>);
   static_assert(Small::relu_gradient_by_next<1> && Small::relu_gradient_by_next<9>);
   static_assert(!Small::relu_gradient_by_next<6> && !Small::relu_gradient_by_next<2>);  // a ReLU before Flatten; not a ReLU
+  // The 2x2 pool over 6x5 leaves the last column out: its gradient is the batch norm's with dy = 0.
+  static_assert(Small::pool_fused_after<2> && !Small::pool_fused_after<10> && !Small::pool_fused_after<3>);
+  static_assert(!pools_through<BatchNorm::Layer<Shape<6, 5, 4>>, MaxPool2D<3, 2>::Layer<Shape<6, 5, 4>>>);  // overlapping windows
   const int batch = 3;
   const Buffer x = test::random_values(batch * Small::input_shape::size, 31);
   const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};

@@ -16,6 +16,8 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 
 #include "../core/gemm.hpp"
 #include "../core/reducer.hpp"
@@ -74,15 +76,30 @@ struct BatchNormWith : LayerSpec {
       updates_[0] = 0;
     }
 
+    /// y = gamma * ((x - mean) * inv_std) + beta for x in channel c, as forward computes it.
+    struct Normalisation {
+      const float *mean, *inv_std, *gamma, *beta;
+      float operator()(float v, int c) const { return gamma[c] * ((v - mean[c]) * inv_std[c]) + beta[c]; }
+    };
+
     void forward(const float* x, float* y, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       if (pass.mode == Mode::infer) {
         // Its own scale: the batch's, kept for backward, stays untouched.
         std::array<float, C> inv_std;
         for (int c = 0; c < C; ++c) inv_std[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
-        normalise(x, y, rows, moving_mean_.data(), inv_std.data());
+        normalise(x, y, rows, {moving_mean_.data(), inv_std.data(), gamma_, beta_});
         return;
       }
+      statistics(x, batch, pass);
+      normalise(x, y, rows, normalisation());
+    }
+
+    /// A training (or calibration) forward short of writing y: the batch's statistics, kept for
+    /// backward, and the moving statistics updated. normalisation() is then the map forward would
+    /// have applied, for a max pool after this layer to apply as it reads x (Sequential).
+    void statistics(const float* x, int batch, Pass pass) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       // Two passes (mean, then squared deviations) for an accurate variance. In data-parallel
       // training each sum, and the count of rows, is the global batch's (summed by the reducer).
       reducer_ = pass.reducer;
@@ -102,9 +119,10 @@ struct BatchNormWith : LayerSpec {
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
         mean_f_[c] = static_cast<float>(mean[c]);
       }
-      normalise(x, y, rows, mean_f_.data(), inv_std_.data());
       update_moving_statistics(rows_);
     }
+    /// The map of the last training forward's batch statistics.
+    Normalisation normalisation() const { return {mean_f_.data(), inv_std_.data(), gamma_, beta_}; }
 
     /// Inference's y = gamma * (x - moving_mean) / sqrt(moving_variance + eps) + beta as
     /// x * scale + shift (in double, then rounded), for folding into the layer before.
@@ -120,6 +138,16 @@ struct BatchNormWith : LayerSpec {
     /// backward with dx zeroed where x <= 0: x is a ReLU's output, and this its gradient too.
     void backward_through_relu(const float* x, const float*, const float* dy, float* dx, int batch) {
       backward_masked<true>(x, dy, dx, batch);
+    }
+    /// backward of this layer and the max pool after it, whose forward_mapped pooled this layer's
+    /// normalisation() of x, in one: dy is the pool's (one value per pooled output), and this
+    /// layer's own gradient, zero but where the pool took its values, is never written. The same
+    /// through a ReLU before this layer (backward_through_relu) when `through_relu`.
+    template <class Pool>
+      requires(std::is_same_v<typename Pool::input_shape, In> && !Pool::windows_overlap)
+    void backward_through_max_pool(const float* x, const Pool& pool, const float* dy, float* dx, int batch, bool through_relu) {
+      if (through_relu) backward_pooled<true>(x, pool, dy, dx, batch);
+      else backward_pooled<false>(x, pool, dy, dx, batch);
     }
 
     template <class Visit>
@@ -150,23 +178,7 @@ struct BatchNormWith : LayerSpec {
       sum_over_rows(
           rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); }, sums2_.data(),
           [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
-      // This process's share of the parameter gradients (the network sums them over processes).
-      for (int c = 0; c < C; ++c) {
-        grad_beta_[c] = static_cast<float>(sums_[c]);
-        grad_gamma_[c] = static_cast<float>(sums2_[c]);
-      }
-      if (!dx) return;
-      // dL/dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)), the batch statistics'
-      // own dependence on x included: means over the global batch.
-      if (reducer_) {
-        reducer_->sum(std::span(sums_).first(C));
-        reducer_->sum(sums2_);
-      }
-      for (int c = 0; c < C; ++c) {
-        mean_dy_[c] = static_cast<float>(sums_[c] / rows_);
-        mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / rows_);
-        scale_[c] = gamma_[c] * inv_std_[c];
-      }
+      if (!input_gradient_factors(dx)) return;
       const float *scale = scale_.data(), *mean_dy = mean_dy_.data(), *mean_dy_xhat = mean_dy_xhat_.data();
       for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t r = begin; r < end; ++r)
@@ -178,12 +190,64 @@ struct BatchNormWith : LayerSpec {
       });
     }
 
-    // y = gamma * ((x - mean) * inv_std) + beta, per channel.
-    void normalise(const float* x, float* y, std::ptrdiff_t rows, const float* mean, const float* inv_std) const {
-      const float *gamma = gamma_, *beta = beta_;
+    // backward_through_max_pool: dy is zero but at the pooled positions, so the sums run over
+    // those (the pool kept the x it chose), and dx is written with dy = 0, then at each pooled
+    // position (once: the windows do not overlap) with its dy; each as backward_masked computes it.
+    template <bool ThroughRelu, class Pool>
+    void backward_pooled(const float* x, const Pool& pool, const float* dy, float* dx, int batch) {
+      constexpr int pooled = Pool::output_shape::height * Pool::output_shape::width;  // pooled pixels per image
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pooled;
+      const float* mean = mean_f_.data();
+      const float* inv_std = inv_std_.data();
+      const std::int32_t* where = pool.argmax();
+      const float* chosen = pool.chosen_inputs();
+      auto xhat = [chosen, mean, inv_std](std::ptrdiff_t r, std::ptrdiff_t c) { return (chosen[r * C + c] - mean[c]) * inv_std[c]; };
+      sum_over_rows(
+          rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); }, sums2_.data(),
+          [dy, xhat](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]) * xhat(r, c); });
+      if (!input_gradient_factors(dx)) return;
+      const float *scale = scale_.data(), *mean_dy = mean_dy_.data(), *mean_dy_xhat = mean_dy_xhat_.data();
+      auto gradient = [=](float dy_value, float x_value, int c) {
+        const float g = scale[c] * (dy_value - mean_dy[c] - (x_value - mean[c]) * inv_std[c] * mean_dy_xhat[c]);
+        if constexpr (ThroughRelu) return x_value > 0.0f ? g : 0.0f;
+        else return g;
+      };
+      for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
+        const float* image = x + n * In::size;
+        float* grad = dx + n * In::size;
+        for (std::ptrdiff_t r = 0; r < pixels; ++r)
+          for (int c = 0; c < C; ++c) grad[r * C + c] = gradient(0.0f, image[r * C + c], c);
+        for (std::ptrdiff_t r = n * pooled; r < (n + 1) * pooled; ++r)
+          for (int c = 0; c < C; ++c) grad[where[r * C + c]] = gradient(dy[r * C + c], chosen[r * C + c], c);
+      });
+    }
+
+    // The parameter gradients from sums_ (of dy) and sums2_ (of dy * xhat), then, when dx is
+    // wanted, the factors of dL/dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)):
+    // the batch statistics' own dependence on x included, means over the global batch.
+    bool input_gradient_factors(const float* dx) {
+      // This process's share of the parameter gradients (the network sums them over processes).
+      for (int c = 0; c < C; ++c) {
+        grad_beta_[c] = static_cast<float>(sums_[c]);
+        grad_gamma_[c] = static_cast<float>(sums2_[c]);
+      }
+      if (!dx) return false;
+      if (reducer_) {
+        reducer_->sum(std::span(sums_).first(C));
+        reducer_->sum(sums2_);
+      }
+      for (int c = 0; c < C; ++c) {
+        mean_dy_[c] = static_cast<float>(sums_[c] / rows_);
+        mean_dy_xhat_[c] = static_cast<float>(sums2_[c] / rows_);
+        scale_[c] = gamma_[c] * inv_std_[c];
+      }
+      return true;
+    }
+
+    static void normalise(const float* x, float* y, std::ptrdiff_t rows, Normalisation map) {
       for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t r = begin; r < end; ++r)
-          for (int c = 0; c < C; ++c) y[r * C + c] = gamma[c] * ((x[r * C + c] - mean[c]) * inv_std[c]) + beta[c];
+          for (int c = 0; c < C; ++c) y[r * C + c] = map(x[r * C + c], c);
       });
     }
 

@@ -42,6 +42,15 @@
 // layers' outputs (Sequential::output_of) are not written. In training a ReLU after a Conv2D or
 // Dense is applied as they write their output (the ReLU's own output, over it in place, is then
 // the same), and its gradient by a backward_through_relu after it; the ReLU's passes are skipped.
+// Training also runs a per-channel map and the max pool after it as one, where they say they can
+// (pools_through): the map's output is never written, nor the gradient the pool passes back to it.
+//   statistics(x, batch, Pass)                  the map's training forward but for writing y
+//                                               (BatchNorm: the batch statistics)
+//   normalisation() -> m                        then the map itself: y = m(x, c) in channel c
+//   forward_mapped(x, y, batch, Pass, m)        the pool's forward of m(x, c) (MaxPool2D)
+//   backward_through_max_pool(x, pool, dy, dx, batch, through_relu)   the map's backward from
+//                                               the pool's dy, the positions the pool chose and
+//                                               (through_relu) the gradient of a ReLU before it
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
@@ -134,6 +143,15 @@ template <class Layer>
 inline constexpr bool masks_relu_gradient = requires(Layer& layer, const float* x, const float* y, const float* dy, float* dx, int batch) {
   layer.backward_through_relu(x, y, dy, dx, batch);
 };
+
+/// Whether training can run bound layer Map and the max pool Pool after it as one (see above).
+template <class Map, class Pool>
+inline constexpr bool pools_through =
+    requires(Map& map, Pool& pool, const float* x, float* y, const float* dy, float* dx, int batch, Pass pass, bool through_relu) {
+      map.statistics(x, batch, pass);
+      pool.forward_mapped(x, y, batch, pass, map.normalisation());
+      map.backward_through_max_pool(x, pool, dy, dx, batch, through_relu);
+    };
 
 /// Whether a bound layer is, in inference, a per-channel affine map that can be folded.
 template <class Layer>

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../core/vectorise.hpp"
@@ -31,40 +32,54 @@ struct MaxPool2D : LayerSpec {
     using input_shape = In;
     using output_shape = Shape<OH, OW, C>;
     static constexpr bool backward_reads_output = false;  // the positions it remembered suffice
+    static constexpr bool windows_overlap = Stride < Pool;
 
     static std::string describe() {
       return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) + ")";
     }
 
-    void forward(const float* x, float* y, int batch, Pass pass) {
+    void forward(const float* x, float* y, int batch, Pass pass) { forward_mapped(x, y, batch, pass, Unmapped{}); }
+
+    /// forward of map(x, c) for each value x of channel c: pooling applied to the output of a
+    /// per-channel map before it (a batch normalisation in training: Sequential), read as it goes.
+    /// Training then also keeps the input x chosen for each output (chosen_inputs).
+    template <class Map>
+    void forward_mapped(const float* x, float* y, int batch, Pass pass, const Map& map) {
+      constexpr bool mapped = !std::is_same_v<Map, Unmapped>;
       const bool remember = pass.mode == Mode::train;
-      if (remember && argmax_.size() < std::size_t(batch) * output_shape::size) argmax_.resize(std::size_t(batch) * output_shape::size);
+      const std::size_t outputs = std::size_t(batch) * output_shape::size;
+      if (remember && argmax_.size() < outputs) argmax_.resize(outputs);
+      if (remember && mapped) ensure_size(chosen_, outputs);
       std::int32_t* argmax = remember ? argmax_.data() : nullptr;
+      float* chosen = remember && mapped ? chosen_.data() : nullptr;
       for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
         const float* image = x + n * In::size;
         float* out = y + n * output_shape::size;
         std::int32_t* where = argmax ? argmax + n * output_shape::size : nullptr;
         // Channels innermost, in local arrays, and selects written as arithmetic rather than
         // branches: comparisons of random values mispredict, and this way the channels vectorise.
-        float best[C];
+        float best[C], best_x[C];  // best_x: the input whose map is best (when mapped)
         std::int32_t best_at[C];
         for (int oy = 0; oy < OH; ++oy)
           for (int ox = 0; ox < OW; ++ox) {
             const std::int32_t first = ((oy * Stride) * W + ox * Stride) * C;
-            for (int c = 0; c < C; ++c) best[c] = image[first + c], best_at[c] = first + c;
+            for (int c = 0; c < C; ++c) best_x[c] = image[first + c], best[c] = map(best_x[c], c), best_at[c] = first + c;
             for (int py = 0; py < Pool; ++py)
               for (int px = 0; px < Pool; ++px) {
                 const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C;
                 for (int c = 0; c < C; ++c) {
-                  const float v = image[at + c];
+                  const float v = map(image[at + c], c);
                   const std::int32_t larger = -std::int32_t(v > best[c]);  // all ones or zero; the first of equal maxima is kept
-                  best[c] = std::max(best[c], v);                          // the same select: best < v ? v : best
+                  if constexpr (mapped) best_x[c] = v > best[c] ? image[at + c] : best_x[c];
+                  best[c] = std::max(best[c], v);  // the same select: best < v ? v : best
                   best_at[c] ^= (best_at[c] ^ (at + c)) & larger;
                 }
               }
             const int o = (oy * OW + ox) * C;
             std::copy(best, best + C, out + o);
             if (where) std::copy(best_at, best_at + C, where + o);
+            if constexpr (mapped)
+              if (chosen) std::copy(best_x, best_x + C, chosen + n * output_shape::size + o);
           }
       });
     }
@@ -81,8 +96,17 @@ struct MaxPool2D : LayerSpec {
       });
     }
 
+    /// Per output of the last training forward, the offset within its image of the input chosen;
+    /// after forward_mapped, also the input itself (before the map).
+    const std::int32_t* argmax() const { return argmax_.data(); }
+    const float* chosen_inputs() const { return chosen_.data(); }
+
    private:
+    struct Unmapped {
+      float operator()(float v, int) const { return v; }
+    };
     std::vector<std::int32_t> argmax_;  // per output: offset of the chosen input within its image
+    Buffer chosen_;                     // per output: that input, when forward_mapped
   };
 };
 

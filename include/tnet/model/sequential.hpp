@@ -208,6 +208,12 @@ class Sequential {
           return;
         }
       }
+      if constexpr (pool_fused_after<I>) {  // training: the max pool after this layer reads x through its map
+        if (mode != Mode::infer) return layer.statistics(layer_input<I>(), batch, pass);
+      } else if constexpr (pool_fused_after<I - 1>) {
+        if (mode != Mode::infer)
+          return layer.forward_mapped(layer_input<I - 1>(), output_buffer<I>(), batch, pass, std::get<I - 1>(layers_).normalisation());
+      }
       if constexpr (relu_fused_after<I>) {  // training: the ReLU after this layer is applied as it writes its output
         Epilogue relu;
         relu.relu = true;
@@ -276,7 +282,9 @@ class Sequential {
   /// The last forward's output (batch x outputs() values).
   std::span<const float> output() const { return {output_of<depth - 1>(), std::size_t(batch_) * outputs()}; }
   /// The output of layer I from the last forward, unless the layer after it works in place
-  /// (shares_buffer<I + 1>): then that layer's output has replaced it.
+  /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
+  /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
+  /// in training and calibration.
   template <std::size_t I>
   const float* output_of() const {
     return buffers_[buffer_owner<I>()].data();
@@ -323,6 +331,15 @@ class Sequential {
   static constexpr bool relu_fused_after = [] {
     if constexpr (I + 1 >= depth || I >= depth) return false;
     else return takes_epilogue<layer_type<I>> && relu_at<I + 1> && shares_buffer<I + 1>;
+  }();
+  /// Whether training (and calibration) leaves layer I's output to the max pool after it, which
+  /// applies layer I's map (a batch normalisation) to layer I's input as it reads it; layer I then
+  /// writes no output, and its backward takes the pool's gradient in place of the pool's backward
+  /// (layers/layer.hpp: pools_through).
+  template <std::size_t I>
+  static constexpr bool pool_fused_after = [] {
+    if constexpr (I + 1 >= depth || I >= depth) return false;
+    else return pools_through<layer_type<I>, layer_type<I + 1>>;
   }();
   /// Whether layer I is a ReLU whose gradient the layer after it applies in its own backward
   /// (layers/layer.hpp: backward_through_relu), so that the ReLU's backward is skipped.
@@ -579,11 +596,15 @@ class Sequential {
   // gradients are handed to it as soon as they are final, to be summed over the processes.
   template <std::size_t I>
   void backward_from(const float* dy, float* grad_input, Reducer* reducer) {
-    if constexpr (relu_gradient_by_next<I>) return backward_from<I - 1>(dy, grad_input, reducer);  // dy is the ReLU's dx already
+    // dy is the ReLU's dx already; or the max pool's backward is the layer's before it
+    if constexpr (relu_gradient_by_next<I> || pool_fused_after<I - 1>) return backward_from<I - 1>(dy, grad_input, reducer);
     float* dx;
     if constexpr (I == 0) dx = grad_input;
     else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-    if constexpr (I > 0 && relu_gradient_by_next<I - 1>)
+    if constexpr (pool_fused_after<I>)
+      std::get<I>(layers_).backward_through_max_pool(layer_input<I>(), std::get<I + 1>(layers_), dy, dx, batch_,
+                                                     I > 0 && relu_gradient_by_next<I - 1>);
+    else if constexpr (I > 0 && relu_gradient_by_next<I - 1>)
       std::get<I>(layers_).backward_through_relu(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
     else std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
     if (reducer && !layer_parameters_[I].empty()) reducer->gradients_ready(layer_parameters_[I]);
