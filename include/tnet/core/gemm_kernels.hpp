@@ -165,14 +165,21 @@ struct Packer;
 /// transposed (r a column of C), is data[r * row_step + k * depth_step].
 /// As the A operand (any class with at() and block() does): at(r, k) is the operand from row r and
 /// depth k on, block<MR>(rows, k0, kc) the rows x [k0, k0 + kc) block as the micro-kernels read it:
-/// where it lies when rows are contiguous along k, else packed into panels of MR rows.
+/// where it lies when rows are contiguous along k (or columns_in_place), else packed into panels
+/// of MR rows.
 struct Operand {
   const float* data;
   std::ptrdiff_t row_step, depth_step;
-  Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const { return {data + r * row_step + k * depth_step, row_step, depth_step}; }
+  /// As the A operand with rows contiguous at each depth (row_step 1): read where it lies, not
+  /// packed. For a small block already in cache, read once or twice (Winograd's kernel gradient).
+  bool columns_in_place = false;
+  Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const {
+    return {data + r * row_step + k * depth_step, row_step, depth_step, columns_in_place};
+  }
   template <int MR>
   ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k0, std::ptrdiff_t kc) const {
     if (depth_step == 1) return {data + k0, row_step, row_step, 1};
+    if (columns_in_place && row_step == 1) return {data + k0 * depth_step, 1, 1, depth_step};
     ensure_size(packed_a(), std::size_t((rows + MR - 1) / MR * MR * kc));
     Packer<MR>::pack(at(0, k0), rows, kc, packed_a().data());
     return {packed_a().data(), kc, 1, MR};
