@@ -181,6 +181,37 @@ TEST_CASE("BatchNorm's moving statistics equal the batch's after one batch (zero
   CHECK(bn.moving_variance()[1] == doctest::Approx(125.0 * 4.0 / (4.0 - 1.001)));
 }
 
+TEST_CASE("BatchNorm's batch variance keeps its digits for values far from zero (one pass, shifted)") {
+  // 3000 values a million from zero, spread about 0.6: mean(x^2) - mean(x)^2 from zero would
+  // cancel 1e12 of 0.3 and keep two or three digits in double. The sums start from the batch's
+  // mean on the first batch, from the moving mean after.
+  Standalone<BatchNorm::Layer<Shape<1, 1, 1>>> bn;
+  const int batch = 3000;
+  for (int step = 0; step < 3; ++step) {
+    INFO("batch ", step + 1);
+    const Buffer noise = test::random_values(batch, 8 + step);
+    Buffer x(batch), y(batch);
+    for (int i = 0; i < batch; ++i) x[i] = 1e6f + float(step) + noise[i];
+    double mean = 0, variance = 0;
+    for (const float v : x) mean += v;
+    mean /= batch;
+    for (const float v : x) variance += (v - mean) * (v - mean);
+    variance /= batch;
+    bn.forward(x.data(), y.data(), batch, Pass{Mode::train, std::uint64_t(step)});
+    if (step == 0) {  // the moving statistics are the batch's (zero-debiasing), the variance Keras's unbiased one
+      CHECK(bn.moving_mean()[0] == doctest::Approx(mean).epsilon(1e-7));
+      CHECK(bn.moving_variance()[0] == doctest::Approx(variance * batch / (batch - 1.001)).epsilon(1e-6));
+    }
+    // The scale the batch is normalised with, measured from what it did: y's spread is x's times it.
+    double y_variance = 0, y_mean = 0;
+    for (const float v : y) y_mean += v;
+    y_mean /= batch;
+    for (const float v : y) y_variance += (v - y_mean) * (v - y_mean);
+    y_variance /= batch;
+    CHECK(y_variance == doctest::Approx(variance / (variance + 1e-3)).epsilon(1e-4));
+  }
+}
+
 TEST_CASE("BatchNorm's moving statistics can be forgotten and re-estimated") {
   using Net = Sequential<Input<1, 1, 2>, BatchNorm, Sigmoid>;
   Net net(1);

@@ -100,24 +100,38 @@ struct BatchNormWith : LayerSpec {
     /// have applied, for a max pool after this layer to apply as it reads x (Sequential).
     void statistics(const float* x, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
-      // Two passes (mean, then squared deviations) for an accurate variance. In data-parallel
-      // training each sum, and the count of rows, is the global batch's (summed by the reducer).
+      // One pass over x for the sums of d = x - shift and of d^2, in double, with shift the moving
+      // mean (the same in every process), near the batch's mean, so that the variance, mean(d^2)
+      // - mean(d)^2, does not lose its digits to cancellation; before the first update, the
+      // batch's own mean, from a pass of its own. In data-parallel training each sum, and the
+      // count of rows, is the global batch's (summed by the reducer).
       reducer_ = pass.reducer;
-      sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
+      if (updates_[0] == 0) {
+        sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
+        sums_[C] = double(rows);
+        if (reducer_) reducer_->sum(sums_);
+        for (int c = 0; c < C; ++c) shift_[c] = sums_[c] / sums_[C];
+      } else {
+        for (int c = 0; c < C; ++c) shift_[c] = moving_mean_[c];
+      }
+      const double* shift = shift_.data();
+      sum_over_rows(
+          rows, C, sums_.data(), [x, shift](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]) - shift[c]; }, sums2_.data(),
+          [x, shift](std::ptrdiff_t r, std::ptrdiff_t c) {
+            const double d = double(x[r * C + c]) - shift[c];
+            return d * d;
+          });
       sums_[C] = double(rows);
-      if (reducer_) reducer_->sum(sums_);
+      if (reducer_) reducer_->sum(sums_), reducer_->sum(sums2_);
       rows_ = sums_[C];
-      for (int c = 0; c < C; ++c) sums_[c] /= rows_;
-      const double* mean = sums_.data();
-      sum_over_rows(rows, C, sums2_.data(), [x, mean](std::ptrdiff_t r, std::ptrdiff_t c) {
-        const double d = double(x[r * C + c]) - mean[c];
-        return d * d;
-      });
-      if (reducer_) reducer_->sum(sums2_);
+      // From here sums_ holds the mean and sums2_ the sum of squared deviations from it.
       for (int c = 0; c < C; ++c) {
+        const double mean_d = sums_[c] / rows_;
+        sums_[c] = shift[c] + mean_d;
+        sums2_[c] = std::max(0.0, sums2_[c] - mean_d * mean_d * rows_);
         const double variance = sums2_[c] / rows_;
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
-        mean_f_[c] = static_cast<float>(mean[c]);
+        mean_f_[c] = static_cast<float>(sums_[c]);
       }
       update_moving_statistics(rows_);
     }
@@ -271,6 +285,7 @@ struct BatchNormWith : LayerSpec {
     std::uint64_t updates_[1] = {0};  // batches seen: t in the zero-debiasing above
     Buffer inv_std_;
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
+    std::array<double, C> shift_{};     // what statistics() measures x from
     std::vector<double> sums_, sums2_;  // per channel (sums_ also the row count, in forward)
     Reducer* reducer_ = nullptr;        // of the last training forward: backward sums with it too
     double rows_ = 0;                   // rows the last training forward's statistics are over
