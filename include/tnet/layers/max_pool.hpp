@@ -56,30 +56,36 @@ struct MaxPool2D : LayerSpec {
         const float* image = x + n * In::size;
         float* out = y + n * output_shape::size;
         std::int32_t* where = argmax ? argmax + n * output_shape::size : nullptr;
-        // Channels innermost, in local arrays, and selects written as arithmetic rather than
-        // branches: comparisons of random values mispredict, and this way the channels vectorise.
-        float best[C], best_x[C];  // best_x: the input whose map is best (when mapped)
-        std::int32_t best_at[C];
+        // Channels innermost, and selects written as arithmetic rather than branches: comparisons
+        // of random values mispredict, and this way the channels vectorise. Through a map, in
+        // groups of 16 channels when they divide C (one AVX-512 vector: the running maxima, the
+        // inputs chosen and their positions stay in registers over the window: 1.9 -> 1.5 ms at
+        // 96x96x32 here); without one, all C at once (grouped, inference was 1.4x slower).
+        constexpr int G = mapped && C % 16 == 0 ? 16 : C;
         for (int oy = 0; oy < OH; ++oy)
           for (int ox = 0; ox < OW; ++ox) {
             const std::int32_t first = ((oy * Stride) * W + ox * Stride) * C;
-            for (int c = 0; c < C; ++c) best_x[c] = image[first + c], best[c] = map(best_x[c], c), best_at[c] = first + c;
-            for (int py = 0; py < Pool; ++py)
-              for (int px = 0; px < Pool; ++px) {
-                const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C;
-                for (int c = 0; c < C; ++c) {
-                  const float v = map(image[at + c], c);
-                  const std::int32_t larger = -std::int32_t(v > best[c]);  // all ones or zero; the first of equal maxima is kept
-                  if constexpr (mapped) best_x[c] = v > best[c] ? image[at + c] : best_x[c];
-                  best[c] = std::max(best[c], v);  // the same select: best < v ? v : best
-                  best_at[c] ^= (best_at[c] ^ (at + c)) & larger;
-                }
-              }
             const int o = (oy * OW + ox) * C;
-            std::copy(best, best + C, out + o);
-            if (where) std::copy(best_at, best_at + C, where + o);
-            if constexpr (mapped)
-              if (chosen) std::copy(best_x, best_x + C, chosen + n * output_shape::size + o);
+            for (int c0 = 0; c0 < C; c0 += G) {
+              float best[G], best_x[G];  // best_x: the input whose map is best (when mapped)
+              std::int32_t best_at[G];
+              for (int g = 0; g < G; ++g) best_x[g] = image[first + c0 + g], best[g] = map(best_x[g], c0 + g), best_at[g] = first + c0 + g;
+              for (int py = 0; py < Pool; ++py)
+                for (int px = 0; px < Pool; ++px) {
+                  const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C + c0;
+                  for (int g = 0; g < G; ++g) {
+                    const float v = map(image[at + g], c0 + g);
+                    const std::int32_t larger = -std::int32_t(v > best[g]);  // all ones or zero; the first of equal maxima is kept
+                    if constexpr (mapped) best_x[g] = v > best[g] ? image[at + g] : best_x[g];
+                    best[g] = std::max(best[g], v);  // the same select: best < v ? v : best
+                    best_at[g] ^= (best_at[g] ^ (at + g)) & larger;
+                  }
+                }
+              std::copy(best, best + G, out + o + c0);
+              if (where) std::copy(best_at, best_at + G, where + o + c0);
+              if constexpr (mapped)
+                if (chosen) std::copy(best_x, best_x + G, chosen + n * output_shape::size + o + c0);
+            }
           }
       });
     }
