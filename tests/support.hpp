@@ -37,7 +37,10 @@ struct TempDir {
 /// picks the instruction set of tnet's other loops (core/vectorise.hpp), then restores the choice.
 /// Returns how many kernels ran.
 inline int with_each_gemm_kernel(const std::function<void(tnet::GemmKernel)>& check) {
-  const tnet::GemmKernel before = tnet::gemm_kernel();
+  struct Restore {  // also when a REQUIRE inside throws
+    tnet::GemmKernel before = tnet::gemm_kernel();
+    ~Restore() { tnet::use_gemm_kernel(before); }
+  } restore;
   int kernels = 0;
   for (const tnet::GemmKernel kernel : {tnet::GemmKernel::eigen, tnet::GemmKernel::avx2, tnet::GemmKernel::avx512}) {
     if (!tnet::use_gemm_kernel(kernel)) continue;
@@ -45,7 +48,6 @@ inline int with_each_gemm_kernel(const std::function<void(tnet::GemmKernel)>& ch
     INFO("kernel ", std::string(tnet::name(kernel)));
     check(kernel);
   }
-  tnet::use_gemm_kernel(before);
   return kernels;
 }
 

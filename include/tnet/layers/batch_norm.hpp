@@ -128,7 +128,7 @@ struct BatchNormWith : LayerSpec {
       for (int c = 0; c < C; ++c) {
         const double mean_d = sums_[c] / rows_;
         sums_[c] = shift[c] + mean_d;
-        sums2_[c] = std::max(0.0, sums2_[c] - mean_d * mean_d * rows_);
+        sums2_[c] = std::max(sums2_[c] - mean_d * mean_d * rows_, 0.0);  // a NaN stays one
         const double variance = sums2_[c] / rows_;
         inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
         mean_f_[c] = static_cast<float>(sums_[c]);

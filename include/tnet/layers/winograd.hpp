@@ -348,7 +348,7 @@ template <int M, class Isa>
             for (int l = 0; l < L; ++l) Wt[(std::ptrdiff_t(i * alpha + j) * block + t) * F + f0 + l] = w[i][j][l];
       }
     }
-    // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie (16 to 128 KB each).
+    // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie (32 KB each at most).
     for (int xi = 0; xi < points; ++xi) {
       const Operand a{V + std::ptrdiff_t(xi) * block * C, 1, C, true};
       packed_product<Isa>(erase(a), 0, 0, Operand{Wt + std::ptrdiff_t(xi) * block * F, 1, F}, C, F, count, sum + xi * std::ptrdiff_t(C) * F,
