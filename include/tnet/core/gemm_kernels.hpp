@@ -23,13 +23,7 @@
 #include <type_traits>
 
 #include "config.hpp"
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define TNET_X86_KERNELS 1
-#include <immintrin.h>
-#else
-#define TNET_X86_KERNELS 0
-#endif
+#include "targets.hpp"
 
 namespace tnet {
 
@@ -48,7 +42,8 @@ inline const char* name(GemmKernel kernel) {
   }
 }
 
-/// Whether this CPU (and operating system) runs `kernel`.
+/// Whether this CPU (and operating system) runs `kernel`: AVX-512 kernels need x86-64-v4's
+/// subsets (core/targets.hpp).
 inline bool supported(GemmKernel kernel) {
 #if TNET_X86_KERNELS
   __builtin_cpu_init();
@@ -56,7 +51,7 @@ inline bool supported(GemmKernel kernel) {
     case GemmKernel::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case GemmKernel::avx512:
-      return __builtin_cpu_supports("avx512f");
+      return detail::runs_x86_64_v4();
     default:
       return true;
   }
@@ -66,6 +61,17 @@ inline bool supported(GemmKernel kernel) {
 }
 
 namespace detail {
+/// The instruction set `kernel`, and the loops around it (core/vectorise.hpp), are compiled for.
+inline Target target_of(GemmKernel kernel) {
+  switch (kernel) {
+    case GemmKernel::avx512:
+      return Target::avx512;
+    case GemmKernel::avx2:
+      return Target::avx2;
+    default:
+      return Target::build;
+  }
+}
 inline GemmKernel best_gemm_kernel() {
   for (GemmKernel kernel : {GemmKernel::avx512, GemmKernel::avx2})
     if (supported(kernel)) return kernel;
@@ -423,6 +429,7 @@ inline void row_avx2(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t,
 template <class Code>
 struct Kernels {
   static constexpr int MR = Code::MR, NR = Code::NR, row_width = Code::row_width;
+  static constexpr Target target = Code::target;  // what the code around the kernels is compiled for
   static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
     Code::row(K, a, b, b_depth, c, n, add);
   }
@@ -436,12 +443,14 @@ struct Kernels {
 };
 struct Avx512Code {
   static constexpr int MR = 8, NR = 32, row_width = 128;
+  static constexpr Target target = Target::avx512;
   template <int Rows>
   static constexpr auto micro = micro_avx512<Rows>;
   static constexpr auto row = row_avx512;
 };
 struct Avx2Code {
   static constexpr int MR = 6, NR = 16, row_width = 64;
+  static constexpr Target target = Target::avx2;
   template <int Rows>
   static constexpr auto micro = micro_avx2<Rows>;
   static constexpr auto row = row_avx2;
@@ -467,21 +476,24 @@ ASource erase(const Source& source) {
   const Operand* matrix = nullptr;
   if constexpr (std::is_same_v<Source, Operand>) matrix = &source;
   return {matrix, &source, [](const void* object, std::ptrdiff_t r0, std::ptrdiff_t k0, std::ptrdiff_t rows, std::ptrdiff_t kc, int MR) {
-            const Source view = static_cast<const Source*>(object)->at(r0, k0);
-            return MR == 8 ? view.template block<8>(rows, 0, kc) : view.template block<6>(rows, 0, kc);
+            // Gathered or packed in code compiled for the kernels' instruction set.
+            auto gather = []<int Rows>(std::integral_constant<int, Rows>, const Source* source, std::ptrdiff_t r0, std::ptrdiff_t k0,
+                                       std::ptrdiff_t rows, std::ptrdiff_t kc,
+                                       ABlock* block) { *block = source->at(r0, k0).template block<Rows>(rows, 0, kc); };
+            const Source* source = static_cast<const Source*>(object);
+            ABlock block;
+            if (MR == Avx512::MR)
+              run_for<Avx512::target>(gather, std::integral_constant<int, Avx512::MR>{}, source, r0, k0, rows, kc, &block);
+            else run_for<Avx2::target>(gather, std::integral_constant<int, Avx2::MR>{}, source, r0, k0, rows, kc, &block);
+            return block;
           }};
 }
 
-/// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
-/// `accumulate`, with Isa's micro-kernel; A is rows r0.. and depths k0.. of `a`. B is packed
-/// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
-/// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
-/// panel of A makes packing it cost more than it saves. `finish`, when set, is applied to every
-/// value of C once complete (from C's first column on): K must then be the whole product's depth.
+// packed_product's work, inlined into code compiled for Isa's instruction set.
 template <class Isa>
-void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows, std::ptrdiff_t cols,
-                    std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate, const float* b_panels = nullptr,
-                    bool b_in_place = false, const Epilogue* finish = nullptr) {
+inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows,
+                                 std::ptrdiff_t cols, std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate,
+                                 const float* b_panels, bool b_in_place, const Epilogue* finish) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   static_assert(MR == 8 || MR == 6, "tnet: ASource::block knows panels of 8 and 6 rows");
   constexpr std::ptrdiff_t depth = kernel_depth;
@@ -522,5 +534,20 @@ void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first,
   }
 }
 
+/// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
+/// `accumulate`, with Isa's micro-kernel; A is rows r0.. and depths k0.. of `a`. B is packed
+/// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
+/// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
+/// panel of A makes packing it cost more than it saves. `finish`, when set, is applied to every
+/// value of C once complete (from C's first column on): K must then be the whole product's depth.
+/// Runs compiled for Isa's instruction set, packing and gathering included (core/targets.hpp):
+/// one copy per Isa, called, never inlined (compile time is part of a user's wait).
+template <class Isa>
+[[gnu::noinline]] void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows,
+                                      std::ptrdiff_t cols, std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate,
+                                      const float* b_panels = nullptr, bool b_in_place = false, const Epilogue* finish = nullptr) {
+  run_for<Isa::target>([](auto... args) { packed_product_steps<Isa>(args...); }, a, r0, k_first, b, rows, cols, K, c, ldc, accumulate,
+                       b_panels, b_in_place, finish);
+}
 }  // namespace detail
 }  // namespace tnet

@@ -9,8 +9,9 @@
 //   Tiles are taken in blocks small enough for their V and M to stay in the cache: a block's
 // input transform, its (m + 2)^2 products and its output transform run one after another on one
 // thread, and blocks are shared among threads, so every output is computed by the same operations
-// whatever the thread count. The transforms run over 16 channels at a time (vectorised), so C and
-// F must be multiples of 16. Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s
+// whatever the thread count. The transforms run over 16 channels at a time, compiled for the
+// instruction set of the kernels Isa (run_for, core/targets.hpp), so C and F must be multiples of
+// 16. Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s
 // about 10x larger (its transforms scale by 4, 5 and 8), a few millionths of the output's size;
 // Conv2D trains with the first and infers with the second (tests/test_layers.cpp measures both
 // against the direct convolution in double). Matrices from Lavin and Gray, "Fast Algorithms for
@@ -100,33 +101,6 @@ struct Winograd<4> {
   }
 };
 
-// The loops below run over 16 channels at a time; each is a function template `name<M, Isa>`
-// compiled, through name_for_isa<M, Isa>, for the instruction set of Isa's GEMM kernels (AVX-512
-// or AVX2 + FMA, as core/gemm_kernels.hpp does), so that they vectorise as wide in a portable
-// build as in a native one.
-#if TNET_X86_KERNELS
-#define TNET_WINOGRAD_FOR_ISA(name, params, args)                \
-  template <int M, class Isa>                                    \
-  __attribute__((target("avx512f"))) void name##_avx512 params { \
-    name<M, Isa> args;                                           \
-  }                                                              \
-  template <int M, class Isa>                                    \
-  __attribute__((target("avx2,fma"))) void name##_avx2 params {  \
-    name<M, Isa> args;                                           \
-  }                                                              \
-  template <int M, class Isa>                                    \
-  void name##_for_isa params {                                   \
-    if constexpr (Isa::MR == 8) name##_avx512<M, Isa> args;      \
-    else name##_avx2<M, Isa> args;                               \
-  }
-#else
-#define TNET_WINOGRAD_FOR_ISA(name, params, args) \
-  template <int M, class Isa>                     \
-  void name##_for_isa params {                    \
-    name<M, Isa> args;                            \
-  }
-#endif
-
 /// A 3x3 stride-1 convolution: y (batch, OH, OW, F) = the convolution of x (batch, H, W, C) with
 /// kernel (3, 3, C, F), output pixel (oy, ox) reading input rows oy - top .. oy - top + 2 and
 /// columns ox - left .. (zero outside), then `epilogue` (bias, ReLU, affine). C and F multiples of 16.
@@ -161,7 +135,6 @@ template <int M, class Isa>
         for (int l = 0; l < L; ++l) U[(std::ptrdiff_t(i * alpha + j) * C + c) * F + f0 + l] = u[i][j][l];
   }
 }
-TNET_WINOGRAD_FOR_ISA(kernel_rows, (const float* kernel, int C, int F, bool flipped, int c, float* U), (kernel, C, F, flipped, c, U))
 
 /// A convolution kernel (3, 3, C, F) transformed for F(m x m, 3 x 3) and packed as the GEMM
 /// kernels' B operand, one position xi after another; kept by the layer and remade only when the
@@ -184,7 +157,7 @@ struct WinogradKernel {
     ensure_size(transformed, std::size_t(points) * C * F);
     float* U = transformed.data();
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; ++c) kernel_rows_for_isa<M, Isa>(kernel, C, F, flipped, c, U);
+    for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { kernel_rows<M, Isa>(a...); }, kernel, C, F, flipped, c, U);
     ensure_size(panels, std::size_t(points * padded_f * C));
 #pragma omp parallel for schedule(static)
     for (int xi = 0; xi < points; ++xi)
@@ -288,10 +261,6 @@ template <int M, class Isa>
     }
   }
 }
-TNET_WINOGRAD_FOR_ISA(conv_block,
-                      (const WinogradConv& p, const float* panels, float* y, const Epilogue& epilogue, std::ptrdiff_t b,
-                       std::ptrdiff_t block),
-                      (p, panels, y, epilogue, b, block))
 
 /// y = the convolution p describes, its kernel given transformed (WinogradKernel), then `epilogue`.
 template <int M, class Isa>
@@ -303,7 +272,8 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
   const std::ptrdiff_t block = std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
   const std::ptrdiff_t blocks = (tiles + block - 1) / block;
 #pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t b = 0; b < blocks; ++b) conv_block_for_isa<M, Isa>(p, panels, y, epilogue, b, block);
+  for (std::ptrdiff_t b = 0; b < blocks; ++b)
+    run_for<Isa::target>([](auto... a) { conv_block<M, Isa>(a...); }, p, panels, y, epilogue, b, block);
 }
 
 // Chunk `chunk` of winograd_kernel_gradient (blocks of `block` tiles): its dL/dU_xi into sum.
@@ -356,10 +326,6 @@ template <int M, class Isa>
     }
   }
 }
-TNET_WINOGRAD_FOR_ISA(grad_chunk,
-                      (const WinogradConv& p, const float* dy, float* sum, std::ptrdiff_t chunk, std::ptrdiff_t block,
-                       std::ptrdiff_t blocks_per_chunk, std::ptrdiff_t blocks),
-                      (p, dy, sum, chunk, block, blocks_per_chunk, blocks))
 
 // Row c of dL/dkernel: the chunks' sums of dL/dU in chunk order, then G^T (dL/dU) G,
 // G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
@@ -390,8 +356,6 @@ template <int M, class Isa>
     }
   }
 }
-TNET_WINOGRAD_FOR_ISA(grad_finish, (int C, int F, const float* partial, std::ptrdiff_t chunks, int c, float* grad),
-                      (C, F, partial, chunks, c, grad))
 
 /// dL/dkernel (3, 3, C, F) of the convolution p describes, given dy (batch, OH, OW, F), by the
 /// adjoint of F(2x2, 3x3): Y = A^T (U (.) V) A, U = G g G^T, so dL/dU_xi = sum over tiles of
@@ -414,10 +378,11 @@ void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* gra
   float* partial = partials.data();
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk)
-    grad_chunk_for_isa<2, Isa>(p, dy, partial + chunk * per_chunk, chunk, block, blocks_per_chunk, blocks);
+    run_for<Isa::target>([](auto... a) { grad_chunk<2, Isa>(a...); }, p, dy, partial + chunk * per_chunk, chunk, block, blocks_per_chunk,
+                         blocks);
   // The chunks' sums in chunk order, then dL/dg = G^T (dL/dU) G.
 #pragma omp parallel for schedule(static)
-  for (int c = 0; c < C; ++c) grad_finish_for_isa<2, Isa>(C, F, partial, chunks, c, grad);
+  for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { grad_finish<2, Isa>(a...); }, C, F, partial, chunks, c, grad);
 }
 
 }  // namespace tnet::detail
