@@ -172,6 +172,18 @@ int main(int argc, char** argv) {
   for (int s = 0; s < steps * 4; ++s) net->predict(std::span(x).first(Net::input_size), 1);
   const double latency = seconds_since(start) / (steps * 4);
 
+  // The same with the dense kernels read in bfloat16 (Sequential::set_inference_precision).
+  net->set_inference_precision(tnet::Precision::bf16);
+  net->predict(x, batch);
+  start = Clock::now();
+  for (int s = 0; s < steps; ++s) net->predict(x, batch);
+  const double infer_bf16 = seconds_since(start);
+  net->predict(std::span(x).first(Net::input_size), 1);
+  start = Clock::now();
+  for (int s = 0; s < steps * 4; ++s) net->predict(std::span(x).first(Net::input_size), 1);
+  const double latency_bf16 = seconds_since(start) / (steps * 4);
+  net->set_inference_precision(tnet::Precision::fp32);
+
   std::vector<LayerTime> per_layer;
   if (layers) {
     net->forward(x, batch, tnet::Mode::train);
@@ -188,6 +200,8 @@ int main(int argc, char** argv) {
                                                                {"train_images_per_s", train_rate},
                                                                {"infer_images_per_s", infer_rate},
                                                                {"infer_latency_batch1_ms", latency * 1e3},
+                                                               {"infer_images_per_s_bf16_dense", steps * batch / infer_bf16},
+                                                               {"infer_latency_batch1_ms_bf16_dense", latency_bf16 * 1e3},
                                                                {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
                                                                {"train_gflop_per_image", train_flops / 1e9},
                                                                {"train_gflops", train_gflops},

@@ -1,4 +1,5 @@
-// step_allocations: a training step, and inference at batch 32 and batch 1, allocate nothing once
+// step_allocations: a training step, and inference at batch 32 and batch 1 (dense kernels in float or
+// bfloat16), allocate nothing once
 // the network has run at those batch sizes (Sequential's promise) and its threads' workspaces have
 // grown: GEMM packing, Winograd's transformed kernels and tiles, reductions. Counts the process's
 // malloc, calloc and realloc calls while it measures (operator new and Eigen's aligned buffers
@@ -62,12 +63,19 @@ int main() {
     net.predict(std::span<const float>(x).first(Net::input_size), 1);
   };
   // The first run sizes the buffers and every thread's workspaces (the same thread always gets the
-  // same pieces of a product); three more must not allocate.
-  run();
-  counting = true;
-  for (int i = 0; i < 3; ++i) run();
-  counting = false;
-  const long measured = allocations.load();
-  std::printf("allocations in 3 runs of a training step and two predictions: %ld\n", measured);
-  return measured == 0 ? 0 : 1;
+  // same pieces of a product); three more must not allocate. Then the same with inference reading
+  // the dense kernel in bfloat16, remade after each training step.
+  long total = 0;
+  for (const tnet::Precision precision : {tnet::Precision::fp32, tnet::Precision::bf16}) {
+    net.set_inference_precision(precision);
+    run();
+    counting = true;
+    for (int i = 0; i < 3; ++i) run();
+    counting = false;
+    const long measured = allocations.exchange(0);
+    std::printf("allocations in 3 runs of a training step and two predictions (dense kernels in %s): %ld\n",
+                precision == tnet::Precision::bf16 ? "bf16" : "fp32", measured);
+    total += measured;
+  }
+  return total == 0 ? 0 : 1;
 }

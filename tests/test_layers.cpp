@@ -1,6 +1,8 @@
 // Every layer against PyTorch (tests/fixtures/layers.txt) and against finite differences.
 #include "support.hpp"
 
+#include <bit>
+#include <cstdint>
 #include <limits>
 
 using namespace tnet;
@@ -530,6 +532,79 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   // Every x86-64 CPU this is tested on has AVX2; elsewhere only Eigen's kernel exists.
   CHECK(kernels_run == (TNET_X86_KERNELS && supported(GemmKernel::avx2) ? (supported(GemmKernel::avx512) ? 3 : 2) : 1));
   MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(gemm_kernel())));
+}
+
+TEST_CASE("bfloat16: rounded to nearest, ties to even; NaN, infinities and overflow kept; widened exactly") {
+  const auto bits = [](float x) { return std::bit_cast<std::uint32_t>(x); };
+  const auto from_bits = [](std::uint32_t b) { return std::bit_cast<float>(b); };
+  CHECK(to_bfloat16(1.0f) == 0x3F80);
+  CHECK(to_bfloat16(-2.0f) == 0xC000);
+  CHECK(to_bfloat16(from_bits(0x3F808000u)) == 0x3F80);  // a tie, to the even 0x3F80
+  CHECK(to_bfloat16(from_bits(0x3F818000u)) == 0x3F82);  // a tie, to the even 0x3F82
+  CHECK(to_bfloat16(from_bits(0x3F808001u)) == 0x3F81);  // just above the tie: up
+  CHECK(to_bfloat16(from_bits(0x3F807FFFu)) == 0x3F80);  // just below: down
+  CHECK(to_bfloat16(std::numeric_limits<float>::infinity()) == 0x7F80);
+  CHECK(to_bfloat16(-std::numeric_limits<float>::infinity()) == 0xFF80);
+  CHECK(to_bfloat16(std::numeric_limits<float>::max()) == 0x7F80);  // rounds up past the largest bfloat16
+  CHECK(std::isnan(from_bfloat16(to_bfloat16(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(std::isnan(from_bfloat16(to_bfloat16(from_bits(0x7F800001u)))));  // a signalling NaN whose payload is in the low bits
+  CHECK(to_bfloat16(-0.0f) == 0x8000);
+  CHECK(to_bfloat16(from_bits(0x00000001u)) == 0x0000);  // the smallest subnormal rounds to zero
+  // Every bfloat16 widens to the float it stands for, which rounds back to it.
+  for (std::uint32_t h = 0; h < 0x10000u; ++h) {
+    const float wide = from_bfloat16(std::uint16_t(h));
+    CHECK(bits(wide) == h << 16);
+    if (!std::isnan(wide)) CHECK(to_bfloat16(wide) == h);
+  }
+  // The rounding error is at most half a unit in the last of 8 significant bits: 2^-8 relative.
+  const Buffer values = test::random_values(10000, 11);
+  double worst = 0;
+  for (const float v : values) worst = std::max(worst, std::abs(double(from_bfloat16(to_bfloat16(v))) - v) / std::abs(double(v)));
+  CHECK(worst <= std::ldexp(1.0, -8));
+  CHECK(worst > std::ldexp(1.0, -9));  // and it does round
+}
+
+TEST_CASE("gemm_bf16: B in bfloat16 with every kernel against a double reference of its values; Eigen's kernel refuses") {
+  struct Case {
+    std::ptrdiff_t M, N, K;
+  };
+  // (1, 1024, 3000): a batch-1 dense layer, B read where it lies, K in chunks; (1, 37, 300) and
+  // (2, 6, 1024): rows ending inside a vector strip (masked bfloat16 loads); (32, 300, 700):
+  // packed B, tiles of columns; (300, 20, 64): tiles of rows, B packed once for all; (5, 3, 9000):
+  // few columns, K in chunks.
+  const Case cases[] = {{1, 1024, 3000}, {1, 37, 300}, {2, 6, 1024}, {32, 300, 700}, {300, 20, 64}, {5, 3, 9000}};
+  const int kernels_run = test::with_each_gemm_kernel([&](GemmKernel kernel) {
+    for (const Case cs : cases) {
+      INFO("M ", cs.M, " N ", cs.N, " K ", cs.K);
+      const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
+      const Buffer bias = test::random_values(std::size_t(cs.N), 3);
+      std::vector<std::uint16_t> rounded(b.size());
+      for (std::size_t i = 0; i < b.size(); ++i) rounded[i] = to_bfloat16(b[i]);
+      Buffer c(std::size_t(cs.M * cs.N), -7.0f);
+      Epilogue epilogue;
+      epilogue.bias = bias.data(), epilogue.relu = true;
+      if (kernel == GemmKernel::eigen) {
+        CHECK_THROWS_AS(gemm_bf16(cs.M, cs.N, cs.K, a.data(), rounded.data(), c.data(), epilogue), std::logic_error);
+        continue;
+      }
+      gemm_bf16(cs.M, cs.N, cs.K, a.data(), rounded.data(), c.data(), epilogue);
+      double worst = 0, worst_unrounded = 0;
+      for (std::ptrdiff_t m = 0; m < cs.M; ++m)
+        for (std::ptrdiff_t n = 0; n < cs.N; ++n) {
+          double sum = bias[std::size_t(n)], unrounded = sum;
+          for (std::ptrdiff_t k = 0; k < cs.K; ++k) {
+            sum += double(a[std::size_t(m * cs.K + k)]) * from_bfloat16(rounded[std::size_t(k * cs.N + n)]);
+            unrounded += double(a[std::size_t(m * cs.K + k)]) * b[std::size_t(k * cs.N + n)];
+          }
+          const double got = c[std::size_t(m * cs.N + n)];
+          worst = std::max(worst, std::abs(got - std::max(sum, 0.0)));
+          worst_unrounded = std::max(worst_unrounded, std::abs(got - std::max(unrounded, 0.0)));
+        }
+      CHECK(worst <= 1e-6 * std::sqrt(double(cs.K)) * 4);  // the product of B's bfloat16 values, in float
+      CHECK(worst_unrounded > worst);                      // not of B's floats
+    }
+  });
+  CHECK(kernels_run >= 1);
 }
 
 TEST_CASE("gemm: the same bits for any thread count, with every kernel") {

@@ -383,6 +383,75 @@ TEST_CASE("inference folds ReLU and batch normalisation into the layer before, a
   check(folds, 3, 13);
 }
 
+namespace {
+// Makes `to` a copy of `from`: weights and running statistics; the dense layers' kernels rounded
+// to bfloat16 when `round`.
+template <class Net>
+void copy_network(Net& from, Net& to, bool round) {
+  const Parameters source = from.parameters(), target = to.parameters();
+  std::copy(source.values.begin(), source.values.end(), target.values.begin());
+  if (round)
+    for (const ParamRef& p : target)
+      if (p.name.ends_with("dense.kernel"))
+        for (std::size_t i = 0; i < p.size; ++i) p.value[i] = from_bfloat16(to_bfloat16(p.value[i]));
+  std::vector<std::span<std::byte>> from_state, to_state;
+  from.visit_state([&](const std::string&, auto span) { from_state.push_back(std::as_writable_bytes(span)); });
+  to.visit_state([&](const std::string&, auto span) { to_state.push_back(std::as_writable_bytes(span)); });
+  for (std::size_t i = 0; i < from_state.size(); ++i) std::copy(from_state[i].begin(), from_state[i].end(), to_state[i].begin());
+}
+}  // namespace
+
+TEST_CASE("inference in bfloat16 is the float inference of the dense kernels rounded, and follows the weights, with every gemm kernel") {
+  test::with_each_gemm_kernel([&](GemmKernel kernel) {
+    const bool rounds = kernel != GemmKernel::eigen;  // Eigen's kernels read floats whatever the precision
+    for (const int batch : {4, 1}) {                  // predicting 4 samples, or 1 (the row kernels)
+      INFO("batch ", batch);
+      Small net(3), reference(4);
+      const Buffer x = test::random_values(std::size_t(4) * Small::input_size, 21);
+      Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
+      for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
+      Adam adam(Adam::Options{.lr = 0.05});
+      net.train_step(x, targets, 4, adam);  // batch normalisation's statistics away from 0 and 1
+      const std::span<const float> input = std::span(x).first(std::size_t(batch) * Small::input_size);
+      CHECK(net.inference_precision() == Precision::fp32);
+      net.set_inference_precision(Precision::bf16);
+      CHECK(net.inference_precision() == Precision::bf16);
+      // net's bf16 inference against a copy with its dense kernels rounded, and without.
+      auto check = [&](const std::string& when) {
+        INFO(when);
+        const auto predicted = net.predict(input, batch);
+        const Buffer rounded(predicted.begin(), predicted.end());
+        copy_network(net, reference, rounds);
+        const auto expected = reference.predict(input, batch);
+        CHECK(Buffer(expected.begin(), expected.end()) == rounded);  // the same operations on the same values
+        copy_network(net, reference, false);
+        const auto exact = reference.predict(input, batch);
+        double moved = 0;
+        for (std::size_t i = 0; i < exact.size(); ++i) moved = std::max(moved, std::abs(double(rounded[i]) - exact[i]));
+        CHECK(moved < 0.05);  // probabilities
+        CHECK((moved > 0) == rounds);
+        net.predict(input, batch);  // copies made from the weights as they are now
+      };
+      check("after a training step");
+      net.train_step(x, targets, 4, adam);
+      check("after another");
+      for (const ParamRef& p : net.parameters())
+        if (p.name.ends_with("dense.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return -1.5f * v; });
+      check("after a write through parameters()");
+      static_assert(std::is_same_v<Small::spec_type<8>, Dense<7>>);
+      float* kernel = net.layer<8>().kernel();
+      std::transform(kernel, kernel + 20, kernel, [](float v) { return v + 0.25f; });
+      check("after a write through layer<I>()");
+      // Back to floats: the exact inference.
+      net.set_inference_precision(Precision::fp32);
+      const auto predicted = net.predict(input, batch);
+      copy_network(net, reference, false);
+      const auto exact = reference.predict(input, batch);
+      CHECK(Buffer(predicted.begin(), predicted.end()) == Buffer(exact.begin(), exact.end()));
+    }
+  });
+}
+
 TEST_CASE("results do not depend on the thread count, with every gemm kernel") {
   auto train = [](int threads) {
     set_num_threads(threads);

@@ -24,13 +24,17 @@ of the photo (width 400) with the top labels drawn on it.
   --top K           how many labels to name and draw [2]
   --threshold X     labels above it are reported as present [0.5]
   --json            machine-readable output
+  --precision P     fp32, or bf16: the dense layers' kernels read rounded to bfloat16, faster on
+                    one photo (on the tutorial's validation photos no decision changed and no
+                    probability moved by more than 0.002: benchmarks/RESULTS.md) [fp32]
   --help
 )";
 
 int run(int argc, char** argv) {
   using namespace fashion;
   namespace fs = std::filesystem;
-  const Arguments args(argc, argv, {"--model", "--labelbin", "--image", "--output", "--top", "--threshold"}, {"--json", "--help"});
+  const Arguments args(argc, argv, {"--model", "--labelbin", "--image", "--output", "--top", "--threshold", "--precision"},
+                       {"--json", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -42,6 +46,9 @@ int run(int argc, char** argv) {
   s.top = int(args.integer("--top", s.top, 1, 1000));
   s.threshold = args.number("--threshold", s.threshold, -1e-9, 1.0, "a probability in [0, 1)");
   s.json = args.flag("--json");
+  const std::string precision = args.text("--precision", "fp32");
+  if (precision != "fp32" && precision != "bf16") throw UsageError("--precision takes fp32 or bf16, got '" + precision + "'");
+  s.precision = precision == "bf16" ? tnet::Precision::bf16 : tnet::Precision::fp32;
   std::vector<std::string> given = args.all("--image");
   given.insert(given.end(), args.positional().begin(), args.positional().end());
   if (given.empty()) throw UsageError("no --image given (see --help)");

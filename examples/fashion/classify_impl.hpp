@@ -29,6 +29,7 @@ struct ClassifySettings {
   int top = 2;
   double threshold = 0.5;
   bool json = false;
+  tnet::Precision precision = tnet::Precision::fp32;  // how the dense kernels are read (Sequential::set_inference_precision)
 };
 
 /// Where each photo's labelled copy goes: `--output` for one photo; else NAME_labeled.png in the
@@ -96,6 +97,7 @@ int classify(const ClassifySettings& s) {
   const std::vector<std::string> model_classes = onnx ? load_onnx_model(s.model, *net) : tnet::load_model(s.model, *net).class_names;
   const int labels = net->outputs();
   const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, labels, model_classes);
+  net->set_inference_precision(s.precision);
 
   int failures = 0;
   std::vector<std::string> json_items;

@@ -42,6 +42,10 @@ inline void ensure_size(Buffer& buffer, std::size_t size) {
 ///              be used in (Sequential::reset_batch_norm_statistics)
 enum class Mode { train, infer, calibrate };
 
+/// How inference reads large weights (Sequential::set_inference_precision): as they are (fp32), or
+/// the dense layers' kernels rounded to bfloat16 (bf16), half the bytes, arithmetic still in float.
+enum class Precision { fp32, bf16 };
+
 class Reducer;
 
 /// What a layer needs to know about the pass it is part of. `step` numbers training passes; it

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <stdexcept>
 
 #include "config.hpp"
 #include "gemm_kernels.hpp"
@@ -111,42 +113,43 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
 // op(B) is packed once for all tiles when it is small (a convolution's kernel), or read where it
 // lies when it is large and its columns are contiguous (a weight gradient's dy: packing it would
 // only add a pass).
+// `b` is op(B) transposed as the kernels read it: element (column n, depth k) of op(B).
 template <class Isa>
-void kernel_gemm(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C, bool accumulate,
+void kernel_gemm(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C, bool accumulate,
                  const Epilogue& epilogue) {
   const Cuts cuts(M, N, K, true);
   const bool in_kernels = cuts.chunks == 1 && !epilogue.empty();
-  const bool b_in_place = cuts.split_rows && !tb && K * N > (1 << 18);
+  const bool b_in_place = cuts.split_rows && b.row_step == 1 && !b.bf16 && K * N > (1 << 18);
   const float* b_panels = nullptr;
   constexpr int NR = Isa::NR;
   const std::ptrdiff_t padded_n = (N + NR - 1) / NR * NR;
   if (cuts.split_rows && !b_in_place) {
     ensure_size(shared_packed_b(), std::size_t(padded_n * K));
-    pack_steps<NR>(Operand{B, tb ? K : 1, tb ? 1 : N}, N, K, kernel_depth, shared_packed_b().data());
+    pack_steps<NR>(b, N, K, kernel_depth, shared_packed_b().data());
     b_panels = shared_packed_b().data();
   }
   for_each_piece(cuts, M, N, K, C, accumulate,
                  [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
                      float* c, bool add) {
-                   const Operand b{tb ? B + n0 * K + k0 : B + k0 * N + n0, tb ? K : 1, tb ? 1 : N};
                    const Epilogue finish = epilogue.from(n0);
-                   packed_product<Isa>(a, m0, k0, b, mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr, b_in_place,
-                                       in_kernels ? &finish : nullptr);
+                   packed_product<Isa>(a, m0, k0, b.at(n0, k0), mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr,
+                                       b_in_place, in_kernels ? &finish : nullptr);
                  });
   if (!in_kernels) apply_epilogue(C, M, N, N, epilogue);
 }
 
 // kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's; `a` is an Operand
 // or any other source of A blocks (see ASource).
-inline void kernel_gemm_erased(const ASource& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
+inline void kernel_gemm_erased(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C,
                                bool accumulate, const Epilogue& epilogue) {
-  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, tb, M, N, K, B, C, accumulate, epilogue);
-  else kernel_gemm<Avx2>(a, tb, M, N, K, B, C, accumulate, epilogue);
+  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, b, M, N, K, C, accumulate, epilogue);
+  else kernel_gemm<Avx2>(a, b, M, N, K, C, accumulate, epilogue);
 }
+// B row-major, K x N (N x K when tb).
 template <class Source>
 void kernel_gemm(const Source& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
                  bool accumulate = false, const Epilogue& epilogue = {}) {
-  kernel_gemm_erased(erase(a), tb, M, N, K, B, C, accumulate, epilogue);
+  kernel_gemm_erased(erase(a), Operand{B, tb ? K : 1, tb ? 1 : N}, M, N, K, C, accumulate, epilogue);
 }
 }  // namespace detail
 
@@ -199,6 +202,17 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
                            }
                          });
   detail::apply_epilogue(C, M, N, N, epilogue);
+}
+
+/// C (M x N) = A (M x K) * B (K x N), then `epilogue`, with B's values in bfloat16 (row-major;
+/// core/bfloat16.hpp), widened to float as they are read: half the bytes of B to read, products
+/// and sums in float. Only with tnet's own kernels: throws std::logic_error when gemm_kernel() is
+/// Eigen's.
+inline void gemm_bf16(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const std::uint16_t* B, float* C,
+                      const Epilogue& epilogue = {}) {
+  if (gemm_kernel() == GemmKernel::eigen) throw std::logic_error("tnet::gemm_bf16: needs tnet's own kernels; gemm_kernel() is Eigen's");
+  const detail::Operand a{A, K, 1}, b{nullptr, 1, N, false, B};
+  detail::kernel_gemm_erased(detail::erase(a), b, M, N, K, C, false, epilogue);
 }
 
 namespace detail {

@@ -19,9 +19,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
+#include "bfloat16.hpp"
 #include "config.hpp"
 #include "targets.hpp"
 
@@ -179,8 +181,13 @@ struct Operand {
   /// As the A operand with rows contiguous at each depth (row_step 1): read where it lies, not
   /// packed. For a small block already in cache, read once or twice (Winograd's kernel gradient).
   bool columns_in_place = false;
+  /// As the B operand only: the values in bfloat16 (core/bfloat16.hpp), element (r, k) at
+  /// bf16[r * row_step + k * depth_step], `data` null. Widened to float as B is packed or read.
+  const std::uint16_t* bf16 = nullptr;
   Operand at(std::ptrdiff_t r, std::ptrdiff_t k) const {
-    return {data + r * row_step + k * depth_step, row_step, depth_step, columns_in_place};
+    const std::ptrdiff_t offset = r * row_step + k * depth_step;
+    if (bf16) return {nullptr, row_step, depth_step, columns_in_place, bf16 + offset};
+    return {data + offset, row_step, depth_step, columns_in_place};
   }
   template <int MR>
   ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k0, std::ptrdiff_t kc) const {
@@ -197,23 +204,32 @@ struct Operand {
 template <int Panel>
 struct Packer {
   static void pack(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
+    if (op.bf16) pack_values(op.bf16, op, rows, kc, out);
+    else pack_values(op.data, op, rows, kc, out);
+  }
+
+ private:
+  static float widen(float v) { return v; }
+  static float widen(std::uint16_t v) { return from_bfloat16(v); }
+  template <class T>
+  static void pack_values(const T* values, const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
     for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
       const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
       if (op.row_step == 1) {  // a panel's rows are contiguous at each depth
-        const float* src = op.data + p;
+        const T* src = values + p;
         for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
           float* dst = out + k * Panel;
           if (n == Panel) {
-            for (int i = 0; i < Panel; ++i) dst[i] = src[i];
+            for (int i = 0; i < Panel; ++i) dst[i] = widen(src[i]);
           } else {
-            for (int i = 0; i < Panel; ++i) dst[i] = i < n ? src[i] : 0.0f;
+            for (int i = 0; i < Panel; ++i) dst[i] = i < n ? widen(src[i]) : 0.0f;
           }
         }
       } else {  // each row is contiguous along k: transpose the rows into the panel
         for (std::ptrdiff_t i = 0; i < Panel; ++i) {
-          const float* src = op.data + (p + i) * op.row_step;
+          const T* src = values + (p + i) * op.row_step;
           if (i < n)
-            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = src[k * op.depth_step];
+            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = widen(src[k * op.depth_step]);
           else
             for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
         }
@@ -288,11 +304,18 @@ __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, c
   }
 }
 
-// One row of C, n <= 128 columns, from B read where it lies (b_depth apart): a batch-1 dense layer,
-// bound by reading B, which is read row by row, 512 bytes at a time. Even and odd k are summed
-// apart, then added.
-__attribute__((target("avx512f"))) inline void row_avx512(std::ptrdiff_t kc, const float* a, const float* b, std::ptrdiff_t b_depth,
-                                                          float* c, int n, bool add) {
+// Columns of B as floats: 16 under a mask, from floats or widened from bfloat16.
+__attribute__((target("avx512f"))) inline __m512 load_avx512(__mmask16 mask, const float* b) { return _mm512_maskz_loadu_ps(mask, b); }
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load_avx512(__mmask16 mask, const std::uint16_t* b) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, b)), 16));
+}
+
+// One row of C, n <= 128 columns, from B read where it lies (b_depth apart; floats or bfloat16):
+// a batch-1 dense layer, bound by reading B, which is read row by row, 512 bytes at a time. Even
+// and odd k are summed apart, then added.
+template <class T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void row_avx512(std::ptrdiff_t kc, const float* a, const T* b,
+                                                                            std::ptrdiff_t b_depth, float* c, int n, bool add) {
   __mmask16 mask[8];
   for (int v = 0; v < 8; ++v) {
     const int left = std::clamp(n - 16 * v, 0, 16);
@@ -305,13 +328,13 @@ __attribute__((target("avx512f"))) inline void row_avx512(std::ptrdiff_t kc, con
     const __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]);
 #pragma GCC unroll 8
     for (int v = 0; v < 8; ++v) {
-      even[v] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(mask[v], b + 16 * v), even[v]);
-      odd[v] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(mask[v], b + b_depth + 16 * v), odd[v]);
+      even[v] = _mm512_fmadd_ps(a0, load_avx512(mask[v], b + 16 * v), even[v]);
+      odd[v] = _mm512_fmadd_ps(a1, load_avx512(mask[v], b + b_depth + 16 * v), odd[v]);
     }
   }
   if (k < kc) {
     const __m512 a0 = _mm512_set1_ps(a[0]);
-    for (int v = 0; v < 8; ++v) even[v] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(mask[v], b + 16 * v), even[v]);
+    for (int v = 0; v < 8; ++v) even[v] = _mm512_fmadd_ps(a0, load_avx512(mask[v], b + 16 * v), even[v]);
   }
   for (int v = 0; v < 8; ++v) {
     __m512 sum = _mm512_add_ps(even[v], odd[v]);
@@ -387,9 +410,24 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
   }
 }
 
+// 8 columns of B as floats, from floats or widened from bfloat16; with a mask (`left` of them, as
+// many as the mask's lanes) where B may end.
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const float* b) { return _mm256_loadu_ps(b); }
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const std::uint16_t* b) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b))), 16));
+}
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const float* b, __m256i mask, int) { return _mm256_maskload_ps(b, mask); }
+__attribute__((target("avx2,fma"))) inline __m256 load_avx2(const std::uint16_t* b, __m256i, int left) {
+  if (left >= 8) return load_avx2(b);
+  alignas(16) std::uint16_t part[8] = {};
+  for (int i = 0; i < left; ++i) part[i] = b[i];
+  return load_avx2(part);
+}
+
 // As row_avx512, n <= 64 columns in eight 8-wide vectors (eight chains of multiply-adds).
-__attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, const float* a, const float* b, std::ptrdiff_t b_depth,
-                                                         float* c, int n, bool add) {
+template <class T>
+__attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, const float* a, const T* b, std::ptrdiff_t b_depth, float* c,
+                                                         int n, bool add) {
   __m256i mask[8];
   for (int v = 0; v < 8; ++v) mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   __m256 acc[8];
@@ -398,13 +436,13 @@ __attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, cons
     for (std::ptrdiff_t k = 0; k < kc; ++k, b += b_depth) {
       const __m256 ak = _mm256_broadcast_ss(a + k);
 #pragma GCC unroll 8
-      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, _mm256_loadu_ps(b + 8 * v), acc[v]);
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, load_avx2(b + 8 * v), acc[v]);
     }
   } else {
     for (std::ptrdiff_t k = 0; k < kc; ++k, b += b_depth) {
       const __m256 ak = _mm256_broadcast_ss(a + k);
 #pragma GCC unroll 8
-      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, _mm256_maskload_ps(b + 8 * v, mask[v]), acc[v]);
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(ak, load_avx2(b + 8 * v, mask[v], n - 8 * v), acc[v]);
     }
   }
   for (int v = 0; v < 8; ++v) {
@@ -419,8 +457,10 @@ inline void micro_avx512(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrd
 template <int Rows>
 inline void micro_avx2(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
                        int, bool, const Epilogue*) {}
-inline void row_avx512(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
-inline void row_avx2(std::ptrdiff_t, const float*, const float*, std::ptrdiff_t, float*, int, bool) {}
+template <class T>
+inline void row_avx512(std::ptrdiff_t, const float*, const T*, std::ptrdiff_t, float*, int, bool) {}
+template <class T>
+inline void row_avx2(std::ptrdiff_t, const float*, const T*, std::ptrdiff_t, float*, int, bool) {}
 #endif
 
 // An instruction set's kernels: `micro` for every row count up to MR, so that a block's last rows
@@ -430,8 +470,9 @@ template <class Code>
 struct Kernels {
   static constexpr int MR = Code::MR, NR = Code::NR, row_width = Code::row_width;
   static constexpr Target target = Code::target;  // what the code around the kernels is compiled for
-  static void row(std::ptrdiff_t K, const float* a, const float* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
-    Code::row(K, a, b, b_depth, c, n, add);
+  template <class T>                              // B's values: float, or bfloat16 bits
+  static void row(std::ptrdiff_t K, const float* a, const T* b, std::ptrdiff_t b_depth, float* c, int n, bool add) {
+    Code::template row<T>(K, a, b, b_depth, c, n, add);
   }
   template <int Rows = MR>
   static void run(int rows, std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth, const float* b,
@@ -446,14 +487,16 @@ struct Avx512Code {
   static constexpr Target target = Target::avx512;
   template <int Rows>
   static constexpr auto micro = micro_avx512<Rows>;
-  static constexpr auto row = row_avx512;
+  template <class T>
+  static constexpr auto row = row_avx512<T>;
 };
 struct Avx2Code {
   static constexpr int MR = 6, NR = 16, row_width = 64;
   static constexpr Target target = Target::avx2;
   template <int Rows>
   static constexpr auto micro = micro_avx2<Rows>;
-  static constexpr auto row = row_avx2;
+  template <class T>
+  static constexpr auto row = row_avx2<T>;
 };
 using Avx512 = Kernels<Avx512Code>;
 using Avx2 = Kernels<Avx2Code>;
@@ -504,17 +547,22 @@ inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdi
     return;
   }
   const std::ptrdiff_t padded_cols = (cols + NR - 1) / NR * NR;
-  const bool direct_b = !b_panels && b.row_step == 1 && (b_in_place || rows <= MR);
-  if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
-  if (a.matrix && direct_b && a.matrix->depth_step == 1 && rows <= MR) {  // a few rows, B read where it lies, in wide strips
+  const bool b_contiguous = !b_panels && b.row_step == 1;
+  if (a.matrix && b_contiguous && a.matrix->depth_step == 1 && rows <= MR) {  // a few rows, B read where it lies, in wide strips
     const Operand matrix = a.matrix->at(r0, k_first);
     for (std::ptrdiff_t i = 0; i < rows; ++i)
-      for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width)
-        Isa::row(K, matrix.data + i * matrix.row_step, b.data + j, b.depth_step, c + i * ldc + j,
-                 int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j)), accumulate);
+      for (std::ptrdiff_t j = 0; j < cols; j += Isa::row_width) {
+        const int n = int(std::min<std::ptrdiff_t>(Isa::row_width, cols - j));
+        const float* a_row = matrix.data + i * matrix.row_step;
+        if (b.bf16) Isa::row(K, a_row, b.bf16 + j, b.depth_step, c + i * ldc + j, n, accumulate);
+        else Isa::row(K, a_row, b.data + j, b.depth_step, c + i * ldc + j, n, accumulate);
+      }
     if (finish) apply_epilogue(c, rows, cols, ldc, *finish);
     return;
   }
+  // The micro-kernels read B where it lies only in floats.
+  const bool direct_b = b_contiguous && !b.bf16 && (b_in_place || rows <= MR);
+  if (!direct_b && !b_panels) ensure_size(packed_b(), std::size_t(padded_cols * std::min(depth, K)));
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
     const std::ptrdiff_t kc = std::min(depth, K - k0);
     const ABlock block = a.block(a.object, r0, k_first + k0, rows, kc, MR);

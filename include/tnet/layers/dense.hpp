@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
+#include <vector>
 
 #include "../core/gemm.hpp"
 #include "layer.hpp"
@@ -57,10 +59,27 @@ struct Dense : LayerSpec {
       std::fill(bias_, bias_ + units_, 0.0f);
     }
 
-    void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
+    void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue = {}) {
       Epilogue finish = epilogue;
       finish.bias = bias_;
+      if (pass.mode == Mode::infer && !rounded_.empty() && gemm_kernel() != GemmKernel::eigen)
+        return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
       gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y, false, finish);
+    }
+
+    /// Makes inference read the kernel rounded to bfloat16 (core/bfloat16.hpp), from a copy made
+    /// now, with tnet's own kernels (Eigen's read the float kernel); or, `round` false, read the
+    /// kernel itself again. Half the bytes to read: what a batch-1 forward of a large layer waits
+    /// for. The copy is not updated when the kernel changes: Sequential::set_inference_precision
+    /// remakes it.
+    void round_kernel(bool round) {
+      if (!round) return std::vector<std::uint16_t>().swap(rounded_);
+      const std::ptrdiff_t size = std::ptrdiff_t(K) * units_;
+      rounded_.resize(std::size_t(size));
+      std::uint16_t* out = rounded_.data();
+      const float* kernel = kernel_;
+#pragma omp parallel for schedule(static) if (size > (1 << 16))
+      for (std::ptrdiff_t i = 0; i < size; ++i) out[i] = to_bfloat16(kernel[i]);
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
@@ -86,6 +105,7 @@ struct Dense : LayerSpec {
     int units_;
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;
     std::vector<double> bias_sums_;
+    std::vector<std::uint16_t> rounded_;  // the kernel in bfloat16 for inference (round_kernel), or empty
   };
 };
 

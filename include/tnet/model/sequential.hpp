@@ -170,6 +170,7 @@ class Sequential {
   void init(std::uint64_t seed) {
     seed_ = seed;
     step_ = 0;
+    rounded_stale_ = true;
     const Rng root(seed);
     for_each_layer([&]<std::size_t I>(auto& layer) { layer.init(root.derive(I)); });
   }
@@ -200,6 +201,8 @@ class Sequential {
     reserve(batch);
     input_ = x.data();
     batch_ = batch;
+    if (mode == Mode::infer) round_kernels_if_stale();
+    else rounded_stale_ = true;  // an optimizer step is likely to follow
     const Pass pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)};
     for_each_layer([&]<std::size_t I>(auto& layer) {
       if constexpr (folded_after<I> > 0 || folded_into_previous<I>) {
@@ -229,6 +232,26 @@ class Sequential {
 
   /// Inference on a batch: forward in Mode::infer.
   std::span<const float> predict(std::span<const float> x, int batch) { return forward(x, batch, Mode::infer); }
+
+  /// How inference reads the dense layers' kernels: as they are (Precision::fp32, the default), or
+  /// rounded to bfloat16 (Precision::bf16, core/bfloat16.hpp), half the bytes to read, products and
+  /// sums still in float. A batch-1 forward of SmallerVGGNet spends half its time reading its
+  /// 8192 x 1024 kernel. Outputs move by the rounding (a relative 2^-8 per weight at most; see
+  /// benchmarks/RESULTS.md for its effect on accuracy). The rounded copies (2 bytes a weight) are
+  /// made by the first inference after this call and after anything that may have changed the
+  /// weights: a training forward, init, or parameters() or layer<I>() (every way to write them,
+  /// load_model's, an optimizer's and averaging's included), so keep no Parameters from
+  /// parameters() across an inference to write through it later. Only with tnet's own kernels;
+  /// with Eigen's (not x86-64) inference reads floats.
+  void set_inference_precision(Precision precision) {
+    precision_ = precision;
+    rounded_stale_ = true;
+    if (precision == Precision::fp32)
+      for_each_layer([&]<std::size_t I>(auto& layer) {
+        if constexpr (requires { layer.round_kernel(false); }) layer.round_kernel(false);
+      });
+  }
+  Precision inference_precision() const { return precision_; }
 
   /// Back-propagates dL/d(output) (batch x outputs() values) through the batch of the last
   /// training forward, filling every parameter gradient, and dL/d(input) into `grad_input` (batch
@@ -358,6 +381,7 @@ class Sequential {
 
   template <std::size_t I>
   layer_type<I>& layer() {
+    rounded_stale_ = true;  // its weights may be written through it
     return std::get<I>(layers_);
   }
   template <std::size_t I>
@@ -367,7 +391,10 @@ class Sequential {
 
   /// Every trainable value in one array, every gradient in another, and each tensor's name and
   /// place, in layer order.
-  Parameters parameters() { return {values_, grads_, tensors_}; }
+  Parameters parameters() {
+    rounded_stale_ = true;  // the weights may be written through it
+    return {values_, grads_, tensors_};
+  }
 
   /// Calls visit(name, std::span<T>) for every non-trainable tensor (running statistics).
   template <class Visit>
@@ -510,6 +537,15 @@ class Sequential {
     });
   }
 
+  // Precision::bf16: the dense kernels' bfloat16 copies remade when the weights may have changed.
+  void round_kernels_if_stale() {
+    if (precision_ != Precision::bf16 || !rounded_stale_) return;
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.round_kernel(true); }) layer.round_kernel(true);
+    });
+    rounded_stale_ = false;
+  }
+
   template <class F>
   void for_each_layer(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -649,6 +685,8 @@ class Sequential {
   const float* input_ = nullptr;
   int batch_ = 0, capacity_ = 0;
   std::uint64_t seed_ = 0, step_ = 0;
+  Precision precision_ = Precision::fp32;  // set_inference_precision
+  bool rounded_stale_ = true;              // the weights may have changed since the bf16 copies were made
 };
 
 }  // namespace tnet
