@@ -59,13 +59,29 @@ struct Patches {
   ABlock block(std::ptrdiff_t rows, std::ptrdiff_t k, std::ptrdiff_t kc) const {
     ensure_size(packed_a(), std::size_t(rows * kc));
     float* out = packed_a().data();
-    for (std::ptrdiff_t i = 0; i < rows; ++i) row(r0 + i, k0 + k, kc, out + i * kc);
+    // Output pixels one after another from (n, oy, ox).
+    const std::ptrdiff_t pixels = std::ptrdiff_t(OH) * OW;
+    std::ptrdiff_t n = r0 / pixels;
+    int oy = int(r0 % pixels) / OW, ox = int(r0 % pixels) % OW;
+    for (std::ptrdiff_t i = 0; i < rows; ++i) {
+      gather(x + n * H * W * C, oy, ox, k0 + k, kc, out + i * kc);
+      if (++ox == OW) {
+        ox = 0;
+        if (++oy == OH) oy = 0, ++n;
+      }
+    }
     return {out, kc, kc, 1};
   }
-  // Columns [k, k + kc) of row r.
-  void row(std::ptrdiff_t r, std::ptrdiff_t k, std::ptrdiff_t kc, float* out) const {
-    const std::ptrdiff_t pixels = std::ptrdiff_t(OH) * OW, n = r / pixels;
-    window(x + n * H * W * C, int(r % pixels) / OW, int(r % pixels) % OW, k, kc, out);
+  // Columns [k, k + kc) of the window under output pixel (oy, ox) of `image`, as window() gives
+  // them; a whole window inside the image (the usual case when a window fits one step along K: a
+  // first convolution's 27 values) as K copies of known size.
+  void gather(const float* image, int oy, int ox, std::ptrdiff_t k, std::ptrdiff_t kc, float* out) const {
+    const int iy = oy * S - top, ix = ox * S - left;
+    if (k == 0 && kc == K * K * C && iy >= 0 && iy + K <= H && ix >= 0 && ix + K <= W) {
+      for (int ky = 0; ky < K; ++ky) std::memcpy(out + ky * K * C, image + (std::ptrdiff_t(iy + ky) * W + ix) * C, sizeof(float) * K * C);
+      return;
+    }
+    window(image, oy, ox, k, kc, out);
   }
   // Columns [k, k + kc) of the window under output pixel (oy, ox) of `image`, in runs: the rest of
   // a row of the window where it lies within the image (its cells are adjacent pixels), else the
@@ -112,7 +128,7 @@ struct PatchesTransposed {
       std::ptrdiff_t q = q0 + k, image = q / pixels;
       int oy = int(q % pixels) / in.OW, ox = int(q % pixels) % in.OW;
       for (std::ptrdiff_t j = 0; j < kc; ++j) {
-        in.window(in.x + image * in.H * in.W * C, oy, ox, p0, rows, window.data());
+        in.gather(in.x + image * in.H * in.W * C, oy, ox, p0, rows, window.data());
         for (std::ptrdiff_t p = 0; p < padded; p += MR)
           for (int i = 0; i < MR; ++i) out[p * kc + j * MR + i] = window[std::size_t(p + i)];
         if (++ox == in.OW) {
