@@ -213,26 +213,27 @@ struct Packer {
   static float widen(std::uint16_t v) { return from_bfloat16(v); }
   template <class T>
   static void pack_values(const T* values, const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
+    if (op.row_step == 1) {  // rows contiguous at each depth: read each depth's rows in one sweep, dealt out to the panels
+      const std::ptrdiff_t full = rows / Panel * Panel, left = rows - full;
+      const T* src = values;
+      for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
+        float* dst = out + k * Panel;
+        for (std::ptrdiff_t p = 0; p < full; p += Panel)
+          for (int i = 0; i < Panel; ++i) dst[p * kc + i] = widen(src[p + i]);
+        if (left)
+          for (int i = 0; i < Panel; ++i) dst[full * kc + i] = i < left ? widen(src[full + i]) : 0.0f;
+      }
+      return;
+    }
+    // Each row contiguous along k: the rows transposed into the panels.
     for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
       const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
-      if (op.row_step == 1) {  // a panel's rows are contiguous at each depth
-        const T* src = values + p;
-        for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
-          float* dst = out + k * Panel;
-          if (n == Panel) {
-            for (int i = 0; i < Panel; ++i) dst[i] = widen(src[i]);
-          } else {
-            for (int i = 0; i < Panel; ++i) dst[i] = i < n ? widen(src[i]) : 0.0f;
-          }
-        }
-      } else {  // each row is contiguous along k: transpose the rows into the panel
-        for (std::ptrdiff_t i = 0; i < Panel; ++i) {
-          const T* src = values + (p + i) * op.row_step;
-          if (i < n)
-            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = widen(src[k * op.depth_step]);
-          else
-            for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
-        }
+      for (std::ptrdiff_t i = 0; i < Panel; ++i) {
+        const T* src = values + (p + i) * op.row_step;
+        if (i < n)
+          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = widen(src[k * op.depth_step]);
+        else
+          for (std::ptrdiff_t k = 0; k < kc; ++k) out[k * Panel + i] = 0.0f;
       }
     }
   }
