@@ -33,3 +33,5 @@ for k in infer_images_per_s infer_latency_batch1_ms; do
   printf '| %-24s | %10s | %12s | %10s | %19s | %13s |\n' "$k" "$a" "$b" "$c" \
     "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')" "$(awk -v a="$a" -v c="$c" 'BEGIN { printf "%.2f", a / c }')"
 done
+echo "tnet with its dense kernels read in bfloat16 (Sequential::set_inference_precision):" \
+  "$(get "$tnet" infer_images_per_s_bf16_dense) images/s, $(get "$tnet" infer_latency_batch1_ms_bf16_dense) ms at batch 1"
