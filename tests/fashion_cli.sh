@@ -96,6 +96,19 @@ fi
 "$classify" --model m.tnet --labelbin labels.txt --image synthetic_examples --json --output labelled >all.json 2>&1
 [ $? = 0 ] && [ "$(grep -o '"probabilities"' all.json | wc -l)" = 6 ] && [ "$(ls labelled | wc -l)" = 6 ] &&
   pass "--json over a folder: six results, six labelled copies" || fail "--json: $(cat all.json)"
+# The dense kernels read in bfloat16: the same labels present, each probability within 0.01.
+"$classify" --model m.tnet --labelbin labels.txt --image synthetic_examples --json --precision bf16 --output labelled_bf16 >bf16.json 2>&1
+status=$?
+probabilities() { grep -oE '"[a-z]+": [0-9][0-9.e+-]*' "$1" | awk '{ print $2 }'; }
+if [ $status = 0 ] && [ "$(grep -o '"present": [^]]*' all.json)" = "$(grep -o '"present": [^]]*' bf16.json)" ] &&
+  paste <(probabilities all.json) <(probabilities bf16.json) |
+  awk 'NF != 2 || $1 - $2 > 0.01 || $2 - $1 > 0.01 { bad = 1 } END { exit bad || NR != 36 }'; then
+  pass "--precision bf16: the same labels present, every probability within 0.01"
+else
+  fail "--precision bf16: status $status, $(head -c 600 bf16.json)"
+fi
+expect_error "a bad --precision" 2 "--precision takes fp32 or bf16, got 'fp16'" -- "$classify" --model "$work/m.tnet" \
+  --labelbin "$work/labels.txt" --precision fp16 --image "$work/synthetic_examples/red_dress.png"
 
 echo "not a photo" >broken.jpg
 expect_error "unreadable image" 1 "broken.jpg: not a JPEG, PNG, GIF or BMP image" -- "$classify" --model "$work/m.tnet" --labelbin "$work/labels.txt" --image "$work/broken.jpg"

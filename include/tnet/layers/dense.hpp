@@ -70,8 +70,8 @@ struct Dense : LayerSpec {
     /// Makes inference read the kernel rounded to bfloat16 (core/bfloat16.hpp), from a copy made
     /// now, with tnet's own kernels (Eigen's read the float kernel); or, `round` false, read the
     /// kernel itself again. Half the bytes to read: what a batch-1 forward of a large layer waits
-    /// for. The copy is not updated when the kernel changes: Sequential::set_inference_precision
-    /// remakes it.
+    /// for. The copy does not follow the kernel by itself: Sequential remakes it whenever the
+    /// weights may have changed (set_inference_precision).
     void round_kernel(bool round) {
       if (!round) return std::vector<std::uint16_t>().swap(rounded_);
       const std::ptrdiff_t size = std::ptrdiff_t(K) * units_;

@@ -9,10 +9,10 @@
 //   Tiles are taken in blocks small enough for their V and M to stay in the cache: a block's
 // input transform, its (m + 2)^2 products and its output transform run one after another on one
 // thread, and blocks are shared among threads, so every output is computed by the same operations
-// whatever the thread count. The transforms run over 16 channels at a time, compiled for the
-// instruction set of the kernels Isa (run_for, core/targets.hpp), so C and F must be multiples of
-// 16. Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s
-// about 10x larger (its transforms scale by 4, 5 and 8), a few millionths of the output's size;
+// whatever the thread count. The transforms run over 16 channels at a time (so C and F must be
+// multiples of 16) and are compiled for the instruction set of the kernels Isa (run_for,
+// core/targets.hpp). Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s about
+// 10x larger (its transforms scale by 4, 5 and 8), a few millionths of the output's size;
 // Conv2D trains with the first and infers with the second (tests/test_layers.cpp measures both
 // against the direct convolution in double). Matrices from Lavin and Gray, "Fast Algorithms for
 // Convolutional Neural Networks" (2016).
