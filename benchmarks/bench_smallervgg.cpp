@@ -158,30 +158,27 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = rng.uniform(x.size() + i) > 0.5f ? 1.0f : 0.0f;
 
   net->train_step(x, y, batch, adam);  // warm-up: buffers allocated, pages touched
-  auto start = Clock::now();
+  const auto start = Clock::now();
   for (int s = 0; s < steps; ++s) net->train_step(x, y, batch, adam);
   const double train = seconds_since(start);
 
-  net->predict(x, batch);
-  start = Clock::now();
-  for (int s = 0; s < steps; ++s) net->predict(x, batch);
-  const double infer = seconds_since(start);
-
-  net->predict(std::span(x).first(Net::input_size), 1);
-  start = Clock::now();
-  for (int s = 0; s < steps * 4; ++s) net->predict(std::span(x).first(Net::input_size), 1);
-  const double latency = seconds_since(start) / (steps * 4);
-
-  // The same with the dense kernels read in bfloat16 (Sequential::set_inference_precision).
-  net->set_inference_precision(tnet::Precision::bf16);
-  net->predict(x, batch);
-  start = Clock::now();
-  for (int s = 0; s < steps; ++s) net->predict(x, batch);
-  const double infer_bf16 = seconds_since(start);
-  net->predict(std::span(x).first(Net::input_size), 1);
-  start = Clock::now();
-  for (int s = 0; s < steps * 4; ++s) net->predict(std::span(x).first(Net::input_size), 1);
-  const double latency_bf16 = seconds_since(start) / (steps * 4);
+  // Seconds for `steps` predictions of the batch, and for one prediction of one image (of 4 x steps),
+  // each after a warm-up; in float, then with the dense kernels read in bfloat16
+  // (Sequential::set_inference_precision).
+  auto inference = [&](tnet::Precision precision) {
+    net->set_inference_precision(precision);
+    net->predict(x, batch);
+    auto begin = Clock::now();
+    for (int s = 0; s < steps; ++s) net->predict(x, batch);
+    const double whole_batch = seconds_since(begin);
+    const std::span<const float> one = std::span(x).first(Net::input_size);
+    net->predict(one, 1);
+    begin = Clock::now();
+    for (int s = 0; s < steps * 4; ++s) net->predict(one, 1);
+    return std::pair{whole_batch, seconds_since(begin) / (steps * 4)};
+  };
+  const auto [infer, latency] = inference(tnet::Precision::fp32);
+  const auto [infer_bf16, latency_bf16] = inference(tnet::Precision::bf16);
   net->set_inference_precision(tnet::Precision::fp32);
 
   std::vector<LayerTime> per_layer;
