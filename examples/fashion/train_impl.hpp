@@ -239,6 +239,9 @@ int train(const TrainSettings& s, TrainData& data) {
       if (count == a.metadata.end() || count->second != meta("averaged"))
         throw UsageError(s.average_checkpoint(averaged) + " does not hold the mean of the " + meta("averaged") + " epochs " +
                          s.checkpoint() + " expects: they are not from the same run");
+      // Killed between writing the checkpoint that counts this mean and removing the mean before
+      // it, a run leaves that one behind; no checkpoint counts it any more.
+      if (writer && averaged > 1) std::filesystem::remove(s.average_checkpoint(averaged - 1));
     }
     std::cout << "resuming from " << s.checkpoint() << ": epoch " << first_epoch + 1 << ", batch " << first_batch << ", optimizer step "
               << adam.iterations() << "\n";
