@@ -3,19 +3,53 @@
 
 using namespace tnet;
 
-TEST_CASE("Adam follows Keras 2, decay and epsilon included (PyTorch fixture, 3 steps)") {
+TEST_CASE("Adam follows Keras 2, decay and epsilon included (PyTorch fixture, 3 steps), with every gemm kernel") {
   const test::Fixture fx("layers.txt");
-  Buffer w = fx.floats("adam.w0"), g(w.size());
-  const ParamRef param{"w", w.data(), g.data(), w.size(), 0};
-  const Parameters params{w, g, {&param, 1}};
-  Adam adam(Adam::Options{.lr = 0.01, .decay = 0.1});
-  for (int step = 0; step < 3; ++step) {
-    const Buffer grad = fx.floats("adam.g" + std::to_string(step));
-    std::copy(grad.begin(), grad.end(), g.begin());
-    adam.step(params);
-    CHECK_CLOSE_TO_FIXTURE(w.data(), fx["adam.w" + std::to_string(step + 1)], 1e-6);
+  // 10 values: the AVX-512 and AVX2 updates run them under a mask.
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    Buffer w = fx.floats("adam.w0"), g(w.size());
+    const ParamRef param{"w", w.data(), g.data(), w.size(), 0};
+    const Parameters params{w, g, {&param, 1}};
+    Adam adam(Adam::Options{.lr = 0.01, .decay = 0.1});
+    for (int step = 0; step < 3; ++step) {
+      const Buffer grad = fx.floats("adam.g" + std::to_string(step));
+      std::copy(grad.begin(), grad.end(), g.begin());
+      adam.step(params);
+      CHECK_CLOSE_TO_FIXTURE(w.data(), fx["adam.w" + std::to_string(step + 1)], 1e-6);
+    }
+    CHECK(adam.iterations() == 3);
+  });
+}
+
+TEST_CASE("Adam's update is Keras's formula for every value, on sizes around its lanes and blocks, with every gemm kernel") {
+  const Rng rng(7);
+  for (const std::size_t n : {std::size_t(1), std::size_t(7), std::size_t(16), std::size_t(17), std::size_t(16384 + 23)}) {
+    INFO("n = ", n);
+    test::with_each_gemm_kernel([&](GemmKernel) {
+      Buffer w(n), g(n);
+      for (std::size_t i = 0; i < n; ++i) w[i] = rng.uniform(i) * 2 - 1;
+      std::vector<double> ref_w(w.begin(), w.end()), ref_m(n), ref_v(n);
+      const ParamRef param{"w", w.data(), g.data(), n, 0};
+      const Parameters params{w, g, {&param, 1}};
+      const double lr = 0.01, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7;
+      Adam adam(Adam::Options{.lr = lr});
+      for (int step = 1; step <= 3; ++step) {
+        // gradients of every size, zero and tiny ones included
+        for (std::size_t i = 0; i < n; ++i) g[i] = i % 5 == 0 ? 0.0f : (rng.uniform(step * n + i) - 0.5f) * (i % 3 == 0 ? 1e-6f : 2.0f);
+        adam.step(params);
+        const double lr_t = lr * std::sqrt(1 - std::pow(beta2, step)) / (1 - std::pow(beta1, step));
+        double worst = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          ref_m[i] = beta1 * ref_m[i] + (1 - beta1) * g[i];
+          ref_v[i] = beta2 * ref_v[i] + (1 - beta2) * double(g[i]) * g[i];
+          ref_w[i] -= lr_t * ref_m[i] / (std::sqrt(ref_v[i]) + epsilon);
+          worst = std::max(worst, std::abs(w[i] - ref_w[i]));
+        }
+        INFO("step ", step);
+        CHECK(worst < 1e-6);  // each step moves a weight by up to lr (0.01); float rounding of w is 6e-8
+      }
+    });
   }
-  CHECK(adam.iterations() == 3);
 }
 
 TEST_CASE("SGD with momentum follows Keras 2") {
