@@ -63,8 +63,8 @@ TEST_CASE("Conv2D matches PyTorch: same padding, asymmetric same padding, valid 
 }
 
 namespace {
-// A convolution against its definition, computed directly in double: y, dL/dkernel and dL/dx
-// (with dy given), for every gemm kernel this CPU runs (Eigen's materialises the columns; tnet's
+// A convolution against its definition, computed directly in double: y, dL/dkernel, dL/dbias
+// and dL/dx (with dy given), for every gemm kernel this CPU runs (Eigen's materialises the columns; tnet's
 // gather them from the image, and at stride 1 compute dL/dx as a convolution of dy, or run
 // Winograd's F(2x2, 3x3) in training), then y in inference (F(4x4, 3x3) where Winograd applies).
 template <class Spec, class In>
@@ -74,7 +74,8 @@ void check_conv_directly(int batch) {
   const std::size_t in_size = std::size_t(batch) * In::size, out_size = std::size_t(batch) * L::output_shape::size;
   const Buffer x = test::random_values(in_size, 21), dy = test::random_values(out_size, 22);
   const Buffer kernel = test::random_values(std::size_t(K) * K * C * F, 23), bias = test::random_values(std::size_t(F), 24);
-  std::vector<double> y(out_size), dkernel(kernel.size()), dx(in_size);
+  std::vector<double> y(out_size), dkernel(kernel.size()), dbias(bias.size()), dx(in_size);
+  for (std::size_t o = 0; o < out_size; ++o) dbias[o % F] += dy[o];
   for (int n = 0; n < batch; ++n)
     for (int oy = 0; oy < OH; ++oy)
       for (int ox = 0; ox < OW; ++ox)
@@ -110,6 +111,7 @@ void check_conv_directly(int batch) {
     conv.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
     CHECK(worst(got_y.data(), y) < 1e-5);
     CHECK(worst(conv.grad_kernel(), dkernel) < 1e-5);
+    CHECK(worst(conv.grad_bias(), dbias) < 1e-5);
     CHECK(worst(got_dx.data(), dx) < 1e-5);
     // Inference: Winograd's F(4x4, 3x3) where it applies, whose transforms add rounding (measured:
     // 4e-6 to 6e-6 of the largest value, where the direct product's is 2e-7 to 1e-6).

@@ -105,9 +105,12 @@ struct Patches {
 
 /// The transpose of Patches (rows: the window's (ky, kx, c); depth: output pixels), the A operand
 /// of a weight gradient: blocks are packed into panels of MR window positions straight from the
-/// images, each pixel's MR values one copy when they are MR channels of one window cell.
+/// images, each pixel's MR values one copy when they are MR channels of one window cell. A row of
+/// ones follows the window's K * K * C rows: its product with dy is the bias gradient, summed in
+/// the same pass over dy as the kernel's.
 template <int K, int C>
 struct PatchesTransposed {
+  static constexpr std::ptrdiff_t ones_row = std::ptrdiff_t(K) * K * C;
   Patches<K, C> patches;
   std::ptrdiff_t p0 = 0, q0 = 0;  // first window position and pixel of this view
 
@@ -125,10 +128,12 @@ struct PatchesTransposed {
       const std::ptrdiff_t padded = (rows + MR - 1) / MR * MR;
       ensure_size(window, std::size_t(padded));
       std::fill(window.data() + rows, window.data() + padded, 0.0f);
+      const std::ptrdiff_t in_window = std::min(rows, ones_row - p0);
+      if (in_window < rows) window[std::size_t(ones_row - p0)] = 1.0f;
       std::ptrdiff_t q = q0 + k, image = q / pixels;
       int oy = int(q % pixels) / in.OW, ox = int(q % pixels) % in.OW;
       for (std::ptrdiff_t j = 0; j < kc; ++j) {
-        in.gather(in.x + image * in.H * in.W * C, oy, ox, p0, rows, window.data());
+        in.gather(in.x + image * in.H * in.W * C, oy, ox, p0, in_window, window.data());
         for (std::ptrdiff_t p = 0; p < padded; p += MR)
           for (int i = 0; i < MR; ++i) out[p * kc + j * MR + i] = window[std::size_t(p + i)];
         if (++ox == in.OW) {
@@ -145,7 +150,8 @@ struct PatchesTransposed {
         const std::ptrdiff_t position = p + std::min(i, n - 1), cell = position / C;
         dy[i] = int(cell / K) - in.top, dx[i] = int(cell % K) - in.left, channel[i] = int(position % C);
       }
-      const bool one_cell = n == MR && dy[0] == dy[MR - 1] && dx[0] == dx[MR - 1];  // channels c .. c + MR - 1 of one cell
+      // channels c .. c + MR - 1 of one cell
+      const bool one_cell = n == MR && p + MR <= ones_row && dy[0] == dy[MR - 1] && dx[0] == dx[MR - 1];
       std::ptrdiff_t q = q0 + k, image = q / pixels;
       int oy = int(q % pixels) / in.OW, ox = int(q % pixels) % in.OW;
       for (std::ptrdiff_t j = 0; j < kc; ++j) {
@@ -159,7 +165,7 @@ struct PatchesTransposed {
           for (int i = 0; i < MR; ++i) {
             const int iy = oy * in.S + dy[i], ix = ox * in.S + dx[i];
             const bool inside = i < n && iy >= 0 && iy < in.H && ix >= 0 && ix < in.W;
-            dst[i] = inside ? pixel_row[(std::ptrdiff_t(iy) * in.W + ix) * C + channel[i]] : 0.0f;
+            dst[i] = p + i == ones_row ? 1.0f : inside ? pixel_row[(std::ptrdiff_t(iy) * in.W + ix) * C + channel[i]] : 0.0f;
           }
         }
         if (++ox == in.OW) {
@@ -232,6 +238,7 @@ struct Conv2D : LayerSpec {
     static std::array<TensorSize, 2> parameter_tensors() { return {{{"kernel", std::size_t(patch) * F}, {"bias", std::size_t(F)}}}; }
     void bind(float* values, float* grads) {
       kernel_ = values, bias_ = values + std::size_t(patch) * F;
+      // the bias gradient right after the kernel's: the weight-gradient product writes both (PatchesTransposed)
       grad_kernel_ = grads, grad_bias_ = grads + std::size_t(patch) * F;
     }
 
@@ -256,10 +263,12 @@ struct Conv2D : LayerSpec {
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
-      // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows.
-      float* columns = kernel_gradient(x, dy, batch);
-      sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
-      for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
+      // dL/dkernel = columns^T dy ; dL/dbias = sum of dy over rows, here or by kernel_gradient.
+      float* columns = nullptr;
+      if (!kernel_gradient(x, dy, batch, columns)) {
+        sum_over_rows(rows, F, bias_sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t f) { return double(dy[r * F + f]); });
+        for (int f = 0; f < F; ++f) grad_bias_[f] = static_cast<float>(bias_sums_[f]);
+      }
       if (!dx) return;
       if constexpr (winograd_shape) {
         if (winograd(batch, H, W))  // the convolution of dy with the flipped kernel, as below
@@ -291,18 +300,20 @@ struct Conv2D : LayerSpec {
 
     // x's im2col matrix as tnet's kernels read it, never materialised.
     static detail::Patches<K, C> patches(const float* x) { return {x, H, W, OH, OW, S, pad_top, pad_left}; }
-    // dL/dkernel into grad_kernel_; returns x's im2col columns when it wrote them out (Eigen's kernels).
-    float* kernel_gradient(const float* x, const float* dy, int batch) {
+    // dL/dkernel into grad_kernel_; returns whether dL/dbias, which follows it, came with it. Sets
+    // `columns` to x's im2col columns when it wrote them out (Eigen's kernels).
+    bool kernel_gradient(const float* x, const float* dy, int batch, float*& columns) {
       if constexpr (winograd_shape)
-        if (winograd(batch, OH, OW)) return winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy), nullptr;
+        if (winograd(batch, OH, OW)) return winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy), false;
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       if (gemm_kernel() != GemmKernel::eigen) {
-        detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch, F, rows, dy, grad_kernel_);
-        return nullptr;
+        static_assert(detail::PatchesTransposed<K, C>::ones_row == patch);
+        detail::kernel_gemm(detail::PatchesTransposed<K, C>{patches(x)}, false, patch + 1, F, rows, dy, grad_kernel_);
+        return true;
       }
-      float* columns = im2col(x, batch);
+      columns = im2col(x, batch);
       gemm(Transpose::yes, Transpose::no, patch, F, rows, columns, dy, grad_kernel_);
-      return columns;
+      return false;
     }
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
     // filtering (layers/winograd.hpp) when there are tiles enough for every thread (a batch-1
