@@ -106,14 +106,7 @@ struct BatchNormWith : LayerSpec {
       // batch's own mean, from a pass of its own. In data-parallel training each sum, and the
       // count of rows, is the global batch's (summed by the reducer).
       reducer_ = pass.reducer;
-      if (updates_[0] == 0) {
-        sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
-        sums_[C] = double(rows);
-        if (reducer_) reducer_->sum(sums_);
-        for (int c = 0; c < C; ++c) shift_[c] = sums_[c] / sums_[C];
-      } else {
-        for (int c = 0; c < C; ++c) shift_[c] = moving_mean_[c];
-      }
+      choose_shift(x, rows);
       const double* shift = shift_.data();
       sum_over_rows(
           rows, C, sums_.data(), [x, shift](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]) - shift[c]; }, sums2_.data(),
@@ -121,19 +114,30 @@ struct BatchNormWith : LayerSpec {
             const double d = double(x[r * C + c]) - shift[c];
             return d * d;
           });
-      sums_[C] = double(rows);
-      if (reducer_) reducer_->sum(sums_), reducer_->sum(sums2_);
-      rows_ = sums_[C];
-      // From here sums_ holds the mean and sums2_ the sum of squared deviations from it.
-      for (int c = 0; c < C; ++c) {
-        const double mean_d = sums_[c] / rows_;
-        sums_[c] = shift[c] + mean_d;
-        sums2_[c] = std::max(sums2_[c] - mean_d * mean_d * rows_, 0.0);  // a NaN stays one
-        const double variance = sums2_[c] / rows_;
-        inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
-        mean_f_[c] = static_cast<float>(sums_[c]);
-      }
-      update_moving_statistics(rows_);
+      finish_statistics(rows);
+    }
+    /// statistics() and the choices of the max pool after it (Pool::select) in one pass over x,
+    /// for a pool whose windows tile x: the pool picks from x itself the input this layer's map
+    /// will make largest (the largest x where gamma > 0, the smallest where gamma < 0, the first
+    /// where gamma = 0), and sums d and d^2 as it reads them; pool.forward_selected then writes
+    /// its output.
+    template <class Pool>
+    void statistics_selecting(const float* x, int batch, Pass pass, Pool& pool) {
+      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
+      reducer_ = pass.reducer;
+      choose_shift(x, rows);
+      std::array<float, C> flip;
+      for (int c = 0; c < C; ++c) flip[c] = gamma_[c] > 0.0f ? 1.0f : gamma_[c] < 0.0f ? -1.0f : 0.0f;
+      if (per_image_.size() < std::size_t(batch) * 2 * C) per_image_.resize(std::size_t(batch) * 2 * C);
+      pool.select(x, batch, flip.data(), shift_.data(), per_image_.data());
+      std::fill(sums_.begin(), sums_.end(), 0.0);
+      std::fill(sums2_.begin(), sums2_.end(), 0.0);
+      for (int n = 0; n < batch; ++n)  // in the order of the images, whatever the threads
+        for (int c = 0; c < C; ++c) {
+          sums_[c] += per_image_[std::size_t(n) * 2 * C + c];
+          sums2_[c] += per_image_[std::size_t(n) * 2 * C + C + c];
+        }
+      finish_statistics(rows);
     }
     /// The map of the last training forward's batch statistics.
     Normalisation normalisation() const { return {mean_f_.data(), inv_std_.data(), gamma_, beta_}; }
@@ -181,6 +185,36 @@ struct BatchNormWith : LayerSpec {
     const float* grad_beta() const { return grad_beta_; }
 
    private:
+    // shift_: the moving mean, or before the first update the batch's own mean (a pass over x).
+    void choose_shift(const float* x, std::ptrdiff_t rows) {
+      if (updates_[0] == 0) {
+        sum_over_rows(rows, C, sums_.data(), [x](std::ptrdiff_t r, std::ptrdiff_t c) { return double(x[r * C + c]); });
+        sums_[C] = double(rows);
+        if (reducer_) reducer_->sum(sums_);
+        for (int c = 0; c < C; ++c) shift_[c] = sums_[c] / sums_[C];
+      } else {
+        for (int c = 0; c < C; ++c) shift_[c] = moving_mean_[c];
+      }
+    }
+    // From the sums of d (sums_) and d^2 (sums2_) over this process's `rows`: the batch's mean
+    // and inverse deviation, and the moving statistics updated.
+    void finish_statistics(std::ptrdiff_t rows) {
+      const double* shift = shift_.data();
+      sums_[C] = double(rows);
+      if (reducer_) reducer_->sum(sums_), reducer_->sum(sums2_);
+      rows_ = sums_[C];
+      // From here sums_ holds the mean and sums2_ the sum of squared deviations from it.
+      for (int c = 0; c < C; ++c) {
+        const double mean_d = sums_[c] / rows_;
+        sums_[c] = shift[c] + mean_d;
+        sums2_[c] = std::max(sums2_[c] - mean_d * mean_d * rows_, 0.0);  // a NaN stays one
+        const double variance = sums2_[c] / rows_;
+        inv_std_[c] = static_cast<float>(1.0 / std::sqrt(variance + double(Epsilon)));
+        mean_f_[c] = static_cast<float>(sums_[c]);
+      }
+      update_moving_statistics(rows_);
+    }
+
     template <bool ThroughRelu>
     void backward_masked(const float* x, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
@@ -287,6 +321,7 @@ struct BatchNormWith : LayerSpec {
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
     std::array<double, C> shift_{};     // what statistics() measures x from
     std::vector<double> sums_, sums2_;  // per channel (sums_ also the row count, in forward)
+    std::vector<double> per_image_;     // statistics_selecting: the sums of each image
     Reducer* reducer_ = nullptr;        // of the last training forward: backward sums with it too
     double rows_ = 0;                   // rows the last training forward's statistics are over
   };

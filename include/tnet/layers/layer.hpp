@@ -51,6 +51,10 @@
 //   backward_through_max_pool(x, pool, dy, dx, batch, through_relu)   the map's backward from
 //                                               the pool's dy, the positions the pool chose and
 //                                               (through_relu) the gradient of a ReLU before it
+// and, where the pool's windows tile x (selects_through), the first two in one pass over x:
+//   statistics_selecting(x, batch, Pass, pool)  the statistics, the pool choosing from x as they
+//                                               are summed (MaxPool2D::select)
+//   forward_selected(y, batch, m)               the pool's output, m of the inputs it chose
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
@@ -151,6 +155,15 @@ inline constexpr bool pools_through =
       map.statistics(x, batch, pass);
       pool.forward_mapped(x, y, batch, pass, map.normalisation());
       map.backward_through_max_pool(x, pool, dy, dx, batch, through_relu);
+    };
+
+/// Whether, beyond pools_through, the map's statistics and the pool's choices can be made in one
+/// pass over x (the pool's windows tile it; see above).
+template <class Map, class Pool>
+inline constexpr bool selects_through =
+    pools_through<Map, Pool> && requires(Map& map, Pool& pool, const float* x, float* y, int batch, Pass pass) {
+      map.statistics_selecting(x, batch, pass, pool);
+      pool.forward_selected(y, batch, map.normalisation());
     };
 
 /// Whether a bound layer is, in inference, a per-channel affine map that can be folded.

@@ -212,10 +212,17 @@ class Sequential {
         }
       }
       if constexpr (pool_fused_after<I>) {  // training: the max pool after this layer reads x through its map
-        if (mode != Mode::infer) return layer.statistics(layer_input<I>(), batch, pass);
+        if (mode != Mode::infer) {
+          if constexpr (selects_through<layer_type<I>, layer_type<I + 1>>)  // choosing as the statistics are summed
+            return layer.statistics_selecting(layer_input<I>(), batch, pass, std::get<I + 1>(layers_));
+          return layer.statistics(layer_input<I>(), batch, pass);
+        }
       } else if constexpr (pool_fused_after<I - 1>) {
-        if (mode != Mode::infer)
-          return layer.forward_mapped(layer_input<I - 1>(), output_buffer<I>(), batch, pass, std::get<I - 1>(layers_).normalisation());
+        if (mode != Mode::infer) {
+          const auto map = std::get<I - 1>(layers_).normalisation();
+          if constexpr (selects_through<layer_type<I - 1>, layer_type<I>>) return layer.forward_selected(output_buffer<I>(), batch, map);
+          return layer.forward_mapped(layer_input<I - 1>(), output_buffer<I>(), batch, pass, map);
+        }
       }
       if constexpr (relu_fused_after<I>) {  // training: the ReLU after this layer is applied as it writes its output
         Epilogue relu;
