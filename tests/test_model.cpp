@@ -278,8 +278,8 @@ void check_training_equals_layer_by_layer(const std::function<void(Net&)>& prepa
     }(std::make_index_sequence<Net::depth>{});
     Buffer dy(std::size_t(batch) * 3), dx, plain_grad_input(x.size());
     // Not to the last bit: where the pool chooses as the statistics are summed, they are summed in
-  // another order.
-  CHECK(binary_crossentropy(out[Net::depth - 2].data(), targets, batch * 3, dy.data()) == doctest::Approx(loss).epsilon(1e-6));
+    // another order.
+    CHECK(binary_crossentropy(out[Net::depth - 2].data(), targets, batch * 3, dy.data()) == doctest::Approx(loss).epsilon(1e-6));
     [&]<std::size_t... J>(std::index_sequence<J...>) {
       (([&] {
          constexpr std::size_t I = Net::depth - 2 - J;  // from the logits down
@@ -313,6 +313,8 @@ void check_training_equals_layer_by_layer(const std::function<void(Net&)>& prepa
 // A batch norm fused into the max pool after it with channels in groups of 16 (the pool's
 // registers path), windows covering the image.
 using Pooled = Sequential<Input<6, 6, 8>, Conv2D<32, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<3>, Sigmoid>;
+// The same with 5 channels (all at once) and 3x3 windows.
+using PooledFew = Sequential<Input<9, 6, 3>, Conv2D<5, 3>, ReLU, BatchNorm, MaxPool2D<3>, Flatten, Dense<3>, Sigmoid>;
 }  // namespace
 
 TEST_CASE(
@@ -342,6 +344,12 @@ TEST_CASE(
   };
   check_training_equals_layer_by_layer<Pooled>(turn);
   check_training_equals_layer_by_layer<Small>([](Small& net) { net.layer<2>().gamma()[1] = -2.0f; });
+  static_assert(selects_through<PooledFew::layer_type<2>, PooledFew::layer_type<3>>);
+  check_training_equals_layer_by_layer<PooledFew>();
+  check_training_equals_layer_by_layer<PooledFew>([](PooledFew& net) {
+    float* gamma = net.layer<2>().gamma();
+    gamma[0] = -1.5f, gamma[3] = 0.0f, gamma[4] = -0.25f;
+  });
 }
 
 namespace {
