@@ -47,7 +47,7 @@ void* realloc(void* p, std::size_t size) {
 
 int main() {
   // Every kind of layer; convolutions taking the direct (3 channels, 8 channels), gathered and
-  // Winograd paths (16 and 32 channels at 32x32: F(2x2, 3x3) in training, F(4x4, 3x3) in inference).
+  // Winograd paths (16 and 32 channels at 32x32: F(4x4, 3x3) and its adjoint).
   using Net = tnet::Sequential<tnet::Input<32, 32, 3>, tnet::Conv2D<16, 3>, tnet::ReLU, tnet::BatchNorm, tnet::Conv2D<32, 3>, tnet::ReLU,
                                tnet::BatchNorm, tnet::MaxPool2D<2>, tnet::Dropout<0.25f>, tnet::Conv2D<8, 3, 2>, tnet::Flatten,
                                tnet::Dense<tnet::dynamic>, tnet::Sigmoid>;

@@ -248,13 +248,12 @@ struct Conv2D : LayerSpec {
       std::fill(bias_, bias_ + F, 0.0f);
     }
 
-    void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue = {}) {
+    void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       Epilogue finish = epilogue;
       finish.bias = bias_;
       if constexpr (winograd_shape) {
-        if (winograd(batch, OH, OW))
-          return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, pass.mode == Mode::infer, false, y, finish);
+        if (winograd(batch, OH, OW)) return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, false, y, finish);
       }
       if (gemm_kernel() != GemmKernel::eigen) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish);
       else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y, false, finish);
@@ -272,7 +271,7 @@ struct Conv2D : LayerSpec {
       if (!dx) return;
       if constexpr (winograd_shape) {
         if (winograd(batch, H, W))  // the convolution of dy with the flipped kernel, as below
-          return winograd_conv({dy, batch, OH, OW, F, H, W, C, K - 1 - pad_top, K - 1 - pad_left}, false, true, dx, {});
+          return winograd_conv({dy, batch, OH, OW, F, H, W, C, K - 1 - pad_top, K - 1 - pad_left}, true, dx, {});
       }
       if (own_kernels && gathers_input_gradient) {
         // At stride 1, dL/dx is the convolution of dy with the flipped kernel, whose windows
@@ -304,7 +303,7 @@ struct Conv2D : LayerSpec {
     // `columns` to x's im2col columns when it wrote them out (Eigen's kernels).
     bool kernel_gradient(const float* x, const float* dy, int batch, float*& columns) {
       if constexpr (winograd_shape)
-        if (winograd(batch, OH, OW)) return winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy), false;
+        if (winograd(batch, OH, OW)) return winograd_kernel_gradient({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, dy), true;
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       if (gemm_kernel() != GemmKernel::eigen) {
         static_assert(detail::PatchesTransposed<K, C>::ones_row == patch);
@@ -316,29 +315,27 @@ struct Conv2D : LayerSpec {
       return false;
     }
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
-    // filtering (layers/winograd.hpp) when there are tiles enough for every thread (a batch-1
-    // inference is faster direct); the choice depends on the shapes only. Inference takes
-    // F(4x4, 3x3), 4x fewer multiplications, whose rounding is about 10x the direct product's (a
-    // few millionths of the output's size); training F(2x2, 3x3), 2.25x fewer, rounding as the
-    // direct product does, so that gradients keep their precision.
+    // filtering F(4x4, 3x3) (layers/winograd.hpp) when there are tiles enough for every thread (a
+    // batch-1 inference is faster direct); the choice depends on the shapes only. 4x fewer
+    // multiplications, rounding about 10x the direct product's (a few millionths of the largest
+    // value), in the forward pass, the input gradient and the kernel gradient alike.
     static constexpr bool winograd_shape = K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0;
+    static constexpr int winograd_tile = 4;  // F(4x4, 3x3)
     static bool winograd(int batch, int height, int width) {
-      return winograd_shape && gemm_kernel() != GemmKernel::eigen && std::ptrdiff_t(batch) * ((height + 3) / 4) * ((width + 3) / 4) >= 128;
+      return winograd_shape && gemm_kernel() != GemmKernel::eigen &&
+             std::ptrdiff_t(batch) * ((height + winograd_tile - 1) / winograd_tile) * ((width + winograd_tile - 1) / winograd_tile) >= 128;
     }
-    void winograd_conv(const detail::WinogradConv& p, bool inference, bool flipped, float* out, const Epilogue& finish) {
-      if (inference) winograd_conv<4>(p, false, out, finish);
-      else winograd_conv<2>(p, flipped, out, finish);
-    }
-    void winograd_kernel_gradient(const detail::WinogradConv& p, const float* dy) {
-      if (gemm_kernel() == GemmKernel::avx512) detail::winograd_kernel_gradient<detail::Avx512>(p, dy, grad_kernel_);
-      else detail::winograd_kernel_gradient<detail::Avx2>(p, dy, grad_kernel_);
-    }
-    template <int M>
     void winograd_conv(const detail::WinogradConv& p, bool flipped, float* out, const Epilogue& finish) {
+      constexpr int M = winograd_tile;
       detail::WinogradKernel& transformed = flipped ? winograd_input_gradient_ : winograd_forward_;
       if (gemm_kernel() == GemmKernel::avx512)
         detail::winograd_conv3x3<M, detail::Avx512>(p, transformed.get<M, detail::Avx512>(kernel_, p.C, p.F, flipped), out, finish);
       else detail::winograd_conv3x3<M, detail::Avx2>(p, transformed.get<M, detail::Avx2>(kernel_, p.C, p.F, flipped), out, finish);
+    }
+    void winograd_kernel_gradient(const detail::WinogradConv& p, const float* dy) {
+      constexpr int M = winograd_tile;
+      if (gemm_kernel() == GemmKernel::avx512) detail::winograd_kernel_gradient<M, detail::Avx512>(p, dy, grad_kernel_, grad_bias_);
+      else detail::winograd_kernel_gradient<M, detail::Avx2>(p, dy, grad_kernel_, grad_bias_);
     }
     // The input gradient is gathered from dy, F channels, at stride 1.
     static constexpr bool gathers_input_gradient = S == 1 && F % 8 == 0;

@@ -1,26 +1,29 @@
-// tnet/layers/winograd.hpp: 3x3 stride-1 convolutions by Winograd's minimal filtering F(m x m, 3 x 3).
+// tnet/layers/winograd.hpp: 3x3 stride-1 convolutions by Winograd's minimal filtering F(m x m, 3 x 3),
+// here F(4x4, 3x3).
 //
 // The output is cut into tiles of m x m pixels. Each tile's (m + 2) x (m + 2) input window d and
 // each 3 x 3 kernel slice g are transformed, V = B^T d B and U = G g G^T, after which the tile's
 // output is Y = A^T M A with M = sum over input channels of U (.) V, element by element: for each
 // of the (m + 2)^2 positions xi, M_xi = V_xi U_xi is a matrix product (tiles x C) by (C x F), done
 // by tnet's GEMM kernels. F(4x4, 3x3) multiplies 36 times per tile and channel pair where the
-// direct convolution multiplies 144 (4x fewer); F(2x2, 3x3) 16 where it multiplies 36.
+// direct convolution multiplies 144 (4x fewer). The kernel gradient is the adjoint of the same
+// algorithm (winograd_kernel_gradient), the input gradient the convolution of dy with the flipped
+// kernel.
 //   Tiles are taken in blocks small enough for their V and M to stay in the cache: a block's
 // input transform, its (m + 2)^2 products and its output transform run one after another on one
 // thread, and blocks are shared among threads, so every output is computed by the same operations
 // whatever the thread count. The transforms run over 16 channels at a time (so C and F must be
 // multiples of 16) and are compiled for the instruction set of the kernels Isa (run_for,
-// core/targets.hpp). Rounding: F(2x2, 3x3)'s is the direct convolution's, F(4x4, 3x3)'s about
-// 10x larger (its transforms scale by 4, 5 and 8), a few millionths of the output's size;
-// Conv2D trains with the first and infers with the second (tests/test_layers.cpp measures both
-// against the direct convolution in double). Matrices from Lavin and Gray, "Fast Algorithms for
-// Convolutional Neural Networks" (2016).
+// core/targets.hpp). Rounding: about 10x the direct convolution's (the transforms scale by 4, 5
+// and 8), a few millionths of the largest output or gradient (tests/test_layers.cpp measures the
+// output and all three gradients against the direct convolution in double). Matrices from Lavin
+// and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <vector>
 
 #include "../core/gemm.hpp"
 
@@ -28,37 +31,6 @@ namespace tnet::detail {
 
 template <int M>
 struct Winograd;
-
-// F(2x2, 3x3): points 0, 1, -1.
-template <>
-struct Winograd<2> {
-  static constexpr int alpha = 4;
-  template <class V>  // V: an array of lanes; d and v are alpha of them
-  [[gnu::always_inline]] static void input(const V* d, V* v) {
-    for (std::size_t l = 0; l < std::size(d[0]); ++l) {
-      v[0][l] = d[0][l] - d[2][l];
-      v[1][l] = d[1][l] + d[2][l];
-      v[2][l] = d[2][l] - d[1][l];
-      v[3][l] = d[1][l] - d[3][l];
-    }
-  }
-  template <class G, class U>
-  [[gnu::always_inline]] static void kernel(const G* g, U* u) {
-    for (std::size_t l = 0; l < std::size(g[0]); ++l) {
-      u[0][l] = g[0][l];
-      u[1][l] = (g[0][l] + g[1][l] + g[2][l]) * 0.5f;
-      u[2][l] = (g[0][l] - g[1][l] + g[2][l]) * 0.5f;
-      u[3][l] = g[2][l];
-    }
-  }
-  template <class V>
-  [[gnu::always_inline]] static void output(const V* m, V* y) {
-    for (std::size_t l = 0; l < std::size(m[0]); ++l) {
-      y[0][l] = m[0][l] + m[1][l] + m[2][l];
-      y[1][l] = m[1][l] - m[2][l] - m[3][l];
-    }
-  }
-};
 
 // F(4x4, 3x3): points 0, 1, -1, 2, -2.
 template <>
@@ -97,6 +69,31 @@ struct Winograd<4> {
       y[1][l] = d12 + 2 * d34;
       y[2][l] = s12 + 4 * s34;
       y[3][l] = d12 + 8 * d34 + m5;
+    }
+  }
+  // The adjoints, for the kernel gradient: dL/dm = A dL/dy, dL/dg = G^T dL/du. A's row 1 is
+  // all ones, so position (1, 1) of A dy A^T is the sum of the tile's dy.
+  static constexpr int sum_row = 1;
+  template <class Y, class V>
+  [[gnu::always_inline]] static void output_adjoint(const Y* y, V* m) {
+    for (std::size_t l = 0; l < std::size(y[0]); ++l) {
+      const float y0 = y[0][l], y1 = y[1][l], y2 = y[2][l], y3 = y[3][l];
+      const float even = y0 + y2, odd = y1 + y3, even4 = y0 + 4 * y2, odd4 = 2 * y1 + 8 * y3;
+      m[0][l] = y0;
+      m[1][l] = even + odd;
+      m[2][l] = even - odd;
+      m[3][l] = even4 + odd4;
+      m[4][l] = even4 - odd4;
+      m[5][l] = y3;
+    }
+  }
+  template <class U, class G>
+  [[gnu::always_inline]] static void kernel_adjoint(const U* u, G* g) {
+    for (std::size_t l = 0; l < std::size(u[0]); ++l) {
+      const float u0 = u[0][l], s12 = u[1][l] + u[2][l], d12 = u[2][l] - u[1][l], s34 = u[3][l] + u[4][l], d34 = u[3][l] - u[4][l];
+      g[0][l] = u0 * 0.25f - s12 * (1.0f / 6) + s34 * (1.0f / 24);
+      g[1][l] = d12 * (1.0f / 6) + d34 * (1.0f / 12);
+      g[2][l] = (s34 - s12) * (1.0f / 6) + u[5][l];
     }
   }
 };
@@ -166,11 +163,15 @@ struct WinogradKernel {
   }
 };
 
+// Floats between two positions' matrices of `size` floats: one cache line more, so that the
+// (m + 2)^2 rows a tile's transform writes (or reads) do not fall into one set of the caches.
+constexpr std::ptrdiff_t skewed(std::ptrdiff_t size) { return size + 16; }
+
 // V_xi[t][c] = (B^T d B)_xi for tiles first .. first + count - 1 of p (t from 0), d each tile's
 // (m + 2) x (m + 2) input window, zero outside the images (`zeros`: C zeros); xi's tiles start at
-// V + xi * block * C.
+// V + xi * stride.
 template <int M>
-[[gnu::always_inline]] inline void winograd_input(const WinogradConv& p, std::ptrdiff_t first, std::ptrdiff_t count, std::ptrdiff_t block,
+[[gnu::always_inline]] inline void winograd_input(const WinogradConv& p, std::ptrdiff_t first, std::ptrdiff_t count, std::ptrdiff_t stride,
                                                   const float* zeros, float* V) {
   using T = Winograd<M>;
   constexpr int alpha = T::alpha, L = 16;
@@ -198,7 +199,7 @@ template <int M>
           for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
         T::input(column, out);
         for (int i = 0; i < alpha; ++i)
-          for (int l = 0; l < L; ++l) V[(std::ptrdiff_t(i * alpha + j) * block + t) * C + c0 + l] = out[i][l];
+          for (int l = 0; l < L; ++l) V[std::ptrdiff_t(i * alpha + j) * stride + t * C + c0 + l] = out[i][l];
       }
     }
   }
@@ -214,17 +215,18 @@ template <int M, class Isa>
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t padded_f = (F + NR - 1) / NR * NR, tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
   static thread_local Buffer v_buffer, m_buffer, zeros;
-  ensure_size(v_buffer, std::size_t(points * block * C));
-  ensure_size(m_buffer, std::size_t(points * block * F));
+  const std::ptrdiff_t v_stride = skewed(block * C), m_stride = skewed(block * F);
+  ensure_size(v_buffer, std::size_t(points * v_stride));
+  ensure_size(m_buffer, std::size_t(points * m_stride));
   if (zeros.size() < std::size_t(C)) zeros.assign(std::size_t(C), 0.0f);
   float* V = v_buffer.data();
   float* Mx = m_buffer.data();
   const std::ptrdiff_t first = b * block, count = std::min(block, tiles - first);
-  winograd_input<M>(p, first, count, block, zeros.data(), V);
+  winograd_input<M>(p, first, count, v_stride, zeros.data(), V);
   // M_xi = V_xi U_xi.
   for (int xi = 0; xi < points; ++xi) {
-    const Operand a{V + std::ptrdiff_t(xi) * block * C, C, 1};
-    packed_product<Isa>(erase(a), 0, 0, Operand{nullptr, 1, F}, count, F, C, Mx + std::ptrdiff_t(xi) * block * F, F, false,
+    const Operand a{V + xi * v_stride, C, 1};
+    packed_product<Isa>(erase(a), 0, 0, Operand{nullptr, 1, F}, count, F, C, Mx + xi * m_stride, F, false,
                         panels + std::ptrdiff_t(xi) * padded_f * C);
   }
   // Output transform, then the epilogue, into the tile's pixels that lie in y.
@@ -236,7 +238,7 @@ template <int M, class Isa>
       float m[alpha][alpha][L], rows[alpha][M][L];
       for (int i = 0; i < alpha; ++i)
         for (int j = 0; j < alpha; ++j)
-          for (int l = 0; l < L; ++l) m[i][j][l] = Mx[(std::ptrdiff_t(i * alpha + j) * block + t) * F + f0 + l];
+          for (int l = 0; l < L; ++l) m[i][j][l] = Mx[std::ptrdiff_t(i * alpha + j) * m_stride + t * F + f0 + l];
       for (int i = 0; i < alpha; ++i) T::output(m[i], rows[i]);  // along x
       for (int j = 0; j < M; ++j) {                              // along y
         const int ox = tx * M + j;
@@ -276,113 +278,135 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
     run_for<Isa::target>([](auto... a) { conv_block<M, Isa>(a...); }, p, panels, y, epilogue, b, block);
 }
 
-// Chunk `chunk` of winograd_kernel_gradient (blocks of `block` tiles): its dL/dU_xi into sum.
+// Chunk `chunk` of winograd_kernel_gradient (blocks of `block` tiles): its dL/dU_xi into sum, its
+// sum of dy (dL/dbias) into bias.
 template <int M, class Isa>
-[[gnu::always_inline]] inline void grad_chunk(const WinogradConv& p, const float* dy, float* sum, std::ptrdiff_t chunk,
+[[gnu::always_inline]] inline void grad_chunk(const WinogradConv& p, const float* dy, float* sum, double* bias, std::ptrdiff_t chunk,
                                               std::ptrdiff_t block, std::ptrdiff_t blocks_per_chunk, std::ptrdiff_t blocks) {
-  constexpr int alpha = 4, points = 16, L = 16;
+  using T = Winograd<M>;
+  constexpr int alpha = T::alpha, points = alpha * alpha, L = 16;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
   static thread_local Buffer v_buffer, w_buffer, zeros;
-  ensure_size(v_buffer, std::size_t(points * block * C));
-  ensure_size(w_buffer, std::size_t(points * block * F));
-  if (zeros.size() < std::size_t(C)) zeros.assign(std::size_t(C), 0.0f);
+  const std::ptrdiff_t v_stride = skewed(block * C), w_stride = skewed(block * F);
+  ensure_size(v_buffer, std::size_t(points * v_stride));
+  ensure_size(w_buffer, std::size_t(points * w_stride));
+  if (zeros.size() < std::size_t(std::max(C, F))) zeros.assign(std::size_t(std::max(C, F)), 0.0f);
   float *V = v_buffer.data(), *Wt = w_buffer.data();
+  std::fill(bias, bias + F, 0.0);
   for (std::ptrdiff_t b = chunk * blocks_per_chunk; b < std::min(blocks, (chunk + 1) * blocks_per_chunk); ++b) {
     const std::ptrdiff_t first = b * block, count = std::min(block, tiles - first);
-    winograd_input<M>(p, first, count, block, zeros.data(), V);
-    // W_xi[t][f] = (A dy A^T)_xi, A = [1 0; 1 1; 1 -1; 0 -1]; outputs past the edges are 0.
+    winograd_input<M>(p, first, count, v_stride, zeros.data(), V);
+    // W_xi[t][f] = (A dy A^T)_xi, the adjoint of the output transform over the tile's m x m of dy
+    // (outputs past the edges are 0).
     for (std::ptrdiff_t t = 0; t < count; ++t) {
       const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
       const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
-      const float* at[2][2];
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) {
+      const float* at[M][M];
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < M; ++j) {
           const int oy = ty * M + i, ox = tx * M + j;
-          at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : nullptr;
+          at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : zeros.data();
         }
       for (int f0 = 0; f0 < F; f0 += L) {
-        float g[2][2][L], w[alpha][alpha][L];
-        for (int i = 0; i < 2; ++i)
-          for (int j = 0; j < 2; ++j)
-            for (int l = 0; l < L; ++l) g[i][j][l] = at[i][j] ? at[i][j][f0 + l] : 0.0f;
-        for (int l = 0; l < L; ++l) {
-          float r[2][alpha];  // along x
-          for (int i = 0; i < 2; ++i)
-            r[i][0] = g[i][0][l], r[i][1] = g[i][0][l] + g[i][1][l], r[i][2] = g[i][0][l] - g[i][1][l], r[i][3] = -g[i][1][l];
-          for (int j = 0; j < alpha; ++j)  // along y
-            w[0][j][l] = r[0][j], w[1][j][l] = r[0][j] + r[1][j], w[2][j][l] = r[0][j] - r[1][j], w[3][j][l] = -r[1][j];
+        float g[M][M][L], rows[M][alpha][L];
+        for (int i = 0; i < M; ++i)
+          for (int j = 0; j < M; ++j)
+            for (int l = 0; l < L; ++l) g[i][j][l] = at[i][j][f0 + l];
+        for (int i = 0; i < M; ++i) T::output_adjoint(g[i], rows[i]);  // along x
+        for (int j = 0; j < alpha; ++j) {                              // along y
+          float column[M][L], out[alpha][L];
+          for (int i = 0; i < M; ++i)
+            for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
+          T::output_adjoint(column, out);
+          for (int i = 0; i < alpha; ++i)
+            for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * w_stride + t * F + f0 + l] = out[i][l];
+          if (j == T::sum_row)
+            for (int l = 0; l < L; ++l) bias[f0 + l] += out[T::sum_row][l];
         }
-        for (int i = 0; i < alpha; ++i)
-          for (int j = 0; j < alpha; ++j)
-            for (int l = 0; l < L; ++l) Wt[(std::ptrdiff_t(i * alpha + j) * block + t) * F + f0 + l] = w[i][j][l];
       }
     }
-    // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie (32 KB each at most).
+    // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie.
     for (int xi = 0; xi < points; ++xi) {
-      const Operand a{V + std::ptrdiff_t(xi) * block * C, 1, C, true};
-      packed_product<Isa>(erase(a), 0, 0, Operand{Wt + std::ptrdiff_t(xi) * block * F, 1, F}, C, F, count, sum + xi * std::ptrdiff_t(C) * F,
-                          F, b > chunk * blocks_per_chunk, nullptr, true);
+      const Operand a{V + xi * v_stride, 1, C, true};
+      packed_product<Isa>(erase(a), 0, 0, Operand{Wt + xi * w_stride, 1, F}, C, F, count, sum + xi * std::ptrdiff_t(C) * F, F,
+                          b > chunk * blocks_per_chunk, nullptr, true);
     }
   }
 }
 
-// Row c of dL/dkernel: the chunks' sums of dL/dU in chunk order, then G^T (dL/dU) G,
-// G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+// Row c of dL/dkernel: the chunks' sums of dL/dU in chunk order (each position's row of F read
+// whole, chunk after chunk), then G^T (dL/dU) G.
 template <int M, class Isa>
 [[gnu::always_inline]] inline void grad_finish(int C, int F, const float* partial, std::ptrdiff_t chunks, int c, float* grad) {
-  constexpr int alpha = 4, points = 16, L = 16;
+  using T = Winograd<M>;
+  constexpr int alpha = T::alpha, points = alpha * alpha, L = 16;
   const std::ptrdiff_t per_chunk = std::ptrdiff_t(points) * C * F;
+  static thread_local Buffer sums;
+  ensure_size(sums, std::size_t(points) * F);
+  float* total = sums.data();
+  for (int xi = 0; xi < points; ++xi) {
+    const float* row = partial + (std::ptrdiff_t(xi) * C + c) * F;
+    std::copy(row, row + F, total + xi * F);
+    for (std::ptrdiff_t chunk = 1; chunk < chunks; ++chunk)
+      for (int f = 0; f < F; ++f) total[xi * F + f] += row[chunk * per_chunk + f];
+  }
   for (int f0 = 0; f0 < F; f0 += L) {
-    float u[alpha][alpha][L];
+    float u[alpha][alpha][L], rows[alpha][3][L];
     for (int xi = 0; xi < points; ++xi)
-      for (int l = 0; l < L; ++l) {
-        float total = 0.0f;
-        for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk)
-          total += partial[chunk * per_chunk + (std::ptrdiff_t(xi) * C + c) * F + f0 + l];
-        u[xi / alpha][xi % alpha][l] = total;
-      }
-    for (int l = 0; l < L; ++l) {
-      float r[alpha][3];  // along x
-      for (int i = 0; i < alpha; ++i) {
-        const float u0 = u[i][0][l], u1 = u[i][1][l], u2 = u[i][2][l], u3 = u[i][3][l];
-        r[i][0] = u0 + 0.5f * (u1 + u2), r[i][1] = 0.5f * (u1 - u2), r[i][2] = 0.5f * (u1 + u2) + u3;
-      }
-      for (int kx = 0; kx < 3; ++kx) {  // along y
-        const float r0 = r[0][kx], r1 = r[1][kx], r2 = r[2][kx], r3 = r[3][kx];
-        const float column[3] = {r0 + 0.5f * (r1 + r2), 0.5f * (r1 - r2), 0.5f * (r1 + r2) + r3};
-        for (int ky = 0; ky < 3; ++ky) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = column[ky];
-      }
+      for (int l = 0; l < L; ++l) u[xi / alpha][xi % alpha][l] = total[xi * F + f0 + l];
+    for (int i = 0; i < alpha; ++i) T::kernel_adjoint(u[i], rows[i]);  // along x
+    for (int kx = 0; kx < 3; ++kx) {                                   // along y
+      float column[alpha][L], out[3][L];
+      for (int i = 0; i < alpha; ++i)
+        for (int l = 0; l < L; ++l) column[i][l] = rows[i][kx][l];
+      T::kernel_adjoint(column, out);
+      for (int ky = 0; ky < 3; ++ky)
+        for (int l = 0; l < L; ++l) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = out[ky][l];
     }
   }
 }
 
-/// dL/dkernel (3, 3, C, F) of the convolution p describes, given dy (batch, OH, OW, F), by the
-/// adjoint of F(2x2, 3x3): Y = A^T (U (.) V) A, U = G g G^T, so dL/dU_xi = sum over tiles of
-/// V_xi (.) W_xi with W = A dy A^T (each tile's 2 x 2 of dy), a product (C x tiles) by
-/// (tiles x F) for each of the 16 positions xi, and dL/dg = G^T (dL/dU) G. Tiles are summed in
+/// dL/dkernel (3, 3, C, F) and dL/dbias (F) of the convolution p describes, given dy (batch, OH,
+/// OW, F), by the adjoint of F(m x m, 3 x 3): Y = A^T (U (.) V) A, U = G g G^T, so dL/dU_xi = sum
+/// over tiles of V_xi (.) W_xi with W = A dy A^T (each tile's m x m of dy), a product (C x tiles)
+/// by (tiles x F) for each of the (m + 2)^2 positions xi, and dL/dg = G^T (dL/dU) G; dL/dbias is
+/// the sum over tiles of one position of W (the tile's sum of dy), in double. Tiles are summed in
 /// fixed chunks of blocks whose partial sums are then added in chunk order, so the result does not
 /// depend on the thread count.
-template <class Isa>
-void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* grad) {
-  constexpr int M = 2, points = 16;
+template <int M, class Isa>
+void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* grad, float* grad_bias) {
+  constexpr int alpha = Winograd<M>::alpha, points = alpha * alpha;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
-  const std::ptrdiff_t block = std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
-  // About 8 chunks: work for 8 threads, and 8 partial sums of 16 x C x F to add.
+  // Tiles per block: V and W of a block within about 512 KB, as in winograd_conv3x3, unless the
+  // sums dL/dU_xi are too large to stay in a core's L2 cache (1 MB and more): then 64, so that
+  // each pass over them adds 64 products to each.
+  const bool large_sums = std::ptrdiff_t(points) * C * F > 262144;
+  const std::ptrdiff_t block = large_sums ? 64 : std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
+  // About 8 chunks: work for 8 threads, and 8 partial sums of points x C x F to add.
   const std::ptrdiff_t blocks = (tiles + block - 1) / block, blocks_per_chunk = (blocks + 7) / 8;
   const std::ptrdiff_t chunks = (blocks + blocks_per_chunk - 1) / blocks_per_chunk;
   const std::ptrdiff_t per_chunk = std::ptrdiff_t(points) * C * F;
-  static thread_local Buffer partials;  // the calling thread's; every thread writes its chunks' part
+  // The calling thread's; every thread writes its chunks' part.
+  static thread_local Buffer partials;
+  static thread_local std::vector<double> bias_partials;
   ensure_size(partials, std::size_t(chunks * per_chunk));
+  if (bias_partials.size() < std::size_t(chunks * F)) bias_partials.resize(std::size_t(chunks * F));
   float* partial = partials.data();
+  double* bias_partial = bias_partials.data();
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk)
-    run_for<Isa::target>([](auto... a) { grad_chunk<2, Isa>(a...); }, p, dy, partial + chunk * per_chunk, chunk, block, blocks_per_chunk,
-                         blocks);
+    run_for<Isa::target>([](auto... a) { grad_chunk<M, Isa>(a...); }, p, dy, partial + chunk * per_chunk, bias_partial + chunk * F, chunk,
+                         block, blocks_per_chunk, blocks);
   // The chunks' sums in chunk order, then dL/dg = G^T (dL/dU) G.
 #pragma omp parallel for schedule(static)
-  for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { grad_finish<2, Isa>(a...); }, C, F, partial, chunks, c, grad);
+  for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { grad_finish<M, Isa>(a...); }, C, F, partial, chunks, c, grad);
+  for (int f = 0; f < F; ++f) {
+    double total = 0;
+    for (std::ptrdiff_t chunk = 0; chunk < chunks; ++chunk) total += bias_partial[chunk * F + f];
+    grad_bias[f] = static_cast<float>(total);
+  }
 }
 
 }  // namespace tnet::detail
