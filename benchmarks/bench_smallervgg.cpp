@@ -36,10 +36,10 @@ int positive(const char* flag, const char* value) {
 }
 
 // FLOPs per sample of the layers' matrix products (element-wise layers are not counted), as the
-// direct convolution counts them: Winograd's convolutions (layers/winograd.hpp) multiply 2.25x to
-// 4x fewer times, so the GFLOP/s derived from these are effective figures and may exceed the
-// roofline. A training step adds, to each forward product, the weight gradient and (but for the
-// first layer) the input gradient, each as costly as the forward.
+// direct convolution counts them: Winograd's convolutions (layers/winograd.hpp) multiply 4x fewer
+// times, so the GFLOP/s derived from these are effective figures and may exceed the roofline. A
+// training step adds, to each forward product, the weight gradient and (but for the first layer)
+// the input gradient, each as costly as the forward.
 double flops(const Net& net, bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
