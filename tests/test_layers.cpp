@@ -135,11 +135,13 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<40, 3>, Shape<48, 48, 16>>(2);                 // 4,608 rows: tiles, the weight gradient in chunks
   // Winograd's F(4x4, 3x3): tiles cut by the edges, several blocks and kernel-gradient chunks;
   // valid (the output smaller than the input, the input gradient's windows reaching 2 before);
-  // SmallerVGGNet's size; kernel-gradient sums over 1 MB (taken 64 tiles at a time).
+  // SmallerVGGNet's size; kernel-gradient sums over 1 MB (taken 64 tiles at a time); more input
+  // channels than one depth step of the packed kernel (256), and filters not filling a panel.
   check_conv_directly<Conv2D<32, 3>, Shape<13, 11, 16>>(12);
   check_conv_directly<Conv2D<16, 3, 1, Padding::valid>, Shape<10, 13, 48>>(22);
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
   check_conv_directly<Conv2D<96, 3>, Shape<15, 14, 80>>(9);
+  check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
 }
 
 TEST_CASE("Dense matches PyTorch") {

@@ -106,30 +106,34 @@ struct WinogradConv {
   int batch, H, W, C, OH, OW, F, top, left;
 };
 
-// Row c of U_xi (C x F each) = G g G^T for every output channel f: g the 3 x 3 kernel slice (c, f).
+// Row c of U_xi (C x F each) = G g G^T for every output channel f: g the 3 x 3 kernel slice (c, f),
+// written where pack_steps<NR> would put it: position xi's matrix at panels + xi * padded_f * C,
+// in steps of kernel_depth rows, each a run of panels of NR columns (row k of a panel at k * NR).
 template <int M, class Isa>
-[[gnu::always_inline]] inline void kernel_rows(const float* kernel, int C, int F, bool flipped, int c, float* U) {
+[[gnu::always_inline]] inline void kernel_rows(const float* kernel, int C, int F, bool flipped, int c, float* panels) {
   using T = Winograd<M>;
-  constexpr int alpha = T::alpha, L = 16;
+  constexpr int alpha = T::alpha, L = 16, NR = Isa::NR;
+  static_assert(NR % L == 0, "tnet: a transform's 16 lanes lie in one panel");
+  const std::ptrdiff_t padded_f = (F + NR - 1) / NR * NR, step = c / kernel_depth, k = c % kernel_depth;
+  const std::ptrdiff_t depth = std::min<std::ptrdiff_t>(kernel_depth, C - step * kernel_depth);  // of this step
+  float* row = panels + step * kernel_depth * padded_f + k * NR;
   for (int f0 = 0; f0 < F; f0 += L) {
-    float g[3][3][L], rows[3][alpha][L], u[alpha][alpha][L];
+    float g[3][3][L], rows[3][alpha][L];
     for (int ky = 0; ky < 3; ++ky)
       for (int kx = 0; kx < 3; ++kx)
         for (int l = 0; l < L; ++l)
           g[ky][kx][l] = flipped ? kernel[((std::ptrdiff_t(2 - ky) * 3 + (2 - kx)) * F + f0 + l) * C + c]
                                  : kernel[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l];
     for (int ky = 0; ky < 3; ++ky) T::kernel(g[ky], rows[ky]);  // along x
-    for (int j = 0; j < alpha; ++j) {                           // along y
+    float* at = row + (f0 / NR) * NR * depth + f0 % NR;
+    for (int j = 0; j < alpha; ++j) {  // along y
       float column[3][L], out[alpha][L];
       for (int ky = 0; ky < 3; ++ky)
         for (int l = 0; l < L; ++l) column[ky][l] = rows[ky][j][l];
       T::kernel(column, out);
       for (int i = 0; i < alpha; ++i)
-        for (int l = 0; l < L; ++l) u[i][j][l] = out[i][l];
+        for (int l = 0; l < L; ++l) at[std::ptrdiff_t(i * alpha + j) * padded_f * C + l] = out[i][l];
     }
-    for (int i = 0; i < alpha; ++i)
-      for (int j = 0; j < alpha; ++j)
-        for (int l = 0; l < L; ++l) U[(std::ptrdiff_t(i * alpha + j) * C + c) * F + f0 + l] = u[i][j][l];
   }
 }
 
@@ -139,7 +143,7 @@ template <int M, class Isa>
 /// transform). `flipped`: the transform of the input gradient's kernel, which reads (ky, kx, c, f)
 /// as (2 - ky, 2 - kx, f, c) of the forward's (3, 3, F, C).
 struct WinogradKernel {
-  Buffer source, transformed, panels;  // the kernel it was made from; U_xi (C x F each); U packed
+  Buffer source, panels;  // the kernel it was made from; U_xi (C x F each) packed
   int tile = 0, width = 0;
 
   template <int M, class Isa>
@@ -147,18 +151,16 @@ struct WinogradKernel {
     using T = Winograd<M>;
     constexpr int alpha = T::alpha, points = alpha * alpha, NR = Isa::NR;
     const std::size_t size = std::size_t(9) * C * F;
-    if (tile == M && width == NR && source.size() == size && std::equal(kernel, kernel + size, source.data())) return panels.data();
+    const bool same_layout = tile == M && width == NR && source.size() == size;
+    if (same_layout && std::equal(kernel, kernel + size, source.data())) return panels.data();
     source.assign(kernel, kernel + size);
     tile = M, width = NR;
+    // The panels' columns past F stay zero: kernel_rows writes only the first F.
     const std::ptrdiff_t padded_f = (F + NR - 1) / NR * NR;
-    ensure_size(transformed, std::size_t(points) * C * F);
-    float* U = transformed.data();
+    if (!same_layout) panels.assign(std::size_t(points * padded_f * C), 0.0f);
+    float* out = panels.data();
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { kernel_rows<M, Isa>(a...); }, kernel, C, F, flipped, c, U);
-    ensure_size(panels, std::size_t(points * padded_f * C));
-#pragma omp parallel for schedule(static)
-    for (int xi = 0; xi < points; ++xi)
-      pack_steps<NR>(Operand{U + std::ptrdiff_t(xi) * C * F, 1, F}, F, C, kernel_depth, panels.data() + std::ptrdiff_t(xi) * padded_f * C);
+    for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { kernel_rows<M, Isa>(a...); }, kernel, C, F, flipped, c, out);
     return panels.data();
   }
 };
