@@ -170,6 +170,24 @@ status=$?
   pass "a mean left behind by a kill between two file operations is removed on resume" ||
   fail "stale mean: prepared $prepared, status $status, left: $(ls | grep '^e.tnet')"
 
+# Killed after the final model was saved, between removing the mean and removing the checkpoint:
+# --resume says the run had finished, removes the checkpoint and leaves the model as it was. The
+# state is made by interrupting the first final pass (step 10 of 9 training steps) to keep the
+# checkpoint after the last epoch, a resumed run that saves the model and cleans up, and that
+# checkpoint put back without its mean.
+"$train" "${averaging[@]}" --model f.tnet --labelbin f.txt --plot f.png --history f.csv --interrupt-after-steps 10 >f.log 2>&1
+status=$?
+prepared=no
+[ $status = 130 ] && grep -q "interrupted during the final passes" f.log && [ -e f.tnet.checkpoint-average-2 ] &&
+  cp f.tnet.checkpoint kept-checkpoint &&
+  "$train" "${averaging[@]}" --model f.tnet --labelbin f.txt --plot f.png --history f.csv --resume >f_resumed.log 2>&1 &&
+  [ -s f.tnet ] && [ -z "$(ls | grep '^f.tnet.checkpoint')" ] && cp f.tnet kept-model && mv kept-checkpoint f.tnet.checkpoint && prepared=yes
+"$train" "${averaging[@]}" --model f.tnet --labelbin f.txt --plot f.png --history f.csv --resume >f_finished.log 2>&1
+status=$?
+[ $prepared = yes ] && [ $status = 0 ] && grep -q "^the run had finished" f_finished.log && cmp -s f.tnet kept-model &&
+  [ -z "$(ls | grep '^f.tnet.checkpoint')" ] && pass "a checkpoint left by a kill after the final save is removed on resume, the model kept" ||
+  fail "finished run: prepared $prepared, status $status, $(tail -2 f_finished.log), left: $(ls | grep '^f.tnet')"
+
 # A final model is not a checkpoint.
 cp m.tnet final.tnet.checkpoint
 expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a fashion_train checkpoint (it has no 'settings')" -- \

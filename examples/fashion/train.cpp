@@ -49,7 +49,8 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
                        bounded however many photos there are
   --synthetic-count N  pictures per class in the synthetic set [100]
   --interrupt-after-steps N
-                       act as if Ctrl-C came after N training steps (to test --resume)
+                       act as if Ctrl-C came after N training steps, counting on into the
+                       final passes' batches (to test --resume)
   --help
 
 Several processes (built with -DTNET_MPI=ON): `mpirun -np N fashion_train ...` trains one model,

@@ -36,7 +36,7 @@ struct TrainSettings {
   bool augment = true, resume = false;
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
-  long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps
+  long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps (then final-pass batches)
   // The processes training this model together (data parallelism over MPI, train.cpp), each on
   // its slice of every batch; null: this process alone. Process 0 alone prints and writes files.
   tnet::Reducer* group = nullptr;
@@ -95,6 +95,19 @@ inline void release_interrupts() {
 }
 
 namespace detail {
+
+// The history a final model of Net at `path` was saved with, or "" when there is none to read.
+template <class Net>
+std::string model_history(const std::string& path, int labels, std::uint64_t seed) {
+  try {
+    auto model = std::make_unique<Net>(tnet::Outputs{labels}, seed);
+    const tnet::ModelFileInfo info = tnet::load_model(path, *model);
+    const auto found = info.metadata.find("history");
+    return found == info.metadata.end() ? std::string() : found->second;
+  } catch (const std::exception&) {
+    return {};
+  }
+}
 
 // A double written with all its digits, so a resumed run adds up exactly as an uninterrupted one.
 inline std::string exact(double v) {
@@ -232,6 +245,15 @@ int train(const TrainSettings& s, TrainData& data) {
     epoch_seconds = std::stod(meta("epoch_seconds"));
     history = detail::parse_history(meta("history"));
     averaged = std::stoi(meta("averaged"));
+    // Killed after the final model was saved, between removing the mean and removing this
+    // checkpoint: the run had finished, and its model (same history) is in place.
+    if (averaged > 0 && first_epoch == s.epochs && !std::filesystem::exists(s.average_checkpoint(averaged)) &&
+        detail::model_history<Net>(s.model, labels, s.seed) == meta("history")) {
+      release_interrupts();
+      if (writer) std::filesystem::remove(s.checkpoint());
+      std::cout << "the run had finished: " << s.model << " holds its model; " << s.checkpoint() << " removed\n";
+      return 0;
+    }
     if (averaged > 0) {
       average = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
       const tnet::ModelFileInfo a = tnet::load_model(s.average_checkpoint(averaged), *average);
@@ -451,6 +473,8 @@ int train(const TrainSettings& s, TrainData& data) {
       pass_options.processes = processes;
       tnet::BatchIterator pass(data.images, data.targets, labels, data.split.train, pass_options);
       while (pass.next() > 0) {
+        // --interrupt-after-steps counts the final passes' batches after the training steps.
+        if (s.interrupt_after_steps > 0 && ++steps_here == s.interrupt_after_steps) std::raise(SIGINT);
         stop_if_interrupted();
         net->forward(pass.x(), shared(pass), tnet::Mode::calibrate);
       }
@@ -492,8 +516,11 @@ int train(const TrainSettings& s, TrainData& data) {
   }
   release_interrupts();
   if (writer) {
-    std::filesystem::remove(s.checkpoint());
+    // The mean before the checkpoint that counts it: killed between the two, the run leaves the
+    // checkpoint, from which --resume sees that it had finished (the other order would leave a
+    // mean that no checkpoint counts).
     if (averaged > 0) std::filesystem::remove(s.average_checkpoint(averaged));
+    std::filesystem::remove(s.checkpoint());
   }
   double total_seconds = 0;
   for (const EpochRecord& r : history) total_seconds += r.seconds;
