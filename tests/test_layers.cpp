@@ -481,6 +481,25 @@ TEST_CASE("the gradient checker catches a wrong gradient") {
   CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) > 1e-2);
 }
 
+TEST_CASE("Buffer: every allocation starts on a cache line, in any build; contents kept as it grows") {
+  const auto on_line = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; };
+  std::vector<Buffer> kept;  // held, so that malloc cannot hand back one block again and again
+  for (std::size_t n : {1, 3, 15, 16, 17, 1000, 4097, 1 << 20}) {
+    kept.emplace_back(n, 1.5f);
+    CHECK(on_line(kept.back().data()));
+    CHECK(kept.back()[n - 1] == 1.5f);
+  }
+  Buffer grown{1, 2, 3};
+  for (int i = 0; i < 1000; ++i) grown.push_back(float(i));
+  CHECK(on_line(grown.data()));
+  CHECK((grown[2] == 3 && grown[1002] == 999));
+  ensure_size(grown, 1 << 18);
+  CHECK(on_line(grown.data()));
+  std::vector<double, CacheAligned<double>> doubles(5);
+  CHECK(on_line(doubles.data()));
+  CHECK_THROWS_AS(CacheAligned<float>().allocate(std::numeric_limits<std::size_t>::max() / 2), std::bad_array_new_length);
+}
+
 TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut into chunks, against a double reference") {
   struct Case {
     std::ptrdiff_t M, N, K;
