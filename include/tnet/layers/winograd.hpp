@@ -98,6 +98,22 @@ struct Winograd<4> {
   }
 };
 
+// Z = T X T^T over 16 lanes, for a 1-D transform T from In values to Out (one of Winograd<M>'s):
+// transform(in, out) along x on each row of x (In x In), then along y on each column of that;
+// store(j, z) takes column j of Z (z[i] its row i), for j = 0 .. Out - 1.
+template <int In, int Out, class Transform, class Store>
+[[gnu::always_inline]] inline void transform_2d(const float (&x)[In][In][16], Transform transform, Store store) {
+  float rows[In][Out][16];
+  for (int i = 0; i < In; ++i) transform(x[i], rows[i]);  // along x
+  for (int j = 0; j < Out; ++j) {                         // along y
+    float column[In][16], z[Out][16];
+    for (int i = 0; i < In; ++i)
+      for (int l = 0; l < 16; ++l) column[i][l] = rows[i][j][l];
+    transform(column, z);
+    store(j, z);
+  }
+}
+
 /// A 3x3 stride-1 convolution: y (batch, OH, OW, F) = the convolution of x (batch, H, W, C) with
 /// kernel (3, 3, C, F), output pixel (oy, ox) reading input rows oy - top .. oy - top + 2 and
 /// columns ox - left .. (zero outside), then `epilogue` (bias, ReLU, affine). C and F multiples of 16.
@@ -118,22 +134,19 @@ template <int M, class Isa>
   const std::ptrdiff_t depth = std::min<std::ptrdiff_t>(kernel_depth, C - step * kernel_depth);  // of this step
   float* row = panels + step * kernel_depth * padded_f + k * NR;
   for (int f0 = 0; f0 < F; f0 += L) {
-    float g[3][3][L], rows[3][alpha][L];
+    float g[3][3][L];
     for (int ky = 0; ky < 3; ++ky)
       for (int kx = 0; kx < 3; ++kx)
         for (int l = 0; l < L; ++l)
           g[ky][kx][l] = flipped ? kernel[((std::ptrdiff_t(2 - ky) * 3 + (2 - kx)) * F + f0 + l) * C + c]
                                  : kernel[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l];
-    for (int ky = 0; ky < 3; ++ky) T::kernel(g[ky], rows[ky]);  // along x
     float* at = row + (f0 / NR) * NR * depth + f0 % NR;
-    for (int j = 0; j < alpha; ++j) {  // along y
-      float column[3][L], out[alpha][L];
-      for (int ky = 0; ky < 3; ++ky)
-        for (int l = 0; l < L; ++l) column[ky][l] = rows[ky][j][l];
-      T::kernel(column, out);
-      for (int i = 0; i < alpha; ++i)
-        for (int l = 0; l < L; ++l) at[std::ptrdiff_t(i * alpha + j) * padded_f * C + l] = out[i][l];
-    }
+    transform_2d<3, alpha>(
+        g, [](const auto* in, auto* out) { T::kernel(in, out); },
+        [&](int j, const auto& u) {
+          for (int i = 0; i < alpha; ++i)
+            for (int l = 0; l < L; ++l) at[std::ptrdiff_t(i * alpha + j) * padded_f * C + l] = u[i][l];
+        });
   }
 }
 
@@ -190,19 +203,16 @@ template <int M>
         at[i][j] = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W ? image + (std::ptrdiff_t(iy) * p.W + ix) * C : zeros;
       }
     for (int c0 = 0; c0 < C; c0 += L) {
-      float d[alpha][alpha][L], rows[alpha][alpha][L];
+      float d[alpha][alpha][L];
       for (int i = 0; i < alpha; ++i)
         for (int j = 0; j < alpha; ++j)
           for (int l = 0; l < L; ++l) d[i][j][l] = at[i][j][c0 + l];
-      for (int i = 0; i < alpha; ++i) T::input(d[i], rows[i]);  // along x
-      for (int j = 0; j < alpha; ++j) {                         // along y
-        float column[alpha][L], out[alpha][L];
-        for (int i = 0; i < alpha; ++i)
-          for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
-        T::input(column, out);
-        for (int i = 0; i < alpha; ++i)
-          for (int l = 0; l < L; ++l) V[std::ptrdiff_t(i * alpha + j) * stride + t * C + c0 + l] = out[i][l];
-      }
+      transform_2d<alpha, alpha>(
+          d, [](const auto* in, auto* out) { T::input(in, out); },
+          [&](int j, const auto& v) {
+            for (int i = 0; i < alpha; ++i)
+              for (int l = 0; l < L; ++l) V[std::ptrdiff_t(i * alpha + j) * stride + t * C + c0 + l] = v[i][l];
+          });
     }
   }
 }
@@ -237,31 +247,26 @@ template <int M, class Isa>
     const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
     float* out_image = y + n * p.OH * p.OW * F;
     for (int f0 = 0; f0 < F; f0 += L) {
-      float m[alpha][alpha][L], rows[alpha][M][L];
+      float m[alpha][alpha][L];
       for (int i = 0; i < alpha; ++i)
         for (int j = 0; j < alpha; ++j)
           for (int l = 0; l < L; ++l) m[i][j][l] = Mx[std::ptrdiff_t(i * alpha + j) * m_stride + t * F + f0 + l];
-      for (int i = 0; i < alpha; ++i) T::output(m[i], rows[i]);  // along x
-      for (int j = 0; j < M; ++j) {                              // along y
-        const int ox = tx * M + j;
-        if (ox >= p.OW) break;
-        float column[alpha][L], out[M][L];
-        for (int i = 0; i < alpha; ++i)
-          for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
-        T::output(column, out);
-        for (int i = 0; i < M; ++i) {
-          const int oy = ty * M + i;
-          if (oy >= p.OH) break;
-          float* dst = out_image + (std::ptrdiff_t(oy) * p.OW + ox) * F + f0;
-          for (int l = 0; l < L; ++l) {
-            float value = out[i][l];
-            if (epilogue.bias) value += epilogue.bias[f0 + l];
-            if (epilogue.relu) value = std::max(value, 0.0f);
-            if (epilogue.scale) value = value * epilogue.scale[f0 + l] + epilogue.shift[f0 + l];
-            dst[l] = value;
-          }
-        }
-      }
+      transform_2d<alpha, M>(
+          m, [](const auto* in, auto* out) { T::output(in, out); },
+          [&](int j, const auto& out) {
+            const int ox = tx * M + j;
+            if (ox >= p.OW) return;
+            for (int i = 0; i < M && ty * M + i < p.OH; ++i) {
+              float* dst = out_image + (std::ptrdiff_t(ty * M + i) * p.OW + ox) * F + f0;
+              for (int l = 0; l < L; ++l) {
+                float value = out[i][l];
+                if (epilogue.bias) value += epilogue.bias[f0 + l];
+                if (epilogue.relu) value = std::max(value, 0.0f);
+                if (epilogue.scale) value = value * epilogue.scale[f0 + l] + epilogue.shift[f0 + l];
+                dst[l] = value;
+              }
+            }
+          });
     }
   }
 }
@@ -311,21 +316,18 @@ template <int M, class Isa>
           at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : zeros.data();
         }
       for (int f0 = 0; f0 < F; f0 += L) {
-        float g[M][M][L], rows[M][alpha][L];
+        float g[M][M][L];
         for (int i = 0; i < M; ++i)
           for (int j = 0; j < M; ++j)
             for (int l = 0; l < L; ++l) g[i][j][l] = at[i][j][f0 + l];
-        for (int i = 0; i < M; ++i) T::output_adjoint(g[i], rows[i]);  // along x
-        for (int j = 0; j < alpha; ++j) {                              // along y
-          float column[M][L], out[alpha][L];
-          for (int i = 0; i < M; ++i)
-            for (int l = 0; l < L; ++l) column[i][l] = rows[i][j][l];
-          T::output_adjoint(column, out);
-          for (int i = 0; i < alpha; ++i)
-            for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * w_stride + t * F + f0 + l] = out[i][l];
-          if (j == T::sum_row)
-            for (int l = 0; l < L; ++l) bias[f0 + l] += out[T::sum_row][l];
-        }
+        transform_2d<M, alpha>(
+            g, [](const auto* in, auto* out) { T::output_adjoint(in, out); },
+            [&](int j, const auto& w) {
+              for (int i = 0; i < alpha; ++i)
+                for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * w_stride + t * F + f0 + l] = w[i][l];
+              if (j == T::sum_row)
+                for (int l = 0; l < L; ++l) bias[f0 + l] += w[T::sum_row][l];
+            });
       }
     }
     // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie.
@@ -354,18 +356,15 @@ template <int M, class Isa>
       for (int f = 0; f < F; ++f) total[xi * F + f] += row[chunk * per_chunk + f];
   }
   for (int f0 = 0; f0 < F; f0 += L) {
-    float u[alpha][alpha][L], rows[alpha][3][L];
+    float u[alpha][alpha][L];
     for (int xi = 0; xi < points; ++xi)
       for (int l = 0; l < L; ++l) u[xi / alpha][xi % alpha][l] = total[xi * F + f0 + l];
-    for (int i = 0; i < alpha; ++i) T::kernel_adjoint(u[i], rows[i]);  // along x
-    for (int kx = 0; kx < 3; ++kx) {                                   // along y
-      float column[alpha][L], out[3][L];
-      for (int i = 0; i < alpha; ++i)
-        for (int l = 0; l < L; ++l) column[i][l] = rows[i][kx][l];
-      T::kernel_adjoint(column, out);
-      for (int ky = 0; ky < 3; ++ky)
-        for (int l = 0; l < L; ++l) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = out[ky][l];
-    }
+    transform_2d<alpha, 3>(
+        u, [](const auto* in, auto* out) { T::kernel_adjoint(in, out); },
+        [&](int kx, const auto& g) {
+          for (int ky = 0; ky < 3; ++ky)
+            for (int l = 0; l < L; ++l) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = g[ky][l];
+        });
   }
 }
 
