@@ -99,17 +99,23 @@ struct Winograd<4> {
 };
 
 // Z = T X T^T over 16 lanes, for a 1-D transform T from In values to Out (one of Winograd<M>'s):
-// transform(in, out) along x on each row of x (In x In), then along y on each column of that;
-// store(j, z) takes column j of Z (z[i] its row i), for j = 0 .. Out - 1.
-template <int In, int Out, class Transform, class Store>
-[[gnu::always_inline]] inline void transform_2d(const float (&x)[In][In][16], Transform transform, Store store) {
-  float rows[In][Out][16];
-  for (int i = 0; i < In; ++i) transform(x[i], rows[i]);  // along x
-  for (int j = 0; j < Out; ++j) {                         // along y
-    float column[In][16], z[Out][16];
-    for (int i = 0; i < In; ++i)
-      for (int l = 0; l < 16; ++l) column[i][l] = rows[i][j][l];
-    transform(column, z);
+// load(i, row) reads row i of X (In x In) into row[In][16], transform(in, out) runs along it (x),
+// its outputs are kept by column, and then transform runs along each column (y); store(j, z)
+// takes column j of Z (z[i] its row i), for j = 0 .. Out - 1. Each value is loaded and stored
+// once a pass: a row at a time stays in registers.
+template <int In, int Out, class Load, class Transform, class Store>
+[[gnu::always_inline]] inline void transform_2d(Load load, Transform transform, Store store) {
+  float columns[Out][In][16];  // columns[j][i]: output j of row i
+  for (int i = 0; i < In; ++i) {
+    float row[In][16], out[Out][16];
+    load(i, row);
+    transform(row, out);
+    for (int j = 0; j < Out; ++j)
+      for (int l = 0; l < 16; ++l) columns[j][i][l] = out[j][l];
+  }
+  for (int j = 0; j < Out; ++j) {
+    float z[Out][16];
+    transform(columns[j], z);
     store(j, z);
   }
 }
@@ -134,15 +140,15 @@ template <int M, class Isa>
   const std::ptrdiff_t depth = std::min<std::ptrdiff_t>(kernel_depth, C - step * kernel_depth);  // of this step
   float* row = panels + step * kernel_depth * padded_f + k * NR;
   for (int f0 = 0; f0 < F; f0 += L) {
-    float g[3][3][L];
-    for (int ky = 0; ky < 3; ++ky)
-      for (int kx = 0; kx < 3; ++kx)
-        for (int l = 0; l < L; ++l)
-          g[ky][kx][l] = flipped ? kernel[((std::ptrdiff_t(2 - ky) * 3 + (2 - kx)) * F + f0 + l) * C + c]
-                                 : kernel[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l];
     float* at = row + (f0 / NR) * NR * depth + f0 % NR;
     transform_2d<3, alpha>(
-        g, [](const auto* in, auto* out) { T::kernel(in, out); },
+        [&](int ky, auto& g) {
+          for (int kx = 0; kx < 3; ++kx)
+            for (int l = 0; l < L; ++l)
+              g[kx][l] = flipped ? kernel[((std::ptrdiff_t(2 - ky) * 3 + (2 - kx)) * F + f0 + l) * C + c]
+                                 : kernel[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l];
+        },
+        [](const auto* in, auto* out) { T::kernel(in, out); },
         [&](int j, const auto& u) {
           for (int i = 0; i < alpha; ++i)
             for (int l = 0; l < L; ++l) at[std::ptrdiff_t(i * alpha + j) * padded_f * C + l] = u[i][l];
@@ -203,12 +209,12 @@ template <int M>
         at[i][j] = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W ? image + (std::ptrdiff_t(iy) * p.W + ix) * C : zeros;
       }
     for (int c0 = 0; c0 < C; c0 += L) {
-      float d[alpha][alpha][L];
-      for (int i = 0; i < alpha; ++i)
-        for (int j = 0; j < alpha; ++j)
-          for (int l = 0; l < L; ++l) d[i][j][l] = at[i][j][c0 + l];
       transform_2d<alpha, alpha>(
-          d, [](const auto* in, auto* out) { T::input(in, out); },
+          [&](int i, auto& d) {
+            for (int j = 0; j < alpha; ++j)
+              for (int l = 0; l < L; ++l) d[j][l] = at[i][j][c0 + l];
+          },
+          [](const auto* in, auto* out) { T::input(in, out); },
           [&](int j, const auto& v) {
             for (int i = 0; i < alpha; ++i)
               for (int l = 0; l < L; ++l) V[std::ptrdiff_t(i * alpha + j) * stride + t * C + c0 + l] = v[i][l];
@@ -242,17 +248,24 @@ template <int M, class Isa>
                         panels + std::ptrdiff_t(xi) * padded_f * C);
   }
   // Output transform, then the epilogue, into the tile's pixels that lie in y.
+  const bool has_bias = epilogue.bias, relu = epilogue.relu, has_scale = epilogue.scale;
   for (std::ptrdiff_t t = 0; t < count; ++t) {
     const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
     const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
     float* out_image = y + n * p.OH * p.OW * F;
     for (int f0 = 0; f0 < F; f0 += L) {
-      float m[alpha][alpha][L];
-      for (int i = 0; i < alpha; ++i)
-        for (int j = 0; j < alpha; ++j)
-          for (int l = 0; l < L; ++l) m[i][j][l] = Mx[std::ptrdiff_t(i * alpha + j) * m_stride + t * F + f0 + l];
+      float bias[L], scale[L], shift[L];  // the epilogue's, for these channels
+      for (int l = 0; l < L; ++l) {
+        bias[l] = has_bias ? epilogue.bias[f0 + l] : 0.0f;
+        scale[l] = has_scale ? epilogue.scale[f0 + l] : 1.0f;
+        shift[l] = has_scale ? epilogue.shift[f0 + l] : 0.0f;
+      }
       transform_2d<alpha, M>(
-          m, [](const auto* in, auto* out) { T::output(in, out); },
+          [&](int i, auto& m) {
+            for (int j = 0; j < alpha; ++j)
+              for (int l = 0; l < L; ++l) m[j][l] = Mx[std::ptrdiff_t(i * alpha + j) * m_stride + t * F + f0 + l];
+          },
+          [](const auto* in, auto* out) { T::output(in, out); },
           [&](int j, const auto& out) {
             const int ox = tx * M + j;
             if (ox >= p.OW) return;
@@ -260,9 +273,9 @@ template <int M, class Isa>
               float* dst = out_image + (std::ptrdiff_t(ty * M + i) * p.OW + ox) * F + f0;
               for (int l = 0; l < L; ++l) {
                 float value = out[i][l];
-                if (epilogue.bias) value += epilogue.bias[f0 + l];
-                if (epilogue.relu) value = std::max(value, 0.0f);
-                if (epilogue.scale) value = value * epilogue.scale[f0 + l] + epilogue.shift[f0 + l];
+                if (has_bias) value += bias[l];
+                if (relu) value = std::max(value, 0.0f);
+                if (has_scale) value = value * scale[l] + shift[l];
                 dst[l] = value;
               }
             }
@@ -316,12 +329,12 @@ template <int M, class Isa>
           at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : zeros.data();
         }
       for (int f0 = 0; f0 < F; f0 += L) {
-        float g[M][M][L];
-        for (int i = 0; i < M; ++i)
-          for (int j = 0; j < M; ++j)
-            for (int l = 0; l < L; ++l) g[i][j][l] = at[i][j][f0 + l];
         transform_2d<M, alpha>(
-            g, [](const auto* in, auto* out) { T::output_adjoint(in, out); },
+            [&](int i, auto& g) {
+              for (int j = 0; j < M; ++j)
+                for (int l = 0; l < L; ++l) g[j][l] = at[i][j][f0 + l];
+            },
+            [](const auto* in, auto* out) { T::output_adjoint(in, out); },
             [&](int j, const auto& w) {
               for (int i = 0; i < alpha; ++i)
                 for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * w_stride + t * F + f0 + l] = w[i][l];
@@ -356,11 +369,12 @@ template <int M, class Isa>
       for (int f = 0; f < F; ++f) total[xi * F + f] += row[chunk * per_chunk + f];
   }
   for (int f0 = 0; f0 < F; f0 += L) {
-    float u[alpha][alpha][L];
-    for (int xi = 0; xi < points; ++xi)
-      for (int l = 0; l < L; ++l) u[xi / alpha][xi % alpha][l] = total[xi * F + f0 + l];
     transform_2d<alpha, 3>(
-        u, [](const auto* in, auto* out) { T::kernel_adjoint(in, out); },
+        [&](int i, auto& u) {
+          for (int j = 0; j < alpha; ++j)
+            for (int l = 0; l < L; ++l) u[j][l] = total[(i * alpha + j) * F + f0 + l];
+        },
+        [](const auto* in, auto* out) { T::kernel_adjoint(in, out); },
         [&](int kx, const auto& g) {
           for (int ky = 0; ky < 3; ++ky)
             for (int l = 0; l < L; ++l) grad[((std::ptrdiff_t(ky) * 3 + kx) * C + c) * F + f0 + l] = g[ky][l];
