@@ -144,6 +144,41 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
 }
 
+TEST_CASE("Conv2D::forward_pooled: the forward, its epilogue and the max pool after it, bit for bit, a strip at a time") {
+  // 3x3 windows tiling a 12x9 output, 20 filters (not a whole panel); an epilogue with a ReLU and
+  // a scale of either sign, as a folded batch normalisation makes it.
+  using Conv = Conv2D<20, 3>::Layer<Shape<12, 9, 3>>;
+  using Pool = MaxPool2D<3>::Layer<Conv::output_shape>;
+  static_assert(pools_in_forward<Conv, Pool>);
+  static_assert(!pools_in_forward<Conv, MaxPool2D<2>::Layer<Conv::output_shape>>);  // 9 columns: the windows do not tile them
+  const Buffer x = test::random_values(5 * Conv::input_shape::size, 31), scale = test::random_values(20, 32),
+               shift = test::random_values(20, 33);
+  Standalone<Conv> conv;
+  const Buffer kernel = test::random_values(std::size_t(Conv::patch) * 20, 34), bias = test::random_values(20, 35);
+  std::copy(kernel.begin(), kernel.end(), conv.kernel());
+  std::copy(bias.begin(), bias.end(), conv.bias());
+  Epilogue epilogue;
+  epilogue.relu = true, epilogue.scale = scale.data(), epilogue.shift = shift.data();
+  test::with_each_gemm_kernel([&](GemmKernel kind) {
+    for (const int batch : {1, 5}) {
+      Buffer full(std::size_t(batch) * Conv::output_shape::size), expected(std::size_t(batch) * Pool::output_shape::size);
+      conv.forward(x.data(), full.data(), batch, Pass{Mode::infer}, epilogue);
+      Standalone<Pool> pool;
+      pool.forward(full.data(), expected.data(), batch, Pass{Mode::infer});
+      Buffer pooled(expected.size(), std::nanf(""));
+      const bool fused = conv.forward_pooled<Pool>(x.data(), pooled.data(), batch, epilogue);
+      CHECK(fused == (kind != GemmKernel::eigen));  // Eigen's kernels: left to forward and the pool
+      if (fused) CHECK(pooled == expected);
+    }
+  });
+  // Winograd's convolutions are left to forward and the pool.
+  using Wide = Conv2D<16, 3>::Layer<Shape<16, 16, 16>>;
+  Standalone<Wide> wide;
+  const Buffer wide_x = test::random_values(32 * Wide::input_shape::size, 36);
+  Buffer out(32 * 8 * 8 * 16);
+  CHECK(!wide.forward_pooled<MaxPool2D<2>::Layer<Wide::output_shape>>(wide_x.data(), out.data(), 32, {}));
+}
+
 TEST_CASE("Dense matches PyTorch") {
   Standalone<Dense<5>::Layer<Shape<1, 1, 7>>> dense;
   check_conv_like(dense, "dense");

@@ -411,6 +411,16 @@ TEST_CASE("inference folds ReLU and batch normalisation into the layer before, a
   check(small, 1, 12);
   Folds folds(4);
   check(folds, 3, 13);
+  // The max pool after a folded convolution computed in its forward, a strip at a time, where
+  // its windows tile the output (not Small's 6x5).
+  static_assert(!Small::pool_in_forward_after<0>);
+  static_assert(Pooled::pool_in_forward_after<0> && Pooled::pooled_in_forward_before<3> && !Pooled::pooled_in_forward_before<4>);
+  static_assert(PooledFew::pool_in_forward_after<0> && PooledFew::pooled_in_forward_before<3>);
+  Pooled pooled(5);
+  check(pooled, 4, 14);
+  check(pooled, 1, 15);
+  PooledFew pooled_few(6);
+  check(pooled_few, 3, 16);
 }
 
 namespace {

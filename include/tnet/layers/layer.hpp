@@ -39,7 +39,12 @@
 //   backward_through_relu(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0: the
 //                                               gradient of a ReLU before the layer (BatchNorm)
 // In inference the group writes its result where its last layer writes its output, and the other
-// layers' outputs (Sequential::output_of) are not written. In training a ReLU after a Conv2D or
+// layers' outputs (Sequential::output_of) are not written. A max pool after the group whose
+// windows tile the output is computed in the group's forward too (pools_in_forward), where the
+// first layer can at run time:
+//   forward_pooled<Pool>(x, y, batch, const Epilogue&) -> bool   y = the pool's output; false,
+//                                               writing nothing, where it does not (Conv2D: not
+//                                               Winograd's, not Eigen's kernels) In training a ReLU after a Conv2D or
 // Dense is applied as they write their output (the ReLU's own output, over it in place, is then
 // the same), and its gradient by a backward_through_relu after it; the ReLU's passes are skipped.
 // Training also runs a per-channel map and the max pool after it as one, where they say they can
@@ -165,6 +170,13 @@ inline constexpr bool selects_through =
       map.statistics_selecting(x, batch, pass, pool);
       pool.forward_selected(y, batch, map.normalisation());
     };
+
+/// Whether inference can run bound layer Layer (with what it folds) and the max pool Pool after
+/// that as one: Layer computes its output a strip at a time and pools it (Conv2D::forward_pooled).
+template <class Layer, class Pool>
+inline constexpr bool pools_in_forward = requires(Layer& layer, const float* x, float* y, int batch, const Epilogue& epilogue) {
+  { layer.template forward_pooled<Pool>(x, y, batch, epilogue) } -> std::same_as<bool>;
+};
 
 /// Whether a bound layer is, in inference, a per-channel affine map that can be folded.
 template <class Layer>

@@ -36,6 +36,7 @@ struct MaxPool2D : LayerSpec {
     using output_shape = Shape<OH, OW, C>;
     static constexpr bool backward_reads_output = false;  // the positions it remembered suffice
     static constexpr bool windows_overlap = Stride < Pool;
+    static constexpr int window = Pool;  // its side
 
     static std::string describe() {
       return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) + ")";
@@ -95,6 +96,29 @@ struct MaxPool2D : LayerSpec {
 
     /// Whether the windows cover the image, each input in one of them: what select needs.
     static constexpr bool tiles = Stride == Pool && H % Pool == 0 && W % Pool == 0;
+
+    /// Inference's forward of one row of windows: `rows`, Pool whole rows of an image (Pool x W x
+    /// C, as they lie), into one row of y (OW x C), the same maxima taken in the same order as
+    /// forward. For a layer before that writes its output a strip of rows at a time and pools it
+    /// while it is in the cache (Conv2D::forward_pooled).
+    static void pool_strip(const float* rows, float* out)
+      requires tiles
+    {
+      for (int ox = 0; ox < OW; ++ox) {
+        float best[C];
+        const float* first = rows + ox * Pool * C;
+        for (int c = 0; c < C; ++c) best[c] = first[c];
+        for (int py = 0; py < Pool; ++py)
+          for (int px = 0; px < Pool; ++px) {
+            const float* at = first + (py * W + px) * C;
+            for (int c = 0; c < C; ++c) {
+              const float v = at[c];
+              best[c] = std::max(best[c], v);  // as forward's: a value, so that it vectorises
+            }
+          }
+        std::copy(best, best + C, out + ox * C);
+      }
+    }
 
     /// Training's forward through a per-channel monotone map in two halves, for windows that tile
     /// the image, so that the map's own statistics (a batch normalisation's) can be summed in the

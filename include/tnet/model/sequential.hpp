@@ -204,7 +204,14 @@ class Sequential {
     if (mode == Mode::infer) round_kernels_if_stale();
     else rounded_stale_ = true;  // an optimizer step is likely to follow
     const Pass pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)};
+    pooled_in_forward_ = false;
     for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (pooled_in_forward_before<I>) {
+        if (mode == Mode::infer && pooled_in_forward_) {  // written already, by the layer this pool follows
+          pooled_in_forward_ = false;
+          return;
+        }
+      }
       if constexpr (folded_after<I> > 0 || folded_into_previous<I>) {
         if (mode == Mode::infer) {
           if constexpr (folded_after<I> > 0) forward_folded<I>(layer, batch, pass);
@@ -314,7 +321,8 @@ class Sequential {
   /// The output of layer I from the last forward, unless the layer after it works in place
   /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
   /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
-  /// in training and calibration.
+  /// in training and calibration, and in inference the layer a pool_in_forward_after layer's
+  /// chain ends with (layer I + folded_after<I> after such a layer I, itself unwritten).
   template <std::size_t I>
   const float* output_of() const {
     return buffers_[buffer_owner<I>()].data();
@@ -353,6 +361,27 @@ class Sequential {
     if constexpr (I >= 2) return folded_after<I - 1> >= 1 || folded_after<I - 2> >= 2;
     else if constexpr (I == 1) return folded_after<0> >= 1;
     else return false;
+  }();
+
+  /// Whether inference may run the max pool after layer I and the layers folded into it inside
+  /// layer I's forward (layers/layer.hpp: pools_in_forward); where it does at run time, only the
+  /// pool's output is written.
+  template <std::size_t I>
+  static constexpr bool pool_in_forward_after = [] {
+    if constexpr (I >= depth) return false;
+    else if constexpr (folded_after<I> == 0 || I + folded_after<I> + 1 >= depth) return false;
+    else return pools_in_forward<layer_type<I>, layer_type<I + folded_after<I> + 1>>;
+  }();
+  /// Whether layer I is such a max pool.
+  template <std::size_t I>
+  static constexpr bool pooled_in_forward_before = [] {
+    if constexpr (I >= 2 && I - 2 < depth) {
+      if constexpr (pool_in_forward_after<I - 2> && folded_after<I - 2> == 1) return true;
+    }
+    if constexpr (I >= 3 && I - 3 < depth) {
+      if constexpr (pool_in_forward_after<I - 3> && folded_after<I - 3> == 2) return true;
+    }
+    return false;
   }();
 
   /// Whether training applies the ReLU after layer I as layer I writes its output (the ReLU works
@@ -580,6 +609,11 @@ class Sequential {
       std::get<last>(layers_).inference_affine(affine_.data(), affine_.data() + channels);
       epilogue.scale = affine_.data(), epilogue.shift = affine_.data() + channels;
     }
+    if constexpr (pool_in_forward_after<I>) {
+      pooled_in_forward_ =
+          layer.template forward_pooled<layer_type<last + 1>>(layer_input<I>(), output_buffer<last + 1>(), batch, epilogue);
+      if (pooled_in_forward_) return;
+    }
     layer.forward(layer_input<I>(), output_buffer<last>(), batch, pass, epilogue);
   }
 
@@ -693,6 +727,7 @@ class Sequential {
   int batch_ = 0, capacity_ = 0;
   std::uint64_t seed_ = 0, step_ = 0;
   Precision precision_ = Precision::fp32;  // set_inference_precision
+  bool pooled_in_forward_ = false;         // this inference's last pool_in_forward_after layer wrote the pool's output
   bool rounded_stale_ = true;              // the weights may have changed since the bf16 copies were made
 };
 
