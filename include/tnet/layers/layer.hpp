@@ -39,14 +39,15 @@
 //   backward_through_relu(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0: the
 //                                               gradient of a ReLU before the layer (BatchNorm)
 // In inference the group writes its result where its last layer writes its output, and the other
-// layers' outputs (Sequential::output_of) are not written. A max pool after the group whose
-// windows tile the output is computed in the group's forward too (pools_in_forward), where the
-// first layer can at run time:
+// layers' outputs (Sequential::output_of) are not written. A max pool after the group, its
+// windows tiling the group's output, is computed in the group's forward too (pools_in_forward)
+// where the first layer can at run time:
 //   forward_pooled<Pool>(x, y, batch, const Epilogue&) -> bool   y = the pool's output; false,
-//                                               writing nothing, where it does not (Conv2D: not
-//                                               Winograd's, not Eigen's kernels) In training a ReLU after a Conv2D or
-// Dense is applied as they write their output (the ReLU's own output, over it in place, is then
-// the same), and its gradient by a backward_through_relu after it; the ReLU's passes are skipped.
+//                                               writing nothing, where it cannot (Conv2D:
+//                                               Winograd's convolutions, Eigen's kernels)
+// In training a ReLU after a Conv2D or Dense is applied as they write their output (the ReLU's
+// own output, over it in place, is then the same), and its gradient by a backward_through_relu
+// after it; the ReLU's passes are skipped.
 // Training also runs a per-channel map and the max pool after it as one, where they say they can
 // (pools_through): the map's output is never written, nor the gradient the pool passes back to it.
 //   statistics(x, batch, Pass)                  the map's training forward but for writing y

@@ -321,8 +321,8 @@ class Sequential {
   /// The output of layer I from the last forward, unless the layer after it works in place
   /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
   /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
-  /// in training and calibration, and in inference the layer a pool_in_forward_after layer's
-  /// chain ends with (layer I + folded_after<I> after such a layer I, itself unwritten).
+  /// in training and calibration, and in inference the last layer folded into a layer that
+  /// computed the max pool after them in its forward (pool_in_forward_after).
   template <std::size_t I>
   const float* output_of() const {
     return buffers_[buffer_owner<I>()].data();
