@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Installs what the ONNX tests check tnet's files against, only what is missing: Debian's
-# python3-onnx, python3-opencv and python3-torch, nodejs and npm, and npm's onnxruntime-node into
-# .cache/onnxruntime-node (its install step, which fetches GPU libraries from elsewhere, is
-# skipped: the CPU library comes in the package). A consumer that cannot be installed (no
-# network) is reported and its test skipped; nothing here is needed to build or use tnet.
+# python3-onnx, python3-opencv and python3-torch (tests/onnx run them with /usr/bin/python3), and
+# PyPI's onnxruntime into a small virtual environment, .cache/onnx-consumers, made from Debian's
+# Python with its packages visible (--system-site-packages): Debian's numpy serves onnxruntime too,
+# and numpy stays below 2 for Debian's OpenCV and PyTorch, which were built against numpy 1.
+# Nothing here is needed to build or use tnet. A consumer that cannot be installed (no network)
+# is an error when CI=true or TNET_REQUIRE_CONSUMERS=1 (exit 1; the tests then fail rather than
+# skip); otherwise it is reported and its test skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-node=()
-command -v npm >/dev/null || node=(nodejs npm)  # a machine's own Node.js (with its npm) is kept
-bash scripts/setup.sh python3-onnx python3-opencv python3-torch "${node[@]}" || echo "warning: could not install the ONNX consumers from Debian; their tests will be skipped"
-version=1.30.0
-target=.cache/onnxruntime-node
-if [ ! -f "$target/node_modules/onnxruntime-node/package.json" ] || ! grep -q "\"version\": \"$version\"" "$target/node_modules/onnxruntime-node/package.json"; then
-  mkdir -p "$target"
-  if ! (cd "$target" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error "onnxruntime-node@$version" >/dev/null); then
-    echo "warning: could not install onnxruntime-node $version with npm; the ONNX Runtime test will be skipped"
+onnxruntime=1.31.1
+venv=${TNET_ONNX_VENV:-.cache/onnx-consumers}
+required=0
+if [ "${CI:-}" = true ] || [ "${TNET_REQUIRE_CONSUMERS:-0}" = 1 ]; then required=1; fi
+cannot() {
+  if [ $required = 1 ]; then
+    echo "error: $1 (CI=true or TNET_REQUIRE_CONSUMERS=1: every ONNX consumer is required)" >&2
+    exit 1
   fi
+  echo "warning: $1; its test will be skipped" >&2
+}
+bash scripts/setup.sh python3-onnx python3-opencv python3-torch python3-venv ||
+  cannot "could not install python3-onnx, python3-opencv, python3-torch and python3-venv from Debian"
+has_onnxruntime() { "$venv/bin/python" -c "import sys, onnxruntime; sys.exit(onnxruntime.__version__ != '$onnxruntime')" 2>/dev/null; }
+if ! has_onnxruntime; then
+  echo "installing onnxruntime $onnxruntime from PyPI into $venv"
+  { [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"; } &&
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "onnxruntime==$onnxruntime" "numpy<2" &&
+    has_onnxruntime || cannot "could not install onnxruntime $onnxruntime from PyPI into $venv"
 fi
+exit 0

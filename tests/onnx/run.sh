@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
 # The ONNX tests as a user meets them. Usage:
-#   run.sh BIN_DIR ONNX_CHECK WORK SHARED NODE_MODULES MAKE_LABEL_DATASET STEP
+#   run.sh BIN_DIR ONNX_CHECK WORK SHARED ORT_PYTHON MAKE_LABEL_DATASET STEP
 # STEP export       trains a SmallerVGGNet briefly, exports it with fashion_export (NHWC and
 #                   --nchw), and checks that fashion_classify gives the same JSON with the .tnet
 #                   model and with either ONNX file; writes WORK/inputs.bin (the photos as
 #                   fashion_classify feeds them) for the steps below; and bad input
 # STEP checker      onnx.checker (full check) and shape inference on both exports (python3-onnx)
 # STEP opencv       OpenCV's DNN (python3-opencv) on inputs.bin: within 1e-4 of fashion_classify
-# STEP onnxruntime  ONNX Runtime (npm's onnxruntime-node) likewise
+# STEP onnxruntime  ONNX Runtime (PyPI's onnxruntime, run by ORT_PYTHON: the Python of the
+#                   environment scripts/install_onnx_consumers.sh makes) likewise
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
-# A step whose consumer is not installed exits 77 (skipped).
+# A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
+# TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail
 export OMP_WAIT_POLICY=passive
-bin=$1 onnx_check=$2 work=$3 shared=$4 node_modules=$5 make_label_dataset=$6 step=$7
+bin=$1 onnx_check=$2 work=$3 shared=$4 ort_python=$5 make_label_dataset=$6 step=$7
 here=$(cd "$(dirname "$0")" && pwd)
 python=/usr/bin/python3
 failures=0
 pass() { echo "ok: $1"; }
 fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
-skip() { echo "SKIPPED: $1"; exit 77; }
+skip() {
+  if [ "${CI:-}" = true ] || [ "${TNET_REQUIRE_CONSUMERS:-0}" = 1 ]; then
+    echo "FAILED: $1, and CI=true or TNET_REQUIRE_CONSUMERS=1 requires it (scripts/install_onnx_consumers.sh)"
+    exit 1
+  fi
+  echo "SKIPPED: $1"
+  exit 77
+}
 has_python_module() { [ -x "$python" ] && "$python" -c "import $1" 2>/dev/null; }
 
 # expect_error NAME STATUS MESSAGE -- COMMAND...: COMMAND exits with STATUS and prints MESSAGE on stderr.
@@ -86,9 +95,8 @@ opencv)
   "$python" "$here/consumers.py" opencv "$work/m.onnx" "$work/m_nchw.onnx" "$work/inputs.bin" "$work/tnet.json" || fail "OpenCV"
   ;;
 onnxruntime)
-  command -v node >/dev/null && [ -d "$node_modules/onnxruntime-node" ] || skip "node or onnxruntime-node ($node_modules) is not installed"
-  NODE_PATH=$node_modules node "$here/onnxruntime_check.js" "$work/m.onnx" "$work/m_nchw.onnx" "$work/inputs.bin" "$work/tnet.json" ||
-    fail "ONNX Runtime"
+  [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"
+  "$ort_python" "$here/onnxruntime_check.py" "$work/m.onnx" "$work/m_nchw.onnx" "$work/inputs.bin" "$work/tnet.json" || fail "ONNX Runtime"
   ;;
 pytorch)
   has_python_module torch || skip "python3-torch is not installed"
