@@ -10,8 +10,17 @@
 // layer whose result depends on the batch: batch normalisation after a convolution and after a
 // dense layer (statistics over the global batch), dropout (the global batch's masks). Batches of
 // 7 and 13 do not divide evenly. Exits non-zero, saying where, when anything differs.
+//
+//   mpirun -np N mpi_check --stop-rank R --timeout S
+// tests the watchdog (tests/mpi_stall.sh): the same checks with a limit of S seconds on every
+// collective, then process R prints its process id and stops itself (SIGSTOP), and the others
+// wait for it in a sum; they must end the run (MPI_Abort) after S seconds, naming process R.
+#include <unistd.h>
+
+#include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <type_traits>
@@ -104,8 +113,20 @@ int check(tnet::mpi::Group& group, const char* name) {
 
 int main(int argc, char** argv) {
   tnet::mpi::Environment mpi(argc, argv);
-  const bool overlap = !(argc > 1 && std::strcmp(argv[1], "--no-overlap") == 0);
+  bool overlap = true;
+  int stop_rank = -1;
+  double timeout = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--no-overlap") == 0) overlap = false;
+    else if (std::strcmp(argv[i], "--stop-rank") == 0 && i + 1 < argc) stop_rank = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout = std::atof(argv[++i]);
+    else {
+      std::cerr << "usage: mpi_check [--no-overlap] [--stop-rank R --timeout SECONDS]\n";
+      return 2;
+    }
+  }
   tnet::mpi::Group group(MPI_COMM_WORLD, overlap);
+  if (timeout > 0) group.set_timeout(timeout);
   int failures = 0;
   try {
     failures += check<tnet::Sigmoid>(group, "sigmoid");
@@ -113,6 +134,18 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "rank " << group.rank() << ": " << e.what() << "\n";
     group.abort(1);
+  }
+  if (stop_rank >= 0) {
+    std::cout << "rank " << group.rank() << " pid " << getpid() << "\n" << std::flush;
+    group.barrier();
+    if (group.rank() == stop_rank) {
+      std::cout << "rank " << stop_rank << " stops itself" << std::endl;
+      std::raise(SIGSTOP);
+      std::_Exit(3);  // resumed by mpirun as it ends the run: the others have given up on it
+    }
+    group.any(failures > 0);  // the stopped process never comes: the watchdog must end the run
+    std::cout << "FAILED: rank " << group.rank() << " went on without process " << stop_rank << "\n";
+    return 1;
   }
   const bool all_good = !group.any(failures > 0);
   if (group.rank() == 0) std::cout << (all_good ? "OK\n" : "FAILED\n");

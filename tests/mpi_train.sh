@@ -10,7 +10,8 @@
 #   model, bit for bit, and one process under mpirun gives the plain run's;
 # - an interrupted 2-process run resumes to the uninterrupted model, and resumes in 1 process;
 # - a bad option stops every process with one message; processes started unlike are refused; a
-#   killed process ends the run instead of leaving the others waiting.
+#   killed process ends the run instead of leaving the others waiting, and so does a stopped one
+#   (SIGSTOP) after --mpi-timeout seconds, with a message naming it.
 # - with --cache, 2 processes train the in-memory 2-process model bit for bit, and a process
 #   that fails before process 0 has built the cache stops the others instead of leaving them
 #   waiting for it.
@@ -97,6 +98,10 @@ mkdir bad && pushd bad >/dev/null
 status=$?
 [ $status = 2 ] && [ "$(grep -c 'cannot be shared by 2 processes' err.txt)" = 1 ] && [ -z "$(ls -A | grep -v -e out.txt -e err.txt)" ] &&
   pass "a batch too small to share: one message, status 2, nothing written" || fail "bad option: status $status, $(cat err.txt)"
+"${mpi[@]}" -np 2 "$train" --mpi-timeout 0 >out.txt 2>err.txt
+status=$?
+[ $status = 2 ] && [ "$(grep -c -- "--mpi-timeout must be a number of seconds above 0, got '0'" err.txt)" = 1 ] &&
+  pass "--mpi-timeout 0: one message, status 2" || fail "--mpi-timeout 0: status $status, $(cat err.txt)"
 popd >/dev/null
 
 # The image cache under mpirun: process 0 builds it, the others map it; the same model as in memory.
@@ -130,6 +135,19 @@ for _ in $(seq 150); do grep -q "^status" k.log && break; sleep 0.2; done
 grep -q "^status [1-9]" k.log && grep -q "exited on signal 9" k.log && [ -z "$(pgrep -f "$train --synthetic-count 40")" ] &&
   pass "a killed process ends the run: $(grep -o 'process rank 1.*signal 9' k.log | head -1)" ||
   fail "killed process: $(tail -5 k.log); still running: $(pgrep -f "$train --synthetic-count 40" -a)"
+pkill -9 -f "$train --synthetic-count 40" 2>/dev/null
+
+# A process stopped mid-training (SIGSTOP): with --mpi-timeout 5 the other ends the run, naming it.
+("${mpi[@]}" -np 2 "$train" --synthetic-count 40 --image-size 64 --epochs 50 --model s.tnet --labelbin s.txt --plot s.png \
+  --history s.csv --mpi-timeout 5 >s.log 2>&1; echo "status $?" >>s.log) &
+for _ in $(seq 100); do grep -q "Epoch 1/50" s.log 2>/dev/null && break; sleep 0.2; done
+victim=$(pgrep -f "$train --synthetic-count 40 --image-size 64 --epochs 50 --model s.tnet" -n)
+kill -STOP "$victim"
+for _ in $(seq 150); do grep -q "^status" s.log && break; sleep 0.2; done
+grep -q "^status [1-9]" s.log && grep -q "without progress (the limit is 5 s): waiting for process [01], which did not answer" s.log &&
+  [ -z "$(pgrep -f "$train --synthetic-count 40 --image-size 64 --epochs 50 --model s.tnet")" ] &&
+  pass "a stopped process ends the run after --mpi-timeout: $(grep -o 'waiting for process [01]' s.log | head -1)" ||
+  fail "stopped process: $(tail -5 s.log); still running: $(pgrep -f "$train --synthetic-count 40" -a)"
 pkill -9 -f "$train --synthetic-count 40" 2>/dev/null
 
 echo "$passed passed, $failures failed"

@@ -58,6 +58,9 @@ each process on its slice of every batch (--batch-size stays the global batch); 
 and writes the files. --threads is per process [the machine's cores shared among its processes].
 mpirun turns Ctrl-C into SIGTERM and kills 1 s later: give it --mca odls_base_sigkill_timeout 60
 for the checkpoint to be written, or send it SIGUSR1 (kill -USR1 PID), which it passes on.
+  --mpi-timeout S      a process that makes no progress for S seconds in training (stopped,
+                       hung) ends the run: a message names it, and every process exits with
+                       status 1 (MPI_Abort) [300]
 )";
 
 // Thrown where another process of the group could not go on (it says why).
@@ -73,7 +76,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   const Arguments args(argc, argv,
                        {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
                         "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count",
-                        "--interrupt-after-steps", "--cache"},
+                        "--interrupt-after-steps", "--cache", "--mpi-timeout"},
                        {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -111,6 +114,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         "--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
         "or give --average-epochs 0");
   s.resume = args.flag("--resume");
+  s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const std::string cache = args.text("--cache", "");
   if (!cache.empty() && s.dataset.empty()) throw UsageError("--cache keeps decoded photos of a --dataset; give the dataset too");
@@ -221,10 +225,13 @@ int run(int argc, char** argv) {
 // for the others. Every process meets the others in exactly one agreement that stops: the one
 // after reading, or, with --cache, the one after process 0 has built the cache, which a process
 // that failed earlier meets with its final one (the same collective). An error once training has
-// begun ends every process (MPI_Abort).
+// begun ends every process (MPI_Abort). Once the data is read, a collective that makes no
+// progress for --mpi-timeout seconds ends every process too (tnet::mpi::Group's watchdog); before,
+// the others wait without limit while process 0 builds the image cache.
 int run_in_group(int argc, char** argv) {
   tnet::mpi::Environment mpi(argc, argv);
   tnet::mpi::Group group;
+  group.set_timeout(0);
   const int rank = group.rank();
   if (rank != 0) std::cout.rdbuf(nullptr);  // process 0 alone prints
   const std::string name = "fashion_train" + (rank == 0 ? std::string() : " (process " + std::to_string(rank) + ")");
@@ -249,6 +256,7 @@ int run_in_group(int argc, char** argv) {
   } catch (const std::exception& e) {
     status = 1, error = e.what();
   }
+  group.set_timeout(s.mpi_timeout);
   if (!stopped) agree(status >= 0);
   if (stopped) {
     if (!error.empty() && (rank == 0 || stops[1] == 0)) std::cerr << name << ": " << error << "\n";

@@ -41,6 +41,8 @@ struct TrainSettings {
   // its slice of every batch; null: this process alone. Process 0 alone prints and writes files.
   tnet::Reducer* group = nullptr;
   bool prefetch = false;  // prepare each batch on a background thread while the one before trains
+  // Under mpirun: seconds a collective may make no progress before the run ends (train.cpp).
+  double mpi_timeout = 300;
 
   std::string checkpoint() const { return model + ".checkpoint"; }
   /// The mean of the first `count` averaged epochs. One file per count: a checkpoint that says
