@@ -35,7 +35,7 @@ inline long status_kb(const std::string& field) {
 }
 
 struct ChildRun {
-  std::string message;  // what `f` threw (its what()), "" when it returned, or how the child ended
+  std::string message;       // what `f` threw (its what()), "" when it returned, or how the child ended
   long peak_growth_mb = -1;  // how far the child's peak resident memory rose above its start
 };
 

@@ -311,8 +311,8 @@ TEST_CASE("ONNX: dims whose product overflows are refused naming the tensor, nev
     onnx::ProtoOut graph = graph_with_output({-1, 3});
     graph.message(onnx::field::initializer, float_initializer("w", dims, std::string(12, '\0')));
     write_model(path, std::move(graph));
-    CHECK(test::error_of([&] { read_onnx_info(path); }) == path + ": not a valid ONNX file: the constant 'w' has dims " +
-                                                             onnx::dims_string(dims) + ": not a size of at most 2^40 values");
+    CHECK(test::error_of([&] { read_onnx_info(path); }) ==
+          path + ": not a valid ONNX file: the constant 'w' has dims " + onnx::dims_string(dims) + ": not a size of at most 2^40 values");
   }
   // dims that are a size, but not of the bytes the file holds.
   onnx::ProtoOut graph = graph_with_output({-1, 3});
@@ -409,9 +409,10 @@ TEST_CASE("ONNX: a name given to two values is refused, naming it") {
   using Kind = ModelFileError::Kind;
   // Two initializers named 0.conv2d.bias (the second was 5.conv2d.bias): the last one used to win.
   std::string twice = bytes;
-  const std::size_t at = twice.find(std::string("\x42\x0d"
-                                                "5.conv2d.bias",
-                                                15));
+  const std::size_t at =
+      twice.find(std::string("\x42\x0d"
+                             "5.conv2d.bias",
+                             15));
   REQUIRE(at != std::string::npos);
   twice[at + 2] = '0';
   write(dir / "twice.onnx", twice);
@@ -419,9 +420,10 @@ TEST_CASE("ONNX: a name given to two values is refused, naming it") {
   CHECK(test::error_of([&] { read_onnx_info(dir / "twice.onnx"); }).ends_with("two initializers named '0.conv2d.bias'"));
   // Two nodes whose output is 0.conv2d (the second's was 5.conv2d).
   std::string outputs = bytes;
-  const std::size_t output_at = outputs.find(std::string("\x12\x08"
-                                                         "5.conv2d",
-                                                         10));
+  const std::size_t output_at =
+      outputs.find(std::string("\x12\x08"
+                               "5.conv2d",
+                               10));
   REQUIRE(output_at != std::string::npos);
   outputs[output_at + 2] = '0';
   write(dir / "outputs.onnx", outputs);
@@ -440,7 +442,7 @@ TEST_CASE("ONNX: a name given to two values is refused, naming it") {
     graph.message(onnx::field::node, std::move(node));
     write_model(dir / "constant.onnx", std::move(graph));
     CHECK(test::error_of([&] { read_onnx_info(dir / "constant.onnx"); }) ==
-          dir / "constant.onnx" + ": not a valid ONNX file: malformed ONNX: the name '" + name + "' is given to two values (node 0's output and " +
-              (name == std::string("w") ? "an initializer)" : "a graph input)"));
+          dir / "constant.onnx" + ": not a valid ONNX file: malformed ONNX: the name '" + name +
+              "' is given to two values (node 0's output and " + (name == std::string("w") ? "an initializer)" : "a graph input)"));
   }
 }

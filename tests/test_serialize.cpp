@@ -287,7 +287,8 @@ std::string with_signature(const std::string& bytes, const std::string& signatur
   std::uint32_t old_length;
   std::memcpy(&old_length, bytes.data() + 32, 4);
   const auto length = std::uint32_t(signature.size());
-  std::string out = bytes.substr(0, 32) + std::string(reinterpret_cast<const char*>(&length), 4) + signature + bytes.substr(36 + old_length);
+  std::string out =
+      bytes.substr(0, 32) + std::string(reinterpret_cast<const char*>(&length), 4) + signature + bytes.substr(36 + old_length);
   return with_valid_checksum(out);
 }
 std::string replaced(std::string text, const std::string& from, const std::string& to) {
@@ -313,7 +314,9 @@ TEST_CASE("a small model file claiming a huge output count is refused before mem
   } cases[] = {
       {"the Dense layer and the output", replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", both),
        "gives 1000000 outputs ('Dense(1000000) -> (None, 1000000)'), whose weights cannot fit in its"},
-      {"2^30 - 1", replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", "Dense(1073741823) -> (None, 1073741823)\nSigmoid -> (None, 1073741823)\n"),
+      {"2^30 - 1",
+       replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n",
+                "Dense(1073741823) -> (None, 1073741823)\nSigmoid -> (None, 1073741823)\n"),
        "gives 1073741823 outputs"},
       {"the last line only", replaced(signature, "Sigmoid -> (None, 5)", "Sigmoid -> (None, 1000000)"),
        "gives 1000000 outputs ('Sigmoid -> (None, 1000000)')"},
@@ -336,9 +339,9 @@ TEST_CASE("a small model file claiming a huge output count is refused before mem
   // A width the file's own signature could hold (a Dense of 1 input), but the network's Dense of
   // 64 inputs could not: read_model_outputs<Net> refuses it.
   const std::string path = dir / "narrow.tnet";
-  write(path, with_signature(bytes, replaced(replaced(signature, "Flatten -> (None, 64)", "Flatten -> (None, 1)"),
-                                             "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n",
-                                             "Dense(100) -> (None, 100)\nSigmoid -> (None, 100)\n")));
+  write(path, with_signature(
+                  bytes, replaced(replaced(signature, "Flatten -> (None, 64)", "Flatten -> (None, 1)"),
+                                  "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", "Dense(100) -> (None, 100)\nSigmoid -> (None, 100)\n")));
   CHECK(read_model_outputs(path) == 100);
   CHECK(test::error_of([&] { read_model_outputs<AnyWidth>(path); }) ==
         path + ": model file's signature gives 100 outputs ('Dense(100) -> (None, 100)'): this network's 65 floats an output would " +

@@ -155,7 +155,7 @@ inline std::string read_file(const std::string& path, std::uint64_t largest) {
                          "ONNX file of " + std::to_string(info.st_size) + " bytes, more than the " + std::to_string(largest) +
                              " tnet reads for this network");
   std::string bytes = tnet::detail::allocating(std::uint64_t(info.st_size), "the bytes", path,
-                                        [&] { return std::string(std::size_t(info.st_size), '\0'); });
+                                               [&] { return std::string(std::size_t(info.st_size), '\0'); });
   std::size_t got = 0;
   while (got < bytes.size()) {
     const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
@@ -433,8 +433,8 @@ class GraphIn {
              std::string("its ") + what + " holds " + std::to_string(t.raw.size()) + " bytes for " + std::to_string(count) + " floats");
     if (!t.has_raw && t.float_count != count)
       refuse(n, layer, std::string("its ") + what + " holds " + std::to_string(t.float_count) + " floats, not " + std::to_string(count));
-    const std::vector<float> values = tnet::detail::allocating(count * sizeof(float), std::string("the ") + what + " of layer " + layer, path_,
-                                                         [&] { return tensor_floats(t); });
+    const std::vector<float> values = tnet::detail::allocating(count * sizeof(float), std::string("the ") + what + " of layer " + layer,
+                                                               path_, [&] { return tensor_floats(t); });
     for (float v : values)
       if (!std::isfinite(v))
         throw ModelFileError(ModelFileError::Kind::not_finite, path_,
@@ -1028,11 +1028,12 @@ inline OnnxInfo read_info(const std::string& path, std::uint64_t per_output) {
   std::uint64_t outputs = 1;
   const onnx::ValueInfo& out = model.outputs[0];
   for (std::size_t i = 1; i < out.dims.size() && outputs > 0; ++i)
-    if (out.dims[i] < 1 || !tnet::detail::checked_mul(outputs, std::uint64_t(out.dims[i]), outputs, (std::uint64_t(1) << 30) - 1)) outputs = 0;
+    if (out.dims[i] < 1 || !tnet::detail::checked_mul(outputs, std::uint64_t(out.dims[i]), outputs, (std::uint64_t(1) << 30) - 1))
+      outputs = 0;
   if (!out.has_shape || out.dims.size() < 2 || outputs < 1)
-    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
-                         "the graph's output " + out.name + " " + onnx::dims_string(out.dims) +
-                             " has no fixed shape of fewer than 2^30 values a sample");
+    throw ModelFileError(
+        ModelFileError::Kind::architecture_mismatch, path,
+        "the graph's output " + out.name + " " + onnx::dims_string(out.dims) + " has no fixed shape of fewer than 2^30 values a sample");
   // A network is constructed with this width before its weights are read: the width must be one
   // the file's weights can make (a Dense of it holds at least as many floats).
   const std::uint64_t held = onnx::floats_held(model);
@@ -1064,7 +1065,6 @@ template <class Net>
 OnnxInfo read_onnx_info(const std::string& path) {
   return onnx::read_info(path, detail::floats_per_output<Net>());
 }
-
 
 /// Reads the weights and statistics of an ONNX model into `net`, whose type must match the graph
 /// (see the top of this file). Throws ModelFileError, changing nothing, when the file cannot be

@@ -264,8 +264,8 @@ struct Tensor {
   std::vector<std::int64_t> dims;
   int data_type = 0;
   bool has_raw = false, external = false;
-  std::string_view raw;                           // into the file's bytes
-  std::string_view message;                       // the whole TensorProto, for tensor_floats and tensor_int64s
+  std::string_view raw;                          // into the file's bytes
+  std::string_view message;                      // the whole TensorProto, for tensor_floats and tensor_int64s
   std::size_t float_count = 0, int64_count = 0;  // values in its float_data and int64_data fields
 };
 

@@ -178,9 +178,9 @@ class Reader {
   std::uint32_t get_count(std::size_t least, const char* what) {
     const auto count = get<std::uint32_t>();
     if (count > std::uint64_t(end_ - at_) / least)
-      throw ModelFileError(ModelFileError::Kind::corrupted, path_,
-                           "malformed model file: " + std::to_string(count) + " " + what + " in " + std::to_string(end_ - at_) +
-                               " bytes of payload");
+      throw ModelFileError(
+          ModelFileError::Kind::corrupted, path_,
+          "malformed model file: " + std::to_string(count) + " " + what + " in " + std::to_string(end_ - at_) + " bytes of payload");
     return count;
   }
   bool done() const { return at_ == end_; }
@@ -350,7 +350,9 @@ inline int read_model_outputs(const std::string& path, std::uint64_t per_output)
   const bool dense = lines[maker].starts_with("Dense(");
   const std::uint64_t inputs = dense ? signature_line_size(lines[maker - 1]) : 1;
   std::uint64_t floats = 0, bytes = 0;
-  auto fits = [&](std::uint64_t per) { return checked_mul(per, outputs, floats) && checked_mul(floats, sizeof(float), bytes) && bytes <= payload_size; };
+  auto fits = [&](std::uint64_t per) {
+    return checked_mul(per, outputs, floats) && checked_mul(floats, sizeof(float), bytes) && bytes <= payload_size;
+  };
   if (inputs < 1 || !fits(inputs + 1))
     throw ModelFileError(Kind::corrupted, path,
                          "malformed model file: its signature gives " + std::to_string(outputs) + " outputs ('" + lines[maker] +
