@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
       t.int_field(onnx::field::dims, 256);
       t.int_field(onnx::field::data_type, onnx::int64);
       t.bytes_field(onnx::field::int64_data, std::string(256, '\0'));
-      graph.message(onnx::field::node, constant_node("c" + std::to_string(k), std::move(t)));
+      graph.message(onnx::field::node, constant_node(std::string("c") + std::to_string(k), std::move(t)));
     }
     onnx_file(std::move(graph), root / "onnx/int64_constants.onnx");
   }

@@ -372,7 +372,7 @@ TEST_CASE("ONNX: packed int64 constants cost memory for their structure, not the
     onnx::ProtoOut value = onnx::attribute_header("value", onnx::attr_tensor);
     value.message(onnx::field::t, std::move(t));
     onnx::ProtoOut node;
-    node.bytes_field(onnx::field::node_output, "c" + std::to_string(k));
+    node.bytes_field(onnx::field::node_output, std::string("c") + std::to_string(k));
     node.bytes_field(onnx::field::op_type, "Constant");
     node.message(onnx::field::attribute, std::move(value));
     graph.message(onnx::field::node, std::move(node));

@@ -1054,7 +1054,7 @@ inline OnnxInfo read_info(const std::string& path, std::uint64_t per_output) {
 
 /// What an ONNX file's graph takes and gives, and its metadata, for choosing the network type to
 /// load it into. Reads files of at most 1 GiB (ONNX's protobuf limit is 2 GiB; tnet's largest
-/// networks are tens of MB), taking the file's size in memory and some 50 MB at most beyond it.
+/// networks are tens of MB), taking at most twice the file's size in memory and some 50 MB.
 /// The output width is at most the float weights the file holds: a network constructed with it
 /// (Outputs{info.outputs}) holds no more than the file can fill.
 inline OnnxInfo read_onnx_info(const std::string& path) { return onnx::read_info(path, 0); }

@@ -8,8 +8,8 @@
 // every length checked against what is left, so a hostile file costs at most one pass over its
 // bytes; the parsed model (OnnxModel) refers into that buffer. A tensor's values are counted, not
 // copied, while parsing (tensor_floats and tensor_int64s read them when a layer needs them), and
-// attributes' lists share one budget, so parsing takes memory for the file's structure only: at
-// most some 50 MB beyond the file's bytes, whatever they claim.
+// attributes' lists share one budget, so parsing takes memory for the file's structure only: its
+// names (at most the file's bytes again) and some 50 MB, whatever the file claims.
 // Field numbers are onnx.proto's (ONNX 1.12, IR version 8); only the fields tnet uses are named.
 #pragma once
 
