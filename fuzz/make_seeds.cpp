@@ -1,11 +1,13 @@
 // Writes the fuzz targets' seed corpora into tests/fixtures/fuzz/<target>/ (committed; run again
-// only to change them): a valid file of each kind, and a few near misses.
+// only to change them): a valid file of each kind, a few near misses, and the shapes hostile files
+// took (huge claimed counts and dims, dims whose product overflows, names given twice).
 //   g++ -std=c++20 -fopenmp -Iinclude -I/usr/include/eigen3 -I/usr/include/stb fuzz/make_seeds.cpp -lstb -lturbojpeg -o make_seeds
 //   ./make_seeds tests/fixtures/fuzz
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <iterator>
 #include <string>
 
@@ -21,6 +23,66 @@ static std::string read(const fs::path& p) {
 }
 static void write(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 
+// A model file's bytes with the payload's length and checksum made right, as a hand-made file's.
+static std::string with_valid_checksum(std::string bytes) {
+  const std::uint64_t length = bytes.size() - 32, checksum = tnet::detail::fnv1a64(bytes.data() + 32, length);
+  std::memcpy(bytes.data() + 16, &length, 8);
+  std::memcpy(bytes.data() + 24, &checksum, 8);
+  return bytes;
+}
+static std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const std::size_t at = text.find(from);
+  return at == std::string::npos ? text : text.replace(at, from.size(), to);
+}
+// The same model with `from` in its signature replaced by `to`.
+static std::string with_signature(const std::string& bytes, const std::string& from, const std::string& to) {
+  std::uint32_t length;
+  std::memcpy(&length, bytes.data() + 32, 4);
+  const std::string signature = replaced(bytes.substr(36, length), from, to);
+  const auto new_length = std::uint32_t(signature.size());
+  return with_valid_checksum(bytes.substr(0, 32) + std::string(reinterpret_cast<const char*>(&new_length), 4) + signature +
+                             bytes.substr(36 + length));
+}
+
+// Small ONNX files made field by field.
+namespace onnx = tnet::onnx;
+static std::string onnx_file(onnx::ProtoOut&& graph, const fs::path& path) {
+  onnx::ProtoOut model;
+  model.int_field(onnx::field::ir_version, 7);
+  onnx::ProtoOut opset;
+  opset.bytes_field(onnx::field::opset_domain, "");
+  opset.int_field(onnx::field::opset_version, 13);
+  model.message(onnx::field::opset_import, std::move(opset));
+  model.message(onnx::field::graph, std::move(graph));
+  tnet::AtomicFile out(path.string(), "ONNX file");
+  model.write_to(out);
+  out.commit();
+  return path.string();
+}
+static onnx::ProtoOut graph_with_output(const std::vector<std::int64_t>& output_dims) {
+  onnx::ProtoOut graph;
+  graph.message(onnx::field::input, onnx::value_info("x", {-1, 2, 4, 4}));
+  graph.message(onnx::field::output, onnx::value_info("y", output_dims));
+  return graph;
+}
+static onnx::ProtoOut float_tensor(const std::string& name, const std::vector<std::int64_t>& dims, const std::string& raw) {
+  onnx::ProtoOut t;
+  for (std::int64_t d : dims) t.int_field(onnx::field::dims, d);
+  t.int_field(onnx::field::data_type, onnx::float32);
+  t.bytes_field(onnx::field::tensor_name, name);
+  t.bytes_field(onnx::field::raw_data, raw);
+  return t;
+}
+static onnx::ProtoOut constant_node(const std::string& output, onnx::ProtoOut&& tensor) {
+  onnx::ProtoOut value = onnx::attribute_header("value", onnx::attr_tensor);
+  value.message(onnx::field::t, std::move(tensor));
+  onnx::ProtoOut node;
+  node.bytes_field(onnx::field::node_output, output);
+  node.bytes_field(onnx::field::op_type, "Constant");
+  node.message(onnx::field::attribute, std::move(value));
+  return node;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const fs::path root = argv[1];
@@ -34,10 +96,71 @@ int main(int argc, char** argv) {
   tnet::save_model((root / "model/plain.tnet").string(), net, {"a", "b", "c"});
   const std::string plain = read(root / "model/plain.tnet");
   write(root / "model/header_only.tnet", plain.substr(0, 32));
+  // Claimed sizes a 1 KB file cannot hold: a million outputs (in the Dense line and the last, or
+  // the last alone), 2^30 - 1 outputs, 4 billion class names; and two tensors of one name.
+  const std::string dense3 = "Dense(3) -> (None, 3)\nSigmoid -> (None, 3)\n";
+  write(root / "model/million_outputs.tnet",
+        with_signature(plain, dense3, "Dense(1000000) -> (None, 1000000)\nSigmoid -> (None, 1000000)\n"));
+  write(root / "model/million_outputs_last_line.tnet", with_signature(plain, "Sigmoid -> (None, 3)", "Sigmoid -> (None, 1000000)"));
+  write(root / "model/max_outputs.tnet",
+        with_signature(plain, dense3, "Dense(1073741823) -> (None, 1073741823)\nSigmoid -> (None, 1073741823)\n"));
+  {
+    std::uint32_t length;
+    std::memcpy(&length, plain.data() + 32, 4);
+    std::string labels = plain;
+    const std::uint32_t billions = 4000000000u;
+    std::memcpy(labels.data() + 32 + 4 + length + 16, &billions, 4);
+    write(root / "model/billion_labels.tnet", with_valid_checksum(labels));
+    write(root / "model/duplicate_tensor.tnet", with_valid_checksum(replaced(plain, "2.batchnorm.biased_mean", "2.batchnorm.moving_mean")));
+  }
   // ONNX: tnet's exports in both layouts (PyTorch's, onnx/pytorch_tiny.onnx, is written by
   // tests/onnx/torch_smallervgg.py --fuzz-seed).
   tnet::save_onnx((root / "onnx/nhwc.onnx").string(), net, {"a", "b", "c"});
   tnet::save_onnx((root / "onnx/nchw.onnx").string(), net, {}, tnet::OnnxLayout::nchw);
+  // Hostile shapes: an output whose dims' product overflows int64, an output (N, 1000000) with
+  // no weights, dims that overflow and dims the bytes do not fill, packed int64 Constants, and
+  // names given twice (initializers; node outputs; a Constant and an initializer).
+  onnx_file(graph_with_output({-1, 4, (std::int64_t(1) << 62) + 1}), root / "onnx/dims_overflow.onnx");
+  onnx_file(graph_with_output({-1, 1000000}), root / "onnx/wide_output.onnx");
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_tensor("w", {std::int64_t(1) << 40, std::int64_t(1) << 40, 4}, std::string(12, '\0')));
+    onnx_file(std::move(graph), root / "onnx/initializer_dims_overflow.onnx");
+  }
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_tensor("w", {1000, 1000}, std::string(12, '\0')));
+    onnx_file(std::move(graph), root / "onnx/initializer_without_bytes.onnx");
+  }
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    for (int k = 0; k < 4; ++k) {
+      onnx::ProtoOut t;
+      t.int_field(onnx::field::dims, 256);
+      t.int_field(onnx::field::data_type, onnx::int64);
+      t.bytes_field(onnx::field::int64_data, std::string(256, '\0'));
+      graph.message(onnx::field::node, constant_node(std::string("c") + std::to_string(k), std::move(t)));
+    }
+    onnx_file(std::move(graph), root / "onnx/int64_constants.onnx");
+  }
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_tensor("w", {3}, std::string(12, '\0')));
+    graph.message(onnx::field::node, constant_node("w", float_tensor("", {3}, std::string(12, '\1'))));
+    onnx_file(std::move(graph), root / "onnx/constant_named_as_initializer.onnx");
+  }
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_tensor("w", {3}, std::string(12, '\0')));
+    graph.message(onnx::field::initializer, float_tensor("w", {3}, std::string(12, '\1')));
+    onnx_file(std::move(graph), root / "onnx/duplicate_initializer.onnx");
+  }
+  {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::node, constant_node("c", float_tensor("", {3}, std::string(12, '\0'))));
+    graph.message(onnx::field::node, constant_node("c", float_tensor("", {3}, std::string(12, '\1'))));
+    onnx_file(std::move(graph), root / "onnx/duplicate_node_output.onnx");
+  }
   // Label files.
   write(root / "labels/six.txt", "# tnet MultiLabelBinarizer v1\nblack\nblue\ndress\njeans\nred\nshirt\n");
   write(root / "labels/crlf_bom.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\na\r\nb\r\n");

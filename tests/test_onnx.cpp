@@ -3,6 +3,9 @@
 // network. Consumers tnet did not write (onnx.checker, OpenCV, ONNX Runtime, PyTorch) are tested
 // by tests/onnx/run.sh.
 #include "support.hpp"
+#include "limited.hpp"
+
+#include <fcntl.h>
 
 #include <filesystem>
 #include <fstream>
@@ -250,4 +253,196 @@ TEST_CASE("ONNX: PyTorch's two ways of flattening import to the same network") {
   CHECK(predictions(flattened) == predictions(viewed));
   Tiny fresh(Outputs{3}, 1);
   CHECK(everything(fresh) != everything(flattened));
+}
+
+namespace {
+// Small ONNX files made field by field, as a hand-made (hostile) file would be.
+onnx::ProtoOut model_of(onnx::ProtoOut&& graph) {
+  onnx::ProtoOut model;
+  model.int_field(onnx::field::ir_version, 7);
+  onnx::ProtoOut opset;
+  opset.bytes_field(onnx::field::opset_domain, "");
+  opset.int_field(onnx::field::opset_version, 13);
+  model.message(onnx::field::opset_import, std::move(opset));
+  model.message(onnx::field::graph, std::move(graph));
+  return model;
+}
+void write_model(const std::string& path, onnx::ProtoOut&& graph) {
+  AtomicFile out(path, "ONNX file");
+  model_of(std::move(graph)).write_to(out);
+  out.commit();
+}
+// A graph of input x (N, 2, 4, 4), NCHW, and output y of `output_dims` (N first), no nodes.
+onnx::ProtoOut graph_with_output(const std::vector<std::int64_t>& output_dims) {
+  onnx::ProtoOut graph;
+  graph.message(onnx::field::input, onnx::value_info("x", {-1, 2, 4, 4}));
+  graph.message(onnx::field::output, onnx::value_info("y", output_dims));
+  return graph;
+}
+onnx::ProtoOut float_initializer(const std::string& name, std::vector<std::int64_t> dims, const std::string& raw) {
+  onnx::ProtoOut t;
+  for (std::int64_t d : dims) t.int_field(onnx::field::dims, d);
+  t.int_field(onnx::field::data_type, onnx::float32);
+  t.bytes_field(onnx::field::tensor_name, name);
+  t.bytes_field(onnx::field::raw_data, raw);
+  return t;
+}
+using Tiny = Sequential<Input<4, 4, 2>, Conv2D<3, 3>, ReLU, BatchNorm, Flatten, Dense<dynamic>, Sigmoid>;
+}  // namespace
+
+TEST_CASE("ONNX: dims whose product overflows are refused naming the tensor, never wrapped (UBSan)") {
+  TempDir dir;
+  // The graph's output (N, 4, 2^62 + 1): its product overflowed int64 in read_onnx_info (UBSan:
+  // "signed integer overflow"), and wrapped to 4 outputs in a release build.
+  const std::string path = dir / "overflow.onnx";
+  write_model(path, graph_with_output({-1, 4, (std::int64_t(1) << 62) + 1}));
+  CHECK(read(path).size() < 200);
+  CHECK(test::error_of([&] { read_onnx_info(path); }) ==
+        path + ": the graph's output y [-1, 4, 4611686018427387905] has no fixed shape of fewer than 2^30 values a sample");
+  for (const std::vector<std::int64_t>& dims : std::vector<std::vector<std::int64_t>>{
+           {-1, std::int64_t(1) << 40, std::int64_t(1) << 40}, {-1, 3, std::int64_t(1) << 62, 4, -4}, {-1, 1 << 15, 1 << 15}}) {
+    write_model(path, graph_with_output(dims));
+    CHECK(test::error_of([&] { read_onnx_info(path); }) ==
+          path + ": the graph's output y " + onnx::dims_string(dims) + " has no fixed shape of fewer than 2^30 values a sample");
+  }
+  // An initializer's dims: the product overflows uint64, or is negative.
+  for (const std::vector<std::int64_t>& dims : std::vector<std::vector<std::int64_t>>{
+           {std::int64_t(1) << 40, std::int64_t(1) << 40, std::int64_t(1) << 40}, {-1, 4}, {std::int64_t(1) << 41}}) {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_initializer("w", dims, std::string(12, '\0')));
+    write_model(path, std::move(graph));
+    CHECK(test::error_of([&] { read_onnx_info(path); }) ==
+          path + ": not a valid ONNX file: the constant 'w' has dims " + onnx::dims_string(dims) + ": not a size of at most 2^40 values");
+  }
+  // dims that are a size, but not of the bytes the file holds.
+  onnx::ProtoOut graph = graph_with_output({-1, 3});
+  graph.message(onnx::field::initializer, float_initializer("w", {1000, 1000}, std::string(12, '\0')));
+  write_model(path, std::move(graph));
+  CHECK(test::error_of([&] { read_onnx_info(path); }) ==
+        path + ": not a valid ONNX file: the constant 'w' of dims [1000, 1000] holds 12 bytes for 1000000 values");
+}
+
+TEST_CASE("ONNX: an output width the file's weights cannot make is refused before the network is made") {
+  // What fashion_classify does: construct the network at read_onnx_info's width, then load. An
+  // output (N, 1000000) with no weights once took 8 GB for 33 s.
+  TempDir dir;
+  for (const std::int64_t width : {std::int64_t(1000000), std::int64_t(100000000), (std::int64_t(1) << 30) - 1}) {
+    CAPTURE(width);
+    const std::string path = dir / "wide.onnx";
+    onnx::ProtoOut graph = graph_with_output({-1, width});
+    graph.message(onnx::field::initializer, float_initializer("w", {3}, std::string(12, '\0')));
+    write_model(path, std::move(graph));
+    const test::ChildRun run = test::in_child([&] {
+      Tiny net(Outputs{read_onnx_info<Tiny>(path).outputs}, 1);
+      load_onnx(path, net);
+    });
+    CHECK(run.message == path + ": the graph's output y [-1, " + std::to_string(width) + "] has " + std::to_string(width) +
+                             " values a sample, more than the 3 weights the file holds");
+    CHECK(run.peak_growth_mb >= 0);
+    CHECK_MESSAGE(run.peak_growth_mb < 64, run.peak_growth_mb << " MB at the peak");
+  }
+  // A width the file's weights could make (1,000 outputs, 3,000 weights), but not for this
+  // network, whose Dense of 48 inputs holds 48 weights an output: read_onnx_info<Net> refuses it.
+  const std::string path = dir / "narrow.onnx";
+  onnx::ProtoOut graph = graph_with_output({-1, 1000});
+  graph.message(onnx::field::initializer, float_initializer("w", {3000}, std::string(12000, '\0')));
+  write_model(path, std::move(graph));
+  CHECK(read_onnx_info(path).outputs == 1000);
+  CHECK(test::error_of([&] { read_onnx_info<Tiny>(path); }) ==
+        path + ": the graph's output y has 1000 values a sample: this network's 48 weights an output would be more than the 3000 the " +
+            "file holds");
+  // tnet's own export, and PyTorch's, hold their width's weights.
+  const std::string fixtures = std::string(TNET_FIXTURE_DIR) + "/fuzz/onnx/";
+  CHECK(read_onnx_info(fixtures + "nhwc.onnx").outputs == 3);
+  CHECK(read_onnx_info<Tiny>(fixtures + "pytorch_tiny.onnx").outputs == 3);
+}
+
+TEST_CASE("ONNX: packed int64 constants cost memory for their structure, not their values") {
+  // 32 Constant nodes of a million packed int64 zeros each: 32 MB of file that once parsed into
+  // 512 MB of vectors (a value is one byte of file but eight of memory), copied once more.
+  TempDir dir;
+  const std::string path = dir / "constants.onnx";
+  onnx::ProtoOut graph;
+  const std::string zeros(1000000, '\0');
+  for (int k = 0; k < 32; ++k) {
+    onnx::ProtoOut t;
+    t.int_field(onnx::field::dims, 1000000);
+    t.int_field(onnx::field::data_type, onnx::int64);
+    t.borrowed_field(onnx::field::int64_data, zeros.data(), zeros.size());
+    onnx::ProtoOut value = onnx::attribute_header("value", onnx::attr_tensor);
+    value.message(onnx::field::t, std::move(t));
+    onnx::ProtoOut node;
+    node.bytes_field(onnx::field::node_output, std::string("c") + std::to_string(k));
+    node.bytes_field(onnx::field::op_type, "Constant");
+    node.message(onnx::field::attribute, std::move(value));
+    graph.message(onnx::field::node, std::move(node));
+  }
+  graph.message(onnx::field::output, onnx::value_info("c0", {-1, 3}));
+  write_model(path, std::move(graph));
+  REQUIRE(fs::file_size(path) > 32000000);
+  const test::ChildRun run = test::in_child([&] { read_onnx_info(path); });
+  CHECK(run.message == path + ": the graph has no input");
+  CHECK(run.peak_growth_mb >= 30);  // the file's bytes
+  CHECK_MESSAGE(run.peak_growth_mb < 32 + 64, run.peak_growth_mb << " MB at the peak");
+}
+
+TEST_CASE("ONNX: out of memory for a file's bytes is a message naming the file and the size") {
+  if (test::address_sanitizer) {
+    MESSAGE("skipped under AddressSanitizer: it needs an address-space limit");
+    return;
+  }
+  TempDir dir;
+  const std::string path = dir / "sparse.onnx";
+  const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, off_t(900) << 20) == 0);  // 900 MB of holes: no disk taken
+  ::close(fd);
+  const test::ChildRun run = test::in_child([&] { read_onnx_info(path); }, 512);
+  CHECK(run.message == "cannot allocate 900.0 MB for the bytes of " + path);
+}
+
+TEST_CASE("ONNX: a name given to two values is refused, naming it") {
+  TempDir dir;
+  Net net(Outputs{labels}, 5);
+  save_onnx(dir / "net.onnx", net);
+  const std::string bytes = read(dir / "net.onnx");
+  using Kind = ModelFileError::Kind;
+  // Two initializers named 0.conv2d.bias (the second was 5.conv2d.bias): the last one used to win.
+  std::string twice = bytes;
+  const std::size_t at =
+      twice.find(std::string("\x42\x0d"
+                             "5.conv2d.bias",
+                             15));
+  REQUIRE(at != std::string::npos);
+  twice[at + 2] = '0';
+  write(dir / "twice.onnx", twice);
+  check_refused<Net>(dir / "twice.onnx", Kind::corrupted, "not a valid ONNX file: malformed ONNX: two initializers named '0.conv2d.bias'");
+  CHECK(test::error_of([&] { read_onnx_info(dir / "twice.onnx"); }).ends_with("two initializers named '0.conv2d.bias'"));
+  // Two nodes whose output is 0.conv2d (the second's was 5.conv2d).
+  std::string outputs = bytes;
+  const std::size_t output_at =
+      outputs.find(std::string("\x12\x08"
+                               "5.conv2d",
+                               10));
+  REQUIRE(output_at != std::string::npos);
+  outputs[output_at + 2] = '0';
+  write(dir / "outputs.onnx", outputs);
+  check_refused<Net>(dir / "outputs.onnx", Kind::corrupted,
+                     "malformed ONNX: the name '0.conv2d' is given to two values (node 5's output and an earlier node's output)");
+  // A Constant named as an initializer, and a node output named as the graph's input.
+  for (const char* name : {"w", "x"}) {
+    onnx::ProtoOut graph = graph_with_output({-1, 3});
+    graph.message(onnx::field::initializer, float_initializer("w", {3}, std::string(12, '\0')));
+    onnx::ProtoOut value = onnx::attribute_header("value", onnx::attr_tensor);
+    value.message(onnx::field::t, float_initializer("", {3}, std::string(12, '\1')));
+    onnx::ProtoOut node;
+    node.bytes_field(onnx::field::node_output, name);
+    node.bytes_field(onnx::field::op_type, "Constant");
+    node.message(onnx::field::attribute, std::move(value));
+    graph.message(onnx::field::node, std::move(node));
+    write_model(dir / "constant.onnx", std::move(graph));
+    CHECK(test::error_of([&] { read_onnx_info(dir / "constant.onnx"); }) ==
+          dir / "constant.onnx" + ": not a valid ONNX file: malformed ONNX: the name '" + name +
+              "' is given to two values (node 0's output and " + (name == std::string("w") ? "an initializer)" : "a graph input)"));
+  }
 }

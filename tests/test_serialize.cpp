@@ -1,6 +1,7 @@
 // Model files: a bit-exact round trip, and one clear, distinct error for each kind of bad file,
 // with the network in memory left untouched.
 #include "support.hpp"
+#include "limited.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -270,4 +271,122 @@ TEST_CASE("a model file larger than the network's model can be is refused before
   std::memcpy(bytes.data() + 16, &payload, 8);
   write(dir / "big.tnet", bytes);
   check_refused(dir / "big.tnet", ModelFileError::Kind::corrupted, "bytes, more than a model of this network can hold");
+}
+
+namespace {
+// A model file's bytes with its payload's length and checksum made right again, as a hand-made
+// (hostile) file would have them.
+std::string with_valid_checksum(std::string bytes) {
+  const std::uint64_t length = bytes.size() - 32, checksum = detail::fnv1a64(bytes.data() + 32, length);
+  std::memcpy(bytes.data() + 16, &length, 8);
+  std::memcpy(bytes.data() + 24, &checksum, 8);
+  return bytes;
+}
+// The same file with the signature `signature` in place of its own.
+std::string with_signature(const std::string& bytes, const std::string& signature) {
+  std::uint32_t old_length;
+  std::memcpy(&old_length, bytes.data() + 32, 4);
+  const auto length = std::uint32_t(signature.size());
+  std::string out =
+      bytes.substr(0, 32) + std::string(reinterpret_cast<const char*>(&length), 4) + signature + bytes.substr(36 + old_length);
+  return with_valid_checksum(out);
+}
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const std::size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+}  // namespace
+
+TEST_CASE("a small model file claiming a huge output count is refused before memory is taken for it") {
+  // What fashion_classify and fashion_export do: construct the network at the file's width, then
+  // load. A 1 KB file claiming 1,000,000 outputs once took 8 GB for 40 s before its checksum
+  // failed; 2^30 - 1 outputs ended in a bare std::bad_alloc.
+  TempDir dir;
+  AnyWidth net(Outputs{5}, 1);
+  save_model(dir / "five.tnet", net, {"a", "b", "c", "d", "e"});
+  const std::string bytes = read(dir / "five.tnet"), signature = net.signature();
+  REQUIRE(signature.ends_with("Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n"));
+  const std::string both = "Dense(1000000) -> (None, 1000000)\nSigmoid -> (None, 1000000)\n";
+  const struct {
+    const char* what;
+    std::string signature, words;
+  } cases[] = {
+      {"the Dense layer and the output", replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", both),
+       "gives 1000000 outputs ('Dense(1000000) -> (None, 1000000)'), whose weights cannot fit in its"},
+      {"2^30 - 1",
+       replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n",
+                "Dense(1073741823) -> (None, 1073741823)\nSigmoid -> (None, 1073741823)\n"),
+       "gives 1073741823 outputs"},
+      {"the last line only", replaced(signature, "Sigmoid -> (None, 5)", "Sigmoid -> (None, 1000000)"),
+       "gives 1000000 outputs ('Sigmoid -> (None, 1000000)')"},
+      {"no Dense line", replaced(signature, "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", "Sigmoid -> (None, 1000000)\n"),
+       "gives 1000000 outputs ('Sigmoid -> (None, 1000000)')"},
+  };
+  for (const auto& c : cases) {
+    INFO(std::string(c.what));
+    const std::string path = dir / "huge.tnet";
+    write(path, with_signature(bytes, c.signature));
+    CHECK(read(path).size() < 4000);  // a few KB
+    const test::ChildRun run = test::in_child([&] {
+      AnyWidth loaded(Outputs{read_model_outputs<AnyWidth>(path)}, 2);
+      load_model(path, loaded);
+    });
+    CHECK_MESSAGE(run.message.starts_with(path + ": malformed model file: its signature " + c.words), run.message);
+    CHECK(run.peak_growth_mb >= 0);
+    CHECK_MESSAGE(run.peak_growth_mb < 64, run.peak_growth_mb << " MB at the peak");
+  }
+  // A width the file's own signature could hold (a Dense of 1 input), but the network's Dense of
+  // 64 inputs could not: read_model_outputs<Net> refuses it.
+  const std::string path = dir / "narrow.tnet";
+  write(path, with_signature(
+                  bytes, replaced(replaced(signature, "Flatten -> (None, 64)", "Flatten -> (None, 1)"),
+                                  "Dense(5) -> (None, 5)\nSigmoid -> (None, 5)\n", "Dense(100) -> (None, 100)\nSigmoid -> (None, 100)\n")));
+  CHECK(read_model_outputs(path) == 100);
+  CHECK(test::error_of([&] { read_model_outputs<AnyWidth>(path); }) ==
+        path + ": model file's signature gives 100 outputs ('Dense(100) -> (None, 100)'): this network's 65 floats an output would " +
+            "not fit in its " + std::to_string(read(path).size() - 32) + "-byte payload");
+  // The file's own signature, with the checksum remade, still reads.
+  write(dir / "same.tnet", with_signature(bytes, signature));
+  CHECK(read_model_outputs<AnyWidth>(dir / "same.tnet") == 5);
+}
+
+TEST_CASE("a model file's counts are checked against the bytes left before anything is allocated") {
+  TempDir dir;
+  Net net(1);
+  save_model(dir / "m.tnet", net, {"a", "b"});
+  const std::string bytes = read(dir / "m.tnet");
+  std::uint32_t signature_length;
+  std::memcpy(&signature_length, bytes.data() + 32, 4);
+  const std::size_t class_count_at = 32 + 4 + signature_length + 8 + 8;
+  std::string claimed = bytes;
+  const std::uint32_t billions = 4000000000u;
+  std::memcpy(claimed.data() + class_count_at, &billions, 4);
+  write(dir / "labels.tnet", with_valid_checksum(claimed));
+  check_refused(dir / "labels.tnet", ModelFileError::Kind::corrupted, "malformed model file: 4000000000 class names in ");
+  // Two tensors of one name: refused, not the last one taken.
+  std::string twice = bytes;
+  const std::size_t at = twice.find("2.batchnorm.biased_mean");
+  REQUIRE(at != std::string::npos);
+  twice.replace(at, 23, "2.batchnorm.moving_mean");
+  write(dir / "twice.tnet", with_valid_checksum(twice));
+  check_refused(dir / "twice.tnet", ModelFileError::Kind::corrupted, "malformed model file: two tensors named 2.batchnorm.moving_mean");
+}
+
+TEST_CASE("out of memory while reading a model names what was being allocated, how much and the file") {
+  CHECK(detail::byte_count(512) == "512 bytes");
+  CHECK(detail::byte_count(3u << 20) == "3.0 MB");
+  CHECK(detail::byte_count(std::uint64_t(4) << 30) == "4.0 GB");
+  try {
+    detail::allocating(std::uint64_t(4) << 30, "the weights of layer 7.dense", "model.tnet", []() -> int { throw std::bad_alloc(); });
+    FAIL("no error");
+  } catch (const std::bad_alloc& e) {  // an AllocationError is still a std::bad_alloc
+    CHECK(std::string(e.what()) == "cannot allocate 4.0 GB for the weights of layer 7.dense of model.tnet");
+  }
+  std::uint64_t product = 0;
+  CHECK(detail::checked_mul(std::uint64_t(1) << 40, std::uint64_t(1) << 20, product));
+  CHECK(product == std::uint64_t(1) << 60);
+  CHECK(!detail::checked_mul(std::uint64_t(1) << 40, std::uint64_t(1) << 40, product));
+  CHECK(!detail::checked_mul(1000, 1000, product, 999999));
+  CHECK(!detail::checked_add(~std::uint64_t{0}, 1, product));
 }

@@ -19,7 +19,7 @@ struct ExportSettings {
 template <class Net>
 int export_onnx(const ExportSettings& s) {
   constexpr int size = Net::input_shape::height;
-  auto net = std::make_unique<Net>(tnet::Outputs{tnet::read_model_outputs(s.model)}, 0);
+  auto net = std::make_unique<Net>(tnet::Outputs{tnet::read_model_outputs<Net>(s.model)}, 0);
   const tnet::ModelFileInfo info = tnet::load_model(s.model, *net);
   const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, net->outputs(), info.class_names);
   const bool nhwc = s.layout == tnet::OnnxLayout::nhwc;

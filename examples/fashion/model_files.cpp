@@ -15,7 +15,7 @@ bool is_onnx_path(const std::string& path) {
 
 int model_image_size(const std::string& path) {
   if (is_onnx_path(path)) {
-    const tnet::OnnxInfo info = tnet::read_onnx_info(path);
+    const tnet::OnnxInfo info = read_onnx_model_info(path);
     for (const int size : image_sizes)
       if (info.height == size && info.width == size && info.channels == 3) return size;
     throw UsageError(path + " is not a SmallerVGGNet for 64, 96 or 128-pixel RGB images (its input is " + std::to_string(info.height) +
@@ -30,7 +30,10 @@ int model_image_size(const std::string& path) {
                    signature.substr(0, signature.find('\n')) + ")");
 }
 
-tnet::OnnxInfo read_onnx_model_info(const std::string& path) { return tnet::read_onnx_info(path); }
+// A SmallerVGGNet holds the same floats per label at every image size (its last Dense has 1024
+// inputs), so one size's check is every size's.
+static_assert(tnet::detail::floats_per_output<SmallerVGGNet<64>>() == tnet::detail::floats_per_output<SmallerVGGNet<128>>());
+tnet::OnnxInfo read_onnx_model_info(const std::string& path) { return tnet::read_onnx_info<SmallerVGGNet<64>>(path); }
 
 std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<64>& net) { return tnet::load_onnx(path, net).class_names; }
 std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<96>& net) { return tnet::load_onnx(path, net).class_names; }

@@ -17,7 +17,7 @@ bool is_onnx_path(const std::string& path);
 /// throws UsageError for any other network.
 int model_image_size(const std::string& path);
 
-/// tnet::read_onnx_info.
+/// tnet::read_onnx_info for a SmallerVGGNet: the width is one whose weights the file holds.
 tnet::OnnxInfo read_onnx_model_info(const std::string& path);
 
 /// tnet::load_onnx into a SmallerVGGNet of each size; returns the class names the file carries.

@@ -154,7 +154,8 @@ inline std::string read_file(const std::string& path, std::uint64_t largest) {
     throw ModelFileError(Kind::corrupted, path,
                          "ONNX file of " + std::to_string(info.st_size) + " bytes, more than the " + std::to_string(largest) +
                              " tnet reads for this network");
-  std::string bytes(std::size_t(info.st_size), '\0');
+  std::string bytes = tnet::detail::allocating(std::uint64_t(info.st_size), "the bytes", path,
+                                               [&] { return std::string(std::size_t(info.st_size), '\0'); });
   std::size_t got = 0;
   while (got < bytes.size()) {
     const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
@@ -167,12 +168,38 @@ inline std::string read_file(const std::string& path, std::uint64_t largest) {
   return bytes;
 }
 
+// Every constant's dims: none negative, their product (checked, never wrapped) at most 2^40
+// values, and, for float32 and int64 values held in the file, the values it holds.
+inline void check_tensor(const Tensor& t, const std::string& what) {
+  std::uint64_t count = 1;
+  for (const std::int64_t d : t.dims)
+    if (d < 0 || !tnet::detail::checked_mul(count, std::uint64_t(d), count, std::uint64_t(1) << 40))
+      throw FormatError(what + " '" + t.name + "' has dims " + dims_string(t.dims) + ": not a size of at most 2^40 values");
+  if (t.external || (t.data_type != float32 && t.data_type != int64)) return;
+  const std::size_t item = t.data_type == float32 ? sizeof(float) : sizeof(std::int64_t);
+  const std::uint64_t held = t.has_raw ? t.raw.size() / item : t.data_type == float32 ? t.float_count : t.int64_count;
+  if ((t.has_raw && t.raw.size() % item) || held != count)
+    throw FormatError(what + " '" + t.name + "' of dims " + dims_string(t.dims) + " holds " +
+                      (t.has_raw ? std::to_string(t.raw.size()) + " bytes" : std::to_string(held) + " values") + " for " +
+                      std::to_string(count) + " values");
+}
+
 inline OnnxModel parse_file(const std::string& path, const std::string& bytes) {
   try {
-    return parse_model(bytes);
+    OnnxModel model = parse_model(bytes);
+    for (const auto& [name, t] : model.initializers) check_tensor(t, "the constant");
+    return model;
   } catch (const FormatError& e) {
     throw ModelFileError(ModelFileError::Kind::corrupted, path, std::string("not a valid ONNX file: ") + e.what());
   }
+}
+
+// The float32 values the file's constants hold, counted without reading them.
+inline std::uint64_t floats_held(const OnnxModel& model) {
+  std::uint64_t total = 0;
+  for (const auto& [name, t] : model.initializers)
+    if (t.data_type == float32 && !t.external) total += t.has_raw ? t.raw.size() / sizeof(float) : t.float_count;
+  return total;
 }
 
 // ---- export ----------------------------------------------------------------------------------
@@ -398,21 +425,16 @@ class GraphIn {
     if (t.external) refuse(n, layer, std::string("its ") + what + " is stored outside the file (external data is not supported)");
     if (t.data_type != float32)
       refuse(n, layer, std::string("its ") + what + " is not float32 (data type " + std::to_string(t.data_type) + ")");
-    std::size_t count = 1;
-    for (std::int64_t d : dims) count *= std::size_t(d);
-    std::vector<float> values;
-    if (t.has_raw) {
-      if (t.raw.size() != count * sizeof(float))
-        refuse(n, layer,
-               std::string("its ") + what + " holds " + std::to_string(t.raw.size()) + " bytes for " + std::to_string(count) + " floats");
-      values.resize(count);
-      std::memcpy(values.data(), t.raw.data(), t.raw.size());
-    } else {
-      if (t.float_data.size() != count)
-        refuse(n, layer,
-               std::string("its ") + what + " holds " + std::to_string(t.float_data.size()) + " floats, not " + std::to_string(count));
-      values = t.float_data;
-    }
+    // The layer's own shape: its count fits (the network holds that many floats).
+    std::uint64_t count = 1;
+    for (std::int64_t d : dims) count *= std::uint64_t(d);
+    if (t.has_raw && t.raw.size() != count * sizeof(float))
+      refuse(n, layer,
+             std::string("its ") + what + " holds " + std::to_string(t.raw.size()) + " bytes for " + std::to_string(count) + " floats");
+    if (!t.has_raw && t.float_count != count)
+      refuse(n, layer, std::string("its ") + what + " holds " + std::to_string(t.float_count) + " floats, not " + std::to_string(count));
+    const std::vector<float> values = tnet::detail::allocating(count * sizeof(float), std::string("the ") + what + " of layer " + layer,
+                                                               path_, [&] { return tensor_floats(t); });
     for (float v : values)
       if (!std::isfinite(v))
         throw ModelFileError(ModelFileError::Kind::not_finite, path_,
@@ -434,13 +456,8 @@ class GraphIn {
     if (++visits > 64) return std::nullopt;
     if (const Tensor* t = model_.value(name)) {
       if (t->data_type != int64 || t->dims.size() > 1) return std::nullopt;
-      std::vector<std::int64_t> values = t->int64_data;
-      if (t->has_raw) {
-        if (t->raw.size() % 8 || t->raw.size() > 64) return std::nullopt;  // a shape: a few values
-        values.resize(t->raw.size() / 8);
-        if (!values.empty()) std::memcpy(values.data(), t->raw.data(), t->raw.size());
-      }
-      if (values.size() != (t->dims.empty() ? 1u : std::size_t(t->dims[0]))) return std::nullopt;
+      const auto values = tensor_int64s(*t, 16);  // a shape: a few values
+      if (!values || values->size() != (t->dims.empty() ? 1u : std::uint64_t(t->dims[0]))) return std::nullopt;
       return values;
     }
     const Node* n = nullptr;
@@ -989,10 +1006,9 @@ void save_onnx(const std::string& path, Net& net, const std::vector<std::string>
   out.commit();
 }
 
-/// What an ONNX file's graph takes and gives, and its metadata, for choosing the network type to
-/// load it into. Reads files of at most 1 GiB (ONNX's protobuf limit is 2 GiB; tnet's largest
-/// networks are tens of MB).
-inline OnnxInfo read_onnx_info(const std::string& path) {
+namespace onnx {
+// read_onnx_info; `per_output` > 0: the floats the caller's network holds for each output.
+inline OnnxInfo read_info(const std::string& path, std::uint64_t per_output) {
   const std::string bytes = onnx::read_file(path, std::uint64_t(1) << 30);
   const onnx::OnnxModel model = onnx::parse_file(path, bytes);
   onnx::check_opset(model, path);
@@ -1009,14 +1025,45 @@ inline OnnxInfo read_onnx_info(const std::string& path) {
   if (model.outputs.size() != 1)
     throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
                          "the graph has " + std::to_string(model.outputs.size()) + " outputs; a tnet network has one");
-  std::int64_t outputs = 1;
+  std::uint64_t outputs = 1;
   const onnx::ValueInfo& out = model.outputs[0];
-  for (std::size_t i = 1; i < out.dims.size(); ++i)
-    outputs = out.dims[i] >= 1 && outputs * out.dims[i] < (1 << 30) ? outputs * out.dims[i] : 0;
+  for (std::size_t i = 1; i < out.dims.size() && outputs > 0; ++i)
+    if (out.dims[i] < 1 || !tnet::detail::checked_mul(outputs, std::uint64_t(out.dims[i]), outputs, (std::uint64_t(1) << 30) - 1))
+      outputs = 0;
   if (!out.has_shape || out.dims.size() < 2 || outputs < 1)
-    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path, "the graph's output " + out.name + " has no fixed shape");
+    throw ModelFileError(
+        ModelFileError::Kind::architecture_mismatch, path,
+        "the graph's output " + out.name + " " + onnx::dims_string(out.dims) + " has no fixed shape of fewer than 2^30 values a sample");
+  // A network is constructed with this width before its weights are read: the width must be one
+  // the file's weights can make (a Dense of it holds at least as many floats).
+  const std::uint64_t held = onnx::floats_held(model);
+  if (outputs > held)
+    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
+                         "the graph's output " + out.name + " " + onnx::dims_string(out.dims) + " has " + std::to_string(outputs) +
+                             " values a sample, more than the " + std::to_string(held) + " weights the file holds");
+  // The caller's network holds `per_output` floats an output, its bias the last of them.
+  if (std::uint64_t weights = 0; per_output > 1 && (!tnet::detail::checked_mul(per_output - 1, outputs, weights) || weights > held))
+    throw ModelFileError(ModelFileError::Kind::architecture_mismatch, path,
+                         "the graph's output " + out.name + " has " + std::to_string(outputs) + " values a sample: this network's " +
+                             std::to_string(per_output - 1) + " weights an output would be more than the " + std::to_string(held) +
+                             " the file holds");
   info.outputs = int(outputs);
   return info;
+}
+}  // namespace onnx
+
+/// What an ONNX file's graph takes and gives, and its metadata, for choosing the network type to
+/// load it into. Reads files of at most 1 GiB (ONNX's protobuf limit is 2 GiB; tnet's largest
+/// networks are tens of MB), taking at most twice the file's size in memory and some 50 MB.
+/// The output width is at most the float weights the file holds: a network constructed with it
+/// (Outputs{info.outputs}) holds no more than the file can fill.
+inline OnnxInfo read_onnx_info(const std::string& path) { return onnx::read_info(path, 0); }
+
+/// The same, checking also that a network of type Net constructed at the file's width
+/// (Outputs{info.outputs}) would hold no more weights than the file does.
+template <class Net>
+OnnxInfo read_onnx_info(const std::string& path) {
+  return onnx::read_info(path, detail::floats_per_output<Net>());
 }
 
 /// Reads the weights and statistics of an ONNX model into `net`, whose type must match the graph

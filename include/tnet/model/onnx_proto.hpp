@@ -6,7 +6,10 @@
 // packed arrays). ProtoOut writes it as a list of pieces, some of them borrowed (a weight array
 // is written from the network's own memory, never copied). ProtoIn reads it from one buffer,
 // every length checked against what is left, so a hostile file costs at most one pass over its
-// bytes; the parsed model (OnnxModel) refers into that buffer.
+// bytes; the parsed model (OnnxModel) refers into that buffer. A tensor's values are counted, not
+// copied, while parsing (tensor_floats and tensor_int64s read them when a layer needs them), and
+// attributes' lists share one budget, so parsing takes memory for the file's structure only: its
+// names (at most the file's bytes again) and some 50 MB, whatever the file claims.
 // Field numbers are onnx.proto's (ONNX 1.12, IR version 8); only the fields tnet uses are named.
 #pragma once
 
@@ -14,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -182,15 +186,33 @@ class ProtoIn {
     ProtoIn packed(bytes());
     while (packed.at_ != packed.end_) add(packed.varint());
   }
-  /// A repeated float field, packed or one value a field; appends to `out`.
-  void floats(std::vector<float>& out) {
+  /// The number of values in a repeated int64 field, packed or one value a field, read past
+  /// without storing them.
+  std::size_t count_ints() {
+    if (wire_ == 0) return (varint(), 1);
+    ProtoIn packed(bytes());
+    std::size_t count = 0;
+    for (; packed.at_ != packed.end_; ++count) packed.varint();
+    return count;
+  }
+  /// A repeated float field, packed or one value a field; appends to `out`, which may hold at
+  /// most `limit` values.
+  void floats(std::vector<float>& out, std::size_t limit) {
+    const std::size_t count = count_floats_at_next();
+    if (count > limit || out.size() > limit - count)
+      throw FormatError("malformed ONNX: more than " + std::to_string(limit) + " values in a field");
     if (wire_ == 5) return out.push_back(fixed_float());
     const std::string_view packed = bytes();
-    if (packed.size() % 4) throw FormatError("malformed protobuf: packed floats whose length is not a multiple of 4");
     if (packed.empty()) return;
     const std::size_t first = out.size();
     out.resize(first + packed.size() / 4);
     std::memcpy(out.data() + first, packed.data(), packed.size());
+  }
+  /// The number of values in a repeated float field, read past without storing them.
+  std::size_t count_floats() {
+    const std::size_t count = count_floats_at_next();
+    skip();
+    return count;
   }
   void skip() {
     switch (wire_) {
@@ -212,7 +234,15 @@ class ProtoIn {
   }
 
  private:
-  void expect(int wire, const char* what) {
+  // The floats of the field at hand (1, or a packed field's), without moving past it.
+  std::size_t count_floats_at_next() const {
+    if (wire_ == 5) return 1;
+    ProtoIn peek = *this;
+    const std::string_view packed = peek.bytes();
+    if (packed.size() % 4) throw FormatError("malformed protobuf: packed floats whose length is not a multiple of 4");
+    return packed.size() / 4;
+  }
+  void expect(int wire, const char* what) const {
     if (wire_ != wire) throw FormatError("malformed ONNX: field " + std::to_string(number_) + " should be " + what);
   }
   std::string_view take(std::size_t size) {
@@ -234,9 +264,9 @@ struct Tensor {
   std::vector<std::int64_t> dims;
   int data_type = 0;
   bool has_raw = false, external = false;
-  std::string_view raw;  // into the file's bytes
-  std::vector<float> float_data;
-  std::vector<std::int64_t> int64_data;
+  std::string_view raw;                          // into the file's bytes
+  std::string_view message;                      // the whole TensorProto, for tensor_floats and tensor_int64s
+  std::size_t float_count = 0, int64_count = 0;  // values in its float_data and int64_data fields
 };
 
 struct Attribute {
@@ -293,7 +323,9 @@ inline std::string text(std::string_view bytes) { return std::string(bytes); }
 // memory (an empty attribute is 2 bytes of file but about 250 bytes parsed): at worst, 4,096
 // nodes of 32 attributes, inputs and outputs each parse into some 40 MB. A network tnet can hold
 // has tens to hundreds of nodes (PyTorch's SmallerVGGNet: 24).
-inline constexpr std::size_t max_nodes = 1 << 12, max_names = 32, max_dims = 16, max_list = 1 << 12, max_int64s = 1 << 20;
+inline constexpr std::size_t max_nodes = 1 << 12, max_names = 32, max_dims = 16, max_list = 1 << 12;
+// Values in all attributes' lists together (8 MB at most); a network's attributes hold hundreds.
+inline constexpr std::size_t max_attribute_values = 1 << 20;
 
 template <class List>
 List& bounded(List& list, std::size_t limit, const char* what) {
@@ -303,6 +335,7 @@ List& bounded(List& list, std::size_t limit, const char* what) {
 
 inline Tensor parse_tensor(std::string_view bytes) {
   Tensor t;
+  t.message = bytes;
   ProtoIn in(bytes);
   while (in.next()) {
     switch (in.number()) {
@@ -313,10 +346,10 @@ inline Tensor parse_tensor(std::string_view bytes) {
         t.data_type = int(in.integer());
         break;
       case field::float_data:
-        in.floats(t.float_data);
+        t.float_count += in.count_floats();
         break;
       case field::int64_data:
-        in.ints(t.int64_data, max_int64s);
+        t.int64_count += in.count_ints();
         break;
       case field::tensor_name:
         t.name = text(in.bytes());
@@ -339,7 +372,8 @@ inline Tensor parse_tensor(std::string_view bytes) {
   return t;
 }
 
-inline Attribute parse_attribute(std::string_view bytes) {
+// `values_left`: what the model's attributes may still hold in their lists together.
+inline Attribute parse_attribute(std::string_view bytes, std::size_t& values_left) {
   Attribute a;
   ProtoIn in(bytes);
   while (in.next()) {
@@ -360,19 +394,20 @@ inline Attribute parse_attribute(std::string_view bytes) {
         a.t = parse_tensor(in.bytes());
         break;
       case field::floats:
-        in.floats(bounded(a.floats, max_list, "values in an attribute"));
+        in.floats(a.floats, std::min(max_list, values_left + a.floats.size()));
         break;
       case field::ints:
-        in.ints(a.ints, max_list);
+        in.ints(a.ints, std::min(max_list, values_left + a.ints.size()));
         break;
       default:
         in.skip();  // subgraphs and the rest: no tnet layer has them
     }
   }
+  values_left -= std::min(values_left, a.floats.size() + a.ints.size());
   return a;
 }
 
-inline Node parse_node(std::string_view bytes) {
+inline Node parse_node(std::string_view bytes, std::size_t& values_left) {
   Node n;
   ProtoIn in(bytes);
   while (in.next()) {
@@ -393,7 +428,7 @@ inline Node parse_node(std::string_view bytes) {
         n.domain = text(in.bytes());
         break;
       case field::attribute:
-        bounded(n.attributes, max_names, "attributes of a node").push_back(parse_attribute(in.bytes()));
+        bounded(n.attributes, max_names, "attributes of a node").push_back(parse_attribute(in.bytes(), values_left));
         break;
       default:
         in.skip();
@@ -448,17 +483,19 @@ inline ValueInfo parse_value_info(std::string_view bytes) {
 }
 
 inline void parse_graph(std::string_view bytes, OnnxModel& model) {
+  std::size_t values_left = max_attribute_values;
   ProtoIn in(bytes);
   while (in.next()) {
     switch (in.number()) {
       case field::node:
-        bounded(model.nodes, max_nodes, "nodes").push_back(parse_node(in.bytes()));
+        bounded(model.nodes, max_nodes, "nodes").push_back(parse_node(in.bytes(), values_left));
         break;
       case field::initializer: {
         bounded(model.initializers, max_nodes, "initializers");
         Tensor t = parse_tensor(in.bytes());
         std::string name = t.name;
-        model.initializers[name] = std::move(t);
+        if (!model.initializers.emplace(name, std::move(t)).second)
+          throw FormatError("malformed ONNX: two initializers named '" + name + "'");
         break;
       }
       case field::input:
@@ -473,7 +510,66 @@ inline void parse_graph(std::string_view bytes, OnnxModel& model) {
   }
 }
 
+// Refuses a graph that gives one name to two values: two initializers, two node outputs, a node
+// output and an initializer or a graph input, two graph inputs or two graph outputs (a graph
+// input may repeat an initializer's name: older IR versions list every initializer as an input).
+inline void check_unique_names(const OnnxModel& model) {
+  auto twice = [](const std::string& name, const std::string& what) {
+    return FormatError("malformed ONNX: the name '" + name + "' is given to two values (" + what + ")");
+  };
+  std::set<std::string_view> inputs, outputs;
+  for (const ValueInfo& v : model.inputs)
+    if (!inputs.insert(v.name).second) throw twice(v.name, "two graph inputs");
+  for (const ValueInfo& v : model.outputs)
+    if (!outputs.insert(v.name).second) throw twice(v.name, "two graph outputs");
+  std::set<std::string_view> made;
+  for (std::size_t k = 0; k < model.nodes.size(); ++k)
+    for (const std::string& name : model.nodes[k].outputs) {
+      if (name.empty()) continue;  // an optional output left out
+      const std::string node = "node " + std::to_string(k) + "'s output";
+      if (model.initializers.count(name)) throw twice(name, node + " and an initializer");
+      if (inputs.count(name)) throw twice(name, node + " and a graph input");
+      if (!made.insert(name).second) throw twice(name, node + " and an earlier node's output");
+    }
+}
+
 }  // namespace detail
+
+/// A tensor's float values (its raw bytes, or its float_data), read from the file's bytes.
+inline std::vector<float> tensor_floats(const Tensor& t) {
+  std::vector<float> values;
+  if (t.has_raw) {
+    values.resize(t.raw.size() / sizeof(float));
+    if (!values.empty()) std::memcpy(values.data(), t.raw.data(), values.size() * sizeof(float));
+    return values;
+  }
+  values.reserve(t.float_count);
+  ProtoIn in(t.message);
+  while (in.next()) {
+    if (in.number() == field::float_data) in.floats(values, t.float_count);
+    else in.skip();
+  }
+  return values;
+}
+
+/// A tensor's int64 values (its raw bytes, or its int64_data), at most `limit` of them: nullopt
+/// when it holds more.
+inline std::optional<std::vector<std::int64_t>> tensor_int64s(const Tensor& t, std::size_t limit) {
+  std::vector<std::int64_t> values;
+  if (t.has_raw) {
+    if (t.raw.size() % sizeof(std::int64_t) || t.raw.size() / sizeof(std::int64_t) > limit) return std::nullopt;
+    values.resize(t.raw.size() / sizeof(std::int64_t));
+    if (!values.empty()) std::memcpy(values.data(), t.raw.data(), t.raw.size());
+    return values;
+  }
+  if (t.int64_count > limit) return std::nullopt;
+  ProtoIn in(t.message);
+  while (in.next()) {
+    if (in.number() == field::int64_data) in.ints(values, limit);
+    else in.skip();
+  }
+  return values;
+}
 
 /// Whether `node` computes a value rather than an activation: a Constant, or an Identity of an
 /// initializer.
@@ -528,6 +624,7 @@ inline OnnxModel parse_model(std::string_view bytes) {
     }
   }
   if (!has_graph) throw FormatError("not an ONNX model: it has no graph");
+  detail::check_unique_names(model);
   // Constant nodes are values, like initializers, and so is an Identity of a value (PyTorch writes
   // one value once: a batch norm's untrained variance of ones is its scale's Identity).
   for (const Node& node : model.nodes) {

@@ -49,6 +49,17 @@ class ModelFileError : public std::runtime_error {
   Kind kind_;
 };
 
+/// Out of memory while reading a model: a std::bad_alloc whose message names what was being
+/// allocated, how much, and for which file ("cannot allocate 4.0 GB for the payload of m.tnet").
+class AllocationError : public std::bad_alloc {
+ public:
+  explicit AllocationError(const std::string& message) : message_(message) {}
+  const char* what() const noexcept override { return message_.what(); }
+
+ private:
+  std::runtime_error message_;  // a copy that cannot throw
+};
+
 /// What a model file carried besides the network's tensors.
 struct ModelFileInfo {
   std::vector<std::string> class_names;
@@ -58,6 +69,36 @@ struct ModelFileInfo {
 };
 
 namespace detail {
+
+// Checked arithmetic for sizes read from files: false (and `out` unspecified) when the exact
+// result is above `limit` or does not fit, never a wrapped value.
+inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out, std::uint64_t limit = ~std::uint64_t{0}) {
+  return !__builtin_mul_overflow(a, b, &out) && out <= limit;
+}
+inline bool checked_add(std::uint64_t a, std::uint64_t b, std::uint64_t& out, std::uint64_t limit = ~std::uint64_t{0}) {
+  return !__builtin_add_overflow(a, b, &out) && out <= limit;
+}
+
+// "512 bytes", "3.2 MB", "4.0 GB".
+inline std::string byte_count(std::uint64_t bytes) {
+  char text[32];
+  if (bytes < 10000) std::snprintf(text, sizeof text, "%llu bytes", static_cast<unsigned long long>(bytes));
+  else if (bytes < (std::uint64_t(1) << 30)) std::snprintf(text, sizeof text, "%.1f MB", double(bytes) / double(1 << 20));
+  else std::snprintf(text, sizeof text, "%.1f GB", double(bytes) / double(1 << 30));
+  return text;
+}
+
+// Runs `allocate`, turning std::bad_alloc into an AllocationError naming `bytes`, `what` and `path`.
+template <class F>
+decltype(auto) allocating(std::uint64_t bytes, const std::string& what, const std::string& path, F&& allocate) {
+  try {
+    return allocate();
+  } catch (const AllocationError&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw AllocationError("cannot allocate " + byte_count(bytes) + " for " + what + " of " + path);
+  }
+}
 
 // Whether every float is finite (no NaN, no infinity).
 inline bool all_finite(const float* values, std::size_t count) {
@@ -131,6 +172,16 @@ class Reader {
     std::string bytes(need(count, item) * item, '\0');
     take(bytes.data(), bytes.size());
     return bytes;
+  }
+  /// A count of items that take at least `least` bytes each, refused when the bytes left cannot
+  /// hold them.
+  std::uint32_t get_count(std::size_t least, const char* what) {
+    const auto count = get<std::uint32_t>();
+    if (count > std::uint64_t(end_ - at_) / least)
+      throw ModelFileError(
+          ModelFileError::Kind::corrupted, path_,
+          "malformed model file: " + std::to_string(count) + " " + what + " in " + std::to_string(end_ - at_) + " bytes of payload");
+    return count;
   }
   bool done() const { return at_ == end_; }
 
@@ -225,7 +276,7 @@ inline std::string read_checked_payload(const std::string& path, std::uint64_t l
     throw ModelFileError(ModelFileError::Kind::corrupted, path,
                          "model file is corrupted: " + std::to_string(size) + " bytes, more than a model of this network can hold (" +
                              std::to_string(largest) + ")");
-  std::string payload(std::size_t(size), '\0');
+  std::string payload = allocating(size, "the payload", path, [&] { return std::string(std::size_t(size), '\0'); });
   in.read(payload.data(), std::streamsize(size));
   if (in.gcount() != std::streamsize(size)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
   if (fnv1a64(payload.data(), payload.size()) != checksum)
@@ -234,11 +285,11 @@ inline std::string read_checked_payload(const std::string& path, std::uint64_t l
 }
 }  // namespace detail
 
-/// The architecture signature stored in a model file (Sequential::signature()), for choosing the
-/// network type to load. Reads the header and the signature alone; load_model checks the rest.
-inline std::string read_model_signature(const std::string& path) {
+namespace detail {
+// The signature and the payload's size (read_model_signature).
+inline std::pair<std::string, std::uint64_t> read_signature(const std::string& path) {
   std::ifstream in;
-  const std::uint64_t payload_size = detail::open_model_file(in, path).first;
+  const std::uint64_t payload_size = open_model_file(in, path).first;
   std::uint32_t length = 0;
   in.read(reinterpret_cast<char*>(&length), sizeof length);
   if (!in || sizeof length + std::uint64_t(length) > payload_size)
@@ -247,28 +298,87 @@ inline std::string read_model_signature(const std::string& path) {
   std::string signature(length, '\0');
   in.read(signature.data(), std::streamsize(length));
   if (in.gcount() != std::streamsize(length)) throw ModelFileError(ModelFileError::Kind::io, path, "cannot read model file");
-  return signature;
+  return {std::move(signature), payload_size};
 }
+
+// The values per sample of one signature line's shape ("Dense(6) -> (None, 6)": 6; "Input(None,
+// 4, 4, 1)": 16); 0 when the line has no shape or it holds 2^30 values or more.
+inline std::uint64_t signature_line_size(const std::string& line) {
+  const std::size_t end = line.rfind(')');
+  const std::size_t begin = end == std::string::npos ? end : line.rfind("(None, ", end);
+  if (begin == std::string::npos) return 0;
+  std::istringstream dims(line.substr(begin + 7, end - begin - 7));
+  std::uint64_t size = 1;
+  for (std::string dim; std::getline(dims, dim, ',');) {
+    const long long n = std::atoll(dim.c_str());
+    if (n < 1 || !checked_mul(size, std::uint64_t(n), size, (std::uint64_t(1) << 30) - 1)) return 0;
+  }
+  return size;
+}
+}  // namespace detail
+
+/// The architecture signature stored in a model file (Sequential::signature()), for choosing the
+/// network type to load. Reads the header and the signature alone; load_model checks the rest.
+inline std::string read_model_signature(const std::string& path) { return detail::read_signature(path).first; }
+
+namespace detail {
+// The floats a network of type Net holds for each unit of its run-time width: its Dense<dynamic>'s
+// inputs and bias (0 without one).
+template <class Net, std::size_t I = 0>
+constexpr std::uint64_t floats_per_output() {
+  if constexpr (I == Net::depth) {
+    return 0;
+  } else {
+    using L = typename Net::template layer_type<I>;
+    if constexpr (L::output_shape::is_dynamic && !L::input_shape::is_dynamic) return std::uint64_t(L::input_shape::size) + 1;
+    else return floats_per_output<Net, I + 1>();
+  }
+}
+
+// read_model_outputs; `per_output` > 0: the floats the caller's network holds for each output.
+inline int read_model_outputs(const std::string& path, std::uint64_t per_output) {
+  using Kind = ModelFileError::Kind;
+  const auto [signature, payload_size] = read_signature(path);
+  std::vector<std::string> lines;
+  std::istringstream text(signature);
+  for (std::string line; std::getline(text, line);) lines.push_back(line);
+  const std::uint64_t outputs = lines.size() >= 2 ? signature_line_size(lines.back()) : 0;
+  if (outputs < 1) throw ModelFileError(Kind::corrupted, path, "malformed model file: its signature does not end in an output shape");
+  // The line that makes the width: the first of the last lines that all have it.
+  std::size_t maker = lines.size() - 1;
+  while (maker > 1 && !lines[maker].starts_with("Dense(") && signature_line_size(lines[maker - 1]) == outputs) --maker;
+  const bool dense = lines[maker].starts_with("Dense(");
+  const std::uint64_t inputs = dense ? signature_line_size(lines[maker - 1]) : 1;
+  std::uint64_t floats = 0, bytes = 0;
+  auto fits = [&](std::uint64_t per) {
+    return checked_mul(per, outputs, floats) && checked_mul(floats, sizeof(float), bytes) && bytes <= payload_size;
+  };
+  if (inputs < 1 || !fits(inputs + 1))
+    throw ModelFileError(Kind::corrupted, path,
+                         "malformed model file: its signature gives " + std::to_string(outputs) + " outputs ('" + lines[maker] +
+                             "'), whose weights cannot fit in its " + std::to_string(payload_size) + "-byte payload");
+  if (per_output > 0 && !fits(per_output))
+    throw ModelFileError(Kind::architecture_mismatch, path,
+                         "model file's signature gives " + std::to_string(outputs) + " outputs ('" + lines[maker] + "'): this network's " +
+                             std::to_string(per_output) + " floats an output would not fit in its " + std::to_string(payload_size) +
+                             "-byte payload");
+  return int(outputs);
+}
+}  // namespace detail
 
 /// The output width of the network saved in `path`: the values per sample of its last layer,
 /// from the signature's last line ("Sigmoid -> (None, 65)"). What a network with Dense<dynamic>
-/// is constructed with to load the file: Net net(Outputs{read_model_outputs(path)}).
-inline int read_model_outputs(const std::string& path) {
-  const std::string signature = read_model_signature(path);
-  const std::size_t end = signature.size() >= 2 ? signature.rfind(')') : std::string::npos;
-  const std::size_t begin = end == std::string::npos ? end : signature.rfind(" -> (None, ", end);
-  long long outputs = begin == std::string::npos ? 0 : 1;
-  if (begin != std::string::npos) {
-    std::istringstream dims(signature.substr(begin + 11, end - begin - 11));
-    std::string dim;
-    while (outputs > 0 && std::getline(dims, dim, ',')) {
-      const long long n = std::atoll(dim.c_str());
-      outputs = n > 0 && n < (1 << 30) && outputs * n < (1 << 30) ? outputs * n : 0;
-    }
-  }
-  if (outputs < 1)
-    throw ModelFileError(ModelFileError::Kind::corrupted, path, "malformed model file: its signature does not end in an output shape");
-  return int(outputs);
+/// is constructed with to load the file: Net net(Outputs{read_model_outputs<Net>(path)}).
+/// The width is checked against the file's length before anything is allocated for it: the file
+/// must be able to hold the weights of the Dense layer that makes the width ((K + 1) x width
+/// floats for K inputs), and, when no Dense layer makes it, 2 floats a value (what any Dense of
+/// that width would hold). read_model_outputs<Net> also checks that Net's own Dense<dynamic> at
+/// that width would fit, so that constructing Net takes no more memory than the file could fill:
+/// a small file claiming a million outputs is refused in microseconds.
+inline int read_model_outputs(const std::string& path) { return detail::read_model_outputs(path, 0); }
+template <class Net>
+int read_model_outputs(const std::string& path) {
+  return detail::read_model_outputs(path, detail::floats_per_output<Net>());
 }
 
 /// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
@@ -367,8 +477,10 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   const auto seed = in.get<std::uint64_t>();
   ModelFileInfo info;
   info.step = in.get<std::uint64_t>();
-  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) info.class_names.push_back(in.get_string());
-  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+  // Every count is checked against the bytes left before anything is allocated for it: each
+  // item takes at least 4 bytes (a length).
+  for (std::uint32_t n = in.get_count(4, "class names"); n > 0; --n) info.class_names.push_back(in.get_string());
+  for (std::uint32_t n = in.get_count(8, "metadata entries"); n > 0; --n) {
     std::string key = in.get_string();
     info.metadata[key] = in.get_string();
   }
@@ -379,8 +491,9 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
     std::string bytes;
   };
   std::map<std::string, Staged> staged;
-  for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+  for (std::uint32_t n = in.get_count(4 + 1 + 8, "tensors"); n > 0; --n) {
     std::string name = in.get_string();
+    if (staged.count(name)) throw ModelFileError(Kind::corrupted, path, "malformed model file: two tensors named " + name);
     const auto dtype = in.get<detail::Dtype>();
     if (dtype != detail::Dtype::f32 && dtype != detail::Dtype::u64)
       throw ModelFileError(Kind::corrupted, path, "malformed model file: tensor " + name + " has an unknown type");
@@ -412,7 +525,7 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   if (info.has_optimizer_state) {
     optimizer_state.kind = in.get_string();
     optimizer_state.iterations = in.get<std::uint64_t>();
-    for (std::uint32_t n = in.get<std::uint32_t>(); n > 0; --n) {
+    for (std::uint32_t n = in.get_count(4 + 8, "hyper-parameters"); n > 0; --n) {
       std::string name = in.get_string();
       optimizer_state.hyper_parameters.emplace_back(std::move(name), in.get<double>());
     }
@@ -425,14 +538,16 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
     };
     check_optimizer();  // its kind and hyper-parameters, before the slots
     // Per tensor, each slot's slice of it, reassembled into whole slots for `optimizer`.
-    const std::uint32_t arrays = in.get<std::uint32_t>();
+    const std::uint32_t arrays = in.get_count(8, "optimizer arrays");
     const std::size_t tensor_count = parameters.tensors.size();
     const std::size_t per_tensor = optimizer ? optimizer->slots_per_parameter() : 0;
     if (optimizer && arrays != 0 && arrays != per_tensor * tensor_count)
       throw ModelFileError(Kind::optimizer_mismatch, path,
                            "model file's optimizer state does not fit: " + std::to_string(arrays) + " slot arrays for " +
                                std::to_string(tensor_count) + " tensors with " + std::to_string(per_tensor) + " slots each");
-    if (optimizer && arrays != 0) optimizer_state.slots.assign(per_tensor, Buffer(parameters.values.size()));
+    if (optimizer && arrays != 0)
+      detail::allocating(std::uint64_t(per_tensor) * parameters.values.size() * sizeof(float), "the optimizer's state", path,
+                         [&] { optimizer_state.slots.assign(per_tensor, Buffer(parameters.values.size())); });
     for (std::uint32_t a = 0; a < arrays; ++a) {
       const std::string bytes = in.get_bytes(in.get<std::uint64_t>(), sizeof(float));
       if (!optimizer) continue;
