@@ -45,12 +45,16 @@ int main(int argc, char** argv) {
   // Labels that are not printable UTF-8: a tab, a Latin-1 byte, a C1 control (NEL); and UTF-8 that is.
   write(root / "labels/control.txt", "# tnet MultiLabelBinarizer v1\nbl\tue\nred\n");
   write(root / "labels/latin1.txt", "# tnet MultiLabelBinarizer v1\nbl\xE9\n");
-  write(root / "labels/nel.txt", "# tnet MultiLabelBinarizer v1\na\xC2\x85b\n");
+  write(root / "labels/nel.txt",
+        "# tnet MultiLabelBinarizer v1\na\xC2\x85"
+        "b\n");
   write(root / "labels/utf8.txt", "# tnet MultiLabelBinarizer v1\nbleu\nrot_gr\xC3\xBCn\n");
   // Image lists and split lists.
   write(root / "list/list.csv", "path,labels\nred_dress/1.jpg,red|dress\n# comment\nblue_jeans/2.png,blue|jeans\n");
   write(root / "list/split.txt", "a_b/1.png\nc/3.jpg\n");
-  write(root / "list/control.csv", "path,labels\nred_dress/1.jpg,red|dr\x01ess\nblue\tjeans/2.png,blue\n");
+  write(root / "list/control.csv",
+        "path,labels\nred_dress/1.jpg,red|dr\x01"
+        "ess\nblue\tjeans/2.png,blue\n");
   // Images: the test fixtures, a PNG with alpha, a BMP, and a truncated JPEG.
   for (const char* f : {"progressive.jpg", "grayscale.jpg", "two_frames.gif"})
     fs::copy_file(root.parent_path() / f, root / "image" / f, fs::copy_options::overwrite_existing);
