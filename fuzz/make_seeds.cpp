@@ -1,7 +1,7 @@
 // Writes the fuzz targets' seed corpora into tests/fixtures/fuzz/<target>/ (committed; run again
 // only to change them): a valid file of each kind, a few near misses, and the shapes hostile files
 // took (huge claimed counts and dims, dims whose product overflows, names given twice).
-//   g++ -std=c++20 -fopenmp -Iinclude -I/usr/include/eigen3 -I/usr/include/stb fuzz/make_seeds.cpp -lstb -lturbojpeg -o make_seeds
+//   g++ -std=c++20 -fopenmp -Iinclude -I/usr/include/eigen3 -I/usr/include/stb fuzz/make_seeds.cpp -lstb -lturbojpeg -lz -o make_seeds
 //   ./make_seeds tests/fixtures/fuzz
 #include <unistd.h>
 
@@ -165,9 +165,19 @@ int main(int argc, char** argv) {
   write(root / "labels/six.txt", "# tnet MultiLabelBinarizer v1\nblack\nblue\ndress\njeans\nred\nshirt\n");
   write(root / "labels/crlf_bom.txt", "\xEF\xBB\xBF# tnet MultiLabelBinarizer v1\r\na\r\nb\r\n");
   write(root / "labels/unsorted.txt", "# tnet MultiLabelBinarizer v1\nred\nblue\n");
+  // Labels that are not printable UTF-8: a tab, a Latin-1 byte, a C1 control (NEL); and UTF-8 that is.
+  write(root / "labels/control.txt", "# tnet MultiLabelBinarizer v1\nbl\tue\nred\n");
+  write(root / "labels/latin1.txt", "# tnet MultiLabelBinarizer v1\nbl\xE9\n");
+  write(root / "labels/nel.txt",
+        "# tnet MultiLabelBinarizer v1\na\xC2\x85"
+        "b\n");
+  write(root / "labels/utf8.txt", "# tnet MultiLabelBinarizer v1\nbleu\nrot_gr\xC3\xBCn\n");
   // Image lists and split lists.
   write(root / "list/list.csv", "path,labels\nred_dress/1.jpg,red|dress\n# comment\nblue_jeans/2.png,blue|jeans\n");
   write(root / "list/split.txt", "a_b/1.png\nc/3.jpg\n");
+  write(root / "list/control.csv",
+        "path,labels\nred_dress/1.jpg,red|dr\x01"
+        "ess\nblue\tjeans/2.png,blue\n");
   // Images: the test fixtures, a PNG with alpha, a BMP, and a truncated JPEG.
   for (const char* f : {"progressive.jpg", "grayscale.jpg", "two_frames.gif"})
     fs::copy_file(root.parent_path() / f, root / "image" / f, fs::copy_options::overwrite_existing);
@@ -179,6 +189,34 @@ int main(int argc, char** argv) {
   stbi_write_bmp((root / "image/small.bmp").c_str(), 5, 4, 3, small.pixels.data());
   const std::string jpeg = read(root.parent_path() / "progressive.jpg");
   write(root / "image/truncated.jpg", jpeg.substr(0, jpeg.size() / 2));
+  // CMYK and YCCK JPEGs, a top-down BMP (tests/fixtures/make_images.py), a text file starting
+  // "BM", a 16-bit RGBA PNG of 3x2, and the header of one of 6700x6700 (beyond the decode budget).
+  for (const char* f : {"cmyk.jpg", "ycck.jpg", "top_down.bmp"})
+    fs::copy_file(root.parent_path() / f, root / "image" / f, fs::copy_options::overwrite_existing);
+  write(root / "image/notes.bmp", "BMy notes, typed into a file whose name ends in .bmp\n");
+  auto png16 = [](std::uint32_t width, std::uint32_t height, const std::string& rows) {
+    auto be32 = [](std::uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+    auto chunk = [&](const std::string& type, const std::string& data) {
+      const std::string body = type + data;
+      return be32(std::uint32_t(data.size())) + body +
+             be32(std::uint32_t(crc32(0, reinterpret_cast<const Bytef*>(body.data()), uInt(body.size()))));
+    };
+    std::string png = "\x89PNG\r\n\x1A\n" + chunk("IHDR", be32(width) + be32(height) + std::string{16, 6, 0, 0, 0});
+    if (!rows.empty()) {
+      std::vector<Bytef> packed(compressBound(uLong(rows.size())));
+      uLongf length = uLongf(packed.size());
+      compress(packed.data(), &length, reinterpret_cast<const Bytef*>(rows.data()), uLong(rows.size()));
+      png += chunk("IDAT", std::string(reinterpret_cast<const char*>(packed.data()), length));
+    }
+    return png + chunk("IEND", "");
+  };
+  std::string rows;
+  for (int y = 0; y < 2; ++y) {
+    rows += '\0';  // filter: none
+    for (int i = 0; i < 3 * 8; ++i) rows += char(y * 40 + i * 9);
+  }
+  write(root / "image/rgba16.png", png16(3, 2, rows));
+  write(root / "image/rgba16_6700.png", png16(6700, 6700, ""));
   // Image caches: of three 4x4 photos and a broken one (a trailer entry), then damaged.
   const fs::path photos = fs::temp_directory_path() / ("tnet_seeds_" + std::to_string(::getpid()));
   fs::create_directories(photos / "red_dress");

@@ -306,5 +306,27 @@ grep -q "is stale: 1 photo changed; rebuilding it" cached3.log && pass "a photo 
   fail "stale cache: $(grep -i cache cached3.log | head -3)"
 expect_error "--cache without --dataset" 2 "--cache keeps decoded photos of a --dataset" -- "$train" --cache "$work/c" --epochs 1
 
+# Labels and paths as text: a class folder whose name holds a newline is refused before any work
+# (labels are printable UTF-8); a photo's path that is not UTF-8 comes out of --json as valid
+# UTF-8, the byte as U+FFFD.
+mkdir -p newline/red_dress "newline/$(printf 'blue\njeans')"
+cp synthetic_examples/red_dress.png newline/red_dress/1.png
+cp synthetic_examples/red_dress.png "newline/$(printf 'blue\njeans')/2.png"
+expect_error "a class folder whose name holds a newline" 2 "blue\\njeans: the class folder's name gives a label that cannot be one" -- \
+  "$train" --dataset "$work/newline" --epochs 1
+latin1=$(printf 'caf\351.png')
+cp synthetic_examples/red_dress.png "$latin1"
+"$classify" --model m.tnet --labelbin labels.txt --image "$latin1" --json --output latin1_labeled.png >latin1.json 2>&1
+status=$?
+if [ ! -x /usr/bin/python3 ]; then
+  echo "SKIPPED: --json of a path that is not UTF-8 (no /usr/bin/python3 to parse it)"
+elif [ $status = 0 ] && /usr/bin/python3 -c 'import json, sys
+items = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+assert items[0]["image"] == "caf\ufffd.png", items' latin1.json; then
+  pass "--json of a photo whose path is not UTF-8: valid UTF-8, the byte as U+FFFD"
+else
+  fail "--json of a path that is not UTF-8: status $status, $(head -c 300 latin1.json)"
+fi
+
 echo "$passed passed, $failures failed"
 [ $failures = 0 ]

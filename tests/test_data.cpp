@@ -641,14 +641,193 @@ TEST_CASE("AtomicFile removes the temporary files a killed writer of the same ta
   CHECK(test::read(dir / "out.txt") == "new");
 }
 
-TEST_CASE("decoding memory is bounded per thread: estimated from the header, refused before decoding") {
-  // A PNG header stating 8000 x 8000 (64 megapixels, within the pixel limit): about 704 MB to
-  // decode through stb, beyond the 512 MB budget; the same size as a JPEG would need 192 MB.
-  std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G',  '\r', '\n', 0x1A, '\n', 0,    0, 0, 13, 'I', 'H', 'D',
-                                   'R',  0,   0,   0x1F, 0x40, 0,    0,    0x1F, 0x40, 8, 2, 0,  0,   0};
-  CHECK(image_dimensions(png) == std::pair{8000, 8000});
-  CHECK(error_of([&] { decode_image(png, "big.png"); }) ==
-        "big.png: a 8000x8000 png needs about 704 MB to decode, more than the 512 MB a decoding thread may use");
-  CHECK(decode_bytes("jpeg", 8000, 8000) == 192'000'000);
+TEST_CASE("decoding memory is bounded per thread: the decoder's real peak, counted from the header before decoding") {
+  // PNG headers of 6700 x 6700 pixels (45 megapixels, within the pixel limit), no pixel data. As
+  // 16-bit RGBA, stb holds the inflated rows (8 bytes a pixel) and its 16-bit image (8 more) at
+  // once: 718 MB, beyond the 512 MB budget (a flat 11 bytes a pixel would count 493 MB and let
+  // it through). As 8-bit RGB: 6 bytes a pixel, 269 MB, within it.
+  auto header = [](int depth, int colour) {
+    // clang-format off
+    return std::vector<std::uint8_t>{0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                     0, 0, 0x1A, 0x2C, 0, 0, 0x1A, 0x2C, std::uint8_t(depth), std::uint8_t(colour), 0, 0, 0};
+    // clang-format on
+  };
+  const std::vector<std::uint8_t> rgba16 = header(16, 6), rgb8 = header(8, 2);
+  CHECK(image_dimensions(rgba16) == std::pair{6700, 6700});
+  CHECK(decode_bytes(image_header(rgba16)) == 6700LL * 6700 * 16 + 29);
+  CHECK(error_of([&] { decode_image(rgba16, "big.png"); }) ==
+        "big.png: a 6700x6700 16-bit RGBA png of 29 bytes needs about 718 MB to decode, more than the 512 MB a decoding thread may use");
+  CHECK(decode_bytes(image_header(rgb8)) == 6700LL * 6700 * 6 + 29);
+  CHECK(error_of([&] { decode_image(rgb8, "big.png"); }) == "big.png: png header is incomplete");  // past the budget, to the chunks
+  // The same kinds of the same size: a baseline JPEG 3 bytes a pixel, a 16-bit grayscale PNG 9
+  // (its rows converted to RGB at 16 bits, then to 8), an Adam7 RGBA one 20.
+  CHECK(decode_bytes(image_header(header(16, 0))) == 6700LL * 6700 * 9 + 29);
+  std::vector<std::uint8_t> interlaced = rgba16;
+  interlaced[28] = 1;
+  CHECK(decode_bytes(image_header(interlaced)) == 6700LL * 6700 * 20 + 29);
+  const std::string jpeg = test::read(fixture("grayscale.jpg"));
+  CHECK(decode_bytes(image_header(std::vector<std::uint8_t>(jpeg.begin(), jpeg.end()))) == 11 * 7 * 3 + std::int64_t(jpeg.size()));
   CHECK_THROWS_AS(resize_image(solid(4, 4, 1, 2, 3), 40000, 40000), std::invalid_argument);
+}
+
+TEST_CASE("CMYK and YCCK JPEGs decode to the RGB Pillow decodes them to") {
+  // tests/fixtures/make_images.py: blocks of red, white, half black and a mix, written by
+  // Pillow (CMYK) and TurboJPEG (YCCK), both with the Adobe marker; NAME.rgb is Pillow's RGB.
+  for (const std::string name : {"cmyk", "ycck"}) {
+    INFO(name);
+    const Image im = read_image(fixture(name + ".jpg"));
+    REQUIRE(im.width == 32);
+    REQUIRE(im.height == 8);
+    const std::string want = test::read(fixture(name + ".rgb"));
+    REQUIRE(want.size() == im.pixels.size());
+    int largest = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) largest = std::max(largest, std::abs(int(std::uint8_t(want[i])) - int(im.pixels[i])));
+    CHECK(largest <= 1);
+    CHECK(std::vector<int>(im.at(4, 4), im.at(4, 4) + 3) == std::vector<int>{255, 0, 0});
+    CHECK(std::vector<int>(im.at(4, 12), im.at(4, 12) + 3) == std::vector<int>{255, 255, 255});
+    CHECK(std::abs(int(im.at(4, 20)[0]) - 127) <= 1);
+  }
+  // Without the Adobe marker the values are ink as stored: white (all stored 255) becomes black.
+  std::string cmyk = test::read(fixture("cmyk.jpg"));
+  const std::size_t adobe = cmyk.find("\xFF\xEE");
+  REQUIRE(adobe != std::string::npos);
+  REQUIRE(cmyk.compare(adobe + 4, 5, "Adobe") == 0);
+  cmyk.erase(adobe, 2 + (std::size_t(std::uint8_t(cmyk[adobe + 2])) << 8 | std::uint8_t(cmyk[adobe + 3])));
+  const std::vector<std::uint8_t> plain(cmyk.begin(), cmyk.end());
+  CHECK(!image_header(plain).adobe);
+  const Image im = decode_image(plain, "plain.jpg");
+  CHECK(std::vector<int>(im.at(4, 12), im.at(4, 12) + 3) == std::vector<int>{0, 0, 0});
+  CHECK(decode_bytes(image_header(plain)) == 32 * 8 * 7 + std::int64_t(plain.size()));  // CMYK, then RGB
+}
+
+TEST_CASE("a top-down BMP (negative height) decodes with its first row on top") {
+  const Image im = read_image(fixture("top_down.bmp"));  // make_images.py
+  REQUIRE(im.width == 3);
+  REQUIRE(im.height == 2);
+  CHECK(std::vector<int>(im.pixels.begin(), im.pixels.end()) ==
+        std::vector<int>{255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 128, 128, 128});
+}
+
+TEST_CASE("a header that does not parse is named as not of its format, not given a made-up size") {
+  TempDir dir("not_bmp");
+  test::write(dir / "notes.bmp", "BMy notes, typed into a file whose name ends in .bmp; nothing here is a bitmap.\n");
+  const std::string bmp = error_of([&] { read_image(dir / "notes.bmp"); });
+  CHECK(bmp.find(dir / "notes.bmp" + ": not a BMP image: its header does not parse (") == 0);
+  CHECK(bmp.find("pixels") == std::string::npos);
+  std::string png = "\x89PNG\r\n\x1A\n" + std::string(25, 'x');
+  test::write(dir / "text.png", png);
+  CHECK(error_of([&] { read_image(dir / "text.png"); }) ==
+        dir / "text.png" + ": not a PNG image: its header does not parse (its first chunk is not a 13-byte IHDR)");
+  test::write(dir / "text.gif", "GIF8 is how this note starts\n");
+  CHECK(error_of([&] { read_image(dir / "text.gif"); }).find(": not a GIF image: its header does not parse") != std::string::npos);
+  // A real BMP with a bit count no BMP has.
+  const Image blue = solid(5, 4, 10, 20, 200);
+  REQUIRE(stbi_write_bmp((dir / "blue.bmp").c_str(), 5, 4, 3, blue.pixels.data()));
+  std::string bits = test::read(dir / "blue.bmp");
+  bits[28] = 23;
+  test::write(dir / "bits.bmp", bits);
+  CHECK(error_of([&] { read_image(dir / "bits.bmp"); }) ==
+        dir / "bits.bmp" + ": not a BMP image: its header does not parse (planes 1, bits a pixel 23)");
+}
+
+TEST_CASE("resizing to the image's own size copies its pixels, in every path that resizes") {
+  Image photo{96, 96, std::vector<std::uint8_t>(96 * 96 * 3)};
+  std::uint32_t state = 12345;
+  for (std::uint8_t& v : photo.pixels) v = std::uint8_t((state = state * 1664525u + 1013904223u) >> 24);
+  CHECK(resize_image(photo, 96, 96).pixels == photo.pixels);
+  CHECK(resize_image(photo, 96, 95).pixels != photo.pixels);  // a real resize still filters
+  TempDir dir("same_size");
+  fs::create_directories(dir.path / "red_dress");
+  write_png(dir / "red_dress/a.png", photo);
+  const LoadOptions options{.size = 96, .separator = '_', .limits = {}};
+  CHECK(load_image_folder(dir.path.string(), options).pixels == photo.pixels);
+  LoadReport report;
+  const LabeledImages cached = load_image_folder_cached(dir.path.string(), dir / "cache", options, &report);
+  REQUIRE(cached.count() == 1);
+  CHECK(std::equal(photo.pixels.begin(), photo.pixels.end(), cached.image(0)));
+}
+
+TEST_CASE("labels are printable UTF-8 without control characters, refused where read with the place escaped") {
+  // What a message shows is itself printable: every byte escaped that is not.
+  auto printable_message = [](const std::string& m) {
+    for (unsigned char c : m)
+      if (c < 0x20 || c == 0x7F) return false;
+    return valid_utf8(m);
+  };
+  CHECK(label_problem("red") == "");
+  CHECK(label_problem("rot_grün") == "");
+  CHECK(label_problem("a\nb") == "'a\\nb' holds a control character");
+  CHECK(label_problem("caf\xE9") == "'caf\\xE9' is not valid UTF-8");
+  CHECK(label_problem("x\xC2\x85y") == "'x\\u0085y' holds a control character");  // NEL, a C1 control
+  CHECK(label_problem("\xE2\x80\xA8") != "");                                     // U+2028, a line separator
+  CHECK(label_problem("\xED\xA0\x80") != "");                                     // a surrogate
+  CHECK(label_problem("\xC0\xAF") != "");                                         // an overlong '/'
+
+  SUBCASE("a class folder: the dataset is refused, naming the folder") {
+    for (const std::string name : {"red\ndress", "caf\xE9_dress", "tab\tbed"}) {
+      TempDir dir("label_folder");
+      fs::create_directories(dir.path / "blue_jeans");
+      fs::create_directories(dir.path / name);
+      write_png(dir / "blue_jeans/a.png", solid(8, 8, 0, 0, 200));
+      write_png(dir / (name + "/b.png"), solid(8, 8, 200, 0, 0));
+      const std::string error = error_of([&] { load_image_folder(dir.path.string(), {.size = 8, .separator = '_', .limits = {}}); });
+      INFO(error);
+      CHECK(error.find(printable(dir / name) + ": the class folder's name gives a label that cannot be one: ") == 0);
+      CHECK(error.find(label_rule) != std::string::npos);
+      CHECK(printable_message(error));
+    }
+  }
+  SUBCASE("a photo whose name holds a newline is skipped, named escaped; the split lists stay one path a line") {
+    TempDir dir("label_photo");
+    fs::create_directories(dir.path / "red_dress");
+    write_png(dir / "red_dress/a.png", solid(8, 8, 200, 0, 0));
+    write_png(dir / "red_dress/b\nc.png", solid(8, 8, 200, 0, 0));
+    LoadReport report;
+    const LabeledImages data = load_image_folder(dir.path.string(), {.size = 8, .separator = '_', .limits = {}}, &report);
+    CHECK(data.count() == 1);
+    REQUIRE(report.skipped.size() == 1);
+    CHECK(report.skipped[0].reason == dir /
+                                          "red_dress/b\\nc.png: its path holds a control character (a newline, a tab or the like), "
+                                          "which a list of paths cannot hold: rename it");
+  }
+  SUBCASE("a label file: the file and line") {
+    TempDir dir("label_file");
+    test::write(dir / "labels.txt", "# tnet MultiLabelBinarizer v1\nblack\nbl\tue\n");
+    CHECK(error_of([&] { MultiLabelBinarizer::load(dir / "labels.txt"); }) ==
+          dir / "labels.txt" + ":3: 'bl\\tue' holds a control character; " + label_rule);
+    test::write(dir / "latin1.txt", "# tnet MultiLabelBinarizer v1\nblack\nbl\xE9\n");
+    CHECK(error_of([&] { MultiLabelBinarizer::load(dir / "latin1.txt"); }) ==
+          dir / "latin1.txt" + ":3: 'bl\\xE9' is not valid UTF-8; " + label_rule);
+    test::write(dir / "utf8.txt", "# tnet MultiLabelBinarizer v1\nbleu\nrot_grün\n");
+    CHECK(MultiLabelBinarizer::load(dir / "utf8.txt").classes() == std::vector<std::string>{"bleu", "rot_grün"});
+    // Nothing can write such a file either.
+    CHECK_THROWS_AS(MultiLabelBinarizer({"a\nb"}), std::invalid_argument);
+    CHECK_THROWS_AS(MultiLabelBinarizer().fit({{"ok", "caf\xE9"}}), std::invalid_argument);
+  }
+  SUBCASE("an image list (--list) and a split list (--val-list): the file and line") {
+    TempDir dir("label_list");
+    write_png(dir / "x.png", solid(4, 4, 5, 5, 5));
+    test::write(dir / "list.csv", "path,labels\nx.png,cat|d\x01og\n");
+    CHECK(error_of([&] { load_image_list(dir / "list.csv"); }) ==
+          dir / "list.csv" + ":2: 'd\\x01og' holds a control character; " + label_rule);
+    test::write(dir / "paths.csv", "x\t.png,cat\n");
+    CHECK(error_of([&] { load_image_list(dir / "paths.csv"); }).find(dir / "paths.csv:1: 'x\\t.png': its path holds a control character") ==
+          0);
+    write_png(dir / "y.png", solid(4, 4, 5, 5, 5));
+    test::write(dir / "good.csv", "x.png,cat\ny.png,dog\n");
+    const LabeledImages data = load_image_list(dir / "good.csv", {.size = 4, .separator = '_', .limits = {}});
+    test::write(dir / "val.txt", "x\x01.png\n");
+    CHECK(error_of([&] { read_split(data, dir.path.string(), dir / "val.txt"); }) ==
+          dir / "val.txt:1: 'x\\x01.png' is not among the images loaded from " + dir.path.string());
+  }
+}
+
+TEST_CASE("JSON strings are valid UTF-8 whatever the bytes: control characters escaped, other bytes as U+FFFD") {
+  CHECK(json_string("red \"dress\" \\ x") == "\"red \\\"dress\\\" \\\\ x\"");
+  CHECK(json_string("a\nb\x7F") == "\"a\\u000ab\\u007f\"");
+  CHECK(json_string("rot_grün, 写真.jpg") == "\"rot_grün, 写真.jpg\"");
+  CHECK(json_string("caf\xE9.jpg") == "\"caf\\ufffd.jpg\"");  // Latin-1 bytes in a photo's path
+  CHECK(json_string("\xE2\x82") == "\"\\ufffd\\ufffd\"");     // a sequence cut short
+  CHECK(json_string("\xC2\x85\xE2\x80\xA8") == "\"\\u0085\\u2028\"");
+  for (const std::string s : {"caf\xE9", "\xFF\xFE", "\xED\xA0\x80", "ok"}) CHECK(valid_utf8(json_string(s)));
 }

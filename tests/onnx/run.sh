@@ -93,6 +93,9 @@ checker)
 opencv)
   has_python_module cv2 || skip "python3-opencv is not installed"
   "$python" "$here/consumers.py" opencv "$work/m.onnx" "$work/m_nchw.onnx" "$work/inputs.bin" "$work/tnet.json" || fail "OpenCV"
+  # And on photos already at the input size, fed their own pixels: tnet must not filter them.
+  mapfile -t images < <(photos)
+  "$python" "$here/opencv_photos.py" "$bin" "$work" "$work/m.onnx" "$work/labels.txt" "${images[@]}" || fail "OpenCV on photos at the input size"
   ;;
 onnxruntime)
   [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"

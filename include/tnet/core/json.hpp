@@ -6,23 +6,35 @@
 #include <string>
 #include <string_view>
 
+#include "text.hpp"
+
 namespace tnet {
 
-/// `s` quoted and escaped as JSON: `"` and `\` escaped, control characters as \u00XX; other
-/// bytes (UTF-8 included) as they are.
+/// `s` quoted and escaped as JSON, always valid UTF-8: `"` and `\` escaped; control characters
+/// (C0, DEL, C1) and U+2028, U+2029 as \uXXXX; each byte that is not part of well-formed UTF-8
+/// (a photo's path may hold any bytes) as \ufffd, the replacement character, as Python's
+/// errors="replace" and browsers show it; the rest as it is.
 inline std::string json_string(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
+  char32_t code = 0;
+  for (std::size_t at = 0; at < s.size();) {
+    const std::size_t length = detail::utf8_sequence(s, at, code);
+    if (length == 0) {
+      out += "\\ufffd";
+      ++at;
+      continue;
+    }
+    if (code == '"' || code == '\\') {
       out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+      out += char(code);
+    } else if (detail::control_character(code)) {
+      char buffer[16];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", unsigned(code));
       out += buffer;
     } else {
-      out += c;
+      out.append(s, at, length);
     }
+    at += length;
   }
   return out + "\"";
 }

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../core/file.hpp"
+#include "../core/text.hpp"
 #include "image.hpp"
 #include "split.hpp"
 
@@ -170,6 +171,15 @@ inline bool has_image_extension(const std::filesystem::path& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".gif" || ext == ".bmp";
 }
 
+// Whether a path holds a control character: the lists of paths tnet writes hold one a line.
+inline bool path_has_control_character(std::string_view path) {
+  for (unsigned char c : path)
+    if (c < 0x20 || c == 0x7F) return true;
+  return false;
+}
+inline constexpr const char* path_rule =
+    "its path holds a control character (a newline, a tab or the like), which a list of paths cannot hold";
+
 inline std::vector<std::string> split_labels(const std::string& text, char separator) {
   std::vector<std::string> labels;
   std::string current;
@@ -205,7 +215,9 @@ inline std::vector<Entry> scan_image_folder(const std::string& dir, const LoadOp
   // A folder that cannot be listed, or an entry that cannot be examined (a dangling link, a link
   // loop), is skipped and reported; the rest of the dataset loads. Links to folders below a class
   // folder are not followed (a folder's photos take the labels of the class folder they are in).
-  auto skip = [&](const fs::path& path, const std::string& why) { r.skipped.push_back({path.string(), path.string() + ": " + why}); };
+  auto skip = [&](const fs::path& path, const std::string& why) {
+    r.skipped.push_back({path.string(), printable(path.string()) + ": " + why});
+  };
   auto walk = [&](auto& self, const fs::path& folder, const std::vector<std::string>& labels) -> void {
     std::error_code e;
     fs::directory_iterator entries(folder, e);
@@ -222,7 +234,8 @@ inline std::vector<Entry> scan_image_folder(const std::string& dir, const LoadOp
         if (link) ++r.ignored;
         else self(self, path, labels);
       } else if (fs::is_regular_file(status) && has_image_extension(path)) {
-        found.emplace_back(path.string(), labels);
+        if (path_has_control_character(path.string())) skip(path, std::string(path_rule) + ": rename it");
+        else found.emplace_back(path.string(), labels);
       } else {
         ++r.ignored;
       }
@@ -239,7 +252,13 @@ inline std::vector<Entry> scan_image_folder(const std::string& dir, const LoadOp
       skip(cls, "cannot examine: " + e.message());
       e.clear();
     } else if (is_folder) {
-      walk(walk, cls, split_labels(cls.filename().string(), options.separator));
+      // Its name gives labels to every file below it, and to the label files and model written.
+      std::vector<std::string> labels = split_labels(cls.filename().string(), options.separator);
+      for (const std::string& label : labels)
+        if (const std::string problem = label_problem(label); !problem.empty())
+          throw DatasetError(printable(cls.string()) + ": the class folder's name gives a label that cannot be one: " + problem + "; " +
+                             label_rule + ": rename the folder");
+      walk(walk, cls, std::move(labels));
     }
   }
   if (found.empty())
@@ -264,10 +283,15 @@ inline std::vector<Entry> scan_image_list(const std::string& list) {
     text_line(line, number == 1);
     if (line.empty() || line[0] == '#' || (number == 1 && line == "path,labels")) continue;
     const std::size_t comma = line.rfind(',');
+    const std::string where = list + ":" + std::to_string(number) + ": ";
     if (comma == std::string::npos || comma == 0)
-      throw DatasetError(list + ":" + std::to_string(number) + ": expected 'path,label1|label2|...', got '" + line + "'");
+      throw DatasetError(where + "expected 'path,label1|label2|...', got '" + printable(line) + "'");
     const fs::path path = fs::path(line.substr(0, comma));
-    entries.emplace_back((path.is_absolute() ? path : base / path).string(), split_labels(line.substr(comma + 1), '|'));
+    if (path_has_control_character(path.string())) throw DatasetError(where + "'" + printable(path.string()) + "': " + path_rule);
+    std::vector<std::string> labels = split_labels(line.substr(comma + 1), '|');
+    for (const std::string& label : labels)
+      if (const std::string problem = label_problem(label); !problem.empty()) throw DatasetError(where + problem + "; " + label_rule);
+    entries.emplace_back((path.is_absolute() ? path : base / path).string(), std::move(labels));
   }
   if (entries.empty()) throw DatasetError(list + ": the image list is empty");
   std::sort(entries.begin(), entries.end());
@@ -377,7 +401,7 @@ inline Split read_split(const LabeledImages& images, const std::string& root, co
       detail::text_line(line, number == 1);
       if (line.empty() || line[0] == '#') continue;
       const auto found = index.find(line);
-      const std::string where = list + ":" + std::to_string(number) + ": '" + line + "' ";
+      const std::string where = list + ":" + std::to_string(number) + ": '" + printable(line) + "' ";
       if (found == index.end())
         throw DatasetError(where + "is not among the images loaded from " + (root.empty() ? std::string("the dataset") : root));
       if (owner[found->second] == who) throw DatasetError(where + "is listed twice");

@@ -57,21 +57,18 @@ struct Image {
 };
 
 /// The largest image read_image and decode_image accept. Decoding memory is bounded per decoding
-/// thread by max_decode_bytes, estimated from the header before anything is decoded: a JPEG
-/// needs about 3 bytes a pixel (libjpeg-turbo writes RGB straight into the image), a PNG, GIF or
-/// BMP up to 11 (stb's inflated rows, its RGB(A) output, and the RGB image; an RGB PNG measured
-/// 6). The defaults admit a 64-megapixel JPEG and a 46-megapixel PNG.
+/// thread by max_decode_bytes, counted from the header before anything is decoded as the peak the
+/// decoder reaches (decode_bytes): 3 bytes a pixel for an RGB or grayscale JPEG (libjpeg-turbo
+/// writes RGB straight into the image), 7 for a CMYK one, plus 2 a sample for the coefficients of
+/// a progressive or multi-scan JPEG; 6 for an 8-bit RGB PNG, up to 20 for a 16-bit RGBA interlaced
+/// one (stb's inflated rows and its 16-bit image at once); 9 for a GIF, 7 for a BMP. The defaults
+/// admit a 64-megapixel baseline JPEG and an 8-bit RGB PNG of as many pixels.
 struct ImageLimits {
   int max_side = 20000;
   std::int64_t max_pixels = 64'000'000;         // 192 MB of RGB
   std::int64_t max_file_bytes = 256'000'000;    // no photo needs more; a larger file is not read
   std::int64_t max_decode_bytes = 512'000'000;  // per decoding thread
 };
-
-/// About how many bytes decoding a `format` image of width x height takes (see ImageLimits).
-inline std::int64_t decode_bytes(const std::string& format, int width, int height) {
-  return std::int64_t(width) * height * (format == "jpeg" ? 3 : 11);
-}
 
 /// A file that is not an image tnet can read; the message starts with the file's name.
 class ImageError : public std::runtime_error {
@@ -95,42 +92,182 @@ inline std::string image_format(std::span<const std::uint8_t> bytes) {
   return "";
 }
 
-/// Width and height as the file's header states them, read without decoding anything; {0, 0}
-/// when the header is incomplete.
-inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes) {
-  const std::string format = image_format(bytes);
+/// What an image file's header states, read without decoding anything (image_header).
+struct ImageHeader {
+  std::string format;         // as image_format; "" when none
+  int width = 0, height = 0;  // 0 when the header is incomplete or does not parse
+  int channels = 0;           // samples a pixel as stored: JPEG components, PNG by colour type (a palette 1)
+  int bits = 8;               // bits a sample (a PNG's 1 to 16)
+  bool palette = false;       // a PNG of colour type 3
+  bool transparency = false;  // a PNG with a tRNS chunk before its pixels
+  bool interlaced = false;    // an Adam7 PNG
+  bool multi_scan = false;    // a progressive JPEG, or one whose first scan holds fewer components than the frame
+  bool adobe = false;         // a JPEG with an Adobe APP14 marker: its CMYK is stored inverted
+  double jpeg_samples = 0;    // a JPEG's samples a pixel, subsampling and block padding counted
+  std::int64_t file_bytes = 0;
+  std::string problem;  // why the header does not parse ("" when it does, or is only incomplete)
+};
+
+/// The header of `bytes` (ImageHeader). A header cut short leaves width and height 0; one whose
+/// fields are impossible for its format (a text file starting "BM") sets `problem`.
+inline ImageHeader image_header(std::span<const std::uint8_t> bytes) {
+  ImageHeader h;
+  h.format = image_format(bytes);
+  h.file_bytes = std::int64_t(bytes.size());
   auto be16 = [&](std::size_t at) { return int(bytes[at]) << 8 | int(bytes[at + 1]); };
   auto be32 = [&](std::size_t at) { return std::int64_t(be16(at)) << 16 | be16(at + 2); };
   auto le16 = [&](std::size_t at) { return int(bytes[at]) | int(bytes[at + 1]) << 8; };
   auto le32 = [&](std::size_t at) { return std::int64_t(le16(at)) | std::int64_t(le16(at + 2)) << 16; };
-  auto clamp = [](std::int64_t v) { return int(std::min<std::int64_t>(std::abs(v), INT32_MAX)); };
-  if (format == "png" && bytes.size() >= 24) return {clamp(be32(16)), clamp(be32(20))};
-  if (format == "gif" && bytes.size() >= 10) return {le16(6), le16(8)};
-  if (format == "bmp" && bytes.size() >= 26) {
-    if (le32(14) == 12) return {le16(18), le16(20)};  // OS/2 1.x: 16-bit sizes
-    return {clamp(std::int32_t(le32(18))), clamp(std::int32_t(le32(22)))};
-  }
-  if (format == "jpeg") {
-    // Walk the markers to the frame header (SOF0-SOF15 but DHT, JPG and DAC).
+  auto side = [](std::int64_t v) { return int(std::min<std::int64_t>(v, INT32_MAX)); };
+  if (h.format == "png" && bytes.size() >= 29) {
+    if (be32(8) != 13 || std::memcmp(&bytes[12], "IHDR", 4) != 0) {
+      h.problem = "its first chunk is not a 13-byte IHDR";
+      return h;
+    }
+    const int depth = bytes[24], colour = bytes[25];
+    h.channels = colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 0;
+    const bool depth_fits = colour == 0   ? depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16
+                            : colour == 3 ? depth == 1 || depth == 2 || depth == 4 || depth == 8
+                                          : depth == 8 || depth == 16;
+    if (h.channels == 0 || !depth_fits || bytes[26] != 0 || bytes[27] != 0 || bytes[28] > 1) {
+      h.problem = "colour type " + std::to_string(colour) + ", bit depth " + std::to_string(depth) + " is not a PNG's";
+      return h;
+    }
+    h.bits = depth;
+    h.palette = colour == 3;
+    h.interlaced = bytes[28] == 1;
+    // The chunks before the pixels: a tRNS adds an alpha channel to what stb decodes.
+    for (std::size_t at = 33; at + 8 <= bytes.size() && std::memcmp(&bytes[at + 4], "IDAT", 4) != 0;) {
+      if (std::memcmp(&bytes[at + 4], "tRNS", 4) == 0) h.transparency = true;
+      const std::uint64_t length = std::uint64_t(be32(at));
+      if (length > bytes.size()) break;
+      at += 12 + std::size_t(length);
+    }
+    h.width = side(be32(16)), h.height = side(be32(20));
+  } else if (h.format == "gif" && bytes.size() >= 10) {
+    if (bytes[4] != '7' && bytes[4] != '9') {
+      h.problem = "it is neither GIF87a nor GIF89a";
+      return h;
+    }
+    h.channels = 1;
+    h.width = le16(6), h.height = le16(8);
+  } else if (h.format == "bmp" && bytes.size() >= 26) {
+    // The header sizes stb reads, one plane, a bit count a BMP can have.
+    const std::int64_t size = le32(14);
+    if (size != 12 && size != 40 && size != 56 && size != 108 && size != 124) {
+      h.problem = "its info header size " + std::to_string(size) + " is none of 12, 40, 56, 108, 124";
+      return h;
+    }
+    if (size == 12) {  // OS/2 1.x: 16-bit sizes
+      h.width = le16(18), h.height = le16(20);
+    } else if (bytes.size() >= 30) {
+      const std::int64_t width = std::int32_t(le32(18)), height = std::int32_t(le32(22));
+      if (width <= 0 || height == INT32_MIN) {
+        h.problem = "its width is " + std::to_string(width);
+        return h;
+      }
+      h.width = side(width), h.height = side(std::abs(height));  // a negative height: rows stored top-down
+    } else {
+      return h;
+    }
+    const std::size_t at = size == 12 ? 22 : 26;
+    if (bytes.size() < at + 4) return h.width = h.height = 0, h;
+    const int planes = le16(at), bits = le16(at + 2);
+    if (planes != 1 || (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)) {
+      h.problem = "planes " + std::to_string(planes) + ", bits a pixel " + std::to_string(bits);
+      h.width = h.height = 0;
+      return h;
+    }
+    h.channels = bits == 32 ? 4 : 3;
+  } else if (h.format == "jpeg") {
+    // Walk the markers to the frame header (SOF0-SOF15 but DHT, JPG and DAC), then to the first
+    // scan; an Adobe APP14 marker on the way says how CMYK is stored.
     std::size_t at = 2;
-    while (at + 9 < bytes.size()) {
-      if (bytes[at] != 0xFF) return {0, 0};
+    int components = 0, hmax = 1, vmax = 1, sampling[4][2] = {};
+    while (at + 4 < bytes.size()) {
+      if (bytes[at] != 0xFF) {
+        h.problem = "byte " + std::to_string(at) + " is not a marker";
+        return h.width = h.height = 0, h;
+      }
       const int marker = bytes[at + 1];
       if (marker == 0xFF) {
         ++at;
         continue;
       }
-      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) return {be16(at + 7), be16(at + 5)};
-      at += 2 + std::size_t(be16(at + 2));
+      const std::size_t length = std::size_t(be16(at + 2));
+      if (marker == 0xEE && length >= 12 && at + 16 <= bytes.size() && std::memcmp(&bytes[at + 4], "Adobe", 5) == 0) h.adobe = true;
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC && h.width == 0) {
+        if (at + 10 > bytes.size()) break;
+        components = bytes[at + 9];
+        if (components < 1 || components > 4 || at + 10 + 3 * std::size_t(components) > bytes.size()) {
+          h.problem = "its frame header states " + std::to_string(components) + " components";
+          return h;
+        }
+        for (int c = 0; c < components; ++c) {
+          const int factors = bytes[at + 11 + 3 * std::size_t(c)];
+          sampling[c][0] = std::clamp(factors >> 4, 1, 4), sampling[c][1] = std::clamp(factors & 15, 1, 4);
+          hmax = std::max(hmax, sampling[c][0]), vmax = std::max(vmax, sampling[c][1]);
+        }
+        h.bits = bytes[at + 4];
+        h.channels = components;
+        h.multi_scan = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE;
+        h.width = be16(at + 7), h.height = be16(at + 5);
+      }
+      if (marker == 0xDA) {  // the first scan
+        if (h.width != 0 && at + 4 < bytes.size() && bytes[at + 4] < components) h.multi_scan = true;
+        break;
+      }
+      at += 2 + length;
+    }
+    if (h.width > 0 && h.height > 0) {
+      // Every component's samples, padded to whole MCUs, as libjpeg's coefficient buffer holds them.
+      const double w = double((h.width + 8 * hmax - 1) / (8 * hmax) * 8 * hmax),
+                   v = double((h.height + 8 * vmax - 1) / (8 * vmax) * 8 * vmax);
+      for (int c = 0; c < components; ++c) h.jpeg_samples += w * v * sampling[c][0] * sampling[c][1] / (hmax * vmax);
+      h.jpeg_samples /= double(h.width) * h.height;
     }
   }
-  return {0, 0};
+  return h;
+}
+
+/// Width and height as the file's header states them, read without decoding anything; {0, 0}
+/// when the header is incomplete or does not parse.
+inline std::pair<int, int> image_dimensions(std::span<const std::uint8_t> bytes) {
+  const ImageHeader h = image_header(bytes);
+  return {h.width, h.height};
+}
+
+/// About the most bytes decoding the image of header `h` holds at once (see ImageLimits): the
+/// file, the decoder's buffers and the RGB image together.
+inline std::int64_t decode_bytes(const ImageHeader& h) {
+  const double pixels = double(h.width) * h.height;
+  double per_pixel = 0;
+  if (h.format == "jpeg") {
+    per_pixel = (h.channels == 4 ? 4 + 3 : 3) + (h.multi_scan ? 2 * h.jpeg_samples : 0);
+  } else if (h.format == "png") {
+    // stb inflates the compressed pixels (copied out of the chunks) into rows, builds its image
+    // from them (16-bit samples for a 16-bit file; with one pass more for Adam7), expands a
+    // palette, converts to the channels asked for, then to 8 bits; then the RGB image.
+    const double s = h.bits == 16 ? 2 : 1, rows = double(h.channels) * std::max(h.bits, 8) / 8;
+    const double stored = (h.palette ? 1 : h.channels + (h.transparency ? 1 : 0)) * s;
+    const double wanted = h.palette || h.transparency || h.channels == 2 || h.channels == 4 ? 4 : 3;
+    per_pixel = std::max({rows + double(h.file_bytes) / std::max(pixels, 1.0), rows + stored * (h.interlaced ? 1.5 : 1.0),
+                          h.palette ? rows + 1 + wanted : 0.0, stored + wanted * s, wanted * s + wanted, wanted + 3});
+  } else if (h.format == "gif") {
+    per_pixel = 9;  // stb's RGBA image, its background and its history
+  } else {
+    per_pixel = 7;  // stb's RGB(A) image and the RGB image
+  }
+  return std::int64_t(std::min(pixels * per_pixel + double(h.file_bytes), 9e18));
 }
 
 namespace detail {
-// A JPEG through TurboJPEG, as 8-bit RGB (grayscale expanded); `width` x `height` is what the
-// header walk found, checked against the limits already.
-inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, int width, int height) {
+// A JPEG through TurboJPEG, as 8-bit RGB (grayscale expanded); `header` is what the header walk
+// found, checked against the limits already. A CMYK or YCCK JPEG (four components) is decoded to
+// CMYK and converted: R = (255 - C)(255 - K) / 255, and so on, rounded; with an Adobe APP14 marker
+// the file stores each value inverted (255 - C; as Photoshop writes it, and as browsers and Pillow
+// read it), so R = C K / 255.
+inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, const ImageHeader& header) {
   struct Handle {
     tjhandle h = tjInitDecompress();
     ~Handle() {
@@ -142,17 +279,45 @@ inline Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string&
   int w = 0, h = 0, subsampling = 0, colourspace = 0;
   if (tjDecompressHeader3(handle.h, bytes.data(), static_cast<unsigned long>(bytes.size()), &w, &h, &subsampling, &colourspace) != 0)
     throw ImageError(name + ": unreadable jpeg header (" + failure() + ")");
-  if (w != width || h != height)
-    throw ImageError(name + ": jpeg header states " + std::to_string(width) + "x" + std::to_string(height) + " pixels, its decoder reads " +
-                     std::to_string(w) + "x" + std::to_string(h));
+  if (w != header.width || h != header.height)
+    throw ImageError(name + ": jpeg header states " + std::to_string(header.width) + "x" + std::to_string(header.height) +
+                     " pixels, its decoder reads " + std::to_string(w) + "x" + std::to_string(h));
+  const bool cmyk = colourspace == TJCS_CMYK || colourspace == TJCS_YCCK;
+  if (cmyk != (header.channels == 4))
+    throw ImageError(name + ": jpeg header states " + std::to_string(header.channels) + " components, its decoder reads " +
+                     (cmyk ? "CMYK" : "fewer"));
   Image image;
   image.width = w;
   image.height = h;
   image.pixels.resize(std::size_t(w) * h * 3);
-  if (tjDecompress2(handle.h, bytes.data(), static_cast<unsigned long>(bytes.size()), image.pixels.data(), w, 0, h, TJPF_RGB,
-                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
+  std::vector<std::uint8_t> four(cmyk ? std::size_t(w) * h * 4 : 0);
+  if (tjDecompress2(handle.h, bytes.data(), static_cast<unsigned long>(bytes.size()), cmyk ? four.data() : image.pixels.data(), w, 0, h,
+                    cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
     throw ImageError(name + ": cannot decode jpeg (" + failure() + ")");
+  if (cmyk) {
+    const unsigned flip = header.adobe ? 0 : 255;  // an Adobe file's values are stored inverted
+    for (std::size_t i = 0, n = std::size_t(w) * h; i < n; ++i) {
+      const unsigned k = four[i * 4 + 3] ^ flip;
+      for (int c = 0; c < 3; ++c) image.pixels[i * 3 + c] = std::uint8_t(((four[i * 4 + c] ^ flip) * k + 127) / 255);
+    }
+  }
   return image;
+}
+
+// "16-bit RGBA png", "CMYK jpeg", "bmp": the kind of image `h` describes, for messages.
+inline std::string image_kind(const ImageHeader& h) {
+  if (h.format == "png") {
+    static const char* const colours[] = {"", "grayscale", "grayscale-alpha", "RGB", "RGBA"};
+    return std::to_string(h.bits) + "-bit " + (h.palette ? "palette" : colours[std::clamp(h.channels, 0, 4)]) + " png";
+  }
+  if (h.format == "jpeg") return std::string(h.channels == 4 ? "CMYK " : "") + (h.multi_scan ? "progressive " : "") + "jpeg";
+  return h.format;
+}
+
+// "PNG", "JPEG": a format's name in messages.
+inline std::string upper(std::string format) {
+  std::transform(format.begin(), format.end(), format.begin(), [](unsigned char c) { return char(std::toupper(c)); });
+  return format;
 }
 }  // namespace detail
 
@@ -211,24 +376,28 @@ inline void check_png_stream(std::span<const std::uint8_t> bytes, const std::str
 
 /// Decodes an image held in memory; `name` is used in error messages.
 inline Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const ImageLimits& limits = {}) {
-  const std::string format = image_format(bytes);
+  const ImageHeader header = image_header(bytes);
+  const std::string& format = header.format;
+  const int width = header.width, height = header.height;
   if (format.empty()) throw ImageError(name + ": not a JPEG, PNG, GIF or BMP image");
   if (bytes.size() > std::size_t(INT32_MAX)) throw ImageError(name + ": file too large");
-  const auto [width, height] = image_dimensions(bytes);
+  if (!header.problem.empty())
+    throw ImageError(name + ": not a " + detail::upper(format) + " image: its header does not parse (" + header.problem + ")");
   if (width == 0 || height == 0) throw ImageError(name + ": " + format + " header is incomplete or states no size");
   if (width < 1 || height < 1 || width > limits.max_side || height > limits.max_side || std::int64_t(width) * height > limits.max_pixels)
     throw ImageError(name + ": " + std::to_string(width) + "x" + std::to_string(height) + " pixels is beyond the limit (" +
                      std::to_string(limits.max_side) + " per side, " + std::to_string(limits.max_pixels) + " in all)");
-  if (decode_bytes(format, width, height) > limits.max_decode_bytes)
-    throw ImageError(name + ": a " + std::to_string(width) + "x" + std::to_string(height) + " " + format + " needs about " +
-                     std::to_string(decode_bytes(format, width, height) / 1'000'000) + " MB to decode, more than the " +
-                     std::to_string(limits.max_decode_bytes / 1'000'000) + " MB a decoding thread may use");
-  if (format == "jpeg") return detail::decode_jpeg(bytes, name, width, height);
+  if (const std::int64_t needed = decode_bytes(header); needed > limits.max_decode_bytes)
+    throw ImageError(name + ": a " + std::to_string(width) + "x" + std::to_string(height) + " " + detail::image_kind(header) + " of " +
+                     std::to_string(bytes.size()) + " bytes needs about " + std::to_string(needed / 1'000'000) +
+                     " MB to decode, more than the " + std::to_string(limits.max_decode_bytes / 1'000'000) +
+                     " MB a decoding thread may use");
+  if (format == "jpeg") return detail::decode_jpeg(bytes, name, header);
   if (format == "png") detail::check_png_stream(bytes, name, width, height);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &channels))
     throw ImageError(name + ": unreadable " + format + " header (" + stbi_failure_reason() + ")");
-  if (w != width || h != height)
+  if (w != width || std::abs(h) != height)  // stb states a top-down BMP's height negative
     throw ImageError(name + ": " + format + " header states " + std::to_string(width) + "x" + std::to_string(height) +
                      " pixels, its decoder reads " + std::to_string(w) + "x" + std::to_string(h));
   const bool alpha = channels == 2 || channels == 4;
@@ -297,9 +466,11 @@ inline Image read_image(const std::string& path, const ImageLimits& limits = {})
 
 /// Resizes with stb_image_resize's default filters: Mitchell when shrinking, so a large photo is
 /// averaged rather than sampled into noise; Catmull-Rom when enlarging. Aspect is not kept (as
-/// the tutorial's cv2.resize).
+/// the tutorial's cv2.resize). A resize to the image's own size is a copy, as in OpenCV, Pillow
+/// and every other tool: a photo already at a network's input size reaches it unfiltered.
 inline Image resize_image(const Image& image, int width, int height) {
   if (width < 1 || height < 1) throw std::invalid_argument("tnet::resize_image: width and height must be >= 1");
+  if (width == image.width && height == image.height) return image;
   // stb_image_resize computes byte offsets in int.
   if (std::int64_t(width) * height * 3 > INT32_MAX || std::int64_t(image.width) * image.height * 3 > INT32_MAX)
     throw std::invalid_argument("tnet::resize_image: " + std::to_string(image.width) + "x" + std::to_string(image.height) + " to " +

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../core/file.hpp"
+#include "../core/text.hpp"
 
 namespace tnet {
 
@@ -42,8 +43,8 @@ class MultiLabelBinarizer {
         const auto found = std::lower_bound(classes_.begin(), classes_.end(), label);
         if (found == classes_.end() || *found != label) {
           if (unknown == Unknown::error)
-            throw std::invalid_argument("MultiLabelBinarizer: unknown label '" + label + "' (known: " + joined() + ")");
-          std::cerr << "warning: MultiLabelBinarizer ignores unknown label '" << label << "'\n";
+            throw std::invalid_argument("MultiLabelBinarizer: unknown label '" + printable(label) + "' (known: " + joined() + ")");
+          std::cerr << "warning: MultiLabelBinarizer ignores unknown label '" << printable(label) << "'\n";
           continue;
         }
         out[row * classes_.size() + std::size_t(found - classes_.begin())] = 1.0f;
@@ -73,7 +74,9 @@ class MultiLabelBinarizer {
     write_file(path, text, "label file");
   }
 
-  /// Reads a label file; CRLF line ends and a byte-order mark (as other editors write) are fine.
+  /// Reads a label file; CRLF line ends and a byte-order mark (as other editors write) are fine. A
+  /// class that cannot be a label (core/text.hpp: printable UTF-8 without control characters) is
+  /// refused with the file and line.
   static MultiLabelBinarizer load(const std::string& path) {
     std::string reason;
     if (!is_readable_file(path, reason)) throw std::runtime_error(path + ": cannot open the label file: " + reason);
@@ -83,8 +86,12 @@ class MultiLabelBinarizer {
     if (!std::getline(in, line) || detail::text_line(line, true) != header)
       throw std::runtime_error(path + ": not a tnet label file (first line should be '" + std::string(header) + "')");
     std::vector<std::string> classes;
-    while (std::getline(in, line))
-      if (!detail::text_line(line, false).empty()) classes.push_back(line);
+    for (int number = 2; std::getline(in, line); ++number) {
+      if (detail::text_line(line, false).empty()) continue;
+      if (const std::string problem = label_problem(line); !problem.empty())
+        throw std::runtime_error(path + ":" + std::to_string(number) + ": " + problem + "; " + label_rule);
+      classes.push_back(line);
+    }
     try {
       return MultiLabelBinarizer(std::move(classes));
     } catch (const std::invalid_argument& e) {
@@ -97,6 +104,9 @@ class MultiLabelBinarizer {
 
   void set_classes(std::vector<std::string> classes) {
     if (classes.empty()) throw std::invalid_argument("MultiLabelBinarizer: no classes");
+    for (const std::string& c : classes)
+      if (const std::string problem = label_problem(c); !problem.empty())
+        throw std::invalid_argument("MultiLabelBinarizer: " + problem + "; " + label_rule);
     if (!std::is_sorted(classes.begin(), classes.end()) || std::adjacent_find(classes.begin(), classes.end()) != classes.end())
       throw std::invalid_argument("MultiLabelBinarizer: classes must be sorted and distinct");
     classes_ = std::move(classes);
@@ -104,7 +114,7 @@ class MultiLabelBinarizer {
 
   std::string joined() const {
     std::string s;
-    for (const std::string& c : classes_) s += (s.empty() ? "" : ", ") + c;
+    for (const std::string& c : classes_) s += (s.empty() ? "" : ", ") + printable(c);
     return s;
   }
 
