@@ -1,12 +1,16 @@
 // The data path on real photos: decoding alone (one thread, every photo once), decoding + resizing
-// a folder (all threads), and augmenting an epoch.
+// a folder (all threads), augmenting an epoch, and batches read from an image cache (built in a
+// temporary folder, then opened again): plain and augmented, an epoch each.
 //   bench_data [--dataset DIR] [--threads N] [--size 96]
 // Prints `name value` lines.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <string>
+
+#include <unistd.h>
 
 #include <tnet/tnet.hpp>
 
@@ -53,11 +57,35 @@ int main(int argc, char** argv) {
   std::iota(all.begin(), all.end(), std::size_t{0});
   tnet::BatchIterator::Options options;
   options.augmenter.emplace(tnet::AugmentOptions::keras_tutorial());
-  tnet::BatchIterator batches(data, targets, int(mlb.classes().size()), all, options);
-  const auto start = std::chrono::steady_clock::now();
-  std::size_t seen = 0;
-  for (int n; (n = batches.next()) > 0;) seen += std::size_t(n);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("augment_images_per_s %.1f\n", double(seen) / seconds);
+  // Batches of 32 a second over an epoch of `images`.
+  auto epoch = [&](const tnet::LabeledImages& images, bool augment) {
+    tnet::BatchIterator::Options o;
+    if (augment) o.augmenter.emplace(tnet::AugmentOptions::keras_tutorial());
+    tnet::BatchIterator batches(images, targets, int(mlb.classes().size()), all, o);
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t seen = 0, count = 0;
+    for (int n; (n = batches.next()) > 0; ++count) seen += std::size_t(n);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return std::pair{double(seen) / seconds, double(count) / seconds};
+  };
+  std::printf("augment_images_per_s %.1f\n", epoch(data, true).first);
+  std::printf("memory_batches_per_s %.1f\n", epoch(data, false).second);
+
+  namespace fs = std::filesystem;
+  const fs::path cache = fs::temp_directory_path() / ("tnet_bench_data_" + std::to_string(::getpid()));
+  try {
+    const tnet::LoadOptions options{.size = size, .separator = '_', .limits = {}};
+    tnet::LoadReport built, opened;
+    tnet::load_image_folder_cached(dataset, cache.string(), options, &built);
+    const tnet::LabeledImages cached = tnet::load_image_folder_cached(dataset, cache.string(), options, &opened);
+    std::printf("cache_build_s %.3f\ncache_open_s %.3f\n", built.seconds, opened.seconds);
+    for (int pass = 0; pass < 3; ++pass)
+      std::printf("cache_batches_per_s %.1f\ncache_augment_batches_per_s %.1f\n", epoch(cached, false).second, epoch(cached, true).second);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_data: %s\n", e.what());
+    fs::remove_all(cache);
+    return 1;
+  }
+  fs::remove_all(cache);
   return 0;
 }

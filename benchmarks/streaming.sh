@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak memory and speed of fashion_train with the photos in memory against --cache (decoded once
-# into an image cache, read memory-mapped, batches prepared in the background), on a generated
+# into an image cache, read as batches need it, batches prepared in the background), on a generated
 # folder dataset of 48 classes x PER_FOLDER photos (tests/make_label_dataset; 420 a folder:
 # 20,160 photos, 248 MB of pixels at 64x64).
 #   benchmarks/streaming.sh BUILD_DIR [PER_FOLDER] [THREADS]

@@ -233,5 +233,8 @@ int main(int argc, char** argv) {
   std::string flipped = cache;
   flipped[100] = char(flipped[100] ^ 1);  // a record's byte: the checksum no longer matches
   write(root / "cache/flipped.tnetcache", flipped);
+  std::string pixel = cache;
+  pixel[4096 + 50] = char(pixel[4096 + 50] ^ 1);  // image 1's: opens, and image 1 fails its checksum when read
+  write(root / "cache/pixel_flipped.tnetcache", pixel);
   return 0;
 }

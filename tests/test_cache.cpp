@@ -1,13 +1,16 @@
 // The image cache (data/cache.hpp): the same images as decoding them, reused until a photo
-// changes, rebuilt when damaged; mapped images released and read again; batches prepared in the
-// background equal to those prepared in place.
+// changes however it was changed, rebuilt when damaged; images read and checked as batches need
+// them, a cache truncated or damaged while in use an error; a build stopped by its cancel flag
+// leaves nothing; batches prepared in the background equal to those prepared in place.
 #include "support.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 #include <numeric>
 
@@ -55,11 +58,18 @@ Cached load_cached(const std::string& photos, const std::string& cache, const Lo
   return c;
 }
 
+// Image i of a cached set, read.
+std::vector<std::uint8_t> pixels_of(const LabeledImages& images, std::size_t i) {
+  std::vector<std::uint8_t> buffer(images.image_bytes());
+  const std::uint8_t* read = images.image(i, buffer.data());
+  return {read, read + images.image_bytes()};
+}
+
 // The images, labels, paths, pixels and report of a cached load equal those of load_image_folder.
 void check_same(const Cached& cached, const std::string& photos, const LoadOptions& options = at12) {
   LoadReport report;
   const LabeledImages plain = load_image_folder(photos, options, &report);
-  CHECK(cached.images.mapped());
+  CHECK(cached.images.cached());
   CHECK(cached.images.pixel_bytes() == 0);
   CHECK(cached.images.pixels.empty());
   CHECK(cached.images.size == plain.size);
@@ -68,7 +78,7 @@ void check_same(const Cached& cached, const std::string& photos, const LoadOptio
   CHECK(cached.images.labels == plain.labels);
   for (std::size_t i = 0; i < plain.count(); ++i) {
     INFO(plain.paths[i]);
-    CHECK(std::memcmp(cached.images.image(i), plain.image(i), plain.image_bytes()) == 0);
+    CHECK(std::memcmp(pixels_of(cached.images, i).data(), plain.image(i), plain.image_bytes()) == 0);
   }
   CHECK(cached.report.loaded == report.loaded);
   CHECK(cached.report.ignored == report.ignored);
@@ -138,10 +148,10 @@ TEST_CASE("image cache: the same images, labels, pixels and report as load_image
   CHECK(small.report.cache != file);
   check_same(small, photos, at8);
   CHECK(fs::exists(file));
-  // A copy of the set shares the mapping.
+  // A copy of the set shares the file.
   const LabeledImages copy = second.images;
-  CHECK(copy.mapping == second.images.mapping);
-  CHECK(copy.image(3) == second.images.image(3));
+  CHECK(copy.file == second.images.file);
+  CHECK(pixels_of(copy, 3) == pixels_of(second.images, 3));
 }
 
 TEST_CASE("image cache: a list file, its pixels reused when only its labels change") {
@@ -154,18 +164,18 @@ TEST_CASE("image cache: a list file, its pixels reused when only its labels chan
   std::ostringstream progress;
   const LabeledImages cached = load_image_list_cached(dir / "list.csv", dir / "cache", at12, &report, &progress);
   CHECK(report.cache_built);
-  CHECK(cached.mapped());
+  CHECK(cached.cached());
   CHECK(cached.paths == plain.paths);
   CHECK(cached.labels == plain.labels);
   REQUIRE(cached.count() == 2);
-  for (std::size_t i = 0; i < 2; ++i) CHECK(std::memcmp(cached.image(i), plain.image(i), plain.image_bytes()) == 0);
+  for (std::size_t i = 0; i < 2; ++i) CHECK(std::memcmp(pixels_of(cached, i).data(), plain.image(i), plain.image_bytes()) == 0);
   CHECK(fs::path(report.cache).filename().string().starts_with("list.csv-12px-"));
 
   test::write(dir / "list.csv", "path,labels\nx.png,cat\nsub/y.png,dog|day\n");
   const LabeledImages relabelled = load_image_list_cached(dir / "list.csv", dir / "cache", at12, &report);
   CHECK(!report.cache_built);
   CHECK(relabelled.labels == std::vector<std::vector<std::string>>{{"dog", "day"}, {"cat"}});  // sub/y.png, x.png
-  CHECK(std::memcmp(relabelled.image(1), plain.image(1), plain.image_bytes()) == 0);
+  CHECK(std::memcmp(pixels_of(relabelled, 1).data(), plain.image(1), plain.image_bytes()) == 0);
 }
 
 TEST_CASE("image cache: a photo touched, replaced, added or removed rebuilds it, saying what changed") {
@@ -217,9 +227,8 @@ namespace {
 void fix_checksum(std::string& bytes) {
   auto h = detail::ImageCacheHeader::decode(reinterpret_cast<const std::uint8_t*>(bytes.data()));
   if (h.record_bytes > bytes.size() - 96 || h.trailer_bytes > bytes.size()) return;
-  std::uint64_t sum = detail::fnv1a64(bytes.data() + 96, h.record_bytes);
-  sum = detail::fnv1a64(bytes.data() + bytes.size() - h.trailer_bytes, h.trailer_bytes, sum);
-  sum = detail::fnv1a64(bytes.data(), 88, sum);
+  const std::uint64_t sum = detail::image_cache_checksum(bytes.data() + 96, h.record_bytes, bytes.data() + bytes.size() - h.trailer_bytes,
+                                                         h.trailer_bytes, bytes.data());
   std::memcpy(bytes.data() + 88, &sum, 8);
 }
 template <class T>
@@ -263,7 +272,7 @@ TEST_CASE("image cache: a truncated, flipped or hostile cache file is refused an
   set_field(lengths, 32, ~std::uint64_t(0) - 50);  // record bytes: an overflow if added carelessly
   damaged.emplace_back("a record length near 2^64", lengths);
   std::string newer = good;
-  set_field(newer, 8, std::uint32_t(2));
+  set_field(newer, 8, std::uint32_t(3));
   damaged.emplace_back("a newer format version", newer);
   std::string extended = good + std::string(5, 'x');
   damaged.emplace_back("bytes appended", extended);
@@ -286,7 +295,13 @@ TEST_CASE("image cache: a truncated, flipped or hostile cache file is refused an
   };
   CHECK(refusal(good.substr(0, 50)) == file + ": not a tnet image cache: 50 bytes, shorter than its 96-byte header");
   CHECK(refusal(std::string(200, 'x')) == file + ": not a tnet image cache (no TNETCACH at its start)");
-  CHECK(refusal(newer) == file + ": image cache format version 2; this tnet reads version 1");
+  CHECK(refusal(newer) == file + ": image cache format version 3; this tnet reads version 2");
+  std::string older = good;
+  set_field(older, 8, std::uint32_t(1));  // format 1: no checksums of the pixels
+  CHECK(refusal(older) == file + ": image cache format version 1; this tnet reads version 2");
+  std::string short_trailer = good;
+  set_field(short_trailer, 16, std::uint64_t(12));  // 12 photos: more checksums than the trailer holds
+  CHECK(contains(refusal(short_trailer), "cannot hold the checksums of 12 photos and 3 skipped photos' entries (damaged)"));
   CHECK(refusal(huge) == file + ": 1152921504606846976 photos, more than its records can hold (damaged)");
   CHECK(contains(refusal(good.substr(0, 4096 + 100)), "(truncated or damaged)"));
   CHECK(contains(refusal(good.substr(0, 4000)), "do not fit in its 4000 bytes (truncated or damaged)"));
@@ -328,22 +343,178 @@ TEST_CASE("image cache: a folder it cannot be written in is named in the error")
   CHECK(!fs::exists(dir.path / "cache2"));
 }
 
-TEST_CASE("image cache: release() hands back a mapped image's pages, and image(i) reads them again") {
-  TempDir dir("cache_release");
+TEST_CASE("image cache: image(i, buffer) reads each image into the buffer; image(i) is refused, the pixels are not in memory") {
+  TempDir dir("cache_read");
   const std::string photos = make_photos(dir);
-  const LabeledImages mapped = load_cached(photos, dir / "cache").images;
+  const LabeledImages cached = load_cached(photos, dir / "cache").images;
   const LabeledImages plain = load_image_folder(photos, at12);
-  for (int round = 0; round < 3; ++round) {
-    for (std::size_t i = 0; i < mapped.count(); ++i) {
+  std::vector<std::uint8_t> buffer(cached.image_bytes());
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t i = 0; i < cached.count(); ++i) {
       INFO(round, " ", i);
-      CHECK(std::memcmp(mapped.image(i), plain.image(i), plain.image_bytes()) == 0);
-      mapped.release(i);
-      CHECK(std::memcmp(mapped.image(i), plain.image(i), plain.image_bytes()) == 0);
-      plain.release(i);  // in memory: nothing
+      CHECK(cached.image(i, buffer.data()) == buffer.data());
+      CHECK(std::memcmp(buffer.data(), plain.image(i), plain.image_bytes()) == 0);
+      CHECK(plain.image(i, buffer.data()) == plain.image(i));  // in memory: where it is
     }
-  }
+  CHECK(contains(error_of([&] { cached.image(0); }), "the pixels are in the image cache " + cached.file->path()));
   CHECK(plain.pixel_bytes() == plain.count() * plain.image_bytes());
-  CHECK(!plain.mapped());
+  CHECK(!plain.cached());
+}
+
+namespace {
+// A BMP of 6x5 pixels whose values depend on `seed`: the same size in bytes whatever the seed.
+void bmp(const fs::path& path, int seed) {
+  std::vector<std::uint8_t> pixels(6 * 5 * 3);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = std::uint8_t(i * 11 + std::size_t(seed) * 97);
+  fs::create_directories(path.parent_path());
+  REQUIRE(stbi_write_bmp(path.c_str(), 6, 5, 3, pixels.data()));
+}
+struct stat stat_of(const fs::path& path) {
+  struct stat info{};
+  REQUIRE(::stat(path.c_str(), &info) == 0);
+  return info;
+}
+// Gives `path` the modification time `was` had (as touch -r, cp -p, rsync do).
+void restore_mtime(const fs::path& path, const struct stat& was) {
+  const timespec times[2] = {was.st_atim, was.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, 0) == 0);
+}
+}  // namespace
+
+TEST_CASE("image cache: a photo rewritten with its old size and modification time is noticed; a chmod or an identical copy is not") {
+  TempDir dir("cache_same_stamp");
+  const fs::path root = dir.path / "photos";
+  for (int i = 0; i < 4; ++i) bmp(root / "red_dress" / (std::to_string(i) + ".bmp"), i);
+  bmp(root / "blue_jeans/x.bmp", 9);
+  const std::string photos = root.string(), cache = dir / "cache";
+  REQUIRE(load_cached(photos, cache).report.cache_built);
+  const fs::path some = root / "red_dress/2.bmp";
+  const struct stat before = stat_of(some);
+  // The change time moves on at the next write (coarse clocks tick every few ms).
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::string expected;
+  bool rebuilt = true;
+  SUBCASE("rewritten in place with other pixels (cp -p, touch -r)") {
+    bmp(some, 42);
+    restore_mtime(some, before);
+    CHECK(stat_of(some).st_ino == before.st_ino);
+    expected = "is stale: 1 photo changed; rebuilding it";
+  }
+  SUBCASE("replaced by a new file with other pixels (rsync)") {
+    bmp(root / "red_dress/.2.bmp.new", 43);
+    restore_mtime(root / "red_dress/.2.bmp.new", before);
+    fs::rename(root / "red_dress/.2.bmp.new", some);
+    expected = "is stale: 1 photo changed; rebuilding it";
+  }
+  SUBCASE("its permissions changed") {
+    fs::permissions(some, fs::perms::others_read, fs::perm_options::remove);
+    rebuilt = false;
+  }
+  SUBCASE("replaced by an identical copy") {
+    fs::copy_file(some, root / "red_dress/.copy", fs::copy_options::overwrite_existing);
+    restore_mtime(root / "red_dress/.copy", before);
+    fs::rename(root / "red_dress/.copy", some);
+    rebuilt = false;
+  }
+  const struct stat after = stat_of(some);
+  REQUIRE(after.st_size == before.st_size);
+  REQUIRE(after.st_mtim.tv_sec == before.st_mtim.tv_sec);
+  REQUIRE(after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+  const Cached again = load_cached(photos, cache);
+  INFO(again.progress);
+  CHECK(again.report.cache_built == rebuilt);
+  if (rebuilt) CHECK(contains(again.progress, expected));
+  check_same(again, photos);  // the new pixels
+  CHECK(!load_cached(photos, cache).report.cache_built);
+}
+
+TEST_CASE("image cache: pixels damaged in the file are an error naming the cache and the image, never trained on") {
+  TempDir dir("cache_pixels_damaged");
+  const std::string photos = make_photos(dir), cache = dir / "cache";
+  const std::string file = load_cached(photos, cache).report.cache;
+  std::string bytes = test::read(file);
+  const std::size_t image = 12 * 12 * 3, damaged_at = 4096 + 4 * image + 100;  // in image 4
+  bytes[damaged_at] = char(bytes[damaged_at] ^ 0x40);
+  test::write(file, bytes);
+  // Opening reads no pixels: the cache is taken, and image 4 refused when it is read.
+  const Cached opened = load_cached(photos, cache);
+  CHECK(!opened.report.cache_built);
+  const LabeledImages& images = opened.images;
+  std::vector<std::uint8_t> buffer(images.image_bytes());
+  for (std::size_t i = 0; i < images.count(); ++i)
+    if (i != 4) CHECK_NOTHROW(images.image(i, buffer.data()));
+  const std::string error = error_of([&] { images.image(4, buffer.data()); });
+  CHECK(error == file + ": image 4 (" + images.paths[4] + ", bytes " + std::to_string(4096 + 4 * image) + "-" +
+                     std::to_string(4096 + 5 * image) +
+                     ") does not match its checksum: the image cache is damaged; delete it to have it rebuilt");
+  // Batches stop with that error, in place and prefetched.
+  for (bool prefetch : {false, true}) {
+    BatchIterator::Options o;
+    o.batch_size = 9;
+    o.prefetch = prefetch;
+    BatchIterator it(images, std::vector<float>(images.count()), 1, {0, 1, 2, 3, 4, 5, 6, 7, 8}, o);
+    CHECK(error_of([&] { it.next(); }) == error);
+  }
+  // Deleted, it is rebuilt.
+  fs::remove(file);
+  check_same(load_cached(photos, cache), photos);
+}
+
+TEST_CASE("image cache: a cache truncated while in use is an error naming it, not a crash") {
+  TempDir dir("cache_truncated");
+  const std::string photos = make_photos(dir), cache = dir / "cache";
+  const std::string file = load_cached(photos, cache).report.cache;
+  const Cached opened = load_cached(photos, cache);
+  const LabeledImages& images = opened.images;
+  const std::size_t image = images.image_bytes();
+  fs::resize_file(file, 4096 + 3 * image + 10);  // as ftruncate by another process
+  std::vector<std::uint8_t> buffer(image);
+  for (std::size_t i = 0; i < 3; ++i) CHECK_NOTHROW(images.image(i, buffer.data()));
+  const std::string now = file + ": is " + std::to_string(4096 + 3 * image + 10) + " bytes now, too short for ";
+  CHECK(error_of([&] { images.image(3, buffer.data()); }) ==
+        now + "image 3 (" + images.paths[3] + ", bytes " + std::to_string(4096 + 3 * image) + "-" + std::to_string(4096 + 4 * image) +
+            ") (up to byte " + std::to_string(4096 + 4 * image) + "): truncated since it was opened; delete it to have it rebuilt");
+  CHECK(contains(error_of([&] { images.image(8, buffer.data()); }), now + "image 8 ("));
+  for (bool prefetch : {false, true}) {
+    BatchIterator::Options o;
+    o.batch_size = 4;
+    o.shuffle = false;
+    o.prefetch = prefetch;
+    BatchIterator it(images, std::vector<float>(images.count()), 1, {0, 1, 2, 3, 4, 5, 6, 7, 8}, o);
+    CHECK(contains(error_of([&] { it.next(); }), now + "image 3 ("));
+  }
+  fs::resize_file(file, 0);
+  CHECK(contains(error_of([&] { images.image(0, buffer.data()); }), file + ": is 0 bytes now, too short for image 0 ("));
+  // The next load rebuilds it.
+  const Cached again = load_cached(photos, cache);
+  CHECK(again.report.cache_built);
+  CHECK(contains(again.progress, "cannot be used: " + file + ": not a tnet image cache: 0 bytes"));
+  check_same(again, photos);
+}
+
+TEST_CASE("image cache: a build whose cancel flag is set stops, keeps nothing and says so; the previous cache stays") {
+  TempDir dir("cache_cancel");
+  const std::string photos = make_photos(dir), cache = dir / "cache";
+  const std::atomic<bool> cancel{true};
+  auto leftovers = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(cache)) names.push_back(entry.path().filename().string());
+    return names;
+  };
+  const std::string file = image_cache_file(photos, cache, 12);
+  CHECK_THROWS_WITH_AS(load_image_folder_cached(photos, cache, at12, nullptr, nullptr, &cancel),
+                       ("interrupted while building the image cache " + file + "; nothing kept").c_str(), Interrupted);
+  CHECK(leftovers().empty());
+  // A current cache is read, the flag notwithstanding: nothing is built.
+  const std::atomic<bool> go{false};
+  REQUIRE(load_image_folder_cached(photos, cache, at12, nullptr, nullptr, &go).count() == 9);
+  const std::string good = test::read(file);
+  CHECK(load_image_folder_cached(photos, cache, at12, nullptr, nullptr, &cancel).count() == 9);
+  // A rebuild interrupted leaves the previous cache as it was, and no temporary file.
+  photo(fs::path(photos) / "blue_jeans/z.png", 5, 5, 3);
+  CHECK_THROWS_AS(load_image_folder_cached(photos, cache, at12, nullptr, nullptr, &cancel), Interrupted);
+  CHECK(leftovers() == std::vector<std::string>{fs::path(file).filename().string()});
+  CHECK(test::read(file) == good);
 }
 
 namespace {
@@ -396,8 +567,8 @@ std::vector<float> walk(const LabeledImages& data, bool prefetch, int threads, b
 TEST_CASE("batches: prefetched in the background, bit-identical to batches made in place, for any thread count") {
   TempDir dir("cache_prefetch");
   const std::string photos = make_photos(dir);
-  // 9 mapped photos (3 batches of 3 from 8), and 23 in memory (7 full batches and 1 short one).
-  const LabeledImages mapped = load_cached(photos, dir / "cache").images;
+  // 9 cached photos (3 batches of 3 from 8), and 23 in memory (7 full batches and 1 short one).
+  const LabeledImages cached = load_cached(photos, dir / "cache").images;
   LabeledImages memory;
   memory.size = 9;
   for (int i = 0; i < 23; ++i) {
@@ -408,10 +579,10 @@ TEST_CASE("batches: prefetched in the background, bit-identical to batches made 
   for (std::size_t i = 0; i < memory.pixels.size(); ++i) memory.pixels[i] = std::uint8_t((i * 13) % 251);
 
   const int original = num_threads();
-  for (const LabeledImages* data : std::initializer_list<const LabeledImages*>{&mapped, &memory})
+  for (const LabeledImages* data : std::initializer_list<const LabeledImages*>{&cached, &memory})
     for (bool augment : {false, true})
       for (bool drop_last : {false, true}) {
-        INFO("mapped ", data->mapped(), ", augment ", augment, ", drop_last ", drop_last);
+        INFO("cached ", data->cached(), ", augment ", augment, ", drop_last ", drop_last);
         const std::vector<float> in_place = walk(*data, false, 1, augment, drop_last);
         CHECK(in_place.size() > 100);
         for (int threads : {1, 2, 3}) {

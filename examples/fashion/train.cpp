@@ -145,16 +145,26 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
       if (cache.empty()) {
         data.images = tnet::load_image_folder(s.dataset, options, &report);
       } else {
-        // Process 0 builds the cache (or finds it current) before the others open it.
+        // Process 0 builds the cache (or finds it current) before the others open it; Ctrl-C
+        // stops the build cleanly (no temporary file left).
         std::string failure;
+        bool interrupted = false;
         if (writer) {
+          fashion::catch_interrupts();
           try {
-            data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout);
+            data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout, &fashion::interrupted);
+          } catch (const tnet::Interrupted& e) {
+            failure = e.what(), interrupted = true;
           } catch (const std::exception& e) {
             failure = e.what();
           }
+          fashion::release_interrupts();
         }
         if (agree && agree(!failure.empty()) && failure.empty()) throw StoppedElsewhere{};
+        if (interrupted) {
+          std::cerr << "fashion_train: " << failure << "\n";
+          return 130;
+        }
         if (!failure.empty()) throw tnet::DatasetError(failure);
         if (!writer) data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report);
       }
@@ -170,7 +180,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   std::cout << data.images.count() << " images, " << labels << " classes:";
   for (const std::string& c : data.labels.classes()) std::cout << " " << c;
   std::cout << "; " << double(data.images.count() * data.images.image_bytes()) / 1e6 << " MB of pixels"
-            << (data.images.mapped() ? ", read from the image cache as batches need them" : "") << "\n";
+            << (data.images.cached() ? ", read from the image cache as batches need them" : "") << "\n";
   try {
     data.split = s.val_list.empty() ? tnet::train_test_split(data.images.count(), s.val_split, s.seed)
                                     : tnet::read_split(data.images, s.dataset, s.val_list, s.train_list);

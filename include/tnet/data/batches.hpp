@@ -3,8 +3,9 @@
 // Each epoch the iterator shuffles its samples with Rng(seed).derive(epoch) (when shuffling),
 // then yields batches of network inputs (pixels_to_input, data/input.hpp) with their target rows. With an Augmenter, sample k of the
 // epoch is warped with a transformation drawn from Rng(seed).derive(epoch).derive(1 + k), in
-// parallel and independently of the thread count. Buffers are allocated once. Each image is
-// released once copied (LabeledImages::release: a mapped set's pages leave the resident set).
+// parallel and independently of the thread count. Buffers are allocated once, among them, for a
+// set read from an image cache, one image per thread to read it into (LabeledImages::image(i,
+// buffer)); an image the cache cannot give (truncated or damaged since opened) is an error.
 //
 // With Options::prefetch, a background thread prepares the next batch into a second buffer while
 // the caller trains on the current one; it runs its OpenMP loop on one thread, leaving the others
@@ -66,6 +67,7 @@ class BatchIterator {
     for (int b = 0; b < (options_.prefetch ? 2 : 1); ++b) {
       x_[b].resize(std::size_t(options_.batch_size) * images_.image_bytes());
       y_[b].resize(std::size_t(options_.batch_size) * labels_);
+      if (images_.cached()) scratch_[b].resize(std::size_t(num_threads()) * images_.image_bytes());
     }
     start_epoch(0);
     if (options_.prefetch) worker_ = std::thread([this] { work(); });
@@ -154,13 +156,23 @@ class BatchIterator {
     float* x = x_[buffer].data();
     float* y = y_[buffer].data();
     const Shard mine = slice(size);
+    // A cached set's images are read into one buffer per thread (more only when the thread count
+    // grew since the last batch).
+    if (images_.cached() && scratch_[buffer].size() < std::size_t(num_threads()) * bytes)
+      scratch_[buffer].resize(std::size_t(num_threads()) * bytes);
+    std::uint8_t* const scratch = scratch_[buffer].data();
     std::exception_ptr error;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < mine.count; ++n) {
       if (cancel_.load(std::memory_order_relaxed)) continue;
       try {
         const std::size_t k = position + std::size_t(mine.offset + n), sample = order_[k];
-        const std::uint8_t* src = images_.image(sample);
+#ifdef _OPENMP
+        const std::size_t thread = std::size_t(omp_get_thread_num());
+#else
+        const std::size_t thread = 0;
+#endif
+        const std::uint8_t* src = images_.image(sample, images_.cached() ? scratch + thread * bytes : nullptr);
         float* dst = x + std::size_t(n) * bytes;
         if (options_.augmenter) {
           const AffineTransform t = options_.augmenter->draw(epoch_rng.derive(1 + k), side, side);
@@ -168,7 +180,6 @@ class BatchIterator {
         } else {
           pixels_to_input({src, bytes}, {dst, bytes});
         }
-        images_.release(sample);
         std::copy_n(targets_.begin() + std::ptrdiff_t(sample * labels_), labels_, y + std::ptrdiff_t(n) * labels_);
       } catch (...) {
 #pragma omp critical(tnet_batch_error)
@@ -251,7 +262,8 @@ class BatchIterator {
   Options options_;
   Buffer x_[2];
   std::vector<float> y_[2];
-  int front_ = 0;  // the buffer holding the batch next() produced
+  std::vector<std::uint8_t> scratch_[2];  // a cached set: one image per thread of fill(b), read there
+  int front_ = 0;                         // the buffer holding the batch next() produced
   std::uint64_t epoch_ = 0;
   std::size_t position_ = 0;  // where the next batch starts in order_
   int current_ = 0;           // samples of the last batch here

@@ -9,11 +9,10 @@
 // the reason. Paths are sorted, so the order does not depend on the file system.
 //
 // The pixels are held in memory (LabeledImages::pixels), or, for a dataset larger than memory, in
-// a read-only mapping of an image cache file (data/cache.hpp: load_image_folder_cached), whose
-// pages release() hands back once a batch has copied them.
+// an image cache file (data/cache.hpp: load_image_folder_cached), read image by image as batches
+// need them (LabeledImages::image(i, buffer)).
 #pragma once
 
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,94 +31,145 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../core/file.hpp"
+#include "../core/hash.hpp"
 #include "../core/text.hpp"
 #include "image.hpp"
 #include "split.hpp"
 
 namespace tnet {
 
-/// A whole file mapped read-only (PROT_READ, MAP_SHARED), unmapped when destroyed. Its pages are
-/// the page cache's: dropping them from this process (release) costs a re-read from the page cache
-/// (or the disk) if they are used again, never their contents.
-class MappedFile {
+class DatasetError : public std::runtime_error {
  public:
-  /// Maps `path`; throws FileError naming it and `what` ("image cache") when it cannot.
-  MappedFile(const std::string& path, const std::string& what) : path_(path) {
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown when a load was asked to stop (its cancel flag set, e.g. by Ctrl-C) and stopped,
+/// keeping nothing of what it was writing.
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The pixels of an image cache (data/cache.hpp), read from its file as batches need them: image
+/// i is `image_bytes` bytes at pixel_offset + i x image_bytes, checked against checksums[i]
+/// (XXH64) on every read. Reading is pread into the caller's buffer, nothing is mapped: a file
+/// truncated or changed while in use gives an error naming it (DatasetError), never a crash or
+/// wrong pixels, and the process holds no pages of it whatever the dataset's size. The file stays
+/// open, so a cache rebuilt meanwhile (renamed over this one) does not change what is read.
+class ImageFile {
+ public:
+  /// Opens `path`; throws FileError naming it and `what` ("image cache") when it cannot.
+  ImageFile(const std::string& path, const std::string& what) : path_(path) {
     std::string reason;
-    const int fd = open_for_reading(path, reason);
-    if (fd < 0) throw FileError(path + ": cannot open the " + what + ": " + reason);
+    fd_ = open_for_reading(path, reason);
+    if (fd_ < 0) throw FileError(path + ": cannot open the " + what + ": " + reason);
     struct stat info{};
-    if (::fstat(fd, &info) != 0) {
+    if (::fstat(fd_, &info) != 0) {
       reason = std::strerror(errno);
-      ::close(fd);
+      ::close(fd_);
       throw FileError(path + ": cannot examine the " + what + ": " + reason);
     }
-    size_ = std::size_t(info.st_size);
-    void* at = size_ == 0 ? nullptr : ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-    reason = std::strerror(errno);
-    ::close(fd);
-    if (at == MAP_FAILED) throw FileError(path + ": cannot map the " + what + " into memory: " + reason);
-    data_ = static_cast<const std::uint8_t*>(at);
+    size_ = std::uint64_t(info.st_size);
   }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
-  }
+  ImageFile(const ImageFile&) = delete;
+  ImageFile& operator=(const ImageFile&) = delete;
+  ~ImageFile() { ::close(fd_); }
 
-  const std::uint8_t* data() const { return data_; }
-  std::size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  /// The file's size when it was opened.
+  std::uint64_t size() const { return size_; }
 
-  /// Drops the pages holding [from, from + length) from the process's resident set, and every
-  /// other page of the page tables spanning them (2 MB each with 4 KiB pages): Linux maps a file
-  /// page's whole large folio and its fault-around neighbours at one fault, up to a page table's
-  /// span, so dropping the range's own pages left a shuffled pass over a 234 MB mapping 230 MB
-  /// resident (measured, Linux 6.18), and dropping the span keeps it within a few MB. A page
-  /// dropped that another thread is reading is mapped again at its next access (about 12 us an
-  /// image here), so this is safe at any time.
-  void release(const std::uint8_t* from, std::size_t length) const {
-    if (!data_ || length == 0) return;
-    static const std::uintptr_t page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
-    const std::uintptr_t span = page * (page / sizeof(void*));  // what one last-level page table maps
-    const std::uintptr_t begin = std::uintptr_t(data_), end = begin + size_;
-    const std::uintptr_t first = std::max(std::uintptr_t(from) / span * span, begin / page * page);
-    const std::uintptr_t last = std::min((std::uintptr_t(from) + length + span - 1) / span * span, (end + page - 1) / page * page);
-    if (first < last) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // advice: a failure costs memory only
+  /// Reads `n` bytes at `offset` into `out`. Throws DatasetError naming the file when it ends
+  /// before them or cannot be read, saying which bytes (`what`) were wanted.
+  void read_at(std::uint64_t offset, void* out, std::size_t n, const std::string& what) const {
+    int error = 0;
+    const std::size_t got = read_up_to(offset, out, n, error);
+    if (got < n) throw short_read(offset, n, got, error, what);
   }
+
+  /// Reads image i into `out` (image_bytes) and checks it against its checksum. Throws
+  /// DatasetError naming the file, the image and `photo` (its path) when it cannot be read or does
+  /// not match. Allocates nothing unless it throws.
+  void read_image(std::size_t i, std::uint8_t* out, std::string_view photo) const {
+    const std::uint64_t at = pixel_offset + std::uint64_t(i) * image_bytes;
+    auto which = [&] {
+      return "image " + std::to_string(i) + " (" + std::string(photo) + ", bytes " + std::to_string(at) + "-" +
+             std::to_string(at + image_bytes) + ")";
+    };
+    if (i >= checksums.size())
+      throw DatasetError(path_ + ": has no " + which() + ": it holds " + std::to_string(checksums.size()) + " images");
+    int error = 0;
+    const std::size_t got = read_up_to(at, out, image_bytes, error);
+    if (got < image_bytes) throw short_read(at, image_bytes, got, error, which());
+    if (detail::xxh64(out, image_bytes) != checksums[i])
+      throw DatasetError(path_ + ": " + which() + " does not match its checksum: the image cache is damaged; delete it to have it rebuilt");
+  }
+
+  std::uint64_t pixel_offset = 0;        // image 0's first byte
+  std::size_t image_bytes = 0;           // side x side x 3
+  std::vector<std::uint64_t> checksums;  // XXH64 of each image's pixels
 
  private:
+  // pread until `n` bytes are read, the file ends or a read fails (`error` then holds errno).
+  std::size_t read_up_to(std::uint64_t offset, void* out, std::size_t n, int& error) const {
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd_, static_cast<char*>(out) + got, n - got, off_t(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        error = r < 0 ? errno : 0;
+        break;
+      }
+      got += std::size_t(r);
+    }
+    return got;
+  }
+  DatasetError short_read(std::uint64_t offset, std::size_t n, std::size_t got, int error, const std::string& what) const {
+    if (error != 0) return DatasetError(path_ + ": cannot read " + what + ": " + std::strerror(error));
+    struct stat info{};
+    const std::uint64_t now = ::fstat(fd_, &info) == 0 ? std::uint64_t(info.st_size) : offset + got;
+    return DatasetError(path_ + ": is " + std::to_string(now) + " bytes now, too short for " + what + " (up to byte " +
+                        std::to_string(offset + n) + "): truncated since it was opened; delete it to have it rebuilt");
+  }
+
   std::string path_;
-  const std::uint8_t* data_ = nullptr;
-  std::size_t size_ = 0;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
 };
 
 /// Photos of one size, 8-bit RGB, with their label sets. The pixels are in `pixels` (in memory,
-/// the default) or, when `mapping` is set, in that read-only file mapping from `mapped_pixels` on
-/// (data/cache.hpp); copies share the mapping.
+/// the default) or, when `file` is set, in that image cache (data/cache.hpp), read as they are
+/// needed; copies share the file.
 struct LabeledImages {
   int size = 0;                                  // every image is size x size x 3
   std::vector<std::uint8_t> pixels;              // count() x size x size x 3, when in memory
   std::vector<std::vector<std::string>> labels;  // per image
   std::vector<std::string> paths;                // per image
-  std::shared_ptr<const MappedFile> mapping;     // set: the pixels are in this mapping instead
-  const std::uint8_t* mapped_pixels = nullptr;   // image 0 in `mapping`
+  std::shared_ptr<const ImageFile> file;         // set: the pixels are read from this image cache instead
 
   std::size_t count() const { return paths.size(); }
   std::size_t image_bytes() const { return std::size_t(size) * size * 3; }
-  const std::uint8_t* image(std::size_t i) const { return (mapping ? mapped_pixels : pixels.data()) + i * image_bytes(); }
-  bool mapped() const { return mapping != nullptr; }
-  /// The pixel bytes held in memory: all of them, or none when they are mapped.
-  std::size_t pixel_bytes() const { return mapping ? 0 : pixels.size(); }
-  /// Done with image i for now: a mapped set drops its pages from the resident set (MappedFile::
-  /// release; image(i) stays valid and reads them back when used again), so a pass over a set
-  /// larger than memory keeps only what is in use resident. Does nothing in memory.
-  void release(std::size_t i) const {
-    if (mapping) mapping->release(image(i), image_bytes());
+  /// Image i of a set in memory. A cached set has no pixels in memory: use image(i, buffer).
+  const std::uint8_t* image(std::size_t i) const {
+    if (file)
+      throw std::logic_error("LabeledImages::image(i): the pixels are in the image cache " + file->path() + "; use image(i, buffer)");
+    return pixels.data() + i * image_bytes();
   }
+  /// Image i: in memory, where it is; cached, read into `buffer` (image_bytes()) and checked,
+  /// which throws DatasetError naming the cache when it was truncated or damaged since opened.
+  const std::uint8_t* image(std::size_t i, std::uint8_t* buffer) const {
+    if (!file) return pixels.data() + i * image_bytes();
+    file->read_image(i, buffer, i < paths.size() ? std::string_view(paths[i]) : std::string_view());
+    return buffer;
+  }
+  /// Whether the pixels are read from an image cache rather than held in memory.
+  bool cached() const { return file != nullptr; }
+  /// The pixel bytes held in memory: all of them, or none when they are cached.
+  std::size_t pixel_bytes() const { return file ? 0 : pixels.size(); }
 };
 
 struct SkippedFile {
@@ -156,11 +206,6 @@ struct LoadOptions {
   int size = 96;         // images are resized to size x size
   char separator = '_';  // splits a class folder's name into labels
   ImageLimits limits;
-};
-
-class DatasetError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
 };
 
 namespace detail {
