@@ -72,6 +72,12 @@ refused "fashion_export --onnx LINK (to /proc/self/fd/1) is refused" "--onnx std
 refused "a FIFO as fashion_classify --output is refused" "--output fifo: not a regular file (a FIFO)" -- \
   "$classify" --model b.tnet --labelbin b.txt --image "$photo" --output fifo
 [ -p fifo ] && pass "the FIFO is still a FIFO" || fail "fifo: $(ls -l fifo)"
+if command -v python3 >/dev/null && python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('sock')" 2>/dev/null; then
+  refused "a socket as --model is refused" "--model sock: not a regular file (a socket)" -- "$train" "${tiny[@]}" --model sock "${outs[@]}"
+  [ -S sock ] && pass "the socket is still a socket" || fail "sock: $(ls -l sock)"
+else
+  echo "skipped: a socket as an output (no python3 to make one)"
+fi
 # A private device node with /dev/null's numbers, where the system lets this user make one.
 mkdir devices
 if mknod devices/null c 1 3 2>mknod.err; then
