@@ -203,6 +203,34 @@ TEST_CASE("saving to a path that cannot be written throws naming it and leaves t
   CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
 }
 
+TEST_CASE("AtomicFile replaces regular files only: a link, a FIFO or a folder is refused and left as it was") {
+  TempDir dir;
+  write(dir / "target", "the user's file");
+  fs::create_symlink(dir / "target", dir / "link");
+  CHECK_THROWS_WITH_AS(write_file(dir / "link", "new"), doctest::Contains("link: cannot write the file: it is a symbolic link"), FileError);
+  CHECK(fs::is_symlink(dir / "link"));
+  CHECK(read(dir / "target") == "the user's file");
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(write_file(dir / "fifo", "new"), doctest::Contains("it is a FIFO, not a regular file"), FileError);
+  CHECK(fs::is_fifo(dir / "fifo"));
+  fs::create_directory(dir / "folder");
+  CHECK_THROWS_WITH_AS(write_file(dir / "folder", "new"), doctest::Contains("it is a folder"), FileError);
+  // A link put in place of the target while the file was written: refused at the rename.
+  {
+    AtomicFile file(dir / "late", "model file");
+    file.write("new");
+    fs::create_symlink(dir / "target", dir / "late");
+    CHECK_THROWS_WITH_AS(file.commit(), doctest::Contains("late: cannot write the model file: it is a symbolic link"), FileError);
+  }
+  CHECK(fs::is_symlink(dir / "late"));
+  CHECK(read(dir / "target") == "the user's file");
+  // Nothing else written: no temporary file left.
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 5);
+  // A regular file is replaced.
+  write_file(dir / "target", "new");
+  CHECK(read(dir / "target") == "new");
+}
+
 TEST_CASE("non-finite weights: never saved, never loaded") {
   TempDir dir;
   Net net(1);

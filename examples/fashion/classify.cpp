@@ -68,7 +68,20 @@ int run(int argc, char** argv) {
   }
   const bool into_folder = !s.output.empty() && (s.images.size() > 1 || fs::is_directory(s.output));
   s.outputs = labelled_copy_paths(s.images, s.output, into_folder);
-  if (into_folder) fs::create_directories(s.output);
+  if (into_folder) {
+    if (fs::exists(fs::symlink_status(s.output)) && !fs::is_directory(s.output))
+      throw UsageError("--output " + s.output + ": not a folder; with several photos it names the folder for their labelled copies");
+    fs::create_directories(s.output);
+  }
+  // The labelled copies are new files or regular ones, none of them a photo, the model or its labels.
+  FileSet files;
+  files.input("--model", s.model);
+  files.input("--labelbin", s.labelbin);
+  for (const std::string& image : s.images) files.input("--image", image);
+  for (std::size_t i = 0; i < s.images.size(); ++i)
+    files.output(s.output.empty() || into_folder ? "the labelled copy of " + s.images[i] + "," : std::string("--output"), s.outputs[i],
+                 "labelled copy");
+  files.check();
 
   // The model's input names its size (the label count is read when it loads).
   const int size = model_image_size(s.model);

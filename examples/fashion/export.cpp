@@ -40,7 +40,11 @@ int run(int argc, char** argv) {
   std::error_code error;
   if (fs::weakly_canonical(s.onnx, error) == fs::weakly_canonical(s.model, error))
     throw UsageError("--onnx " + s.onnx + " is the model itself: give the ONNX file another name");
-  check_writable(s.onnx, "ONNX file");
+  FileSet files;
+  files.input("--model", s.model);
+  files.input("--labelbin", s.labelbin);
+  files.output("--onnx", s.onnx, "ONNX file");
+  files.check();
   const int size = model_image_size(s.model);
   return size == 64 ? export_size64(s) : size == 96 ? export_size96(s) : export_size128(s);
 }

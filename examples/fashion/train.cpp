@@ -42,7 +42,11 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --average-epochs N   the final model's weights are the mean of the weights at the ends of
                        the last N epochs (stochastic weight averaging; needs the batch-norm
                        re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
-  --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C)
+  --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
+                       a plain kill or a closed terminal)
+  --overwrite          start afresh although FILE.checkpoint holds a run that did not finish,
+                       discarding that checkpoint and its averaged weights (without --resume or
+                       --overwrite, such a run refuses to start)
   --cache DIR          for datasets larger than memory: decode the photos once into an image cache
                        in DIR (rebuilt when photos change), read it memory-mapped as batches need
                        it, and prepare each batch while the one before trains; memory then stays
@@ -77,7 +81,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                        {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
                         "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count",
                         "--interrupt-after-steps", "--cache", "--mpi-timeout"},
-                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--help"});
+                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -115,6 +119,9 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         "or give --average-epochs 0");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
+  s.overwrite = args.flag("--overwrite");
+  if (s.resume && s.overwrite)
+    throw UsageError("--resume continues the run in " + s.checkpoint() + " and --overwrite discards it: give one");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const std::string cache = args.text("--cache", "");
   if (!cache.empty() && s.dataset.empty()) throw UsageError("--cache keeps decoded photos of a --dataset; give the dataset too");
@@ -124,16 +131,40 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   const long hardware = std::max(1L, long(std::thread::hardware_concurrency()));
   if (args.has("--threads")) tnet::set_num_threads(int(args.integer("--threads", 1, 1, hardware)));
   else if (local_processes > 1) tnet::set_num_threads(int(std::max(1L, std::min<long>(tnet::num_threads(), hardware / local_processes))));
-  if (writer)
-    for (const auto& [path, what] : {std::pair{s.model, "model"},
-                                     {s.labelbin, "label file"},
-                                     {s.plot, "plot"},
-                                     {s.history, "history"},
-                                     {s.split_list("train"), "training list"},
-                                     {s.split_list("val"), "validation list"}})
-      check_writable(path, what);
+  namespace fs = std::filesystem;
+  // One held-out picture per class (another seed) of the synthetic set, for trying fashion_classify.
+  const fs::path examples = fs::path(s.model).parent_path() / "synthetic_examples";
+  auto example = [examples](const Garment& g) { return (examples / (g.colour + "_" + g.kind + ".png")).string(); };
+  if (writer) {
+    // Every file the run writes, and the files it reads, before any work.
+    FileSet files;
+    files.output("--model", s.model, "model");
+    files.output("--model's checkpoint", s.checkpoint(), "checkpoint");
+    for (int n = 1; n <= s.average_epochs; ++n) files.output("--model's averaged checkpoint", s.average_checkpoint(n), "checkpoint");
+    files.output("--model's lock file", s.lock_file(), "lock file");
+    files.output("--model's training list", s.split_list("train"), "training list");
+    files.output("--model's validation list", s.split_list("val"), "validation list");
+    files.output("--labelbin", s.labelbin, "label file");
+    files.output("--plot", s.plot, "plot");
+    files.output("--history", s.history, "history");
+    if (s.dataset.empty() && fs::exists(fs::symlink_status(examples))) {
+      if (!fs::is_directory(examples)) throw UsageError(examples.string() + ", where the synthetic set's examples go, is not a folder");
+      for (const Garment& g : synthetic_classes) files.output("the synthetic example", example(g), "synthetic example");
+    }
+    if (!s.val_list.empty()) files.input("--val-list", s.val_list);
+    if (!s.train_list.empty()) files.input("--train-list", s.train_list);
+    files.check();
+  }
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
     throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
+  // A fresh run would overwrite, then remove, the checkpoint of a run that did not finish.
+  auto keep_unfinished_run = [&] {
+    if (!s.resume && !s.overwrite && fs::exists(fs::symlink_status(s.checkpoint())))
+      throw UsageError(s.checkpoint() +
+                       " holds a run that did not finish: continue it with --resume (and the same options), or give --overwrite to "
+                       "discard it and start afresh");
+  };
+  if (writer) keep_unfinished_run();
 
   if (s.dataset.empty()) {
     std::cout << "no --dataset: using the built-in synthetic set (" << per_class << " drawn garments per class)\n";
@@ -189,24 +220,36 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   }
   std::cout << "training on " << data.split.train.size() << ", validating on " << data.split.test.size()
             << (s.val_list.empty() ? "" : " (the images " + s.val_list + " lists)") << "\n";
-  if (s.dataset.empty() && writer) {
-    // One held-out picture per class (another seed), for trying fashion_classify.
-    const std::filesystem::path model_dir = std::filesystem::path(s.model).parent_path();
-    const std::filesystem::path examples = model_dir / "synthetic_examples";
-    std::filesystem::create_directories(examples);
-    for (int c = 0; c < int(synthetic_classes.size()); ++c) {
-      tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
-      draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
-      const Garment& g = synthetic_classes[std::size_t(c)];
-      tnet::write_png((examples / (g.colour + "_" + g.kind + ".png")).string(), picture);
-    }
-    std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
-  }
-  // The split, by name, for another run or another framework to use the same images.
   if (writer) {
-    tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
-    tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
-    std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
+    // One process trains this model at a time; the checks above hold for the process that has
+    // the lock.
+    data.lock = FileLock(s.lock_file(), "another fashion_train is training " + s.model + " (it holds the lock " + s.lock_file() +
+                                            "): wait for it to end, or give another --model");
+    keep_unfinished_run();
+    if (s.overwrite) {
+      fs::remove(s.checkpoint());
+      const fs::path model(s.model);
+      const std::string averages = model.filename().string() + ".checkpoint-average-";
+      std::error_code error;
+      fs::directory_iterator entries(model.parent_path().empty() ? fs::path(".") : model.parent_path(), error);
+      for (; !error && entries != fs::directory_iterator(); entries.increment(error))
+        if (entries->path().filename().string().rfind(averages, 0) == 0) fs::remove(entries->path());
+    }
+    data.write_records = [&s, &data, examples, example] {
+      if (s.dataset.empty()) {
+        fs::create_directories(examples);
+        for (int c = 0; c < int(synthetic_classes.size()); ++c) {
+          tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
+          draw_garment(c, s.seed + 1000, std::uint64_t(c), s.image_size, picture.pixels.data());
+          tnet::write_png(example(synthetic_classes[std::size_t(c)]), picture);
+        }
+        std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
+      }
+      // The split, by name, for another run or another framework to use the same images.
+      tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
+      tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
+      std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
+    };
   }
   return -1;
 }
@@ -264,7 +307,7 @@ int run_in_group(int argc, char** argv) {
   } catch (const fashion::UsageError& e) {
     status = 2, error = e.what();
   } catch (const std::exception& e) {
-    status = 1, error = e.what();
+    status = 1, error = fashion::error_text(e);
   }
   group.set_timeout(s.mpi_timeout);
   if (!stopped) agree(status >= 0);
@@ -276,7 +319,7 @@ int run_in_group(int argc, char** argv) {
     try {
       return train(s, data);
     } catch (const std::exception& e) {
-      std::cerr << name << ": " << e.what() << "\n";
+      std::cerr << name << ": " << fashion::error_text(e) << "\n";
       group.abort(dynamic_cast<const fashion::UsageError*>(&e) ? 2 : 1);
     }
   });

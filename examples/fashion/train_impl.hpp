@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -34,6 +35,7 @@ struct TrainSettings {
   double lr = 1e-3, val_split = 0.2;
   std::uint64_t seed = 42;
   bool augment = true, resume = false;
+  bool overwrite = false;              // a fresh run discards an unfinished run's checkpoint (else it refuses to start)
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
   long interrupt_after_steps = 0;      // testing: behave as if Ctrl-C came after this many steps (then final-pass batches)
@@ -45,6 +47,8 @@ struct TrainSettings {
   double mpi_timeout = 300;
 
   std::string checkpoint() const { return model + ".checkpoint"; }
+  /// Held (flock) by the one process training this model; left in place.
+  std::string lock_file() const { return model + ".lock"; }
   /// The mean of the first `count` averaged epochs. One file per count: a checkpoint that says
   /// `count` always finds its own mean, even when a kill came between writing the next mean and
   /// the checkpoint that counts it.
@@ -60,6 +64,10 @@ struct TrainData {
   tnet::MultiLabelBinarizer labels;
   std::vector<float> targets;
   tnet::Split split;
+  FileLock lock;  // on the model's lock file, in the process that writes the files
+  // Writes the records of the run's inputs (its split lists, the synthetic set's examples): called
+  // once a resumed run's checkpoint has been accepted, so that a refused --resume writes nothing.
+  std::function<void()> write_records;
 };
 
 /// The options a resumed run must repeat: they fix the schedule, the split and the batches (the
@@ -87,13 +95,13 @@ inline void on_interrupt(int signal) {
   interrupted = true;
   std::signal(signal, SIG_DFL);  // a second one stops at once
 }
-/// Ctrl-C, a plain `kill`, and SIGUSR1 (which mpirun forwards to every process; it turns Ctrl-C
-/// into SIGTERM) stop training after the current step with a checkpoint.
+/// Ctrl-C, a plain `kill`, a closed terminal (SIGHUP) and SIGUSR1 (which mpirun forwards to every
+/// process; it turns Ctrl-C into SIGTERM) stop training after the current step with a checkpoint.
 inline void catch_interrupts() {
-  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, on_interrupt);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) std::signal(signal, on_interrupt);
 }
 inline void release_interrupts() {
-  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, SIG_DFL);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) std::signal(signal, SIG_DFL);
 }
 
 namespace detail {
@@ -281,6 +289,7 @@ int train(const TrainSettings& s, TrainData& data) {
           "the processes do not start alike: each must run with the same options, find the same photos at the same paths "
           "and, with --resume, read the same checkpoint");
   }
+  if (writer && data.write_records) data.write_records();
   auto checkpoint = [&](int epoch, std::size_t batch) {
     if (!writer) return;
     try {

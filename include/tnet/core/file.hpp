@@ -7,6 +7,10 @@
 // of the new one; a failure at any step throws FileError naming the target and the step, and the
 // temporary file is removed (on an exception, by the destructor). A temporary file of the same
 // target left by a writer that was killed (its process is gone) is removed by the next writer.
+// AtomicFile replaces regular files only: a target that is a symbolic link, a device, a FIFO, a
+// socket or a folder is refused with FileError (checked when writing starts and again just before
+// the rename), so that writing `/dev/null` or a link never puts a regular file in its place nor
+// writes through the link.
 //
 // Reading: open_for_reading accepts regular files only and never blocks (a FIFO or a device
 // given as a model or a photo is refused at once, not waited on); text_line strips what other
@@ -36,12 +40,27 @@ class FileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// What `path` is when it exists and is not a regular file, not following a symbolic link ("a
+/// symbolic link", "a character device", "a folder", ...); "" for a regular file or no file.
+inline std::string non_regular_kind(const std::string& path) {
+  struct stat info{};
+  if (::lstat(path.c_str(), &info) != 0 || S_ISREG(info.st_mode)) return "";
+  if (S_ISLNK(info.st_mode)) return "a symbolic link";
+  if (S_ISDIR(info.st_mode)) return "a folder";
+  if (S_ISCHR(info.st_mode)) return "a character device";
+  if (S_ISBLK(info.st_mode)) return "a block device";
+  if (S_ISFIFO(info.st_mode)) return "a FIFO";
+  if (S_ISSOCK(info.st_mode)) return "a socket";
+  return "not a regular file";
+}
+
 class AtomicFile {
  public:
   /// Starts writing `path` (through a temporary file); `what` names the file in errors
-  /// ("model file", "label file").
+  /// ("model file", "label file"). Throws FileError when `path` exists and is not a regular file.
   explicit AtomicFile(std::string path, std::string what = "file") : path_(std::move(path)), what_(std::move(what)) {
     static std::atomic<std::uint64_t> counter{0};
+    refuse_unless_regular();
     remove_stale_temporaries();
     temporary_ = path_ + ".tnet-tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -80,6 +99,7 @@ class AtomicFile {
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) fail("cannot close " + temporary_);
+    refuse_unless_regular();
     if (::rename(temporary_.c_str(), path_.c_str()) != 0) fail("cannot move " + temporary_ + " into place");
     committed_ = true;
     // The rename is durable once the folder is.
@@ -94,6 +114,15 @@ class AtomicFile {
 
  private:
   static constexpr std::size_t buffer_size = 1 << 20;
+
+  // A target put in place since writing started is checked again before the rename.
+  void refuse_unless_regular() {
+    const std::string kind = non_regular_kind(path_);
+    if (kind.empty()) return;
+    discard();
+    throw FileError(path_ + ": cannot write the " + what_ + ": it is " + kind +
+                    ", not a regular file (tnet replaces regular files only, never a link or what it points to)");
+  }
 
   // NAME.tnet-tmp.PID.N of this target whose process no longer runs: left by a kill.
   void remove_stale_temporaries() const {
