@@ -744,7 +744,8 @@ TEST_CASE("resizing to the image's own size copies its pixels, in every path tha
   LoadReport report;
   const LabeledImages cached = load_image_folder_cached(dir.path.string(), dir / "cache", options, &report);
   REQUIRE(cached.count() == 1);
-  CHECK(std::equal(photo.pixels.begin(), photo.pixels.end(), cached.image(0)));
+  std::vector<std::uint8_t> buffer(photo.pixels.size());
+  CHECK(std::equal(photo.pixels.begin(), photo.pixels.end(), cached.image(0, buffer.data())));
 }
 
 TEST_CASE("labels are printable UTF-8 without control characters, refused where read with the place escaped") {
