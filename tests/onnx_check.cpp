@@ -6,6 +6,12 @@
 //       loads MODEL.onnx into SmallerVGGNet (its size and label count read from the file), runs it
 //       on INPUTS.bin (NHWC float32) and exits 0 when every output is within TOLERANCE of
 //       EXPECTED.bin (float32); prints the largest difference either way
+//   onnx_check networks DIR
+//       for each network of tests/onnx_networks.hpp, with random weights and statistics: writes
+//       DIR/NAME.onnx (NHWC input) and DIR/NAME_nchw.onnx, DIR/NAME.input.bin (a batch, NHWC
+//       float32) and DIR/NAME.expected.bin (tnet's outputs), and one line "NAME N H W C OUTPUTS"
+//       a network in DIR/networks.txt; and checks that each export loads back into a network of
+//       the same type that gives the same outputs, bit for bit
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +22,7 @@
 #include <vector>
 
 #include "fashion/smaller_vgg.hpp"
+#include "onnx_networks.hpp"
 
 namespace {
 
@@ -44,6 +51,45 @@ int compare(const std::string& model, const std::vector<float>& inputs, const st
   return largest <= tolerance ? 0 : 1;
 }
 
+void write_floats(const std::string& path, std::span<const float> values) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size_bytes()));
+  if (!out) throw std::runtime_error(path + ": cannot write");
+}
+
+int write_networks(const std::string& dir) {
+  std::ofstream list(dir + "/networks.txt");
+  int failures = 0;
+  onnx_networks::for_each_network([&]<class Net>(const std::string& name) {
+    auto net = std::make_unique<Net>(11);
+    onnx_networks::randomise(*net, 12);
+    const int batch = 3;
+    const tnet::Buffer x = [&] {
+      tnet::Buffer v(batch * Net::input_size);
+      const tnet::Rng rng(13);
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = rng.uniform(i);
+      return v;
+    }();
+    const std::span<const float> y = net->predict(x, batch);
+    const std::vector<float> expected(y.begin(), y.end());
+    write_floats(dir + "/" + name + ".input.bin", x);
+    write_floats(dir + "/" + name + ".expected.bin", expected);
+    tnet::save_onnx(dir + "/" + name + ".onnx", *net);
+    tnet::save_onnx(dir + "/" + name + "_nchw.onnx", *net, {}, tnet::OnnxLayout::nchw);
+    using In = typename Net::input_shape;
+    list << name << " " << batch << " " << In::height << " " << In::width << " " << In::channels << " " << net->outputs() << "\n";
+    for (const char* suffix : {".onnx", "_nchw.onnx"}) {
+      auto back = std::make_unique<Net>(99);
+      tnet::load_onnx(dir + "/" + name + suffix, *back);
+      const std::span<const float> again = back->predict(x, batch);
+      const bool same = std::equal(again.begin(), again.end(), expected.begin());
+      std::printf("%s%s: loads back into tnet %s\n", name.c_str(), suffix, same ? "with the same outputs" : "with OTHER outputs");
+      failures += !same;
+    }
+  });
+  return failures == 0 && list ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,7 +115,9 @@ int main(int argc, char** argv) {
       if (info.height == 64 && info.width == 64 && info.channels == 3) return compare<64>(argv[2], inputs, expected, tolerance);
       throw std::runtime_error(std::string(argv[2]) + ": not a SmallerVGGNet for 64 or 96-pixel photos");
     }
-    std::fprintf(stderr, "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE\n");
+    if (mode == "networks" && argc == 3) return write_networks(argv[2]);
+    std::fprintf(stderr,
+                 "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE | networks DIR\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "onnx_check: %s\n", e.what());

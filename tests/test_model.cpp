@@ -81,6 +81,49 @@ TEST_CASE("inputs are spans whose sizes are checked") {
   CHECK(net.train_step(x, y, 2, adam) > 0);
 }
 
+TEST_CASE("a network ending in its logits trains with the loss chosen, as the fused final activation does") {
+  // The same layers and seed with and without the final activation: the same weights.
+  using WithSigmoid = Sequential<Input<5, 4, 2>, Conv2D<3, 3>, ReLU, Flatten, Dense<3>, Sigmoid>;
+  using WithSoftmax = Sequential<Input<5, 4, 2>, Conv2D<3, 3>, ReLU, Flatten, Dense<3>, Softmax>;
+  using Logits = Sequential<Input<5, 4, 2>, Conv2D<3, 3>, ReLU, Flatten, Dense<3>>;
+  const int batch = 4;
+  const Buffer x = test::random_values(batch * 40, 31);
+  const float targets[] = {1, 0, 1, 0, 1, 0, 0, 0, 1, 1, 1, 0};
+  const float one_hot[] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0};
+  auto gradients = [&](auto& net, std::span<const float> t) {
+    Buffer grad_input(x.size());
+    const double loss = net.compute_gradients(x, t, batch, grad_input);
+    std::vector<float> all(net.parameters().grads.begin(), net.parameters().grads.end());
+    all.insert(all.end(), grad_input.begin(), grad_input.end());
+    return std::pair(loss, all);
+  };
+  Logits logits(5);
+  CHECK(logits.loss() == Loss::none);
+  CHECK_THROWS_WITH_AS(logits.compute_gradients(x, targets, batch),
+                       "tnet::Sequential::compute_gradients: the network ends in neither Sigmoid nor Softmax, so it has no loss of its "
+                       "own; choose one with set_loss(tnet::Loss::binary_crossentropy) or "
+                       "set_loss(tnet::Loss::categorical_crossentropy)",
+                       std::logic_error);
+  CHECK(logits.step() == 0);  // refused before the forward
+  SUBCASE("binary cross-entropy") {
+    WithSigmoid fused(5);
+    logits.set_loss(Loss::binary_crossentropy);
+    CHECK(gradients(logits, targets) == gradients(fused, targets));
+    CHECK(logits.evaluate(x, targets, batch) == fused.evaluate(x, targets, batch));
+  }
+  SUBCASE("categorical cross-entropy") {
+    WithSoftmax fused(5);
+    logits.set_loss(Loss::categorical_crossentropy);
+    CHECK(gradients(logits, one_hot) == gradients(fused, one_hot));
+    CHECK(logits.evaluate(x, one_hot, batch) == fused.evaluate(x, one_hot, batch));
+  }
+  WithSigmoid fused(5);
+  CHECK_THROWS_WITH_AS(fused.set_loss(Loss::categorical_crossentropy),
+                       "tnet::Sequential::set_loss: a network ending in Sigmoid trains with binary cross-entropy, not categorical "
+                       "cross-entropy; end it in its logits to choose another",
+                       std::invalid_argument);
+}
+
 TEST_CASE("every parameter lives in one array, every gradient in another, and layers are views into them") {
   using Net = Sequential<Input<5, 5, 2>, Conv2D<3, 3>, ReLU, BatchNorm, Flatten, Dense<dynamic>, Sigmoid>;
   Net net(Outputs{4}, 7);

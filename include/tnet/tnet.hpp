@@ -18,6 +18,7 @@
 #include "layers/dropout.hpp"
 #include "layers/flatten.hpp"
 #include "layers/max_pool.hpp"
+#include "layers/residual.hpp"
 #include "model/sequential.hpp"
 #include "model/serialize.hpp"
 #include "model/onnx.hpp"

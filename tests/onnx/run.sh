@@ -11,6 +11,9 @@
 #                   environment scripts/install_onnx_consumers.sh makes) likewise
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
+# STEP networks     the networks of tests/onnx_networks.hpp (residual blocks, ...) exported by
+#                   onnx_check, loaded back by tnet, and run by ONNX Runtime and OpenCV's DNN:
+#                   within 1e-4 of tnet
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
 # TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail
@@ -114,6 +117,15 @@ pytorch)
     "$make_label_dataset" generated 2 2 1 >/dev/null && image=$(ls generated/*/*.png | head -1); fi
   "$bin/fashion_classify" --model torch_smallervgg.onnx --labelbin labels.txt --output photo.png "$image" >classify.txt 2>&1 &&
     grep -q "label0: " classify.txt && pass "fashion_classify runs PyTorch's model" || fail "fashion_classify with PyTorch's model: $(cat classify.txt)"
+  ;;
+networks)
+  [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"
+  has_python_module cv2 || skip "python3-opencv is not installed"
+  out="$work-networks"
+  rm -rf "$out" && mkdir -p "$out" || exit 1
+  "$onnx_check" networks "$out" && pass "tnet's exports load back into tnet with the same outputs" || fail "tnet's exports read back by tnet"
+  "$ort_python" "$here/networks_check.py" onnxruntime "$out" && pass "ONNX Runtime runs them as tnet does" || fail "ONNX Runtime"
+  "$python" "$here/networks_check.py" opencv "$out" && pass "OpenCV's DNN runs them as tnet does" || fail "OpenCV"
   ;;
 *)
   echo "unknown step $step" && exit 2

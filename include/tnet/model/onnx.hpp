@@ -13,6 +13,7 @@
 //   Dropout    nothing (the identity at inference)
 //   Flatten    Transpose back to NHWC, then Flatten: the features keep tnet's order, so the next
 //              Dense's kernel is written as it is
+//   Residual   the body's nodes, the shortcut's (from the same input), then Add
 //   Dense      Gemm with the kernel transposed to (U, K) and transB, as PyTorch writes Linear
 // The metadata holds the class names (a JSON array under "class_names"), the input layout and
 // tnet's signature.
@@ -42,6 +43,7 @@
 #include "../layers/dropout.hpp"
 #include "../layers/flatten.hpp"
 #include "../layers/max_pool.hpp"
+#include "../layers/residual.hpp"
 #include "onnx_proto.hpp"
 #include "serialize.hpp"
 
@@ -521,6 +523,19 @@ class GraphIn {
     }
     return nullptr;
   }
+  /// Takes the next node, which must be Add of the current activation and `other`, in either
+  /// order (a residual block's two paths); its output becomes current.
+  void take_sum(const std::string& layer, const std::string& other) {
+    const Node* n = peek();
+    if (!n) throw mismatch("the graph ends before the Add of layer " + layer);
+    const bool reads_both =
+        n->inputs.size() == 2 && ((n->inputs[0] == tensor && n->inputs[1] == other) || (n->inputs[0] == other && n->inputs[1] == tensor));
+    if (n->op_type != "Add" || !onnx_domain(*n))
+      refuse(*n, layer, "expected the Add of the block's two paths, " + other + " and " + tensor);
+    if (!reads_both || n->outputs.empty()) refuse(*n, layer, "it does not add the block's two paths, " + other + " and " + tensor);
+    ++at_;
+    tensor = n->outputs[0];
+  }
   /// Takes what makes a flat activation 4-D again, when it is flat.
   void take_spatial(const std::string& layer, int channels) {
     if (spatial) return;
@@ -884,6 +899,44 @@ template <>
 struct Mapping<Sigmoid> : ActivationMapping<sigmoid_op> {};
 template <>
 struct Mapping<Softmax> : ActivationMapping<softmax_op> {};
+
+// A residual block: its body's nodes from the block's input, then its shortcut's from the same
+// input (none for the identity), then Add of the two. The layers inside are named as the
+// network names their tensors ("3.residual.0.conv2d", "3.residual.shortcut.0.conv2d").
+template <class Chain, class F>
+void each_in_chain(Chain& chain, const std::string& prefix, F&& f) {
+  chain.for_each_layer([&]<std::size_t I>(auto& layer) {
+    f.template operator()<typename Chain::template spec_type<I>>(layer, prefix + chain.template layer_name<I>());
+  });
+}
+
+template <class... Specs>
+struct Mapping<Residual<Specs...>> {
+  template <class L>
+  static void write(const L& layer, GraphOut& g, const std::string& name) {
+    g.make_spatial(name, L::input_shape::channels);
+    const std::string input = g.tensor;
+    auto write_one = [&]<class Spec>(const auto& inner, const std::string& inner_name) { Mapping<Spec>::write(inner, g, inner_name); };
+    each_in_chain(layer.body(), name + ".", write_one);
+    const std::string body = g.tensor;
+    g.tensor = input;
+    each_in_chain(layer.shortcut(), name + ".shortcut.", write_one);
+    const std::string shortcut = g.tensor;
+    g.tensor = body;
+    g.node("Add", name, {shortcut});
+  }
+  template <class L>
+  static void read(L& layer, GraphIn& g, const std::string& name) {
+    g.take_spatial(name, L::input_shape::channels);
+    const std::string input = g.tensor;
+    auto read_one = [&]<class Spec>(auto& inner, const std::string& inner_name) { Mapping<Spec>::read(inner, g, inner_name); };
+    each_in_chain(layer.body(), name + ".", read_one);
+    const std::string body = g.tensor;
+    g.tensor = input;
+    each_in_chain(layer.shortcut(), name + ".shortcut.", read_one);
+    g.take_sum(name, body);
+  }
+};
 
 // ---- the graph's input ---------------------------------------------------------------------
 

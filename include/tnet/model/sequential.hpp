@@ -38,6 +38,7 @@
 #include "../core/shape.hpp"
 #include "../layers/activation.hpp"
 #include "../layers/layer.hpp"
+#include "chain.hpp"
 #include "../train/loss.hpp"
 #include "../train/optimizer.hpp"
 
@@ -50,58 +51,10 @@ struct Outputs {
 
 namespace detail {
 
-// Stands in for a layer that does not fit, so that one static_assert is the whole error.
-template <class In>
-struct DoesNotFit : Stateless {
-  using input_shape = In;
-  using output_shape = In;
-  static std::string describe() { return "?"; }
-  void forward(const float*, float*, int, Pass) {}
-  void backward(const float*, const float*, const float*, float*, int) {}
-};
-
-template <class Spec, class In>
-struct bind_layer {
-  static constexpr bool fits = LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value;
-  static_assert(LayerFitsInput<Spec, In, typename Spec::template needs<In>>::value,
-                "tnet::Sequential: a layer does not fit the output of the layer before it. The note "
-                "'LayerFitsInput<Layer, Got, Needs>' names the layer, the shape it got and the shape it needs "
-                "(Shape<1, 1, -1> is the run-time width of Dense<dynamic>, which only element-wise layers take).");
-  using bound = std::conditional_t<fits, typename Spec::template Layer<In>, DoesNotFit<In>>;
-  static constexpr bool keeps_contract = BoundLayer<bound>;
-  static_assert(BoundLayer<bound>,
-                "tnet::Sequential: a layer does not meet the layer contract of tnet/layers/layer.hpp. The notes name "
-                "the layer (BoundLayer<L> [with L = ...]) and the requirement it fails.");
-  using type = std::conditional_t<keeps_contract, bound, DoesNotFit<In>>;
-};
-
-template <class In, class... Specs>
-struct bind_chain {
-  using type = std::tuple<>;
-  using output = In;
-};
-template <class In, class Spec, class... Rest>
-struct bind_chain<In, Spec, Rest...> {
-  using layer = typename bind_layer<Spec, In>::type;
-  using rest = bind_chain<typename layer::output_shape, Rest...>;
-  using type = decltype(std::tuple_cat(std::declval<std::tuple<layer>>(), std::declval<typename rest::type>()));
-  using output = typename rest::output;
-};
-
 template <class T>
 struct is_input : std::false_type {};
 template <int H, int W, int C>
 struct is_input<Input<H, W, C>> : std::true_type {};
-
-// "Conv2D(32, 3x3, stride 1, same)" -> "conv2d": Keras's lower-case layer names.
-inline std::string kind_name(const std::string& description) {
-  std::string name;
-  for (char c : description) {
-    if (c == '(') break;
-    name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return name;
-}
 
 inline std::string with_commas(std::size_t n) {
   std::string digits = std::to_string(n), out;
@@ -131,9 +84,11 @@ class Sequential {
 
  public:
   using input_shape = typename InputSpec::shape;
-  using layers_type = typename detail::bind_chain<input_shape, Specs...>::type;
+  /// What runs the layers (model/chain.hpp).
+  using chain_type = LayerChain<input_shape, Specs...>;
+  using layers_type = typename chain_type::layers_type;
   /// The output's compile-time shape; Shape<1, 1, dynamic> when it has the run-time width.
-  using output_shape = typename detail::bind_chain<input_shape, Specs...>::output;
+  using output_shape = typename chain_type::output_shape;
   static constexpr std::size_t depth = sizeof...(Specs);
   template <std::size_t I>
   using layer_type = std::tuple_element_t<I, layers_type>;
@@ -143,9 +98,7 @@ class Sequential {
   /// Values in one input sample.
   static constexpr std::size_t input_size = input_shape::size;
   /// Whether a layer has the run-time width: the network is then constructed with Outputs{n}.
-  static constexpr bool has_dynamic_width = []<std::size_t... I>(std::index_sequence<I...>) {
-    return (false || ... || layer_type<I>::output_shape::is_dynamic);
-  }(std::make_index_sequence<depth>{});
+  static constexpr bool has_dynamic_width = chain_type::has_dynamic_width;
 
   /// A network with freshly initialised weights (glorot-uniform kernels, zero biases), all drawn
   /// from `seed`.
@@ -154,8 +107,7 @@ class Sequential {
       : Sequential(Outputs{output_size<depth - 1>(0)}, seed) {}
   /// The same, with `outputs.count` (>= 1) as the run-time width of Dense<dynamic>; a network
   /// without one takes only its own output size here.
-  explicit Sequential(Outputs outputs, std::uint64_t seed = 42)
-      : width_(checked_width(outputs.count)), layers_(make_layers(std::make_index_sequence<depth>{})) {
+  explicit Sequential(Outputs outputs, std::uint64_t seed = 42) : width_(checked_width(outputs.count)), chain_(width_) {
     bind_parameters();
     init(seed);
   }
@@ -171,8 +123,7 @@ class Sequential {
     seed_ = seed;
     step_ = 0;
     rounded_stale_ = true;
-    const Rng root(seed);
-    for_each_layer([&]<std::size_t I>(auto& layer) { layer.init(root.derive(I)); });
+    chain_.init(Rng(seed));
   }
 
   /// Values in one output sample: the run-time width, or the output shape's size.
@@ -198,48 +149,10 @@ class Sequential {
     const int batch = shard.count;
     if (batch < 1) throw std::invalid_argument("tnet::Sequential::forward: batch must be >= 1, got " + std::to_string(batch));
     detail::check_size("forward", "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
-    reserve(batch);
-    input_ = x.data();
-    batch_ = batch;
+    chain_.reserve(batch);
     if (mode == Mode::infer) round_kernels_if_stale();
     else rounded_stale_ = true;  // an optimizer step is likely to follow
-    const Pass pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)};
-    pooled_in_forward_ = false;
-    for_each_layer([&]<std::size_t I>(auto& layer) {
-      if constexpr (pooled_in_forward_before<I>) {
-        if (mode == Mode::infer && pooled_in_forward_) {  // written already, by the layer this pool follows
-          pooled_in_forward_ = false;
-          return;
-        }
-      }
-      if constexpr (folded_after<I> > 0 || folded_into_previous<I>) {
-        if (mode == Mode::infer) {
-          if constexpr (folded_after<I> > 0) forward_folded<I>(layer, batch, pass);
-          return;
-        }
-      }
-      if constexpr (pool_fused_after<I>) {  // training: the max pool after this layer reads x through its map
-        if (mode != Mode::infer) {
-          if constexpr (selects_through<layer_type<I>, layer_type<I + 1>>)  // choosing as the statistics are summed
-            return layer.statistics_selecting(layer_input<I>(), batch, pass, std::get<I + 1>(layers_));
-          return layer.statistics(layer_input<I>(), batch, pass);
-        }
-      } else if constexpr (pool_fused_after<I - 1>) {
-        if (mode != Mode::infer) {
-          const auto map = std::get<I - 1>(layers_).normalisation();
-          if constexpr (selects_through<layer_type<I - 1>, layer_type<I>>) return layer.forward_selected(output_buffer<I>(), batch, map);
-          return layer.forward_mapped(layer_input<I - 1>(), output_buffer<I>(), batch, pass, map);
-        }
-      }
-      if constexpr (relu_fused_after<I>) {  // training: the ReLU after this layer is applied as it writes its output
-        Epilogue relu;
-        relu.relu = true;
-        return layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass, relu);
-      } else if constexpr (relu_fused_after<I - 1>) {
-        return;  // the ReLU's output, over its input, is written already
-      }
-      layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass);
-    });
+    chain_.forward(x.data(), batch, Pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)});
     if (mode == Mode::train) ++step_;
     return output();
   }
@@ -271,11 +184,12 @@ class Sequential {
   /// training forward, filling every parameter gradient, and dL/d(input) into `grad_input` (batch
   /// x input_size) unless it is empty.
   void backward(std::span<const float> grad_output, std::span<float> grad_input = {}) {
-    if (batch_ == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
-    detail::check_size("backward", "grad_output", grad_output.size(), batch_, [this] { return output_string(); }, std::size_t(outputs()));
+    if (chain_.batch() == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
+    const int batch = chain_.batch();
+    detail::check_size("backward", "grad_output", grad_output.size(), batch, [this] { return output_string(); }, std::size_t(outputs()));
     if (!grad_input.empty())
-      detail::check_size("backward", "grad_input", grad_input.size(), batch_, [] { return input_shape::str(); }, input_size);
-    backward_from<depth - 1>(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data(), nullptr);
+      detail::check_size("backward", "grad_input", grad_input.size(), batch, [] { return input_shape::str(); }, input_size);
+    chain_.backward(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data(), [](std::size_t) {});
   }
 
   /// One training step: forward in training mode, the loss fused with the last layer (binary
@@ -309,15 +223,31 @@ class Sequential {
     return training_pass("compute_gradients", x, targets, shard, grad_input);
   }
 
+  /// The loss train_step and compute_gradients minimise and evaluate reports, computed from the
+  /// logits. A network ending in Sigmoid has binary cross-entropy, fused with the sigmoid; one
+  /// ending in Softmax categorical cross-entropy, fused likewise; any other network (one that ends
+  /// in its logits, as PyTorch's do) has none until it is chosen here, and then treats its output
+  /// as the logits (PyTorch's BCEWithLogitsLoss and CrossEntropyLoss with probabilities as
+  /// targets). Throws std::invalid_argument for a loss that does not fit the final activation.
+  void set_loss(Loss loss) {
+    if ((ends_in_sigmoid && loss != Loss::binary_crossentropy) || (ends_in_softmax && loss != Loss::categorical_crossentropy))
+      throw std::invalid_argument(std::string("tnet::Sequential::set_loss: a network ending in ") +
+                                  (ends_in_sigmoid ? "Sigmoid" : "Softmax") + " trains with " +
+                                  (ends_in_sigmoid ? "binary" : "categorical") + " cross-entropy, not " + loss_name(loss) +
+                                  "; end it in its logits to choose another");
+    loss_ = loss;
+  }
+  Loss loss() const { return loss_; }
+
   /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
   double evaluate(std::span<const float> x, std::span<const float> targets, int batch) {
     check_sizes("evaluate", x, targets, batch, {});
     forward(x, batch, Mode::infer);
-    return loss_only(targets.data());
+    return loss_of("evaluate", targets.data(), batch, false);
   }
 
   /// The last forward's output (batch x outputs() values).
-  std::span<const float> output() const { return {output_of<depth - 1>(), std::size_t(batch_) * outputs()}; }
+  std::span<const float> output() const { return {chain_.output(), std::size_t(chain_.batch()) * outputs()}; }
   /// The output of layer I from the last forward, unless the layer after it works in place
   /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
   /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
@@ -325,104 +255,34 @@ class Sequential {
   /// computed the max pool after them in its forward (pool_in_forward_after).
   template <std::size_t I>
   const float* output_of() const {
-    return buffers_[buffer_owner<I>()].data();
+    return chain_.template output_of<I>();
   }
-
-  /// Whether layer I writes its output over its input, the previous layer's output: it can work in
-  /// place, and the previous layer's backward does not need that output. Never the first layer,
-  /// whose input is the caller's.
+  /// The fusions the chain makes (model/chain.hpp), for tests and the curious.
   template <std::size_t I>
-  static constexpr bool shares_buffer = [] {
-    if constexpr (I == 0) return false;
-    else return runs_in_place<layer_type<I>> && !backward_reads_output<layer_type<I - 1>>;
-  }();
-  /// Whether layer I exists and is a ReLU, or a per-channel affine map in inference (BatchNorm).
+  static constexpr bool shares_buffer = chain_type::template shares_buffer<I>;
   template <std::size_t I>
-  static constexpr bool relu_at = [] {
-    if constexpr (I < depth) return folds_as_relu<layer_type<I>>;
-    else return false;
-  }();
+  static constexpr std::size_t folded_after = chain_type::template folded_after<I>;
   template <std::size_t I>
-  static constexpr bool affine_at = [] {
-    if constexpr (I < depth) return folds_as_affine<layer_type<I>>;
-    else return false;
-  }();
-  /// How many of the layers after layer I inference folds into it (layers/layer.hpp): a ReLU, a
-  /// batch normalisation, or a ReLU then a batch normalisation after a convolution or dense layer.
+  static constexpr bool folded_into_previous = chain_type::template folded_into_previous<I>;
   template <std::size_t I>
-  static constexpr std::size_t folded_after = [] {
-    if constexpr (!takes_epilogue<layer_type<I>>) return std::size_t(0);
-    else if constexpr (relu_at<I + 1>) return std::size_t(affine_at<I + 2> ? 2 : 1);
-    else return std::size_t(affine_at<I + 1> ? 1 : 0);
-  }();
-  /// Whether inference folds layer I into a layer before it; it then writes nothing itself.
+  static constexpr bool pool_in_forward_after = chain_type::template pool_in_forward_after<I>;
   template <std::size_t I>
-  static constexpr bool folded_into_previous = [] {
-    if constexpr (I >= 2) return folded_after<I - 1> >= 1 || folded_after<I - 2> >= 2;
-    else if constexpr (I == 1) return folded_after<0> >= 1;
-    else return false;
-  }();
-
-  /// Whether inference may run the max pool after layer I and the layers folded into it inside
-  /// layer I's forward (layers/layer.hpp: pools_in_forward); where it does at run time, only the
-  /// pool's output is written.
+  static constexpr bool pooled_in_forward_before = chain_type::template pooled_in_forward_before<I>;
   template <std::size_t I>
-  static constexpr bool pool_in_forward_after = [] {
-    if constexpr (I >= depth) return false;
-    else if constexpr (folded_after<I> == 0 || I + folded_after<I> + 1 >= depth) return false;
-    else return pools_in_forward<layer_type<I>, layer_type<I + folded_after<I> + 1>>;
-  }();
-  /// Whether layer I is such a max pool.
+  static constexpr bool relu_fused_after = chain_type::template relu_fused_after<I>;
   template <std::size_t I>
-  static constexpr bool pooled_in_forward_before = [] {
-    if constexpr (I >= 2 && I - 2 < depth) {
-      if constexpr (pool_in_forward_after<I - 2> && folded_after<I - 2> == 1) return true;
-    }
-    if constexpr (I >= 3 && I - 3 < depth) {
-      if constexpr (pool_in_forward_after<I - 3> && folded_after<I - 3> == 2) return true;
-    }
-    return false;
-  }();
-
-  /// Whether training applies the ReLU after layer I as layer I writes its output (the ReLU works
-  /// over that output in place and writes nothing itself).
+  static constexpr bool pool_fused_after = chain_type::template pool_fused_after<I>;
   template <std::size_t I>
-  static constexpr bool relu_fused_after = [] {
-    if constexpr (I + 1 >= depth || I >= depth) return false;
-    else return takes_epilogue<layer_type<I>> && relu_at<I + 1> && shares_buffer<I + 1>;
-  }();
-  /// Whether training (and calibration) leaves layer I's output to the max pool after it, which
-  /// applies layer I's map (a batch normalisation) to layer I's input as it reads it; layer I then
-  /// writes no output, and its backward takes the pool's gradient in place of the pool's backward
-  /// (layers/layer.hpp: pools_through).
-  template <std::size_t I>
-  static constexpr bool pool_fused_after = [] {
-    if constexpr (I + 1 >= depth || I >= depth) return false;
-    else return pools_through<layer_type<I>, layer_type<I + 1>>;
-  }();
-  /// Whether layer I is a ReLU whose gradient the layer after it applies in its own backward
-  /// (layers/layer.hpp: backward_through_relu), so that the ReLU's backward is skipped.
-  template <std::size_t I>
-  static constexpr bool relu_gradient_by_next = [] {
-    if constexpr (I == 0 || I + 1 >= depth || I >= depth) return false;
-    else return relu_at<I> && masks_relu_gradient<layer_type<I + 1>>;
-  }();
-
-  /// The layer whose buffer holds layer I's output.
-  template <std::size_t I>
-  static constexpr std::size_t buffer_owner() {
-    if constexpr (shares_buffer<I>) return buffer_owner<I - 1>();
-    else return I;
-  }
+  static constexpr bool relu_gradient_by_next = chain_type::template relu_gradient_by_next<I>;
 
   template <std::size_t I>
   layer_type<I>& layer() {
     rounded_stale_ = true;  // its weights may be written through it
-    return std::get<I>(layers_);
+    return chain_.template layer<I>();
   }
   template <std::size_t I>
   const layer_type<I>& layer() const {
-    return std::get<I>(layers_);
+    return chain_.template layer<I>();
   }
 
   /// Every trainable value in one array, every gradient in another, and each tensor's name and
@@ -469,11 +329,7 @@ class Sequential {
 
   /// Keras's parameter counts: trainable values, and the non-trainable batch-norm statistics.
   std::size_t trainable_count() const { return values_.size(); }
-  std::size_t non_trainable_count() const {
-    return []<std::size_t... I>(std::index_sequence<I...>) {
-      return (std::size_t{0} + ... + layer_type<I>::non_trainable_count);
-    }(std::make_index_sequence<depth>{});
-  }
+  std::size_t non_trainable_count() const { return chain_type::non_trainable_count(); }
 
   /// The first line of the signature: "Input(None, 96, 96, 3)".
   static std::string input_signature() { return "Input" + input_shape::str(); }
@@ -510,22 +366,25 @@ class Sequential {
   /// "3.conv2d": index and kind, the prefix of the layer's tensor names.
   template <std::size_t I>
   std::string layer_name() const {
-    return std::to_string(I) + "." + detail::kind_name(std::get<I>(layers_).describe());
+    return chain_.template layer_name<I>();
   }
 
  private:
   using last_layer = layer_type<depth - 1>;
   static constexpr bool ends_in_sigmoid = std::is_same_v<last_layer, Sigmoid::Layer<typename last_layer::input_shape>>;
   static constexpr bool ends_in_softmax = std::is_same_v<last_layer, Softmax::Layer<typename last_layer::input_shape>>;
+  // The layer whose output the loss reads: the one below a final Sigmoid or Softmax, whose
+  // gradient the loss computes with its own, or the last.
+  static constexpr std::size_t logits_layer = (ends_in_sigmoid || ends_in_softmax) && depth >= 2 ? depth - 2 : depth - 1;
 
   // Values per sample of layer I's output, `width` being the run-time width.
   template <std::size_t I>
   static int output_size(int width) {
-    return sample_size<typename layer_type<I>::output_shape>(width);
+    return chain_type::template output_size<I>(width);
   }
   template <std::size_t I>
   std::string shape_string() const {
-    return layer_type<I>::output_shape::str(width_);
+    return chain_.template shape_string<I>();
   }
   std::string output_string() const { return output_shape::str(width_); }
 
@@ -540,37 +399,29 @@ class Sequential {
     return width;
   }
 
-  // A layer whose input or output has the run-time width is constructed with it.
-  template <std::size_t... I>
-  layers_type make_layers(std::index_sequence<I...>) const {
-    return layers_type{make_layer<I>()...};
-  }
-  template <std::size_t I>
-  layer_type<I> make_layer() const {
-    using L = layer_type<I>;
-    if constexpr (L::input_shape::is_dynamic || L::output_shape::is_dynamic) return L(width_);
-    else return L();
-  }
-
   // One array for every layer's tensors, one for their gradients; each layer gets its slices.
   void bind_parameters() {
-    std::size_t total = 0;
-    for_each_layer([&]<std::size_t I>(auto& layer) {
-      for (const TensorSize& t : layer.parameter_tensors()) total += t.size;
-    });
+    const std::size_t total = chain_.parameter_count();
     values_.assign(total, 0.0f);
     grads_.assign(total, 0.0f);
     tensors_.clear();
-    std::size_t at = 0;
-    for_each_layer([&]<std::size_t I>(auto& layer) {
-      const std::size_t first = at;
-      layer.bind(values_.data() + at, grads_.data() + at);
-      for (const TensorSize& t : layer.parameter_tensors()) {
-        tensors_.push_back(ParamRef{layer_name<I>() + "." + std::string(t.name), values_.data() + at, grads_.data() + at, t.size, at});
-        at += t.size;
-      }
-      layer_parameters_[I] = std::span<float>(grads_.data() + first, at - first);
+    std::array<std::size_t, depth + 1> first{};
+    first.fill(total);
+    chain_.bind(values_.data(), grads_.data(), [&](std::size_t i, std::string_view name, std::size_t at, std::size_t size) {
+      first[i] = std::min(first[i], at);
+      tensors_.push_back(ParamRef{layer_name(i) + "." + std::string(name), values_.data() + at, grads_.data() + at, size, at});
     });
+    for (std::size_t i = depth; i-- > 0;) {
+      first[i] = std::min(first[i], first[i + 1]);
+      layer_parameters_[i] = std::span<float>(grads_.data() + first[i], first[i + 1] - first[i]);
+    }
+  }
+  std::string layer_name(std::size_t i) const {
+    std::string name;
+    for_each_layer([&]<std::size_t I>(const auto&) {
+      if (I == i) name = layer_name<I>();
+    });
+    return name;
   }
 
   // Precision::bf16: the dense kernels' bfloat16 copies remade when the weights may have changed.
@@ -584,66 +435,25 @@ class Sequential {
 
   template <class F>
   void for_each_layer(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<I>(std::get<I>(layers_)), ...);
-    }(std::make_index_sequence<depth>{});
+    chain_.for_each_layer(std::forward<F>(f));
   }
   template <class F>
   void for_each_layer(F&& f) const {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (f.template operator()<I>(std::get<I>(layers_)), ...);
-    }(std::make_index_sequence<depth>{});
+    chain_.for_each_layer(std::forward<F>(f));
   }
 
-  // Layer I's inference forward with the layers folded into it: one pass over its output, written
-  // where the last of them would have written theirs.
-  template <std::size_t I, class Layer>
-  void forward_folded(Layer& layer, int batch, const Pass& pass) {
-    constexpr std::size_t last = I + folded_after<I>;
-    Epilogue epilogue;
-    epilogue.relu = relu_at<I + 1>;
-    if constexpr (affine_at<last>) {
-      using shape = typename layer_type<last>::output_shape;
-      const std::size_t channels = output_size<last>() / std::size_t(shape::height * shape::width);
-      ensure_size(affine_, 2 * channels);  // the first inference's only allocation
-      std::get<last>(layers_).inference_affine(affine_.data(), affine_.data() + channels);
-      epilogue.scale = affine_.data(), epilogue.shift = affine_.data() + channels;
-    }
-    if constexpr (pool_in_forward_after<I>) {
-      pooled_in_forward_ =
-          layer.template forward_pooled<layer_type<last + 1>>(layer_input<I>(), output_buffer<last + 1>(), batch, epilogue);
-      if (pooled_in_forward_) return;
-    }
-    layer.forward(layer_input<I>(), output_buffer<last>(), batch, pass, epilogue);
+  void check_loss(const char* where) const {
+    if (loss_ == Loss::none)
+      throw std::logic_error(std::string("tnet::Sequential::") + where +
+                             ": the network ends in neither Sigmoid nor Softmax, so it has no loss of its own; choose one with "
+                             "set_loss(tnet::Loss::binary_crossentropy) or set_loss(tnet::Loss::categorical_crossentropy)");
   }
 
-  template <std::size_t I>
-  float* output_buffer() {
-    return buffers_[buffer_owner<I>()].data();
-  }
-
-  template <std::size_t I>
-  const float* layer_input() const {
-    if constexpr (I == 0) return input_;
-    else return output_of<I - 1>();
-  }
-
-  void reserve(int batch) {
-    if (batch <= capacity_) return;
-    std::size_t largest = input_size;
-    for_each_layer([&]<std::size_t I>(auto&) {
-      if constexpr (!shares_buffer<I>) ensure_size(buffers_[I], std::size_t(batch) * output_size<I>());
-      largest = std::max(largest, output_size<I>());
-    });
-    ensure_size(grad_a_, std::size_t(batch) * largest);
-    ensure_size(grad_b_, std::size_t(batch) * largest);
-    capacity_ = batch;
-  }
-
-  // Every size checked before anything changes (a training forward moves the step and the
-  // batch-norm statistics).
+  // Every size (and the loss) checked before anything changes (a training forward moves the step
+  // and the batch-norm statistics).
   void check_sizes(const char* where, std::span<const float> x, std::span<const float> targets, int batch,
                    std::span<float> grad_input) const {
+    check_loss(where);
     if (batch < 1)
       throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": batch must be >= 1, got " + std::to_string(batch));
     detail::check_size(where, "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
@@ -660,7 +470,7 @@ class Sequential {
                                   std::to_string(shard.offset + shard.count) + ") are not in a global batch of " +
                                   std::to_string(shard.global_batch));
     forward(x, shard, Mode::train);
-    double loss = loss_and_gradient(targets.data(), shard.global_batch);
+    double loss = loss_of(where, targets.data(), shard.global_batch, true);
     backward_from_logits(grad_input.empty() ? nullptr : grad_input.data(), shard.reducer);
     if (shard.reducer) {
       shard.reducer->finish_gradients();
@@ -669,65 +479,40 @@ class Sequential {
     return loss;
   }
 
-  // Gradients ping-pong between grad_a_ and grad_b_ on the way down. With a reducer, each layer's
-  // gradients are handed to it as soon as they are final, to be summed over the processes.
-  template <std::size_t I>
-  void backward_from(const float* dy, float* grad_input, Reducer* reducer) {
-    // dy is the ReLU's dx already; or the max pool's backward is the layer's before it
-    if constexpr (relu_gradient_by_next<I> || pool_fused_after<I - 1>) return backward_from<I - 1>(dy, grad_input, reducer);
-    float* dx;
-    if constexpr (I == 0) dx = grad_input;
-    else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-    if constexpr (pool_fused_after<I>)
-      std::get<I>(layers_).backward_through_max_pool(layer_input<I>(), std::get<I + 1>(layers_), dy, dx, batch_,
-                                                     I > 0 && relu_gradient_by_next<I - 1>);
-    else if constexpr (I > 0 && relu_gradient_by_next<I - 1>)
-      std::get<I>(layers_).backward_through_relu(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
-    else std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
-    if (reducer && !layer_parameters_[I].empty()) reducer->gradients_ready(layer_parameters_[I]);
-    if constexpr (I > 0) backward_from<I - 1>(dx, grad_input, reducer);
-  }
-
-  // Back-propagates the fused loss's gradient (in grad_a_) from the layer below the activation.
+  // Back-propagates the loss's gradient (in the chain's gradient buffer) from the logits: the
+  // layer below a final Sigmoid or Softmax, whose backward the loss fuses, or else the output.
+  // With a reducer, each layer's gradients are handed to it as soon as they are final, to be
+  // summed over the processes.
   void backward_from_logits(float* grad_input, Reducer* reducer) {
-    if constexpr (depth >= 2) backward_from<depth - 2>(grad_a_.data(), grad_input, reducer);
+    chain_.template backward_from<logits_layer>(chain_.gradient_buffer(), grad_input, [&](std::size_t i) {
+      if (reducer && !layer_parameters_[i].empty()) reducer->gradients_ready(layer_parameters_[i]);
+    });
   }
 
-  // The loss of the last forward's logits against `targets`; dL/dlogits goes to grad_a_. The
-  // batch may be a slice of a global batch of `global_batch`: the loss is then the slice's share.
-  double loss_and_gradient(const float* targets, int global_batch) {
-    static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
-                  "tnet::Sequential: training needs a network ending in Sigmoid (binary cross-entropy) or Softmax "
-                  "(categorical cross-entropy); call forward and backward yourself for other losses");
-    const float* logits = output_of<depth - 2>();
+  // The loss of the last forward's logits against `targets`; dL/dlogits goes to the chain's
+  // gradient buffer unless `gradient` is false. The batch may be a slice of a global batch of
+  // `global_batch`: the loss is then the slice's share.
+  double loss_of(const char* where, const float* targets, int global_batch, bool gradient) {
+    static_assert(depth >= 2 || !(ends_in_sigmoid || ends_in_softmax),
+                  "tnet::Sequential: a network of one activation has nothing to train");
+    check_loss(where);
+    const float* logits = output_of<logits_layer>();
     const int labels = outputs();
-    if constexpr (ends_in_sigmoid)
-      return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels, grad_a_.data(), std::ptrdiff_t(global_batch) * labels);
-    else return categorical_crossentropy(logits, targets, batch_, labels, grad_a_.data(), global_batch);
-  }
-
-  double loss_only(const float* targets) const {
-    static_assert(depth >= 2 && (ends_in_sigmoid || ends_in_softmax),
-                  "tnet::Sequential: evaluate needs a network ending in Sigmoid or Softmax");
-    const float* logits = output_of<depth - 2>();
-    const int labels = outputs();
-    if constexpr (ends_in_sigmoid) return binary_crossentropy(logits, targets, std::ptrdiff_t(batch_) * labels);
-    else return categorical_crossentropy(logits, targets, batch_, labels);
+    const int batch = chain_.batch();
+    float* grad = gradient ? chain_.gradient_buffer() : nullptr;
+    if (loss_ == Loss::binary_crossentropy)
+      return binary_crossentropy(logits, targets, std::ptrdiff_t(batch) * labels, grad, std::ptrdiff_t(global_batch) * labels);
+    return categorical_crossentropy(logits, targets, batch, labels, grad, global_batch);
   }
 
   int width_;  // the run-time width, or the output size of a network without one
-  layers_type layers_;
+  chain_type chain_;
+  Loss loss_ = ends_in_sigmoid ? Loss::binary_crossentropy : ends_in_softmax ? Loss::categorical_crossentropy : Loss::none;
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
-  Buffer affine_;                                           // a folded batch normalisation's scale and shift
-  std::array<Buffer, depth> buffers_;                       // layer outputs; empty where a layer shares_buffer
-  Buffer grad_a_, grad_b_;
-  const float* input_ = nullptr;
-  int batch_ = 0, capacity_ = 0;
   std::uint64_t seed_ = 0, step_ = 0;
   Precision precision_ = Precision::fp32;  // set_inference_precision
-  bool pooled_in_forward_ = false;         // this inference's last pool_in_forward_after layer wrote the pool's output
   bool rounded_stale_ = true;              // the weights may have changed since the bf16 copies were made
 };
 

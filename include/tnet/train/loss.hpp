@@ -18,6 +18,20 @@
 
 namespace tnet {
 
+/// The losses a network trains with (Sequential::set_loss), both from logits.
+enum class Loss { none, binary_crossentropy, categorical_crossentropy };
+
+inline const char* loss_name(Loss loss) {
+  switch (loss) {
+    case Loss::binary_crossentropy:
+      return "binary cross-entropy";
+    case Loss::categorical_crossentropy:
+      return "categorical cross-entropy";
+    default:
+      return "no loss";
+  }
+}
+
 /// Keras's backend epsilon (K.epsilon()), the clipping bound of its cross-entropies.
 inline constexpr double keras_epsilon = 1e-7;
 
