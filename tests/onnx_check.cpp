@@ -6,6 +6,14 @@
 //       loads MODEL.onnx into SmallerVGGNet (its size and label count read from the file), runs it
 //       on INPUTS.bin (NHWC float32) and exits 0 when every output is within TOLERANCE of
 //       EXPECTED.bin (float32); prints the largest difference either way
+//   onnx_check activations DIR
+//       exports a network of SiLU, HardSwish, ReLU6, LeakyReLU and GlobalAveragePooling2D into a
+//       Dense (its convolutions' weights tripled, so that every piece of every activation is
+//       reached) as DIR/activations.onnx (NHWC) and DIR/activations_nchw.onnx, and the same
+//       network without ReLU6 as DIR/activations_no_clip.onnx (OpenCV 4.6 reads no Clip whose
+//       bounds are inputs, as opset 11 on has them); writes DIR/activations_inputs.bin (NHWC
+//       float32) and tnet's outputs for them, DIR/activations_expected.bin and
+//       DIR/activations_no_clip_expected.bin
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +52,40 @@ int compare(const std::string& model, const std::vector<float>& inputs, const st
   return largest <= tolerance ? 0 : 1;
 }
 
+void write_floats(const std::string& path, std::span<const float> values) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size_bytes()));
+  if (!out) throw std::runtime_error(path + ": cannot write");
+}
+
+// Exports `Net` (seeded, its convolution kernels tripled) and writes its outputs for `inputs`.
+template <class Net>
+void export_activations(const std::string& dir, const std::string& name, const std::vector<float>& inputs, bool nchw_too) {
+  auto net = std::make_unique<Net>(1);
+  for (const tnet::ParamRef& p : net->parameters())
+    if (p.name.find("conv2d") != std::string::npos)
+      for (std::size_t i = 0; i < p.size; ++i) p.value[i] *= 3.0f;
+  tnet::save_onnx(dir + "/" + name + ".onnx", *net);
+  if (nchw_too) tnet::save_onnx(dir + "/" + name + "_nchw.onnx", *net, {}, tnet::OnnxLayout::nchw);
+  write_floats(dir + "/" + name + "_expected.bin", net->predict(inputs, int(inputs.size() / Net::input_size)));
+}
+
+int activations(const std::string& dir) {
+  using namespace tnet;
+  using All = Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, ReLU6, Conv2D<8, 3>, LeakyReLU<0.1f>,
+                         GlobalAveragePooling2D, Dense<5>>;
+  using NoClip = Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, Conv2D<8, 3>, LeakyReLU<0.1f>,
+                            GlobalAveragePooling2D, Dense<5>>;
+  const int batch = 4;
+  std::vector<float> inputs(std::size_t(batch) * All::input_size);
+  const Rng rng(5);
+  for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = rng.symmetric(i, 2.0f);
+  write_floats(dir + "/activations_inputs.bin", inputs);
+  export_activations<All>(dir, "activations", inputs, true);
+  export_activations<NoClip>(dir, "activations_no_clip", inputs, false);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,7 +111,10 @@ int main(int argc, char** argv) {
       if (info.height == 64 && info.width == 64 && info.channels == 3) return compare<64>(argv[2], inputs, expected, tolerance);
       throw std::runtime_error(std::string(argv[2]) + ": not a SmallerVGGNet for 64 or 96-pixel photos");
     }
-    std::fprintf(stderr, "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE\n");
+    if (mode == "activations" && argc == 3) return activations(argv[2]);
+    std::fprintf(
+        stderr,
+        "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE | activations DIR\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "onnx_check: %s\n", e.what());

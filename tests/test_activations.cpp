@@ -324,3 +324,96 @@ TEST_CASE("Conv2D, each activation, GlobalAveragePooling2D, Dense, Sigmoid: the 
   check_learns<LeakyReLU<>, Dense<dynamic>>();
 }
 
+// ---- ONNX --------------------------------------------------------------------------------------
+
+namespace {
+// Mixed with a Flatten between the pooling and the Dense, as Keras users may write it.
+using MixedFlatten = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, SiLU, Conv2D<5, 3>, HardSwish, ReLU6, LeakyReLU<0.1f>, GlobalAveragePooling2D,
+                                Flatten, Dense<dynamic>, Sigmoid>;
+// What tests/fixtures/make_activation_fixtures.py exports from PyTorch.
+using FromTorch = Sequential<Input<8, 8, 3>, Conv2D<6, 3>, SiLU, Conv2D<6, 3>, HardSwish, Conv2D<6, 3>, ReLU6, LeakyReLU<0.1f>,
+                             GlobalAveragePooling2D, Dense<4>>;
+
+template <class N>
+std::vector<float> values_of(N& net) {
+  return {net.parameters().values.begin(), net.parameters().values.end()};
+}
+}  // namespace
+
+TEST_CASE("ONNX: a network of every new layer exports and imports to the same network, bit for bit, in both layouts") {
+  test::TempDir dir("activations_onnx");
+  auto check = [&](auto& net, auto& copy) {
+    // Train a few steps: weights away from their initial values; scaled inputs reach every piece.
+    using N = std::remove_reference_t<decltype(net)>;
+    const int batch = 3;
+    const Buffer x = test::random_values(batch * N::input_size, 1, 3.0f);
+    const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+    Adam adam;
+    for (int s = 0; s < 3; ++s) net.train_step(x, targets, batch, adam);
+    const auto y = net.predict(x, batch);
+    const std::vector<float> expected(y.begin(), y.end());
+    for (const OnnxLayout layout : {OnnxLayout::nhwc, OnnxLayout::nchw}) {
+      CAPTURE(int(layout));
+      save_onnx(dir / "net.onnx", net, {"a", "b", "c"}, layout);
+      CHECK(values_of(copy) != values_of(net));
+      load_onnx(dir / "net.onnx", copy);
+      CHECK(values_of(copy) == values_of(net));
+      const auto got = copy.predict(x, batch);
+      CHECK(std::vector<float>(got.begin(), got.end()) == expected);
+      copy.parameters().values[0] += 1.0f;  // differs again for the next layout
+    }
+  };
+  Mixed net(Outputs{3}, 5), copy(Outputs{3}, 6);
+  check(net, copy);
+  MixedFlatten flat(Outputs{3}, 5), flat_copy(Outputs{3}, 6);
+  check(flat, flat_copy);
+}
+
+TEST_CASE("ONNX: PyTorch's SiLU, Hardswish, ReLU6, LeakyReLU and AdaptiveAvgPool2d(1) then Linear load and give its outputs") {
+  // Exported by torch.onnx.export at opset 13 (Hardswish as HardSigmoid then Mul) and at opset 14
+  // (a HardSwish node); ReLU6 as Clip with Constant bounds, then GlobalAveragePool, Flatten, Gemm.
+  const Buffer x = activations().floats("torch.x");
+  const std::vector<double>& want = activations()["torch.y"];
+  const int batch = 3;
+  REQUIRE(x.size() == batch * FromTorch::input_size);
+  double spread = 0;
+  for (const double v : want) spread = std::max(spread, std::abs(v));
+  CHECK(spread > 0.5);  // outputs that differ between inputs, not a constant
+  for (const std::string file : {"activations_opset13.onnx", "activations_opset14.onnx"}) {
+    INFO(file);
+    FromTorch net(1);
+    const OnnxInfo info = load_onnx(std::string(TNET_FIXTURE_DIR) + "/" + file, net);
+    CHECK(info.layout == OnnxLayout::nchw);
+    const auto y = net.predict(x, batch);
+    REQUIRE(y.size() == want.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(y[i]) - want[i]));
+    MESSAGE(file, ": largest difference from PyTorch ", worst);
+    CHECK(worst <= 1e-4);
+  }
+}
+
+TEST_CASE("ONNX: a graph whose activation differs from the network's is refused, naming the node") {
+  test::TempDir dir("activations_refused");
+  Mixed net(Outputs{3}, 5);
+  save_onnx(dir / "net.onnx", net);
+  auto refused = [&](auto&& other, const std::string& words) {
+    const std::vector<float> before = values_of(other);
+    const std::string message = test::error_of([&] { load_onnx(dir / "net.onnx", other); });
+    CHECK_MESSAGE(message.find(words) != std::string::npos, message);
+    CHECK(values_of(other) == before);
+  };
+  using Slope = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, SiLU, Conv2D<5, 3>, HardSwish, ReLU6, LeakyReLU<0.2f>, GlobalAveragePooling2D,
+                           Dense<dynamic>, Sigmoid>;
+  refused(Slope(Outputs{3}, 1), "does not fit layer 5.leakyrelu: its alpha is 0.100000, the layer's slope 0.200000");
+  using Swapped = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, HardSwish, Conv2D<5, 3>, SiLU, ReLU6, LeakyReLU<0.1f>, GlobalAveragePooling2D,
+                             Dense<dynamic>, Sigmoid>;
+  refused(Swapped(Outputs{3}, 1),
+          "ONNX node 2 (Sigmoid '1.silu.sigmoid') does not fit layer 1.hardswish: expected HardSwish or HardSigmoid");
+  using Relu = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, SiLU, Conv2D<5, 3>, HardSwish, ReLU, LeakyReLU<0.1f>, GlobalAveragePooling2D,
+                          Dense<dynamic>, Sigmoid>;
+  refused(Relu(Outputs{3}, 1), "(Clip '4.relu6') does not fit layer 4.relu: expected Relu");
+  using Pooled = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, SiLU, Conv2D<5, 3>, HardSwish, ReLU6, LeakyReLU<0.1f>, MaxPool2D<2>, Flatten,
+                            Dense<dynamic>, Sigmoid>;
+  refused(Pooled(Outputs{3}, 1), "(GlobalAveragePool '6.globalaveragepooling2d') does not fit layer 6.maxpool2d: expected MaxPool");
+}

@@ -11,6 +11,9 @@
 #                   environment scripts/install_onnx_consumers.sh makes) likewise
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
+# STEP activations  a network of ReLU6, LeakyReLU, SiLU, HardSwish and GlobalAveragePooling2D
+#                   exported by onnx_check: onnx.checker, OpenCV and ONNX Runtime within 1e-4 of
+#                   tnet (activations_check.py)
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
 # TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail
@@ -114,6 +117,20 @@ pytorch)
     "$make_label_dataset" generated 2 2 1 >/dev/null && image=$(ls generated/*/*.png | head -1); fi
   "$bin/fashion_classify" --model torch_smallervgg.onnx --labelbin labels.txt --output photo.png "$image" >classify.txt 2>&1 &&
     grep -q "label0: " classify.txt && pass "fashion_classify runs PyTorch's model" || fail "fashion_classify with PyTorch's model: $(cat classify.txt)"
+  ;;
+activations)
+  out="$work-activations"
+  rm -rf "$out" && mkdir -p "$out" || exit 1
+  "$onnx_check" activations "$out" || { fail "onnx_check activations"; exit 1; }
+  missing=""
+  if has_python_module onnx; then "$python" "$here/activations_check.py" checker "$out" || fail "onnx.checker"; else missing+=" python3-onnx"; fi
+  if has_python_module cv2; then "$python" "$here/activations_check.py" opencv "$out" || fail "OpenCV"; else missing+=" python3-opencv"; fi
+  if [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null; then
+    "$ort_python" "$here/activations_check.py" onnxruntime "$out" || fail "ONNX Runtime"
+  else
+    missing+=" onnxruntime"
+  fi
+  [ $failures = 0 ] && [ -n "$missing" ] && skip "not installed:$missing"
   ;;
 *)
   echo "unknown step $step" && exit 2
