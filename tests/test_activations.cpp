@@ -379,9 +379,8 @@ TEST_CASE("ONNX: PyTorch's SiLU, Hardswish, ReLU6, LeakyReLU and AdaptiveAvgPool
   double spread = 0;
   for (const double v : want) spread = std::max(spread, std::abs(v));
   CHECK(spread > 0.5);  // outputs that differ between inputs, not a constant
-  for (const std::string file : {"activations_opset13.onnx", "activations_opset14.onnx"}) {
+  auto check = [&](auto& net, const std::string& file) {
     INFO(file);
-    FromTorch net(1);
     const OnnxInfo info = load_onnx(std::string(TNET_FIXTURE_DIR) + "/" + file, net);
     CHECK(info.layout == OnnxLayout::nchw);
     const auto y = net.predict(x, batch);
@@ -390,7 +389,38 @@ TEST_CASE("ONNX: PyTorch's SiLU, Hardswish, ReLU6, LeakyReLU and AdaptiveAvgPool
     for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(y[i]) - want[i]));
     MESSAGE(file, ": largest difference from PyTorch ", worst);
     CHECK(worst <= 1e-4);
+  };
+  for (const std::string file : {"activations_opset13.onnx", "activations_opset14.onnx"}) {
+    FromTorch net(1);
+    check(net, file);
+    // PyTorch's Flatten is also a tnet Flatten between the pooling and the Dense.
+    Sequential<Input<8, 8, 3>, Conv2D<6, 3>, SiLU, Conv2D<6, 3>, HardSwish, Conv2D<6, 3>, ReLU6, LeakyReLU<0.1f>, GlobalAveragePooling2D,
+               Flatten, Dense<4>>
+        flat(1);
+    check(flat, file);
   }
+}
+
+TEST_CASE("a network of every new layer saves to a model file and loads back, bit for bit") {
+  test::TempDir dir("activations_model");
+  Mixed net(Outputs{3}, 5), copy(Outputs{3}, 6);
+  const Buffer x = test::random_values(3 * Mixed::input_size, 1, 3.0f);
+  const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+  Adam adam;
+  net.train_step(x, targets, 3, adam);
+  save_model(dir / "net.tnet", net);
+  load_model(dir / "net.tnet", copy);
+  CHECK(values_of(copy) == values_of(net));
+  const auto y = net.predict(x, 3);
+  const std::vector<float> expected(y.begin(), y.end());
+  const auto got = copy.predict(x, 3);
+  CHECK(std::vector<float>(got.begin(), got.end()) == expected);
+  // A network with another slope has another signature: refused.
+  using Slope = Sequential<Input<6, 5, 3>, Conv2D<4, 3>, SiLU, Conv2D<5, 3>, HardSwish, ReLU6, LeakyReLU<0.2f>, GlobalAveragePooling2D,
+                           Dense<dynamic>, Sigmoid>;
+  Slope other(Outputs{3}, 1);
+  const std::string message = test::error_of([&] { load_model(dir / "net.tnet", other); });
+  CHECK_MESSAGE(message.find("LeakyReLU(slope 0.1)") != std::string::npos, message);
 }
 
 TEST_CASE("ONNX: a graph whose activation differs from the network's is refused, naming the node") {
