@@ -370,8 +370,9 @@ TEST_CASE("ONNX: a network of every new layer exports and imports to the same ne
 }
 
 TEST_CASE("ONNX: PyTorch's SiLU, Hardswish, ReLU6, LeakyReLU and AdaptiveAvgPool2d(1) then Linear load and give its outputs") {
-  // Exported by torch.onnx.export at opset 13 (Hardswish as HardSigmoid then Mul) and at opset 14
-  // (a HardSwish node); ReLU6 as Clip with Constant bounds, then GlobalAveragePool, Flatten, Gemm.
+  // Exported by torch.onnx.export at opsets 10 and 13 (Hardswish as HardSigmoid then Mul) and 14
+  // (a HardSwish node); ReLU6 as Clip, its bounds attributes at 10 and Constant inputs from 11;
+  // then GlobalAveragePool, Flatten, Gemm.
   const Buffer x = activations().floats("torch.x");
   const std::vector<double>& want = activations()["torch.y"];
   const int batch = 3;
@@ -390,7 +391,7 @@ TEST_CASE("ONNX: PyTorch's SiLU, Hardswish, ReLU6, LeakyReLU and AdaptiveAvgPool
     MESSAGE(file, ": largest difference from PyTorch ", worst);
     CHECK(worst <= 1e-4);
   };
-  for (const std::string file : {"activations_opset13.onnx", "activations_opset14.onnx"}) {
+  for (const std::string file : {"activations_opset10.onnx", "activations_opset13.onnx", "activations_opset14.onnx"}) {
     FromTorch net(1);
     check(net, file);
     // PyTorch's Flatten is also a tnet Flatten between the pooling and the Dense.
