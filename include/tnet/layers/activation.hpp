@@ -20,8 +20,10 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 
@@ -29,6 +31,15 @@
 #include "layer.hpp"
 
 namespace tnet {
+
+namespace detail {
+/// condition ? yes : no, as bit masks: a select between values computed either way, which the
+/// compiler vectorises (a ?: whose arm multiplies it keeps as a branch, as the product might trap).
+inline float select(bool condition, float yes, float no) {
+  const std::uint32_t mask = -std::uint32_t(condition);
+  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(yes) & mask) | (std::bit_cast<std::uint32_t>(no) & ~mask));
+}
+}  // namespace detail
 
 /// The logistic function, without overflow for large |x|.
 inline float sigmoid(float x) {
@@ -175,7 +186,7 @@ struct LeakyReLU : ElementwiseSpec {
       const auto end = std::to_chars(digits, digits + sizeof digits, Slope).ptr;  // the shortest that reads back as Slope
       return "LeakyReLU(slope " + std::string(digits, end) + ")";
     }
-    static float value(float x) { return x > 0.0f ? x : Slope * x; }
+    static float value(float x) { return detail::select(x > 0.0f, x, Slope * x); }
 
     void forward(const float* x, float* y, int batch, Pass) {
       const std::ptrdiff_t count = std::ptrdiff_t(batch) * this->sample_size();
@@ -190,7 +201,7 @@ struct LeakyReLU : ElementwiseSpec {
       for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t i = begin; i < end; ++i) {
           const float g = dy[i];
-          dx[i] = sign[i] > 0.0f ? g : Slope * g;
+          dx[i] = detail::select(sign[i] > 0.0f, g, Slope * g);
         }
       });
     }
@@ -250,8 +261,7 @@ struct HardSwish : ElementwiseSpec {
       for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t i = begin; i < end; ++i) {
           const float v = x[i], g = dy[i];
-          const float slope = v <= -3.0f ? 0.0f : v < 3.0f ? v / 3.0f + 0.5f : 1.0f;
-          dx[i] = g * slope;
+          dx[i] = detail::select(v <= -3.0f, 0.0f, detail::select(v < 3.0f, g * (v / 3.0f + 0.5f), g));
         }
       });
     }
