@@ -53,18 +53,20 @@ double input_gradient_error(Standalone<Layer>& layer, int batch, const Buffer& x
 
 }  // namespace
 
-TEST_CASE("ReLU6, LeakyReLU, SiLU and HardSwish match PyTorch, at their kinks too") {
+TEST_CASE("ReLU6, LeakyReLU, SiLU and HardSwish match PyTorch, at their kinks too, compiled for each instruction set") {
   auto check = [](auto& layer, const std::string& prefix) {
     INFO(layer.describe());
-    auto [y, dx] = run_fixture(layer, prefix, 2);
-    CHECK_CLOSE_TO_FIXTURE(y.data(), activations()[prefix + ".y"], 1e-6);
-    CHECK_CLOSE_TO_FIXTURE(dx.data(), activations()[prefix + ".dx"], 1e-6);
-    // The first five inputs are -3, 0, 3, 6 and -0 (HardSwish's -3.5, 0, 3.5, 6, -0): each
-    // gradient there is PyTorch's.
-    for (int i = 0; i < 5; ++i) CHECK(dx[std::size_t(i)] == doctest::Approx(activations()[prefix + ".dx"][std::size_t(i)]).epsilon(1e-6));
-    // value() is the forward of one value.
-    const Buffer x = activations().floats(prefix + ".x");
-    for (std::size_t i = 0; i < x.size(); ++i) CHECK(layer.value(x[i]) == y[i]);
+    test::with_each_gemm_kernel([&](GemmKernel) {  // the loops compiled for its instruction set (core/vectorise.hpp)
+      auto [y, dx] = run_fixture(layer, prefix, 2);
+      CHECK_CLOSE_TO_FIXTURE(y.data(), activations()[prefix + ".y"], 1e-6);
+      CHECK_CLOSE_TO_FIXTURE(dx.data(), activations()[prefix + ".dx"], 1e-6);
+      // The first five inputs are -3, 0, 3, 6 and -0 (HardSwish's -3.5, 0, 3.5, 6, -0): each
+      // gradient there is PyTorch's.
+      for (int i = 0; i < 5; ++i) CHECK(dx[std::size_t(i)] == doctest::Approx(activations()[prefix + ".dx"][std::size_t(i)]).epsilon(1e-6));
+      // value() is the forward of one value.
+      const Buffer x = activations().floats(prefix + ".x");
+      for (std::size_t i = 0; i < x.size(); ++i) CHECK(layer.value(x[i]) == y[i]);
+    });
   };
   Standalone<ReLU6::Layer<Row>> relu6;
   check(relu6, "relu6");
