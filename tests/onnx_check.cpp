@@ -9,8 +9,8 @@
 //   onnx_check networks DIR
 //       for each network of tests/onnx_networks.hpp, with random weights and statistics: writes
 //       DIR/NAME.onnx (NHWC input) and DIR/NAME_nchw.onnx, DIR/NAME.input.bin (a batch, NHWC
-//       float32) and DIR/NAME.expected.bin (tnet's outputs), and one line "NAME N H W C OUTPUTS"
-//       a network in DIR/networks.txt; and checks that each export loads back into a network of
+//       float32) and DIR/NAME.expected.bin (tnet's outputs), and one line "NAME N H W C OUTPUTS
+//       opencv|no-opencv" a network in DIR/networks.txt; and checks that each export loads back into a network of
 //       the same type that gives the same outputs, bit for bit
 #include <cmath>
 #include <cstdio>
@@ -60,14 +60,14 @@ void write_floats(const std::string& path, std::span<const float> values) {
 int write_networks(const std::string& dir) {
   std::ofstream list(dir + "/networks.txt");
   int failures = 0;
-  onnx_networks::for_each_network([&]<class Net>(const std::string& name) {
+  onnx_networks::for_each_network([&]<class Net>(const std::string& name, const onnx_networks::Options& options) {
     auto net = std::make_unique<Net>(11);
-    onnx_networks::randomise(*net, 12);
+    onnx_networks::randomise(*net, 12, options);
     const int batch = 3;
     const tnet::Buffer x = [&] {
       tnet::Buffer v(batch * Net::input_size);
       const tnet::Rng rng(13);
-      for (std::size_t i = 0; i < v.size(); ++i) v[i] = rng.uniform(i);
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = rng.symmetric(i, 2.0f);
       return v;
     }();
     const std::span<const float> y = net->predict(x, batch);
@@ -77,7 +77,8 @@ int write_networks(const std::string& dir) {
     tnet::save_onnx(dir + "/" + name + ".onnx", *net);
     tnet::save_onnx(dir + "/" + name + "_nchw.onnx", *net, {}, tnet::OnnxLayout::nchw);
     using In = typename Net::input_shape;
-    list << name << " " << batch << " " << In::height << " " << In::width << " " << In::channels << " " << net->outputs() << "\n";
+    list << name << " " << batch << " " << In::height << " " << In::width << " " << In::channels << " " << net->outputs() << " "
+         << (options.opencv ? "opencv" : "no-opencv") << "\n";
     for (const char* suffix : {".onnx", "_nchw.onnx"}) {
       auto back = std::make_unique<Net>(99);
       tnet::load_onnx(dir + "/" + name + suffix, *back);

@@ -1,7 +1,7 @@
 // The networks whose ONNX exports consumers tnet did not write must run as tnet does
 // (tests/onnx/run.sh, step networks): one line each in for_each_network below. Their weights and
 // batch-norm statistics are random and away from the defaults, so that a consumer that ignores
-// one of them shows.
+// one of them shows; their inputs are in [-2, 2).
 #pragma once
 
 #include <string>
@@ -18,22 +18,38 @@ using ResidualNet =
                Residual<Conv2D<16, 3, 2>, BatchNorm, ReLU, Conv2D<16, 3>, BatchNorm, Shortcut<Conv2D<16, 1, 2, Padding::valid>, BatchNorm>>,
                ReLU, Flatten, Dense<5>, Sigmoid>;
 
-/// Calls f.template operator()<Net>(name) for each network.
+// Every new activation, then global average pooling into a dense layer; and the same without
+// ReLU6 for OpenCV 4.6, which reads Clip only with its bounds as attributes (opset 11 on has them
+// as inputs).
+using Activations = Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, ReLU6, Conv2D<8, 3>, LeakyReLU<0.1f>,
+                               GlobalAveragePooling2D, Dense<5>>;
+using ActivationsNoClip =
+    Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, Conv2D<8, 3>, LeakyReLU<0.1f>, GlobalAveragePooling2D, Dense<5>>;
+
+struct Options {
+  float kernel_scale = 1.0f;  // convolution kernels times this: every piece of every activation reached
+  bool opencv = true;         // OpenCV 4.6's DNN reads it
+};
+
+/// Calls f.template operator()<Net>(name, options) for each network.
 template <class F>
 void for_each_network(F&& f) {
-  f.template operator()<ResidualNet>("residual");
+  f.template operator()<ResidualNet>("residual", Options{});
+  f.template operator()<Activations>("activations", Options{.kernel_scale = 3.0f, .opencv = false});
+  f.template operator()<ActivationsNoClip>("activations_no_clip", Options{.kernel_scale = 3.0f});
 }
 
-/// Random weights and statistics from `seed`: gamma in [0.5, 1.5], beta, moving means in
-/// [-0.3, 0.3], moving variances in [0.5, 1.5].
+/// Random weights and statistics from `seed`: gamma in [0.5, 1.5], beta, biases and moving means
+/// in [-0.3, 0.3], moving variances in [0.5, 1.5], convolution kernels scaled.
 template <class Net>
-void randomise(Net& net, std::uint64_t seed) {
+void randomise(Net& net, std::uint64_t seed, const Options& options) {
   const Rng rng(seed);
   std::uint64_t at = 0;
   for (const ParamRef& p : net.parameters()) {
-    const bool gamma = p.name.ends_with(".gamma");
+    const bool gamma = p.name.ends_with(".gamma"), kernel = p.name.ends_with("conv2d.kernel");
     for (std::size_t i = 0; i < p.size; ++i) {
       if (gamma) p.value[i] = 1.0f + rng.symmetric(at++, 0.5f);
+      else if (kernel) p.value[i] *= options.kernel_scale;
       else if (p.name.ends_with(".beta") || p.name.ends_with(".bias")) p.value[i] = rng.symmetric(at++, 0.3f);
     }
   }

@@ -17,6 +17,7 @@
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"
 #include "layers/flatten.hpp"
+#include "layers/global_average_pool.hpp"
 #include "layers/max_pool.hpp"
 #include "layers/residual.hpp"
 #include "model/sequential.hpp"

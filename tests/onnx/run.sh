@@ -11,9 +11,9 @@
 #                   environment scripts/install_onnx_consumers.sh makes) likewise
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
-# STEP networks     the networks of tests/onnx_networks.hpp (residual blocks, ...) exported by
-#                   onnx_check, loaded back by tnet, and run by ONNX Runtime and OpenCV's DNN:
-#                   within 1e-4 of tnet
+# STEP networks     the networks of tests/onnx_networks.hpp (residual blocks, every activation,
+#                   ...) exported by onnx_check, loaded back by tnet, checked by onnx.checker, and
+#                   run by ONNX Runtime and OpenCV's DNN: within 1e-4 of tnet
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
 # TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail
@@ -121,9 +121,11 @@ pytorch)
 networks)
   [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"
   has_python_module cv2 || skip "python3-opencv is not installed"
+  has_python_module onnx || skip "python3-onnx is not installed"
   out="$work-networks"
   rm -rf "$out" && mkdir -p "$out" || exit 1
   "$onnx_check" networks "$out" && pass "tnet's exports load back into tnet with the same outputs" || fail "tnet's exports read back by tnet"
+  "$python" "$here/networks_check.py" checker "$out" && pass "onnx.checker passes them" || fail "onnx.checker"
   "$ort_python" "$here/networks_check.py" onnxruntime "$out" && pass "ONNX Runtime runs them as tnet does" || fail "ONNX Runtime"
   "$python" "$here/networks_check.py" opencv "$out" && pass "OpenCV's DNN runs them as tnet does" || fail "OpenCV"
   ;;

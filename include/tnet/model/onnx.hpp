@@ -10,6 +10,12 @@
 //              column at the bottom and right)
 //   BatchNorm  BatchNormalization with the moving statistics (inference)
 //   MaxPool2D  MaxPool       ReLU, Sigmoid, Softmax   Relu, Sigmoid, Softmax (over channels)
+//   ReLU6      Clip, min 0 and max 6 as constant inputs
+//   LeakyReLU  LeakyRelu, alpha the slope
+//   SiLU       Sigmoid, then Mul of the input and it (as PyTorch writes SiLU)
+//   HardSwish  HardSigmoid (alpha 1/6, beta 0.5), then Mul of the input and it (HardSwish is
+//              opset 14's); read also as one HardSwish node, which PyTorch writes at opset >= 14
+//   GlobalAveragePooling2D   GlobalAveragePool; a Dense after it flattens its (N, C, 1, 1)
 //   Dropout    nothing (the identity at inference)
 //   Flatten    Transpose back to NHWC, then Flatten: the features keep tnet's order, so the next
 //              Dense's kernel is written as it is
@@ -20,7 +26,8 @@
 //
 // Import fills a network whose type matches the graph: the same operators in the same order with
 // the same shapes, Identity and Dropout nodes skipped, Constant nodes read as values. It reads
-// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; a Flatten of NCHW, or the
+// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; Clip's bounds as
+// attributes before opset 11; a Flatten of NCHW, or the
 // Reshape that x.view(x.size(0), -1) becomes, whose features the next Dense's rows are permuted
 // back from; BatchNorm's epsilon, when it differs from the layer's, folded into the variance). Anything else is refused, nothing changed,
 // with a ModelFileError naming the file, the first node that does not fit, the layer and why.
@@ -29,6 +36,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <span>
@@ -42,6 +50,7 @@
 #include "../layers/dense.hpp"
 #include "../layers/dropout.hpp"
 #include "../layers/flatten.hpp"
+#include "../layers/global_average_pool.hpp"
 #include "../layers/max_pool.hpp"
 #include "../layers/residual.hpp"
 #include "onnx_proto.hpp"
@@ -443,6 +452,26 @@ class GraphIn {
                              std::string("ONNX node ") + describe(n) + "'s " + what + " holds NaN or infinity");
     return values;
   }
+  /// Input `index` of node `n`, a float constant of one value (a scalar, or of shape (1));
+  /// nullopt when the node has no such input.
+  std::optional<float> scalar(const Node& n, std::size_t index, const std::string& layer, const char* what) const {
+    if (index >= n.inputs.size() || n.inputs[index].empty()) return std::nullopt;
+    const Tensor* t = model_.value(n.inputs[index]);
+    const bool vector = t && t->dims == std::vector<std::int64_t>{1};
+    return floats(n, index, vector ? std::vector<std::int64_t>{1} : std::vector<std::int64_t>{}, layer, what)->at(0);
+  }
+  /// Takes the next node when it is a Mul of `x` and the current activation, in either order (the
+  /// x * gate(x) of SiLU and HardSwish); refuses anything else.
+  const Node& take_product(const std::string& x, const std::string& layer) {
+    const Node* n = peek();
+    if (!n) throw mismatch("the graph ends before layer " + layer + " is complete: it expects a Mul of " + x + " and " + tensor);
+    const bool fits = n->op_type == "Mul" && onnx_domain(*n) && n->inputs.size() == 2 && n->outputs.size() == 1 &&
+                      ((n->inputs[0] == x && n->inputs[1] == tensor) || (n->inputs[0] == tensor && n->inputs[1] == x));
+    if (!fits) refuse(*n, layer, "expected a Mul of " + x + " and " + tensor);
+    ++at_;
+    tensor = n->outputs[0];
+    return *n;
+  }
   /// The int64 values named `name`, as far as they can be known without the batch size: a
   /// constant, or a shape computed from the current activation's (Shape, Gather, Unsqueeze,
   /// Concat, Cast: what PyTorch writes for x.view(x.size(0), -1)), whose dims are `dims`
@@ -796,6 +825,79 @@ inline void read_activation(GraphIn& g, const std::string& name, const char* op)
   }
 }
 
+// ReLU6 as Clip: its bounds as constant inputs (opset 11 on), or attributes (before).
+inline void write_clip(GraphOut& g, const std::string& name, float low, float high) {
+  g.initializer<float>(name + ".min", {}, {low});
+  g.initializer<float>(name + ".max", {}, {high});
+  g.node("Clip", name, {name + ".min", name + ".max"});
+}
+
+inline void read_clip(GraphIn& g, const std::string& name, float low, float high) {
+  const Node& n = g.take({"Clip"}, name);
+  const float lowest = std::numeric_limits<float>::lowest(), largest = std::numeric_limits<float>::max();
+  const float got_low = g.opset >= 11 ? g.scalar(n, 1, name, "min").value_or(lowest) : g.real(n, "min", lowest);
+  const float got_high = g.opset >= 11 ? g.scalar(n, 2, name, "max").value_or(largest) : g.real(n, "max", largest);
+  if (got_low != low || got_high != high)
+    g.refuse(n, name,
+             "it clips to [" + std::to_string(got_low) + ", " + std::to_string(got_high) + "], the layer to [" + std::to_string(low) +
+                 ", " + std::to_string(high) + "]");
+}
+
+inline void write_leaky_relu(GraphOut& g, const std::string& name, float slope) {
+  g.node("LeakyRelu", name, {}, attributes_of(attribute("alpha", slope)));
+}
+
+inline void read_leaky_relu(GraphIn& g, const std::string& name, float slope) {
+  const Node& n = g.take({"LeakyRelu"}, name);
+  const float alpha = g.real(n, "alpha", 0.01f);
+  if (alpha != slope) g.refuse(n, name, "its alpha is " + std::to_string(alpha) + ", the layer's slope " + std::to_string(slope));
+}
+
+// x * gate(x): the gate's node, then a Mul of x and the gate's output.
+inline void write_gated(GraphOut& g, const std::string& name, const char* gate, std::vector<ProtoOut> attributes) {
+  const std::string x = g.tensor;
+  g.node(gate, name + (std::string_view(gate) == "Sigmoid" ? ".sigmoid" : ".hardsigmoid"), {}, std::move(attributes));
+  const std::string gated = g.tensor;
+  g.tensor = x;
+  g.node("Mul", name, {gated});
+}
+
+inline void write_silu(GraphOut& g, const std::string& name) { write_gated(g, name, "Sigmoid", {}); }
+
+inline void read_silu(GraphIn& g, const std::string& name) {
+  const std::string x = g.tensor;
+  g.take({"Sigmoid"}, name);
+  g.take_product(x, name);
+}
+
+// HardSwish(x) = x * HardSigmoid(x) with alpha 1/6 and beta 0.5.
+inline void write_hard_swish(GraphOut& g, const std::string& name) {
+  std::vector<ProtoOut> attributes;
+  attributes.push_back(attribute("alpha", 1.0f / 6.0f));
+  attributes.push_back(attribute("beta", 0.5f));
+  write_gated(g, name, "HardSigmoid", std::move(attributes));
+}
+
+inline void read_hard_swish(GraphIn& g, const std::string& name) {
+  const std::string x = g.tensor;
+  const Node& n = g.take({"HardSwish", "HardSigmoid"}, name);
+  if (n.op_type == "HardSwish") return;
+  const float alpha = g.real(n, "alpha", 0.2f), beta = g.real(n, "beta", 0.5f);
+  if (std::abs(alpha - 1.0f / 6.0f) > 1e-6f || beta != 0.5f)
+    g.refuse(n, name, "its alpha and beta are " + std::to_string(alpha) + " and " + std::to_string(beta) + ", HardSwish's 1/6 and 0.5");
+  g.take_product(x, name);
+}
+
+inline void write_global_average_pool(GraphOut& g, const std::string& name, int C) {
+  g.make_spatial(name, C);
+  g.node("GlobalAveragePool", name);  // (N, C, 1, 1): a Dense after it flattens it
+}
+
+inline void read_global_average_pool(GraphIn& g, const std::string& name, int C) {
+  g.take_spatial(name, C);
+  g.take({"GlobalAveragePool"}, name);
+}
+
 // ---- one mapping per layer spec --------------------------------------------------------------
 
 /// How layer spec Spec is written to and read from ONNX: static write(layer, GraphOut&, name) and
@@ -899,6 +1001,64 @@ template <>
 struct Mapping<Sigmoid> : ActivationMapping<sigmoid_op> {};
 template <>
 struct Mapping<Softmax> : ActivationMapping<softmax_op> {};
+
+template <>
+struct Mapping<ReLU6> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_clip(g, name, 0.0f, 6.0f);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_clip(g, name, 0.0f, 6.0f);
+  }
+};
+
+template <float Slope>
+struct Mapping<LeakyReLU<Slope>> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_leaky_relu(g, name, Slope);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_leaky_relu(g, name, Slope);
+  }
+};
+
+template <>
+struct Mapping<SiLU> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_silu(g, name);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_silu(g, name);
+  }
+};
+
+template <>
+struct Mapping<HardSwish> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_hard_swish(g, name);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_hard_swish(g, name);
+  }
+};
+
+template <>
+struct Mapping<GlobalAveragePooling2D> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_global_average_pool(g, name, L::C);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_global_average_pool(g, name, L::C);
 
 // A residual block: its body's nodes from the block's input, then its shortcut's from the same
 // input (none for the identity), then Add of the two. The layers inside are named as the
