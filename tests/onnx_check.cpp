@@ -6,6 +6,11 @@
 //       loads MODEL.onnx into SmallerVGGNet (its size and label count read from the file), runs it
 //       on INPUTS.bin (NHWC float32) and exits 0 when every output is within TOLERANCE of
 //       EXPECTED.bin (float32); prints the largest difference either way
+//   onnx_check mobile DIR
+//       trains a small network of padded convolutions and pools, depthwise convolutions and average
+//       pools (Mobile below) for a few steps, exports it to DIR/mobile.onnx (NHWC) and
+//       DIR/mobile_nchw.onnx, and writes DIR/inputs.bin (NHWC float32) and tnet's outputs on them,
+//       DIR/expected.bin, for tests/onnx/mobile.py
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +49,33 @@ int compare(const std::string& model, const std::vector<float>& inputs, const st
   return largest <= tolerance ? 0 : 1;
 }
 
+// PyTorch's and Keras's paddings, depthwise convolutions with multiplier 1 and 2, both kinds of
+// average pooling (count_include_pad 1 and 0), MobileNetV2's and ResNet18's strides.
+using Mobile = tnet::Sequential<tnet::Input<33, 32, 3>, tnet::Conv2D<16, 7, 2, tnet::pad(3)>, tnet::BatchNorm, tnet::ReLU,
+                                tnet::MaxPool2D<3, 2, tnet::pad(1)>, tnet::DepthwiseConv2D<3, 1, tnet::pad(1)>, tnet::BatchNorm, tnet::ReLU,
+                                tnet::Conv2D<16, 3, 2, tnet::pad(1)>, tnet::DepthwiseConv2D<3, 2, tnet::Padding::same, 2>, tnet::BatchNorm,
+                                tnet::ReLU, tnet::AveragePooling2D<3, 2, tnet::pad(1)>, tnet::AveragePooling2D<2, 1, tnet::Padding::same>,
+                                tnet::Flatten, tnet::Dense<5>, tnet::Softmax>;
+
+int mobile(const std::string& dir) {
+  constexpr int batch = 4;
+  auto net = std::make_unique<Mobile>(3);
+  const tnet::Rng rng(11);
+  std::vector<float> x(std::size_t(batch) * Mobile::input_size), targets(std::size_t(batch) * 5, 0.0f);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = rng.symmetric(i, 1.0f);
+  for (int n = 0; n < batch; ++n) targets[std::size_t(n) * 5 + std::size_t(n)] = 1.0f;
+  tnet::Adam adam;
+  for (int step = 0; step < 5; ++step) net->train_step(x, targets, batch, adam);  // statistics away from 0 and 1
+  const std::vector<std::string> names{"a", "b", "c", "d", "e"};
+  tnet::save_onnx(dir + "/mobile.onnx", *net, names);
+  tnet::save_onnx(dir + "/mobile_nchw.onnx", *net, names, tnet::OnnxLayout::nchw);
+  const std::span<const float> y = net->predict(x, batch);
+  tnet::write_file(dir + "/inputs.bin", std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
+  tnet::write_file(dir + "/expected.bin", std::string(reinterpret_cast<const char*>(y.data()), y.size() * sizeof(float)));
+  std::printf("%s: a network of %zu layers, %d inputs of 33x32x3, 5 outputs each\n", dir.c_str(), Mobile::depth, batch);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,7 +101,9 @@ int main(int argc, char** argv) {
       if (info.height == 64 && info.width == 64 && info.channels == 3) return compare<64>(argv[2], inputs, expected, tolerance);
       throw std::runtime_error(std::string(argv[2]) + ": not a SmallerVGGNet for 64 or 96-pixel photos");
     }
-    std::fprintf(stderr, "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE\n");
+    if (mode == "mobile" && argc == 3) return mobile(argv[2]);
+    std::fprintf(stderr,
+                 "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE | mobile DIR\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "onnx_check: %s\n", e.what());

@@ -224,3 +224,99 @@ TEST_CASE("a network with DepthwiseConv2D -> BatchNorm -> ReLU and the padded la
   CHECK(net.signature().find("MaxPool2D(3x3, stride 2, pad 1) -> (None, 2, 2, 8)") != std::string::npos);
   CHECK(binary_accuracy(folded.data(), y.data(), batch, 2) == 1.0);
 }
+
+namespace {
+// Every layer of this file in one network, for ONNX: PyTorch's paddings, Keras's, depthwise with
+// multiplier 1 and 2, both average poolings.
+using Mobile =
+    Sequential<Input<17, 16, 3>, Conv2D<8, 7, 2, pad(3)>, BatchNorm, ReLU, MaxPool2D<3, 2, pad(1)>, DepthwiseConv2D<3, 1, pad(1)>,
+               BatchNorm, ReLU, Conv2D<8, 3, 2, pad(1)>, DepthwiseConv2D<3, 2, Padding::same, 2>, BatchNorm, ReLU,
+               AveragePooling2D<3, 2, pad(1)>, AveragePooling2D<2, 1, Padding::same>, Flatten, Dense<4>, Softmax>;
+// PyTorch's network in tests/fixtures/mobile_torch.onnx (make_depthwise_fixtures.py's mobile()).
+using FromTorch = Sequential<Input<16, 16, 3>, Conv2D<8, 3, 2, pad(1)>, BatchNorm, ReLU, DepthwiseConv2D<3, 1, pad(1), 2>, BatchNorm, ReLU,
+                             MaxPool2D<3, 2, pad(1)>, AveragePooling2D<3, 2, pad(1)>, Flatten, Dense<5>, Softmax>;
+
+template <class N>
+std::vector<float> all_values(N& net) {
+  std::vector<float> all(net.parameters().values.begin(), net.parameters().values.end());
+  net.visit_state([&](const std::string& name, auto span) {
+    if constexpr (std::is_same_v<typename decltype(span)::value_type, float>)
+      if (name.find("moving_") != std::string::npos) all.insert(all.end(), span.begin(), span.end());
+  });
+  return all;
+}
+
+std::string refusal(const std::function<void()>& load) {
+  try {
+    load();
+  } catch (const ModelFileError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("ONNX: padded convolutions and pools, depthwise convolutions and average pools export and import bit for bit") {
+  test::TempDir dir("depthwise_onnx");
+  Mobile net(1);
+  const int batch = 3;
+  const Buffer x = test::random_values(std::size_t(batch) * Mobile::input_size, 1);
+  Buffer targets(std::size_t(batch) * 4, 0.0f);
+  for (int n = 0; n < batch; ++n) targets[std::size_t(n) * 4 + std::size_t(n)] = 1.0f;
+  Adam adam;
+  for (int step = 0; step < 4; ++step) net.train_step(x, targets, batch, adam);  // statistics away from 0 and 1
+  const auto predicted = net.predict(x, batch);
+  const std::vector<float> expected(predicted.begin(), predicted.end());
+  for (const OnnxLayout layout : {OnnxLayout::nhwc, OnnxLayout::nchw}) {
+    CAPTURE(int(layout));
+    save_onnx(dir / "mobile.onnx", net, {"a", "b", "c", "d"}, layout);
+    Mobile copy(7);
+    CHECK(all_values(copy) != all_values(net));
+    load_onnx(dir / "mobile.onnx", copy);
+    CHECK(all_values(copy) == all_values(net));
+    const auto got = copy.predict(x, batch);
+    CHECK(std::vector<float>(got.begin(), got.end()) == expected);
+  }
+  // The file's padding must be the layer's: pad(1) is not Keras's same at stride 2 on an even side.
+  using Same = Sequential<Input<16, 16, 3>, Conv2D<8, 3, 2>, BatchNorm, ReLU, DepthwiseConv2D<3, 1, pad(1), 2>, BatchNorm, ReLU,
+                          MaxPool2D<3, 2, pad(1)>, AveragePooling2D<3, 2, pad(1)>, Flatten, Dense<5>, Softmax>;
+  const std::string torch_file = std::string(TNET_FIXTURE_DIR) + "/mobile_torch.onnx";
+  Same same(1);
+  const std::string why = refusal([&] { load_onnx(torch_file, same); });
+  CHECK_MESSAGE(
+      why.find("its padding (top, left, bottom, right) is [1, 1, 1, 1], the layer's [0, 0, 1, 1] (Keras's \"same\")") != std::string::npos,
+      why);
+  // Keras's same average pool does not count the zeros PyTorch's counts.
+  using Uncounted = Sequential<Input<16, 16, 3>, Conv2D<8, 3, 2, pad(1)>, BatchNorm, ReLU, DepthwiseConv2D<3, 1, pad(1), 2>, BatchNorm,
+                               ReLU, MaxPool2D<3, 2, pad(1)>, AveragePooling2D<3, 2, Padding::same>, Flatten, Dense<5>, Softmax>;
+  Uncounted uncounted(1);
+  const std::string uncounted_why = refusal([&] { load_onnx(torch_file, uncounted); });
+  CHECK_MESSAGE(uncounted_why.find("does not fit layer 7.averagepooling2d") != std::string::npos, uncounted_why);
+  // A depthwise convolution is not a full one.
+  using Full = Sequential<Input<16, 16, 3>, Conv2D<8, 3, 2, pad(1)>, BatchNorm, ReLU, Conv2D<16, 3, 1, pad(1)>, BatchNorm, ReLU,
+                          MaxPool2D<3, 2, pad(1)>, AveragePooling2D<3, 2, pad(1)>, Flatten, Dense<5>, Softmax>;
+  Full full(1);
+  CHECK(refusal([&] { load_onnx(torch_file, full); }).find("group is 8, not 1") != std::string::npos);
+}
+
+TEST_CASE("ONNX: PyTorch's Conv 3x3 s2 p1, BatchNorm, ReLU, depthwise Conv, MaxPool p1, AvgPool p1 import and give its outputs") {
+  // mobile_torch.onnx: torch.onnx.export of make_depthwise_fixtures.py's mobile(), NCHW input; its
+  // average pool is a Pad and an AveragePool, as PyTorch 1.13 writes count_include_pad. In
+  // mobile_torch_attribute.onnx it is one AveragePool with pads and count_include_pad 1 (PyTorch 2).
+  for (const char* file : {"mobile_torch.onnx", "mobile_torch_attribute.onnx"}) {
+    CAPTURE(file);
+    FromTorch net(1);
+    const OnnxInfo info = load_onnx(std::string(TNET_FIXTURE_DIR) + "/" + file, net);
+    CHECK(info.layout == OnnxLayout::nchw);
+    const Buffer x = fixtures().floats("mobile.x");
+    const int batch = 2;
+    REQUIRE(x.size() == std::size_t(batch) * FromTorch::input_size);
+    const auto y = net.predict(x, batch);
+    const std::vector<double>& expected = fixtures()["mobile.y"];
+    REQUIRE(y.size() == expected.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(double(y[i]) - expected[i]));
+    INFO("largest difference ", worst);
+    CHECK(worst < 1e-5);
+  }
+}

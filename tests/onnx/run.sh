@@ -9,6 +9,8 @@
 # STEP opencv       OpenCV's DNN (python3-opencv) on inputs.bin: within 1e-4 of fashion_classify
 # STEP onnxruntime  ONNX Runtime (PyPI's onnxruntime, run by ORT_PYTHON: the Python of the
 #                   environment scripts/install_onnx_consumers.sh makes) likewise
+# STEP mobile       padded, depthwise and average-pooling layers (onnx_check mobile): onnx.checker,
+#                   and OpenCV and ONNX Runtime within 1e-4 of tnet
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
@@ -100,6 +102,25 @@ opencv)
 onnxruntime)
   [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"
   "$ort_python" "$here/onnxruntime_check.py" "$work/m.onnx" "$work/m_nchw.onnx" "$work/inputs.bin" "$work/tnet.json" || fail "ONNX Runtime"
+  ;;
+mobile)
+  # Padded convolutions and pools, depthwise convolutions, average pools: tnet's export checked
+  # and run by each consumer installed (all required with CI=true or TNET_REQUIRE_CONSUMERS=1).
+  out="$work-mobile"
+  rm -rf "$out" && mkdir -p "$out" || exit 1
+  "$onnx_check" mobile "$out" || { fail "onnx_check mobile"; exit 1; }
+  missing=()
+  if has_python_module onnx; then "$python" "$here/mobile.py" checker "$out" || fail "onnx.checker"; else missing+=(python3-onnx); fi
+  if has_python_module cv2; then "$python" "$here/mobile.py" opencv "$out" || fail "OpenCV"; else missing+=(python3-opencv); fi
+  if [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null; then
+    "$ort_python" "$here/mobile.py" onnxruntime "$out" || fail "ONNX Runtime"
+  else
+    missing+=(onnxruntime)
+  fi
+  if [ ${#missing[@]} = 3 ]; then skip "none of python3-onnx, python3-opencv and onnxruntime is installed"; fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "${CI:-}" = true ] || [ "${TNET_REQUIRE_CONSUMERS:-0}" = 1 ]; then fail "not installed: ${missing[*]}"; else echo "not run (not installed): ${missing[*]}"; fi
+  fi
   ;;
 pytorch)
   has_python_module torch || skip "python3-torch is not installed"

@@ -12,8 +12,10 @@
 //              groups = in_channels
 //   BatchNorm  BatchNormalization with the moving statistics (inference)
 //   MaxPool2D  MaxPool, pads as Conv's (padded positions never chosen, in ONNX too)
-//   AveragePooling2D  AveragePool, pads as Conv's; count_include_pad 1 for pad(p) (PyTorch's
-//              default), 0 for same (Keras's)
+//   AveragePooling2D  AveragePool: same (Keras's, the padding not counted) with pads as Conv's
+//              and count_include_pad 0; pad(p) (PyTorch's, the zeros counted) as PyTorch 1.x
+//              writes it, a Pad of zeros then an unpadded AveragePool (read also as an
+//              AveragePool with pads and count_include_pad 1, as later PyTorch writes it)
 //   ReLU, Sigmoid, Softmax   Relu, Sigmoid, Softmax (over channels)
 //   Dropout    nothing (the identity at inference)
 //   Flatten    Transpose back to NHWC, then Flatten: the features keep tnet's order, so the next
@@ -596,7 +598,10 @@ inline void swap_kernel_layout(const float* from, float* to, const ConvGeometry&
 /// The padding of a Conv, MaxPool or AveragePool node, however the file says it (pads or
 /// auto_pad), must be the layer's: the same before (top, left) and the same output size (padding
 /// after that no window reaches, as PyTorch writes pad(p) at stride 2, makes no difference).
-inline void read_window_pads(GraphIn& g, const Node& n, const std::string& name, const WindowPads& expected, int H, int W, int K, int S) {
+/// `zero_padded`: the (top, left, bottom, right) zeros of a Pad node before `n`, whose own
+/// padding must then be none.
+inline void read_window_pads(GraphIn& g, const Node& n, const std::string& name, const WindowPads& expected, int H, int W, int K, int S,
+                             const std::vector<std::int64_t>* zero_padded = nullptr) {
   const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
   std::vector<std::int64_t> got;
   if (auto_pad == "NOTSET") {
@@ -612,9 +617,14 @@ inline void read_window_pads(GraphIn& g, const Node& n, const std::string& name,
   } else {
     g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
   }
+  if (zero_padded) {
+    if (got != std::vector<std::int64_t>{0, 0, 0, 0})
+      g.refuse(n, name, "it pads " + dims_string(got) + " after a Pad node; the layer pads once");
+    got = *zero_padded;
+  }
   const std::array<std::int64_t, 4>& want = expected.pads;
   auto outputs = [&](std::int64_t in, std::int64_t before, std::int64_t after) { return (in + before + after - K) / S + 1; };
-  const bool fits = got.size() == 4 && got[0] == want[0] && got[1] == want[1] && got[2] >= 0 && got[3] >= 0 &&
+  const bool fits = got.size() == 4 && got[0] == want[0] && got[1] == want[1] && got[2] >= 0 && got[3] >= 0 && got[2] <= K && got[3] <= K &&
                     outputs(H, got[0], got[2]) == outputs(H, want[0], want[2]) &&
                     outputs(W, got[1], got[3]) == outputs(W, want[1], want[3]);
   if (!fits)
@@ -694,34 +704,59 @@ inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float mo
   g.counts[name + ".updates"] = updates;
 }
 
-// MaxPool, or AveragePool with `count_include_pad` (nullopt: MaxPool).
+// MaxPool, or AveragePool with `count_include_pad` (nullopt: MaxPool). An average that counts the
+// padded zeros is written as PyTorch 1.x writes it, a Pad of zeros and an AveragePool without
+// padding: OpenCV 4.6 ignores count_include_pad.
 inline void write_pool(GraphOut& g, const char* op, const std::string& name, int C, int pool, int stride, const WindowPads& padding,
                        std::optional<bool> count_include_pad = std::nullopt) {
   g.make_spatial(name, C);
+  const std::array<std::int64_t, 4>& p = padding.pads;
+  const bool padded = p != std::array<std::int64_t, 4>{0, 0, 0, 0}, zero_padded = padded && count_include_pad && *count_include_pad;
+  if (zero_padded) {
+    g.initializer<std::int64_t>(name + ".pads", {8}, {0, 0, p[0], p[1], 0, 0, p[2], p[3]});
+    g.node("Pad", name + ".pad", {name + ".pads"});
+  }
   std::vector<ProtoOut> attributes;
   attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{pool, pool}));
   attributes.push_back(attribute("strides", std::vector<std::int64_t>{stride, stride}));
-  if (padding.pads != std::array<std::int64_t, 4>{0, 0, 0, 0})
-    attributes.push_back(attribute("pads", std::vector<std::int64_t>(padding.pads.begin(), padding.pads.end())));
-  if (count_include_pad) attributes.push_back(attribute("count_include_pad", std::int64_t{*count_include_pad}));
+  if (padded && !zero_padded) attributes.push_back(attribute("pads", std::vector<std::int64_t>(p.begin(), p.end())));
+  if (count_include_pad && !zero_padded) attributes.push_back(attribute("count_include_pad", std::int64_t{0}));
   g.node(op, name, {}, std::move(attributes));
 }
 
 inline void read_pool(GraphIn& g, const char* op, const std::string& name, int H, int W, int C, int pool, int stride,
                       const WindowPads& padding, std::optional<bool> count_include_pad = std::nullopt) {
   g.take_spatial(name, C);
+  // PyTorch 1.x writes AvgPool2d(padding=p), which counts the padded zeros, as a Pad of zeros
+  // (pads in NCHW order: begins, then ends) and an AveragePool without padding.
+  std::optional<std::vector<std::int64_t>> zeros;
+  if (count_include_pad && *count_include_pad)
+    if (const Node* pad = g.take_if("Pad")) {
+      const std::string activation = pad->inputs[0];
+      const auto pads = g.opset >= 11 ? (pad->inputs.size() > 1 ? g.ints_of(pad->inputs[1], activation, {}) : std::nullopt)
+                                      : std::optional(g.integers(*pad, "pads", {}));
+      if (g.text(*pad, "mode", "constant") != "constant")
+        g.refuse(*pad, name, "it pads in mode " + g.text(*pad, "mode", "") + ", not with zeros");
+      if (pad->inputs.size() > 3) g.refuse(*pad, name, "it pads chosen axes");
+      const float value = g.opset >= 11 ? g.floats(*pad, 2, {}, name, "padding value", true).value_or(std::vector<float>{0.0f}).at(0)
+                                        : g.real(*pad, "value", 0.0f);
+      if (value != 0.0f) g.refuse(*pad, name, "it pads with " + std::to_string(value) + ", not zeros");
+      if (!pads || pads->size() != 8 || (*pads)[0] != 0 || (*pads)[1] != 0 || (*pads)[4] != 0 || (*pads)[5] != 0)
+        g.refuse(*pad, name, "its pads are not constant pads of the height and width alone");
+      zeros = std::vector<std::int64_t>{(*pads)[2], (*pads)[3], (*pads)[6], (*pads)[7]};
+    }
   const Node& n = g.take({op}, name);
   g.require(n, name, "kernel_shape", {pool, pool}, {});
   g.require(n, name, "strides", {stride, stride}, {1, 1});
   g.require(n, name, "dilations", {1, 1}, {1, 1});
-  read_window_pads(g, n, name, padding, H, W, pool, stride);
+  read_window_pads(g, n, name, padding, H, W, pool, stride, zeros ? &*zeros : nullptr);
   // ceil_mode gives the same size when the windows tile the padded input exactly.
   const std::array<std::int64_t, 4>& p = padding.pads;
   const bool exact = (H + p[0] + p[2] - pool) % stride == 0 && (W + p[1] + p[3] - pool) % stride == 0;
   if (g.integer(n, "ceil_mode", 0) != 0 && !exact) g.refuse(n, name, "ceil_mode 1 adds a partial window the layer does not have");
   // Where no window reaches the padding, whether it counts makes no difference.
   const bool padded = p != std::array<std::int64_t, 4>{0, 0, 0, 0};
-  if (count_include_pad && padded && (g.integer(n, "count_include_pad", 0) != 0) != *count_include_pad)
+  if (count_include_pad && padded && !zeros && (g.integer(n, "count_include_pad", 0) != 0) != *count_include_pad)
     g.refuse(n, name,
              std::string("count_include_pad is ") + (*count_include_pad ? "0" : "1") + ", the layer's " + (*count_include_pad ? "1" : "0") +
                  " (" + padding.name + ")");
