@@ -320,3 +320,30 @@ TEST_CASE("ONNX: PyTorch's Conv 3x3 s2 p1, BatchNorm, ReLU, depthwise Conv, MaxP
     CHECK(worst < 1e-5);
   }
 }
+
+TEST_CASE("a network of the new layers: its gradients agree with central differences of its loss") {
+  // (A ReLU before each batch normalisation, which would otherwise cancel the biases' gradients.)
+  // A batch normalisation then a max pool with Keras's same padding (windows apart: training
+  // runs them as one, the pool reading through the normalisation), a ReLU after a depthwise
+  // convolution (applied as it writes its output), both kinds of padding and pooling.
+  using Net =
+      Sequential<Input<7, 6, 3>, Conv2D<4, 3, 2, pad(1)>, ReLU, BatchNorm, MaxPool2D<2, 2, Padding::same>, DepthwiseConv2D<3, 1, pad(1), 2>,
+                 ReLU, BatchNorm, AveragePooling2D<2, 1, Padding::same>, AveragePooling2D<3, 1, pad(1)>, Flatten, Dense<3>, Sigmoid>;
+  static_assert(pools_through<Net::layer_type<2>, Net::layer_type<3>> && !Net::layer_type<3>::tiles);
+  Net net(5);
+  const int batch = 3;
+  Buffer x = test::random_values(batch * Net::input_size, 21);
+  const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+  Buffer grad_input(x.size());
+  net.compute_gradients(x, targets, batch, grad_input);
+  auto loss = [&] {
+    net.forward(x, batch, Mode::train);
+    return binary_crossentropy(net.output_of<Net::depth - 2>(), targets, batch * 3);
+  };
+  CHECK(test::compare_with_differences(x.data(), grad_input.data(), x.size(), loss, 1e-3) <= 2e-2);
+  for (const ParamRef& p : net.parameters()) {
+    INFO(p.name);
+    const Buffer analytic(p.grad, p.grad + p.size);
+    CHECK(test::compare_with_differences(p.value, analytic.data(), p.size, loss, 1e-3, 40) <= 2e-2);
+  }
+}
