@@ -46,7 +46,7 @@ struct MaxPool2D : LayerSpec {
     static constexpr int window = Pool;  // its side
 
     static std::string describe() {
-      // unpadded: the signature of the layer before padding was a parameter
+      // valid, the default, goes unnamed: the signature model files of unpadded pools hold
       return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) +
              (Pad == Padding::valid ? ")" : ", " + Pad.str() + ")");
     }
