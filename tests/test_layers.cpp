@@ -132,6 +132,9 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<5, 4>, Shape<7, 6, 8>>(2);                     // padding 1 before, 2 after
   check_conv_directly<Conv2D<6, 3, 1, Padding::valid>, Shape<8, 5, 4>>(3);  // no padding
   check_conv_directly<Conv2D<6, 3, 2>, Shape<9, 8, 9>>(2);                  // stride 2: the input gradient through col2im
+  check_conv_directly<Conv2D<6, 7, 2, pad(3)>, Shape<11, 10, 3>>(2);        // PyTorch's padding: ResNet's stem
+  check_conv_directly<Conv2D<9, 3, 2, pad(1)>, Shape<9, 8, 16>>(2);         // a MobileNetV2 downsampling
+  check_conv_directly<Conv2D<16, 3, 1, pad(2)>, Shape<30, 30, 16>>(2);      // Winograd, the output larger than the input
   check_conv_directly<Conv2D<40, 3>, Shape<48, 48, 16>>(2);                 // 4,608 rows: tiles, the weight gradient in chunks
   // Winograd's F(4x4, 3x3): tiles cut by the edges, several blocks and kernel-gradient chunks;
   // valid (the output smaller than the input, the input gradient's windows reaching 2 before);

@@ -12,8 +12,9 @@
 # STEP pytorch      a SmallerVGGNet made and exported by PyTorch (python3-torch) loads into tnet
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
 # STEP networks     the networks of tests/onnx_networks.hpp (residual blocks, every activation,
-#                   ...) exported by onnx_check, loaded back by tnet, checked by onnx.checker, and
-#                   run by ONNX Runtime and OpenCV's DNN: within 1e-4 of tnet
+#                   padded, depthwise and average-pooling layers) exported by onnx_check, loaded
+#                   back by tnet, checked by onnx.checker, and run by ONNX Runtime and OpenCV's
+#                   DNN: within 1e-4 of tnet
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
 # TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail

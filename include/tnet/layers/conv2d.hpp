@@ -1,9 +1,10 @@
 // tnet/layers/conv2d.hpp: 2-D convolution (Keras Conv2D).
 //
 // Contract: x (N, H, W, C) -> y (N, OH, OW, F), y = sum over the K x K window of x * kernel + bias.
-// padding same: OH = ceil(H / S), zero padding split as Keras does (the extra row at the bottom);
-// valid: OH = (H - K) / S + 1, needs H, W >= K. Learns kernel (K, K, C, F) in Keras's HWIO order
-// and bias (F); kernel glorot-uniform, bias zero.
+// padding (layers/padding.hpp) same: OH = ceil(H / S), zero padding split as Keras does (the
+// extra row at the bottom); valid: OH = (H - K) / S + 1, needs H, W >= K; pad(p), PyTorch's
+// padding=p: OH = (H + 2p - K) / S + 1. Learns kernel (K, K, C, F) in Keras's HWIO order and bias
+// (F); kernel glorot-uniform, bias zero.
 // Computed as one GEMM over the whole batch: y = columns * kernel, where `columns`, the im2col
 // matrix of x, has N*OH*OW rows of K*K*C. With tnet's own kernels the columns are never written
 // out: the GEMM gathers each block of them from x as it needs it (detail::Patches), for the
@@ -25,11 +26,10 @@
 
 #include "../core/gemm.hpp"
 #include "layer.hpp"
+#include "padding.hpp"
 #include "winograd.hpp"
 
 namespace tnet {
-
-enum class Padding { same, valid };
 
 namespace detail {
 // One inline function, hence one buffer per thread in the whole program: a static inside the
@@ -197,20 +197,15 @@ inline const float* flipped_kernel(const float* kernel, int K, int C, int F) {
 template <int Filters, int Kernel, int Stride = 1, Padding Pad = Padding::same>
 struct Conv2D : LayerSpec {
   static_assert(Filters > 0 && Kernel > 0 && Stride > 0, "tnet::Conv2D: filters, kernel and stride must be positive");
+  static_assert(Pad.amount >= 0 && Pad.amount < Kernel, "tnet::Conv2D: pad(p) needs 0 <= p < kernel");
 
-  static constexpr int output_size(int in) { return Pad == Padding::same ? (in + Stride - 1) / Stride : (in - Kernel) / Stride + 1; }
-  // Keras/TensorFlow "same": total padding so that the output is ceil(in / stride), the smaller
-  // half before, the larger after.
-  static constexpr int padding_before(int in) {
-    if (Pad == Padding::valid) return 0;
-    const int total = std::max((output_size(in) - 1) * Stride + Kernel - in, 0);
-    return total / 2;
-  }
+  static constexpr int output_size(int in) { return Pad.output_size(in, Kernel, Stride); }
+  static constexpr int padding_before(int in) { return Pad.before(in, Kernel, Stride); }
 
   template <class In>
-  static constexpr bool accepts = Pad == Padding::same || (In::height >= Kernel && In::width >= Kernel);
+  static constexpr bool accepts = Pad.fits(In::height, Kernel) && Pad.fits(In::width, Kernel);
   template <class In>
-  using needs = Shape<std::max(In::height, Kernel), std::max(In::width, Kernel), In::channels>;
+  using needs = Shape<std::max(In::height, Kernel - 2 * Pad.amount), std::max(In::width, Kernel - 2 * Pad.amount), In::channels>;
 
   template <class In>
   class Layer {
@@ -230,8 +225,8 @@ struct Conv2D : LayerSpec {
     static bool uses_winograd(int batch) { return winograd(batch, OH, OW); }
 
     static std::string describe() {
-      return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " + std::to_string(S) +
-             (Pad == Padding::same ? ", same)" : ", valid)");
+      return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " + std::to_string(S) + ", " +
+             Pad.str() + ")";
     }
 
     Layer() : bias_sums_(F) {}

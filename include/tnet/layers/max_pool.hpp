@@ -1,7 +1,10 @@
-// tnet/layers/max_pool.hpp: max pooling (Keras MaxPooling2D, padding valid).
+// tnet/layers/max_pool.hpp: max pooling (Keras MaxPooling2D; PyTorch MaxPool2d).
 //
-// Contract: x (N, H, W, C) -> y (N, (H - P) / S + 1, (W - P) / S + 1, C), each output the largest
-// value of its P x P window, per channel. Needs H, W >= P. The gradient flows to the first
+// Contract: x (N, H, W, C) -> y (N, OH, OW, C), each output the largest value of its P x P window,
+// per channel. Padding (layers/padding.hpp) valid, the default: OH = (H - P) / S + 1, needs
+// H, W >= P; pad(p), PyTorch's padding=p (p <= P / 2): OH = (H + 2p - P) / S + 1; same, Keras's:
+// OH = ceil(H / S). Padded positions are never chosen (as PyTorch pads with -infinity): each
+// window's maximum is over the inputs it covers. The gradient flows to the first
 // largest value of each window (the position remembered in training). After a batch
 // normalisation in training, where the windows tile the image, the choice is made from the
 // normalisation's inputs (select): the same but where the normalisation rounds different inputs
@@ -15,23 +18,27 @@
 
 #include "../core/vectorise.hpp"
 #include "layer.hpp"
+#include "padding.hpp"
 
 namespace tnet {
 
-template <int Pool, int Stride = Pool>
+template <int Pool, int Stride = Pool, Padding Pad = Padding::valid>
 struct MaxPool2D : LayerSpec {
   static_assert(Pool > 0 && Stride > 0, "tnet::MaxPool2D: pool and stride must be positive");
+  static_assert(Pad.amount >= 0 && 2 * Pad.amount <= Pool, "tnet::MaxPool2D: pad(p) needs 0 <= p <= pool / 2");
 
   template <class In>
-  static constexpr bool accepts = In::height >= Pool && In::width >= Pool;
+  static constexpr bool accepts = Pad.fits(In::height, Pool) && Pad.fits(In::width, Pool);
   template <class In>
-  using needs = Shape<std::max(In::height, Pool), std::max(In::width, Pool), In::channels>;
+  using needs = Shape<std::max(In::height, Pool - 2 * Pad.amount), std::max(In::width, Pool - 2 * Pad.amount), In::channels>;
 
   template <class In>
   class Layer : public Stateless {
    public:
     static constexpr int H = In::height, W = In::width, C = In::channels;
-    static constexpr int OH = (H - Pool) / Stride + 1, OW = (W - Pool) / Stride + 1;
+    static constexpr int OH = Pad.output_size(H, Pool, Stride), OW = Pad.output_size(W, Pool, Stride);
+    static constexpr int pad_top = Pad.before(H, Pool, Stride), pad_left = Pad.before(W, Pool, Stride);
+    static constexpr bool padded = pad_top > 0 || pad_left > 0 || Pad.after(H, Pool, Stride) > 0 || Pad.after(W, Pool, Stride) > 0;
     using input_shape = In;
     using output_shape = Shape<OH, OW, C>;
     static constexpr bool backward_reads_output = false;  // the positions it remembered suffice
@@ -39,7 +46,9 @@ struct MaxPool2D : LayerSpec {
     static constexpr int window = Pool;  // its side
 
     static std::string describe() {
-      return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) + ")";
+      // valid, the default, goes unnamed: the signature model files of unpadded pools hold
+      return "MaxPool2D(" + std::to_string(Pool) + "x" + std::to_string(Pool) + ", stride " + std::to_string(Stride) +
+             (Pad == Padding::valid ? ")" : ", " + Pad.str() + ")");
     }
 
     void forward(const float* x, float* y, int batch, Pass pass) { forward_mapped(x, y, batch, pass, Unmapped{}); }
@@ -68,15 +77,20 @@ struct MaxPool2D : LayerSpec {
         constexpr int G = mapped && C % 16 == 0 ? 16 : C;
         for (int oy = 0; oy < OH; ++oy)
           for (int ox = 0; ox < OW; ++ox) {
-            const std::int32_t first = ((oy * Stride) * W + ox * Stride) * C;
+            // The window's rows [py0, py1) and columns [px0, px1) that lie in the image, from its
+            // corner (oy * Stride - pad_top, ox * Stride - pad_left): the whole window unpadded.
+            const int top = oy * Stride - pad_top, left = ox * Stride - pad_left;
+            const int py0 = padded ? std::max(0, -top) : 0, py1 = padded ? std::min(Pool, H - top) : Pool;
+            const int px0 = padded ? std::max(0, -left) : 0, px1 = padded ? std::min(Pool, W - left) : Pool;
+            const std::int32_t first = ((top + py0) * W + left + px0) * C;
             const int o = (oy * OW + ox) * C;
             for (int c0 = 0; c0 < C; c0 += G) {
               float best[G], best_x[G];  // best_x: the input whose map is best (when mapped)
               std::int32_t best_at[G];
               for (int g = 0; g < G; ++g) best_x[g] = image[first + c0 + g], best[g] = map(best_x[g], c0 + g), best_at[g] = first + c0 + g;
-              for (int py = 0; py < Pool; ++py)
-                for (int px = 0; px < Pool; ++px) {
-                  const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C + c0;
+              for (int py = py0; py < py1; ++py)
+                for (int px = px0; px < px1; ++px) {
+                  const std::int32_t at = ((top + py) * W + left + px) * C + c0;
                   for (int g = 0; g < G; ++g) {
                     const float v = map(image[at + g], c0 + g);
                     const std::int32_t larger = -std::int32_t(v > best[g]);  // all ones or zero; the first of equal maxima is kept
@@ -95,7 +109,7 @@ struct MaxPool2D : LayerSpec {
     }
 
     /// Whether the windows cover the image, each input in one of them: what select needs.
-    static constexpr bool tiles = Stride == Pool && H % Pool == 0 && W % Pool == 0;
+    static constexpr bool tiles = !padded && Stride == Pool && H % Pool == 0 && W % Pool == 0;
 
     /// Inference's forward of one row of windows: `rows`, Pool whole rows of an image (Pool x W x
     /// C, as they lie), into one row of y (OW x C), the same maxima taken in the same order as

@@ -7,9 +7,16 @@
 // input is NHWC, as tnet's (OnnxLayout::nchw for PyTorch's order), followed by a Transpose to the
 // NCHW that ONNX's Conv wants; each layer becomes the operator of the same meaning, in order:
 //   Conv2D     Conv, kernel OIHW, Keras's "same" padding as explicit pads (the extra row and
-//              column at the bottom and right)
+//              column at the bottom and right), pad(p) as PyTorch writes it (p on every side)
+//   DepthwiseConv2D  Conv with group = C, kernel (C * M, 1, K, K), as PyTorch writes Conv2d with
+//              groups = in_channels
 //   BatchNorm  BatchNormalization with the moving statistics (inference)
-//   MaxPool2D  MaxPool       ReLU, Sigmoid, Softmax   Relu, Sigmoid, Softmax (over channels)
+//   MaxPool2D  MaxPool, pads as Conv's (padded positions never chosen, in ONNX too)
+//   AveragePooling2D  AveragePool: same (Keras's, the padding not counted) with pads as Conv's
+//              and count_include_pad 0; pad(p) (PyTorch's, the zeros counted) as PyTorch 1.x
+//              writes it, a Pad of zeros then an unpadded AveragePool (read also as an
+//              AveragePool with pads and count_include_pad 1, as later PyTorch writes it)
+//   ReLU, Sigmoid, Softmax   Relu, Sigmoid, Softmax (over channels)
 //   ReLU6      Clip, min 0 and max 6 as constant inputs
 //   LeakyReLU  LeakyRelu, alpha the slope
 //   SiLU       Sigmoid, then Mul of the input and it (as PyTorch writes SiLU)
@@ -45,8 +52,10 @@
 
 #include "../core/json.hpp"
 #include "../layers/activation.hpp"
+#include "../layers/average_pool.hpp"
 #include "../layers/batch_norm.hpp"
 #include "../layers/conv2d.hpp"
+#include "../layers/depthwise_conv2d.hpp"
 #include "../layers/dense.hpp"
 #include "../layers/dropout.hpp"
 #include "../layers/flatten.hpp"
@@ -595,23 +604,77 @@ inline std::vector<ProtoOut> attributes_of(ProtoOut&& a) {
   return v;
 }
 
-/// A convolution's geometry: input H x W x C, F filters of K x K, stride S, and its padding
-/// (top, left, bottom, right).
-struct ConvGeometry {
-  int H, W, C, F, K, S;
-  bool same;
+/// A window's padding as ONNX writes it (top, left, bottom, right), and as the layer names it.
+struct WindowPads {
   std::array<std::int64_t, 4> pads;
+  std::string name;  // "Keras's \"same\"", "\"valid\"", "pad 3"
 };
 
-// A kernel from tnet's HWIO (K, K, C, F) to ONNX's OIHW (F, C, K, K) when `to_oihw`, else back.
+/// Padding Pad of a window K, stride S over H x W, as ONNX's pads: pad(p) as PyTorch writes it
+/// (p on every side); same and valid as the windows reach (Keras's extra row after).
+template <Padding Pad>
+WindowPads window_pads(int H, int W, int K, int S) {
+  const std::string name = Pad.is_same() ? "Keras's \"same\"" : Pad == Padding::valid ? "\"valid\"" : Pad.str();
+  if (Pad.is_explicit()) return {{Pad.amount, Pad.amount, Pad.amount, Pad.amount}, name};
+  return {{Pad.before(H, K, S), Pad.before(W, K, S), Pad.after(H, K, S), Pad.after(W, K, S)}, name};
+}
+
+/// A convolution's geometry: input H x W x C, F filters of K x K, stride S, its padding, and its
+/// groups (1; C for a depthwise convolution, whose F = C * multiplier).
+struct ConvGeometry {
+  int H, W, C, F, K, S;
+  WindowPads padding;
+  int group = 1;
+};
+
+// A kernel from tnet's HWIO (K, K, C / group, F) to ONNX's OIHW (F, C / group, K, K) when
+// `to_oihw`, else back. A depthwise kernel (K, K, C, M) is (K, K, 1, C * M).
 inline void swap_kernel_layout(const float* from, float* to, const ConvGeometry& c, bool to_oihw) {
-  const int KK = c.K * c.K;
+  const int KK = c.K * c.K, I = c.C / c.group;
   for (int f = 0; f < c.F; ++f)
-    for (int ch = 0; ch < c.C; ++ch)
+    for (int ch = 0; ch < I; ++ch)
       for (int k = 0; k < KK; ++k) {
-        const std::size_t oihw = (std::size_t(f) * c.C + ch) * KK + k, hwio = (std::size_t(k) * c.C + ch) * c.F + f;
+        const std::size_t oihw = (std::size_t(f) * I + ch) * KK + k, hwio = (std::size_t(k) * I + ch) * c.F + f;
         to[to_oihw ? oihw : hwio] = from[to_oihw ? hwio : oihw];
       }
+}
+
+/// The padding of a Conv, MaxPool or AveragePool node, however the file says it (pads or
+/// auto_pad), must be the layer's: the same before (top, left) and the same output size (padding
+/// after that no window reaches, as PyTorch writes pad(p) at stride 2, makes no difference).
+/// `zero_padded`: the (top, left, bottom, right) zeros of a Pad node before `n`, whose own
+/// padding must then be none.
+inline void read_window_pads(GraphIn& g, const Node& n, const std::string& name, const WindowPads& expected, int H, int W, int K, int S,
+                             const std::vector<std::int64_t>* zero_padded = nullptr) {
+  const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
+  std::vector<std::int64_t> got;
+  if (auto_pad == "NOTSET") {
+    got = g.integers(n, "pads", {0, 0, 0, 0});
+  } else if (auto_pad == "VALID") {
+    got = {0, 0, 0, 0};
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    auto total = [&](int in) { return std::max(((in + S - 1) / S - 1) * S + K - in, 0); };
+    const int total_h = total(H), total_w = total(W);
+    const int top = auto_pad == "SAME_UPPER" ? total_h / 2 : total_h - total_h / 2;
+    const int left = auto_pad == "SAME_UPPER" ? total_w / 2 : total_w - total_w / 2;
+    got = {top, left, total_h - top, total_w - left};
+  } else {
+    g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
+  }
+  if (zero_padded) {
+    if (got != std::vector<std::int64_t>{0, 0, 0, 0})
+      g.refuse(n, name, "it pads " + dims_string(got) + " after a Pad node; the layer pads once");
+    got = *zero_padded;
+  }
+  const std::array<std::int64_t, 4>& want = expected.pads;
+  auto outputs = [&](std::int64_t in, std::int64_t before, std::int64_t after) { return (in + before + after - K) / S + 1; };
+  const bool fits = got.size() == 4 && got[0] == want[0] && got[1] == want[1] && got[2] >= 0 && got[3] >= 0 && got[2] <= K && got[3] <= K &&
+                    outputs(H, got[0], got[2]) == outputs(H, want[0], want[2]) &&
+                    outputs(W, got[1], got[3]) == outputs(W, want[1], want[3]);
+  if (!fits)
+    g.refuse(n, name,
+             "its padding (top, left, bottom, right) is " + dims_string(got) + ", the layer's " +
+                 dims_string(std::vector<std::int64_t>(want.begin(), want.end())) + " (" + expected.name + ")");
 }
 
 inline void write_conv(GraphOut& g, const std::string& name, const ConvGeometry& c) {
@@ -620,14 +683,14 @@ inline void write_conv(GraphOut& g, const std::string& name, const ConvGeometry&
   const std::span<const float> hwio = g.tensors.at(name + ".kernel");
   std::vector<float> oihw(hwio.size());
   swap_kernel_layout(hwio.data(), oihw.data(), c, true);
-  g.initializer(name + ".kernel", {F, C, K, K}, oihw);
+  g.initializer(name + ".kernel", {F, C / c.group, K, K}, oihw);
   g.initializer(name + ".bias", {F});
   std::vector<ProtoOut> attributes;
   attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{K, K}));
   attributes.push_back(attribute("strides", std::vector<std::int64_t>{c.S, c.S}));
-  attributes.push_back(attribute("pads", std::vector<std::int64_t>(c.pads.begin(), c.pads.end())));
+  attributes.push_back(attribute("pads", std::vector<std::int64_t>(c.padding.pads.begin(), c.padding.pads.end())));
   attributes.push_back(attribute("dilations", std::vector<std::int64_t>{1, 1}));
-  attributes.push_back(attribute("group", std::int64_t{1}));
+  attributes.push_back(attribute("group", std::int64_t{c.group}));
   g.node("Conv", name, {name + ".kernel", name + ".bias"}, std::move(attributes));
 }
 
@@ -635,32 +698,13 @@ inline void read_conv(GraphIn& g, const std::string& name, const ConvGeometry& c
   const int K = c.K, C = c.C, F = c.F;
   g.take_spatial(name, C);
   const Node& n = g.take({"Conv"}, name);
-  if (g.integer(n, "group", 1) != 1) g.refuse(n, name, "group is " + std::to_string(g.integer(n, "group", 1)) + ", not 1");
+  if (g.integer(n, "group", 1) != c.group)
+    g.refuse(n, name, "group is " + std::to_string(g.integer(n, "group", 1)) + ", not " + std::to_string(c.group));
   g.require(n, name, "dilations", {1, 1}, {1, 1});
   g.require(n, name, "strides", {c.S, c.S}, {1, 1});
   g.require(n, name, "kernel_shape", {K, K}, {K, K});
-  // The padding, however the file says it, must be the layer's.
-  const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
-  std::vector<std::int64_t> got;
-  if (auto_pad == "NOTSET") {
-    got = g.integers(n, "pads", {0, 0, 0, 0});
-  } else if (auto_pad == "VALID") {
-    got = {0, 0, 0, 0};
-  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    auto total = [&](int in) { return std::max(((in + c.S - 1) / c.S - 1) * c.S + K - in, 0); };
-    const int total_h = total(c.H), total_w = total(c.W);
-    const int top = auto_pad == "SAME_UPPER" ? total_h / 2 : total_h - total_h / 2;
-    const int left = auto_pad == "SAME_UPPER" ? total_w / 2 : total_w - total_w / 2;
-    got = {top, left, total_h - top, total_w - left};
-  } else {
-    g.refuse(n, name, "auto_pad " + auto_pad + " is not an ONNX padding");
-  }
-  const std::vector<std::int64_t> expected(c.pads.begin(), c.pads.end());
-  if (got != expected)
-    g.refuse(n, name,
-             "its padding (top, left, bottom, right) is " + dims_string(got) + ", the layer's " + dims_string(expected) +
-                 (c.same ? " (Keras's \"same\")" : " (\"valid\")"));
-  const std::vector<float> oihw = *g.floats(n, 1, {F, C, K, K}, name, "kernel");
+  read_window_pads(g, n, name, c.padding, c.H, c.W, K, c.S);
+  const std::vector<float> oihw = *g.floats(n, 1, {F, C / c.group, K, K}, name, "kernel");
   std::vector<float> hwio(oihw.size());
   swap_kernel_layout(oihw.data(), hwio.data(), c, false);
   g.staged[name + ".kernel"] = std::move(hwio);
@@ -704,26 +748,62 @@ inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float mo
   g.counts[name + ".updates"] = updates;
 }
 
-inline void write_max_pool(GraphOut& g, const std::string& name, int C, int pool, int stride) {
+// MaxPool, or AveragePool with `count_include_pad` (nullopt: MaxPool). An average that counts the
+// padded zeros is written as PyTorch 1.x writes it, a Pad of zeros and an AveragePool without
+// padding: OpenCV 4.6 ignores count_include_pad.
+inline void write_pool(GraphOut& g, const char* op, const std::string& name, int C, int pool, int stride, const WindowPads& padding,
+                       std::optional<bool> count_include_pad = std::nullopt) {
   g.make_spatial(name, C);
+  const std::array<std::int64_t, 4>& p = padding.pads;
+  const bool padded = p != std::array<std::int64_t, 4>{0, 0, 0, 0}, zero_padded = padded && count_include_pad && *count_include_pad;
+  if (zero_padded) {
+    g.initializer<std::int64_t>(name + ".pads", {8}, {0, 0, p[0], p[1], 0, 0, p[2], p[3]});
+    g.node("Pad", name + ".pad", {name + ".pads"});
+  }
   std::vector<ProtoOut> attributes;
   attributes.push_back(attribute("kernel_shape", std::vector<std::int64_t>{pool, pool}));
   attributes.push_back(attribute("strides", std::vector<std::int64_t>{stride, stride}));
-  g.node("MaxPool", name, {}, std::move(attributes));
+  if (padded && !zero_padded) attributes.push_back(attribute("pads", std::vector<std::int64_t>(p.begin(), p.end())));
+  if (count_include_pad && !zero_padded) attributes.push_back(attribute("count_include_pad", std::int64_t{0}));
+  g.node(op, name, {}, std::move(attributes));
 }
 
-inline void read_max_pool(GraphIn& g, const std::string& name, int H, int W, int C, int pool, int stride) {
+inline void read_pool(GraphIn& g, const char* op, const std::string& name, int H, int W, int C, int pool, int stride,
+                      const WindowPads& padding, std::optional<bool> count_include_pad = std::nullopt) {
   g.take_spatial(name, C);
-  const Node& n = g.take({"MaxPool"}, name);
+  // PyTorch 1.x writes AvgPool2d(padding=p), which counts the padded zeros, as a Pad of zeros
+  // (pads in NCHW order: begins, then ends) and an AveragePool without padding.
+  std::optional<std::vector<std::int64_t>> zeros;
+  if (count_include_pad && *count_include_pad)
+    if (const Node* pad = g.take_if("Pad")) {
+      const std::string activation = pad->inputs[0];
+      const auto pads = g.opset >= 11 ? (pad->inputs.size() > 1 ? g.ints_of(pad->inputs[1], activation, {}) : std::nullopt)
+                                      : std::optional(g.integers(*pad, "pads", {}));
+      if (g.text(*pad, "mode", "constant") != "constant")
+        g.refuse(*pad, name, "it pads in mode " + g.text(*pad, "mode", "") + ", not with zeros");
+      if (pad->inputs.size() > 3) g.refuse(*pad, name, "it pads chosen axes");
+      const float value = g.opset >= 11 ? g.floats(*pad, 2, {}, name, "padding value", true).value_or(std::vector<float>{0.0f}).at(0)
+                                        : g.real(*pad, "value", 0.0f);
+      if (value != 0.0f) g.refuse(*pad, name, "it pads with " + std::to_string(value) + ", not zeros");
+      if (!pads || pads->size() != 8 || (*pads)[0] != 0 || (*pads)[1] != 0 || (*pads)[4] != 0 || (*pads)[5] != 0)
+        g.refuse(*pad, name, "its pads are not constant pads of the height and width alone");
+      zeros = std::vector<std::int64_t>{(*pads)[2], (*pads)[3], (*pads)[6], (*pads)[7]};
+    }
+  const Node& n = g.take({op}, name);
   g.require(n, name, "kernel_shape", {pool, pool}, {});
   g.require(n, name, "strides", {stride, stride}, {1, 1});
-  g.require(n, name, "pads", {0, 0, 0, 0}, {0, 0, 0, 0});
   g.require(n, name, "dilations", {1, 1}, {1, 1});
-  const std::string auto_pad = g.text(n, "auto_pad", "NOTSET");
-  if (auto_pad != "NOTSET" && auto_pad != "VALID") g.refuse(n, name, "auto_pad " + auto_pad + " pads; the layer does not");
-  // ceil_mode gives the same size when the windows tile the input exactly.
-  const bool exact = (H - pool) % stride == 0 && (W - pool) % stride == 0;
+  read_window_pads(g, n, name, padding, H, W, pool, stride, zeros ? &*zeros : nullptr);
+  // ceil_mode gives the same size when the windows tile the padded input exactly.
+  const std::array<std::int64_t, 4>& p = padding.pads;
+  const bool exact = (H + p[0] + p[2] - pool) % stride == 0 && (W + p[1] + p[3] - pool) % stride == 0;
   if (g.integer(n, "ceil_mode", 0) != 0 && !exact) g.refuse(n, name, "ceil_mode 1 adds a partial window the layer does not have");
+  // Where no window reaches the padding, whether it counts makes no difference.
+  const bool padded = p != std::array<std::int64_t, 4>{0, 0, 0, 0};
+  if (count_include_pad && padded && !zeros && (g.integer(n, "count_include_pad", 0) != 0) != *count_include_pad)
+    g.refuse(n, name,
+             std::string("count_include_pad is ") + (*count_include_pad ? "0" : "1") + ", the layer's " + (*count_include_pad ? "1" : "0") +
+                 " (" + padding.name + ")");
   if (n.outputs.size() > 1 && !n.outputs[1].empty()) g.refuse(n, name, "it also outputs indices");
 }
 
@@ -910,10 +990,23 @@ template <int Filters, int Kernel, int Stride, Padding Pad>
 struct Mapping<Conv2D<Filters, Kernel, Stride, Pad>> {
   template <class L>
   static ConvGeometry geometry() {
-    const int total_h = Pad == Padding::same ? std::max((L::OH - 1) * L::S + L::K - L::H, 0) : 0;
-    const int total_w = Pad == Padding::same ? std::max((L::OW - 1) * L::S + L::K - L::W, 0) : 0;
-    return {
-        L::H, L::W, L::C, L::F, L::K, L::S, Pad == Padding::same, {L::pad_top, L::pad_left, total_h - L::pad_top, total_w - L::pad_left}};
+    return {L::H, L::W, L::C, L::F, L::K, L::S, window_pads<Pad>(L::H, L::W, L::K, L::S)};
+  }
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_conv(g, name, geometry<L>());
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_conv(g, name, geometry<L>());
+  }
+};
+
+template <int Kernel, int Stride, Padding Pad, int Multiplier>
+struct Mapping<DepthwiseConv2D<Kernel, Stride, Pad, Multiplier>> {
+  template <class L>
+  static ConvGeometry geometry() {
+    return {L::H, L::W, L::C, L::F, L::K, L::S, window_pads<Pad>(L::H, L::W, L::K, L::S), L::C};
   }
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
@@ -937,15 +1030,27 @@ struct Mapping<BatchNormWith<Momentum, Epsilon>> {
   }
 };
 
-template <int Pool, int Stride>
-struct Mapping<MaxPool2D<Pool, Stride>> {
+template <int Pool, int Stride, Padding Pad>
+struct Mapping<MaxPool2D<Pool, Stride, Pad>> {
   template <class L>
   static void write(const L&, GraphOut& g, const std::string& name) {
-    write_max_pool(g, name, L::C, Pool, Stride);
+    write_pool(g, "MaxPool", name, L::C, Pool, Stride, window_pads<Pad>(L::H, L::W, Pool, Stride));
   }
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
-    read_max_pool(g, name, L::H, L::W, L::C, Pool, Stride);
+    read_pool(g, "MaxPool", name, L::H, L::W, L::C, Pool, Stride, window_pads<Pad>(L::H, L::W, Pool, Stride));
+  }
+};
+
+template <int Pool, int Stride, Padding Pad>
+struct Mapping<AveragePooling2D<Pool, Stride, Pad>> {
+  template <class L>
+  static void write(const L&, GraphOut& g, const std::string& name) {
+    write_pool(g, "AveragePool", name, L::C, Pool, Stride, window_pads<Pad>(L::H, L::W, Pool, Stride), L::counts_padding);
+  }
+  template <class L>
+  static void read(const L&, GraphIn& g, const std::string& name) {
+    read_pool(g, "AveragePool", name, L::H, L::W, L::C, Pool, Stride, window_pads<Pad>(L::H, L::W, Pool, Stride), L::counts_padding);
   }
 };
 
