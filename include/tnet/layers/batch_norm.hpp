@@ -97,7 +97,7 @@ struct BatchNormWith : LayerSpec {
 
     /// A training (or calibration) forward short of writing y: the batch's statistics, kept for
     /// backward, and the moving statistics updated. normalisation() is then the map forward would
-    /// have applied, for a max pool after this layer to apply as it reads x (Sequential).
+    /// have applied, for a max pool after this layer to apply as it reads x (LayerChain).
     void statistics(const float* x, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       // One pass over x for the sums of d = x - shift and of d^2, in double, with shift the moving

@@ -7,7 +7,7 @@
 // (K, K, C, M) in Keras's layout (PyTorch's weight (C * M, 1, K, K) transposed) and bias (C * M);
 // kernel glorot-uniform as Keras draws it (fan_in K*K*C, fan_out K*K*M), bias zero.
 // Computed directly, as a few loops over NHWC with the channels innermost (they vectorise), in
-// parallel over output rows; the ReLU and the batch normalisation Sequential folds into it (an
+// parallel over output rows; the ReLU and the batch normalisation a chain folds into it (an
 // Epilogue) are applied as each output pixel is written. The kernel and bias gradients are summed
 // in a fixed number of fixed pieces of the output rows, added in piece order: the same bits with
 // any number of threads.

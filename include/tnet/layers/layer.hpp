@@ -20,7 +20,7 @@
 //   visit_state(v)                       v(name, std::span<T>) for each non-trainable tensor
 //   non_trainable_count                  Keras's count of them (the batch-norm moving statistics)
 // A layer whose input or output has the run-time width is constructed with it (Layer(int width)).
-// It may declare, to save memory (see Sequential):
+// It may declare, to save memory (see LayerChain, model/chain.hpp):
 //   static constexpr bool in_place = true;      forward and backward also work with y == x, and
 //                                               backward then reads y, never x (ReLU, Dropout);
 //                                               so its output has as many values as its input
@@ -29,8 +29,8 @@
 // A layer that declares neither is given buffers of its own and is assumed to read y. The
 // compiler checks what it can of these promises (they are constants; in-place layers keep the
 // size); tests/test_layers.cpp checks the rest by running every layer with poisoned buffers.
-// Sequential folds the ReLU and batch normalisation that follow a layer into that layer's output
-// as it is written (an Epilogue: core/gemm_kernels.hpp), where the layers say they can:
+// A chain of layers (LayerChain) folds the ReLU and batch normalisation that follow a layer into
+// that layer's output as it is written (an Epilogue: core/gemm_kernels.hpp), where they say they can:
 //   forward(x, y, batch, Pass, const Epilogue&)  forward, each output value then put through the
 //                                               epilogue (Conv2D, Dense)
 //   static constexpr bool folds_as_relu = true; the layer is max(x, 0) (ReLU)

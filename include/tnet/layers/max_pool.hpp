@@ -54,7 +54,7 @@ struct MaxPool2D : LayerSpec {
     void forward(const float* x, float* y, int batch, Pass pass) { forward_mapped(x, y, batch, pass, Unmapped{}); }
 
     /// forward of map(x, c) for each value x of channel c: pooling applied to the output of a
-    /// per-channel map before it (a batch normalisation in training: Sequential), read as it goes.
+    /// per-channel map before it (a batch normalisation in training: LayerChain), read as it goes.
     /// Training then also keeps the input x chosen for each output (chosen_inputs).
     template <class Map>
     void forward_mapped(const float* x, float* y, int batch, Pass pass, const Map& map) {

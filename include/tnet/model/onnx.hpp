@@ -1164,6 +1164,8 @@ struct Mapping<GlobalAveragePooling2D> {
   template <class L>
   static void read(const L&, GraphIn& g, const std::string& name) {
     read_global_average_pool(g, name, L::C);
+  }
+};
 
 // A residual block: its body's nodes from the block's input, then its shortcut's from the same
 // input (none for the identity), then Add of the two. The layers inside are named as the
