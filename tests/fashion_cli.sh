@@ -282,7 +282,7 @@ status=$?
 [ $status = 0 ] && grep -q "1 classes: c03" one.log && grep -qE "^  c03: [0-9.]+%$" one_classify.txt && pass "a dataset of one label trains and classifies" ||
   fail "one label: status $status, $(tail -3 one.log) $(cat one_classify.txt)"
 
-# --cache: the photos decoded once into an image cache, read memory-mapped, batches prepared in
+# --cache: the photos decoded once into an image cache, read as batches need them, prepared in
 # the background: the same model as in memory, bit for bit; the next run reuses the cache; a photo
 # replaced makes the run after rebuild it.
 probabilities() {  # what the model says of the photos, to compare models bit for bit

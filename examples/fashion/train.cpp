@@ -48,7 +48,7 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
                        discarding that checkpoint and its averaged weights (without --resume or
                        --overwrite, such a run refuses to start)
   --cache DIR          for datasets larger than memory: decode the photos once into an image cache
-                       in DIR (rebuilt when photos change), read it memory-mapped as batches need
+                       in DIR (rebuilt when photos change), read from it as batches need
                        it, and prepare each batch while the one before trains; memory then stays
                        bounded however many photos there are
   --synthetic-count N  pictures per class in the synthetic set [100]
