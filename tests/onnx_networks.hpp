@@ -23,14 +23,15 @@ using ResidualNet =
 // as inputs).
 using Activations = Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, ReLU6, Conv2D<8, 3>, LeakyReLU<0.1f>,
                                GlobalAveragePooling2D, Dense<5>>;
-using ActivationsNoClip =
-    Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, Conv2D<8, 3>, LeakyReLU<0.1f>, GlobalAveragePooling2D, Dense<5>>;
+using ActivationsNoClip = Sequential<Input<10, 9, 3>, Conv2D<8, 3>, SiLU, Conv2D<8, 3>, HardSwish, Conv2D<8, 3>, LeakyReLU<0.1f>,
+                                     GlobalAveragePooling2D, Dense<5>>;
 
 // PyTorch's and Keras's paddings, depthwise convolutions with multiplier 1 and 2, both kinds of
 // average pooling (count_include_pad 1 and 0), MobileNetV2's and ResNet18's strides.
-using Mobile = Sequential<Input<33, 32, 3>, Conv2D<16, 7, 2, pad(3)>, BatchNorm, ReLU, MaxPool2D<3, 2, pad(1)>, DepthwiseConv2D<3, 1, pad(1)>,
-                          BatchNorm, ReLU, Conv2D<16, 3, 2, pad(1)>, DepthwiseConv2D<3, 2, Padding::same, 2>, BatchNorm, ReLU,
-                          AveragePooling2D<3, 2, pad(1)>, AveragePooling2D<2, 1, Padding::same>, Flatten, Dense<5>, Softmax>;
+using Mobile =
+    Sequential<Input<33, 32, 3>, Conv2D<16, 7, 2, pad(3)>, BatchNorm, ReLU, MaxPool2D<3, 2, pad(1)>, DepthwiseConv2D<3, 1, pad(1)>,
+               BatchNorm, ReLU, Conv2D<16, 3, 2, pad(1)>, DepthwiseConv2D<3, 2, Padding::same, 2>, BatchNorm, ReLU,
+               AveragePooling2D<3, 2, pad(1)>, AveragePooling2D<2, 1, Padding::same>, Flatten, Dense<5>, Softmax>;
 
 struct Options {
   float kernel_scale = 1.0f;  // convolution kernels times this: every piece of every activation reached
