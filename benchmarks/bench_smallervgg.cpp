@@ -70,55 +70,44 @@ struct LayerTime {
   double forward_ms, backward_ms;
 };
 
-// Each layer alone, on the activations of a real training forward, as a training step runs it: a
-// ReLU applied by the layer before it (forward) and after it (backward) takes no time of its own;
-// a batch normalisation before a max pool computes its statistics (forward) and both layers'
-// backward, and the pool its forward through the normalisation.
-std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repeats) {
+// Each step of the training plan alone (model/plan.hpp: a layer, or the layers a rule runs as
+// one), on the activations of a real training forward, as a training step runs it: forward, then
+// the backward steps inside its window (a ReLU whose gradient the step after applies takes none).
+std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
+  using Chain = Net::chain_type;
+  using Forward = Chain::training_plan;
+  using Backward = Chain::backward_plan;
+  Chain& chain = net.chain();
   std::vector<LayerTime> times;
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
+  const tnet::Pass pass{tnet::Mode::train, 0};
+  [&]<std::size_t... S>(std::index_sequence<S...>) {
     (([&] {
-       auto& layer = net.template layer<I>();
-       auto input_of = [&]<std::size_t J>() -> const float* {
-         if constexpr (J == 0) return x;
-         else return net.template output_of<J - 1>();
-       };
-       const float* in = input_of.template operator()<I>();
-       std::size_t in_size = Net::input_size;
-       if constexpr (I > 0) in_size = net.template output_size<I - 1>();
-       tnet::Buffer y(batch * net.template output_size<I>()), dy(y.size(), 0.01f), dx(batch * in_size);
-       const tnet::Pass pass{tnet::Mode::train, 0};
-       tnet::Epilogue relu;
-       relu.relu = true;
-       constexpr bool through_relu = I > 0 && Net::relu_gradient_by_next<I - 1>;
-       tnet::Buffer pooled_dy;  // the max pool's gradient, for a batch normalisation before it
-       if constexpr (Net::pool_fused_after<I>) pooled_dy.assign(batch * net.template output_size<I + 1>(), 0.01f);
-       auto forward_once = [&] {
-         if constexpr (Net::pool_fused_after<I>) layer.statistics(in, batch, pass);
-         else if constexpr (Net::pool_fused_after<I - 1>)
-           layer.forward_mapped(input_of.template operator()<I - 1>(), y.data(), batch, pass, net.template layer<I - 1>().normalisation());
-         else if constexpr (Net::relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
-         else if constexpr (!Net::relu_fused_after<I - 1>) layer.forward(in, y.data(), batch, pass);
-       };
-       auto backward_once = [&] {
-         float* grad_in = I == 0 ? nullptr : dx.data();
-         if constexpr (Net::pool_fused_after<I>)
-           layer.backward_through_max_pool(in, net.template layer<I + 1>(), pooled_dy.data(), grad_in, batch, through_relu);
-         else if constexpr (through_relu) layer.backward_through_relu(in, y.data(), dy.data(), grad_in, batch);
-         else if constexpr (!Net::relu_gradient_by_next<I> && !Net::pool_fused_after<I - 1>)
-           layer.backward(in, y.data(), dy.data(), grad_in, batch);
-       };
-       forward_once();
+       using Step = std::tuple_element_t<S, Forward>;
+       std::string name;
+       for (std::size_t i = Step::first; i <= Step::last; ++i) name += (name.empty() ? "" : "+") + std::to_string(i);
+       name += "." + std::string(Step::rule::name);
        auto start = Clock::now();
-       for (int r = 0; r < repeats; ++r) forward_once();
+       for (int r = 0; r < repeats; ++r) chain.template forward_step<S>(batch, pass);
        const double forward = seconds_since(start) / repeats;
-       start = Clock::now();
-       for (int r = 0; r < repeats; ++r) backward_once();
-       const double backward = seconds_since(start) / repeats;
-       times.push_back({net.template layer_name<I>(), forward * 1e3, backward * 1e3});
+       double backward = 0;
+       [&]<std::size_t... B>(std::index_sequence<B...>) {
+         (([&] {
+            using Back = std::tuple_element_t<B, Backward>;
+            if constexpr (Back::first >= Step::first && Back::last <= Step::last) {
+              tnet::Buffer dy(std::size_t(batch) * chain.template output_size<Back::last>(), 0.01f);
+              tnet::Buffer dx(Back::first == 0 ? 0
+                                               : std::size_t(batch) * chain.template output_size<Back::first == 0 ? 0 : Back::first - 1>());
+              const auto begin = Clock::now();
+              for (int r = 0; r < repeats; ++r) chain.template backward_step_alone<B>(dy.data(), Back::first == 0 ? nullptr : dx.data());
+              backward += seconds_since(begin) / repeats;
+            }
+          }()),
+          ...);
+       }(std::make_index_sequence<std::tuple_size_v<Backward>>{});
+       times.push_back({name, forward * 1e3, backward * 1e3});
      }()),
      ...);
-  }(std::make_index_sequence<Net::depth>{});
+  }(std::make_index_sequence<std::tuple_size_v<Forward>>{});
   return times;
 }
 }  // namespace
@@ -184,7 +173,7 @@ int main(int argc, char** argv) {
   std::vector<LayerTime> per_layer;
   if (layers) {
     net->forward(x, batch, tnet::Mode::train);
-    per_layer = time_layers(*net, x.data(), batch, std::max(2, steps / 2));
+    per_layer = time_layers(*net, batch, std::max(2, steps / 2));
   }
   const double roofline = gemm_roofline();
   rusage usage{};
@@ -222,6 +211,6 @@ int main(int argc, char** argv) {
   std::printf("gemm_kernel %s\n", tnet::name(tnet::gemm_kernel()));
   for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
   for (const LayerTime& t : per_layer)
-    std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
+    std::printf("step %-32s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
   return 0;
 }

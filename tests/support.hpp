@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -197,6 +198,66 @@ void check_layer_gradients(tnet::Standalone<Layer>& layer, int batch, const tnet
   for (std::size_t p = 0; p < params.size(); ++p) {
     INFO(layer.describe(), ": gradient of ", grads[p].first);
     CHECK(compare_with_differences(params[p].first, grads[p].second.data(), params[p].second, loss, h) <= tolerance);
+  }
+}
+
+// Training steps of Net (3 outputs) against each of its layers' own forward and backward, in
+// buffers of the test's own: the output, the input gradient and every parameter gradient; two
+// steps, the second with the batch normalisations' moving statistics set. `prepare` changes both
+// networks first.
+template <class Net>
+void check_training_equals_layer_by_layer(const std::function<void(Net&)>& prepare = {}) {
+  Net fused(6), plain(6);
+  if (prepare) prepare(fused), prepare(plain);
+  for (int step = 0; step < 2; ++step) {
+    INFO("step ", step);
+    const int batch = 3;
+    const tnet::Buffer x = random_values(batch * Net::input_shape::size, 31 + step);
+    const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};  // 3 outputs a sample
+    tnet::Buffer fused_grad_input(x.size());
+    const double loss = fused.compute_gradients(x, targets, batch, fused_grad_input);
+
+    // The same step with each layer's own forward and backward, in buffers of the test's own.
+    std::array<tnet::Buffer, Net::depth> out;
+    const tnet::Pass pass{tnet::Mode::train, std::uint64_t(step)};
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (([&] {
+         out[I].assign(std::size_t(batch) * plain.template output_size<I>(), std::nanf(""));
+         plain.template layer<I>().forward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), batch, pass);
+       }()),
+       ...);
+    }(std::make_index_sequence<Net::depth>{});
+    tnet::Buffer dy(std::size_t(batch) * 3), dx, plain_grad_input(x.size());
+    // Not to the last bit: where the pool chooses as the statistics are summed, they are summed in
+    // another order.
+    CHECK(tnet::binary_crossentropy(out[Net::depth - 2].data(), targets, batch * 3, dy.data()) == doctest::Approx(loss).epsilon(1e-6));
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      (([&] {
+         constexpr std::size_t I = Net::depth - 2 - J;  // from the logits down
+         float* grad_in = plain_grad_input.data();
+         if constexpr (I > 0) dx.assign(std::size_t(batch) * plain.template output_size<I - 1>(), std::nanf("")), grad_in = dx.data();
+         plain.template layer<I>().backward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), dy.data(), grad_in, batch);
+         if constexpr (I > 0) dy.swap(dx);
+       }()),
+       ...);
+    }(std::make_index_sequence<Net::depth - 1>{});
+
+    auto close = [](const float* got, const float* want, std::size_t n) {
+      double worst = 0, largest = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        REQUIRE(std::isfinite(got[i]));
+        worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
+        largest = std::max(largest, std::abs(double(want[i])));
+      }
+      return worst <= 1e-6 * largest;
+    };
+    CHECK(close(fused.output().data(), out[Net::depth - 1].data(), std::size_t(batch) * 3));
+    CHECK(close(fused_grad_input.data(), plain_grad_input.data(), x.size()));
+    const tnet::Parameters a = fused.parameters(), b = plain.parameters();
+    for (std::size_t t = 0; t < a.tensors.size(); ++t) {
+      INFO(a.tensors[t].name);
+      CHECK(close(a.tensors[t].grad, b.tensors[t].grad, a.tensors[t].size));
+    }
   }
 }
 

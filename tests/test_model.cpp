@@ -295,65 +295,6 @@ TEST_CASE("a layer works in place over the output before it only where that outp
 }
 
 namespace {
-// Training steps of Net (3 outputs) against each of its layers' own forward and backward, in
-// buffers of the test's own: the output, the input gradient and every parameter gradient; two
-// steps, the second with the batch normalisations' moving statistics set. `prepare` changes both
-// networks first.
-template <class Net>
-void check_training_equals_layer_by_layer(const std::function<void(Net&)>& prepare = {}) {
-  Net fused(6), plain(6);
-  if (prepare) prepare(fused), prepare(plain);
-  for (int step = 0; step < 2; ++step) {
-    INFO("step ", step);
-    const int batch = 3;
-    const Buffer x = test::random_values(batch * Net::input_shape::size, 31 + step);
-    const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};  // 3 outputs a sample
-    Buffer fused_grad_input(x.size());
-    const double loss = fused.compute_gradients(x, targets, batch, fused_grad_input);
-
-    // The same step with each layer's own forward and backward, in buffers of the test's own.
-    std::array<Buffer, Net::depth> out;
-    const Pass pass{Mode::train, std::uint64_t(step)};
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      (([&] {
-         out[I].assign(std::size_t(batch) * plain.template output_size<I>(), std::nanf(""));
-         plain.template layer<I>().forward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), batch, pass);
-       }()),
-       ...);
-    }(std::make_index_sequence<Net::depth>{});
-    Buffer dy(std::size_t(batch) * 3), dx, plain_grad_input(x.size());
-    // Not to the last bit: where the pool chooses as the statistics are summed, they are summed in
-    // another order.
-    CHECK(binary_crossentropy(out[Net::depth - 2].data(), targets, batch * 3, dy.data()) == doctest::Approx(loss).epsilon(1e-6));
-    [&]<std::size_t... J>(std::index_sequence<J...>) {
-      (([&] {
-         constexpr std::size_t I = Net::depth - 2 - J;  // from the logits down
-         float* grad_in = plain_grad_input.data();
-         if constexpr (I > 0) dx.assign(std::size_t(batch) * plain.template output_size<I - 1>(), std::nanf("")), grad_in = dx.data();
-         plain.template layer<I>().backward(I == 0 ? x.data() : out[I - 1].data(), out[I].data(), dy.data(), grad_in, batch);
-         if constexpr (I > 0) dy.swap(dx);
-       }()),
-       ...);
-    }(std::make_index_sequence<Net::depth - 1>{});
-
-    auto close = [](const float* got, const float* want, std::size_t n) {
-      double worst = 0, largest = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        REQUIRE(std::isfinite(got[i]));
-        worst = std::max(worst, std::abs(double(got[i]) - double(want[i])));
-        largest = std::max(largest, std::abs(double(want[i])));
-      }
-      return worst <= 1e-6 * largest;
-    };
-    CHECK(close(fused.output().data(), out[Net::depth - 1].data(), std::size_t(batch) * 3));
-    CHECK(close(fused_grad_input.data(), plain_grad_input.data(), x.size()));
-    const Parameters a = fused.parameters(), b = plain.parameters();
-    for (std::size_t t = 0; t < a.tensors.size(); ++t) {
-      INFO(a.tensors[t].name);
-      CHECK(close(a.tensors[t].grad, b.tensors[t].grad, a.tensors[t].size));
-    }
-  }
-}
 
 // A batch norm fused into the max pool after it with channels in groups of 16 (the pool's
 // registers path), windows covering the image.
@@ -367,19 +308,24 @@ TEST_CASE(
     "normalisation in the max pool after it, as the layers one by one do") {
   // Small: 0 Conv2D, 1 ReLU, 2 BatchNorm, 3 MaxPool2D, 4 Dropout, 5 Conv2D, 6 ReLU, 7 Flatten,
   // 8 Dense, 9 ReLU, 10 BatchNorm, 11 Dense, 12 Sigmoid.
-  static_assert(Small::relu_fused_after<0> && Small::relu_fused_after<5> && Small::relu_fused_after<8>);
-  static_assert(!Small::relu_fused_after<1> && !Small::relu_fused_after<3> && !Small::relu_fused_after<11>);
-  static_assert(Small::relu_gradient_by_next<1> && Small::relu_gradient_by_next<9>);
-  static_assert(!Small::relu_gradient_by_next<6> && !Small::relu_gradient_by_next<2>);  // a ReLU before Flatten; not a ReLU
+  using Train = Small::training_plan;
+  using Back = Small::backward_plan;
+  using Layout = Small::chain_type::layout_type;
+  static_assert(rule_at<Train, 0>() == "activation_in_epilogue" && rule_at<Train, 5>() == "activation_in_epilogue" &&
+                rule_at<Train, 8>() == "activation_in_epilogue");
+  static_assert(rule_at<Train, 1>().empty() && rule_at<Train, 3>().empty() && rule_at<Train, 11>() == "layer");
+  static_assert(rules::relu_gradient_applied_after<Layout, Back, 1>() && rules::relu_gradient_applied_after<Layout, Back, 9>());
+  // a ReLU before Flatten; not a ReLU
+  static_assert(!rules::relu_gradient_applied_after<Layout, Back, 6>() && !rules::relu_gradient_applied_after<Layout, Back, 2>());
   // The 2x2 pool over 6x5 leaves the last column out: its gradient is the batch norm's with dy = 0.
-  static_assert(Small::pool_fused_after<2> && !Small::pool_fused_after<10> && !Small::pool_fused_after<3>);
+  static_assert(rule_at<Train, 2>() == "normalise_then_pool" && rule_at<Train, 10>() == "layer");
   static_assert(!pools_through<BatchNorm::Layer<Shape<6, 5, 4>>, MaxPool2D<3, 2>::Layer<Shape<6, 5, 4>>>);  // overlapping windows
-  static_assert(Pooled::pool_fused_after<2>);
+  static_assert(rule_at<Pooled::training_plan, 2>() == "normalise_then_pool");
   // Where the pool's windows tile the image, it chooses as the batch norm's statistics are summed.
   static_assert(selects_through<Pooled::layer_type<2>, Pooled::layer_type<3>>);
   static_assert(!selects_through<Small::layer_type<2>, Small::layer_type<3>>);
-  check_training_equals_layer_by_layer<Small>();
-  check_training_equals_layer_by_layer<Pooled>();
+  test::check_training_equals_layer_by_layer<Small>();
+  test::check_training_equals_layer_by_layer<Pooled>();
   // A batch norm that decreases (gamma < 0: the pool takes the smallest input) or flattens
   // (gamma = 0) some of its channels.
   auto turn = [](auto& net) {
@@ -387,11 +333,11 @@ TEST_CASE(
     for (int c = 0; c < 32; c += 3) gamma[c] = -0.5f - 0.01f * float(c);
     gamma[1] = 0.0f;
   };
-  check_training_equals_layer_by_layer<Pooled>(turn);
-  check_training_equals_layer_by_layer<Small>([](Small& net) { net.layer<2>().gamma()[1] = -2.0f; });
+  test::check_training_equals_layer_by_layer<Pooled>(turn);
+  test::check_training_equals_layer_by_layer<Small>([](Small& net) { net.layer<2>().gamma()[1] = -2.0f; });
   static_assert(selects_through<PooledFew::layer_type<2>, PooledFew::layer_type<3>>);
-  check_training_equals_layer_by_layer<PooledFew>();
-  check_training_equals_layer_by_layer<PooledFew>([](PooledFew& net) {
+  test::check_training_equals_layer_by_layer<PooledFew>();
+  test::check_training_equals_layer_by_layer<PooledFew>([](PooledFew& net) {
     float* gamma = net.layer<2>().gamma();
     gamma[0] = -1.5f, gamma[3] = 0.0f, gamma[4] = -0.25f;
   });
@@ -418,14 +364,16 @@ using Folds = Sequential<Input<7, 6, 2>, Conv2D<5, 3>, BatchNorm, Flatten, Dense
 
 TEST_CASE("inference folds ReLU and batch normalisation into the layer before, and predicts what the layers do one by one") {
   // Small: Conv2D ReLU BatchNorm | MaxPool2D Dropout | Conv2D ReLU | Flatten | Dense ReLU BatchNorm | Dense | Sigmoid.
-  static_assert(Small::folded_after<0> == 2 && Small::folded_after<5> == 1 && Small::folded_after<8> == 2);
-  static_assert(Small::folded_after<3> == 0 && Small::folded_after<11> == 0);
-  static_assert(Small::folded_into_previous<1> && Small::folded_into_previous<2> && Small::folded_into_previous<6> &&
-                Small::folded_into_previous<9> && Small::folded_into_previous<10>);
-  static_assert(!Small::folded_into_previous<3> && !Small::folded_into_previous<7> && !Small::folded_into_previous<12>);
+  using Infer = Small::inference_plan;
+  static_assert(rule_at<Infer, 0>() == "fold_epilogue" && window_at<Infer, 0>() == 3 && window_at<Infer, 5>() == 2 &&
+                window_at<Infer, 8>() == 3);
+  static_assert(rule_at<Infer, 3>() == "layer" && rule_at<Infer, 11>() == "layer");
+  static_assert(window_at<Infer, 1>() == 0 && window_at<Infer, 2>() == 0 && window_at<Infer, 6>() == 0 && window_at<Infer, 9>() == 0 &&
+                window_at<Infer, 10>() == 0);
+  static_assert(window_at<Infer, 3>() == 1 && window_at<Infer, 7>() == 1 && window_at<Infer, 12>() == 1);
   // Folds: a batch normalisation alone after a convolution, a ReLU alone after a dense layer.
-  static_assert(Folds::folded_after<0> == 1 && Folds::folded_after<3> == 1 && Folds::folded_after<5> == 0);
-
+  static_assert(window_at<Folds::inference_plan, 0>() == 2 && window_at<Folds::inference_plan, 3>() == 2 &&
+                rule_at<Folds::inference_plan, 5>() == "layer");
   auto check = [](auto& net, int batch, std::uint64_t seed) {
     using Net = std::remove_reference_t<decltype(net)>;
     const Buffer x = test::random_values(std::size_t(batch) * Net::input_size, seed);
@@ -456,9 +404,10 @@ TEST_CASE("inference folds ReLU and batch normalisation into the layer before, a
   check(folds, 3, 13);
   // The max pool after a folded convolution computed in its forward, a strip at a time, where
   // its windows tile the output (not Small's 6x5).
-  static_assert(!Small::pool_in_forward_after<0>);
-  static_assert(Pooled::pool_in_forward_after<0> && Pooled::pooled_in_forward_before<3> && !Pooled::pooled_in_forward_before<4>);
-  static_assert(PooledFew::pool_in_forward_after<0> && PooledFew::pooled_in_forward_before<3>);
+  static_assert(rule_at<Infer, 0>() == "fold_epilogue");
+  static_assert(rule_at<Pooled::inference_plan, 0>() == "pool_in_forward" && window_at<Pooled::inference_plan, 0>() == 4 &&
+                rule_at<Pooled::inference_plan, 4>() == "layer");
+  static_assert(rule_at<PooledFew::inference_plan, 0>() == "pool_in_forward" && window_at<PooledFew::inference_plan, 0>() == 4);
   Pooled pooled(5);
   check(pooled, 4, 14);
   check(pooled, 1, 15);

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "bfloat16.hpp"
@@ -97,18 +98,32 @@ inline bool use_gemm_kernel(GemmKernel kernel) {
 }
 
 /// What a product does to each value v of column c of C once it is complete (every step along K
-/// added): v + bias[c] when `bias` is set, then max(v, 0) when `relu`, then v * scale[c] + shift[c]
-/// when `scale` is set: a layer's bias and the ReLU after it, and in inference the batch
-/// normalisation after that (layers/layer.hpp), so that its output is written once.
+/// added): v + bias[c] when `bias` is set; then, in the order `affine_first` says, the per-channel
+/// affine v * scale[c] + shift[c] when `scale` is set and the clamp min(max(v, 0), relu_max) when
+/// `relu`. A layer's bias and the activation and batch normalisation after it, in either order
+/// (model/rules/), so that its output is written once.
 struct Epilogue {
   bool relu = false;
   const float* scale = nullptr;
   const float* shift = nullptr;
   const float* bias = nullptr;
+  float relu_max = std::numeric_limits<float>::infinity();  // 6 for ReLU6
+  bool affine_first = false;                                // the affine before the clamp
   bool empty() const { return !relu && !scale && !bias; }
+  bool clamps_above() const { return relu && relu_max < std::numeric_limits<float>::infinity(); }
   /// The same for the columns from `column` on.
   Epilogue from(std::ptrdiff_t column) const {
-    return {relu, scale ? scale + column : nullptr, shift ? shift + column : nullptr, bias ? bias + column : nullptr};
+    Epilogue e = *this;
+    if (scale) e.scale += column, e.shift += column;
+    if (bias) e.bias += column;
+    return e;
+  }
+  /// v put through the epilogue but for the bias.
+  float finish(float v, float scale_c, float shift_c) const {
+    if (relu && !affine_first) v = std::min(std::max(v, 0.0f), relu_max);
+    if (scale) v = v * scale_c + shift_c;
+    if (relu && affine_first) v = std::min(std::max(v, 0.0f), relu_max);
+    return v;
   }
 };
 
@@ -141,15 +156,17 @@ inline Buffer& shared_packed_b() {
 /// last step cannot finish in the kernels (Eigen's; K cut into chunks; a few rows).
 inline void apply_epilogue(float* c, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ldc, const Epilogue& e) {
   const float *bias = e.bias, *scale = e.scale, *shift = e.shift;
-  auto each = [&](auto with_bias, auto with_relu, auto with_scale) {
+  const float top = e.relu_max;
+  auto each = [&](auto with_bias, auto with_relu, auto with_scale, auto affine_first) {
 #pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
     for (std::ptrdiff_t r = 0; r < rows; ++r) {
       float* row = c + r * ldc;
       for (std::ptrdiff_t j = 0; j < cols; ++j) {
         float v = row[j];
         if constexpr (with_bias) v += bias[j];
-        if constexpr (with_relu) v = std::max(v, 0.0f);
+        if constexpr (with_relu && !affine_first) v = std::min(std::max(v, 0.0f), top);
         if constexpr (with_scale) v = v * scale[j] + shift[j];
+        if constexpr (with_relu && affine_first) v = std::min(std::max(v, 0.0f), top);
         row[j] = v;
       }
     }
@@ -157,10 +174,11 @@ inline void apply_epilogue(float* c, std::ptrdiff_t rows, std::ptrdiff_t cols, s
   auto relu_scale = [&](auto with_bias) {
     using yes = std::true_type;
     using no = std::false_type;
-    if (e.relu && scale) each(with_bias, yes{}, yes{});
-    else if (e.relu) each(with_bias, yes{}, no{});
-    else if (scale) each(with_bias, no{}, yes{});
-    else if (with_bias) each(with_bias, no{}, no{});
+    if (e.relu && scale && e.affine_first) each(with_bias, yes{}, yes{}, yes{});
+    else if (e.relu && scale) each(with_bias, yes{}, yes{}, no{});
+    else if (e.relu) each(with_bias, yes{}, no{}, no{});
+    else if (scale) each(with_bias, no{}, yes{}, no{});
+    else if (with_bias) each(with_bias, no{}, no{}, no{});
   };
   if (bias) relu_scale(std::true_type{});
   else relu_scale(std::false_type{});
@@ -287,14 +305,26 @@ __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, c
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_add_ps(acc0[i], bias0), acc1[i] = _mm512_add_ps(acc1[i], bias1);
     }
-    if (e.relu)
+    const __m512 top = _mm512_set1_ps(e.relu_max);
+    if (e.relu && !e.affine_first) {  // the clamp, before the affine (or alone)
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_max_ps(acc0[i], zero), acc1[i] = _mm512_max_ps(acc1[i], zero);
+      if (e.clamps_above())
+#pragma GCC unroll 16
+        for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_min_ps(acc0[i], top), acc1[i] = _mm512_min_ps(acc1[i], top);
+    }
     if (e.scale) {
       const __m512 scale0 = _mm512_maskz_loadu_ps(mask0, e.scale), scale1 = _mm512_maskz_loadu_ps(mask1, e.scale + 16);
       const __m512 shift0 = _mm512_maskz_loadu_ps(mask0, e.shift), shift1 = _mm512_maskz_loadu_ps(mask1, e.shift + 16);
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm512_fmadd_ps(acc1[i], scale1, shift1);
+    }
+    if (e.relu && e.affine_first) {  // after it
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_max_ps(acc0[i], zero), acc1[i] = _mm512_max_ps(acc1[i], zero);
+      if (e.clamps_above())
+#pragma GCC unroll 16
+        for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_min_ps(acc0[i], top), acc1[i] = _mm512_min_ps(acc1[i], top);
     }
   }
 #pragma GCC unroll 16
@@ -393,14 +423,26 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_add_ps(acc0[i], bias0), acc1[i] = _mm256_add_ps(acc1[i], bias1);
     }
-    if (e.relu)
+    const __m256 top = _mm256_set1_ps(e.relu_max);
+    if (e.relu && !e.affine_first) {  // the clamp, before the affine (or alone)
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_max_ps(acc0[i], zero), acc1[i] = _mm256_max_ps(acc1[i], zero);
+      if (e.clamps_above())
+#pragma GCC unroll 16
+        for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_min_ps(acc0[i], top), acc1[i] = _mm256_min_ps(acc1[i], top);
+    }
     if (e.scale) {
       const __m256 scale0 = _mm256_maskload_ps(e.scale, mask0), scale1 = _mm256_maskload_ps(e.scale + 8, mask1);
       const __m256 shift0 = _mm256_maskload_ps(e.shift, mask0), shift1 = _mm256_maskload_ps(e.shift + 8, mask1);
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm256_fmadd_ps(acc1[i], scale1, shift1);
+    }
+    if (e.relu && e.affine_first) {  // after it
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_max_ps(acc0[i], zero), acc1[i] = _mm256_max_ps(acc1[i], zero);
+      if (e.clamps_above())
+#pragma GCC unroll 16
+        for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_min_ps(acc0[i], top), acc1[i] = _mm256_min_ps(acc1[i], top);
     }
   }
 #pragma GCC unroll 16

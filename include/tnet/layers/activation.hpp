@@ -56,7 +56,7 @@ struct ReLU : ElementwiseSpec {
     using input_shape = In;
     using output_shape = In;
     static constexpr bool in_place = true;
-    static constexpr bool folds_as_relu = true;
+    static constexpr float clamp_max = std::numeric_limits<float>::infinity();
     static std::string describe() { return "ReLU"; }
 
     void forward(const float* x, float* y, int batch, Pass) {
@@ -145,6 +145,7 @@ struct ReLU6 : ElementwiseSpec {
     using input_shape = In;
     using output_shape = In;
     static constexpr bool in_place = true;
+    static constexpr float clamp_max = 6.0f;
     static std::string describe() { return "ReLU6"; }
     static float value(float x) { return std::min(std::max(x, 0.0f), 6.0f); }
 

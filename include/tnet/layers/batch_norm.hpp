@@ -97,7 +97,7 @@ struct BatchNormWith : LayerSpec {
 
     /// A training (or calibration) forward short of writing y: the batch's statistics, kept for
     /// backward, and the moving statistics updated. normalisation() is then the map forward would
-    /// have applied, for a max pool after this layer to apply as it reads x (LayerChain).
+    /// have applied, for a max pool after this layer to apply as it reads x (model/rules/).
     void statistics(const float* x, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       // One pass over x for the sums of d = x - shift and of d^2, in double, with shift the moving
@@ -116,28 +116,29 @@ struct BatchNormWith : LayerSpec {
           });
       finish_statistics(rows);
     }
-    /// statistics() and the choices of the max pool after it (Pool::select) in one pass over x,
-    /// for a pool whose windows tile x: the pool picks from x itself the input this layer's map
-    /// will make largest (the largest x where gamma > 0, the smallest where gamma < 0, the first
-    /// where gamma = 0), and sums d and d^2 as it reads them; pool.forward_selected then writes
-    /// its output.
-    template <class Pool>
-    void statistics_selecting(const float* x, int batch, Pass pass, Pool& pool) {
-      const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
+    /// statistics() in two halves, for sums taken by another pass over x (a max pool choosing
+    /// as it reads: model/rules/normalise_then_pool.hpp). statistics_shift chooses what the sums
+    /// measure x from and returns it (per channel); the other pass writes, per image n and
+    /// channel c, the sum of d = x - shift[c] at image_sums(batch)[n * 2C + c] and of d^2 at
+    /// [n * 2C + C + c]; statistics_from then adds them up, in the order of the images.
+    const double* statistics_shift(const float* x, int batch, Pass pass) {
       reducer_ = pass.reducer;
-      choose_shift(x, rows);
-      std::array<float, C> flip;
-      for (int c = 0; c < C; ++c) flip[c] = gamma_[c] > 0.0f ? 1.0f : gamma_[c] < 0.0f ? -1.0f : 0.0f;
+      choose_shift(x, std::ptrdiff_t(batch) * pixels);
+      return shift_.data();
+    }
+    double* image_sums(int batch) {
       if (per_image_.size() < std::size_t(batch) * 2 * C) per_image_.resize(std::size_t(batch) * 2 * C);
-      pool.select(x, batch, flip.data(), shift_.data(), per_image_.data());
+      return per_image_.data();
+    }
+    void statistics_from(const double* sums, int batch) {
       std::fill(sums_.begin(), sums_.end(), 0.0);
       std::fill(sums2_.begin(), sums2_.end(), 0.0);
       for (int n = 0; n < batch; ++n)  // in the order of the images, whatever the threads
         for (int c = 0; c < C; ++c) {
-          sums_[c] += per_image_[std::size_t(n) * 2 * C + c];
-          sums2_[c] += per_image_[std::size_t(n) * 2 * C + C + c];
+          sums_[c] += sums[std::size_t(n) * 2 * C + c];
+          sums2_[c] += sums[std::size_t(n) * 2 * C + C + c];
         }
-      finish_statistics(rows);
+      finish_statistics(std::ptrdiff_t(batch) * pixels);
     }
     /// The map of the last training forward's batch statistics.
     Normalisation normalisation() const { return {mean_f_.data(), inv_std_.data(), gamma_, beta_}; }
@@ -153,19 +154,18 @@ struct BatchNormWith : LayerSpec {
     }
 
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) { backward_masked<false>(x, dy, dx, batch); }
-    /// backward with dx zeroed where x <= 0: x is a ReLU's output, and this its gradient too.
-    void backward_through_relu(const float* x, const float*, const float* dy, float* dx, int batch) {
+    /// backward with dx zeroed where x <= 0: after a ReLU, that ReLU's gradient too.
+    void backward_where_positive(const float* x, const float*, const float* dy, float* dx, int batch) {
       backward_masked<true>(x, dy, dx, batch);
     }
-    /// backward of this layer and the max pool after it, whose forward_mapped pooled this layer's
-    /// normalisation() of x, in one: dy is the pool's (one value per pooled output), and this
-    /// layer's own gradient, zero but where the pool took its values, is never written. The same
-    /// through a ReLU before this layer (backward_through_relu) when `through_relu`.
-    template <class Pool>
-      requires(std::is_same_v<typename Pool::input_shape, In> && !Pool::windows_overlap)
-    void backward_through_max_pool(const float* x, const Pool& pool, const float* dy, float* dx, int batch, bool through_relu) {
-      if (through_relu) backward_pooled<true>(x, pool, dy, dx, batch);
-      else backward_pooled<false>(x, pool, dy, dx, batch);
+    /// backward when dy is zero but at one input of each image per output of a tiling of it (a
+    /// max pool's choices, whose windows do not overlap): `per_image` values per image, the
+    /// k-th at offset at[k] within its image, with value chosen[k] and gradient dy[k]. This
+    /// layer's own dy is never written. dx is zeroed where x <= 0 when `where_positive`.
+    void backward_at(const float* x, const std::int32_t* at, const float* chosen, int per_image, const float* dy, float* dx, int batch,
+                     bool where_positive) {
+      if (where_positive) backward_chosen<true>(x, at, chosen, per_image / C, dy, dx, batch);
+      else backward_chosen<false>(x, at, chosen, per_image / C, dy, dx, batch);
     }
 
     template <class Visit>
@@ -238,17 +238,15 @@ struct BatchNormWith : LayerSpec {
       });
     }
 
-    // backward_through_max_pool: dy is zero but at the pooled positions, so the sums run over
-    // those (the pool kept the x it chose), and dx is written with dy = 0, then at each pooled
-    // position (once: the windows do not overlap) with its dy; each as backward_masked computes it.
-    template <bool ThroughRelu, class Pool>
-    void backward_pooled(const float* x, const Pool& pool, const float* dy, float* dx, int batch) {
-      constexpr int pooled = Pool::output_shape::height * Pool::output_shape::width;  // pooled pixels per image
+    // backward_at: dy is zero but at the chosen positions, so the sums run over those (their
+    // values given), and dx is written with dy = 0, then at each chosen position (once: the
+    // tiling's windows do not overlap) with its dy; each as backward_masked computes it.
+    template <bool ThroughRelu>
+    void backward_chosen(const float* x, const std::int32_t* where, const float* chosen, int pooled, const float* dy, float* dx,
+                         int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pooled;
       const float* mean = mean_f_.data();
       const float* inv_std = inv_std_.data();
-      const std::int32_t* where = pool.argmax();
-      const float* chosen = pool.chosen_inputs();
       auto xhat = [chosen, mean, inv_std](std::ptrdiff_t r, std::ptrdiff_t c) { return (chosen[r * C + c] - mean[c]) * inv_std[c]; };
       sum_over_rows(
           rows, C, sums_.data(), [dy](std::ptrdiff_t r, std::ptrdiff_t c) { return double(dy[r * C + c]); }, sums2_.data(),
@@ -321,7 +319,7 @@ struct BatchNormWith : LayerSpec {
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
     std::array<double, C> shift_{};     // what statistics() measures x from
     std::vector<double> sums_, sums2_;  // per channel (sums_ also the row count, in forward)
-    std::vector<double> per_image_;     // statistics_selecting: the sums of each image
+    std::vector<double> per_image_;     // image_sums: the sums of each image
     Reducer* reducer_ = nullptr;        // of the last training forward: backward sums with it too
     double rows_ = 0;                   // rows the last training forward's statistics are over
   };

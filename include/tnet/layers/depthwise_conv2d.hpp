@@ -66,10 +66,9 @@ struct DepthwiseConv2D : LayerSpec {
     }
 
     // y = bias + sum over the window's taps inside the image of x * kernel, then the epilogue
-    // (ReLU, then x * scale + shift per channel).
+    // (core/gemm_kernels.hpp).
     void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
       const float *kernel = kernel_, *bias = bias_, *scale = epilogue.scale, *shift = epilogue.shift;
-      const bool relu = epilogue.relu;
       for_blocks(std::ptrdiff_t(batch) * OH, 1, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t row = begin; row < end; ++row) {
           const std::ptrdiff_t n = row / OH;
@@ -85,13 +84,9 @@ struct DepthwiseConv2D : LayerSpec {
               for (int c = 0; c < C; ++c)
                 for (int m = 0; m < M; ++m) sum[c * M + m] += pixel[c] * weights[c * M + m];
             });
-            if (relu && scale)
-              for (int f = 0; f < F; ++f) out[f] = std::max(sum[f], 0.0f) * scale[f] + shift[f];
-            else if (relu)
-              for (int f = 0; f < F; ++f) out[f] = std::max(sum[f], 0.0f);
-            else if (scale)
-              for (int f = 0; f < F; ++f) out[f] = sum[f] * scale[f] + shift[f];
-            else std::copy(sum, sum + F, out);
+            if (epilogue.empty()) std::copy(sum, sum + F, out);
+            else
+              for (int f = 0; f < F; ++f) out[f] = epilogue.finish(sum[f], scale ? scale[f] : 1.0f, scale ? shift[f] : 0.0f);
           }
         }
       });

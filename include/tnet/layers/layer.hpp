@@ -29,38 +29,35 @@
 // A layer that declares neither is given buffers of its own and is assumed to read y. The
 // compiler checks what it can of these promises (they are constants; in-place layers keep the
 // size); tests/test_layers.cpp checks the rest by running every layer with poisoned buffers.
-// A chain of layers (LayerChain) folds the ReLU and batch normalisation that follow a layer into
-// that layer's output as it is written (an Epilogue: core/gemm_kernels.hpp), where they say they can:
+// Beyond that contract a layer may declare capabilities, each a statement about itself alone,
+// which the fusion rules (model/rules/) combine where neighbouring layers allow:
 //   forward(x, y, batch, Pass, const Epilogue&)  forward, each output value then put through the
-//                                               epilogue (Conv2D, Dense)
-//   static constexpr bool folds_as_relu = true; the layer is max(x, 0) (ReLU)
+//                                               epilogue (core/gemm_kernels.hpp: bias, affine,
+//                                               clamp): Conv2D, DepthwiseConv2D, Dense, Residual
+//   static constexpr float clamp_max;           the layer is min(max(x, 0), clamp_max): ReLU
+//                                               (infinity), ReLU6 (6)
 //   inference_affine(scale, shift)              in inference the layer is x * scale[c] + shift[c]
 //                                               per channel c; writes both (BatchNorm)
-//   backward_through_relu(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0: the
-//                                               gradient of a ReLU before the layer (BatchNorm)
-// In inference the group writes its result where its last layer writes its output, and the other
-// layers' outputs (Sequential::output_of) are not written. A max pool after the group, its
-// windows tiling the group's output, is computed in the group's forward too (pools_in_forward)
-// where the first layer can at run time:
-//   forward_pooled<Pool>(x, y, batch, const Epilogue&) -> bool   y = the pool's output; false,
-//                                               writing nothing, where it cannot (Conv2D:
-//                                               Winograd's convolutions, Eigen's kernels)
-// In training a ReLU after a Conv2D or Dense is applied as they write their output (the ReLU's
-// own output, over it in place, is then the same), and its gradient by a backward_through_relu
-// after it; the ReLU's passes are skipped.
-// Training also runs a per-channel map and the max pool after it as one, where they say they can
-// (pools_through): the map's output is never written, nor the gradient the pool passes back to it.
-//   statistics(x, batch, Pass)                  the map's training forward but for writing y
-//                                               (BatchNorm: the batch statistics)
-//   normalisation() -> m                        then the map itself: y = m(x, c) in channel c
-//   forward_mapped(x, y, batch, Pass, m)        the pool's forward of m(x, c) (MaxPool2D)
-//   backward_through_max_pool(x, pool, dy, dx, batch, through_relu)   the map's backward from
-//                                               the pool's dy, the positions the pool chose and
-//                                               (through_relu) the gradient of a ReLU before it
-// and, where the pool's windows tile x (selects_through), the first two in one pass over x:
-//   statistics_selecting(x, batch, Pass, pool)  the statistics, the pool choosing from x as they
-//                                               are summed (MaxPool2D::select)
-//   forward_selected(y, batch, m)               the pool's output, m of the inputs it chose
+//   backward_where_positive(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0
+//                                               (BatchNorm): after a ReLU, its gradient too
+//   forward_pooled<Pool>(x, y, batch, const Epilogue&) -> bool   inference's forward and epilogue,
+//                                               then Pool, a layer whose tiling windows reduce
+//                                               strips of rows (MaxPool2D::pool_strip), computed
+//                                               a strip at a time; false, writing nothing, where
+//                                               it cannot (Conv2D: not for Winograd or Eigen)
+// A per-channel map whose parameters come from the batch in training (BatchNorm):
+//   statistics(x, batch, Pass)                  the training forward short of writing y
+//   normalisation() -> m                        then the map itself: y = m(x, c) in channel c,
+//                                               monotone in x with the sign of m.gamma[c]
+//   statistics_shift(x, batch, Pass), statistics_from(sums, batch)   statistics() in two halves,
+//                                               for sums of x - shift and its square taken by
+//                                               another pass over x (image_sums(batch) holds them)
+//   backward_at(x, at, chosen, per_image, dy, dx, batch, where_positive)   backward when dy is
+//                                               zero but at one input per output of a tiling:
+//                                               its offset within its image and its value
+// and a pool that can read through such a map (MaxPool2D): forward_mapped(x, y, batch, Pass, m);
+// where its windows tile x, select(x, batch, direction, shift, sums) choosing per window while
+// it sums x - shift, then forward_selected(y, batch, m); argmax() and chosen_inputs() after.
 // All buffers are NHWC: batch x height x width x channels, one contiguous float array.
 #pragma once
 
@@ -69,10 +66,12 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "../core/config.hpp"
@@ -135,53 +134,69 @@ inline constexpr bool runs_in_place = [] {
   else return false;
 }();
 
-/// Whether inference can fold what follows a bound layer into its forward pass (see above).
+/// Whether a bound layer writes its output through an epilogue (see above).
 template <class Layer>
 inline constexpr bool takes_epilogue = requires(Layer& layer, const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue) {
   layer.forward(x, y, batch, pass, epilogue);
 };
 
-/// Whether a bound layer is a ReLU that inference can fold into the layer before.
+/// Whether a bound layer is min(max(x, 0), Layer::clamp_max) (see above).
 template <class Layer>
-inline constexpr bool folds_as_relu = [] {
-  if constexpr (requires { Layer::folds_as_relu; }) return bool(Layer::folds_as_relu);
+inline constexpr bool is_clamp = requires { requires std::same_as<std::remove_cv_t<decltype(Layer::clamp_max)>, float>; };
+/// Whether a bound layer is max(x, 0).
+template <class Layer>
+inline constexpr bool is_relu = [] {
+  if constexpr (is_clamp<Layer>) return Layer::clamp_max == std::numeric_limits<float>::infinity();
   else return false;
 }();
 
-/// Whether a bound layer's backward can also apply the gradient of a ReLU before it (see above).
+/// Whether a bound layer is, in inference, a per-channel affine map (see above).
 template <class Layer>
-inline constexpr bool masks_relu_gradient = requires(Layer& layer, const float* x, const float* y, const float* dy, float* dx, int batch) {
-  layer.backward_through_relu(x, y, dy, dx, batch);
+inline constexpr bool folds_as_affine = requires(const Layer& layer, float* scale, float* shift) { layer.inference_affine(scale, shift); };
+
+/// Whether a bound layer's backward can also zero dx where its input is not positive (see above).
+template <class Layer>
+inline constexpr bool masks_input_gradient = requires(Layer& layer, const float* x, const float* y, const float* dy, float* dx, int batch) {
+  layer.backward_where_positive(x, y, dy, dx, batch);
 };
 
-/// Whether training can run bound layer Map and the max pool Pool after it as one (see above).
-template <class Map, class Pool>
-inline constexpr bool pools_through =
-    requires(Map& map, Pool& pool, const float* x, float* y, const float* dy, float* dx, int batch, Pass pass, bool through_relu) {
-      map.statistics(x, batch, pass);
-      pool.forward_mapped(x, y, batch, pass, map.normalisation());
-      map.backward_through_max_pool(x, pool, dy, dx, batch, through_relu);
-    };
-
-/// Whether, beyond pools_through, the map's statistics and the pool's choices can be made in one
-/// pass over x (the pool's windows tile it; see above).
-template <class Map, class Pool>
-inline constexpr bool selects_through =
-    pools_through<Map, Pool> && requires(Map& map, Pool& pool, const float* x, float* y, int batch, Pass pass) {
-      map.statistics_selecting(x, batch, pass, pool);
-      pool.forward_selected(y, batch, map.normalisation());
-    };
-
-/// Whether inference can run bound layer Layer (with what it folds) and the max pool Pool after
-/// that as one: Layer computes its output a strip at a time and pools it (Conv2D::forward_pooled).
+/// Whether bound layer Layer computes its output and then the pool Pool a strip at a time (see above).
 template <class Layer, class Pool>
 inline constexpr bool pools_in_forward = requires(Layer& layer, const float* x, float* y, int batch, const Epilogue& epilogue) {
   { layer.template forward_pooled<Pool>(x, y, batch, epilogue) } -> std::same_as<bool>;
 };
 
-/// Whether a bound layer is, in inference, a per-channel affine map that can be folded.
+/// Whether a bound layer is a per-channel map with batch statistics in training (see above).
 template <class Layer>
-inline constexpr bool folds_as_affine = requires(const Layer& layer, float* scale, float* shift) { layer.inference_affine(scale, shift); };
+inline constexpr bool maps_per_channel = requires(Layer& layer, const Layer& constant, const float* x, int batch, Pass pass) {
+  layer.statistics(x, batch, pass);
+  constant.normalisation();
+};
+
+/// Whether bound layer Pool pools through the per-channel map of bound layer Map, remembering
+/// the inputs it chose in windows that do not overlap, and Map's backward can start from them
+/// (see above).
+template <class Map, class Pool>
+inline constexpr bool pools_through =
+    maps_per_channel<Map> && std::is_same_v<typename Pool::input_shape, typename Map::output_shape> && requires {
+      requires !Pool::windows_overlap;
+    } && requires(Map& map, Pool& pool, const float* x, float* y, const float* dy, float* dx, int batch, Pass pass) {
+      pool.forward_mapped(x, y, batch, pass, map.normalisation());
+      { pool.argmax() } -> std::same_as<const std::int32_t*>;
+      { pool.chosen_inputs() } -> std::same_as<const float*>;
+      map.backward_at(x, pool.argmax(), pool.chosen_inputs(), 1, dy, dx, batch, true);
+    };
+
+/// Whether, beyond pools_through, Pool chooses in the pass over x that sums Map's statistics.
+template <class Map, class Pool>
+inline constexpr bool selects_through =
+    pools_through<Map, Pool> && requires(Map& map, Pool& pool, const float* x, float* y, int batch, Pass pass, const float* direction) {
+      { map.statistics_shift(x, batch, pass) } -> std::same_as<const double*>;
+      { map.image_sums(batch) } -> std::same_as<double*>;
+      pool.select(x, batch, direction, map.statistics_shift(x, batch, pass), map.image_sums(batch));
+      map.statistics_from(static_cast<const double*>(map.image_sums(batch)), batch);
+      pool.forward_selected(y, batch, map.normalisation());
+    };
 
 /// Whether a bound layer's backward reads its own output (assumed unless it says otherwise).
 template <class Layer>

@@ -54,7 +54,7 @@ struct MaxPool2D : LayerSpec {
     void forward(const float* x, float* y, int batch, Pass pass) { forward_mapped(x, y, batch, pass, Unmapped{}); }
 
     /// forward of map(x, c) for each value x of channel c: pooling applied to the output of a
-    /// per-channel map before it (a batch normalisation in training: LayerChain), read as it goes.
+    /// per-channel map before it (a batch normalisation in training: model/rules/), read as it goes.
     /// Training then also keeps the input x chosen for each output (chosen_inputs).
     template <class Map>
     void forward_mapped(const float* x, float* y, int batch, Pass pass, const Map& map) {
@@ -114,7 +114,7 @@ struct MaxPool2D : LayerSpec {
     /// Inference's forward of one row of windows: `rows`, Pool whole rows of an image (Pool x W x
     /// C, as they lie), into one row of y (OW x C), the same maxima taken in the same order as
     /// forward. For a layer before that writes its output a strip of rows at a time and pools it
-    /// while it is in the cache (Conv2D::forward_pooled).
+    /// while it is in the cache (layers/layer.hpp: forward_pooled).
     static void pool_strip(const float* rows, float* out)
       requires tiles
     {
@@ -137,13 +137,13 @@ struct MaxPool2D : LayerSpec {
     /// Training's forward through a per-channel monotone map in two halves, for windows that tile
     /// the image, so that the map's own statistics (a batch normalisation's) can be summed in the
     /// same pass over x that chooses. select chooses from x itself the input the map will make
-    /// largest: the first largest x where the map increases (flip[c] = 1), the first smallest
-    /// where it decreases (flip[c] = -1), the first where it is constant (flip[c] = 0); the same
+    /// largest: the first largest x where the map increases (direction[c] = 1), the first smallest
+    /// where it decreases (direction[c] = -1), the first where it is constant (direction[c] = 0); the same
     /// as forward_mapped's choice unless the map sends different inputs to one value. It
     /// remembers it as forward_mapped does, and sums per image and channel, in double,
     /// d = x - shift[c] and d^2 into sums[n * 2C + c] and sums[n * 2C + C + c] (window by window:
     /// measured, 22.6 -> 20.7 ms for SmallerVGGNet's training forward, batch 32, 2 threads).
-    void select(const float* x, int batch, const float* flip, const double* shift, double* sums)
+    void select(const float* x, int batch, const float* direction, const double* shift, double* sums)
       requires tiles
     {
       const std::size_t outputs = std::size_t(batch) * output_shape::size;
@@ -163,16 +163,16 @@ struct MaxPool2D : LayerSpec {
             const std::int32_t first = ((oy * Stride) * W + ox * Stride) * C;
             const int o = (oy * OW + ox) * C;
             for (int c0 = 0; c0 < C; c0 += G) {
-              float key[G], best_x[G];  // key: x * flip, the largest so far
+              float key[G], best_x[G];  // key: x * direction, the largest so far
               double s[G], s2[G];
               std::int32_t best_at[G];
               for (int g = 0; g < G; ++g)
-                best_x[g] = image[first + c0 + g], key[g] = best_x[g] * flip[c0 + g], best_at[g] = first + c0 + g, s[g] = s2[g] = 0.0;
+                best_x[g] = image[first + c0 + g], key[g] = best_x[g] * direction[c0 + g], best_at[g] = first + c0 + g, s[g] = s2[g] = 0.0;
               for (int py = 0; py < Pool; ++py)
                 for (int px = 0; px < Pool; ++px) {
                   const std::int32_t at = ((oy * Stride + py) * W + ox * Stride + px) * C + c0;
                   for (int g = 0; g < G; ++g) {
-                    const float v = image[at + g], k = v * flip[c0 + g];
+                    const float v = image[at + g], k = v * direction[c0 + g];
                     const double d = double(v) - shift[c0 + g];
                     const std::int32_t larger = -std::int32_t(k > key[g]);
                     best_x[g] = k > key[g] ? v : best_x[g];

@@ -15,6 +15,7 @@
 // in place, so a ReLU after it works over its output.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,14 +133,27 @@ struct Residual : LayerSpec {
       visit_chain_state(shortcut_, "shortcut.", visit);
     }
 
-    void forward(const float* x, float* y, int batch, Pass pass) {
+    void forward(const float* x, float* y, int batch, Pass pass) { forward(x, y, batch, pass, Epilogue{}); }
+    /// y = body(x) + shortcut(x), each sum then put through `epilogue` (its affine and clamp, per
+    /// channel): the ReLU after a residual block (model/rules/) costs no pass of its own.
+    void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue) {
       body_.reserve(batch);
       shortcut_.reserve(batch);
       const float* b = body_.forward(x, batch, pass);
       const float* s = identity ? x : shortcut_.forward(x, batch, pass);
-      const std::ptrdiff_t count = std::ptrdiff_t(batch) * output_shape::size;
-      for_blocks(count, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for (std::ptrdiff_t i = begin; i < end; ++i) y[i] = b[i] + s[i];
+      constexpr std::ptrdiff_t C = output_shape::channels;
+      const std::ptrdiff_t pixels = std::ptrdiff_t(batch) * output_shape::height * output_shape::width;
+      const Epilogue e = epilogue;
+      if (e.empty())
+        return for_blocks(pixels * C, 16384, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+          for (std::ptrdiff_t i = begin; i < end; ++i) y[i] = b[i] + s[i];
+        });
+      for_blocks(pixels, std::max<std::ptrdiff_t>(1, 16384 / C), [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t p = begin; p < end; ++p)
+          for (std::ptrdiff_t c = 0; c < C; ++c) {
+            const std::ptrdiff_t i = p * C + c;
+            y[i] = e.finish(b[i] + s[i], e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f);
+          }
       });
     }
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {

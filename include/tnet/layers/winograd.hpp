@@ -248,7 +248,7 @@ template <int M, class Isa>
                         panels + std::ptrdiff_t(xi) * padded_f * C);
   }
   // Output transform, then the epilogue, into the tile's pixels that lie in y.
-  const bool has_bias = epilogue.bias, relu = epilogue.relu, has_scale = epilogue.scale;
+  const bool has_bias = epilogue.bias, has_scale = epilogue.scale;
   for (std::ptrdiff_t t = 0; t < count; ++t) {
     const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
     const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
@@ -274,9 +274,7 @@ template <int M, class Isa>
               for (int l = 0; l < L; ++l) {
                 float value = out[i][l];
                 if (has_bias) value += bias[l];
-                if (relu) value = std::max(value, 0.0f);
-                if (has_scale) value = value * scale[l] + shift[l];
-                dst[l] = value;
+                dst[l] = epilogue.finish(value, scale[l], shift[l]);
               }
             }
           });

@@ -2,10 +2,11 @@
 //
 // LayerChain<In, Specs...> binds each layer spec to the output shape of the layer before it
 // (In for the first), owns the bound layers, their output buffers and the gradient buffers, and
-// runs the forward and backward passes, fusing neighbouring layers where they say they can
-// (layers/layer.hpp). It is what a network is made of (Sequential) and what a residual block's
-// body and shortcut are (layers/residual.hpp), so every fusion applies wherever layers follow one
-// another. It owns no parameters: bind() points its layers at slices of an array its owner keeps.
+// runs the forward and backward passes by the plan of the pass's mode (model/plan.hpp): windows
+// of layers that fusion rules (model/rules/) run as one, the other layers alone. It is what a
+// network is made of (Sequential) and what a residual block's body and shortcut are
+// (layers/residual.hpp), so every rule applies wherever layers follow one another. It owns no
+// parameters: bind() points its layers at slices of an array its owner keeps.
 //
 // Buffers are sized for the largest batch seen and reused. A layer that can work in place (ReLU,
 // Dropout, Flatten) writes its output over the previous layer's when that layer's backward does
@@ -26,6 +27,7 @@
 #include "../core/rng.hpp"
 #include "../core/shape.hpp"
 #include "../layers/layer.hpp"
+#include "rules.hpp"
 
 namespace tnet {
 
@@ -81,9 +83,10 @@ inline std::string kind_name(const std::string& description) {
 
 }  // namespace detail
 
+/// The types of a chain: its bound layers and which of them share a buffer. What the fusion
+/// rules match against (model/plan.hpp).
 template <class In, class... Specs>
-class LayerChain {
- public:
+struct ChainLayout {
   using input_shape = In;
   using layers_type = typename detail::bind_chain<In, Specs...>::type;
   /// The last layer's output shape (In for an empty chain); Shape<1, 1, dynamic> when it has the
@@ -94,6 +97,45 @@ class LayerChain {
   using layer_type = std::tuple_element_t<I, layers_type>;
   template <std::size_t I>
   using spec_type = std::tuple_element_t<I, std::tuple<Specs...>>;
+
+  /// Whether layer I writes its output over its input, the previous layer's output: it can work in
+  /// place, and the previous layer's backward does not need that output. Never the first layer,
+  /// whose input is the caller's.
+  template <std::size_t I>
+  static constexpr bool shares_buffer = [] {
+    if constexpr (I == 0) return false;
+    else return runs_in_place<layer_type<I>> && !backward_reads_output<layer_type<I - 1>>;
+  }();
+  /// The layer whose buffer holds layer I's output.
+  template <std::size_t I>
+  static constexpr std::size_t buffer_owner() {
+    if constexpr (shares_buffer<I>) return buffer_owner<I - 1>();
+    else return I;
+  }
+};
+
+template <class In, class... Specs>
+class LayerChain : public ChainLayout<In, Specs...> {
+ public:
+  using layout_type = ChainLayout<In, Specs...>;
+  using layout_type::depth;
+  using typename layout_type::input_shape;
+  using typename layout_type::layers_type;
+  using typename layout_type::output_shape;
+  template <std::size_t I>
+  using layer_type = typename layout_type::template layer_type<I>;
+  template <std::size_t I>
+  using spec_type = typename layout_type::template spec_type<I>;
+  template <std::size_t I>
+  static constexpr bool shares_buffer = layout_type::template shares_buffer<I>;
+  template <std::size_t I>
+  static constexpr std::size_t buffer_owner() {
+    return layout_type::template buffer_owner<I>();
+  }
+  /// The steps of each mode's plan (model/plan.hpp, model/rules.hpp); calibration runs training's.
+  using inference_plan = Plan<layout_type, InferenceRules>;
+  using training_plan = Plan<layout_type, TrainingRules>;
+  using backward_plan = BackwardPlan<layout_type, TrainingRules>;
   /// Whether a layer has the run-time width (Dense<dynamic>).
   static constexpr bool has_dynamic_width = []<std::size_t... I>(std::index_sequence<I...>) {
     return (false || ... || layer_type<I>::output_shape::is_dynamic);
@@ -199,43 +241,8 @@ class LayerChain {
   const float* forward(const float* x, int batch, const Pass& pass) {
     input_ = x;
     batch_ = batch;
-    const Mode mode = pass.mode;
-    pooled_in_forward_ = false;
-    for_each_layer([&]<std::size_t I>(auto& layer) {
-      if constexpr (pooled_in_forward_before<I>) {
-        if (mode == Mode::infer && pooled_in_forward_) {  // written already, by the layer this pool follows
-          pooled_in_forward_ = false;
-          return;
-        }
-      }
-      if constexpr (folded_after<I> > 0 || folded_into_previous<I>) {
-        if (mode == Mode::infer) {
-          if constexpr (folded_after<I> > 0) forward_folded<I>(layer, batch, pass);
-          return;
-        }
-      }
-      if constexpr (pool_fused_after<I>) {  // training: the max pool after this layer reads x through its map
-        if (mode != Mode::infer) {
-          if constexpr (selects_through<layer_type<I>, layer_type<I + 1>>)  // choosing as the statistics are summed
-            return layer.statistics_selecting(layer_input<I>(), batch, pass, std::get<I + 1>(layers_));
-          return layer.statistics(layer_input<I>(), batch, pass);
-        }
-      } else if constexpr (pool_fused_after<I - 1>) {
-        if (mode != Mode::infer) {
-          const auto map = std::get<I - 1>(layers_).normalisation();
-          if constexpr (selects_through<layer_type<I - 1>, layer_type<I>>) return layer.forward_selected(output_buffer<I>(), batch, map);
-          return layer.forward_mapped(layer_input<I - 1>(), output_buffer<I>(), batch, pass, map);
-        }
-      }
-      if constexpr (relu_fused_after<I>) {  // training: the ReLU after this layer is applied as it writes its output
-        Epilogue relu;
-        relu.relu = true;
-        return layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass, relu);
-      } else if constexpr (relu_fused_after<I - 1>) {
-        return;  // the ReLU's output, over its input, is written already
-      }
-      layer.forward(layer_input<I>(), output_buffer<I>(), batch, pass);
-    });
+    if (pass.mode == Mode::infer) run_forward<inference_plan>(batch, pass);
+    else run_forward<training_plan>(batch, pass);
     return output();
   }
 
@@ -250,114 +257,72 @@ class LayerChain {
   /// Back-propagates dL/d(output of layer Last) at `dy` through layers Last, ..., 0 of the last
   /// training forward, writing every parameter gradient, and dL/d(input) to `dx` unless it is
   /// null. `done(I)` is called as soon as layer I's parameter gradients are final. `dy` may be
-  /// gradient_buffer().
+  /// gradient_buffer(). Layer Last ends a step of the backward plan.
   template <std::size_t Last, class Done>
   void backward_from(const float* dy, float* dx, Done&& done) {
-    if constexpr (depth > 0) backward_step<Last>(dy, dx, done);
+    if constexpr (depth > 0) {
+      constexpr std::size_t start = step_ending_at<Last>();
+      static_assert(start < std::tuple_size_v<backward_plan>, "tnet: backward must start at the end of a step of the plan");
+      backward_step<start, start>(dy, dx, done);
+    }
   }
   template <class Done>
   void backward(const float* dy, float* dx, Done&& done) {
-    if constexpr (depth > 0) backward_step<depth - 1>(dy, dx, done);
+    if constexpr (depth > 0) backward_from<depth - 1>(dy, dx, done);
   }
   /// A buffer of the largest layer output's size for a batch: where an owner may write the
   /// gradient it starts backward_from with.
   float* gradient_buffer() { return grad_a_.data(); }
 
   /// The output of layer I from the last forward, unless the layer after it works in place
-  /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
-  /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
-  /// in training and calibration, and in inference the last layer folded into a layer that
-  /// computed the max pool after them in its forward (pool_in_forward_after).
+  /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where a step of
+  /// the forward's plan runs layer I and does not end there (rule_at and window_at in
+  /// model/plan.hpp say which).
   template <std::size_t I>
   const float* output_of() const {
     return buffers_[buffer_owner<I>()].data();
   }
 
-  /// Whether layer I writes its output over its input, the previous layer's output: it can work in
-  /// place, and the previous layer's backward does not need that output. Never the first layer,
-  /// whose input is the caller's.
-  template <std::size_t I>
-  static constexpr bool shares_buffer = [] {
-    if constexpr (I == 0) return false;
-    else return runs_in_place<layer_type<I>> && !backward_reads_output<layer_type<I - 1>>;
-  }();
-  /// Whether layer I exists and is a ReLU, or a per-channel affine map in inference (BatchNorm).
-  template <std::size_t I>
-  static constexpr bool relu_at = [] {
-    if constexpr (I < depth) return folds_as_relu<layer_type<I>>;
-    else return false;
-  }();
-  template <std::size_t I>
-  static constexpr bool affine_at = [] {
-    if constexpr (I < depth) return folds_as_affine<layer_type<I>>;
-    else return false;
-  }();
-  /// How many of the layers after layer I inference folds into it (layers/layer.hpp): a ReLU, a
-  /// batch normalisation, or a ReLU then a batch normalisation after a convolution or dense layer.
-  template <std::size_t I>
-  static constexpr std::size_t folded_after = [] {
-    if constexpr (!takes_epilogue<layer_type<I>>) return std::size_t(0);
-    else if constexpr (relu_at<I + 1>) return std::size_t(affine_at<I + 2> ? 2 : 1);
-    else return std::size_t(affine_at<I + 1> ? 1 : 0);
-  }();
-  /// Whether inference folds layer I into a layer before it; it then writes nothing itself.
-  template <std::size_t I>
-  static constexpr bool folded_into_previous = [] {
-    if constexpr (I >= 2) return folded_after<I - 1> >= 1 || folded_after<I - 2> >= 2;
-    else if constexpr (I == 1) return folded_after<0> >= 1;
-    else return false;
-  }();
+  /// Step S of the training plan alone, on the inputs the last forward left (for benchmarks).
+  template <std::size_t S>
+  void forward_step(int batch, const Pass& pass) {
+    using Step = std::tuple_element_t<S, training_plan>;
+    batch_ = batch;
+    Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
+  }
+  /// Step S of the backward plan alone, as backward runs it (for benchmarks): returns the
+  /// gradient below it, `dx` or (a ReLU whose gradient the step after applies) `dy`.
+  template <std::size_t S>
+  const float* backward_step_alone(const float* dy, float* dx) {
+    using Step = std::tuple_element_t<S, backward_plan>;
+    if constexpr (rules::applies_relu_gradient<layout_type, backward_plan, S + 1>()) return dy;
+    Step::rule::template backward<Step::first, Step::length, rules::applies_relu_gradient<layout_type, backward_plan, S>()>(*this, dy, dx);
+    return dx;
+  }
 
-  /// Whether inference may run the max pool after layer I and the layers folded into it inside
-  /// layer I's forward (layers/layer.hpp: pools_in_forward); where it does at run time, only the
-  /// pool's output is written.
+  // ---- for the rules (model/rules/) ----
+  /// Layer I's input: the caller's x, or the output of layer I - 1.
   template <std::size_t I>
-  static constexpr bool pool_in_forward_after = [] {
-    if constexpr (I >= depth) return false;
-    else if constexpr (folded_after<I> == 0 || I + folded_after<I> + 1 >= depth) return false;
-    else return pools_in_forward<layer_type<I>, layer_type<I + folded_after<I> + 1>>;
-  }();
-  /// Whether layer I is such a max pool.
+  const float* input_of() const {
+    if constexpr (I == 0) return input_;
+    else return output_of<I - 1>();
+  }
+  /// Where layer I writes its output.
   template <std::size_t I>
-  static constexpr bool pooled_in_forward_before = [] {
-    if constexpr (I >= 2 && I - 2 < depth) {
-      if constexpr (pool_in_forward_after<I - 2> && folded_after<I - 2> == 1) return true;
-    }
-    if constexpr (I >= 3 && I - 3 < depth) {
-      if constexpr (pool_in_forward_after<I - 3> && folded_after<I - 3> == 2) return true;
-    }
-    return false;
-  }();
-
-  /// Whether training applies the ReLU after layer I as layer I writes its output (the ReLU works
-  /// over that output in place and writes nothing itself).
+  float* output_buffer() {
+    return buffers_[buffer_owner<I>()].data();
+  }
+  /// Channels of layer I's output.
   template <std::size_t I>
-  static constexpr bool relu_fused_after = [] {
-    if constexpr (I + 1 >= depth || I >= depth) return false;
-    else return takes_epilogue<layer_type<I>> && relu_at<I + 1> && shares_buffer<I + 1>;
-  }();
-  /// Whether training (and calibration) leaves layer I's output to the max pool after it, which
-  /// applies layer I's map (a batch normalisation) to layer I's input as it reads it; layer I then
-  /// writes no output, and its backward takes the pool's gradient in place of the pool's backward
-  /// (layers/layer.hpp: pools_through).
-  template <std::size_t I>
-  static constexpr bool pool_fused_after = [] {
-    if constexpr (I + 1 >= depth || I >= depth) return false;
-    else return pools_through<layer_type<I>, layer_type<I + 1>>;
-  }();
-  /// Whether layer I is a ReLU whose gradient the layer after it applies in its own backward
-  /// (layers/layer.hpp: backward_through_relu), so that the ReLU's backward is skipped.
-  template <std::size_t I>
-  static constexpr bool relu_gradient_by_next = [] {
-    if constexpr (I == 0 || I + 1 >= depth || I >= depth) return false;
-    else return relu_at<I> && masks_relu_gradient<layer_type<I + 1>>;
-  }();
-
-  /// The layer whose buffer holds layer I's output.
-  template <std::size_t I>
-  static constexpr std::size_t buffer_owner() {
-    if constexpr (shares_buffer<I>) return buffer_owner<I - 1>();
-    else return I;
+  std::size_t channels_of() const {
+    using shape = typename layer_type<I>::output_shape;
+    return output_size<I>() / std::size_t(shape::height * shape::width);
+  }
+  /// `count` floats of scratch for a rule's forward (a folded affine); allocates only when more
+  /// than ever before are asked for.
+  float* scratch(std::size_t count) {
+    ensure_size(scratch_, count);
+    return scratch_.data();
   }
 
  private:
@@ -372,65 +337,52 @@ class LayerChain {
     else return L();
   }
 
-  // Layer I's inference forward with the layers folded into it: one pass over its output, written
-  // where the last of them would have written theirs.
-  template <std::size_t I, class Layer>
-  void forward_folded(Layer& layer, int batch, const Pass& pass) {
-    constexpr std::size_t last = I + folded_after<I>;
-    Epilogue epilogue;
-    epilogue.relu = relu_at<I + 1>;
-    if constexpr (affine_at<last>) {
-      using shape = typename layer_type<last>::output_shape;
-      const std::size_t channels = output_size<last>() / std::size_t(shape::height * shape::width);
-      ensure_size(affine_, 2 * channels);  // the first inference's only allocation
-      std::get<last>(layers_).inference_affine(affine_.data(), affine_.data() + channels);
-      epilogue.scale = affine_.data(), epilogue.shift = affine_.data() + channels;
-    }
-    if constexpr (pool_in_forward_after<I>) {
-      pooled_in_forward_ =
-          layer.template forward_pooled<layer_type<last + 1>>(layer_input<I>(), output_buffer<last + 1>(), batch, epilogue);
-      if (pooled_in_forward_) return;
-    }
-    layer.forward(layer_input<I>(), output_buffer<last>(), batch, pass, epilogue);
+  template <class Steps>
+  void run_forward(int batch, const Pass& pass) {
+    [&]<std::size_t... S>(std::index_sequence<S...>) {
+      ((std::tuple_element_t<S, Steps>::rule::template forward<std::tuple_element_t<S, Steps>::first,
+                                                               std::tuple_element_t<S, Steps>::length>(*this, batch, pass)),
+       ...);
+    }(std::make_index_sequence<std::tuple_size_v<Steps>>{});
   }
 
-  template <std::size_t I>
-  float* output_buffer() {
-    return buffers_[buffer_owner<I>()].data();
+  // The step of the backward plan whose last layer is Last (the plan's size where none is).
+  template <std::size_t Last>
+  static constexpr std::size_t step_ending_at() {
+    return []<std::size_t... S>(std::index_sequence<S...>) {
+      std::size_t found = sizeof...(S);
+      ((std::tuple_element_t<S, backward_plan>::last == Last ? (found = S, 0) : 0), ...);
+      return found;
+    }(std::make_index_sequence<std::tuple_size_v<backward_plan>>{});
   }
 
-  template <std::size_t I>
-  const float* layer_input() const {
-    if constexpr (I == 0) return input_;
-    else return output_of<I - 1>();
-  }
-
-  // Gradients ping-pong between grad_a_ and grad_b_ on the way down.
-  template <std::size_t I, class Done>
+  // Step S of the backward plan, then the steps before it; Start is the step backward began at.
+  // Gradients ping-pong between grad_a_ and grad_b_ on the way down; a ReLU whose gradient the
+  // step after it applies (rules/relu_gradient.hpp) passes dy on untouched.
+  template <std::size_t Start, std::size_t S, class Done>
   void backward_step(const float* dy, float* grad_input, Done& done) {
-    // dy is the ReLU's dx already; or the max pool's backward is the layer's before it
-    if constexpr (relu_gradient_by_next<I> || pool_fused_after<I - 1>) return backward_step<I - 1>(dy, grad_input, done);
-    float* dx;
-    if constexpr (I == 0) dx = grad_input;
-    else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-    if constexpr (pool_fused_after<I>)
-      std::get<I>(layers_).backward_through_max_pool(layer_input<I>(), std::get<I + 1>(layers_), dy, dx, batch_,
-                                                     I > 0 && relu_gradient_by_next<I - 1>);
-    else if constexpr (I > 0 && relu_gradient_by_next<I - 1>)
-      std::get<I>(layers_).backward_through_relu(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
-    else std::get<I>(layers_).backward(layer_input<I>(), output_buffer<I>(), dy, dx, batch_);
-    done(I);
-    if constexpr (I > 0) backward_step<I - 1>(dx, grad_input, done);
+    using Step = std::tuple_element_t<S, backward_plan>;
+    constexpr bool mask_input = rules::applies_relu_gradient<layout_type, backward_plan, S>();
+    constexpr bool left_to_next = S < Start && rules::applies_relu_gradient<layout_type, backward_plan, S + 1>();
+    const float* below = dy;
+    if constexpr (!left_to_next) {
+      float* dx;
+      if constexpr (Step::first == 0) dx = grad_input;
+      else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
+      Step::rule::template backward<Step::first, Step::length, mask_input>(*this, dy, dx);
+      below = dx;
+    }
+    [&]<std::size_t... J>(std::index_sequence<J...>) { (done(Step::last - J), ...); }(std::make_index_sequence<Step::length>{});
+    if constexpr (S > 0) backward_step<Start, S - 1>(below, grad_input, done);
   }
 
   int width_;  // the run-time width of Dense<dynamic>, if a layer has it
   layers_type layers_;
-  Buffer affine_;                      // a folded batch normalisation's scale and shift
+  Buffer scratch_;                     // the rules' (a folded batch normalisation's scale and shift)
   std::array<Buffer, depth> buffers_;  // layer outputs; empty where a layer shares_buffer
   Buffer grad_a_, grad_b_;
   const float* input_ = nullptr;
   int batch_ = 0, capacity_ = 0;
-  bool pooled_in_forward_ = false;  // this inference's last pool_in_forward_after layer wrote the pool's output
 };
 
 }  // namespace tnet

@@ -249,31 +249,24 @@ class Sequential {
   /// The last forward's output (batch x outputs() values).
   std::span<const float> output() const { return {chain_.output(), std::size_t(chain_.batch()) * outputs()}; }
   /// The output of layer I from the last forward, unless the layer after it works in place
-  /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where the
-  /// forward fused layer I into another: folded_into_previous<I> in inference, pool_fused_after<I>
-  /// in training and calibration, and in inference the last layer folded into a layer that
-  /// computed the max pool after them in its forward (pool_in_forward_after).
+  /// (shares_buffer<I + 1>): then that layer's output has replaced it. Not written where a step of
+  /// the forward's plan runs layer I and does not end there (model/plan.hpp).
   template <std::size_t I>
   const float* output_of() const {
     return chain_.template output_of<I>();
   }
-  /// The fusions the chain makes (model/chain.hpp), for tests and the curious.
+  /// How the chain runs (model/chain.hpp, model/plan.hpp), for tests and the curious.
   template <std::size_t I>
   static constexpr bool shares_buffer = chain_type::template shares_buffer<I>;
-  template <std::size_t I>
-  static constexpr std::size_t folded_after = chain_type::template folded_after<I>;
-  template <std::size_t I>
-  static constexpr bool folded_into_previous = chain_type::template folded_into_previous<I>;
-  template <std::size_t I>
-  static constexpr bool pool_in_forward_after = chain_type::template pool_in_forward_after<I>;
-  template <std::size_t I>
-  static constexpr bool pooled_in_forward_before = chain_type::template pooled_in_forward_before<I>;
-  template <std::size_t I>
-  static constexpr bool relu_fused_after = chain_type::template relu_fused_after<I>;
-  template <std::size_t I>
-  static constexpr bool pool_fused_after = chain_type::template pool_fused_after<I>;
-  template <std::size_t I>
-  static constexpr bool relu_gradient_by_next = chain_type::template relu_gradient_by_next<I>;
+  using inference_plan = typename chain_type::inference_plan;
+  using training_plan = typename chain_type::training_plan;
+  using backward_plan = typename chain_type::backward_plan;
+
+  /// The chain of layers the network runs (model/chain.hpp), for benchmarks and tests.
+  chain_type& chain() {
+    rounded_stale_ = true;  // its weights may be written through it
+    return chain_;
+  }
 
   template <std::size_t I>
   layer_type<I>& layer() {

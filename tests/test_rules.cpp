@@ -1,0 +1,244 @@
+// The fusion rules (model/rules/): which windows each mode's plan gives them, each rule's fused
+// operation against the layers of its window run one by one, and for each a sabotaged rule (the
+// same with one part left out or reordered) that the same comparison catches.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "support.hpp"
+#include "tnet/tnet.hpp"
+
+using namespace tnet;
+
+namespace {
+
+// Conv -> BN -> ReLU (PyTorch's order) and Conv -> ReLU -> BN (the tutorial's), depthwise with
+// ReLU6, a residual block and the ReLU after it, and a dense layer with a batch normalisation.
+using Block = Residual<Conv2D<8, 3>, BatchNorm, ReLU, Conv2D<8, 3>, BatchNorm>;
+using Net = Sequential<Input<8, 8, 3>, Conv2D<8, 3>, BatchNorm, ReLU, Conv2D<8, 3>, ReLU, BatchNorm, DepthwiseConv2D<3>, BatchNorm, ReLU6,
+                       Block, ReLU, MaxPool2D<2>, Flatten, Dense<6>, BatchNorm, Dense<3>, Sigmoid>;
+// 0 Conv BN ReLU | 3 Conv ReLU BN | 6 Depthwise BN ReLU6 | 9 Residual ReLU | 11 MaxPool | 12 Flatten |
+// 13 Dense BN | 15 Dense | 16 Sigmoid.
+using Infer = Net::inference_plan;
+static_assert(rule_at<Infer, 0>() == "fold_epilogue" && window_at<Infer, 0>() == 3);  // folds whole
+static_assert(rule_at<Infer, 3>() == "fold_epilogue" && window_at<Infer, 3>() == 3);
+static_assert(rule_at<Infer, 6>() == "fold_epilogue" && window_at<Infer, 6>() == 3);
+static_assert(rule_at<Infer, 9>() == "fold_epilogue" && window_at<Infer, 9>() == 2);  // a residual block has no forward_pooled
+static_assert(rule_at<Infer, 13>() == "fold_epilogue" && window_at<Infer, 13>() == 2 && rule_at<Infer, 15>() == "layer");
+using Train = Net::training_plan;
+static_assert(rule_at<Train, 0>() == "layer" && rule_at<Train, 1>() == "layer" && rule_at<Train, 2>() == "layer");
+static_assert(rule_at<Train, 3>() == "activation_in_epilogue" && window_at<Train, 3>() == 2);
+static_assert(rule_at<Train, 9>() == "activation_in_epilogue" && window_at<Train, 9>() == 2);  // the block's ReLU works over its sum
+// The inner chains run plans of their own: the block's body folds Conv -> BN -> ReLU too.
+static_assert(rule_at<Net::layer_type<9>::body_type::inference_plan, 0>() == "fold_epilogue" &&
+              window_at<Net::layer_type<9>::body_type::inference_plan, 0>() == 3);
+
+// A tutorial-shaped chain whose pool tiles the convolution's output, for pool_in_forward and
+// normalise_then_pool.
+using Pooled = Sequential<Input<8, 8, 3>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<3>, Sigmoid>;
+static_assert(rule_at<Pooled::inference_plan, 0>() == "pool_in_forward" && window_at<Pooled::inference_plan, 0>() == 4);
+static_assert(rule_at<Pooled::training_plan, 0>() == "activation_in_epilogue" &&
+              rule_at<Pooled::training_plan, 2>() == "normalise_then_pool");
+static_assert(rules::relu_gradient_applied_after<Pooled::chain_type::layout_type, Pooled::backward_plan, 1>());
+
+// The largest difference between a and b over n values, relative to b's largest magnitude.
+double relative_difference(const float* a, const float* b, std::size_t n) {
+  double worst = 0, largest = 1e-30;
+  for (std::size_t i = 0; i < n; ++i) {
+    REQUIRE(std::isfinite(a[i]));
+    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+    largest = std::max(largest, std::abs(double(b[i])));
+  }
+  return worst / largest;
+}
+
+// A network with its batch normalisations' statistics and parameters away from their defaults
+// (a few training steps), and a forward in `mode` so that every buffer holds its values.
+template <class N>
+std::unique_ptr<N> trained(int batch, Mode mode, std::uint64_t seed) {
+  auto net = std::make_unique<N>(seed);
+  const Buffer x = test::random_values(std::size_t(batch) * N::input_size, seed + 1);
+  Buffer targets(std::size_t(batch) * net->outputs());
+  for (std::size_t i = 0; i < targets.size(); ++i) targets[i] = float((i * 7 + seed) % 3 == 0);
+  Adam adam(Adam::Options{.lr = 0.05});
+  for (int step = 0; step < 4; ++step) net->train_step(x, targets, batch, adam);
+  net->forward(x, batch, mode);
+  return net;
+}
+
+// Layers [I, I + N) of `chain` one by one on the input of layer I, in buffers of the test's own.
+template <std::size_t I, std::size_t N, class Chain>
+Buffer layers_one_by_one(Chain& chain, int batch, Mode mode) {
+  Buffer in(
+      chain.template input_of<I>(), chain.template input_of<I>() + std::size_t(batch) * [&] {
+        if constexpr (I == 0) return std::size_t(Chain::input_shape::size);
+        else return chain.template output_size<I - 1>();
+      }());
+  Buffer out;
+  [&]<std::size_t... J>(std::index_sequence<J...>) {
+    (([&] {
+       out.assign(std::size_t(batch) * chain.template output_size<I + J>(), std::nanf(""));
+       chain.template layer<I + J>().forward(in.data(), out.data(), batch, Pass{mode});
+       in.swap(out);
+     }()),
+     ...);
+  }(std::make_index_sequence<N>{});
+  return in;
+}
+
+// Rule's forward of layers [I, I + N) of `chain` (whose last forward left their input in place),
+// against the layers one by one: the relative difference.
+template <class Rule, std::size_t I, std::size_t N, class Chain>
+double rule_against_layers(Chain& chain, int batch, Mode mode) {
+  const Buffer expected = layers_one_by_one<I, N>(chain, batch, mode);
+  Rule::template forward<I, N>(chain, batch, Pass{mode});
+  return relative_difference(chain.template output_of<I + N - 1>(), expected.data(), expected.size());
+}
+
+// Sabotaged rules: each the real one with one thing wrong.
+struct FoldInWrongOrder : rules::FoldEpilogue {  // the affine and the clamp the other way round
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass& pass) {
+    Epilogue epilogue = rules::detail::folded_epilogue<I, N - 1>(chain);
+    epilogue.affine_first = !epilogue.affine_first;
+    chain.template layer<I>().forward(chain.template input_of<I>(), chain.template output_buffer<I + N - 1>(), batch, pass, epilogue);
+  }
+};
+struct PoolWithoutEpilogue : rules::PoolInForward {  // the pool of the bare convolution
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass&) {
+    using Pool = typename Chain::template layer_type<I + N - 1>;
+    REQUIRE(chain.template layer<I>().template forward_pooled<Pool>(chain.template input_of<I>(), chain.template output_buffer<I + N - 1>(),
+                                                                    batch, Epilogue{}));
+  }
+};
+struct ActivationLeftOut : rules::ActivationInEpilogue {  // the clamp forgotten
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass& pass) {
+    chain.template layer<I>().forward(chain.template input_of<I>(), chain.template output_buffer<I>(), batch, pass, Epilogue{});
+  }
+};
+struct PoolUnnormalised : rules::NormaliseThenPool {  // the pool's choices not normalised
+  struct Unchanged {
+    float operator()(float v, int) const { return v; }
+  };
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass& pass) {
+    rules::NormaliseThenPool::forward<I, N>(chain, batch, pass);
+    chain.template layer<I + 1>().forward_selected(chain.template output_buffer<I + 1>(), batch, Unchanged{});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fold_epilogue: bias, batch normalisation and ReLU or ReLU6 in either order, as the layers one by one, to rounding") {
+  auto net = trained<Net>(4, Mode::infer, 3);
+  auto& chain = net->chain();
+  // The batch norm folded in double and rounded once: a few float roundings from the layers'.
+  CHECK(rule_against_layers<rules::FoldEpilogue, 0, 3>(chain, 4, Mode::infer) < 1e-5);   // Conv BN ReLU
+  CHECK(rule_against_layers<rules::FoldEpilogue, 3, 3>(chain, 4, Mode::infer) < 1e-5);   // Conv ReLU BN
+  CHECK(rule_against_layers<rules::FoldEpilogue, 6, 3>(chain, 4, Mode::infer) < 1e-5);   // Depthwise BN ReLU6
+  CHECK(rule_against_layers<rules::FoldEpilogue, 9, 2>(chain, 4, Mode::infer) == 0.0);   // Residual ReLU: the same bits
+  CHECK(rule_against_layers<rules::FoldEpilogue, 13, 2>(chain, 4, Mode::infer) < 1e-5);  // Dense BN
+  // The whole network, as the layers one by one.
+  const Buffer x = test::random_values(4 * Net::input_size, 5);
+  const auto predicted = net->predict(x, 4);
+  net->forward(x, 4, Mode::infer);
+  const Buffer expected = layers_one_by_one<0, Net::depth>(chain, 4, Mode::infer);
+  CHECK(relative_difference(predicted.data(), expected.data(), expected.size()) < 1e-5);
+  // Sabotage: the affine and the clamp swapped is caught (ReLU6 and ReLU either way round).
+  net->forward(x, 4, Mode::infer);
+  CHECK(rule_against_layers<FoldInWrongOrder, 0, 3>(chain, 4, Mode::infer) > 1e-3);
+  CHECK(rule_against_layers<FoldInWrongOrder, 3, 3>(chain, 4, Mode::infer) > 1e-3);
+  CHECK(rule_against_layers<FoldInWrongOrder, 6, 3>(chain, 4, Mode::infer) > 1e-3);
+}
+
+TEST_CASE("pool_in_forward: the convolution, its epilogue and the max pool a strip at a time, as the layers one by one") {
+  auto net = trained<Pooled>(3, Mode::infer, 7);
+  auto& chain = net->chain();
+  // Where Winograd or Eigen's kernels take the convolution, the rule runs the fold and the pool
+  // one after the other; either way the layers' values to rounding.
+  CHECK(rule_against_layers<rules::PoolInForward, 0, 4>(chain, 3, Mode::infer) < 1e-5);
+  if (gemm_kernel() != GemmKernel::eigen) CHECK(rule_against_layers<PoolWithoutEpilogue, 0, 4>(chain, 3, Mode::infer) > 1e-3);
+}
+
+TEST_CASE("activation_in_epilogue: training's ReLU applied as the layer writes, the same bits as the layers one by one") {
+  auto net = trained<Net>(4, Mode::train, 9);
+  auto& chain = net->chain();
+  CHECK(rule_against_layers<rules::ActivationInEpilogue, 3, 2>(chain, 4, Mode::train) == 0.0);  // Conv ReLU
+  CHECK(rule_against_layers<rules::ActivationInEpilogue, 9, 2>(chain, 4, Mode::train) == 0.0);  // Residual ReLU
+  CHECK(rule_against_layers<ActivationLeftOut, 3, 2>(chain, 4, Mode::train) > 1e-3);
+}
+
+TEST_CASE("normalise_then_pool: training's batch normalisation read through by the max pool, and its backward from the pool's choices") {
+  auto net = trained<Pooled>(3, Mode::train, 11);
+  auto& chain = net->chain();
+  // The pool chooses from x as the statistics are summed, in another order: rounding.
+  CHECK(rule_against_layers<rules::NormaliseThenPool, 2, 2>(chain, 3, Mode::train) < 1e-6);
+  CHECK(rule_against_layers<PoolUnnormalised, 2, 2>(chain, 3, Mode::train) > 1e-3);
+
+  // Backward from the pool's gradient: the rule's, with and without the ReLU's mask, against the
+  // pool's backward then the batch norm's (then the ReLU's).
+  rules::NormaliseThenPool::forward<2, 2>(chain, 3, Pass{Mode::train});
+  const int batch = 3;
+  const std::size_t pooled = std::size_t(batch) * chain.output_size<3>(), normalised = std::size_t(batch) * chain.output_size<2>();
+  const Buffer dy = test::random_values(pooled, 13);
+  Buffer between(normalised), expected(normalised), got(normalised), masked(normalised);
+  chain.layer<3>().backward(chain.output_of<2>(), chain.output_of<3>(), dy.data(), between.data(), batch);
+  chain.layer<2>().backward(chain.input_of<2>(), nullptr, between.data(), expected.data(), batch);
+  rules::NormaliseThenPool::backward<2, 2, false>(chain, dy.data(), got.data());
+  CHECK(relative_difference(got.data(), expected.data(), normalised) < 1e-5);
+  // Through the ReLU before it (layer 1, whose output is the batch norm's input): zero where it is.
+  rules::NormaliseThenPool::backward<2, 2, true>(chain, dy.data(), masked.data());
+  const float* relu_out = chain.input_of<2>();
+  std::size_t zeros = 0;
+  for (std::size_t i = 0; i < normalised; ++i) {
+    if (relu_out[i] <= 0.0f) ++zeros, expected[i] = 0.0f;
+  }
+  REQUIRE(zeros > 0);
+  CHECK(relative_difference(masked.data(), expected.data(), normalised) < 1e-5);
+  // Sabotage: the mask left out is caught.
+  CHECK(relative_difference(got.data(), expected.data(), normalised) > 1e-3);
+}
+
+TEST_CASE("relu_gradient: a batch normalisation's backward through the ReLU before it, bit for bit the two backwards") {
+  auto net = trained<Net>(4, Mode::train, 15);
+  auto& chain = net->chain();
+  // Layers 4 (ReLU) and 5 (BatchNorm): the ReLU's output is the batch norm's input.
+  const std::size_t n = std::size_t(4) * chain.output_size<5>();
+  const Buffer dy = test::random_values(n, 17);
+  Buffer between(n), expected(n), got(n), unmasked(n);
+  chain.layer<5>().backward(chain.input_of<5>(), chain.output_of<5>(), dy.data(), between.data(), 4);
+  chain.layer<4>().backward(chain.input_of<4>(), chain.input_of<5>(), between.data(), expected.data(), 4);
+  chain.layer<5>().backward_where_positive(chain.input_of<5>(), chain.output_of<5>(), dy.data(), got.data(), 4);
+  CHECK(relative_difference(got.data(), expected.data(), n) == 0.0);
+  chain.layer<5>().backward(chain.input_of<5>(), chain.output_of<5>(), dy.data(), unmasked.data(), 4);
+  CHECK(relative_difference(unmasked.data(), expected.data(), n) > 1e-3);  // sabotage: no mask
+}
+
+TEST_CASE("training through every rule equals training the layers one by one, and is independent of the thread count") {
+  // The plans' forward and backward against each layer's own (as test_model.cpp checks for the
+  // tutorial's shape of network): here the residual, depthwise and ReLU6 windows.
+  test::check_training_equals_layer_by_layer<Net>();
+  const int batch = 3;
+  const Buffer x = test::random_values(std::size_t(batch) * Net::input_size, 19);
+  const float targets[] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    auto net = std::make_unique<Net>(21);
+    Buffer grad_input(x.size());
+    net->compute_gradients(x, targets, batch, grad_input);
+    Buffer all(grad_input);
+    for (const ParamRef& p : net->parameters()) all.insert(all.end(), p.grad, p.grad + p.size);
+    return all;
+  };
+  const int threads = num_threads();
+  const Buffer one = run(1), two = run(2);
+  set_num_threads(threads);
+  REQUIRE(one.size() == two.size());
+  CHECK(std::equal(one.begin(), one.end(), two.begin()));
+}
