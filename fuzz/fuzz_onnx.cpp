@@ -1,4 +1,5 @@
-// libFuzzer target: ONNX files. Whatever the bytes, read_onnx_info and load_onnx either succeed
+// libFuzzer target: ONNX files, read into a chain and into a network of residual blocks (fuzz/
+// networks.hpp). Whatever the bytes, read_onnx_info and load_onnx either succeed
 // or throw ModelFileError; nothing else, no memory error, and memory within a small multiple of
 // the file's size.
 #include <cstdint>
@@ -6,12 +7,8 @@
 
 #include <tnet/tnet.hpp>
 
+#include "networks.hpp"
 #include "scratch.hpp"
-
-namespace {
-using Net = tnet::Sequential<tnet::Input<4, 4, 2>, tnet::Conv2D<3, 3>, tnet::ReLU, tnet::BatchNorm, tnet::Flatten,
-                             tnet::Dense<tnet::dynamic>, tnet::Sigmoid>;
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = fuzz::write_scratch("onnx", data, size);
@@ -24,8 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     // Any width read_onnx_info gives is at most the weights the file holds: the network is
     // constructed at it, as fashion_classify does, within the fuzzer's memory limit.
-    Net net(tnet::Outputs{outputs > 0 ? outputs : 3}, 1);
+    fuzz::Net net(tnet::Outputs{outputs > 0 ? outputs : 3}, 1);
     tnet::load_onnx(path, net);
+  } catch (const tnet::ModelFileError&) {
+  }
+  try {  // and into a network of residual blocks, depthwise convolutions, ReLU6, global pooling
+    fuzz::Graph graph(tnet::Outputs{outputs > 0 ? outputs : 3}, 1);
+    tnet::load_onnx(path, graph);
   } catch (const tnet::ModelFileError&) {
   }
   return 0;

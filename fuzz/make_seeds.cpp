@@ -13,9 +13,10 @@
 
 #include <tnet/tnet.hpp>
 
+#include "networks.hpp"
+
 namespace fs = std::filesystem;
-using Net = tnet::Sequential<tnet::Input<4, 4, 2>, tnet::Conv2D<3, 3>, tnet::ReLU, tnet::BatchNorm, tnet::Flatten,
-                             tnet::Dense<tnet::dynamic>, tnet::Sigmoid>;
+using fuzz::Net;
 
 static std::string read(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -117,6 +118,10 @@ int main(int argc, char** argv) {
   // tests/onnx/torch_smallervgg.py --fuzz-seed).
   tnet::save_onnx((root / "onnx/nhwc.onnx").string(), net, {"a", "b", "c"});
   tnet::save_onnx((root / "onnx/nchw.onnx").string(), net, {}, tnet::OnnxLayout::nchw);
+  {  // and of the network of residual blocks, depthwise convolutions, ReLU6 and global pooling
+    fuzz::Graph graph(tnet::Outputs{3}, 5);
+    tnet::save_onnx((root / "onnx/graph_nchw.onnx").string(), graph, {}, tnet::OnnxLayout::nchw);
+  }
   // Hostile shapes: an output whose dims' product overflows int64, an output (N, 1000000) with
   // no weights, dims that overflow and dims the bytes do not fill, packed int64 Constants, and
   // names given twice (initializers; node outputs; a Constant and an initializer).
