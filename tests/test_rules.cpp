@@ -30,9 +30,10 @@ static_assert(rule_at<Infer, 6>() == "fold_epilogue" && window_at<Infer, 6>() ==
 static_assert(rule_at<Infer, 9>() == "fold_epilogue" && window_at<Infer, 9>() == 2);  // a residual block has no forward_pooled
 static_assert(rule_at<Infer, 13>() == "fold_epilogue" && window_at<Infer, 13>() == 2 && rule_at<Infer, 15>() == "layer");
 using Train = Net::training_plan;
-static_assert(rule_at<Train, 0>() == "layer" && rule_at<Train, 1>() == "layer" && rule_at<Train, 2>() == "layer");
+static_assert(rule_at<Train, 0>() == "layer" && rule_at<Train, 1>() == "activation_in_epilogue" && window_at<Train, 1>() == 2);
 static_assert(rule_at<Train, 3>() == "activation_in_epilogue" && window_at<Train, 3>() == 2);
-static_assert(rule_at<Train, 9>() == "activation_in_epilogue" && window_at<Train, 9>() == 2);  // the block's ReLU works over its sum
+static_assert(rule_at<Train, 6>() == "layer" && rule_at<Train, 7>() == "activation_in_epilogue");  // depthwise; BN ReLU6
+static_assert(rule_at<Train, 9>() == "activation_in_epilogue" && window_at<Train, 9>() == 2);      // the block's ReLU works over its sum
 // The inner chains run plans of their own: the block's body folds Conv -> BN -> ReLU too.
 static_assert(rule_at<Net::layer_type<9>::body_type::inference_plan, 0>() == "fold_epilogue" &&
               window_at<Net::layer_type<9>::body_type::inference_plan, 0>() == 3);
@@ -169,7 +170,9 @@ TEST_CASE("pool_in_forward: the convolution, its epilogue and the max pool a str
 TEST_CASE("activation_in_epilogue: training's ReLU applied as the layer writes, the same bits as the layers one by one") {
   auto net = trained<Net>(4, Mode::train, 9);
   auto& chain = net->chain();
+  CHECK(rule_against_layers<rules::ActivationInEpilogue, 1, 2>(chain, 4, Mode::train) == 0.0);  // BN ReLU
   CHECK(rule_against_layers<rules::ActivationInEpilogue, 3, 2>(chain, 4, Mode::train) == 0.0);  // Conv ReLU
+  CHECK(rule_against_layers<rules::ActivationInEpilogue, 7, 2>(chain, 4, Mode::train) == 0.0);  // BN ReLU6
   CHECK(rule_against_layers<rules::ActivationInEpilogue, 9, 2>(chain, 4, Mode::train) == 0.0);  // Residual ReLU
   CHECK(rule_against_layers<ActivationLeftOut, 3, 2>(chain, 4, Mode::train) > 1e-3);
 }

@@ -82,17 +82,20 @@ struct BatchNormWith : LayerSpec {
       float operator()(float v, int c) const { return gamma[c] * ((v - mean[c]) * inv_std[c]) + beta[c]; }
     };
 
-    void forward(const float* x, float* y, int batch, Pass pass) {
+    void forward(const float* x, float* y, int batch, Pass pass) { forward(x, y, batch, pass, Epilogue{}); }
+    /// forward, each output then put through `epilogue` (its clamp and affine; a ReLU after this
+    /// layer in training: model/rules/activation_in_epilogue.hpp).
+    void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       if (pass.mode == Mode::infer) {
         // Its own scale: the batch's, kept for backward, stays untouched.
         std::array<float, C> inv_std;
         for (int c = 0; c < C; ++c) inv_std[c] = 1.0f / std::sqrt(moving_variance_[c] + Epsilon);
-        normalise(x, y, rows, {moving_mean_.data(), inv_std.data(), gamma_, beta_});
+        normalise(x, y, rows, {moving_mean_.data(), inv_std.data(), gamma_, beta_}, epilogue);
         return;
       }
       statistics(x, batch, pass);
-      normalise(x, y, rows, normalisation());
+      normalise(x, y, rows, normalisation(), epilogue);
     }
 
     /// A training (or calibration) forward short of writing y: the batch's statistics, kept for
@@ -290,10 +293,17 @@ struct BatchNormWith : LayerSpec {
       return true;
     }
 
-    static void normalise(const float* x, float* y, std::ptrdiff_t rows, Normalisation map) {
+    static void normalise(const float* x, float* y, std::ptrdiff_t rows, Normalisation map, const Epilogue& epilogue) {
+      if (epilogue.empty())
+        return for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+          for (std::ptrdiff_t r = begin; r < end; ++r)
+            for (int c = 0; c < C; ++c) y[r * C + c] = map(x[r * C + c], c);
+        });
+      const Epilogue e = epilogue;
       for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t r = begin; r < end; ++r)
-          for (int c = 0; c < C; ++c) y[r * C + c] = map(x[r * C + c], c);
+          for (int c = 0; c < C; ++c)
+            y[r * C + c] = e.finish(map(x[r * C + c], c), e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f);
       });
     }
 

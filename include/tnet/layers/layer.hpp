@@ -33,7 +33,8 @@
 // which the fusion rules (model/rules/) combine where neighbouring layers allow:
 //   forward(x, y, batch, Pass, const Epilogue&)  forward, each output value then put through the
 //                                               epilogue (core/gemm_kernels.hpp: bias, affine,
-//                                               clamp): Conv2D, DepthwiseConv2D, Dense, Residual
+//                                               clamp): Conv2D, DepthwiseConv2D, Dense, BatchNorm,
+//                                               Residual
 //   static constexpr float clamp_max;           the layer is min(max(x, 0), clamp_max): ReLU
 //                                               (infinity), ReLU6 (6)
 //   inference_affine(scale, shift)              in inference the layer is x * scale[c] + shift[c]

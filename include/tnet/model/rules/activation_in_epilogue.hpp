@@ -1,7 +1,7 @@
 // tnet/model/rules/activation_in_epilogue.hpp: training applies a ReLU or ReLU6 as the layer
 // before it writes its output.
 //
-//   Conv2D | DepthwiseConv2D | Dense | Residual, then ReLU or ReLU6 working in place over its
+//   Conv2D | DepthwiseConv2D | Dense | BatchNorm | Residual, then ReLU or ReLU6 working in place over its
 //   output: the layer's forward with the clamp in its epilogue; the clamp's own output, over the
 //   layer's, is then the same values. Backward runs the two layers one by one (the clamp's
 //   backward reads only its output), unless the step after applies a ReLU's gradient

@@ -1,8 +1,9 @@
 // tnet/model/rules/fold_epilogue.hpp: inference folds the clamp and the per-channel affine map
 // after a layer into that layer's output as it is written.
 //
-//   Conv2D | DepthwiseConv2D | Dense | Residual, then ReLU or ReLU6 and/or BatchNorm, in either
-//   order: one pass that writes bias, affine and clamp (core/gemm_kernels.hpp: Epilogue).
+//   Conv2D | DepthwiseConv2D | Dense | Residual (| BatchNorm, where no layer before folds it),
+//   then ReLU or ReLU6 and/or BatchNorm, in either order: one pass that writes bias, affine and
+//   clamp (core/gemm_kernels.hpp: Epilogue).
 //
 // Capabilities read: takes_epilogue, is_clamp, folds_as_affine (layers/layer.hpp). The affine is
 // the batch normalisation's moving statistics folded in double (BatchNorm::inference_affine), so
