@@ -1,12 +1,17 @@
 // SmallerVGGNet (6 labels, 96x96x3) throughput on random data: training steps (forward,
 // backward, Adam), inference, batch-1 latency, peak memory, and the achieved GFLOP/s against a
 // GEMM roofline measured here with the same thread count.
-//   bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]
+//   bench_smallervgg [--net smallervgg] [--threads N] [--batch N] [--steps N] [--latency-runs N]
+//                    [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets
 // Prints `name value` lines (or one JSON object); --layers adds each layer's forward and
 // backward milliseconds per batch; --kernel makes gemm use that kernel rather than the widest the
-// CPU runs (core/gemm_kernels.hpp).
+// CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
+// --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
+// the network, as trained by the timed steps, to FILE as ONNX with an NCHW input (the order of the
+// runtimes benchmarks/compare.sh runs it in). --list-nets prints the networks --net takes.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +68,15 @@ double gemm_roofline() {
   const auto start = Clock::now();
   for (int r = 0; r < repeats; ++r) tnet::gemm(tnet::Transpose::no, tnet::Transpose::no, n, n, n, a.data(), b.data(), c.data());
   return 2.0 * n * n * n * repeats / seconds_since(start) / 1e9;
+}
+
+// Median and 99th percentile (nearest rank) of `times`, reordered.
+std::pair<double, double> median_p99(std::vector<double>& times) {
+  std::sort(times.begin(), times.end());
+  const std::size_t n = times.size();
+  const double median = n % 2 ? times[n / 2] : (times[n / 2 - 1] + times[n / 2]) / 2;
+  const std::size_t rank = (99 * n + 99) / 100;  // ceil(0.99 n)
+  return {median, times[std::max<std::size_t>(rank, 1) - 1]};
 }
 
 struct LayerTime {
@@ -123,12 +137,32 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
 }
 }  // namespace
 
+// The networks --net takes. ResNet18 and MobileNetV2 (torchvision's, 6 classes at 96x96, as
+// benchmarks/peers/torch_bench.py builds them) join when tnet has them as types.
+constexpr const char* nets[] = {"smallervgg"};
+
 int main(int argc, char** argv) {
-  int threads = tnet::num_threads(), batch = 32, steps = 10;
+  int threads = tnet::num_threads(), batch = 32, steps = 10, latency_runs = 0;
   bool json = false, layers = false;
+  std::string onnx_path;
+  const char* usage_text =
+      "usage: bench_smallervgg [--net smallervgg] [--threads N] [--batch N] [--steps N] [--latency-runs N]\n"
+      "                        [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets\n";
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
+    if (flag == "--list-nets") {
+      for (const char* net : nets) std::printf("%s\n", net);
+      return 0;
+    }
+    if (i + 1 < argc && flag == "--net") {
+      const std::string net = argv[++i];
+      if (std::ranges::find(nets, net) == std::end(nets)) {
+        std::fprintf(stderr, "bench_smallervgg: --net takes smallervgg (the networks tnet has; see --list-nets), got '%s'\n", net.c_str());
+        return 2;
+      }
+    } else if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--latency-runs") latency_runs = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--onnx") onnx_path = argv[++i];
     else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
     else if (i + 1 < argc && flag == "--kernel") {
@@ -143,11 +177,11 @@ int main(int argc, char** argv) {
     } else if (flag == "--json") json = true;
     else if (flag == "--layers") layers = true;
     else {
-      std::fprintf(stderr,
-                   "usage: bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]\n");
+      std::fputs(usage_text, stderr);
       return 2;
     }
   }
+  if (latency_runs == 0) latency_runs = 4 * steps;
   tnet::set_num_threads(threads);
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, 1);
   const double train_flops = flops(*net, true), infer_flops = flops(*net, false);
@@ -162,9 +196,13 @@ int main(int argc, char** argv) {
   for (int s = 0; s < steps; ++s) net->train_step(x, y, batch, adam);
   const double train = seconds_since(start);
 
-  // Seconds for `steps` predictions of the batch, and for one prediction of one image (of 4 x steps),
-  // each after a warm-up; in float, then with the dense kernels read in bfloat16
-  // (Sequential::set_inference_precision).
+  // Seconds for `steps` predictions of the batch, and the median and 99th percentile of the
+  // seconds one prediction of one image takes, each after a warm-up; in float, then with the dense
+  // kernels read in bfloat16 (Sequential::set_inference_precision).
+  std::vector<double> times(static_cast<std::size_t>(latency_runs));
+  struct Inference {
+    double batch, median, p99;
+  };
   auto inference = [&](tnet::Precision precision) {
     net->set_inference_precision(precision);
     net->predict(x, batch);
@@ -173,13 +211,24 @@ int main(int argc, char** argv) {
     const double whole_batch = seconds_since(begin);
     const std::span<const float> one = std::span(x).first(Net::input_size);
     net->predict(one, 1);
-    begin = Clock::now();
-    for (int s = 0; s < steps * 4; ++s) net->predict(one, 1);
-    return std::pair{whole_batch, seconds_since(begin) / (steps * 4)};
+    for (double& t : times) {
+      begin = Clock::now();
+      net->predict(one, 1);
+      t = seconds_since(begin);
+    }
+    const auto [median, p99] = median_p99(times);
+    return Inference{whole_batch, median, p99};
   };
-  const auto [infer, latency] = inference(tnet::Precision::fp32);
-  const auto [infer_bf16, latency_bf16] = inference(tnet::Precision::bf16);
+  const Inference fp32 = inference(tnet::Precision::fp32), bf16 = inference(tnet::Precision::bf16);
   net->set_inference_precision(tnet::Precision::fp32);
+  if (!onnx_path.empty()) {
+    try {
+      tnet::save_onnx(onnx_path, *net, {}, tnet::OnnxLayout::nchw);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_smallervgg: --onnx %s: %s\n", onnx_path.c_str(), e.what());
+      return 1;
+    }
+  }
 
   std::vector<LayerTime> per_layer;
   if (layers) {
@@ -190,15 +239,18 @@ int main(int argc, char** argv) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
 
-  const double train_rate = steps * batch / train, infer_rate = steps * batch / infer;
+  const double train_rate = steps * batch / train, infer_rate = steps * batch / fp32.batch;
   const double train_gflops = train_rate * train_flops / 1e9, infer_gflops = infer_rate * infer_flops / 1e9;
   const std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
                                                                {"batch", batch},
                                                                {"train_images_per_s", train_rate},
                                                                {"infer_images_per_s", infer_rate},
-                                                               {"infer_latency_batch1_ms", latency * 1e3},
-                                                               {"infer_images_per_s_bf16_dense", steps * batch / infer_bf16},
-                                                               {"infer_latency_batch1_ms_bf16_dense", latency_bf16 * 1e3},
+                                                               {"infer_latency_batch1_ms", fp32.median * 1e3},
+                                                               {"infer_latency_batch1_p99_ms", fp32.p99 * 1e3},
+                                                               {"latency_runs", latency_runs},
+                                                               {"infer_images_per_s_bf16_dense", steps * batch / bf16.batch},
+                                                               {"infer_latency_batch1_ms_bf16_dense", bf16.median * 1e3},
+                                                               {"infer_latency_batch1_p99_ms_bf16_dense", bf16.p99 * 1e3},
                                                                {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
                                                                {"train_gflop_per_image", train_flops / 1e9},
                                                                {"train_gflops", train_gflops},
