@@ -15,6 +15,8 @@
 #   LATENCY_RUNS=1000  single-image predictions timed one by one: median and 99th percentile
 #   NETS=smallervgg    networks: smallervgg, resnet18, mobilenetv2 (the last two in the peers
 #                 only until tnet has them: bench_smallervgg --list-nets says which tnet has)
+#   PEERS         the peers to run (default all): torch-eager torch-bf16 torch-compile ort
+#                 openvino-f32 openvino dlib
 #   PYTHON        the peers' Python (default .cache/peers/bin/python, which
 #                 `bash benchmarks/peers/setup.sh` makes); PYTHON=python3 uses the system's, and a
 #                 peer it lacks is shown as not installed
@@ -45,6 +47,11 @@ count LATENCY_RUNS "$latency_runs"
 count PEER_TIMEOUT "$peer_timeout"
 for net in $nets; do
   case $net in smallervgg | resnet18 | mobilenetv2) ;; *) die 2 "NETS takes smallervgg, resnet18 and mobilenetv2, got '$net'" ;; esac
+done
+all_peers="torch-eager torch-bf16 torch-compile ort openvino-f32 openvino dlib"
+peers=${PEERS-$all_peers}
+for peer in $peers; do
+  [[ " $all_peers " == *" $peer "* ]] || die 2 "PEERS takes some of: $all_peers; got '$peer'"
 done
 case $build in 0 | 1) ;; *) die 2 "BUILD takes 1 (build) or 0 (use $out as it is), got '$build'" ;; esac
 case $native in 0 | 1) ;; *) die 2 "NATIVE takes 1 (-march=native) or 0 (portable), got '$native'" ;; esac
@@ -112,7 +119,6 @@ run() {
   fi
 }
 
-peers="torch-eager torch-bf16 torch-compile ort openvino-f32 openvino dlib"
 start=$SECONDS
 for round in $(seq "$rounds"); do
   for net in $nets; do
@@ -169,7 +175,8 @@ absent() { # net threads runner
     ort | openvino*) [ -f "$logs/$1.onnx" ] || { echo "no tnet export"; return; } ;;&
     dlib) [ "$have_dlib" = 1 ] || { echo "not installed"; return; }
       [ "$1" = smallervgg ] || { echo "(SmallerVGGNet only)"; return; } ;;&
-    *) ls "$logs/$1-$2-$3-"*.failed >/dev/null 2>&1 && echo "failed (see $logs)" ;;
+    *) if ls "$logs/$1-$2-$3-"*.failed >/dev/null 2>&1; then echo "failed (see $logs)"
+      elif [[ " $peers " != *" $3 "* ]]; then echo "not run (PEERS)"; fi ;;
   esac
 }
 
@@ -202,7 +209,7 @@ digits() { case $1 in *_ms) echo 2 ;; peak_rss_mb) echo 0 ;; *) echo 1 ;; esac; 
 # goal NAME TNET PEER_LABEL PEER OP BOUND: "tnet / peer = r (goal OP bound): met".
 goal() {
   if [ -z "$2" ] || [ -z "$4" ]; then
-    printf -- '- %s: no figure (%s)\n' "$1" "$([ -z "$2" ] && echo "tnet has none" || echo "${3:-no such peer ran}")"
+    printf -- '- %s: no figure (%s)\n' "$1" "$([ -z "$2" ] && echo "tnet has none" || echo "${3:+$3: none}${3:-no such peer ran}")"
   else
     awk -v n="$1" -v t="$2" -v l="$3" -v p="$4" -v op="$5" -v b="$6" 'BEGIN {
       r = t / p; ok = op == ">=" ? r >= b : r <= b
@@ -221,6 +228,7 @@ best() {
 
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|fma|avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_bf16|amx_int8|avx_vnni' | tr '\n' ' ')
 compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/dev/null)
+[ -n "$compiler" ] && compiler=$("$compiler" --version 2>/dev/null | head -1)
 {
   echo "## tnet beside its peers"
   echo
@@ -229,7 +237,7 @@ compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/de
   echo "- CPU flags: ${flags:-none of avx2, avx512f, avx512_bf16, amx}"
   echo "- tnet $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo " (uncommitted changes)"):" \
     "$bench ($(sed -n 's/^TNET_NATIVE:BOOL=//p' "$out/CMakeCache.txt" 2>/dev/null | grep -q ON && echo "native, -march=native" || echo "portable")" \
-    "build$([ -n "$compiler" ] && echo ", $("$compiler" --version 2>/dev/null | head -1)"))"
+    "build${compiler:+, $compiler})"
   echo "- peers: Python $(version python) ($python): PyTorch $(version torch), torchvision $(version torchvision)," \
     "ONNX Runtime $(version onnxruntime), OpenVINO $(version openvino); dlib $([ "$have_dlib" = 1 ] && pkg-config --modversion dlib-1 2>/dev/null || echo -)" \
     "(- where not installed)"
@@ -248,7 +256,7 @@ compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/de
       echo "|---|---|---|---|---|---|"
       declare -A tnet_fig=()
       for key in $keys; do tnet_fig[$key]=$(median "$net" "$t" tnet "$key"); done
-      for runner in tnet tnet-bf16 $peers; do
+      for runner in tnet tnet-bf16 $all_peers; do
         row="| $(label "$net" "$t" "$runner") |"
         src=$runner suffix=
         [ "$runner" = tnet-bf16 ] && src=tnet suffix=_bf16_dense
