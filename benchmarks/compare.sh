@@ -20,9 +20,12 @@
 #   PYTHON        the peers' Python (default .cache/peers/bin/python, which
 #                 `bash benchmarks/peers/setup.sh` makes); PYTHON=python3 uses the system's, and a
 #                 peer it lacks is shown as not installed
-#   BUILD=1       configure and build bench_smallervgg (and dlib_smallervgg) into BUILD_DIR; BUILD=0
-#                 runs what BUILD_DIR holds already (binaries built on another machine, say)
+#   BUILD=1       configure and build bench_smallervgg (and dlib_smallervgg) into BUILD_DIR, then
+#                 run; BUILD=only builds and stops; BUILD=0 runs what BUILD_DIR holds already
 #   BUILD_DIR=build-bench   NATIVE=1 (-march=native; NATIVE=0 for the portable build)
+#   STATIC=0      STATIC=1 links bench_smallervgg statically, to carry to a machine without
+#                 tnet's libraries: there, BUILD=0 with BUILD_DIR holding
+#                 benchmarks/bench_smallervgg (and CMakeCache.txt, for the header)
 #   PEER_TIMEOUT=1200       seconds one run may take before it counts as failed
 #   LOG_DIR       where each run's output goes (default BUILD_DIR/compare-logs/DATE-TIME)
 # Exits non-zero when tnet fails (or a setting is wrong: 2); a peer that fails or is not installed
@@ -53,25 +56,31 @@ peers=${PEERS-$all_peers}
 for peer in $peers; do
   [[ " $all_peers " == *" $peer "* ]] || die 2 "PEERS takes some of: $all_peers; got '$peer'"
 done
-case $build in 0 | 1) ;; *) die 2 "BUILD takes 1 (build) or 0 (use $out as it is), got '$build'" ;; esac
+case $build in 0 | 1 | only) ;; *) die 2 "BUILD takes 1 (build, then run), only (build) or 0 (run what $out holds), got '$build'" ;; esac
+case ${STATIC:-0} in 0 | 1) ;; *) die 2 "STATIC takes 1 (link bench_smallervgg statically) or 0, got '$STATIC'" ;; esac
 case $native in 0 | 1) ;; *) die 2 "NATIVE takes 1 (-march=native) or 0 (portable), got '$native'" ;; esac
-
-if [ -n "${PYTHON:-}" ]; then
-  python=$PYTHON
-  command -v "$python" >/dev/null || die 2 "PYTHON=$python: no such program"
-else
-  python=.cache/peers/bin/python
-  [ -x $python ] || die 2 "no peers' environment at .cache/peers: make it with 'bash benchmarks/peers/setup.sh' (about 5 GB), or run with PYTHON=python3 to use the system's Python (the peers it lacks are shown as not installed)"
-fi
 
 # tnet (and dlib where it is installed), built apart from running them.
 have_dlib=0
-if [ "$build" = 1 ]; then
+if [ "$build" != 0 ]; then
   march=$([ "$native" = 1 ] && echo ON || echo OFF)
   echo "== building bench_smallervgg in $out (TNET_NATIVE=$march)" >&2
   cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE="$march" -DTNET_BUILD_TESTS=OFF -DTNET_BUILD_EXAMPLES=OFF >/dev/null ||
     die 1 "configuring $out failed"
   cmake --build "$out" -j"$cores" --target bench_smallervgg >/dev/null || die 1 "building bench_smallervgg in $out failed"
+  if [ "${STATIC:-0}" = 1 ]; then
+    # Linked again as CMake links it, with -static and each shared library's archive (libgomp.a, ...).
+    echo "== linking bench_smallervgg statically" >&2
+    read -ra words <"$out/benchmarks/CMakeFiles/bench_smallervgg.dir/link.txt"
+    link=("${words[0]}" -static)
+    for word in "${words[@]:1}"; do
+      [[ $word == *.so && -f ${word%.so}.a ]] && word=${word%.so}.a
+      [[ $word == bench_smallervgg ]] && word=bench_static  # the output, after -o
+      link+=("$word")
+    done
+    (cd "$out/benchmarks" && "${link[@]}" >bench_static.log 2>&1 && mv bench_static bench_smallervgg) ||
+      die 1 "linking bench_smallervgg statically failed (a library without its archive?): $out/benchmarks/bench_static.log"
+  fi
   if pkg-config --exists dlib-1 2>/dev/null; then
     echo "== building dlib_smallervgg" >&2
     # shellcheck disable=SC2046  # pkg-config's flags are words
@@ -84,6 +93,15 @@ else
 fi
 bench=$out/benchmarks/bench_smallervgg
 [ -x "$bench" ] || die 1 "no $bench: build it (BUILD=1, the default) or point BUILD_DIR at a build that has it"
+[ "$build" = only ] && exit 0
+if [ -n "${PYTHON:-}" ]; then
+  python=$PYTHON
+  command -v "$python" >/dev/null || die 2 "PYTHON=$python: no such program"
+else
+  python=.cache/peers/bin/python
+  [ -x $python ] || die 2 "no peers' environment at .cache/peers: make it with 'bash benchmarks/peers/setup.sh' (about 5 GB), or run with PYTHON=python3 to use the system's Python (the peers it lacks are shown as not installed)"
+fi
+
 tnet_nets=$("$bench" --list-nets) || die 1 "$bench --list-nets failed"
 
 logs=${LOG_DIR:-$out/compare-logs/$(date -u +%Y%m%d-%H%M%S)}
