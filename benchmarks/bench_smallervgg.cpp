@@ -1,7 +1,8 @@
 // SmallerVGGNet (6 labels, 96x96x3) throughput on random data: training steps (forward,
 // backward, Adam), inference, batch-1 latency, peak memory, and the achieved GFLOP/s against a
-// GEMM roofline measured here with the same thread count.
-//   bench_smallervgg [--net smallervgg] [--threads N] [--batch N] [--steps N] [--latency-runs N]
+// GEMM roofline measured here with the same thread count. --net resnet18 or mobilenetv2 times
+// torchvision's networks instead (tnet/models, where this tnet has them; no GFLOP/s, no --layers).
+//   bench_smallervgg [--net NAME] [--threads N] [--batch N] [--steps N] [--latency-runs N]
 //                    [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets
 // Prints `name value` lines (or one JSON object); --layers adds each layer's forward and
 // backward milliseconds per batch; --kernel makes gemm use that kernel rather than the widest the
@@ -22,9 +23,13 @@
 #include <vector>
 
 #include "fashion/smaller_vgg.hpp"
+#if __has_include(<tnet/models/resnet.hpp>) && __has_include(<tnet/models/mobilenet.hpp>)
+#include <tnet/models/mobilenet.hpp>
+#include <tnet/models/resnet.hpp>
+#define BENCH_TORCHVISION_MODELS 1
+#endif
 
 namespace {
-using Net = fashion::SmallerVGGNet<96>;
 constexpr int labels = 6;
 using Clock = std::chrono::steady_clock;
 
@@ -45,12 +50,13 @@ int positive(const char* flag, const char* value) {
 // times, so the GFLOP/s derived from these are effective figures and may exceed the roofline. A
 // training step adds, to each forward product, the weight gradient and (but for the first layer)
 // the input gradient, each as costly as the forward.
+template <class Net>
 double flops(const Net& net, bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     ((total +=
       [&] {
-        const auto& layer = net.layer<I>();
+        const auto& layer = net.template layer<I>();
         if constexpr (requires { layer.forward_flops(); }) return layer.forward_flops() * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
         else return 0.0;
       }()),
@@ -88,6 +94,7 @@ struct LayerTime {
 // ReLU applied by the layer before it (forward) and after it (backward) takes no time of its own;
 // a batch normalisation before a max pool computes its statistics (forward) and both layers'
 // backward, and the pool its forward through the normalisation.
+template <class Net>
 std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repeats) {
   std::vector<LayerTime> times;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -104,22 +111,22 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
        const tnet::Pass pass{tnet::Mode::train, 0};
        tnet::Epilogue relu;
        relu.relu = true;
-       constexpr bool through_relu = I > 0 && Net::relu_gradient_by_next<I - 1>;
+       constexpr bool through_relu = I > 0 && Net::template relu_gradient_by_next<I - 1>;
        tnet::Buffer pooled_dy;  // the max pool's gradient, for a batch normalisation before it
-       if constexpr (Net::pool_fused_after<I>) pooled_dy.assign(batch * net.template output_size<I + 1>(), 0.01f);
+       if constexpr (Net::template pool_fused_after<I>) pooled_dy.assign(batch * net.template output_size<I + 1>(), 0.01f);
        auto forward_once = [&] {
-         if constexpr (Net::pool_fused_after<I>) layer.statistics(in, batch, pass);
-         else if constexpr (Net::pool_fused_after<I - 1>)
+         if constexpr (Net::template pool_fused_after<I>) layer.statistics(in, batch, pass);
+         else if constexpr (Net::template pool_fused_after<I - 1>)
            layer.forward_mapped(input_of.template operator()<I - 1>(), y.data(), batch, pass, net.template layer<I - 1>().normalisation());
-         else if constexpr (Net::relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
-         else if constexpr (!Net::relu_fused_after<I - 1>) layer.forward(in, y.data(), batch, pass);
+         else if constexpr (Net::template relu_fused_after<I>) layer.forward(in, y.data(), batch, pass, relu);
+         else if constexpr (!Net::template relu_fused_after<I - 1>) layer.forward(in, y.data(), batch, pass);
        };
        auto backward_once = [&] {
          float* grad_in = I == 0 ? nullptr : dx.data();
-         if constexpr (Net::pool_fused_after<I>)
+         if constexpr (Net::template pool_fused_after<I>)
            layer.backward_through_max_pool(in, net.template layer<I + 1>(), pooled_dy.data(), grad_in, batch, through_relu);
          else if constexpr (through_relu) layer.backward_through_relu(in, y.data(), dy.data(), grad_in, batch);
-         else if constexpr (!Net::relu_gradient_by_next<I> && !Net::pool_fused_after<I - 1>)
+         else if constexpr (!Net::template relu_gradient_by_next<I> && !Net::template pool_fused_after<I - 1>)
            layer.backward(in, y.data(), dy.data(), grad_in, batch);
        };
        forward_once();
@@ -135,53 +142,27 @@ std::vector<LayerTime> time_layers(Net& net, const float* x, int batch, int repe
   }(std::make_index_sequence<Net::depth>{});
   return times;
 }
-}  // namespace
 
-// The networks --net takes. ResNet18 and MobileNetV2 (torchvision's, 6 classes at 96x96, as
-// benchmarks/peers/torch_bench.py builds them) join when tnet has them as types.
+// The networks --net takes: SmallerVGGNet, and where tnet has them (tnet/models) torchvision's
+// ResNet18 and MobileNetV2 with a sigmoid after their Linear (binary cross-entropy, as
+// benchmarks/peers/torch_bench.py trains them); 6 labels, 96x96x3 inputs.
+#ifdef BENCH_TORCHVISION_MODELS
+constexpr const char* nets[] = {"smallervgg", "resnet18", "mobilenetv2"};
+#else
 constexpr const char* nets[] = {"smallervgg"};
+#endif
 
-int main(int argc, char** argv) {
-  int threads = tnet::num_threads(), batch = 32, steps = 10, latency_runs = 0;
-  bool json = false, layers = false;
+struct Options {
+  int threads, batch, steps, latency_runs;
+  bool json, layers;
   std::string onnx_path;
-  const char* usage_text =
-      "usage: bench_smallervgg [--net smallervgg] [--threads N] [--batch N] [--steps N] [--latency-runs N]\n"
-      "                        [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets\n";
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--list-nets") {
-      for (const char* net : nets) std::printf("%s\n", net);
-      return 0;
-    }
-    if (i + 1 < argc && flag == "--net") {
-      const std::string net = argv[++i];
-      if (std::ranges::find(nets, net) == std::end(nets)) {
-        std::fprintf(stderr, "bench_smallervgg: --net takes smallervgg (the networks tnet has; see --list-nets), got '%s'\n", net.c_str());
-        return 2;
-      }
-    } else if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--latency-runs") latency_runs = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--onnx") onnx_path = argv[++i];
-    else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--kernel") {
-      const std::string kernel = argv[++i];
-      const auto chosen = kernel == "eigen"  ? tnet::GemmKernel::eigen
-                          : kernel == "avx2" ? tnet::GemmKernel::avx2
-                                             : tnet::GemmKernel::avx512;
-      if (kernel != tnet::name(chosen) || !tnet::use_gemm_kernel(chosen)) {
-        std::fprintf(stderr, "bench_smallervgg: --kernel takes eigen, avx2 or avx512 (one this CPU runs), got '%s'\n", kernel.c_str());
-        return 2;
-      }
-    } else if (flag == "--json") json = true;
-    else if (flag == "--layers") layers = true;
-    else {
-      std::fputs(usage_text, stderr);
-      return 2;
-    }
-  }
-  if (latency_runs == 0) latency_runs = 4 * steps;
+};
+
+// Times Net as the head of this file says. The FLOP counts, the share of the roofline and
+// --layers are SmallerVGGNet's alone (Counted; a Residual block counts no FLOPs of its own).
+template <class Net, bool Counted>
+int run(const Options& options) {
+  const auto& [threads, batch, steps, latency_runs, json, layers, onnx_path] = options;
   tnet::set_num_threads(threads);
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, 1);
   const double train_flops = flops(*net, true), infer_flops = flops(*net, false);
@@ -231,33 +212,35 @@ int main(int argc, char** argv) {
   }
 
   std::vector<LayerTime> per_layer;
-  if (layers) {
-    net->forward(x, batch, tnet::Mode::train);
-    per_layer = time_layers(*net, x.data(), batch, std::max(2, steps / 2));
-  }
-  const double roofline = gemm_roofline();
+  if constexpr (Counted)
+    if (layers) {
+      net->forward(x, batch, tnet::Mode::train);
+      per_layer = time_layers(*net, x.data(), batch, std::max(2, steps / 2));
+    }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  const double roofline = gemm_roofline();
 
   const double train_rate = steps * batch / train, infer_rate = steps * batch / fp32.batch;
   const double train_gflops = train_rate * train_flops / 1e9, infer_gflops = infer_rate * infer_flops / 1e9;
-  const std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
-                                                               {"batch", batch},
-                                                               {"train_images_per_s", train_rate},
-                                                               {"infer_images_per_s", infer_rate},
-                                                               {"infer_latency_batch1_ms", fp32.median * 1e3},
-                                                               {"infer_latency_batch1_p99_ms", fp32.p99 * 1e3},
-                                                               {"latency_runs", latency_runs},
-                                                               {"infer_images_per_s_bf16_dense", steps * batch / bf16.batch},
-                                                               {"infer_latency_batch1_ms_bf16_dense", bf16.median * 1e3},
-                                                               {"infer_latency_batch1_p99_ms_bf16_dense", bf16.p99 * 1e3},
-                                                               {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
-                                                               {"train_gflop_per_image", train_flops / 1e9},
-                                                               {"train_gflops", train_gflops},
-                                                               {"infer_gflops", infer_gflops},
-                                                               {"gemm_roofline_gflops", roofline},
-                                                               {"train_percent_of_roofline", 100 * train_gflops / roofline},
-                                                               {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
+  std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
+                                                         {"batch", batch},
+                                                         {"train_images_per_s", train_rate},
+                                                         {"infer_images_per_s", infer_rate},
+                                                         {"infer_latency_batch1_ms", fp32.median * 1e3},
+                                                         {"infer_latency_batch1_p99_ms", fp32.p99 * 1e3},
+                                                         {"latency_runs", latency_runs},
+                                                         {"infer_images_per_s_bf16_dense", steps * batch / bf16.batch},
+                                                         {"infer_latency_batch1_ms_bf16_dense", bf16.median * 1e3},
+                                                         {"infer_latency_batch1_p99_ms_bf16_dense", bf16.p99 * 1e3},
+                                                         {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
+                                                         {"gemm_roofline_gflops", roofline}};
+  if constexpr (Counted)
+    figures.insert(figures.end(), {{"train_gflop_per_image", train_flops / 1e9},
+                                   {"train_gflops", train_gflops},
+                                   {"infer_gflops", infer_gflops},
+                                   {"train_percent_of_roofline", 100 * train_gflops / roofline},
+                                   {"infer_percent_of_roofline", 100 * infer_gflops / roofline}});
   if (json) {
     std::printf("{\"gemm_kernel\": \"%s\"", tnet::name(tnet::gemm_kernel()));
     for (std::size_t i = 0; i < figures.size(); ++i) std::printf(", \"%s\": %.4g", figures[i].first.c_str(), figures[i].second);
@@ -276,4 +259,60 @@ int main(int argc, char** argv) {
   for (const LayerTime& t : per_layer)
     std::printf("layer %-14s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = tnet::num_threads(), batch = 32, steps = 10, latency_runs = 0;
+  bool json = false, layers = false;
+  std::string onnx_path, net = "smallervgg";
+  const char* usage_text =
+      "usage: bench_smallervgg [--net NAME] [--threads N] [--batch N] [--steps N] [--latency-runs N]\n"
+      "                        [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets\n";
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--list-nets") {
+      for (const char* net : nets) std::printf("%s\n", net);
+      return 0;
+    }
+    if (i + 1 < argc && flag == "--net") {
+      net = argv[++i];
+      if (std::ranges::find(nets, net) == std::end(nets)) {
+        std::string names;
+        for (const char* name : nets) names += std::string(names.empty() ? "" : ", ") + name;
+        std::fprintf(stderr, "bench_smallervgg: --net takes %s (the networks this tnet has), got '%s'\n", names.c_str(), net.c_str());
+        return 2;
+      }
+    } else if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--latency-runs") latency_runs = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--onnx") onnx_path = argv[++i];
+    else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--kernel") {
+      const std::string kernel = argv[++i];
+      const auto chosen = kernel == "eigen"  ? tnet::GemmKernel::eigen
+                          : kernel == "avx2" ? tnet::GemmKernel::avx2
+                                             : tnet::GemmKernel::avx512;
+      if (kernel != tnet::name(chosen) || !tnet::use_gemm_kernel(chosen)) {
+        std::fprintf(stderr, "bench_smallervgg: --kernel takes eigen, avx2 or avx512 (one this CPU runs), got '%s'\n", kernel.c_str());
+        return 2;
+      }
+    } else if (flag == "--json") json = true;
+    else if (flag == "--layers") layers = true;
+    else {
+      std::fputs(usage_text, stderr);
+      return 2;
+    }
+  }
+  if (latency_runs == 0) latency_runs = 4 * steps;
+  if (layers && net != "smallervgg") {
+    std::fprintf(stderr, "bench_smallervgg: --layers times SmallerVGGNet's layers only, not %s's\n", net.c_str());
+    return 2;
+  }
+  const Options options{threads, batch, steps, latency_runs, json, layers, onnx_path};
+#ifdef BENCH_TORCHVISION_MODELS
+  if (net == "resnet18") return run<tnet::models::ResNet18<96, 96, 3, tnet::dynamic, tnet::Sigmoid>, false>(options);
+  if (net == "mobilenetv2") return run<tnet::models::MobileNetV2<96, 96, 3, tnet::dynamic, tnet::Sigmoid>, false>(options);
+#endif
+  return run<fashion::SmallerVGGNet<96>, true>(options);
 }

@@ -13,8 +13,8 @@
 #   ROUNDS=3      rounds of every runner
 #   STEPS=20      timed training steps and batches of inference (batch 32), after a warm-up
 #   LATENCY_RUNS=1000  single-image predictions timed one by one: median and 99th percentile
-#   NETS=smallervgg    networks: smallervgg, resnet18, mobilenetv2 (the last two in the peers
-#                 only until tnet has them: bench_smallervgg --list-nets says which tnet has)
+#   NETS          networks, of smallervgg, resnet18, mobilenetv2 (default: those tnet has, as
+#                 bench_smallervgg --list-nets names them; one tnet lacks runs in the peers alone)
 #   PEERS         the peers to run (default all): torch-eager torch-bf16 torch-compile ort
 #                 openvino-f32 openvino dlib
 #   PYTHON        the peers' Python (default .cache/peers/bin/python, which
@@ -41,7 +41,7 @@ count() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die 2 "$1 needs a positive integer, got '
 
 cores=$(nproc)
 threads_list=${THREADS:-2 $([ "$cores" -gt 2 ] && echo "$cores")}
-rounds=${ROUNDS:-3} steps=${STEPS:-20} latency_runs=${LATENCY_RUNS:-1000} nets=${NETS:-smallervgg}
+rounds=${ROUNDS:-3} steps=${STEPS:-20} latency_runs=${LATENCY_RUNS:-1000} nets=${NETS:-}
 build=${BUILD:-1} out=${BUILD_DIR:-build-bench} native=${NATIVE:-1} peer_timeout=${PEER_TIMEOUT:-1200}
 for t in $threads_list; do count THREADS "$t"; done
 count ROUNDS "$rounds"
@@ -103,6 +103,7 @@ else
 fi
 
 tnet_nets=$("$bench" --list-nets) || die 1 "$bench --list-nets failed"
+nets=${nets:-$(tr '\n' ' ' <<<"$tnet_nets")}
 
 logs=${LOG_DIR:-$out/compare-logs/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$logs" || die 1 "cannot make $logs"
@@ -141,7 +142,7 @@ start=$SECONDS
 for round in $(seq "$rounds"); do
   for net in $nets; do
     for t in $threads_list; do
-      at="$net, $t threads, round $round of $rounds"
+      at="$net, $t thread$([ "$t" = 1 ] || echo s), round $round of $rounds"
       onnx=$logs/$net.onnx
       if echo "$tnet_nets" | grep -qx "$net"; then
         run "tnet: $at" "$logs/$net-$t-tnet-$round" env OMP_NUM_THREADS="$t" "$bench" --net "$net" --threads "$t" --steps "$steps" \
@@ -157,7 +158,7 @@ for round in $(seq "$rounds"); do
                 --mode "${peer#torch-}" --threads "$t" --steps "$steps" --latency-runs "$latency_runs" ;;
           ort | openvino*)
             installed "$([ "$peer" = ort ] && echo onnxruntime || echo openvino)" && installed numpy && [ -f "$onnx" ] &&
-              run "$peer: $at" "$file" "${peer_env[@]}" "$python" benchmarks/peers/onnx_bench.py "$onnx" --runtime "$peer" \
+              run "$(case $peer in ort) echo ONNX Runtime ;; openvino-f32) echo OpenVINO f32 ;; *) echo OpenVINO default ;; esac): $at" "$file" "${peer_env[@]}" "$python" benchmarks/peers/onnx_bench.py "$onnx" --runtime "$peer" \
                 --threads "$t" --steps "$steps" --latency-runs "$latency_runs" ;;
           dlib)
             [ "$have_dlib" = 1 ] && [ "$net" = smallervgg ] &&
@@ -268,7 +269,7 @@ compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/de
     case $net in smallervgg) name=SmallerVGGNet ;; resnet18) name=ResNet18 ;; mobilenetv2) name=MobileNetV2 ;; esac
     for t in $threads_list; do
       echo
-      echo "### $name, $t threads"
+      echo "### $name, $t thread$([ "$t" = 1 ] || echo s)"
       echo
       echo "| runner | training img/s | inference img/s, batch 32 | batch-1 median ms | batch-1 p99 ms | peak MB |"
       echo "|---|---|---|---|---|---|"
@@ -297,7 +298,7 @@ compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/de
       [ -n "$compile" ] && echo && echo "torch.compile's first calls (compiling; not in its figures): $(fmt "$compile" 1) s."
 
       echo
-      echo "Issue 27's goals, $name at $t threads$([ "$t" != 2 ] && echo " (set for 2 threads)"):"
+      echo "Issue 27's goals, $name at $t thread$([ "$t" = 1 ] || echo s)$([ "$t" != 2 ] && echo " (set for 2 threads)"):"
       # The bf16 peers: PyTorch's autocast, and OpenVINO's default where it ran bf16.
       bf16_peers=(torch-bf16) fp32_peers=(torch-eager torch-compile ort openvino-f32)
       case $(first "$net" "$t" openvino precision) in *bf16*) bf16_peers+=(openvino) ;; *) fp32_peers+=(openvino) ;; esac
