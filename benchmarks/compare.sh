@@ -157,8 +157,10 @@ for round in $(seq "$rounds"); do
               run "PyTorch ${peer#torch-}: $at" "$file" "${peer_env[@]}" "$python" benchmarks/peers/torch_bench.py --net "$net" \
                 --mode "${peer#torch-}" --threads "$t" --steps "$steps" --latency-runs "$latency_runs" ;;
           ort | openvino*)
-            installed "$([ "$peer" = ort ] && echo onnxruntime || echo openvino)" && installed numpy && [ -f "$onnx" ] &&
-              run "$(case $peer in ort) echo ONNX Runtime ;; openvino-f32) echo OpenVINO f32 ;; *) echo OpenVINO default ;; esac): $at" "$file" "${peer_env[@]}" "$python" benchmarks/peers/onnx_bench.py "$onnx" --runtime "$peer" \
+            case $peer in ort) module=onnxruntime name="ONNX Runtime" ;; openvino-f32) module=openvino name="OpenVINO f32" ;;
+              *) module=openvino name="OpenVINO default" ;; esac
+            installed $module && installed numpy && [ -f "$onnx" ] &&
+              run "$name: $at" "$file" "${peer_env[@]}" "$python" benchmarks/peers/onnx_bench.py "$onnx" --runtime "$peer" \
                 --threads "$t" --steps "$steps" --latency-runs "$latency_runs" ;;
           dlib)
             [ "$have_dlib" = 1 ] && [ "$net" = smallervgg ] &&
@@ -191,7 +193,8 @@ absent() { # net threads runner
       [ "$1" = smallervgg ] || installed torchvision || { echo "not installed (torchvision)"; return; } ;;&
     ort) installed onnxruntime || { echo "not installed"; return; } ;;&
     openvino*) installed openvino || { echo "not installed"; return; } ;;&
-    ort | openvino*) [ -f "$logs/$1.onnx" ] || { echo "no tnet export"; return; } ;;&
+    ort | openvino*) installed numpy || { echo "not installed (numpy)"; return; }
+      [ -f "$logs/$1.onnx" ] || { echo "no tnet export"; return; } ;;&
     dlib) [ "$have_dlib" = 1 ] || { echo "not installed"; return; }
       [ "$1" = smallervgg ] || { echo "(SmallerVGGNet only)"; return; } ;;&
     *) if ls "$logs/$1-$2-$3-"*.failed >/dev/null 2>&1; then echo "failed (see $logs)"
