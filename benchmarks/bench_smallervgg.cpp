@@ -1,12 +1,18 @@
 // SmallerVGGNet (6 labels, 96x96x3) throughput on random data: training steps (forward,
 // backward, Adam), inference, batch-1 latency, peak memory, and the achieved GFLOP/s against a
-// GEMM roofline measured here with the same thread count.
-//   bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]
-// Prints `name value` lines (or one JSON object); --layers adds each layer's forward and
-// backward milliseconds per batch; --kernel makes gemm use that kernel rather than the widest the
-// CPU runs (core/gemm_kernels.hpp).
+// GEMM roofline measured here with the same thread count. --net resnet18 or mobilenetv2 times
+// torchvision's networks instead (tnet/models, where this tnet has them; no GFLOP/s).
+//   bench_smallervgg [--net NAME] [--threads N] [--batch N] [--steps N] [--latency-runs N]
+//                    [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets
+// Prints `name value` lines (or one JSON object); --layers adds each step's forward and
+// backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses); --kernel makes gemm use that kernel rather
+// than the widest the CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
+// --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
+// the network, as trained by the timed steps, to FILE as ONNX with an NCHW input (the order of the
+// runtimes benchmarks/compare.sh runs it in). --list-nets prints the networks --net takes.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,9 +23,13 @@
 #include <vector>
 
 #include "fashion/smaller_vgg.hpp"
+#if __has_include(<tnet/models/resnet.hpp>) && __has_include(<tnet/models/mobilenet.hpp>)
+#include <tnet/models/mobilenet.hpp>
+#include <tnet/models/resnet.hpp>
+#define BENCH_TORCHVISION_MODELS 1
+#endif
 
 namespace {
-using Net = fashion::SmallerVGGNet<96>;
 constexpr int labels = 6;
 using Clock = std::chrono::steady_clock;
 
@@ -40,12 +50,13 @@ int positive(const char* flag, const char* value) {
 // times, so the GFLOP/s derived from these are effective figures and may exceed the roofline. A
 // training step adds, to each forward product, the weight gradient and (but for the first layer)
 // the input gradient, each as costly as the forward.
+template <class Net>
 double flops(const Net& net, bool training) {
   double total = 0;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     ((total +=
       [&] {
-        const auto& layer = net.layer<I>();
+        const auto& layer = net.template layer<I>();
         if constexpr (requires { layer.forward_flops(); }) return layer.forward_flops() * (!training ? 1.0 : I == 0 ? 2.0 : 3.0);
         else return 0.0;
       }()),
@@ -65,6 +76,15 @@ double gemm_roofline() {
   return 2.0 * n * n * n * repeats / seconds_since(start) / 1e9;
 }
 
+// Median and 99th percentile (nearest rank) of `times`, reordered.
+std::pair<double, double> median_p99(std::vector<double>& times) {
+  std::sort(times.begin(), times.end());
+  const std::size_t n = times.size();
+  const double median = n % 2 ? times[n / 2] : (times[n / 2 - 1] + times[n / 2]) / 2;
+  const std::size_t rank = (99 * n + 99) / 100;  // ceil(0.99 n)
+  return {median, times[std::max<std::size_t>(rank, 1) - 1]};
+}
+
 struct LayerTime {
   std::string name;
   double forward_ms, backward_ms;
@@ -73,10 +93,11 @@ struct LayerTime {
 // Each step of the training plan alone (model/plan.hpp: a layer, or the layers a rule runs as
 // one), on the activations of a real training forward, as a training step runs it: forward, then
 // the backward steps inside its window (a ReLU whose gradient the step after applies takes none).
+template <class Net>
 std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
-  using Chain = Net::chain_type;
-  using Forward = Chain::training_plan;
-  using Backward = Chain::backward_plan;
+  using Chain = typename Net::chain_type;
+  using Forward = typename Chain::training_plan;
+  using Backward = typename Chain::backward_plan;
   Chain& chain = net.chain();
   std::vector<LayerTime> times;
   const tnet::Pass pass{tnet::Mode::train, 0};
@@ -110,33 +131,27 @@ std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
   }(std::make_index_sequence<std::tuple_size_v<Forward>>{});
   return times;
 }
-}  // namespace
 
-int main(int argc, char** argv) {
-  int threads = tnet::num_threads(), batch = 32, steps = 10;
-  bool json = false, layers = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
-    else if (i + 1 < argc && flag == "--kernel") {
-      const std::string kernel = argv[++i];
-      const auto chosen = kernel == "eigen"  ? tnet::GemmKernel::eigen
-                          : kernel == "avx2" ? tnet::GemmKernel::avx2
-                                             : tnet::GemmKernel::avx512;
-      if (kernel != tnet::name(chosen) || !tnet::use_gemm_kernel(chosen)) {
-        std::fprintf(stderr, "bench_smallervgg: --kernel takes eigen, avx2 or avx512 (one this CPU runs), got '%s'\n", kernel.c_str());
-        return 2;
-      }
-    } else if (flag == "--json") json = true;
-    else if (flag == "--layers") layers = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: bench_smallervgg [--threads N] [--batch N] [--steps N] [--kernel eigen|avx2|avx512] [--json] [--layers]\n");
-      return 2;
-    }
-  }
+// The networks --net takes: SmallerVGGNet, and where tnet has them (tnet/models) torchvision's
+// ResNet18 and MobileNetV2 with a sigmoid after their Linear (binary cross-entropy, as
+// benchmarks/peers/torch_bench.py trains them); 6 labels, 96x96x3 inputs.
+#ifdef BENCH_TORCHVISION_MODELS
+constexpr const char* nets[] = {"smallervgg", "resnet18", "mobilenetv2"};
+#else
+constexpr const char* nets[] = {"smallervgg"};
+#endif
+
+struct Options {
+  int threads, batch, steps, latency_runs;
+  bool json, layers;
+  std::string onnx_path;
+};
+
+// Times Net as the head of this file says. The FLOP counts and the share of the roofline are
+// SmallerVGGNet's alone (Counted; a Residual block counts no FLOPs of its own).
+template <class Net, bool Counted>
+int run(const Options& options) {
+  const auto& [threads, batch, steps, latency_runs, json, layers, onnx_path] = options;
   tnet::set_num_threads(threads);
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, 1);
   const double train_flops = flops(*net, true), infer_flops = flops(*net, false);
@@ -151,9 +166,13 @@ int main(int argc, char** argv) {
   for (int s = 0; s < steps; ++s) net->train_step(x, y, batch, adam);
   const double train = seconds_since(start);
 
-  // Seconds for `steps` predictions of the batch, and for one prediction of one image (of 4 x steps),
-  // each after a warm-up; in float, then with the dense kernels read in bfloat16
-  // (Sequential::set_inference_precision).
+  // Seconds for `steps` predictions of the batch, and the median and 99th percentile of the
+  // seconds one prediction of one image takes, each after a warm-up; in float, then with the dense
+  // kernels read in bfloat16 (Sequential::set_inference_precision).
+  std::vector<double> times(static_cast<std::size_t>(latency_runs));
+  struct Inference {
+    double batch, median, p99;
+  };
   auto inference = [&](tnet::Precision precision) {
     net->set_inference_precision(precision);
     net->predict(x, batch);
@@ -162,39 +181,54 @@ int main(int argc, char** argv) {
     const double whole_batch = seconds_since(begin);
     const std::span<const float> one = std::span(x).first(Net::input_size);
     net->predict(one, 1);
-    begin = Clock::now();
-    for (int s = 0; s < steps * 4; ++s) net->predict(one, 1);
-    return std::pair{whole_batch, seconds_since(begin) / (steps * 4)};
+    for (double& t : times) {
+      begin = Clock::now();
+      net->predict(one, 1);
+      t = seconds_since(begin);
+    }
+    const auto [median, p99] = median_p99(times);
+    return Inference{whole_batch, median, p99};
   };
-  const auto [infer, latency] = inference(tnet::Precision::fp32);
-  const auto [infer_bf16, latency_bf16] = inference(tnet::Precision::bf16);
+  const Inference fp32 = inference(tnet::Precision::fp32), bf16 = inference(tnet::Precision::bf16);
   net->set_inference_precision(tnet::Precision::fp32);
+  if (!onnx_path.empty()) {
+    try {
+      tnet::save_onnx(onnx_path, *net, {}, tnet::OnnxLayout::nchw);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_smallervgg: --onnx %s: %s\n", onnx_path.c_str(), e.what());
+      return 1;
+    }
+  }
 
   std::vector<LayerTime> per_layer;
   if (layers) {
     net->forward(x, batch, tnet::Mode::train);
     per_layer = time_layers(*net, batch, std::max(2, steps / 2));
   }
-  const double roofline = gemm_roofline();
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  const double roofline = gemm_roofline();
 
-  const double train_rate = steps * batch / train, infer_rate = steps * batch / infer;
+  const double train_rate = steps * batch / train, infer_rate = steps * batch / fp32.batch;
   const double train_gflops = train_rate * train_flops / 1e9, infer_gflops = infer_rate * infer_flops / 1e9;
-  const std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
-                                                               {"batch", batch},
-                                                               {"train_images_per_s", train_rate},
-                                                               {"infer_images_per_s", infer_rate},
-                                                               {"infer_latency_batch1_ms", latency * 1e3},
-                                                               {"infer_images_per_s_bf16_dense", steps * batch / infer_bf16},
-                                                               {"infer_latency_batch1_ms_bf16_dense", latency_bf16 * 1e3},
-                                                               {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
-                                                               {"train_gflop_per_image", train_flops / 1e9},
-                                                               {"train_gflops", train_gflops},
-                                                               {"infer_gflops", infer_gflops},
-                                                               {"gemm_roofline_gflops", roofline},
-                                                               {"train_percent_of_roofline", 100 * train_gflops / roofline},
-                                                               {"infer_percent_of_roofline", 100 * infer_gflops / roofline}};
+  std::vector<std::pair<std::string, double>> figures = {{"threads", threads},
+                                                         {"batch", batch},
+                                                         {"train_images_per_s", train_rate},
+                                                         {"infer_images_per_s", infer_rate},
+                                                         {"infer_latency_batch1_ms", fp32.median * 1e3},
+                                                         {"infer_latency_batch1_p99_ms", fp32.p99 * 1e3},
+                                                         {"latency_runs", latency_runs},
+                                                         {"infer_images_per_s_bf16_dense", steps * batch / bf16.batch},
+                                                         {"infer_latency_batch1_ms_bf16_dense", bf16.median * 1e3},
+                                                         {"infer_latency_batch1_p99_ms_bf16_dense", bf16.p99 * 1e3},
+                                                         {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
+                                                         {"gemm_roofline_gflops", roofline}};
+  if constexpr (Counted)
+    figures.insert(figures.end(), {{"train_gflop_per_image", train_flops / 1e9},
+                                   {"train_gflops", train_gflops},
+                                   {"infer_gflops", infer_gflops},
+                                   {"train_percent_of_roofline", 100 * train_gflops / roofline},
+                                   {"infer_percent_of_roofline", 100 * infer_gflops / roofline}});
   if (json) {
     std::printf("{\"gemm_kernel\": \"%s\"", tnet::name(tnet::gemm_kernel()));
     for (std::size_t i = 0; i < figures.size(); ++i) std::printf(", \"%s\": %.4g", figures[i].first.c_str(), figures[i].second);
@@ -213,4 +247,60 @@ int main(int argc, char** argv) {
   for (const LayerTime& t : per_layer)
     std::printf("step %-32s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = tnet::num_threads(), batch = 32, steps = 10, latency_runs = 0;
+  bool json = false, layers = false;
+  std::string onnx_path, net = "smallervgg";
+  const char* usage_text =
+      "usage: bench_smallervgg [--net NAME] [--threads N] [--batch N] [--steps N] [--latency-runs N]\n"
+      "                        [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets\n";
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--list-nets") {
+      for (const char* net : nets) std::printf("%s\n", net);
+      return 0;
+    }
+    if (i + 1 < argc && flag == "--net") {
+      net = argv[++i];
+      if (std::ranges::find(nets, net) == std::end(nets)) {
+        std::string names;
+        for (const char* name : nets) names += std::string(names.empty() ? "" : ", ") + name;
+        std::fprintf(stderr, "bench_smallervgg: --net takes %s (the networks this tnet has), got '%s'\n", names.c_str(), net.c_str());
+        return 2;
+      }
+    } else if (i + 1 < argc && flag == "--threads") threads = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--latency-runs") latency_runs = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--onnx") onnx_path = argv[++i];
+    else if (i + 1 < argc && flag == "--batch") batch = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--steps") steps = positive(argv[i], argv[i + 1]), ++i;
+    else if (i + 1 < argc && flag == "--kernel") {
+      const std::string kernel = argv[++i];
+      const auto chosen = kernel == "eigen"  ? tnet::GemmKernel::eigen
+                          : kernel == "avx2" ? tnet::GemmKernel::avx2
+                                             : tnet::GemmKernel::avx512;
+      if (kernel != tnet::name(chosen) || !tnet::use_gemm_kernel(chosen)) {
+        std::fprintf(stderr, "bench_smallervgg: --kernel takes eigen, avx2 or avx512 (one this CPU runs), got '%s'\n", kernel.c_str());
+        return 2;
+      }
+    } else if (flag == "--json") json = true;
+    else if (flag == "--layers") layers = true;
+    else {
+      std::fputs(usage_text, stderr);
+      return 2;
+    }
+  }
+  if (latency_runs == 0) latency_runs = 4 * steps;
+  if (layers && net != "smallervgg") {
+    std::fprintf(stderr, "bench_smallervgg: --layers times SmallerVGGNet's layers only, not %s's\n", net.c_str());
+    return 2;
+  }
+  const Options options{threads, batch, steps, latency_runs, json, layers, onnx_path};
+#ifdef BENCH_TORCHVISION_MODELS
+  if (net == "resnet18") return run<tnet::models::ResNet18<96, 96, 3, tnet::dynamic, tnet::Sigmoid>, false>(options);
+  if (net == "mobilenetv2") return run<tnet::models::MobileNetV2<96, 96, 3, tnet::dynamic, tnet::Sigmoid>, false>(options);
+#endif
+  return run<fashion::SmallerVGGNet<96>, true>(options);
 }
