@@ -105,8 +105,12 @@ std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
     (([&] {
        using Step = std::tuple_element_t<S, Forward>;
        std::string name;
-       for (std::size_t i = Step::first; i <= Step::last; ++i) name += (name.empty() ? "" : "+") + std::to_string(i);
-       name += "." + std::string(Step::rule::name);
+       for (std::size_t i = Step::first; i <= Step::last; ++i) {
+         if (i > Step::first) name += '+';
+         name += std::to_string(i);
+       }
+       name += '.';
+       name += Step::rule::name;
        auto start = Clock::now();
        for (int r = 0; r < repeats; ++r) chain.template forward_step<S>(batch, pass);
        const double forward = seconds_since(start) / repeats;
