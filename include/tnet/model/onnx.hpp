@@ -249,8 +249,8 @@ inline std::uint64_t floats_held(const OnnxModel& model) {
 // Reads the constants stored outside the model's file (external data, as torch.onnx.export
 // writes by default from torch 2.x: NAME.onnx.data beside NAME.onnx) into `files`, pointing each
 // tensor's raw bytes at them. A location must be a file beside the model or below its folder (a
-// relative path without ".."), at most `largest` bytes, holding the tensor's bytes where the
-// entries say.
+// relative path without ".."), holding the tensor's bytes where the entries say; the files
+// together hold at most `largest` bytes.
 inline void read_external_data(OnnxModel& model, const std::string& path, std::uint64_t largest,
                                std::map<std::string, std::string>& files) {
   const auto refuse = [&](const Tensor& t, const std::string& why) {
@@ -258,6 +258,7 @@ inline void read_external_data(OnnxModel& model, const std::string& path, std::u
   };
   const std::size_t slash = path.rfind('/');
   const std::string folder = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::uint64_t total = 0;  // the bytes of the files read so far
   for (auto& [name, t] : model.initializers) {
     if (!t.external) continue;
     if (t.location.empty() || !t.valid)
@@ -269,7 +270,8 @@ inline void read_external_data(OnnxModel& model, const std::string& path, std::u
     auto found = files.find(where);
     if (found == files.end()) {
       try {
-        found = files.emplace(where, read_file(folder + where, largest)).first;
+        found = files.emplace(where, read_file(folder + where, largest - total)).first;
+        total += found->second.size();
       } catch (const ModelFileError& e) {
         throw refuse(t, std::string("its data file cannot be read: ") + e.what());
       }
