@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the ONNX tests check tnet's files against, only what is missing: Debian's
-# python3-onnx, python3-opencv and python3-torch (tests/onnx run them with /usr/bin/python3), and
+# python3-onnx, python3-opencv, python3-torch and python3-torchvision (tests/onnx run them with
+# /usr/bin/python3), and
 # PyPI's onnxruntime into a small virtual environment, .cache/onnx-consumers, made from Debian's
 # Python with its packages visible (--system-site-packages): Debian's numpy serves onnxruntime too,
 # and numpy stays below 2 for Debian's OpenCV and PyTorch, which were built against numpy 1.
@@ -20,8 +21,8 @@ cannot() {
   fi
   echo "warning: $1; its test will be skipped" >&2
 }
-bash scripts/setup.sh python3-onnx python3-opencv python3-torch python3-venv ||
-  cannot "could not install python3-onnx, python3-opencv, python3-torch and python3-venv from Debian"
+bash scripts/setup.sh python3-onnx python3-opencv python3-torch python3-torchvision python3-venv ||
+  cannot "could not install python3-onnx, python3-opencv, python3-torch, python3-torchvision and python3-venv from Debian"
 has_onnxruntime() { "$venv/bin/python" -c "import sys, onnxruntime; sys.exit(onnxruntime.__version__ != '$onnxruntime')" 2>/dev/null; }
 if ! has_onnxruntime; then
   echo "installing onnxruntime $onnxruntime from PyPI into $venv"

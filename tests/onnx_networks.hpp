@@ -33,6 +33,11 @@ using Mobile =
                BatchNorm, ReLU, Conv2D<16, 3, 2, pad(1)>, DepthwiseConv2D<3, 2, Padding::same, 2>, BatchNorm, ReLU,
                AveragePooling2D<3, 2, pad(1)>, AveragePooling2D<2, 1, Padding::same>, Flatten, Dense<5>, Softmax>;
 
+// torchvision's resnet18 and mobilenet_v2 with 6 outputs (include/tnet/models); onnx_check
+// torchvision loads PyTorch's exports of them into the same types.
+using ResNet18 = models::ResNet18<96, 96, 3, 6>;
+using MobileNetV2 = models::MobileNetV2<96, 96, 3, 6>;
+
 struct Options {
   float kernel_scale = 1.0f;  // convolution kernels times this: every piece of every activation reached
   bool opencv = true;         // OpenCV 4.6's DNN reads it
@@ -45,6 +50,8 @@ void for_each_network(F&& f) {
   f.template operator()<Activations>("activations", Options{.kernel_scale = 3.0f, .opencv = false});
   f.template operator()<ActivationsNoClip>("activations_no_clip", Options{.kernel_scale = 3.0f});
   f.template operator()<Mobile>("mobile", Options{});
+  f.template operator()<ResNet18>("resnet18", Options{});
+  f.template operator()<MobileNetV2>("mobilenet_v2", Options{.opencv = false});
 }
 
 /// Random weights and statistics from `seed`: gamma in [0.5, 1.5], beta, biases and moving means

@@ -15,6 +15,12 @@
 #                   padded, depthwise and average-pooling layers) exported by onnx_check, loaded
 #                   back by tnet, checked by onnx.checker, and run by ONNX Runtime and OpenCV's
 #                   DNN: within 1e-4 of tnet
+# STEP torchvision  torchvision's resnet18 and mobilenet_v2 (python3-torchvision), exported by
+#                   PyTorch folded, unfolded and with the shortcut first
+#                   (tests/onnx/make_torchvision.py), load into tnet::models::ResNet18 and
+#                   MobileNetV2 and give PyTorch's outputs within 1e-4; a ResNet18 missing a block
+#                   refuses the file; training steps on the imported ResNet18 lower its loss.
+#                   TNET_TORCHVISION_PYTHON names another Python (with torch 2.x: its exporters too)
 # A step whose consumer is not installed exits 77 (skipped), saying why; with CI=true or
 # TNET_REQUIRE_CONSUMERS=1 it fails instead (exit 1), so that CI never passes without a consumer.
 set -uo pipefail
@@ -118,6 +124,19 @@ pytorch)
     "$make_label_dataset" generated 2 2 1 >/dev/null && image=$(ls generated/*/*.png | head -1); fi
   "$bin/fashion_classify" --model torch_smallervgg.onnx --labelbin labels.txt --output photo.png "$image" >classify.txt 2>&1 &&
     grep -q "label0: " classify.txt && pass "fashion_classify runs PyTorch's model" || fail "fashion_classify with PyTorch's model: $(cat classify.txt)"
+  ;;
+torchvision)
+  python=${TNET_TORCHVISION_PYTHON:-$python}
+  has_python_module torchvision || skip "python3-torchvision is not installed ($python cannot import torchvision)"
+  out="$work-torchvision"
+  rm -rf "$out" && mkdir -p "$out" || exit 1
+  "$python" "$here/make_torchvision.py" "$out" || { fail "PyTorch's exports of torchvision's networks"; exit 1; }
+  if "$onnx_check" torchvision "$out"; then
+    pass "tnet runs torchvision's ResNet18 and MobileNetV2 as PyTorch does"
+    rm -f "$out"/*.onnx "$out"/*.onnx.data  # some 150 MB
+  else
+    fail "torchvision's networks in tnet"
+  fi
   ;;
 networks)
   [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"

@@ -33,16 +33,32 @@
 //
 // Import fills a network whose type matches the graph: the same operators in the same order with
 // the same shapes, Identity and Dropout nodes skipped, Constant nodes read as values. It reads
-// tnet's exports and PyTorch's (NCHW input; Linear as Gemm with transB; Clip's bounds as
-// attributes before opset 11; a Flatten of NCHW, or the
-// Reshape that x.view(x.size(0), -1) becomes, whose features the next Dense's rows are permuted
-// back from; BatchNorm's epsilon, when it differs from the layer's, folded into the variance). Anything else is refused, nothing changed,
-// with a ModelFileError naming the file, the first node that does not fit, the layer and why.
+// tnet's exports and PyTorch's, TorchScript's (torch 1.x, and 2.x with dynamo=False) and
+// dynamo's (torch 2.x's default), such as torchvision's resnet18 and mobilenet_v2
+// (tnet::models::ResNet18, MobileNetV2):
+//   - NCHW input; Linear as Gemm with transB; Clip's bounds as attributes (before opset 11) or
+//     constant inputs; a Flatten of NCHW, or the Reshape that x.view(x.size(0), -1) or dynamo's
+//     flatten becomes, whose features the next Dense's rows are permuted back from
+//   - BatchNorm: a BatchNormalization (its epsilon, when it differs from the layer's, folded into
+//     the variance), or none where the graph's Conv before it has it folded in, as PyTorch
+//     exports an eval-mode network by default (do_constant_folding): the Conv's kernel and bias
+//     are read into the Conv2D and the BatchNorm is made the identity, exactly (gamma 1, beta 0,
+//     mean 0, a variance v with v + epsilon == 1 in float); a Conv without a bias reads as bias 0
+//   - Residual: the body's nodes then the shortcut's, or the shortcut's first; the Add's inputs in
+//     either order (nodes of the two paths interleaved are refused)
+//   - GlobalAveragePooling2D: GlobalAveragePool, or ReduceMean over axes 2 and 3 (an attribute, or
+//     from opset 18 a constant input), as torch 2 writes adaptive_avg_pool2d(x, 1)
+//   - weights in external data (torch 2's default, NAME.onnx.data): read from the file each names,
+//     which must be beside the model or below its folder
+// Anything else is refused, nothing changed, with a ModelFileError naming the file, the first node
+// that does not fit, the layer and why.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <map>
 #include <optional>
@@ -217,9 +233,64 @@ inline OnnxModel parse_file(const std::string& path, const std::string& bytes) {
 // The float32 values the file's constants hold, counted without reading them.
 inline std::uint64_t floats_held(const OnnxModel& model) {
   std::uint64_t total = 0;
-  for (const auto& [name, t] : model.initializers)
-    if (t.data_type == float32 && !t.external) total += t.has_raw ? t.raw.size() / sizeof(float) : t.float_count;
+  for (const auto& [name, t] : model.initializers) {
+    if (t.data_type != float32) continue;
+    if (t.external) {  // its dims' product, checked by check_tensor
+      std::uint64_t count = 1;
+      for (const std::int64_t d : t.dims) count *= std::uint64_t(d);
+      total += count;
+    } else {
+      total += t.has_raw ? t.raw.size() / sizeof(float) : t.float_count;
+    }
+  }
   return total;
+}
+
+// Reads the constants stored outside the model's file (external data, as torch.onnx.export
+// writes by default from torch 2.x: NAME.onnx.data beside NAME.onnx) into `files`, pointing each
+// tensor's raw bytes at them. A location must be a file beside the model or below its folder (a
+// relative path without ".."), holding the tensor's bytes where the entries say; the files
+// together hold at most `largest` bytes.
+inline void read_external_data(OnnxModel& model, const std::string& path, std::uint64_t largest,
+                               std::map<std::string, std::string>& files) {
+  const auto refuse = [&](const Tensor& t, const std::string& why) {
+    return ModelFileError(ModelFileError::Kind::corrupted, path, "the constant '" + t.name + "' is stored outside the file: " + why);
+  };
+  const std::size_t slash = path.rfind('/');
+  const std::string folder = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::uint64_t total = 0;  // the bytes of the files read so far
+  for (auto& [name, t] : model.initializers) {
+    if (!t.external) continue;
+    if (t.location.empty() || !t.valid)
+      throw refuse(t, "its external_data entries give no location, or an offset or length that is not a number");
+    const std::string& where = t.location;
+    const bool climbs = where == ".." || where.starts_with("../") || where.ends_with("/..") || where.find("/../") != std::string::npos;
+    if (where.front() == '/' || climbs || where.find('\\') != std::string::npos || where.find('\0') != std::string::npos)
+      throw refuse(t, "its location '" + where + "' is not a file beside the model (a relative path without \"..\")");
+    auto found = files.find(where);
+    if (found == files.end()) {
+      try {
+        found = files.emplace(where, read_file(folder + where, largest - total)).first;
+        total += found->second.size();
+      } catch (const ModelFileError& e) {
+        throw refuse(t, std::string("its data file cannot be read: ") + e.what());
+      }
+    }
+    const std::string& bytes = found->second;
+    const std::uint64_t offset = std::uint64_t(t.offset);
+    const std::uint64_t length = t.length < 0 ? (offset <= bytes.size() ? bytes.size() - offset : 0) : std::uint64_t(t.length);
+    if (offset > bytes.size() || length > bytes.size() - offset)
+      throw refuse(t, "its bytes " + std::to_string(offset) + " to " + std::to_string(offset + length) + " are beyond the end of " + where +
+                          " (" + std::to_string(bytes.size()) + " bytes)");
+    t.raw = std::string_view(bytes).substr(std::size_t(offset), std::size_t(length));
+    t.has_raw = true;
+    t.external = false;
+    try {
+      check_tensor(t, "the constant");
+    } catch (const FormatError& e) {
+      throw refuse(t, e.what());
+    }
+  }
 }
 
 // ---- export ----------------------------------------------------------------------------------
@@ -353,6 +424,22 @@ class GraphIn {
   std::int64_t opset = written_opset;
   std::map<std::string, std::vector<float>> staged;  // full tensor name -> values
   std::map<std::string, std::uint64_t> counts;       // full tensor name -> a counter's value
+  // The output of the Conv read last: a BatchNorm right after it that the graph does not have was
+  // folded into it (PyTorch's export of an eval-mode network), and reads as the identity.
+  std::string conv_output;
+
+  /// The cursor's place, to read part of the graph again another way (a residual block's paths in
+  /// the other order).
+  struct Mark {
+    std::size_t at;
+    std::string tensor, conv_output;
+    bool spatial;
+    std::array<int, 3> chw;
+  };
+  Mark mark() const { return {at_, tensor, conv_output, spatial, chw}; }
+  void restore(const Mark& m) { at_ = m.at, tensor = m.tensor, conv_output = m.conv_output, spatial = m.spatial, chw = m.chw; }
+  /// The index of the next node not yet read.
+  std::size_t position() const { return at_; }
 
   /// The next node that does something, or null at the end; nodes that make values (Constant,
   /// Identity of a value) are passed over, and an Identity of the current activation moves it on.
@@ -555,7 +642,8 @@ class GraphIn {
       const bool batch_first =
           shape && shape->size() == 2 &&
           ((*shape)[0] == batch_dim || (*shape)[0] == 0 || (*shape)[0] >= 1 || ((*shape)[0] == -1 && (*shape)[1] == features));
-      if (!batch_first || ((*shape)[1] != -1 && (*shape)[1] != features))
+      const bool zero = integer(*n, "allowzero", 0) != 0 && shape && std::ranges::find(*shape, 0) != shape->end();
+      if (!batch_first || zero || ((*shape)[1] != -1 && (*shape)[1] != features))
         refuse(*n, layer, "a Reshape that does not flatten to (N, " + std::to_string(features) + ")");
       return n;
     }
@@ -709,6 +797,7 @@ inline void read_conv(GraphIn& g, const std::string& name, const ConvGeometry& c
   swap_kernel_layout(oihw.data(), hwio.data(), c, false);
   g.staged[name + ".kernel"] = std::move(hwio);
   g.staged[name + ".bias"] = g.floats(n, 2, {F}, name, "bias", true).value_or(std::vector<float>(std::size_t(F), 0.0f));
+  g.conv_output = g.tensor;
 }
 
 inline void write_batch_norm(GraphOut& g, const std::string& name, int C, float momentum, float epsilon) {
@@ -723,7 +812,32 @@ inline void write_batch_norm(GraphOut& g, const std::string& name, int C, float 
          std::move(attributes));
 }
 
+// A batch norm's statistics, as a converged moving average: its zero-debiasing factor is 1, so
+// training on from them continues the average instead of replacing it.
+inline void stage_statistics(GraphIn& g, const std::string& name, std::vector<float> mean, std::vector<float> variance, float momentum) {
+  std::uint64_t updates = 1;
+  while (std::pow(double(momentum), double(updates)) > 0x1p-60) updates *= 2;
+  g.staged[name + ".biased_mean"] = mean;
+  g.staged[name + ".biased_variance"] = variance;
+  g.staged[name + ".moving_mean"] = std::move(mean);
+  g.staged[name + ".moving_variance"] = std::move(variance);
+  g.counts[name + ".updates"] = updates;
+}
+
 inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float momentum, float layer_epsilon) {
+  // Folded into the Conv before it (PyTorch's eval-mode export): the identity, exactly: gamma 1,
+  // beta 0, mean 0 and a variance v with v + epsilon == 1 in float, so that 1 / sqrt(v + epsilon)
+  // is 1 (and in double, as the inference fusion computes it, rounds to 1).
+  const Node* next = g.peek();
+  if ((!next || next->op_type != "BatchNormalization") && !g.conv_output.empty() && g.conv_output == g.tensor) {
+    float v = 1.0f - layer_epsilon;
+    while (v + layer_epsilon > 1.0f) v = std::nextafter(v, 0.0f);
+    while (v + layer_epsilon < 1.0f) v = std::nextafter(v, 2.0f);
+    g.staged[name + ".gamma"].assign(std::size_t(C), 1.0f);
+    g.staged[name + ".beta"].assign(std::size_t(C), 0.0f);
+    stage_statistics(g, name, std::vector<float>(std::size_t(C), 0.0f), std::vector<float>(std::size_t(C), v), momentum);
+    return;
+  }
   const Node& n = g.take({"BatchNormalization"}, name);
   if (g.integer(n, "training_mode", 0) != 0) g.refuse(n, name, "it is in training mode");
   if (g.integer(n, "spatial", 1) != 1) g.refuse(n, name, "spatial is 0 (statistics per value, not per channel)");
@@ -737,15 +851,7 @@ inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float mo
   // tnet divides by sqrt(variance + its epsilon); the file's epsilon is folded into the variance.
   if (epsilon != layer_epsilon)
     for (float& v : variance) v = static_cast<float>(double(v) + double(epsilon) - double(layer_epsilon));
-  // The statistics are a converged moving average: its zero-debiasing factor is 1, so training on
-  // from them continues the average instead of replacing it.
-  std::uint64_t updates = 1;
-  while (std::pow(double(momentum), double(updates)) > 0x1p-60) updates *= 2;
-  g.staged[name + ".biased_mean"] = mean;
-  g.staged[name + ".biased_variance"] = variance;
-  g.staged[name + ".moving_mean"] = std::move(mean);
-  g.staged[name + ".moving_variance"] = std::move(variance);
-  g.counts[name + ".updates"] = updates;
+  stage_statistics(g, name, std::move(mean), std::move(variance), momentum);
 }
 
 // MaxPool, or AveragePool with `count_include_pad` (nullopt: MaxPool). An average that counts the
@@ -849,6 +955,7 @@ inline void write_dense(GraphOut& g, const std::string& name, int K, int U) {
 
 inline void read_dense(GraphIn& g, const std::string& name, int K, int U) {
   if (g.spatial && !g.take_flatten(name, K, {GraphIn::batch_dim, K, 1, 1})) g.take({"Flatten", "Reshape"}, name);
+  else if (!g.spatial && g.chw[0] == 0) g.take_flatten(name, K, {GraphIn::batch_dim, K});  // a flatten of what is flat already
   g.spatial = false;
   std::vector<float> kernel, bias;
   if (const Node* gemm = g.take_if("Gemm")) {
@@ -973,9 +1080,22 @@ inline void write_global_average_pool(GraphOut& g, const std::string& name, int 
   g.node("GlobalAveragePool", name);  // (N, C, 1, 1): a Dense after it flattens it
 }
 
+// GlobalAveragePool, or the ReduceMean over the height and width that torch 2's exporter writes
+// (axes an attribute before opset 18, a constant input from it); with keepdims 0 its output is
+// already flat.
 inline void read_global_average_pool(GraphIn& g, const std::string& name, int C) {
   g.take_spatial(name, C);
-  g.take({"GlobalAveragePool"}, name);
+  const std::string input = g.tensor;
+  const Node& n = g.take({"GlobalAveragePool", "ReduceMean"}, name);
+  if (n.op_type == "GlobalAveragePool") return;
+  std::optional<std::vector<std::int64_t>> axes =
+      g.opset >= 18 ? (n.inputs.size() > 1 ? g.ints_of(n.inputs[1], input, {}) : std::nullopt) : std::optional(g.integers(n, "axes", {}));
+  if (axes)
+    for (std::int64_t& a : *axes) a = a < 0 ? a + 4 : a;
+  if (axes) std::ranges::sort(*axes);
+  if (!axes || *axes != std::vector<std::int64_t>{2, 3})
+    g.refuse(n, name, "a ReduceMean over other axes than the height and width (2 and 3) of NCHW, or axes that are not constant");
+  if (g.integer(n, "keepdims", 1) == 0) g.spatial = false;
 }
 
 // ---- one mapping per layer spec --------------------------------------------------------------
@@ -1192,16 +1312,43 @@ struct Mapping<Residual<Specs...>> {
     g.tensor = body;
     g.node("Add", name, {shortcut});
   }
+  // Read with the body's nodes first, as tnet and PyTorch write them; a projection's nodes may
+  // also come first (the other order is tried once; the refusal is that of the order that read
+  // further). The Add's inputs may be in either order.
   template <class L>
   static void read(L& layer, GraphIn& g, const std::string& name) {
     g.take_spatial(name, L::input_shape::channels);
-    const std::string input = g.tensor;
+    const GraphIn::Mark start = g.mark();
     auto read_one = [&]<class Spec>(auto& inner, const std::string& inner_name) { Mapping<Spec>::read(inner, g, inner_name); };
-    each_in_chain(layer.body(), name + ".", read_one);
-    const std::string body = g.tensor;
-    g.tensor = input;
-    each_in_chain(layer.shortcut(), name + ".shortcut.", read_one);
-    g.take_sum(name, body);
+    auto paths = [&](bool body_first) {
+      auto read_path = [&](bool body) {
+        if (body) each_in_chain(layer.body(), name + ".", read_one);
+        else each_in_chain(layer.shortcut(), name + ".shortcut.", read_one);
+      };
+      read_path(body_first);
+      const std::string first = g.tensor;
+      g.tensor = start.tensor;
+      read_path(!body_first);
+      g.take_sum(name, first);
+    };
+    if constexpr (L::identity) {
+      paths(true);
+    } else {
+      try {
+        paths(true);
+      } catch (const ModelFileError& e) {
+        if (e.kind() != ModelFileError::Kind::architecture_mismatch) throw;
+        const std::exception_ptr body_first = std::current_exception();
+        const std::size_t reached = g.position();
+        g.restore(start);
+        try {
+          paths(false);
+        } catch (const ModelFileError& other) {
+          if (other.kind() != ModelFileError::Kind::architecture_mismatch || g.position() > reached) throw;
+          std::rethrow_exception(body_first);
+        }
+      }
+    }
   }
 };
 
@@ -1397,8 +1544,10 @@ OnnxInfo load_onnx(const std::string& path, Net& net) {
   std::uint64_t largest = std::uint64_t(net.parameters().values.size()) * 5 + (64u << 20);
   net.visit_state([&](const std::string&, auto span) { largest += span.size() * 5; });
   const std::string bytes = onnx::read_file(path, largest);
-  const onnx::OnnxModel model = onnx::parse_file(path, bytes);
+  onnx::OnnxModel model = onnx::parse_file(path, bytes);
   onnx::check_opset(model, path);
+  std::map<std::string, std::string> external;  // the bytes of the files external data is in
+  onnx::read_external_data(model, path, largest, external);
   OnnxInfo info;
   onnx::read_metadata(model, path, info);
 

@@ -264,7 +264,13 @@ struct Tensor {
   std::vector<std::int64_t> dims;
   int data_type = 0;
   bool has_raw = false, external = false;
-  std::string_view raw;                          // into the file's bytes
+  std::string_view raw;  // into the file's bytes (or, once read, an external data file's)
+  // Where an external tensor's bytes are (its external_data entries): a file beside the model,
+  // `length` bytes (-1: to the end) from `offset`; an entry absent or not a number leaves
+  // location empty or `valid` false.
+  std::string location;
+  std::int64_t offset = 0, length = -1;
+  bool valid = true;
   std::string_view message;                      // the whole TensorProto, for tensor_floats and tensor_int64s
   std::size_t float_count = 0, int64_count = 0;  // values in its float_data and int64_data fields
 };
@@ -358,10 +364,27 @@ inline Tensor parse_tensor(std::string_view bytes) {
         t.raw = in.bytes();
         t.has_raw = true;
         break;
-      case field::external_data:
+      case field::external_data: {
         t.external = true;
-        in.skip();
+        std::string_view key, value;
+        ProtoIn entry(in.bytes());
+        while (entry.next()) {
+          if (entry.number() == field::key) key = entry.bytes();
+          else if (entry.number() == field::value) value = entry.bytes();
+          else entry.skip();
+        }
+        auto number = [&](std::int64_t& out) {
+          std::int64_t n = 0;
+          const bool digits = !value.empty() && value.size() <= 15 && value.find_first_not_of("0123456789") == std::string_view::npos;
+          for (const char c : value) n = n * 10 + (c - '0');
+          if (digits) out = n;
+          else t.valid = false;
+        };
+        if (key == "location") t.location = text(value);
+        else if (key == "offset") number(t.offset);
+        else if (key == "length") number(t.length);
         break;
+      }
       case field::data_location:
         t.external |= in.integer() == 1;
         break;
