@@ -25,6 +25,8 @@
 #include "model/sequential.hpp"
 #include "model/serialize.hpp"
 #include "model/onnx.hpp"
+#include "models/mobilenet.hpp"
+#include "models/resnet.hpp"
 #include "train/average.hpp"
 #include "train/loss.hpp"
 #include "train/metrics.hpp"
