@@ -12,9 +12,10 @@
 #include <string>
 #include <utility>
 
+#include <tnet/models/mobilenet.hpp>
+#include <tnet/models/resnet.hpp>
+
 #include "cli.hpp"
-#include "mobilenet_v2.hpp"
-#include "resnet18.hpp"
 #include "smaller_vgg.hpp"
 
 namespace fashion {
@@ -45,6 +46,13 @@ inline constexpr std::array<Network, 5> networks = {{{Architecture::smallervgg, 
                                                      {Architecture::smallervgg, 128},
                                                      {Architecture::resnet18, 96},
                                                      {Architecture::mobilenetv2, 96}}};
+
+/// torchvision's ResNet18 and MobileNetV2 (tnet/models) with the fashion programs' head, as
+/// SmallerVGGNet's: the run-time label count, then a Sigmoid for multi-label training.
+template <int Size = 96>
+using ResNet18 = tnet::models::ResNet18<Size, Size, 3, tnet::dynamic, tnet::Sigmoid>;
+template <int Size = 96>
+using MobileNetV2 = tnet::models::MobileNetV2<Size, Size, 3, tnet::dynamic, tnet::Sigmoid>;
 
 /// The tnet type of a network: NetworkType<Network{Architecture::resnet18, 96}> is ResNet18<96>.
 template <Architecture A>
