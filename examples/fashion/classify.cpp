@@ -2,11 +2,11 @@
 //   fashion_classify --model fashion.tnet --labelbin labels.txt --image photo.jpg
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "classify_impl.hpp"
-#include "models.hpp"
 #include "model_files.hpp"
-#include "smaller_vgg.hpp"
+#include "models.hpp"
 
 namespace {
 
@@ -15,8 +15,10 @@ const char* usage = R"(usage: fashion_classify --image PHOTO|FOLDER [--image ...
 Prints every label's probability for each photo, then the most probable ones, and writes a copy
 of the photo (width 400) with the top labels drawn on it.
 
-  --model FILE      model written by fashion_train [fashion.tnet], or an ONNX file (.onnx) of a
-                    SmallerVGGNet (fashion_export's, or one exported from PyTorch)
+  --model FILE      model written by fashion_train [fashion.tnet], or an ONNX file (.onnx) of one
+                    of its networks (fashion_export's, or one exported from PyTorch)
+  --arch NAME       the network an ONNX file from elsewhere holds: smallervgg, resnet18 or
+                    mobilenetv2 [each is tried; a model file and fashion_export's ONNX say theirs]
   --labelbin FILE   its label file [labels.txt]
   --image PATH      a photo, or a folder of photos; repeatable (photos may also follow the options)
   --output PATH     the labelled copy; with several photos, a folder for them
@@ -33,7 +35,7 @@ of the photo (width 400) with the top labels drawn on it.
 int run(int argc, char** argv) {
   using namespace fashion;
   namespace fs = std::filesystem;
-  const Arguments args(argc, argv, {"--model", "--labelbin", "--image", "--output", "--top", "--threshold", "--precision"},
+  const Arguments args(argc, argv, {"--model", "--labelbin", "--image", "--output", "--top", "--threshold", "--precision", "--arch"},
                        {"--json", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -49,6 +51,8 @@ int run(int argc, char** argv) {
   const std::string precision = args.text("--precision", "fp32");
   if (precision != "fp32" && precision != "bf16") throw UsageError("--precision takes fp32 or bf16, got '" + precision + "'");
   s.precision = precision == "bf16" ? tnet::Precision::bf16 : tnet::Precision::fp32;
+  std::optional<Architecture> architecture;
+  if (args.has("--arch")) architecture = parse_architecture("--arch", args.text("--arch", ""));
   std::vector<std::string> given = args.all("--image");
   given.insert(given.end(), args.positional().begin(), args.positional().end());
   if (given.empty()) throw UsageError("no --image given (see --help)");
@@ -83,9 +87,21 @@ int run(int argc, char** argv) {
                  "labelled copy");
   files.check();
 
-  // The model's input names its size (the label count is read when it loads).
-  const int size = model_image_size(s.model);
-  return size == 64 ? classify_size64(s) : size == 96 ? classify_size96(s) : classify_size128(s);
+  // The model file names its network; an ONNX file from elsewhere is tried as each network of its
+  // input size in turn, the first whose layers it fits taken.
+  const std::vector<Network> candidates = candidate_networks(s.model, architecture);
+  auto run_as = [&](Network n) { return with_network(n, [&]<Network N>() { return classify_network<N>(s); }); };
+  if (candidates.size() == 1) return run_as(candidates[0]);
+  std::string refusals;
+  for (const Network& n : candidates) {
+    try {
+      return run_as(n);
+    } catch (const tnet::ModelFileError& e) {
+      if (e.kind() != tnet::ModelFileError::Kind::architecture_mismatch) throw;
+      refusals += "\n  as " + std::string(arch_name(n.architecture)) + " (--arch " + arch_option(n.architecture) + "): " + e.what();
+    }
+  }
+  throw UsageError(s.model + " fits none of the networks for its " + std::to_string(candidates[0].size) + "-pixel input:" + refusals);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// fashion_classify's work, for one network type (one image size; any label count).
+// fashion_classify's work, for one network type (an architecture at one image size; any label count).
 #pragma once
 
 #include <algorithm>
@@ -18,7 +18,7 @@
 #include "cli.hpp"
 #include "labels.hpp"
 #include "model_files.hpp"
-#include "smaller_vgg.hpp"
+#include "models.hpp"
 
 namespace fashion {
 
@@ -93,7 +93,8 @@ int classify(const ClassifySettings& s) {
   constexpr int size = Net::input_shape::height;
   // The label count is the network's run-time width, recorded in the model file.
   const bool onnx = is_onnx_path(s.model);
-  auto net = std::make_unique<Net>(tnet::Outputs{onnx ? read_onnx_model_info(s.model).outputs : tnet::read_model_outputs<Net>(s.model)}, 0);
+  auto net =
+      std::make_unique<Net>(tnet::Outputs{onnx ? read_onnx_model_info<Net>(s.model).outputs : tnet::read_model_outputs<Net>(s.model)}, 0);
   const std::vector<std::string> model_classes = onnx ? load_onnx_model(s.model, *net) : tnet::load_model(s.model, *net).class_names;
   const int labels = net->outputs();
   const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, labels, model_classes);

@@ -45,8 +45,7 @@ int run(int argc, char** argv) {
   files.input("--labelbin", s.labelbin);
   files.output("--onnx", s.onnx, "ONNX file");
   files.check();
-  const int size = model_image_size(s.model);
-  return size == 64 ? export_size64(s) : size == 96 ? export_size96(s) : export_size128(s);
+  return with_network(model_network(s.model), [&]<Network N>() { return export_network<N>(s); });
 }
 
 }  // namespace

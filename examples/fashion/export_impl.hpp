@@ -1,4 +1,4 @@
-// fashion_export's work, for one network type (one image size; any label count).
+// fashion_export's work, for one network type (an architecture at one image size; any label count).
 #pragma once
 
 #include <iostream>
@@ -7,7 +7,7 @@
 
 #include "cli.hpp"
 #include "labels.hpp"
-#include "smaller_vgg.hpp"
+#include "models.hpp"
 
 namespace fashion {
 

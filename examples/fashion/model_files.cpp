@@ -4,7 +4,6 @@
 #include <filesystem>
 
 #include "cli.hpp"
-#include "models.hpp"
 
 namespace fashion {
 
@@ -13,32 +12,100 @@ bool is_onnx_path(const std::string& path) {
   return extension == ".onnx" || extension == ".ONNX";
 }
 
-int model_image_size(const std::string& path) {
-  if (is_onnx_path(path)) {
-    const tnet::OnnxInfo info = read_onnx_model_info(path);
-    for (const int size : image_sizes)
-      if (info.height == size && info.width == size && info.channels == 3) return size;
-    throw UsageError(path + " is not a SmallerVGGNet for 64, 96 or 128-pixel RGB images (its input is " + std::to_string(info.height) +
-                     "x" + std::to_string(info.width) + "x" + std::to_string(info.channels) + ")");
-  }
-  const std::string signature = tnet::read_model_signature(path);
-  auto made_for = [&]<int size>() { return signature.starts_with(SmallerVGGNet<size>::input_signature() + "\n"); };
-  if (made_for.operator()<64>()) return 64;
-  if (made_for.operator()<96>()) return 96;
-  if (made_for.operator()<128>()) return 128;
-  throw UsageError(path + " is not a SmallerVGGNet model for 64, 96 or 128-pixel images (its input is " +
-                   signature.substr(0, signature.find('\n')) + ")");
+namespace {
+
+// The first two lines of network N's signature, its input and its first layer, which tell the
+// compiled networks apart.
+template <Network N>
+std::string signature_head() {
+  using Net = NetworkType<N>;
+  using First = typename Net::template layer_type<0>;
+  return Net::input_signature() + "\n" + First::describe() + " -> " + First::output_shape::str() + "\n";
 }
 
-// A SmallerVGGNet holds the same floats per label at every image size (its last Dense has 1024
-// inputs), so one size's check is every size's.
-static_assert(tnet::detail::floats_per_output<SmallerVGGNet<64>>() == tnet::detail::floats_per_output<SmallerVGGNet<128>>());
-tnet::OnnxInfo read_onnx_model_info(const std::string& path) { return tnet::read_onnx_info<SmallerVGGNet<64>>(path); }
+std::optional<Network> network_of_signature(const std::string& signature) {
+  std::optional<Network> found;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (void)((signature.starts_with(signature_head<networks[I]>()) ? (found = networks[I], true) : false) || ...);
+  }(std::make_index_sequence<networks.size()>{});
+  return found;
+}
 
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<64>& net) { return tnet::load_onnx(path, net).class_names; }
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<96>& net) { return tnet::load_onnx(path, net).class_names; }
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<128>& net) {
+// "SmallerVGGNet at 64, 96 or 128 pixels, ResNet18 at 96 pixels and MobileNetV2 at 96 pixels".
+std::string compiled_networks() {
+  std::string s;
+  for (std::size_t i = 0; i < architectures.size(); ++i)
+    s += (i == 0                          ? ""
+          : i + 1 == architectures.size() ? " and "
+                                          : ", ") +
+         std::string(arch_name(architectures[i])) + " at " + sizes_text(architectures[i]) + " pixels";
+  return s;
+}
+
+// "its input is (None, 96, 96, 3), its first layer Conv2D(...) -> (...)"
+std::string described(const std::string& signature) {
+  const std::size_t first = signature.find('\n'), second = first == std::string::npos ? first : signature.find('\n', first + 1);
+  std::string s = "its input is " + signature.substr(0, first);
+  if (second != std::string::npos) s += ", its first layer " + signature.substr(first + 1, second - first - 1);
+  return s;
+}
+
+std::string network_text(Network n) { return std::string(arch_name(n.architecture)) + " for " + std::to_string(n.size) + "-pixel images"; }
+
+}  // namespace
+
+Network model_network(const std::string& path) {
+  const std::string signature = tnet::read_model_signature(path);
+  if (const std::optional<Network> n = network_of_signature(signature)) return *n;
+  throw UsageError(path + " holds none of the networks these programs are compiled for (" + compiled_networks() +
+                   "): " + described(signature));
+}
+
+std::vector<Network> candidate_networks(const std::string& path, std::optional<Architecture> architecture) {
+  auto as_given = [&](Network n) {
+    if (architecture && *architecture != n.architecture)
+      throw UsageError("--arch " + std::string(arch_option(*architecture)) + " names another network than " + path + " holds, a " +
+                       network_text(n) + " (--arch " + arch_option(n.architecture) + ")");
+    return std::vector<Network>{n};
+  };
+  if (!is_onnx_path(path)) return as_given(model_network(path));
+  const tnet::OnnxInfo info = tnet::read_onnx_info(path);
+  // tnet's own exports say what they hold.
+  if (const auto signature = info.metadata.find("tnet_signature"); signature != info.metadata.end())
+    if (const std::optional<Network> n = network_of_signature(signature->second)) return as_given(*n);
+  std::vector<Network> found;
+  if (info.channels == 3 && info.height == info.width)
+    for (const Network& n : networks)
+      if (n.size == info.height && (!architecture || n.architecture == *architecture)) found.push_back(n);
+  if (found.empty())
+    throw UsageError(path + " takes " + std::to_string(info.height) + "x" + std::to_string(info.width) + "x" +
+                     std::to_string(info.channels) + " inputs, for which " +
+                     (architecture ? std::string(arch_name(*architecture)) + " is not compiled (it is for " + sizes_text(*architecture) +
+                                         "-pixel RGB images)"
+                                   : "no network is compiled (" + compiled_networks() + ", RGB)"));
+  return found;
+}
+
+template <class Net>
+tnet::OnnxInfo read_onnx_model_info(const std::string& path) {
+  return tnet::read_onnx_info<Net>(path);
+}
+
+template <class Net>
+std::vector<std::string> load_onnx_model(const std::string& path, Net& net) {
   return tnet::load_onnx(path, net).class_names;
 }
+
+// For every network of models.hpp's `networks`.
+template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<64>>(const std::string&);
+template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<96>>(const std::string&);
+template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<128>>(const std::string&);
+template tnet::OnnxInfo read_onnx_model_info<ResNet18<96>>(const std::string&);
+template tnet::OnnxInfo read_onnx_model_info<MobileNetV2<96>>(const std::string&);
+template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<64>&);
+template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<96>&);
+template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<128>&);
+template std::vector<std::string> load_onnx_model(const std::string&, ResNet18<96>&);
+template std::vector<std::string> load_onnx_model(const std::string&, MobileNetV2<96>&);
 
 }  // namespace fashion

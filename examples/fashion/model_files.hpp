@@ -3,26 +3,33 @@
 // ONNX reader is a few seconds of compile time a unit.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "smaller_vgg.hpp"
+#include "models.hpp"
 
 namespace fashion {
 
 /// Whether `path` names an ONNX model (by its extension) rather than a tnet model file.
 bool is_onnx_path(const std::string& path);
 
-/// The image size (64, 96 or 128) of the SmallerVGGNet in a tnet model file or an ONNX file;
-/// throws UsageError for any other network.
-int model_image_size(const std::string& path);
+/// The network a tnet model file holds, from its signature (its input and first layer; loading
+/// checks the rest); throws UsageError for a network the programs are not compiled for.
+Network model_network(const std::string& path);
 
-/// tnet::read_onnx_info for a SmallerVGGNet: the width is one whose weights the file holds.
+/// The networks a model file may hold, to be tried in order: for a tnet model file or one of
+/// tnet's ONNX exports (which records tnet's signature), the one it holds; for another ONNX file,
+/// every compiled network for its input size, or the one of `architecture` when given. Throws
+/// UsageError when there is none, and when a model file is not of the architecture given.
+std::vector<Network> candidate_networks(const std::string& path, std::optional<Architecture> architecture);
+
+/// tnet::read_onnx_info for a network: the width is one whose weights the file holds.
+template <class Net>
 tnet::OnnxInfo read_onnx_model_info(const std::string& path);
 
-/// tnet::load_onnx into a SmallerVGGNet of each size; returns the class names the file carries.
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<64>& net);
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<96>& net);
-std::vector<std::string> load_onnx_model(const std::string& path, SmallerVGGNet<128>& net);
+/// tnet::load_onnx into a network; returns the class names the file carries.
+template <class Net>
+std::vector<std::string> load_onnx_model(const std::string& path, Net& net);
 
 }  // namespace fashion

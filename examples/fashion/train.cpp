@@ -3,8 +3,10 @@
 // Without --dataset it trains on a built-in synthetic set of drawn garments. See --help.
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <thread>
 
+#include "model_files.hpp"
 #include "models.hpp"
 #include "synthetic.hpp"
 #include "train_impl.hpp"
@@ -16,7 +18,7 @@ namespace {
 
 const char* usage = R"(usage: fashion_train [options]
 
-Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras tutorial does.
+Trains a network to name the colour and the garment in photos, as the Keras tutorial does.
 
   --dataset DIR        folder of class folders named colour_garment (red_dress/, blue_jeans/, ...);
                        without it, a built-in synthetic set of drawn garments is used
@@ -28,7 +30,9 @@ Trains SmallerVGGNet to name the colour and the garment in photos, as the Keras 
   --lr X               Adam's learning rate, decayed by lr/epochs per step [0.001]
   --seed N             shuffling, split, augmentation, initial weights [42]
   --threads N          1 to the machine's hardware threads [all cores, or OMP_NUM_THREADS]
-  --image-size N       64, 96 or 128 [96]
+  --arch NAME          the network: smallervgg (the tutorial's SmallerVGGNet), resnet18 or
+                       mobilenetv2 (ResNet18 and MobileNetV2, as torchvision has them) [smallervgg]
+  --image-size N       64, 96 or 128; resnet18 and mobilenetv2: 96 [96]
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
   --val-list FILE      validate on the images FILE lists (paths relative to --dataset, one a line)
                        and train on the others, instead of a split drawn with --seed
@@ -78,9 +82,10 @@ using Agreement = std::function<bool(bool)>;
 int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes, const Agreement& agree) {
   using namespace fashion;
   const Arguments args(argc, argv,
-                       {"--dataset", "--model", "--labelbin", "--plot", "--history", "--epochs", "--batch-size", "--lr", "--seed",
-                        "--threads", "--image-size", "--val-split", "--val-list", "--train-list", "--average-epochs", "--synthetic-count",
-                        "--interrupt-after-steps", "--cache", "--mpi-timeout"},
+                       {"--dataset",    "--model",      "--labelbin",   "--plot",           "--history",         "--epochs",
+                        "--batch-size", "--lr",         "--seed",       "--arch",           "--threads",         "--image-size",
+                        "--val-split",  "--val-list",   "--train-list", "--average-epochs", "--synthetic-count", "--interrupt-after-steps",
+                        "--cache",      "--mpi-timeout"},
                        {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -100,9 +105,13 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                      " processes: it is the global batch, and each process needs at least one sample");
   s.lr = args.number("--lr", s.lr, 0.0, 10.0, "a learning rate in (0, 10)");
   s.seed = std::uint64_t(args.integer("--seed", long(s.seed), 0, 1L << 62));
+  s.architecture = parse_architecture("--arch", args.text("--arch", arch_option(s.architecture)));
   s.image_size = int(args.integer("--image-size", s.image_size, 1, 100000));
-  if (s.image_size != 64 && s.image_size != 96 && s.image_size != 128)
-    throw UsageError("--image-size must be 64, 96 or 128 (the sizes fashion_train is compiled for), got " + std::to_string(s.image_size));
+  if (!compiled({s.architecture, s.image_size}))
+    throw UsageError(
+        "--image-size must be " + sizes_text(s.architecture) + " (the sizes fashion_train is compiled for" +
+        (s.architecture == Architecture::smallervgg ? std::string() : std::string(" with --arch ") + arch_option(s.architecture)) +
+        "), got " + std::to_string(s.image_size));
   s.val_split = args.number("--val-split", s.val_split, 0.0, 1.0, "a fraction in (0, 1)");
   s.val_list = args.text("--val-list", "");
   s.train_list = args.text("--train-list", "");
@@ -157,6 +166,19 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   }
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
     throw UsageError("--resume: no checkpoint " + s.checkpoint() + " to continue from");
+  if (s.resume) {
+    // A checkpoint of another network: say which, before any work (one that cannot be read is
+    // reported when it loads).
+    std::optional<Network> held;
+    try {
+      held = model_network(s.checkpoint());
+    } catch (const std::exception&) {
+    }
+    if (held && !(*held == Network{s.architecture, s.image_size}))
+      throw UsageError("--resume: " + s.checkpoint() + " holds a " + arch_name(held->architecture) + " for " + std::to_string(held->size) +
+                       "-pixel images: resume with --arch " + arch_option(held->architecture) + " --image-size " +
+                       std::to_string(held->size));
+  }
   // A fresh run would overwrite, then remove, the checkpoint of a run that did not finish.
   auto keep_unfinished_run = [&] {
     if (!s.resume && !s.overwrite && fs::exists(fs::symlink_status(s.checkpoint())))
@@ -255,14 +277,8 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
 }
 
 int train(const fashion::TrainSettings& s, fashion::TrainData& data) {
-  switch (s.image_size) {
-    case 64:
-      return fashion::train_size64(s, data);
-    case 128:
-      return fashion::train_size128(s, data);
-    default:
-      return fashion::train_size96(s, data);
-  }
+  using namespace fashion;
+  return with_network({s.architecture, s.image_size}, [&]<Network N>() { return train_network<N>(s, data); });
 }
 
 int run(int argc, char** argv) {

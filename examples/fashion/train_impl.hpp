@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "cli.hpp"
-#include "smaller_vgg.hpp"
+#include "models.hpp"
 
 namespace fashion {
 
@@ -31,6 +31,7 @@ struct TrainSettings {
   std::string dataset;  // empty: the built-in synthetic set
   std::string model = "fashion.tnet", labelbin = "labels.txt", plot = "plot.png", history = "history.csv";
   std::string train_list, val_list;  // a split named by files (read_split); empty: drawn with seed
+  Architecture architecture = Architecture::smallervgg;
   int epochs = 75, batch_size = 32, image_size = 96;
   double lr = 1e-3, val_split = 0.2;
   std::uint64_t seed = 42;
@@ -192,7 +193,8 @@ inline long peak_rss_mb() {
 
 }  // namespace detail
 
-/// Trains `Net` (a SmallerVGGNet) on `data` as `s` says; returns the exit status.
+/// Trains `Net` (the network s.architecture names, at s.image_size) on `data` as `s` says;
+/// returns the exit status.
 template <class Net>
 int train(const TrainSettings& s, TrainData& data) {
   constexpr int size = Net::input_shape::height;
@@ -330,9 +332,10 @@ int train(const TrainSettings& s, TrainData& data) {
     throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
                      std::to_string(s.batch_size));
 
-  std::cout << "SmallerVGGNet: " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count()) << " parameters, "
-            << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size << " per epoch, "
-            << tnet::num_threads() << " threads" << (processes > 1 ? " in each of " + std::to_string(processes) + " processes" : "")
+  std::cout << arch_name(s.architecture) << ": " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count())
+            << " parameters, " << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size
+            << " per epoch, " << tnet::num_threads() << " threads"
+            << (processes > 1 ? " in each of " + std::to_string(processes) + " processes" : "")
             << (s.augment ? ", augmented" : ", no augmentation") << "\n";
   const bool terminal = ::isatty(STDOUT_FILENO);
   catch_interrupts();
