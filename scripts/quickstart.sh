@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON >/dev/null
+# ResNet18 and MobileNetV2 double the build: compiled only when an --arch other than SmallerVGGNet's
+# is asked for.
+torchvision=OFF
+for arg in "$@"; do
+  case $arg in resnet18 | mobilenetv2 | --arch=resnet18 | --arch=mobilenetv2) torchvision=ON ;; esac
+done
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_FASHION_TORCHVISION=$torchvision >/dev/null
 cmake --build build -j"$(nproc)" --target fashion_train fashion_classify
 mkdir -p out
 ./build/examples/fashion_train --epochs 5 --model out/fashion.tnet --labelbin out/labels.txt \

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh openmpi-bin libopenmpi-dev
 bash scripts/install_onnx_consumers.sh
 jobs=$(nproc)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON -DTNET_FASHION_TORCHVISION=ON >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 if [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then

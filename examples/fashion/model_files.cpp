@@ -2,6 +2,7 @@
 #include "model_files.hpp"
 
 #include <filesystem>
+#include <vector>
 
 #include "cli.hpp"
 
@@ -32,13 +33,15 @@ std::optional<Network> network_of_signature(const std::string& signature) {
 }
 
 // "SmallerVGGNet at 64, 96 or 128 pixels, ResNet18 at 96 pixels and MobileNetV2 at 96 pixels".
+// Without ResNet18 and MobileNetV2 (TNET_FASHION_TORCHVISION off), the option that adds them.
 std::string compiled_networks() {
+  std::vector<Architecture> have;
+  for (const Architecture a : architectures)
+    if (built(a)) have.push_back(a);
   std::string s;
-  for (std::size_t i = 0; i < architectures.size(); ++i)
-    s += (i == 0                          ? ""
-          : i + 1 == architectures.size() ? " and "
-                                          : ", ") +
-         std::string(arch_name(architectures[i])) + " at " + sizes_text(architectures[i]) + " pixels";
+  for (std::size_t i = 0; i < have.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == have.size() ? " and " : ", ") + std::string(arch_name(have[i])) + " at " + sizes_text(have[i]) + " pixels";
+  if (have.size() < architectures.size()) s += "; ResNet18 and MobileNetV2 need -DTNET_FASHION_TORCHVISION=ON";
   return s;
 }
 
@@ -73,6 +76,8 @@ std::vector<Network> candidate_networks(const std::string& path, std::optional<A
   // tnet's own exports say what they hold.
   if (const auto signature = info.metadata.find("tnet_signature"); signature != info.metadata.end())
     if (const std::optional<Network> n = network_of_signature(signature->second)) return as_given(*n);
+  if (architecture && !built(*architecture))
+    throw UsageError("--arch " + std::string(arch_option(*architecture)) + ": " + not_built(*architecture));
   std::vector<Network> found;
   if (info.channels == 3 && info.height == info.width)
     for (const Network& n : networks)

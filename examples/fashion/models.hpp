@@ -40,12 +40,26 @@ struct Network {
   friend constexpr bool operator==(const Network&, const Network&) = default;
 };
 
-/// Every one, one translation unit each; examples/CMakeLists.txt lists the same.
+#ifndef TNET_FASHION_TORCHVISION
+#define TNET_FASHION_TORCHVISION 1
+#endif
+/// Every one, one translation unit each; examples/CMakeLists.txt lists the same. ResNet18 and
+/// MobileNetV2 are left out of a build configured with -DTNET_FASHION_TORCHVISION=OFF (about half
+/// the compile time: the quick start's, unless it is given --arch).
+#if TNET_FASHION_TORCHVISION
 inline constexpr std::array<Network, 5> networks = {{{Architecture::smallervgg, 64},
                                                      {Architecture::smallervgg, 96},
                                                      {Architecture::smallervgg, 128},
                                                      {Architecture::resnet18, 96},
                                                      {Architecture::mobilenetv2, 96}}};
+#else
+inline constexpr std::array<Network, 3> networks = {
+    {{Architecture::smallervgg, 64}, {Architecture::smallervgg, 96}, {Architecture::smallervgg, 128}}};
+#endif
+/// What a build without an architecture says about it.
+inline std::string not_built(Architecture a) {
+  return std::string(arch_name(a)) + " is not built into these programs (configure with -DTNET_FASHION_TORCHVISION=ON)";
+}
 
 /// torchvision's ResNet18 and MobileNetV2 (tnet/models) with the fashion programs' head, as
 /// SmallerVGGNet's: the run-time label count, then a Sigmoid for multi-label training.
@@ -100,6 +114,13 @@ inline std::string sizes_text(Architecture a) {
     last = std::to_string(n.size);
   }
   return s.empty() ? last : s + " or " + last;
+}
+
+/// Whether the programs are compiled for the architecture at some size.
+constexpr bool built(Architecture a) {
+  for (const Network& m : networks)
+    if (m.architecture == a) return true;
+  return false;
 }
 
 /// Whether the programs are compiled for `n`.

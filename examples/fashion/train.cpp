@@ -107,6 +107,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   s.seed = std::uint64_t(args.integer("--seed", long(s.seed), 0, 1L << 62));
   s.architecture = parse_architecture("--arch", args.text("--arch", arch_option(s.architecture)));
   s.image_size = int(args.integer("--image-size", s.image_size, 1, 100000));
+  if (!built(s.architecture)) throw UsageError("--arch " + std::string(arch_option(s.architecture)) + ": " + not_built(s.architecture));
   if (!compiled({s.architecture, s.image_size}))
     throw UsageError(
         "--image-size must be " + sizes_text(s.architecture) + " (the sizes fashion_train is compiled for" +
