@@ -58,17 +58,23 @@ double relative_difference(const float* a, const float* b, std::size_t n) {
 }
 
 // A network with its batch normalisations' statistics and parameters away from their defaults
-// (a few training steps), and a forward in `mode` so that every buffer holds its values.
+// (a few training steps), and a forward in `mode` so that every buffer holds its values. The
+// input stays with it: the chain reads the first layer's input where the caller keeps it.
 template <class N>
-std::unique_ptr<N> trained(int batch, Mode mode, std::uint64_t seed) {
-  auto net = std::make_unique<N>(seed);
-  const Buffer x = test::random_values(std::size_t(batch) * N::input_size, seed + 1);
-  Buffer targets(std::size_t(batch) * net->outputs());
+struct Trained {
+  std::unique_ptr<N> net;
+  Buffer x;
+  N* operator->() { return net.get(); }
+};
+template <class N>
+Trained<N> trained(int batch, Mode mode, std::uint64_t seed) {
+  Trained<N> t{std::make_unique<N>(seed), test::random_values(std::size_t(batch) * N::input_size, seed + 1)};
+  Buffer targets(std::size_t(batch) * t->outputs());
   for (std::size_t i = 0; i < targets.size(); ++i) targets[i] = float((i * 7 + seed) % 3 == 0);
   Adam adam(Adam::Options{.lr = 0.05});
-  for (int step = 0; step < 4; ++step) net->train_step(x, targets, batch, adam);
-  net->forward(x, batch, mode);
-  return net;
+  for (int step = 0; step < 4; ++step) t->train_step(t.x, targets, batch, adam);
+  t->forward(t.x, batch, mode);
+  return t;
 }
 
 // Layers [I, I + N) of `chain` one by one on the input of layer I, in buffers of the test's own.
