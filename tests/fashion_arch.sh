@@ -5,32 +5,9 @@
 # removed, by trying each network; and the usage errors. Usage:
 #   fashion_arch.sh BIN_DIR
 set -uo pipefail
-export OMP_WAIT_POLICY=passive
 bin=$1
 train="$bin/fashion_train" classify="$bin/fashion_classify" export_="$bin/fashion_export"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0 passed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
-
-# expect_error NAME STATUS MESSAGE -- COMMAND...: COMMAND exits with STATUS, prints MESSAGE on
-# stderr, and leaves no file behind in an empty folder.
-expect_error() {
-  local name=$1 status=$2 message=$3
-  shift 4
-  mkdir -p "$work/err" && rm -rf "$work/err"/* && pushd "$work/err" >/dev/null
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  local left=$(ls -A | grep -v -e '^out.txt$' -e '^err.txt$' | tr '\n' ' ')
-  if [ "$got" = "$status" ] && grep -qF -- "$message" err.txt && [ -z "$left" ]; then
-    pass "$name"
-  else
-    fail "$name: status $got (want $status), stderr '$(cat err.txt)', files left: '$left'"
-  fi
-  popd >/dev/null
-}
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 expect_error "an unknown --arch" 2 "--arch must be smallervgg, resnet18 or mobilenetv2, got 'vgg16'" -- "$train" --arch vgg16
 expect_error "--arch in another case" 2 "--arch must be smallervgg, resnet18 or mobilenetv2, got 'ResNet18'" -- "$train" --arch ResNet18
@@ -94,5 +71,4 @@ expect_error "--resume of a ResNet18 checkpoint without --arch" 2 \
   "r.tnet.checkpoint holds a ResNet18 for 96-pixel images: resume with --arch resnet18 --image-size 96" -- \
   "$train" "${common[@]}" --model "$work/r.tnet" --labelbin "$work/r.txt" --plot "$work/r.png" --history "$work/r.csv" --resume
 
-echo "$passed passed, $failures failed"
-[ $failures = 0 ]
+finish

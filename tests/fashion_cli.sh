@@ -4,33 +4,9 @@
 # interruption, the split by name, a dataset of 44 labels, and the image cache (--cache). Usage:
 #   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET
 set -uo pipefail
-# ctest runs this beside other tests on 2 cores: threads that wait should sleep, not spin.
-export OMP_WAIT_POLICY=passive
 bin=$1 image_check=$2 make_label_dataset=$3
 train="$bin/fashion_train" classify="$bin/fashion_classify"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0 passed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
-
-# expect_error NAME STATUS MESSAGE -- COMMAND...: COMMAND exits with STATUS, prints MESSAGE on
-# stderr, and leaves no file behind in an empty folder.
-expect_error() {
-  local name=$1 status=$2 message=$3
-  shift 4
-  mkdir -p "$work/err" && rm -rf "$work/err"/* && pushd "$work/err" >/dev/null
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  local left=$(ls -A | grep -v -e '^out.txt$' -e '^err.txt$' -e '^empty$' | tr '\n' ' ')
-  if [ "$got" = "$status" ] && grep -qF -- "$message" err.txt && [ -z "$left" ]; then
-    pass "$name"
-  else
-    fail "$name: status $got (want $status), stderr '$(cat err.txt)', files left: '$left'"
-  fi
-  popd >/dev/null
-}
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 expect_error "missing dataset" 2 "dataset folder does not exist" -- "$train" --dataset "$work/no-such-folder" --epochs 1
 mkdir -p "$work/err/empty"
@@ -328,5 +304,4 @@ else
   fail "--json of a path that is not UTF-8: status $status, $(head -c 300 latin1.json)"
 fi
 
-echo "$passed passed, $failures failed"
-[ $failures = 0 ]
+finish

@@ -21,12 +21,7 @@ export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
 bin=$1 model_diff=$2 mpirun=$3 make_label_dataset=$4
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 mpi=("$mpirun" --oversubscribe --allow-run-as-root)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0 passed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 # run NAME [mpirun options --] fashion_train options: trains into NAME.tnet etc.
 run() {
   local name=$1
@@ -150,5 +145,4 @@ grep -q "^status [1-9]" s.log && grep -q "without progress (the limit is 5 s): w
   fail "stopped process: $(tail -5 s.log); still running: $(pgrep -f "$train --synthetic-count 40" -a)"
 pkill -9 -f "$train --synthetic-count 40" 2>/dev/null
 
-echo "$passed passed, $failures failed"
-[ $failures = 0 ]
+finish

@@ -14,16 +14,9 @@
 #   `ulimit -f` fails with a message and leaves no temporary file; out of memory is said in words.
 # Usage: outputs.sh BIN_DIR
 set -uo pipefail
-# ctest runs this beside other tests on 2 cores: threads that wait should sleep, not spin.
-export OMP_WAIT_POLICY=passive
 bin=$1
 train="$bin/fashion_train" classify="$bin/fashion_classify" export_="$bin/fashion_export"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0 passed=0
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 # A run of a few seconds.
 tiny=(--synthetic-count 4 --epochs 1 --image-size 64 --batch-size 4 --threads 1)
 
@@ -201,5 +194,4 @@ status=$?
 [ $status = 1 ] && grep -q "^fashion_train: out of memory: an allocation failed with [0-9]* MB taken at the peak" big.log &&
   pass "out of memory is a message, exit 1" || fail "out of memory: status $status, $(tail -2 big.log)"
 
-echo "$passed passed, $failures failed"
-[ $failures = 0 ]
+finish
