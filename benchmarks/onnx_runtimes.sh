@@ -24,7 +24,7 @@ run() { echo "== $1" >&2; shift; "$@" | tee /dev/stderr; }
 tnet=$(run "tnet" $out/benchmarks/bench_smallervgg --threads "$threads" --steps "$steps")
 ort_python=.cache/peers/bin/python
 [ -x $ort_python ] || ort_python=.cache/onnx-consumers/bin/python
-ort=$(run "ONNX Runtime" $ort_python benchmarks/onnx_runtime_bench.py "$work/m_nchw.onnx" "$threads" "$steps")
+ort=$(run "ONNX Runtime" $ort_python benchmarks/peers/onnx_bench.py --runtime ort "$work/m_nchw.onnx" --threads "$threads" --steps "$steps")
 cv=$(run "OpenCV DNN" /usr/bin/python3 benchmarks/opencv_bench.py "$work/m_nchw.onnx" "$threads" "$steps")
 
 get() { echo "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
