@@ -105,12 +105,16 @@ std::vector<std::string> load_onnx_model(const std::string& path, Net& net) {
 template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<64>>(const std::string&);
 template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<96>>(const std::string&);
 template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<128>>(const std::string&);
+#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
 template tnet::OnnxInfo read_onnx_model_info<ResNet18<96>>(const std::string&);
 template tnet::OnnxInfo read_onnx_model_info<MobileNetV2<96>>(const std::string&);
+#endif
 template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<64>&);
 template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<96>&);
 template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<128>&);
+#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
 template std::vector<std::string> load_onnx_model(const std::string&, ResNet18<96>&);
 template std::vector<std::string> load_onnx_model(const std::string&, MobileNetV2<96>&);
+#endif
 
 }  // namespace fashion
