@@ -66,6 +66,25 @@ TEST_CASE("SGD with momentum follows Keras 2") {
   CHECK(w[1] == doctest::Approx(-2.025 + v1));
 }
 
+TEST_CASE("a changed learning rate takes effect at the next step and travels in the optimizer's state") {
+  Buffer w{1.0f}, g{1.0f};
+  const ParamRef param{"w", w.data(), g.data(), 1, 0};
+  const Parameters params{w, g, {&param, 1}};
+  SGD sgd(SGD::Options{.lr = 0.1});
+  sgd.step(params);
+  CHECK(w[0] == doctest::Approx(0.9));
+  sgd.set_learning_rate(0.01);
+  CHECK(sgd.learning_rate() == 0.01);
+  sgd.step(params);
+  CHECK(w[0] == doctest::Approx(0.89));
+  SGD resumed;
+  resumed.set_state(sgd.state(), params);
+  CHECK(resumed.learning_rate() == 0.01);
+  Adam adam;
+  CHECK_THROWS_AS(adam.set_learning_rate(0.0), std::invalid_argument);
+  CHECK(adam.learning_rate() == 1e-3);
+}
+
 TEST_CASE("optimizer options are validated") {
   CHECK_THROWS_AS(Adam(Adam::Options{.lr = 0}), std::invalid_argument);
   CHECK_THROWS_AS(Adam(Adam::Options{.beta1 = 1.0}), std::invalid_argument);

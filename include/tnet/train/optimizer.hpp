@@ -39,6 +39,12 @@ class Optimizer {
   /// Steps taken so far (Keras's `iterations`).
   std::uint64_t iterations() const { return iterations_; }
 
+  /// The base learning rate, before any decay: what a callback such as reduce-on-plateau reads
+  /// and changes. It is a hyper-parameter ("lr"), so the optimizer's state carries a change.
+  virtual double learning_rate() const = 0;
+  /// Throws std::invalid_argument unless lr > 0.
+  virtual void set_learning_rate(double lr) = 0;
+
   OptimizerState state() const {
     OptimizerState s = state_without_slots();
     s.slots = slots_;
@@ -181,6 +187,11 @@ class Adam final : public Optimizer {
 
   std::string kind() const override { return "Adam"; }
   const Options& options() const { return options_; }
+  double learning_rate() const override { return options_.lr; }
+  void set_learning_rate(double lr) override {
+    if (!(lr > 0)) throw std::invalid_argument("tnet::Adam: lr must be positive");
+    options_.lr = lr;
+  }
 
   void step(const Parameters& params) override {
     bind(params);
@@ -235,6 +246,12 @@ class SGD final : public Optimizer {
   }
 
   std::string kind() const override { return "SGD"; }
+  const Options& options() const { return options_; }
+  double learning_rate() const override { return options_.lr; }
+  void set_learning_rate(double lr) override {
+    if (!(lr > 0)) throw std::invalid_argument("tnet::SGD: lr must be positive");
+    options_.lr = lr;
+  }
 
   void step(const Parameters& params) override {
     bind(params);
