@@ -446,3 +446,43 @@ TEST_CASE("ONNX: a name given to two values is refused, naming it") {
               "' is given to two values (node 0's output and " + (name == std::string("w") ? "an initializer)" : "a graph input)"));
   }
 }
+
+TEST_CASE("ONNX: Keras networks, converted by tf2onnx or Keras 3's export, load and give Keras's outputs") {
+  // tests/fixtures/make_keras_fixtures.py small: every layer kind of the tutorial's SmallerVGGNet,
+  // random weights and statistics. keras_small.onnx: Keras 2's API (tf-keras) converted by
+  // tf2onnx: NHWC input and a Transpose to NCHW, a Transpose back before Keras's Flatten, Dense as
+  // MatMul then Add, BatchNormalization nodes with Keras's epsilon 1e-3 after the convolutions and
+  // a Mul and an Add after the Dense. keras3_small.onnx: Keras 3's own export, every batch norm a
+  // Mul and an Add by (1, C, 1, 1) or (C) constants, the Flatten's shape computed in the graph
+  // (Shape, Gather, Slice, Concat, Cast, of int32 and int64 constants).
+  using Keras = Sequential<Input<12, 12, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<3>, Dropout<0.25f>, Conv2D<5, 3>, ReLU, BatchNorm,
+                           MaxPool2D<2>, Dropout<0.25f>, Flatten, Dense<6>, ReLU, BatchNorm, Dropout<0.5f>, Dense<3>, Sigmoid>;
+  for (const std::string name : {"keras_small", "keras3_small"}) {
+    INFO(name);
+    const test::Fixture fx(name + ".txt");
+    const Buffer x = fx.floats("x");
+    const std::vector<double>& want = fx["y"];
+    const int images = 4;
+    REQUIRE(x.size() == std::size_t(images) * Keras::input_size);
+    Keras net(1);
+    const OnnxInfo info = load_onnx(std::string(TNET_FIXTURE_DIR) + "/" + name + ".onnx", net);
+    CHECK(info.layout == OnnxLayout::nhwc);
+    const auto y = net.predict(x, images);
+    REQUIRE(y.size() == want.size());
+    double worst = 0, spread = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      worst = std::max(worst, std::abs(double(y[i]) - want[i]));
+      spread = std::max(spread, std::abs(want[i] - want[i % 3]));
+    }
+    MESSAGE(name, ": largest difference from Keras's predict ", worst);
+    CHECK(worst <= 1e-5);
+    CHECK(spread > 0.01);  // the images' outputs differ: the flatten order and every layer count
+  }
+
+  // The batch norm after the Dense is needed: a network without it is refused at the Mul.
+  using WithoutNorm = Sequential<Input<12, 12, 3>, Conv2D<4, 3>, ReLU, BatchNorm, MaxPool2D<3>, Conv2D<5, 3>, ReLU, BatchNorm, MaxPool2D<2>,
+                                 Flatten, Dense<6>, ReLU, Dense<3>, Sigmoid>;
+  check_refused<WithoutNorm>(
+      std::string(TNET_FIXTURE_DIR) + "/keras_small.onnx", ModelFileError::Kind::architecture_mismatch,
+      "(Mul 'sequential/batch_normalization_2/batchnorm/mul_1') does not fit layer 11.dense: expected Gemm or MatMul");
+}

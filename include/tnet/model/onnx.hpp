@@ -50,6 +50,15 @@
 //     from opset 18 a constant input), as torch 2 writes adaptive_avg_pool2d(x, 1)
 //   - weights in external data (torch 2's default, NAME.onnx.data): read from the file each names,
 //     which must be beside the model or below its folder
+// and Keras's, converted by tf2onnx (Keras 2, tf-keras) or written by Keras 3's own export
+// (model.export(format="onnx")), such as the tutorial's SmallerVGGNet:
+//   - NHWC input, then a Transpose to NCHW; a Transpose back to NHWC before Keras's Flatten, so
+//     that the features keep Keras's order (tnet's); Dense as MatMul then Add
+//   - BatchNorm: a BatchNormalization (Keras's epsilon 1e-3 is tnet::BatchNorm's), or folded to a
+//     Mul and an Add by per-channel constants, (C) after a Dense and (1, C, 1, 1) or (C, 1, 1)
+//     after a convolution: read as gamma and beta, with statistics that change nothing
+//   - a Reshape to (N, features) whose shape the graph computes from the activation before the
+//     Transpose (Shape, Gather, Slice, Concat, Cast; int32 or int64 constants)
 // Anything else is refused, nothing changed, with a ModelFileError naming the file, the first node
 // that does not fit, the layer and why.
 #pragma once
@@ -205,15 +214,18 @@ inline std::string read_file(const std::string& path, std::uint64_t largest) {
 }
 
 // Every constant's dims: none negative, their product (checked, never wrapped) at most 2^40
-// values, and, for float32 and int64 values held in the file, the values it holds.
+// values, and, for float32, int32 and int64 values held in the file, the values it holds.
 inline void check_tensor(const Tensor& t, const std::string& what) {
   std::uint64_t count = 1;
   for (const std::int64_t d : t.dims)
     if (d < 0 || !tnet::detail::checked_mul(count, std::uint64_t(d), count, std::uint64_t(1) << 40))
       throw FormatError(what + " '" + t.name + "' has dims " + dims_string(t.dims) + ": not a size of at most 2^40 values");
-  if (t.external || (t.data_type != float32 && t.data_type != int64)) return;
-  const std::size_t item = t.data_type == float32 ? sizeof(float) : sizeof(std::int64_t);
-  const std::uint64_t held = t.has_raw ? t.raw.size() / item : t.data_type == float32 ? t.float_count : t.int64_count;
+  if (t.external || (t.data_type != float32 && t.data_type != int32 && t.data_type != int64)) return;
+  const std::size_t item = t.data_type == int64 ? sizeof(std::int64_t) : sizeof(float);
+  const std::uint64_t held = t.has_raw                ? t.raw.size() / item
+                             : t.data_type == float32 ? t.float_count
+                             : t.data_type == int32   ? t.int32_count
+                                                      : t.int64_count;
   if ((t.has_raw && t.raw.size() % item) || held != count)
     throw FormatError(what + " '" + t.name + "' of dims " + dims_string(t.dims) + " holds " +
                       (t.has_raw ? std::to_string(t.raw.size()) + " bytes" : std::to_string(held) + " values") + " for " +
@@ -465,6 +477,22 @@ class GraphIn {
     tensor = n->outputs[0];
     return n;
   }
+  /// The dims of the constant `name`; null when it is not a constant.
+  const std::vector<std::int64_t>* constant_dims(const std::string& name) const {
+    const Tensor* t = model_.value(name);
+    return t ? &t->dims : nullptr;
+  }
+  /// Takes the next node if it is ONNX's operator `op` of the current activation and a constant, in
+  /// either order (x * scale, offset + x): the node and the index of its constant operand.
+  std::optional<std::pair<const Node*, std::size_t>> take_if_with_constant(std::string_view op) {
+    const Node* n = peek();
+    if (!n || n->op_type != op || !onnx_domain(*n) || n->inputs.size() != 2 || n->outputs.size() != 1) return std::nullopt;
+    const std::size_t constant = n->inputs[0] == tensor ? 1 : 0;
+    if (n->inputs[1 - constant] != tensor || !model_.value(n->inputs[constant])) return std::nullopt;
+    ++at_;
+    tensor = n->outputs[0];
+    return std::pair{n, constant};
+  }
   /// Takes the next node, which must be one of `ops` and read the current activation.
   const Node& take(std::initializer_list<std::string_view> ops, const std::string& layer) {
     std::string expected;
@@ -573,16 +601,21 @@ class GraphIn {
   /// Concat, Cast: what PyTorch writes for x.view(x.size(0), -1)), whose dims are `dims`
   /// (batch_dim for the batch) and name `activation`. nullopt for anything else.
   static constexpr std::int64_t batch_dim = -2;
+  /// A tensor whose dims are known, for a Shape of it.
+  struct Known {
+    std::string name;
+    std::vector<std::int64_t> dims;
+  };
   std::optional<std::vector<std::int64_t>> ints_of(const std::string& name, const std::string& activation,
-                                                   const std::vector<std::int64_t>& dims) const {
+                                                   const std::vector<std::int64_t>& dims, const Known& also = {}) const {
     int visits = 0;  // a hostile graph's shape could otherwise branch exponentially
-    return ints_of(name, activation, dims, visits);
+    return ints_of(name, activation, dims, also, visits);
   }
   std::optional<std::vector<std::int64_t>> ints_of(const std::string& name, const std::string& activation,
-                                                   const std::vector<std::int64_t>& dims, int& visits) const {
+                                                   const std::vector<std::int64_t>& dims, const Known& also, int& visits) const {
     if (++visits > 64) return std::nullopt;
     if (const Tensor* t = model_.value(name)) {
-      if (t->data_type != int64 || t->dims.size() > 1) return std::nullopt;
+      if ((t->data_type != int64 && t->data_type != int32) || t->dims.size() > 1) return std::nullopt;
       const auto values = tensor_int64s(*t, 16);  // a shape: a few values
       if (!values || values->size() != (t->dims.empty() ? 1u : std::uint64_t(t->dims[0]))) return std::nullopt;
       return values;
@@ -592,17 +625,37 @@ class GraphIn {
       if (candidate.outputs.size() == 1 && candidate.outputs[0] == name) n = &candidate;
     if (!n || n->inputs.empty()) return std::nullopt;
     if (n->op_type == "Shape") {
-      if (n->inputs[0] != activation || n->find("start") || n->find("end")) return std::nullopt;
-      return dims;
+      if (n->find("start") || n->find("end")) return std::nullopt;
+      if (n->inputs[0] == activation) return dims;
+      if (!also.name.empty() && n->inputs[0] == also.name) return also.dims;
+      return std::nullopt;
     }
-    if (n->op_type == "Cast") return ints_of(n->inputs[0], activation, dims, visits);
+    const auto of = [&](const std::string& input) { return ints_of(input, activation, dims, also, visits); };
+    if (n->op_type == "Cast") return of(n->inputs[0]);
     if (n->op_type == "Unsqueeze") {  // of a scalar, along axis 0: the same value as a vector
-      const auto axes = n->inputs.size() > 1 ? ints_of(n->inputs[1], activation, dims, visits) : std::optional(integers(*n, "axes", {}));
+      const auto axes = n->inputs.size() > 1 ? of(n->inputs[1]) : std::optional(integers(*n, "axes", {}));
       if (!axes || *axes != std::vector<std::int64_t>{0}) return std::nullopt;
-      return ints_of(n->inputs[0], activation, dims, visits);
+      return of(n->inputs[0]);
+    }
+    if (n->op_type == "Slice") {  // of a vector, steps of 1: bounds as inputs (opset >= 10) or attributes
+      const bool inputs = n->inputs.size() >= 3;
+      const auto data = of(n->inputs[0]);
+      const auto starts = inputs ? of(n->inputs[1]) : std::optional(integers(*n, "starts", {}));
+      const auto ends = inputs ? of(n->inputs[2]) : std::optional(integers(*n, "ends", {}));
+      const auto axes = n->inputs.size() > 3 && !n->inputs[3].empty() ? of(n->inputs[3])
+                        : inputs                                      ? std::optional(std::vector<std::int64_t>{0})
+                                                                      : std::optional(integers(*n, "axes", {0}));
+      const auto steps = n->inputs.size() > 4 && !n->inputs[4].empty() ? of(n->inputs[4]) : std::optional(std::vector<std::int64_t>{1});
+      const std::vector<std::int64_t> one{1}, zero{0};
+      if (!data || !starts || !ends || !axes || !steps || starts->size() != 1 || ends->size() != 1 || *axes != zero || *steps != one)
+        return std::nullopt;
+      const std::int64_t size = std::int64_t(data->size());
+      const auto clamp = [&](std::int64_t i) { return std::clamp(i < 0 ? i + size : i, std::int64_t{0}, size); };
+      const std::int64_t begin = clamp((*starts)[0]), end = clamp((*ends)[0]);
+      return std::vector<std::int64_t>(data->begin() + begin, data->begin() + std::max(begin, end));
     }
     if (n->op_type == "Gather" && n->inputs.size() == 2 && integer(*n, "axis", 0) == 0) {
-      const auto data = ints_of(n->inputs[0], activation, dims, visits), indices = ints_of(n->inputs[1], activation, dims, visits);
+      const auto data = of(n->inputs[0]), indices = of(n->inputs[1]);
       if (!data || !indices) return std::nullopt;
       std::vector<std::int64_t> out;
       for (std::int64_t i : *indices) {
@@ -615,7 +668,7 @@ class GraphIn {
     if (n->op_type == "Concat" && integer(*n, "axis", 0) == 0) {
       std::vector<std::int64_t> out;
       for (const std::string& input : n->inputs) {
-        const auto part = ints_of(input, activation, dims, visits);
+        const auto part = of(input);
         if (!part || out.size() + part->size() > 16) return std::nullopt;
         out.insert(out.end(), part->begin(), part->end());
       }
@@ -625,19 +678,20 @@ class GraphIn {
   }
   /// Whether `n` only computes a shape (passed over by peek; read by ints_of when used).
   static bool computes_shape(const Node& n) {
-    return n.op_type == "Shape" || n.op_type == "Gather" || n.op_type == "Unsqueeze" || n.op_type == "Concat" || n.op_type == "Cast";
+    return n.op_type == "Shape" || n.op_type == "Gather" || n.op_type == "Unsqueeze" || n.op_type == "Concat" || n.op_type == "Cast" ||
+           n.op_type == "Slice";
   }
 
   /// Takes a Flatten (axis 1) or a Reshape to (N, features) of the current activation, whose
-  /// dims are `dims` (batch_dim first).
-  const Node* take_flatten(const std::string& layer, int features, const std::vector<std::int64_t>& dims) {
+  /// dims are `dims` (batch_dim first); the Reshape's shape may also be computed from `also`'s.
+  const Node* take_flatten(const std::string& layer, int features, const std::vector<std::int64_t>& dims, const Known& also = {}) {
     if (const Node* n = take_if("Flatten")) {
       if (integer(*n, "axis", 1) != 1) refuse(*n, layer, "a Flatten over axis " + std::to_string(integer(*n, "axis", 1)) + ", not 1");
       return n;
     }
     const std::string input = tensor;
     if (const Node* n = take_if("Reshape")) {
-      const auto shape = n->inputs.size() > 1 ? ints_of(n->inputs[1], input, dims) : std::nullopt;
+      const auto shape = n->inputs.size() > 1 ? ints_of(n->inputs[1], input, dims, also) : std::nullopt;
       // (N, features) with the batch as itself, 0 (copied) or -1 (inferred); features as themselves or -1.
       const bool batch_first =
           shape && shape->size() == 2 &&
@@ -825,17 +879,39 @@ inline void stage_statistics(GraphIn& g, const std::string& name, std::vector<fl
 }
 
 inline void read_batch_norm(GraphIn& g, const std::string& name, int C, float momentum, float layer_epsilon) {
-  // Folded into the Conv before it (PyTorch's eval-mode export): the identity, exactly: gamma 1,
-  // beta 0, mean 0 and a variance v with v + epsilon == 1 in float, so that 1 / sqrt(v + epsilon)
+  // A batch norm the exporter folded away reads as gamma and beta with statistics that change
+  // nothing: mean 0 and a variance v with v + epsilon == 1 in float, so that 1 / sqrt(v + epsilon)
   // is 1 (and in double, as the inference fusion computes it, rounds to 1).
-  const Node* next = g.peek();
-  if ((!next || next->op_type != "BatchNormalization") && !g.conv_output.empty() && g.conv_output == g.tensor) {
+  const auto folded = [&](std::vector<float> gamma, std::vector<float> beta) {
     float v = 1.0f - layer_epsilon;
     while (v + layer_epsilon > 1.0f) v = std::nextafter(v, 0.0f);
     while (v + layer_epsilon < 1.0f) v = std::nextafter(v, 2.0f);
-    g.staged[name + ".gamma"].assign(std::size_t(C), 1.0f);
-    g.staged[name + ".beta"].assign(std::size_t(C), 0.0f);
+    g.staged[name + ".gamma"] = std::move(gamma);
+    g.staged[name + ".beta"] = std::move(beta);
     stage_statistics(g, name, std::vector<float>(std::size_t(C), 0.0f), std::vector<float>(std::size_t(C), v), momentum);
+  };
+  // Folded into x * scale + offset, a Mul then an Add by constants of C values per channel, as
+  // tf2onnx writes a Keras BatchNormalization of features (after a Dense), and Keras 3's of
+  // images too: gamma = scale, beta = offset. Per channel: (C) or (1, C) flat, (1, C, 1, 1) or
+  // (C, 1, 1) in NCHW.
+  const auto per_channel = [&](const std::pair<const Node*, std::size_t>& taken, const char* what) {
+    const std::vector<std::int64_t>* dims = g.constant_dims(taken.first->inputs[taken.second]);
+    const std::vector<std::int64_t> want = !g.spatial                  ? std::vector<std::int64_t>{C}
+                                           : dims && dims->size() == 3 ? std::vector<std::int64_t>{C, 1, 1}
+                                                                       : std::vector<std::int64_t>{1, C, 1, 1};
+    return *g.floats(*taken.first, taken.second, want, name, what);
+  };
+  const auto mul = g.take_if_with_constant("Mul");
+  const auto add = g.take_if_with_constant("Add");
+  if (mul || add) {
+    folded(mul ? per_channel(*mul, "scale") : std::vector<float>(std::size_t(C), 1.0f),
+           add ? per_channel(*add, "offset") : std::vector<float>(std::size_t(C), 0.0f));
+    return;
+  }
+  // Folded into the Conv before it (PyTorch's eval-mode export): the identity, exactly.
+  const Node* next = g.peek();
+  if ((!next || next->op_type != "BatchNormalization") && !g.conv_output.empty() && g.conv_output == g.tensor) {
+    folded(std::vector<float>(std::size_t(C), 1.0f), std::vector<float>(std::size_t(C), 0.0f));
     return;
   }
   const Node& n = g.take({"BatchNormalization"}, name);
@@ -926,12 +1002,15 @@ inline void read_flatten(GraphIn& g, const std::string& name, int H, int W, int 
     g.take_flatten(name, H * W * C, {GraphIn::batch_dim, H * W * C});  // optional: already flat
     return;
   }
+  const std::vector<std::int64_t> nchw{GraphIn::batch_dim, C, H, W};
+  // The shape a Reshape flattens to may be computed from the activation before the Transpose, as
+  // tf2onnx writes Keras 3's Flatten.
+  const GraphIn::Known before{g.tensor, nchw};
   const Node* transpose = g.take_if("Transpose");
   if (transpose && g.integers(*transpose, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
     g.refuse(*transpose, name, "a Transpose other than NCHW -> NHWC before flattening");
-  const std::vector<std::int64_t> dims =
-      transpose ? std::vector<std::int64_t>{GraphIn::batch_dim, H, W, C} : std::vector<std::int64_t>{GraphIn::batch_dim, C, H, W};
-  if (!g.take_flatten(name, H * W * C, dims)) g.take({"Flatten", "Reshape"}, name);
+  const std::vector<std::int64_t> dims = transpose ? std::vector<std::int64_t>{GraphIn::batch_dim, H, W, C} : nchw;
+  if (!g.take_flatten(name, H * W * C, dims, transpose ? before : GraphIn::Known{})) g.take({"Flatten", "Reshape"}, name);
   // Flattened from NCHW: the features are in (C, H, W) order, tnet's in (H, W, C).
   if (!transpose && H * W > 1) g.chw = {C, H, W};
   g.spatial = false;

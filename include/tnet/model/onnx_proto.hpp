@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -53,7 +54,7 @@ enum Entry { key = 1, value = 2 };
 }  // namespace field
 
 enum AttributeType { attr_float = 1, attr_int = 2, attr_string = 3, attr_tensor = 4, attr_floats = 6, attr_ints = 7 };
-enum DataType { float32 = 1, int64 = 7 };
+enum DataType { float32 = 1, int32 = 6, int64 = 7 };
 
 // ---- writing ---------------------------------------------------------------------------------
 
@@ -271,8 +272,8 @@ struct Tensor {
   std::string location;
   std::int64_t offset = 0, length = -1;
   bool valid = true;
-  std::string_view message;                      // the whole TensorProto, for tensor_floats and tensor_int64s
-  std::size_t float_count = 0, int64_count = 0;  // values in its float_data and int64_data fields
+  std::string_view message;                                       // the whole TensorProto, for tensor_floats and tensor_int64s
+  std::size_t float_count = 0, int32_count = 0, int64_count = 0;  // values in its float_data, int32_data and int64_data fields
 };
 
 struct Attribute {
@@ -353,6 +354,9 @@ inline Tensor parse_tensor(std::string_view bytes) {
         break;
       case field::float_data:
         t.float_count += in.count_floats();
+        break;
+      case field::int32_data:
+        t.int32_count += in.count_ints();
         break;
       case field::int64_data:
         t.int64_count += in.count_ints();
@@ -575,22 +579,35 @@ inline std::vector<float> tensor_floats(const Tensor& t) {
   return values;
 }
 
-/// A tensor's int64 values (its raw bytes, or its int64_data), at most `limit` of them: nullopt
-/// when it holds more.
+/// An int64 or int32 tensor's values (its raw bytes, or its int64_data or int32_data), as int64,
+/// at most `limit` of them: nullopt when it holds more.
 inline std::optional<std::vector<std::int64_t>> tensor_int64s(const Tensor& t, std::size_t limit) {
+  const bool narrow = t.data_type == int32;
   std::vector<std::int64_t> values;
   if (t.has_raw) {
-    if (t.raw.size() % sizeof(std::int64_t) || t.raw.size() / sizeof(std::int64_t) > limit) return std::nullopt;
-    values.resize(t.raw.size() / sizeof(std::int64_t));
-    if (!values.empty()) std::memcpy(values.data(), t.raw.data(), t.raw.size());
+    const std::size_t item = narrow ? sizeof(std::int32_t) : sizeof(std::int64_t);
+    if (t.raw.size() % item || t.raw.size() / item > limit) return std::nullopt;
+    values.resize(t.raw.size() / item);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (narrow) {
+        std::int32_t v;
+        std::memcpy(&v, t.raw.data() + i * item, item);
+        values[i] = v;
+      } else {
+        std::memcpy(&values[i], t.raw.data() + i * item, item);
+      }
+    }
     return values;
   }
-  if (t.int64_count > limit) return std::nullopt;
+  if ((narrow ? t.int32_count : t.int64_count) > limit) return std::nullopt;
   ProtoIn in(t.message);
   while (in.next()) {
-    if (in.number() == field::int64_data) in.ints(values, limit);
+    if (in.number() == (narrow ? field::int32_data : field::int64_data)) in.ints(values, limit);
     else in.skip();
   }
+  if (narrow)  // int32_data holds each value as a varint of its int32, sign-extended
+    for (std::int64_t& v : values)
+      if (v < std::numeric_limits<std::int32_t>::min() || v > std::numeric_limits<std::int32_t>::max()) return std::nullopt;
   return values;
 }
 
