@@ -1,18 +1,78 @@
 #!/usr/bin/env bash
-# Every test: install what is missing (the ONNX consumers too: scripts/install_onnx_consumers.sh,
-# and Open MPI for data-parallel training), build, run the suite; then the unit tests again under
-# AddressSanitizer and UndefinedBehaviorSanitizer (skip those with TNET_SKIP_SANITIZERS=1).
+# The tests, in two tiers.
+#   bash scripts/test.sh          installs what is missing (Open MPI; python3-onnx, and ONNX Runtime
+#                                 from PyPI into .cache/onnx-consumers), builds once with GCC
+#                                 (warnings as errors; no benchmarks, no ResNet18 and MobileNetV2
+#                                 fashion programs) and runs every test not labelled `full`: the
+#                                 unit tests, the programs as a user runs them, ONNX files read back
+#                                 by onnx.checker and ONNX Runtime, MPI.
+#   bash scripts/test.sh --full   what CI runs (.ci/run): everything built and every test, the
+#                                 large consumers too (OpenCV's DNN, PyTorch and torchvision from
+#                                 Debian); then the unit tests built with clang-19 under
+#                                 AddressSanitizer and UndefinedBehaviorSanitizer, the examples and
+#                                 benchmarks checked by clang-19 with warnings as errors, and each
+#                                 libFuzzer target for 60 seconds (fuzz/run.sh). TNET_SKIP_SANITIZERS=1
+#                                 and TNET_SKIP_FUZZ=1 leave those out.
+# Each phase's time is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh openmpi-bin libopenmpi-dev
-bash scripts/install_onnx_consumers.sh
+full=0
+case "${1:-}" in
+  "") ;;
+  --full) full=1 ;;
+  *) echo "usage: bash scripts/test.sh [--full]" >&2 && exit 2 ;;
+esac
 jobs=$(nproc)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON -DTNET_FASHION_TORCHVISION=ON >/dev/null
-cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure -j"$jobs"
-if [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
-  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTNET_SANITIZE=ON -DTNET_WERROR=ON \
-    -DTNET_BUILD_EXAMPLES=OFF -DTNET_BUILD_BENCHMARKS=OFF >/dev/null
-  cmake --build build-sanitize -j"$jobs" --target tnet_tests
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize/tests/tnet_tests
+timings=()
+phase_start=$(date +%s)
+phase() {  # phase NAME: the time since the previous phase ended is NAME's
+  local now
+  now=$(date +%s)
+  timings+=("$(printf '%-44s %4d s' "$1" $((now - phase_start)))")
+  phase_start=$now
+}
+
+if [ $full = 1 ]; then
+  bash scripts/setup.sh openmpi-bin libopenmpi-dev clang-19 libomp-19-dev
+  bash scripts/install_onnx_consumers.sh --full
+else
+  bash scripts/setup.sh openmpi-bin libopenmpi-dev
+  bash scripts/install_onnx_consumers.sh
 fi
+phase "installing what was missing"
+
+everything=OFF
+[ $full = 1 ] && everything=ON
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON -DTNET_BUILD_BENCHMARKS=$everything \
+  -DTNET_FASHION_TORCHVISION=$everything >/dev/null
+cmake --build build -j"$jobs"
+phase "building (GCC)"
+if [ $full = 1 ]; then
+  ctest --test-dir build --output-on-failure -j"$jobs"
+  phase "every test"
+else
+  ctest --test-dir build --output-on-failure -j"$jobs" -LE full
+  phase "the tests (not those labelled full)"
+fi
+
+if [ $full = 1 ] && [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # The second compiler and the sanitizers in one build: the unit tests under clang-19 with ASan
+  # and UBSan; the examples' and benchmarks' sources through clang-19's front end (warnings as
+  # errors), which the GCC build above compiled.
+  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_SANITIZE=ON \
+    -DTNET_WERROR=ON -DTNET_BUILD_BENCHMARKS=OFF -DTNET_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build-sanitize -j"$jobs" --target tnet_tests
+  phase "building the unit tests (clang-19, ASan + UBSan)"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize/tests/tnet_tests
+  phase "the unit tests under ASan + UBSan"
+  bash scripts/clang_check.sh
+  phase "clang-19 on the examples and benchmarks"
+fi
+if [ $full = 1 ] && [ "${TNET_SKIP_FUZZ:-0}" != 1 ]; then
+  bash fuzz/run.sh 60
+  phase "fuzzing (60 s a target)"
+fi
+
+echo
+echo "tests passed; time taken:"
+printf '  %s\n' "${timings[@]}"

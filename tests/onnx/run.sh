@@ -13,8 +13,13 @@
 #                   and gives PyTorch's outputs within 1e-4; fashion_classify runs it
 # STEP networks     the networks of tests/onnx_networks.hpp (residual blocks, every activation,
 #                   padded, depthwise and average-pooling layers) exported by onnx_check, loaded
-#                   back by tnet, checked by onnx.checker, and run by ONNX Runtime and OpenCV's
-#                   DNN: within 1e-4 of tnet
+#                   back by tnet, checked by onnx.checker, and run by ONNX Runtime: within 1e-4
+#                   of tnet
+# STEP networks_opencv  the same networks run by OpenCV's DNN: within 1e-4 of tnet
+# STEP keras        the tutorial's SmallerVGGNet made by Keras (tf-keras, random weights) and
+#                   converted by tf2onnx (tests/fixtures/make_keras_fixtures.py) gives Keras's
+#                   predict within 1e-4 on the export step's inputs; fashion_classify runs it.
+#                   Needs the peers (benchmarks/peers/setup.sh); skipped without them, in CI too
 # STEP torchvision  torchvision's resnet18 and mobilenet_v2 (python3-torchvision), exported by
 #                   PyTorch folded, unfolded and with the shortcut first
 #                   (tests/onnx/make_torchvision.py), load into tnet::models::ResNet18 and
@@ -125,6 +130,30 @@ pytorch)
   "$bin/fashion_classify" --model torch_smallervgg.onnx --labelbin labels.txt --output photo.png "$image" >classify.txt 2>&1 &&
     grep -q "label0: " classify.txt && pass "fashion_classify runs PyTorch's model" || fail "fashion_classify with PyTorch's model: $(cat classify.txt)"
   ;;
+keras)
+  # Where the peers are installed (benchmarks/peers/setup.sh; TNET_KERAS_PYTHON names another
+  # Python with tensorflow, tf-keras and tf2onnx): CI does not install them, so this step is skipped
+  # without them even there, saying so.
+  keras_python=${TNET_KERAS_PYTHON:-$here/../../.cache/peers/bin/python}
+  if ! [ -x "$keras_python" ] || ! "$keras_python" -c "import tf_keras, tf2onnx" 2>/dev/null; then
+    echo "SKIPPED: tensorflow, tf-keras and tf2onnx are not installed ($keras_python; bash benchmarks/peers/setup.sh installs them)"
+    exit 77
+  fi
+  out="$work-keras"
+  rm -rf "$out" && mkdir -p "$out" && cd "$out" || exit 1
+  "$keras_python" "$here/../fixtures/make_keras_fixtures.py" smallervgg keras.onnx "$work/inputs.bin" 6 >keras.log 2>&1 ||
+    { cat keras.log; fail "tf2onnx's conversion of a Keras SmallerVGGNet"; exit 1; }
+  "$onnx_check" compare keras.onnx "$work/inputs.bin" keras.onnx.expected.bin 1e-4 &&
+    pass "tnet runs the tutorial's Keras SmallerVGGNet, converted by tf2onnx, as Keras's predict does" || fail "Keras's SmallerVGGNet in tnet"
+  "$keras_python" "$here/../fixtures/make_keras_fixtures.py" smallervgg3 keras3.onnx "$work/inputs.bin" 6 >keras3.log 2>&1 ||
+    { cat keras3.log; fail "Keras 3's export of a SmallerVGGNet"; exit 1; }
+  "$onnx_check" compare keras3.onnx "$work/inputs.bin" keras3.onnx.expected.bin 1e-4 &&
+    pass "and the same network made with Keras 3 and its own ONNX export" || fail "Keras 3's SmallerVGGNet in tnet"
+  mapfile -t images < <(photos)
+  "$bin/fashion_classify" --model keras.onnx --labelbin "$work/labels.txt" --output photo.png "${images[0]}" >classify.txt 2>&1 &&
+    grep -qE "^  [a-z]+_?[a-z]*: [0-9.]+%$" classify.txt && pass "fashion_classify runs Keras's model" ||
+    fail "fashion_classify with Keras's model: $(cat classify.txt)"
+  ;;
 torchvision)
   python=${TNET_TORCHVISION_PYTHON:-$python}
   has_python_module torchvision || skip "python3-torchvision is not installed ($python cannot import torchvision)"
@@ -140,13 +169,18 @@ torchvision)
   ;;
 networks)
   [ -x "$ort_python" ] && "$ort_python" -c "import onnxruntime" 2>/dev/null || skip "onnxruntime is not installed ($ort_python cannot import it)"
-  has_python_module cv2 || skip "python3-opencv is not installed"
   has_python_module onnx || skip "python3-onnx is not installed"
   out="$work-networks"
   rm -rf "$out" && mkdir -p "$out" || exit 1
   "$onnx_check" networks "$out" && pass "tnet's exports load back into tnet with the same outputs" || fail "tnet's exports read back by tnet"
   "$python" "$here/networks_check.py" checker "$out" && pass "onnx.checker passes them" || fail "onnx.checker"
   "$ort_python" "$here/networks_check.py" onnxruntime "$out" && pass "ONNX Runtime runs them as tnet does" || fail "ONNX Runtime"
+  ;;
+networks_opencv)
+  has_python_module cv2 || skip "python3-opencv is not installed"
+  out="$work-networks-opencv"
+  rm -rf "$out" && mkdir -p "$out" || exit 1
+  "$onnx_check" networks "$out" >/dev/null || fail "tnet's exports read back by tnet"
   "$python" "$here/networks_check.py" opencv "$out" && pass "OpenCV's DNN runs them as tnet does" || fail "OpenCV"
   ;;
 *)
