@@ -166,7 +166,7 @@ status=$?
 
 # A final model is not a checkpoint.
 cp m.tnet final.tnet.checkpoint
-expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a fashion_train checkpoint (it has no 'settings')" -- \
+expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a training checkpoint (it has no 'settings')" -- \
   "$train" --epochs 4 --synthetic-count 100 --model "$work/final.tnet" --labelbin "$work/final.txt" --plot "$work/final.png" \
   --history "$work/final.csv" --resume
 cp synthetic_examples/red_dress.png photo.png
