@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
                                             .resume = std::filesystem::exists("model.tnet.checkpoint"),
                                             .model = "model.tnet",
                                             .class_names = labels.classes()},
-                                           {&stop, &plateau, &best, &history});
+                                           {&history, &best, &plateau, &stop});
   tnet::print_report(std::cout, result, labels.classes());
   return result.exit_status();
 }

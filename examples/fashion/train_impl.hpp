@@ -151,12 +151,13 @@ int train(const TrainSettings& s, TrainData& data) {
   tnet::CSVLogger csv(s.history);
   tnet::PlotHistory plot(s.plot);
   std::vector<tnet::Callback*> callbacks{&csv, &plot};
-  tnet::EarlyStopping stop({.patience = s.early_stopping, .restore_best_weights = true});
-  if (s.early_stopping > 0) callbacks.push_back(&stop);
-  tnet::ReduceLROnPlateau plateau({.factor = s.reduce_lr_factor, .patience = s.reduce_lr});
-  if (s.reduce_lr > 0) callbacks.push_back(&plateau);
+  // The best model is kept before early stopping may put back other weights.
   std::optional<tnet::ModelCheckpoint> best;
   if (!s.keep_best.empty()) callbacks.push_back(&best.emplace(tnet::ModelCheckpoint::Options{.path = s.keep_best}));
+  tnet::ReduceLROnPlateau plateau({.factor = s.reduce_lr_factor, .patience = s.reduce_lr});
+  if (s.reduce_lr > 0) callbacks.push_back(&plateau);
+  tnet::EarlyStopping stop({.patience = s.early_stopping, .restore_best_weights = true});
+  if (s.early_stopping > 0) callbacks.push_back(&stop);
   tnet::FitResult result;
   try {
     result = tnet::fit(*net, train_batches, val_batches, adam, options, callbacks);

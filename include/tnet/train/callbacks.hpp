@@ -10,7 +10,7 @@
 //   tnet::EarlyStopping stop({.monitor = "val_loss", .patience = 5, .restore_best_weights = true});
 //   tnet::ReduceLROnPlateau plateau({.factor = 0.5, .patience = 2});
 //   tnet::ModelCheckpoint best({.path = "best.tnet", .monitor = "val_acc"});
-//   tnet::fit(net, train, val, adam, options, {&stop, &plateau, &best});
+//   tnet::fit(net, train, val, adam, options, {&best, &plateau, &stop});
 #pragma once
 
 #include <algorithm>
@@ -99,6 +99,9 @@ struct FitContext {
   }
 };
 
+/// Called in the order fit is given them: a callback that saves the model (ModelCheckpoint) goes
+/// before one that may put other weights back (EarlyStopping). Under MPI every process calls its
+/// callbacks alike (the figures are the group's); only the one with fit.writer writes files.
 class Callback {
  public:
   virtual ~Callback() = default;

@@ -5,6 +5,8 @@
 //   tnet::EarlyStopping stop({.patience = 5, .restore_best_weights = true});
 //   tnet::FitResult result = tnet::fit(net, train_batches, val_batches, adam, options, {&stop});
 //
+// With options.resume, a run stopped by Ctrl-C continues where it stopped.
+//
 // Every epoch trains on every batch of `train` (a progress line on a terminal), validates on
 // `val`, appends a row to the history, calls the callbacks (train/callbacks.hpp) and writes a
 // checkpoint. The checkpoint is a model file (model/serialize.hpp) with the optimizer's state
