@@ -166,7 +166,7 @@ status=$?
 
 # A final model is not a checkpoint.
 cp m.tnet final.tnet.checkpoint
-expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a fashion_train checkpoint (it has no 'settings')" -- \
+expect_error "--resume from a final model" 2 "final.tnet.checkpoint is not a training checkpoint (it has no 'settings')" -- \
   "$train" --epochs 4 --synthetic-count 100 --model "$work/final.tnet" --labelbin "$work/final.txt" --plot "$work/final.png" \
   --history "$work/final.csv" --resume
 cp synthetic_examples/red_dress.png photo.png
@@ -303,5 +303,26 @@ assert items[0]["image"] == "caf\ufffd.png", items' latin1.json; then
 else
   fail "--json of a path that is not UTF-8: status $status, $(head -c 300 latin1.json)"
 fi
+
+# tnet::fit's callbacks in fashion_train: early stopping, reduce-on-plateau and keep-best, with
+# patience 1; interrupted in the third epoch and resumed, the same models as without the
+# interruption (the callbacks' waiting and best values travel in the checkpoint).
+expect_error "--reduce-lr-factor without --reduce-lr" 2 "--reduce-lr-factor needs --reduce-lr" -- "$train" --reduce-lr-factor 0.5
+callbacks=(--epochs 4 --synthetic-count 20 --early-stopping 1 --reduce-lr 1 --reduce-lr-factor 0.5)
+"$train" "${callbacks[@]}" --model g.tnet --labelbin g.txt --plot g.png --history g.csv --keep-best g-best.tnet >g.log 2>&1
+status=$?
+[ $status = 0 ] && [ -s g.tnet ] && [ -s g-best.tnet ] && grep -q "^early stopping: val_loss has not improved for 1 epochs" g.log &&
+  pass "--early-stopping stops the run, --keep-best keeps the best model" || fail "callbacks: status $status, $(tail -3 g.log)"
+"$train" "${callbacks[@]}" --model h.tnet --labelbin h.txt --plot h.png --history h.csv --keep-best h-best.tnet \
+  --interrupt-after-steps 7 >h.log 2>&1
+status=$?
+"$train" "${callbacks[@]}" --model h.tnet --labelbin h.txt --plot h.png --history h.csv --keep-best h-best.tnet --resume >h_resumed.log 2>&1
+for m in g h g-best h-best; do
+  "$classify" --model $m.tnet --labelbin g.txt --image synthetic_examples --json --output out_$m >$m.json 2>/dev/null
+  sed -i 's/"output": "[^"]*"//' $m.json
+done
+[ $status = 130 ] && [ -s g.json ] && cmp -s g.json h.json && [ -s g-best.json ] && cmp -s g-best.json h-best.json &&
+  cmp -s <(cut -d, -f1-7 g.csv) <(cut -d, -f1-7 h.csv) && pass "with every callback, the resumed run's models and history equal the uninterrupted one's" ||
+  fail "callbacks resumed: status $status, $(diff g.json h.json | head -3) $(diff g-best.json h-best.json | head -3)"
 
 finish

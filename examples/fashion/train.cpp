@@ -46,6 +46,13 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
   --average-epochs N   the final model's weights are the mean of the weights at the ends of
                        the last N epochs (stochastic weight averaging; needs the batch-norm
                        re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
+  --early-stopping N   stop when the validation loss has not improved for N epochs, and keep
+                       the weights of the best epoch (no weight averaging then) [off]
+  --reduce-lr N        multiply the learning rate by --reduce-lr-factor when the validation loss
+                       has not improved for N epochs [off]
+  --reduce-lr-factor X [0.1]
+  --keep-best FILE     save the model of the lowest validation loss so far to FILE at the end of
+                       every epoch that lowers it
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
                        a plain kill or a closed terminal)
   --overwrite          start afresh although FILE.checkpoint holds a run that did not finish,
@@ -81,12 +88,12 @@ using Agreement = std::function<bool(bool)>;
 // Reads the options and the data; returns an exit status to stop with, or -1 to train.
 int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes, const Agreement& agree) {
   using namespace fashion;
-  const Arguments args(argc, argv,
-                       {"--dataset",    "--model",      "--labelbin",   "--plot",           "--history",         "--epochs",
-                        "--batch-size", "--lr",         "--seed",       "--arch",           "--threads",         "--image-size",
-                        "--val-split",  "--val-list",   "--train-list", "--average-epochs", "--synthetic-count", "--interrupt-after-steps",
-                        "--cache",      "--mpi-timeout"},
-                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
+  const Arguments args(
+      argc, argv, {"--dataset",    "--model",       "--labelbin",       "--plot",           "--history",          "--epochs",
+                   "--batch-size", "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
+                   "--val-split",  "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
+                   "--cache",      "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best"},
+      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -127,6 +134,11 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     throw UsageError(
         "--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
         "or give --average-epochs 0");
+  s.early_stopping = int(args.integer("--early-stopping", 0, 1, s.epochs));
+  s.reduce_lr = int(args.integer("--reduce-lr", 0, 1, s.epochs));
+  s.reduce_lr_factor = args.number("--reduce-lr-factor", s.reduce_lr_factor, 0.0, 1.0, "a factor in (0, 1)");
+  if (args.has("--reduce-lr-factor") && !s.reduce_lr) throw UsageError("--reduce-lr-factor needs --reduce-lr (the epochs to wait)");
+  s.keep_best = args.text("--keep-best", "");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.overwrite = args.flag("--overwrite");
@@ -157,6 +169,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     files.output("--labelbin", s.labelbin, "label file");
     files.output("--plot", s.plot, "plot");
     files.output("--history", s.history, "history");
+    if (!s.keep_best.empty()) files.output("--keep-best", s.keep_best, "model");
     if (s.dataset.empty() && fs::exists(fs::symlink_status(examples))) {
       if (!fs::is_directory(examples)) throw UsageError(examples.string() + ", where the synthetic set's examples go, is not a folder");
       for (const Garment& g : synthetic_classes) files.output("the synthetic example", example(g), "synthetic example");
@@ -204,15 +217,15 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         std::string failure;
         bool interrupted = false;
         if (writer) {
-          fashion::catch_interrupts();
+          tnet::catch_interrupts();
           try {
-            data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout, &fashion::interrupted);
+            data.images = tnet::load_image_folder_cached(s.dataset, cache, options, &report, &std::cout, &tnet::interrupted);
           } catch (const tnet::Interrupted& e) {
             failure = e.what(), interrupted = true;
           } catch (const std::exception& e) {
             failure = e.what();
           }
-          fashion::release_interrupts();
+          tnet::release_interrupts();
         }
         if (agree && agree(!failure.empty()) && failure.empty()) throw StoppedElsewhere{};
         if (interrupted) {

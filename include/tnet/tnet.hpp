@@ -28,6 +28,8 @@
 #include "models/mobilenet.hpp"
 #include "models/resnet.hpp"
 #include "train/average.hpp"
+#include "train/callbacks.hpp"
+#include "train/fit.hpp"
 #include "train/loss.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizer.hpp"

@@ -464,9 +464,11 @@ template <class Net>
 ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer = nullptr) {
   using Kind = ModelFileError::Kind;
   // The largest file this network's model can be: the weights with two optimizer slots, the
-  // statistics, and 64 MB for the signature, the names and the metadata.
-  std::uint64_t largest = std::uint64_t(net.parameters().values.size()) * sizeof(float) * 3 + (64u << 20);
-  net.visit_state([&](const std::string&, auto span) { largest += span.size_bytes(); });
+  // statistics, one more copy of the weights and statistics in the metadata (a training
+  // checkpoint's best weights, train/callbacks.hpp), and 64 MB for the signature, the names and
+  // the rest of the metadata.
+  std::uint64_t largest = std::uint64_t(net.parameters().values.size()) * sizeof(float) * 4 + (64u << 20);
+  net.visit_state([&](const std::string&, auto span) { largest += 2 * span.size_bytes(); });
   const std::string payload = detail::read_checked_payload(path, largest);
   detail::Reader in(payload.data(), payload.data() + payload.size(), path);
   const std::string signature = in.get_string();
