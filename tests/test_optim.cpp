@@ -467,3 +467,22 @@ TEST_CASE("decision thresholds travel in the model file; a file without them mea
                        ("tnet::save_model: " + (dir / "w.tnet") + ": decision thresholds: '1.5' is not a threshold in [0, 1]").c_str(),
                        std::invalid_argument);
 }
+
+TEST_CASE("a model file written before schedules and thresholds (tests/fixtures/fuzz/model/adam.tnet) loads: constant rate, 0.5") {
+  using Net = Sequential<Input<4, 4, 2>, Conv2D<3, 3>, ReLU, BatchNorm, Flatten, Dense<dynamic>, Sigmoid>;
+  const std::string path = std::string(TNET_FIXTURE_DIR) + "/fuzz/model/adam.tnet";
+  Net net(Outputs{read_model_outputs<Net>(path)}, 1);
+  Adam adam(Adam::Options{.weight_decay = 0.1, .clip_norm = 2, .schedule = Schedule::one_cycle(100)});
+  const ModelFileInfo info = load_model(path, net, &adam);
+  CHECK(info.has_optimizer_state);
+  CHECK(adam.iterations() == 1);
+  CHECK(adam.schedule().kind == Schedule::Kind::constant);
+  CHECK(adam.options().weight_decay == 0);
+  CHECK(adam.options().clip_norm == 0);
+  CHECK(adam.next_learning_rate() == 1e-3);
+  CHECK(info.thresholds.empty());
+  CHECK(info.thresholds_or(3) == std::vector<float>{0.5f, 0.5f, 0.5f});
+  // A newer optimizer of another kind is refused as before.
+  AdamW adamw;
+  CHECK_THROWS_AS(load_model(path, net, &adamw), ModelFileError);
+}
