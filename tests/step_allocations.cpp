@@ -77,5 +77,19 @@ int main() {
                 precision == tnet::Precision::bf16 ? "bf16" : "fp32", measured);
     total += measured;
   }
+  // AdamW with a cosine warm-up and gradient-norm clipping (its per-block sums made on its first
+  // step), and the imbalanced-label losses.
+  tnet::AdamW adamw(tnet::AdamW::Options{.clip_norm = 1.0, .schedule = tnet::Schedule::cosine(100, 10)});
+  auto train = [&] { net.train_step(x, targets, batch, adamw); };
+  for (const tnet::Loss loss : {tnet::Loss::binary_crossentropy, tnet::Loss::sigmoid_focal}) {
+    net.set_loss(loss, loss == tnet::Loss::binary_crossentropy ? tnet::LossOptions{.pos_weight = {1, 2, 3, 4, 5}} : tnet::LossOptions{});
+    train();
+    counting = true;
+    for (int i = 0; i < 3; ++i) train();
+    counting = false;
+    const long measured = allocations.exchange(0);
+    std::printf("allocations in 3 training steps with AdamW, clipping and %s: %ld\n", tnet::loss_name(loss), measured);
+    total += measured;
+  }
   return total == 0 ? 0 : 1;
 }

@@ -36,3 +36,14 @@ TEST_CASE("JSON numbers: a probability that is not a number is null") {
   CHECK(fashion::detail::json_number(std::nan("")) == "null");
   CHECK(fashion::detail::json_number(std::numeric_limits<double>::infinity()) == "null");
 }
+
+TEST_CASE("fashion_classify's decisions: the model file's thresholds by default, --threshold for every label, else 0.5") {
+  using fashion::decision_thresholds;
+  const std::vector<float> stored{0.2f, 0.7f, 0.5f};
+  CHECK(decision_thresholds(std::nullopt, stored, 3) == stored);
+  CHECK(decision_thresholds(0.4, stored, 3) == std::vector<float>{0.4f, 0.4f, 0.4f});
+  CHECK(decision_thresholds(std::nullopt, {}, 3) == std::vector<float>{0.5f, 0.5f, 0.5f});  // an older file, or ONNX
+  const std::vector<float> p{0.3f, 0.6f, 0.5f};
+  CHECK(fashion::present_labels(p, stored) == std::vector<int>{0});
+  CHECK(fashion::present_labels(p, decision_thresholds(std::nullopt, {}, 3)) == std::vector<int>{1});
+}

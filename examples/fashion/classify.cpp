@@ -24,7 +24,8 @@ of the photo (width 400) with the top labels drawn on it.
   --output PATH     the labelled copy; with several photos, a folder for them
                     [<photo name>_labeled.png in the current folder]
   --top K           how many labels to name and draw [2]
-  --threshold X     labels above it are reported as present [0.5]
+  --threshold X     labels above it are reported as present, every label alike [each label's
+                    threshold stored in the model file (chosen on validation data), else 0.5]
   --json            machine-readable output
   --precision P     fp32, or bf16: the dense layers' kernels read rounded to bfloat16, faster on
                     one photo (on the tutorial's validation photos no decision changed and no
@@ -46,7 +47,7 @@ int run(int argc, char** argv) {
   s.labelbin = args.text("--labelbin", s.labelbin);
   s.output = args.text("--output", "");
   s.top = int(args.integer("--top", s.top, 1, 1000));
-  s.threshold = args.number("--threshold", s.threshold, -1e-9, 1.0, "a probability in [0, 1)");
+  if (args.has("--threshold")) s.threshold = args.number("--threshold", 0.5, -1e-9, 1.0, "a probability in [0, 1)");
   s.json = args.flag("--json");
   const std::string precision = args.text("--precision", "fp32");
   if (precision != "fp32" && precision != "bf16") throw UsageError("--precision takes fp32 or bf16, got '" + precision + "'");

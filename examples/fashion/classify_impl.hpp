@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <span>
 #include <sstream>
@@ -27,7 +28,7 @@ struct ClassifySettings {
   std::vector<std::string> images;   // files (a folder given was expanded to its image files)
   std::vector<std::string> outputs;  // the labelled copy of each (labelled_copy_paths)
   int top = 2;
-  double threshold = 0.5;
+  std::optional<double> threshold;  // --threshold: every label's; unset: the model file's own (0.5 without)
   bool json = false;
   tnet::Precision precision = tnet::Precision::fp32;  // how the dense kernels are read (Sequential::set_inference_precision)
 };
@@ -55,6 +56,22 @@ inline std::vector<std::string> labelled_copy_paths(const std::vector<std::strin
         throw UsageError("the labelled copy " + path + " would overwrite the photo " + image + ": give another --output");
     }
   return paths;
+}
+
+/// Each label's decision threshold: `--threshold` for every label when given, else the ones the
+/// model file stores (tnet::set_thresholds, chosen on validation data), else 0.5.
+inline std::vector<float> decision_thresholds(const std::optional<double>& given, const std::vector<float>& stored, int labels) {
+  if (given) return std::vector<float>(std::size_t(labels), float(*given));
+  if (stored.size() == std::size_t(labels)) return stored;
+  return std::vector<float>(std::size_t(labels), 0.5f);
+}
+
+/// The labels whose probability is above their threshold, in label order.
+inline std::vector<int> present_labels(std::span<const float> p, const std::vector<float>& thresholds) {
+  std::vector<int> present;
+  for (std::size_t l = 0; l < thresholds.size(); ++l)
+    if (p[l] > thresholds[l]) present.push_back(int(l));
+  return present;
 }
 
 namespace detail {
@@ -95,8 +112,18 @@ int classify(const ClassifySettings& s) {
   const bool onnx = is_onnx_path(s.model);
   auto net =
       std::make_unique<Net>(tnet::Outputs{onnx ? read_onnx_model_info<Net>(s.model).outputs : tnet::read_model_outputs<Net>(s.model)}, 0);
-  const std::vector<std::string> model_classes = onnx ? load_onnx_model(s.model, *net) : tnet::load_model(s.model, *net).class_names;
+  std::vector<std::string> model_classes;
+  std::vector<float> stored_thresholds;
+  if (onnx) {
+    model_classes = load_onnx_model(s.model, *net);
+  } else {
+    tnet::ModelFileInfo info = tnet::load_model(s.model, *net);
+    model_classes = std::move(info.class_names);
+    stored_thresholds = std::move(info.thresholds);
+  }
   const int labels = net->outputs();
+  const std::vector<float> thresholds = decision_thresholds(s.threshold, stored_thresholds, labels);
+  const bool one_threshold = std::all_of(thresholds.begin(), thresholds.end(), [&](float t) { return t == thresholds[0]; });
   const std::vector<std::string> classes = matching_classes(s.labelbin, s.model, labels, model_classes);
   net->set_inference_precision(s.precision);
 
@@ -125,8 +152,7 @@ int classify(const ClassifySettings& s) {
     std::vector<std::pair<std::string, double>> top;
     for (int k = 0; k < std::min(s.top, labels); ++k) top.push_back({classes[std::size_t(order[k])], p[order[k]]});
     std::vector<std::string> present;
-    for (int l = 0; l < labels; ++l)
-      if (p[l] > s.threshold) present.push_back(classes[std::size_t(l)]);
+    for (const int l : present_labels(p, thresholds)) present.push_back(classes[std::size_t(l)]);
 
     const std::string& output = s.outputs[i];
     tnet::write_png(output, labelled_copy(photo, top));
@@ -145,10 +171,15 @@ int classify(const ClassifySettings& s) {
       continue;
     }
     std::cout << path << "\n";
-    for (int l = 0; l < labels; ++l) std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]) << "\n";
+    for (int l = 0; l < labels; ++l) {
+      std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]);
+      if (!one_threshold) std::cout << " (threshold " << thresholds[std::size_t(l)] << ")";
+      std::cout << "\n";
+    }
     std::cout << "  top " << top.size() << ":";
     for (const auto& [label, probability] : top) std::cout << " " << label << " (" << detail::percent(probability) << ")";
-    std::cout << "\n  above " << s.threshold << ":";
+    if (one_threshold) std::cout << "\n  above " << thresholds[0] << ":";
+    else std::cout << "\n  above their thresholds:";
     for (const std::string& label : present) std::cout << " " << label;
     std::cout << (present.empty() ? " (none)" : "") << "\n  labelled image: " << output << "\n";
   }

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <iomanip>
 #include <iostream>
@@ -229,14 +230,37 @@ class Sequential {
   /// in its logits, as PyTorch's do) has none until it is chosen here, and then treats its output
   /// as the logits (PyTorch's BCEWithLogitsLoss and CrossEntropyLoss with probabilities as
   /// targets). Throws std::invalid_argument for a loss that does not fit the final activation.
-  void set_loss(Loss loss) {
-    if ((ends_in_sigmoid && loss != Loss::binary_crossentropy) || (ends_in_softmax && loss != Loss::categorical_crossentropy))
+  /// For imbalanced labels (train/loss.hpp), a network ending in Sigmoid or in its logits may take
+  /// binary cross-entropy with `options.pos_weight` (one weight per output, >= 0), or
+  /// Loss::sigmoid_focal with options.alpha (<= 1; < 0: none) and options.gamma (>= 0):
+  ///   net.set_loss(tnet::Loss::binary_crossentropy, {.pos_weight = tnet::positive_weights(y, n, labels)});
+  ///   net.set_loss(tnet::Loss::sigmoid_focal, {.alpha = 0.25, .gamma = 2});
+  void set_loss(Loss loss, LossOptions options = {}) {
+    const bool binary = loss == Loss::binary_crossentropy || loss == Loss::sigmoid_focal;
+    if ((ends_in_sigmoid && !binary) || (ends_in_softmax && loss != Loss::categorical_crossentropy))
       throw std::invalid_argument(std::string("tnet::Sequential::set_loss: a network ending in ") +
                                   (ends_in_sigmoid ? "Sigmoid" : "Softmax") + " trains with " +
                                   (ends_in_sigmoid ? "binary" : "categorical") + " cross-entropy, not " + loss_name(loss) +
                                   "; end it in its logits to choose another");
+    if (!options.pos_weight.empty()) {
+      if (loss != Loss::binary_crossentropy)
+        throw std::invalid_argument(std::string("tnet::Sequential::set_loss: pos_weight is for binary cross-entropy, not ") +
+                                    loss_name(loss));
+      if (options.pos_weight.size() != std::size_t(outputs()))
+        throw std::invalid_argument("tnet::Sequential::set_loss: pos_weight has " + std::to_string(options.pos_weight.size()) +
+                                    " weights; the network has " + std::to_string(outputs()) + " outputs");
+      for (const float w : options.pos_weight)
+        if (!(w >= 0 && std::isfinite(w)))
+          throw std::invalid_argument("tnet::Sequential::set_loss: pos_weight holds " + std::to_string(w) +
+                                      "; weights must be finite and >= 0");
+    }
+    if (loss == Loss::sigmoid_focal && !(options.alpha <= 1 && options.gamma >= 0 && std::isfinite(options.gamma)))
+      throw std::invalid_argument("tnet::Sequential::set_loss: the focal loss needs alpha <= 1 (below 0: none) and a finite gamma >= 0");
     loss_ = loss;
+    loss_options_ = std::move(options);
   }
+  /// set_loss's options: the positive weights, the focal loss's alpha and gamma.
+  const LossOptions& loss_options() const { return loss_options_; }
   Loss loss() const { return loss_; }
 
   /// The loss of a batch in inference mode (Keras's evaluate); output() holds the predictions.
@@ -493,14 +517,19 @@ class Sequential {
     const int labels = outputs();
     const int batch = chain_.batch();
     float* grad = gradient ? chain_.gradient_buffer() : nullptr;
-    if (loss_ == Loss::binary_crossentropy)
-      return binary_crossentropy(logits, targets, std::ptrdiff_t(batch) * labels, grad, std::ptrdiff_t(global_batch) * labels);
+    const std::ptrdiff_t count = std::ptrdiff_t(batch) * labels, total = std::ptrdiff_t(global_batch) * labels;
+    if (loss_ == Loss::binary_crossentropy && !loss_options_.pos_weight.empty())
+      return weighted_binary_crossentropy(logits, targets, count, loss_options_.pos_weight.data(), labels, grad, total);
+    if (loss_ == Loss::binary_crossentropy) return binary_crossentropy(logits, targets, count, grad, total);
+    if (loss_ == Loss::sigmoid_focal)
+      return sigmoid_focal_loss(logits, targets, count, loss_options_.alpha, loss_options_.gamma, grad, total);
     return categorical_crossentropy(logits, targets, batch, labels, grad, global_batch);
   }
 
   int width_;  // the run-time width, or the output size of a network without one
   chain_type chain_;
   Loss loss_ = ends_in_sigmoid ? Loss::binary_crossentropy : ends_in_softmax ? Loss::categorical_crossentropy : Loss::none;
+  LossOptions loss_options_;
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_

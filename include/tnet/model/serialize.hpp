@@ -19,11 +19,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <array>
+#include <charconv>
+#include <system_error>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -66,7 +69,52 @@ struct ModelFileInfo {
   std::map<std::string, std::string> metadata;  // free-form: a trainer's progress, settings, history
   bool has_optimizer_state = false;
   std::uint64_t step = 0;
+  /// Each output's decision threshold (label l is present when p > thresholds[l]), as
+  /// set_thresholds stored them; empty when the file has none, which means 0.5 for every label.
+  std::vector<float> thresholds;
+
+  /// The thresholds, or `fallback` for every one of `outputs` labels when the file has none.
+  std::vector<float> thresholds_or(int outputs, float fallback = 0.5f) const {
+    return thresholds.empty() ? std::vector<float>(std::size_t(outputs), fallback) : thresholds;
+  }
 };
+
+/// The metadata entry in which a model file keeps its decision thresholds: the floats as text,
+/// separated by spaces, each the shortest that reads back exactly (std::to_chars). An entry of the free-form metadata, so
+/// files without it (older ones) load as before and older readers load files with it.
+inline constexpr const char* thresholds_key = "decision_thresholds";
+
+/// Stores per-label decision thresholds (e.g. MultiLabelScores::best_thresholds) in metadata
+/// for save_model, which checks there is one per output, each in [0, 1].
+inline void set_thresholds(std::map<std::string, std::string>& metadata, std::span<const float> thresholds) {
+  std::string text;
+  for (const float t : thresholds) {
+    char number[32];
+    const auto end = std::to_chars(number, number + sizeof number, t).ptr;  // the shortest text that reads back as t
+    if (!text.empty()) text += ' ';
+    text.append(number, end);
+  }
+  metadata[thresholds_key] = text;
+}
+
+namespace detail {
+// The thresholds of a thresholds_key entry; an empty string when they are one per output, each
+// a number in [0, 1], else what is wrong.
+inline std::string parse_thresholds(const std::string& text, int outputs, std::vector<float>& thresholds) {
+  thresholds.clear();
+  std::istringstream in(text);
+  for (std::string word; in >> word;) {
+    float t = 0;
+    const auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), t);
+    if (error != std::errc() || end != word.data() + word.size() || !(t >= 0 && t <= 1))
+      return "'" + word + "' is not a threshold in [0, 1]";
+    thresholds.push_back(t);
+  }
+  if (thresholds.size() != std::size_t(outputs))
+    return std::to_string(thresholds.size()) + " thresholds for a network of " + std::to_string(outputs) + " outputs";
+  return "";
+}
+}  // namespace detail
 
 namespace detail {
 
@@ -384,7 +432,9 @@ int read_model_outputs(const std::string& path) {
 /// Writes `net` (weights, running statistics, step), `class_names`, `metadata` and, when given,
 /// the optimizer's state to `path`, through AtomicFile. Throws FileError naming the file when it
 /// cannot be written, and ModelFileError (not_finite) without writing anything when a weight or
-/// statistic is NaN or infinite; an existing file at `path` is then left as it was.
+/// statistic is NaN or infinite; an existing file at `path` is then left as it was. Decision
+/// thresholds in `metadata` (set_thresholds) must be one per output, each in [0, 1], else it
+/// throws std::invalid_argument, also before writing.
 template <class Net>
 void save_model(const std::string& path, Net& net, const std::vector<std::string>& class_names = {}, const Optimizer* optimizer = nullptr,
                 const std::map<std::string, std::string>& metadata = {}) {
@@ -393,6 +443,11 @@ void save_model(const std::string& path, Net& net, const std::vector<std::string
     if (!detail::all_finite(values, count))
       throw ModelFileError(ModelFileError::Kind::not_finite, path, "refusing to save a model whose " + name + " holds NaN or infinity");
   };
+  if (const auto found = metadata.find(thresholds_key); found != metadata.end()) {
+    std::vector<float> thresholds;
+    if (const std::string error = detail::parse_thresholds(found->second, net.outputs(), thresholds); !error.empty())
+      throw std::invalid_argument("tnet::save_model: " + path + ": decision thresholds: " + error);
+  }
   for (const ParamRef& p : net.parameters()) refuse_non_finite(p.name, p.value, p.size);
   net.visit_state([&](const std::string& name, auto span) {
     if constexpr (std::is_same_v<typename decltype(span)::value_type, float>) refuse_non_finite(name, span.data(), span.size());
@@ -485,6 +540,11 @@ ModelFileInfo load_model(const std::string& path, Net& net, Optimizer* optimizer
   for (std::uint32_t n = in.get_count(8, "metadata entries"); n > 0; --n) {
     std::string key = in.get_string();
     info.metadata[key] = in.get_string();
+  }
+  if (const auto found = info.metadata.find(thresholds_key); found != info.metadata.end()) {
+    if (const std::string error = detail::parse_thresholds(found->second, net.outputs(), info.thresholds); !error.empty())
+      throw ModelFileError(Kind::corrupted, path, "model file's decision thresholds do not fit: " + error);
+    info.metadata.erase(found);
   }
 
   // Everything is read and checked into `staged` first; only then is anything copied.
