@@ -168,14 +168,6 @@ inline std::string fixed(double v, int digits) {
   return out.str();
 }
 
-// The rate of the optimizer's next step: its base rate under Keras's time-based decay.
-inline double current_learning_rate(const Optimizer& optimizer) {
-  double decay = 0;
-  for (const auto& [name, value] : optimizer.state_without_slots().hyper_parameters)
-    if (name == "decay") decay = value;
-  return optimizer.learning_rate() / (1.0 + decay * double(optimizer.iterations()));
-}
-
 // A network of the same type and width as `net`, for holding a mean or reading a model file.
 template <class Net>
 std::unique_ptr<Net> twin(const Net& net) {
@@ -486,7 +478,7 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
                            val_loss,
                            val_metrics.binary_accuracy(),
                            val_metrics.exact_match(),
-                           detail::current_learning_rate(optimizer),
+                           optimizer.next_learning_rate(),
                            seconds};
     history.push_back(record);
     out << (o.progress_line ? "\r" : "") << status() << " - val_loss: " << detail::fixed(record.val_loss, 4)
