@@ -159,7 +159,9 @@ class Sequential {
 
   /// Inference on a batch: forward in Mode::infer. The first inference after anything that may
   /// have changed the weights (as set_inference_precision lists them) packs the convolutions'
-  /// kernels as the products read them, once for all inferences until then: a copy of them.
+  /// kernels as the products read them, once for all inferences until then: a copy of them (4
+  /// bytes a weight). As there, keep no Parameters from parameters() across an inference to
+  /// write through it later.
   std::span<const float> predict(std::span<const float> x, int batch) { return forward(x, batch, Mode::infer); }
 
   /// How inference reads the dense layers' kernels: as they are (Precision::fp32, the default), or
