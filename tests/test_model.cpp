@@ -488,18 +488,19 @@ TEST_CASE("inference reads the convolutions' kernels packed once, and follows th
   test::with_each_gemm_kernel([&](GemmKernel) {
     for (const int batch : {4, 1}) {
       INFO("batch ", batch);
-      Small net(3), reference(4);
+      Small net(3);
       const Buffer x = test::random_values(std::size_t(4) * Small::input_size, 21);
       Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
       for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
       Adam adam(Adam::Options{.lr = 0.05});
       const std::span<const float> input = std::span(x).first(std::size_t(batch) * Small::input_size);
       Buffer before;
-      // net's inference (its packed copies made by an earlier one) against a fresh copy's.
+      // net's inference (its packed copies made by an earlier one) against a new network's first.
       auto check = [&](const std::string& when) {
         INFO(when);
         const auto predicted = net.predict(input, batch);
         const Buffer got(predicted.begin(), predicted.end());
+        Small reference(4);
         copy_network(net, reference, false);
         const auto expected = reference.predict(input, batch);
         CHECK(Buffer(expected.begin(), expected.end()) == got);
