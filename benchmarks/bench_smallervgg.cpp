@@ -5,7 +5,8 @@
 //   bench_smallervgg [--net NAME] [--threads N] [--batch N] [--steps N] [--latency-runs N]
 //                    [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets
 // Prints `name value` lines (or one JSON object); --layers adds each step's forward and
-// backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses); --kernel makes gemm use that kernel rather
+// backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses; a
+// residual block is one step); --kernel makes gemm use that kernel rather
 // than the widest the CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
 // --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
 // the network, as trained by the timed steps, to FILE as ONNX with an NCHW input (the order of the
@@ -297,10 +298,6 @@ int main(int argc, char** argv) {
     }
   }
   if (latency_runs == 0) latency_runs = 4 * steps;
-  if (layers && net != "smallervgg") {
-    std::fprintf(stderr, "bench_smallervgg: --layers times SmallerVGGNet's layers only, not %s's\n", net.c_str());
-    return 2;
-  }
   const Options options{threads, batch, steps, latency_runs, json, layers, onnx_path};
 #ifdef BENCH_TORCHVISION_MODELS
   if (net == "resnet18") return run<tnet::models::ResNet18<96, 96, 3, tnet::dynamic, tnet::Sigmoid>, false>(options);

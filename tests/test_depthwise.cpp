@@ -166,6 +166,87 @@ TEST_CASE("DepthwiseConv2D's results do not depend on the thread count") {
   CHECK(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) == 0);
 }
 
+namespace {
+// A depthwise convolution against its definition, computed directly in double: y (then put
+// through an epilogue: ReLU6 and a per-channel affine of either sign), dL/dx, dL/dkernel and
+// dL/dbias, with each kernel's instruction set; and the same bits with 1 and 2 threads.
+template <class L>
+void check_depthwise_directly(int batch) {
+  using In = typename L::input_shape;
+  constexpr int H = In::height, W = In::width, C = In::channels, M = L::M, F = L::F, K = L::K, S = L::S, OH = L::OH, OW = L::OW;
+  const std::size_t in_size = std::size_t(batch) * In::size, out_size = std::size_t(batch) * L::output_shape::size;
+  const Buffer x = test::random_values(in_size, 51), dy = test::random_values(out_size, 52);
+  const Buffer kernel = test::random_values(L::kernel_size, 53), bias = test::random_values(F, 54);
+  const Buffer scale = test::random_values(F, 55), shift = test::random_values(F, 56);
+  std::vector<double> y(out_size), finished(out_size), dkernel(kernel.size()), dbias(F), dx(in_size);
+  for (int n = 0; n < batch; ++n)
+    for (int oy = 0; oy < OH; ++oy)
+      for (int ox = 0; ox < OW; ++ox)
+        for (int f = 0; f < F; ++f) {
+          const std::size_t o = ((std::size_t(n) * OH + oy) * OW + ox) * F + f;
+          const int c = f / M;
+          double sum = bias[std::size_t(f)];
+          dbias[std::size_t(f)] += dy[o];
+          for (int ky = 0; ky < K; ++ky)
+            for (int kx = 0; kx < K; ++kx) {
+              const int iy = oy * S - L::pad_top + ky, ix = ox * S - L::pad_left + kx;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              const std::size_t i = ((std::size_t(n) * H + iy) * W + ix) * C + c, w = (std::size_t(ky) * K + kx) * F + f;
+              sum += double(x[i]) * kernel[w];
+              dkernel[w] += double(x[i]) * dy[o];
+              dx[i] += double(kernel[w]) * dy[o];
+            }
+          y[o] = sum;
+          finished[o] = std::min(std::max(sum, 0.0), 6.0) * scale[std::size_t(f)] + shift[std::size_t(f)];
+        }
+  auto worst = [](const float* got, const std::vector<double>& want) {  // a value not written (NaN) is infinitely wrong
+    double error = 0, largest = 1e-30;
+    for (std::size_t i = 0; i < want.size(); ++i)
+      error = std::max(error, std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : HUGE_VAL),
+      largest = std::max(largest, std::abs(want[i]));
+    return error / largest;
+  };
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    INFO(L::describe(), " on ", In::str(), ", batch ", batch);
+    auto run = [&](int threads) {
+      set_num_threads(threads);
+      Standalone<L> layer;
+      std::copy(kernel.begin(), kernel.end(), layer.kernel());
+      std::copy(bias.begin(), bias.end(), layer.bias());
+      Buffer got_y(out_size, std::nanf("")), got_dx(in_size, std::nanf("")), got_finished(out_size, std::nanf(""));
+      layer.forward(x.data(), got_y.data(), batch, Pass{Mode::train, 0});
+      layer.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
+      Epilogue epilogue;
+      epilogue.relu = true, epilogue.relu_max = 6.0f, epilogue.scale = scale.data(), epilogue.shift = shift.data();
+      layer.forward(x.data(), got_finished.data(), batch, Pass{Mode::infer}, epilogue);
+      CHECK(worst(got_y.data(), y) < 1e-5);
+      CHECK(worst(got_finished.data(), finished) < 1e-5);
+      CHECK(worst(got_dx.data(), dx) < 1e-5);
+      CHECK(worst(layer.grad_kernel(), dkernel) < 1e-5);
+      CHECK(worst(layer.grad_bias(), dbias) < 1e-5);
+      std::vector<float> all(got_y.begin(), got_y.end());
+      all.insert(all.end(), got_finished.begin(), got_finished.end());
+      all.insert(all.end(), got_dx.begin(), got_dx.end());
+      all.insert(all.end(), layer.grad_kernel(), layer.grad_kernel() + L::kernel_size + F);
+      return all;
+    };
+    const int original = num_threads();
+    const std::vector<float> one = run(1), two = run(2);
+    set_num_threads(original);
+    CHECK(one == two);
+  });
+}
+}  // namespace
+
+TEST_CASE("DepthwiseConv2D equals the direct convolution: strides 1 and 2, paddings, channels past a vector block, batch 1") {
+  check_depthwise_directly<DepthwiseConv2D<3, 1, pad(1)>::Layer<Shape<9, 7, 19>>>(2);        // 16 channels and 3 more
+  check_depthwise_directly<DepthwiseConv2D<3, 2, pad(1)>::Layer<Shape<9, 8, 32>>>(3);        // MobileNetV2's downsampling
+  check_depthwise_directly<DepthwiseConv2D<3, 2, Padding::same>::Layer<Shape<8, 9, 5>>>(1);  // padding only after
+  check_depthwise_directly<DepthwiseConv2D<5, 1, Padding::valid>::Layer<Shape<7, 6, 48>>>(2);
+  check_depthwise_directly<DepthwiseConv2D<3, 1, pad(1)>::Layer<Shape<2, 3, 17>>>(1);    // windows past both edges
+  check_depthwise_directly<DepthwiseConv2D<3, 2, pad(1), 2>::Layer<Shape<7, 6, 3>>>(2);  // a multiplier of 2
+}
+
 TEST_CASE("DepthwiseConv2D's epilogue forward equals forward, then ReLU, then the batch normalisation") {
   using L = DepthwiseConv2D<3, 2, pad(1), 2>::Layer<Odd3>;
   using Norm = BatchNorm::Layer<L::output_shape>;

@@ -121,6 +121,16 @@ void check_conv_directly(int batch) {
     Buffer inferred(out_size, std::nanf(""));
     conv.forward(x.data(), inferred.data(), batch, Pass{Mode::infer});
     CHECK(worst(inferred.data(), y) < tolerance);
+    // The kernel packed once for inference (read when the pass says it is current): the same
+    // bits as packing it in each product. A pass that does not say so packs the kernel it has.
+    conv.prepare_inference(true);
+    Buffer prepared(out_size, std::nanf(""));
+    conv.forward(x.data(), prepared.data(), batch, Pass{.mode = Mode::infer, .prepared = true});
+    CHECK(prepared == inferred);
+    std::transform(conv.kernel(), conv.kernel() + kernel.size(), conv.kernel(), [](float v) { return -v; });
+    conv.forward(x.data(), prepared.data(), batch, Pass{Mode::infer});
+    CHECK(worst(prepared.data(), y) > 0.01);  // the new kernel's
+    conv.prepare_inference(false);
   });
 }
 }  // namespace
@@ -145,6 +155,15 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
   check_conv_directly<Conv2D<96, 3>, Shape<15, 14, 80>>(9);
   check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
+  // 1x1 at stride 1, the pixels read where they lie: filters not a multiple of 8; more channels
+  // than a depth step; fewer rows than filters (the product cut into columns, 80 wide: not a
+  // whole AVX-512 panel). Strided 1x1 (ResNet's projection) gathers. A deep product of few rows
+  // (K cut into chunks) with its kernel packed for inference.
+  check_conv_directly<Conv2D<20, 1, 1, Padding::valid>, Shape<7, 5, 13>>(2);
+  check_conv_directly<Conv2D<24, 1, 1, Padding::valid>, Shape<5, 6, 300>>(1);
+  check_conv_directly<Conv2D<144, 1, 1, Padding::valid>, Shape<3, 3, 40>>(1);
+  check_conv_directly<Conv2D<6, 1, 2, Padding::valid>, Shape<7, 6, 10>>(2);
+  check_conv_directly<Conv2D<40, 3, 1, pad(1)>, Shape<2, 2, 512>>(1);
 }
 
 TEST_CASE("Conv2D::forward_pooled: the forward, its epilogue and the max pool after it, bit for bit, a strip at a time") {

@@ -484,6 +484,45 @@ TEST_CASE("inference in bfloat16 is the float inference of the dense kernels rou
   });
 }
 
+TEST_CASE("inference reads the convolutions' kernels packed once, and follows the weights, with every gemm kernel") {
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    for (const int batch : {4, 1}) {
+      INFO("batch ", batch);
+      Small net(3);
+      const Buffer x = test::random_values(std::size_t(4) * Small::input_size, 21);
+      Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
+      for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
+      Adam adam(Adam::Options{.lr = 0.05});
+      const std::span<const float> input = std::span(x).first(std::size_t(batch) * Small::input_size);
+      Buffer before;
+      // net's inference (its packed copies made by an earlier one) against a new network's first.
+      auto check = [&](const std::string& when) {
+        INFO(when);
+        const auto predicted = net.predict(input, batch);
+        const Buffer got(predicted.begin(), predicted.end());
+        Small reference(4);
+        copy_network(net, reference, false);
+        const auto expected = reference.predict(input, batch);
+        CHECK(Buffer(expected.begin(), expected.end()) == got);
+        CHECK(got != before);  // the weights' change shows
+        before = got;
+        net.predict(input, batch);
+      };
+      net.predict(input, batch);
+      check("after an inference");
+      net.train_step(x, targets, 4, adam);
+      check("after a training step");
+      for (const ParamRef& p : net.parameters())
+        if (p.name.ends_with("conv2d.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return -1.5f * v; });
+      check("after a write through parameters()");
+      static_assert(std::is_same_v<Small::spec_type<0>, Conv2D<4, 3>>);
+      float* kernel = net.layer<0>().kernel();
+      std::transform(kernel, kernel + 20, kernel, [](float v) { return v + 0.25f; });
+      check("after a write through layer<I>()");
+    }
+  });
+}
+
 TEST_CASE("results do not depend on the thread count, with every gemm kernel") {
   auto train = [](int threads) {
     set_num_threads(threads);

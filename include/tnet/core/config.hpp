@@ -89,11 +89,14 @@ class Reducer;
 /// batch: its first sample is sample `sample_offset` of the global batch (dropout draws the
 /// global batch's masks), and `reducer` sums what must be the global batch's over the processes
 /// (batch normalisation's statistics). Null: the batch is the whole batch.
+/// `prepared`: the layers' copies of their weights for inference (a convolution's packed kernel:
+/// prepare_inference) are current, and an inference may read them; Sequential's inference says so.
 struct Pass {
   Mode mode = Mode::infer;
   std::uint64_t step = 0;
   Reducer* reducer = nullptr;
   std::uint64_t sample_offset = 0;
+  bool prepared = false;
 };
 
 }  // namespace tnet

@@ -114,16 +114,18 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
 // lies when it is large and its columns are contiguous (a weight gradient's dy: packing it would
 // only add a pass).
 // `b` is op(B) transposed as the kernels read it: element (column n, depth k) of op(B).
+// `prepacked`, when set, holds pack_steps<Isa::NR>(b, N, K, kernel_depth) already (PackedB): B is
+// then read from it, not packed again; the same products, the same bits.
 template <class Isa>
 void kernel_gemm(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C, bool accumulate,
-                 const Epilogue& epilogue) {
+                 const Epilogue& epilogue, const float* prepacked = nullptr) {
   const Cuts cuts(M, N, K, true);
   const bool in_kernels = cuts.chunks == 1 && !epilogue.empty();
-  const bool b_in_place = cuts.split_rows && b.row_step == 1 && !b.bf16 && K * N > (1 << 18);
-  const float* b_panels = nullptr;
+  const bool b_in_place = !prepacked && cuts.split_rows && b.row_step == 1 && !b.bf16 && K * N > (1 << 18);
+  const float* b_panels = prepacked;
   constexpr int NR = Isa::NR;
   const std::ptrdiff_t padded_n = (N + NR - 1) / NR * NR;
-  if (cuts.split_rows && !b_in_place) {
+  if (cuts.split_rows && !b_in_place && !prepacked) {
     ensure_size(shared_packed_b(), std::size_t(padded_n * K));
     pack_steps<NR>(b, N, K, kernel_depth, shared_packed_b().data());
     b_panels = shared_packed_b().data();
@@ -132,24 +134,45 @@ void kernel_gemm(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrd
                  [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
                      float* c, bool add) {
                    const Epilogue finish = epilogue.from(n0);
-                   packed_product<Isa>(a, m0, k0, b.at(n0, k0), mn, nn, kn, c, N, add, b_panels ? b_panels + k0 * padded_n : nullptr,
-                                       b_in_place, in_kernels ? &finish : nullptr);
+                   // A piece of columns reads the whole product's panels where its first column starts one.
+                   const bool panels_here = b_panels && n0 % NR == 0;
+                   packed_product<Isa>(a, m0, k0, b.at(n0, k0), mn, nn, kn, c, N, add, panels_here ? b_panels + k0 * padded_n : nullptr,
+                                       b_in_place, in_kernels ? &finish : nullptr, panels_here ? padded_n : 0, panels_here ? n0 : 0);
                  });
   if (!in_kernels) apply_epilogue(C, M, N, N, epilogue);
 }
 
+/// A product's B operand packed once for all as tnet's kernels read it (a layer's kernel, for
+/// inference): pack_steps of the panel width of the kernels it was packed for.
+struct PackedB {
+  Buffer panels;
+  GemmKernel kernel = GemmKernel::eigen;  // what it was packed for; eigen: nothing packed
+  /// Packs B (K x N, row-major) for gemm_kernel(), or forgets it (`pack` false, or Eigen's kernels).
+  void pack(bool pack, const float* B, std::ptrdiff_t N, std::ptrdiff_t K) {
+    kernel = pack ? gemm_kernel() : GemmKernel::eigen;
+    if (kernel == GemmKernel::eigen) return;
+    const int NR = kernel == GemmKernel::avx512 ? Avx512::NR : Avx2::NR;
+    ensure_size(panels, std::size_t((N + NR - 1) / NR * NR * K));
+    const Operand b{B, 1, N};
+    if (NR == Avx512::NR) pack_steps<Avx512::NR>(b, N, K, kernel_depth, panels.data());
+    else pack_steps<Avx2::NR>(b, N, K, kernel_depth, panels.data());
+  }
+  /// The panels, when packed for the kernels gemm_kernel() names; else null.
+  const float* get() const { return kernel != GemmKernel::eigen && kernel == gemm_kernel() ? panels.data() : nullptr; }
+};
+
 // kernel_gemm with the kernel gemm_kernel() names, which must be one of tnet's; `a` is an Operand
-// or any other source of A blocks (see ASource).
+// or any other source of A blocks (see ASource). `prepacked`: B's panels for that kernel, or null.
 inline void kernel_gemm_erased(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C,
-                               bool accumulate, const Epilogue& epilogue) {
-  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, b, M, N, K, C, accumulate, epilogue);
-  else kernel_gemm<Avx2>(a, b, M, N, K, C, accumulate, epilogue);
+                               bool accumulate, const Epilogue& epilogue, const float* prepacked = nullptr) {
+  if (gemm_kernel() == GemmKernel::avx512) kernel_gemm<Avx512>(a, b, M, N, K, C, accumulate, epilogue, prepacked);
+  else kernel_gemm<Avx2>(a, b, M, N, K, C, accumulate, epilogue, prepacked);
 }
-// B row-major, K x N (N x K when tb).
+// B row-major, K x N (N x K when tb); `prepacked` as kernel_gemm_erased's.
 template <class Source>
 void kernel_gemm(const Source& a, bool tb, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* B, float* C,
-                 bool accumulate = false, const Epilogue& epilogue = {}) {
-  kernel_gemm_erased(erase(a), Operand{B, tb ? K : 1, tb ? 1 : N}, M, N, K, C, accumulate, epilogue);
+                 bool accumulate = false, const Epilogue& epilogue = {}, const float* prepacked = nullptr) {
+  kernel_gemm_erased(erase(a), Operand{B, tb ? K : 1, tb ? 1 : N}, M, N, K, C, accumulate, epilogue, prepacked);
 }
 }  // namespace detail
 

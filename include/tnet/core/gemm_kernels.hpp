@@ -410,7 +410,10 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
 #pragma GCC unroll 16
   for (int i = 0; i < Rows; ++i) {
     float* row = c + i * ldc;
-    if (add) {
+    if (add && n == 16) {
+      acc0[i] = _mm256_add_ps(_mm256_loadu_ps(row), acc0[i]);
+      acc1[i] = _mm256_add_ps(_mm256_loadu_ps(row + 8), acc1[i]);
+    } else if (add) {
       acc0[i] = _mm256_add_ps(_mm256_maskload_ps(row, mask0), acc0[i]);
       acc1[i] = _mm256_add_ps(_mm256_maskload_ps(row + 8, mask1), acc1[i]);
     }
@@ -444,6 +447,15 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
 #pragma GCC unroll 16
         for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_min_ps(acc0[i], top), acc1[i] = _mm256_min_ps(acc1[i], top);
     }
+  }
+  if (n == 16) {  // a whole panel: plain stores (masked ones are slow on some CPUs, AMD's among them)
+#pragma GCC unroll 16
+    for (int i = 0; i < Rows; ++i) {
+      float* row = c + i * ldc;
+      _mm256_storeu_ps(row, acc0[i]);
+      _mm256_storeu_ps(row + 8, acc1[i]);
+    }
+    return;
   }
 #pragma GCC unroll 16
   for (int i = 0; i < Rows; ++i) {
@@ -579,7 +591,8 @@ ASource erase(const Source& source) {
 template <class Isa>
 inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows,
                                  std::ptrdiff_t cols, std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate,
-                                 const float* b_panels, bool b_in_place, const Epilogue* finish) {
+                                 const float* b_panels, bool b_in_place, const Epilogue* finish, std::ptrdiff_t b_panels_width,
+                                 std::ptrdiff_t b_panels_column) {
   constexpr int MR = Isa::MR, NR = Isa::NR;
   static_assert(MR == 8 || MR == 6, "tnet: ASource::block knows panels of 8 and 6 rows");
   constexpr std::ptrdiff_t depth = kernel_depth;
@@ -609,7 +622,7 @@ inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdi
   for (std::ptrdiff_t k0 = 0; k0 < K; k0 += depth) {
     const std::ptrdiff_t kc = std::min(depth, K - k0);
     const ABlock block = a.block(a.object, r0, k_first + k0, rows, kc, MR);
-    const float* pb = b_panels ? b_panels + k0 * padded_cols : packed_b().data();
+    const float* pb = b_panels ? b_panels + k0 * (b_panels_width ? b_panels_width : padded_cols) + b_panels_column * kc : packed_b().data();
     if (!direct_b && !b_panels) Packer<NR>::pack(b.at(0, k0), cols, kc, packed_b().data());
     const bool add = accumulate || k0 > 0, last = k0 + kc == K;
     for (std::ptrdiff_t j = 0; j < cols; j += NR) {
@@ -627,7 +640,9 @@ inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdi
 
 /// C (rows x cols, leading dimension ldc) = A (rows x K) * B (K x cols), or C += ... when
 /// `accumulate`, with Isa's micro-kernel; A is rows r0.. and depths k0.. of `a`. B is packed
-/// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths), or its
+/// unless `b_panels` holds it already (pack_steps<NR> of exactly these columns and depths; or,
+/// when `b_panels_width` is set, of b_panels_width columns, of which B's are those from
+/// b_panels_column on, a multiple of NR), or its
 /// columns are contiguous and either `b_in_place` asks for it to be read where it lies or a single
 /// panel of A makes packing it cost more than it saves. `finish`, when set, is applied to every
 /// value of C once complete (from C's first column on): K must then be the whole product's depth.
@@ -636,9 +651,10 @@ inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdi
 template <class Isa>
 [[gnu::noinline]] void packed_product(const ASource& a, std::ptrdiff_t r0, std::ptrdiff_t k_first, const Operand& b, std::ptrdiff_t rows,
                                       std::ptrdiff_t cols, std::ptrdiff_t K, float* c, std::ptrdiff_t ldc, bool accumulate,
-                                      const float* b_panels = nullptr, bool b_in_place = false, const Epilogue* finish = nullptr) {
+                                      const float* b_panels = nullptr, bool b_in_place = false, const Epilogue* finish = nullptr,
+                                      std::ptrdiff_t b_panels_width = 0, std::ptrdiff_t b_panels_column = 0) {
   run_for<Isa::target>([](auto... args) { packed_product_steps<Isa>(args...); }, a, r0, k_first, b, rows, cols, K, c, ldc, accumulate,
-                       b_panels, b_in_place, finish);
+                       b_panels, b_in_place, finish, b_panels_width, b_panels_column);
 }
 }  // namespace detail
 }  // namespace tnet

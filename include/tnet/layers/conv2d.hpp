@@ -104,6 +104,19 @@ struct Patches {
   }
 };
 
+/// The im2col matrix of a 1x1 convolution at stride 1 without padding: the images' pixels
+/// themselves, rows of C values, read where they lie (as Patches<1, C> gathers the same values).
+struct Pixels {
+  const float* x;
+  std::ptrdiff_t C;
+
+  Pixels at(std::ptrdiff_t r, std::ptrdiff_t k) const { return {x + r * C + k, C}; }
+  template <int MR>
+  ABlock block(std::ptrdiff_t, std::ptrdiff_t k, std::ptrdiff_t) const {
+    return {x + k, C, C, 1};
+  }
+};
+
 /// The transpose of Patches (rows: the window's (ky, kx, c); depth: output pixels), the A operand
 /// of a weight gradient: blocks are packed into panels of MR window positions straight from the
 /// images, each pixel's MR values one copy when they are MR channels of one window cell. A row of
@@ -236,24 +249,37 @@ struct Conv2D : LayerSpec {
       kernel_ = values, bias_ = values + std::size_t(patch) * F;
       // the bias gradient right after the kernel's: the weight-gradient product writes both (PatchesTransposed)
       grad_kernel_ = grads, grad_bias_ = grads + std::size_t(patch) * F;
+      prepare_inference(false);
     }
 
     void init(Rng rng) {
+      prepare_inference(false);
       const float limit = static_cast<float>(std::sqrt(6.0 / (double(K * K * C) + double(K * K * F))));
       for (std::size_t i = 0; i < std::size_t(patch) * F; ++i) kernel_[i] = rng.symmetric(i, limit);
       std::fill(bias_, bias_ + F, 0.0f);
     }
 
-    void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
+    void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue = {}) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       Epilogue finish = epilogue;
       finish.bias = bias_;
       if constexpr (winograd_shape) {
         if (winograd(batch, OH, OW)) return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, false, y, finish);
       }
-      if (gemm_kernel() != GemmKernel::eigen) detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish);
-      else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y, false, finish);
+      const float* prepacked = pass.mode == Mode::infer && pass.prepared ? packed_.get() : nullptr;
+      if (gemm_kernel() != GemmKernel::eigen) {
+        if constexpr (pointwise) detail::kernel_gemm(detail::Pixels{x, C}, false, rows, F, patch, kernel_, y, false, finish, prepacked);
+        else detail::kernel_gemm(patches(x), false, rows, F, patch, kernel_, y, false, finish, prepacked);
+      } else gemm(Transpose::no, Transpose::no, rows, F, patch, im2col(x, batch), kernel_, y, false, finish);
     }
+
+    /// Packs the kernel for inference as the product reads it (`prepare` true), once for all
+    /// inferences until the weights change, or forgets that copy (false). Sequential calls it
+    /// before an inference after anything that may have changed the weights (as it rounds the
+    /// dense kernels: Sequential::set_inference_precision); an inference whose Pass says
+    /// `prepared` reads the copy, with the same bits as packing the kernel each time (which a
+    /// batch-1 inference of a large kernel spends most of its time on).
+    void prepare_inference(bool prepare) { packed_.pack(prepare, kernel_, F, patch); }
 
     /// Inference's forward followed by the max pool Pool (a MaxPool2D's bound layer whose windows
     /// tile this layer's output) into y, the pool's output: the product is computed Pool output
@@ -288,6 +314,10 @@ struct Conv2D : LayerSpec {
       if constexpr (winograd_shape) {
         if (winograd(batch, H, W))  // the convolution of dy with the flipped kernel, as below
           return winograd_conv({dy, batch, OH, OW, F, H, W, C, K - 1 - pad_top, K - 1 - pad_left}, true, dx, {});
+      }
+      if (own_kernels && pointwise) {  // dL/dx = dy kernel^T, dy's pixels read where they lie
+        detail::kernel_gemm(detail::Pixels{dy, F}, true, std::ptrdiff_t(batch) * H * W, C, F, kernel_, dx);
+        return;
       }
       if (own_kernels && gathers_input_gradient) {
         // At stride 1, dL/dx is the convolution of dy with the flipped kernel, whose windows
@@ -378,6 +408,8 @@ struct Conv2D : LayerSpec {
       if (gemm_kernel() == GemmKernel::avx512) detail::winograd_kernel_gradient<M, detail::Avx512>(p, dy, grad_kernel_, grad_bias_);
       else detail::winograd_kernel_gradient<M, detail::Avx2>(p, dy, grad_kernel_, grad_bias_);
     }
+    // A 1x1 convolution at stride 1 without padding: its im2col matrix is x itself (Pixels).
+    static constexpr bool pointwise = K == 1 && S == 1 && OH == H && OW == W;
     // The input gradient is gathered from dy, F channels, at stride 1.
     static constexpr bool gathers_input_gradient = S == 1 && F % 8 == 0;
 
@@ -437,6 +469,7 @@ struct Conv2D : LayerSpec {
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;  // views (bind)
     std::vector<double> bias_sums_;
     detail::WinogradKernel winograd_forward_, winograd_input_gradient_;
+    detail::PackedB packed_;  // the kernel packed for inference (prepare_inference), or nothing
   };
 };
 

@@ -68,6 +68,7 @@ struct DepthwiseConv2D : LayerSpec {
     // y = bias + sum over the window's taps inside the image of x * kernel, then the epilogue
     // (core/gemm_kernels.hpp).
     void forward(const float* x, float* y, int batch, Pass, const Epilogue& epilogue = {}) {
+      if constexpr (M == 1) return forward_channels(x, y, batch, epilogue);
       const float *kernel = kernel_, *bias = bias_, *scale = epilogue.scale, *shift = epilogue.shift;
       for_blocks(std::ptrdiff_t(batch) * OH, 1, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t row = begin; row < end; ++row) {
@@ -98,6 +99,7 @@ struct DepthwiseConv2D : LayerSpec {
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       kernel_gradient(x, dy, batch);
       if (!dx) return;
+      if constexpr (M == 1) return input_gradient_channels(dy, dx, batch);
       const float* kernel = kernel_;
       for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
         float* image = dx + n * In::size;
@@ -130,6 +132,143 @@ struct DepthwiseConv2D : LayerSpec {
     // (kernel then bias, as grads are laid out) are added into a slice of partials_.
     static constexpr std::ptrdiff_t pieces = 32, gradient_size = std::ptrdiff_t(kernel_size) + F;
 
+    // Channels computed together with a multiplier of 1: one or two vector registers, in which a
+    // sum stays over the window's taps. The last block of channels may be shorter.
+    static constexpr int lanes = 16;
+
+    // forward with a multiplier of 1, in parallel over output rows: for each output pixel, the
+    // window's taps inside the image, then each block of channels summed over them (bias first,
+    // taps in order) and put through the epilogue as it is written.
+    void forward_channels(const float* x, float* y, int batch, const Epilogue& epilogue) {
+      const float *kernel = kernel_, *bias = bias_;
+      const Epilogue e = epilogue;
+      for_blocks(std::ptrdiff_t(batch) * OH, 1, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t row = begin; row < end; ++row) {
+          const float* image = x + row / OH * In::size;
+          const int oy = int(row % OH);
+          float* out = y + row * OW * F;
+          for (int ox = 0; ox < OW; ++ox, out += F) {
+            const float* pixels[K * K];
+            const float* weights[K * K];
+            int taps = 0;
+            for_taps(oy, ox, [&](int iy, int ix, int tap) {
+              pixels[taps] = image + (std::ptrdiff_t(iy) * W + ix) * C, weights[taps] = kernel + std::ptrdiff_t(tap) * C, ++taps;
+            });
+            for (int c0 = 0; c0 < C; c0 += lanes) {
+              if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, out);
+              else channel_block<C % lanes>(c0, bias, pixels, weights, taps, e, out);
+            }
+          }
+        }
+      });
+    }
+    // Channels [c0, c0 + Lanes) of one output pixel: bias + taps' products, then the epilogue.
+    template <int Lanes>
+    static void channel_block(int c0, const float* bias, const float* const* pixels, const float* const* weights, int taps,
+                              const Epilogue& e, float* out) {
+      if constexpr (Lanes > 0) {
+        float sum[Lanes];
+        for (int l = 0; l < Lanes; ++l) sum[l] = bias[c0 + l];
+        for (int t = 0; t < taps; ++t) {
+          const float *p = pixels[t] + c0, *w = weights[t] + c0;
+          for (int l = 0; l < Lanes; ++l) sum[l] += p[l] * w[l];
+        }
+        finish(sum, c0, e);
+        for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
+      }
+    }
+    // The epilogue (but for the bias) of Lanes sums of channels c0.., each kind of epilogue a loop of its own.
+    template <int Lanes>
+    static void finish(float (&sum)[Lanes], int c0, const Epilogue& e) {
+      const float top = e.relu_max;
+      auto clamp = [&] {
+        for (int l = 0; l < Lanes; ++l) sum[l] = std::min(std::max(sum[l], 0.0f), top);
+      };
+      if (e.relu && !e.affine_first) clamp();
+      if (e.scale)
+        for (int l = 0; l < Lanes; ++l) sum[l] = sum[l] * e.scale[c0 + l] + e.shift[c0 + l];
+      if (e.relu && e.affine_first) clamp();
+    }
+
+    // dL/dx with a multiplier of 1, in parallel over input rows: for each input pixel, the output
+    // pixels whose windows cover it and their taps, then each block of channels summed over them.
+    void input_gradient_channels(const float* dy, float* dx, int batch) {
+      const float* kernel = kernel_;
+      for_blocks(std::ptrdiff_t(batch) * H, 1, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t row = begin; row < end; ++row) {
+          const float* grad = dy + row / H * output_shape::size;
+          const int iy = int(row % H);
+          float* out = dx + row * W * C;
+          for (int ix = 0; ix < W; ++ix, out += C) {
+            const float* grads[K * K];
+            const float* weights[K * K];
+            int taps = 0;
+            for (int ky = 0; ky < K; ++ky) {
+              const int ty = iy + pad_top - ky;  // oy * S
+              if (ty < 0 || ty % S || ty / S >= OH) continue;
+              for (int kx = 0; kx < K; ++kx) {
+                const int tx = ix + pad_left - kx;
+                if (tx < 0 || tx % S || tx / S >= OW) continue;
+                grads[taps] = grad + (std::ptrdiff_t(ty / S) * OW + tx / S) * F, weights[taps] = kernel + std::ptrdiff_t(ky * K + kx) * C;
+                ++taps;
+              }
+            }
+            for (int c0 = 0; c0 < C; c0 += lanes) {
+              if (c0 + lanes <= C) gradient_block<lanes>(c0, grads, weights, taps, out);
+              else gradient_block<C % lanes>(c0, grads, weights, taps, out);
+            }
+          }
+        }
+      });
+    }
+    template <int Lanes>
+    static void gradient_block(int c0, const float* const* grads, const float* const* weights, int taps, float* out) {
+      if constexpr (Lanes > 0) {
+        float sum[Lanes] = {};
+        for (int t = 0; t < taps; ++t) {
+          const float *g = grads[t] + c0, *w = weights[t] + c0;
+          for (int l = 0; l < Lanes; ++l) sum[l] += g[l] * w[l];
+        }
+        for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
+      }
+    }
+
+    // One output row's terms of the kernel and bias gradient sums with a multiplier of 1, added in
+    // the order of its pixels: for each tap, each block of channels summed along the row in
+    // registers, over the output pixels whose window has that tap inside the image.
+    static void row_kernel_gradient(const float* image, const float* grad, int oy, float* sums, float* bias_sums) {
+      for (int ox = 0; ox < OW; ++ox)
+        for (int f = 0; f < F; ++f) bias_sums[f] += grad[std::ptrdiff_t(ox) * F + f];
+      for (int ky = 0; ky < K; ++ky) {
+        const int iy = oy * S - pad_top + ky;
+        if (iy < 0 || iy >= H) continue;
+        const float* x_row = image + std::ptrdiff_t(iy) * W * C;
+        for (int kx = 0; kx < K; ++kx) {
+          // the output pixels whose ix = ox * S - pad_left + kx lies in [0, W)
+          const int before = pad_left - kx, span = W - 1 + pad_left - kx;  // ox * S must be in [before, span]
+          const int first = before <= 0 ? 0 : (before + S - 1) / S, last = span < 0 ? -1 : std::min(OW - 1, span / S);
+          if (first > last) continue;
+          float* weights = sums + std::ptrdiff_t(ky * K + kx) * C;
+          const float* x0 = x_row + (std::ptrdiff_t(first) * S - pad_left + kx) * C;
+          const float* g0 = grad + std::ptrdiff_t(first) * F;
+          for (int c0 = 0; c0 < C; c0 += lanes) {
+            if (c0 + lanes <= C) tap_block<lanes>(c0, x0, g0, last - first + 1, weights);
+            else tap_block<C % lanes>(c0, x0, g0, last - first + 1, weights);
+          }
+        }
+      }
+    }
+    template <int Lanes>
+    static void tap_block(int c0, const float* x, const float* grad, int count, float* weights) {
+      if constexpr (Lanes > 0) {
+        float sum[Lanes];
+        for (int l = 0; l < Lanes; ++l) sum[l] = weights[c0 + l];
+        for (int i = 0; i < count; ++i, x += std::ptrdiff_t(S) * C, grad += F)
+          for (int l = 0; l < Lanes; ++l) sum[l] += x[c0 + l] * grad[c0 + l];
+        for (int l = 0; l < Lanes; ++l) weights[c0 + l] = sum[l];
+      }
+    }
+
     // visit(iy, ix, tap) for each tap (ky * K + kx) of output pixel (oy, ox)'s window inside the image.
     template <class Visit>
     static void for_taps(int oy, int ox, const Visit& visit) {
@@ -152,6 +291,10 @@ struct DepthwiseConv2D : LayerSpec {
           const int oy = int(row % OH);
           const float* image = x + n * In::size;
           const float* grad = dy + row * OW * F;
+          if constexpr (M == 1) {
+            row_kernel_gradient(image, grad, oy, sums, bias_sums);
+            continue;
+          }
           for (int ox = 0; ox < OW; ++ox, grad += F) {
             for (int f = 0; f < F; ++f) bias_sums[f] += grad[f];
             for_taps(oy, ox, [&](int iy, int ix, int tap) {

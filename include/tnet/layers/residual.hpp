@@ -192,6 +192,11 @@ struct Residual : LayerSpec {
         if constexpr (requires { layer.round_kernel(round); }) layer.round_kernel(round);
       });
     }
+    void prepare_inference(bool prepare) {
+      each_layer([&](auto& layer) {
+        if constexpr (requires { layer.prepare_inference(prepare); }) layer.prepare_inference(prepare);
+      });
+    }
 
    private:
     struct Named {

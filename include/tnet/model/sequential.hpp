@@ -153,12 +153,16 @@ class Sequential {
     chain_.reserve(batch);
     if (mode == Mode::infer) round_kernels_if_stale();
     else rounded_stale_ = true;  // an optimizer step is likely to follow
-    chain_.forward(x.data(), batch, Pass{mode, step_, shard.reducer, std::uint64_t(shard.offset)});
+    chain_.forward(x.data(), batch, Pass{mode, step_, shard.reducer, std::uint64_t(shard.offset), mode == Mode::infer});
     if (mode == Mode::train) ++step_;
     return output();
   }
 
-  /// Inference on a batch: forward in Mode::infer.
+  /// Inference on a batch: forward in Mode::infer. The first inference after anything that may
+  /// have changed the weights (as set_inference_precision lists them) packs the convolutions'
+  /// kernels as the products read them, once for all inferences until then: a copy of them (4
+  /// bytes a weight). As there, keep no Parameters from parameters() across an inference to
+  /// write through it later.
   std::span<const float> predict(std::span<const float> x, int batch) { return forward(x, batch, Mode::infer); }
 
   /// How inference reads the dense layers' kernels: as they are (Precision::fp32, the default), or
@@ -441,13 +445,18 @@ class Sequential {
     return name;
   }
 
-  // Precision::bf16: the dense kernels' bfloat16 copies remade when the weights may have changed.
+  // The layers' copies of their kernels for inference, remade when the weights may have changed
+  // (or the kernels gemm() multiplies with have): the convolutions' kernels packed as the products
+  // read them, and with Precision::bf16 the dense kernels' bfloat16 copies.
   void round_kernels_if_stale() {
-    if (precision_ != Precision::bf16 || !rounded_stale_) return;
+    if (!rounded_stale_ && prepared_for_ == gemm_kernel()) return;
     for_each_layer([&]<std::size_t I>(auto& layer) {
-      if constexpr (requires { layer.round_kernel(true); }) layer.round_kernel(true);
+      if constexpr (requires { layer.prepare_inference(true); }) layer.prepare_inference(true);
+      if (precision_ == Precision::bf16)
+        if constexpr (requires { layer.round_kernel(true); }) layer.round_kernel(true);
     });
     rounded_stale_ = false;
+    prepared_for_ = gemm_kernel();
   }
 
   template <class F>
@@ -534,8 +543,9 @@ class Sequential {
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
   std::uint64_t seed_ = 0, step_ = 0;
-  Precision precision_ = Precision::fp32;  // set_inference_precision
-  bool rounded_stale_ = true;              // the weights may have changed since the bf16 copies were made
+  Precision precision_ = Precision::fp32;        // set_inference_precision
+  bool rounded_stale_ = true;                    // the weights may have changed since the inference copies were made
+  GemmKernel prepared_for_ = GemmKernel::eigen;  // the kernels they were made for
 };
 
 }  // namespace tnet
