@@ -63,11 +63,11 @@ if [ $full = 1 ] && [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
   # The second compiler and the sanitizers in one build: the unit tests under clang-19 with ASan
   # and UBSan; the examples' and benchmarks' sources through clang-19's front end (warnings as
   # errors), which the GCC build above compiled.
-  cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_SANITIZE=ON \
+  cmake -S . -B build-sanitize-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_SANITIZE=ON \
     -DTNET_WERROR=ON -DTNET_BUILD_BENCHMARKS=OFF -DTNET_BUILD_EXAMPLES=OFF >/dev/null
-  cmake --build build-sanitize -j"$jobs" --target tnet_tests
+  cmake --build build-sanitize-clang -j"$jobs" --target tnet_tests
   phase "building the unit tests (clang-19, ASan + UBSan)"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize/tests/tnet_tests
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize-clang/tests/tnet_tests
   phase "the unit tests under ASan + UBSan"
   bash scripts/clang_check.sh
   phase "clang-19 on the examples and benchmarks"
