@@ -310,8 +310,9 @@ class Optimizer {
   static std::ptrdiff_t trainable(const Parameters& params) { return std::ptrdiff_t(params.values.size() - params.frozen); }
 
   /// The factor clip_grad_norm_ scales the gradients by: min(1, clip_norm / (||g|| + 1e-6)), the
-  /// norm over the values not frozen; 1 without clipping. The norm's sum is taken in blocks of `block` values, each summed in double
-  /// and the blocks added in order, so it does not depend on the thread count.
+  /// norm over the values not frozen; 1 without clipping. The norm's sum is taken in blocks of
+  /// `block` values, each summed in double and the blocks added in order, so it does not depend
+  /// on the thread count.
   float clip_scale(const Parameters& params, double clip_norm) {
     last_gradient_norm_ = 0;
     if (!(clip_norm > 0)) return 1.0f;
