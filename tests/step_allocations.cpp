@@ -1,5 +1,5 @@
-// step_allocations: a training step, and inference at batch 32 and batch 1 (dense kernels in float or
-// bfloat16), allocate nothing once
+// step_allocations: a training step (with layers frozen too), and inference at batch 32 and batch 1
+// (dense kernels in float or bfloat16), allocate nothing once
 // the network has run at those batch sizes (Sequential's promise) and its threads' workspaces have
 // grown: GEMM packing, Winograd's transformed kernels and tiles, reductions. Counts the process's
 // malloc, calloc and realloc calls while it measures (operator new and Eigen's aligned buffers
@@ -91,5 +91,25 @@ int main() {
     std::printf("allocations in 3 training steps with AdamW, clipping and %s: %ld\n", tnet::loss_name(loss), measured);
     total += measured;
   }
+  // Fine-tuning: the first layers frozen (run as inference runs them, backward stopping above
+  // them), with inference in float and in bfloat16 (the frozen dense kernel's copy remade for
+  // each training step when the dense layer is frozen too).
+  for (const std::size_t frozen : {std::size_t(7), std::size_t(12)})
+    for (const tnet::Precision precision : {tnet::Precision::fp32, tnet::Precision::bf16}) {
+      net.freeze_until(frozen);
+      net.set_inference_precision(precision);
+      run();
+      train();
+      counting = true;
+      for (int i = 0; i < 3; ++i) {
+        run();
+        train();
+      }
+      counting = false;
+      const long measured = allocations.exchange(0);
+      std::printf("allocations in 3 runs with layers [0, %zu) frozen (dense kernels in %s): %ld\n", frozen,
+                  precision == tnet::Precision::bf16 ? "bf16" : "fp32", measured);
+      total += measured;
+    }
   return total == 0 ? 0 : 1;
 }

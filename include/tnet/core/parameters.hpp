@@ -27,6 +27,9 @@ struct Parameters {
   std::span<float> values;  // every trainable value
   std::span<float> grads;   // their gradients, in the same layout
   std::span<const ParamRef> tensors;
+  /// Values [0, frozen) belong to frozen layers (Sequential::freeze_until): optimizers leave
+  /// them, their gradients and their slots as they are.
+  std::size_t frozen = 0;
 
   auto begin() const { return tensors.begin(); }
   auto end() const { return tensors.end(); }

@@ -18,6 +18,7 @@
 #include <cctype>
 #include <cstddef>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -236,13 +237,36 @@ class LayerChain : public ChainLayout<In, Specs...> {
     capacity_ = batch;
   }
 
+  /// Freezes layers [0, count) (count <= depth; 0 unfreezes): a training or calibration forward
+  /// runs them as inference does (batch norm with its moving statistics, left as they are;
+  /// dropout off), by the inference plan's steps that end below `count`, and the rest by the
+  /// training plan's; a step of either plan that crosses `count` runs its layers one by one.
+  /// Backward stops at the lowest layer at or above `count` that has parameters: it writes no
+  /// gradient below it, nor dx.
+  void freeze(std::size_t count) {
+    if (count > depth)
+      throw std::invalid_argument("tnet: cannot freeze " + std::to_string(count) + " layers of a chain of " + std::to_string(depth));
+    frozen_ = count;
+    stop_ = 0;
+    if (count == 0) return;
+    stop_ = depth;
+    for_each_layer([&]<std::size_t I>(const auto& layer) {
+      std::size_t size = 0;
+      for (const TensorSize& t : layer.parameter_tensors()) size += t.size;
+      if (I >= count && size > 0) stop_ = std::min(stop_, I);
+    });
+  }
+  /// The layers freeze() froze: [0, frozen()).
+  std::size_t frozen() const { return frozen_; }
+
   /// Runs the chain on `batch` samples at `x` (reserve(batch) first) and returns its output, valid
   /// until the next forward. A training forward keeps what backward needs, `x` included.
   const float* forward(const float* x, int batch, const Pass& pass) {
     input_ = x;
     batch_ = batch;
     if (pass.mode == Mode::infer) run_forward<inference_plan>(batch, pass);
-    else run_forward<training_plan>(batch, pass);
+    else if (frozen_ == 0) run_forward<training_plan>(batch, pass);
+    else run_forward_frozen(batch, pass);
     return output();
   }
 
@@ -346,6 +370,39 @@ class LayerChain : public ChainLayout<In, Specs...> {
     }(std::make_index_sequence<std::tuple_size_v<Steps>>{});
   }
 
+  // A training forward with layers [0, frozen_) frozen: the inference plan's steps below
+  // frozen_, then the training plan's from it; a step that crosses it runs its layers alone, each
+  // in its part's mode.
+  void run_forward_frozen(int batch, const Pass& pass) {
+    const Pass infer{Mode::infer, pass.step, pass.reducer, pass.sample_offset};
+    const std::size_t frozen = frozen_;
+    [&]<std::size_t... S>(std::index_sequence<S...>) {
+      (
+          [&] {
+            using Step = std::tuple_element_t<S, inference_plan>;
+            if (Step::last < frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, infer);
+            else if (Step::first < frozen) run_alone<Step::first, Step::length>(0, frozen, batch, infer);
+          }(),
+          ...);
+    }(std::make_index_sequence<std::tuple_size_v<inference_plan>>{});
+    [&]<std::size_t... S>(std::index_sequence<S...>) {
+      (
+          [&] {
+            using Step = std::tuple_element_t<S, training_plan>;
+            if (Step::first >= frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
+            else if (Step::last >= frozen) run_alone<Step::first, Step::length>(frozen, depth, batch, pass);
+          }(),
+          ...);
+    }(std::make_index_sequence<std::tuple_size_v<training_plan>>{});
+  }
+  // Layers [First, First + Length) that are in [begin, end), each alone.
+  template <std::size_t First, std::size_t Length>
+  void run_alone(std::size_t begin, std::size_t end, int batch, const Pass& pass) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      ((First + J >= begin && First + J < end ? rules::Alone::forward<First + J, 1>(*this, batch, pass) : void()), ...);
+    }(std::make_index_sequence<Length>{});
+  }
+
   // The step of the backward plan whose last layer is Last (the plan's size where none is).
   template <std::size_t Last>
   static constexpr std::size_t step_ending_at() {
@@ -359,21 +416,41 @@ class LayerChain : public ChainLayout<In, Specs...> {
   // Step S of the backward plan, then the steps before it; Start is the step backward began at.
   // Gradients ping-pong between grad_a_ and grad_b_ on the way down; a ReLU whose gradient the
   // step after it applies (rules/relu_gradient.hpp) passes dy on untouched.
+  // With layers frozen, backward ends at the step holding stop_ (that step writes no dx); a step
+  // the frozen forward split (it crosses frozen_) runs its layers' backward one by one.
   template <std::size_t Start, std::size_t S, class Done>
   void backward_step(const float* dy, float* grad_input, Done& done) {
     using Step = std::tuple_element_t<S, backward_plan>;
     constexpr bool mask_input = rules::applies_relu_gradient<layout_type, backward_plan, S>();
     constexpr bool left_to_next = S < Start && rules::applies_relu_gradient<layout_type, backward_plan, S + 1>();
+    if (Step::last < stop_) return;
+    if (Step::first < frozen_) return backward_alone<Step::last, Step::length>(dy, done);
     const float* below = dy;
     if constexpr (!left_to_next) {
       float* dx;
       if constexpr (Step::first == 0) dx = grad_input;
-      else dx = (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
+      else dx = Step::first <= stop_ ? nullptr : (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
       Step::rule::template backward<Step::first, Step::length, mask_input>(*this, dy, dx);
       below = dx;
     }
     [&]<std::size_t... J>(std::index_sequence<J...>) { (done(Step::last - J), ...); }(std::make_index_sequence<Step::length>{});
     if constexpr (S > 0) backward_step<Start, S - 1>(below, grad_input, done);
+  }
+  // Layers Last, Last - 1, ... down to stop_, each alone (of the Length layers ending at Last).
+  template <std::size_t Last, std::size_t Length, class Done>
+  void backward_alone(const float* dy, Done& done) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      (
+          [&] {
+            constexpr std::size_t I = Last - J;
+            if (I < stop_) return;
+            float* dx = I == stop_ ? nullptr : (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
+            rules::Alone::backward<I, 1, false>(*this, dy, dx);
+            done(I);
+            dy = dx;
+          }(),
+          ...);
+    }(std::make_index_sequence<Length>{});
   }
 
   int width_;  // the run-time width of Dense<dynamic>, if a layer has it
@@ -383,6 +460,8 @@ class LayerChain : public ChainLayout<In, Specs...> {
   Buffer grad_a_, grad_b_;
   const float* input_ = nullptr;
   int batch_ = 0, capacity_ = 0;
+  std::size_t frozen_ = 0;  // layers [0, frozen_) frozen (freeze)
+  std::size_t stop_ = 0;    // the lowest layer backward reaches: 0, or with layers frozen the lowest trainable one
 };
 
 }  // namespace tnet

@@ -152,7 +152,10 @@ class Sequential {
     detail::check_size("forward", "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
     chain_.reserve(batch);
     if (mode == Mode::infer) round_kernels_if_stale();
-    else rounded_stale_ = true;  // an optimizer step is likely to follow
+    else {
+      if (chain_.frozen() > 0 && precision_ == Precision::bf16 && rounded_stale_) round_frozen_kernels();
+      rounded_stale_ = true;  // an optimizer step is likely to follow
+    }
     chain_.forward(x.data(), batch, Pass{mode, step_, shard.reducer, std::uint64_t(shard.offset), mode == Mode::infer});
     if (mode == Mode::train) ++step_;
     return output();
@@ -187,13 +190,16 @@ class Sequential {
 
   /// Back-propagates dL/d(output) (batch x outputs() values) through the batch of the last
   /// training forward, filling every parameter gradient, and dL/d(input) into `grad_input` (batch
-  /// x input_size) unless it is empty.
+  /// x input_size) unless it is empty. With layers frozen (freeze_until), only the trainable
+  /// layers' gradients, and no dL/d(input): `grad_input` must then be empty.
   void backward(std::span<const float> grad_output, std::span<float> grad_input = {}) {
     if (chain_.batch() == 0) throw std::logic_error("tnet::Sequential::backward: no forward pass to back-propagate through");
     const int batch = chain_.batch();
     detail::check_size("backward", "grad_output", grad_output.size(), batch, [this] { return output_string(); }, std::size_t(outputs()));
-    if (!grad_input.empty())
+    if (!grad_input.empty()) {
       detail::check_size("backward", "grad_input", grad_input.size(), batch, [] { return input_shape::str(); }, input_size);
+      check_no_input_gradient("backward");
+    }
     chain_.backward(grad_output.data(), grad_input.empty() ? nullptr : grad_input.data(), [](std::size_t) {});
   }
 
@@ -310,7 +316,7 @@ class Sequential {
   /// place, in layer order.
   Parameters parameters() {
     rounded_stale_ = true;  // the weights may be written through it
-    return {values_, grads_, tensors_};
+    return {values_, grads_, tensors_, layer_offsets_[chain_.frozen()]};
   }
 
   /// Calls visit(name, std::span<T>) for every non-trainable tensor (running statistics).
@@ -329,9 +335,31 @@ class Sequential {
   /// that lags behind the weights ("precise batch norm").
   void reset_batch_norm_statistics() {
     for_each_layer([&]<std::size_t I>(auto& layer) {
-      if constexpr (requires { layer.reset_moving_statistics(); }) layer.reset_moving_statistics();
+      if constexpr (requires { layer.reset_moving_statistics(); })
+        if (I >= chain_.frozen()) layer.reset_moving_statistics();
     });
   }
+
+  /// Freezes layers [0, count) for fine-tuning (count <= depth; 0 unfreezes every layer). A frozen
+  /// layer keeps its weights and its batch-norm statistics: training forwards (Mode::train and
+  /// Mode::calibrate) run it as inference does (batch norm with its moving statistics, which stay
+  /// as they are; dropout off; Precision::bf16 dense kernels when inference reads them), backward
+  /// computes no gradient for it and stops at the lowest trainable layer that has parameters (so
+  /// no dL/d(input) either), its gradients are zero, and parameters() says the optimizers must
+  /// leave its values and their slots alone (Parameters::frozen), so that neither momentum nor
+  /// weight decay (L2 or AdamW's) moves them. reset_batch_norm_statistics leaves its statistics
+  /// too. Freezing is not stored in model files: freeze again after load_model, before resuming.
+  /// A block (Residual) is one layer here: it freezes whole.
+  void freeze_until(std::size_t count) {
+    if (count > depth)
+      throw std::invalid_argument("tnet::Sequential::freeze_until: " + std::to_string(count) + " layers; the network has " +
+                                  std::to_string(depth) + " (0 unfreezes)");
+    chain_.freeze(count);
+    std::fill(grads_.begin(), grads_.begin() + std::ptrdiff_t(layer_offsets_[count]), 0.0f);
+    rounded_stale_ = true;
+  }
+  /// How many layers from the first are frozen (freeze_until); 0 when none is.
+  std::size_t frozen_layers() const { return chain_.frozen(); }
 
   /// Training forwards so far; numbers the dropout masks.
   std::uint64_t step() const { return step_; }
@@ -436,6 +464,7 @@ class Sequential {
       first[i] = std::min(first[i], first[i + 1]);
       layer_parameters_[i] = std::span<float>(grads_.data() + first[i], first[i + 1] - first[i]);
     }
+    layer_offsets_ = first;
   }
   std::string layer_name(std::size_t i) const {
     std::string name;
@@ -457,6 +486,21 @@ class Sequential {
     });
     rounded_stale_ = false;
     prepared_for_ = gemm_kernel();
+  }
+
+  // With layers frozen and inference reading bfloat16 kernels, the frozen layers' copies, which
+  // training forwards read as inference does, remade from the weights as they are now.
+  void round_frozen_kernels() {
+    for_each_layer([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.round_kernel(true); })
+        if (I < chain_.frozen()) layer.round_kernel(true);
+    });
+  }
+
+  void check_no_input_gradient(const char* where) const {
+    if (chain_.frozen() > 0)
+      throw std::logic_error(std::string("tnet::Sequential::") + where + ": no gradient of the input while layers are frozen (" +
+                             std::to_string(chain_.frozen()) + " are: freeze_until); pass no grad_input");
   }
 
   template <class F>
@@ -484,8 +528,10 @@ class Sequential {
       throw std::invalid_argument(std::string("tnet::Sequential::") + where + ": batch must be >= 1, got " + std::to_string(batch));
     detail::check_size(where, "x", x.size(), batch, [] { return input_shape::str(); }, input_size);
     detail::check_size(where, "targets", targets.size(), batch, [this] { return output_string(); }, std::size_t(outputs()));
-    if (!grad_input.empty())
+    if (!grad_input.empty()) {
       detail::check_size(where, "grad_input", grad_input.size(), batch, [] { return input_shape::str(); }, input_size);
+      check_no_input_gradient(where);
+    }
   }
 
   double training_pass(const char* where, std::span<const float> x, std::span<const float> targets, const Shard& shard,
@@ -542,6 +588,7 @@ class Sequential {
   Buffer values_, grads_;  // every trainable value and gradient; layers hold views into them
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
+  std::array<std::size_t, depth + 1> layer_offsets_{};      // where each layer's values begin; [depth]: the count
   std::uint64_t seed_ = 0, step_ = 0;
   Precision precision_ = Precision::fp32;        // set_inference_precision
   bool rounded_stale_ = true;                    // the weights may have changed since the inference copies were made

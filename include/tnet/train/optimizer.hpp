@@ -221,7 +221,8 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual std::string kind() const = 0;
-  /// One update of every parameter from its gradient.
+  /// One update of every parameter from its gradient, but for the first params.frozen (frozen
+  /// layers': Sequential::freeze_until), whose values and slots it leaves as they are.
   virtual void step(const Parameters& params) = 0;
 
   /// Steps taken so far (Keras's `iterations`).
@@ -296,22 +297,29 @@ class Optimizer {
     if (params.grads.size() != params.values.size())
       throw std::invalid_argument("optimizer: " + std::to_string(params.grads.size()) + " gradients for " +
                                   std::to_string(params.values.size()) + " parameters");
+    if (params.frozen > params.values.size())
+      throw std::invalid_argument("optimizer: " + std::to_string(params.frozen) + " frozen values of " +
+                                  std::to_string(params.values.size()) + " parameters");
     if (slots_.empty()) slots_.assign(slots_per_parameter(), Buffer(params.values.size(), 0.0f));
     if (slots_.size() != slots_per_parameter() || slots_[0].size() != params.values.size())
       throw std::invalid_argument("optimizer was used with a different set of parameters");
-    if (clipping) block_sums_.resize(std::size_t((params.values.size() + block - 1) / block));
+    if (clipping) block_sums_.resize(std::size_t((trainable(params) + block - 1) / block));
   }
 
-  /// The factor clip_grad_norm_ scales the gradients by: min(1, clip_norm / (||g|| + 1e-6)); 1
-  /// without clipping. The norm's sum is taken in blocks of `block` values, each summed in double
-  /// and the blocks added in order, so it does not depend on the thread count.
+  /// The values a step updates: [params.frozen, params.values.size()).
+  static std::ptrdiff_t trainable(const Parameters& params) { return std::ptrdiff_t(params.values.size() - params.frozen); }
+
+  /// The factor clip_grad_norm_ scales the gradients by: min(1, clip_norm / (||g|| + 1e-6)), the
+  /// norm over the values not frozen; 1 without clipping. The norm's sum is taken in blocks of
+  /// `block` values, each summed in double and the blocks added in order, so it does not depend
+  /// on the thread count.
   float clip_scale(const Parameters& params, double clip_norm) {
     last_gradient_norm_ = 0;
     if (!(clip_norm > 0)) return 1.0f;
-    const float* g = params.grads.data();
+    const float* g = params.grads.data() + params.frozen;
     double* sums = block_sums_.data();
     const detail::Target target = detail::target_of(gemm_kernel());
-    for_blocks(std::ptrdiff_t(params.grads.size()), block,
+    for_blocks(trainable(params), block,
                [=](std::ptrdiff_t begin, std::ptrdiff_t end) { sums[begin / block] = sum_of_squares(target, g, begin, end); });
     double total = 0;
     for (const double s : block_sums_) total += s;
@@ -504,16 +512,16 @@ class Adam final : public Optimizer {
                                   .b2 = float(options_.beta2),
                                   .lr_t = lr_t,
                                   .eps = float(options_.epsilon),
-                                  .w = params.values.data(),
-                                  .g = params.grads.data(),
-                                  .m = slots_[0].data(),
-                                  .v = slots_[1].data(),
+                                  .w = params.values.data() + params.frozen,
+                                  .g = params.grads.data() + params.frozen,
+                                  .m = slots_[0].data() + params.frozen,
+                                  .v = slots_[1].data() + params.frozen,
                                   .adjusted = scale != 1.0f || options_.weight_decay != 0,
                                   .scale = scale,
                                   .l2 = float(options_.weight_decay),
                                   .shrink = 1.0f};
     const detail::Target target = detail::target_of(gemm_kernel());
-    for_blocks(std::ptrdiff_t(params.values.size()), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+    for_blocks(trainable(params), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
     ++iterations_;
   }
 
@@ -595,16 +603,16 @@ class AdamW final : public Optimizer {
                                   .b2 = float(options_.beta2),
                                   .lr_t = static_cast<float>(lr * correction2 / (1.0 - std::pow(options_.beta1, t))),
                                   .eps = static_cast<float>(options_.epsilon * correction2),
-                                  .w = params.values.data(),
-                                  .g = params.grads.data(),
-                                  .m = slots_[0].data(),
-                                  .v = slots_[1].data(),
+                                  .w = params.values.data() + params.frozen,
+                                  .g = params.grads.data() + params.frozen,
+                                  .m = slots_[0].data() + params.frozen,
+                                  .v = slots_[1].data() + params.frozen,
                                   .adjusted = true,
                                   .scale = scale,
                                   .l2 = 0.0f,
                                   .shrink = static_cast<float>(1.0 - lr * options_.weight_decay)};
     const detail::Target target = detail::target_of(gemm_kernel());
-    for_blocks(std::ptrdiff_t(params.values.size()), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+    for_blocks(trainable(params), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
     ++iterations_;
   }
 
@@ -678,10 +686,10 @@ class SGD final : public Optimizer {
     const float lr = static_cast<float>(learning_rate_at(iterations_));
     const float mu = float(options_.momentum), l2 = float(options_.weight_decay);
     const bool nesterov = options_.nesterov;
-    float* w = params.values.data();
-    const float* g = params.grads.data();
-    float* velocity = slots_[0].data();
-    const std::ptrdiff_t n = std::ptrdiff_t(params.values.size());
+    float* w = params.values.data() + params.frozen;
+    const float* g = params.grads.data() + params.frozen;
+    float* velocity = slots_[0].data() + params.frozen;
+    const std::ptrdiff_t n = trainable(params);
     if (scale == 1.0f && l2 == 0.0f) {
       for_blocks(n, block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t i = begin; i < end; ++i) {
