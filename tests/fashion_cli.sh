@@ -325,4 +325,20 @@ done
   cmp -s <(cut -d, -f1-7 g.csv) <(cut -d, -f1-7 h.csv) && pass "with every callback, the resumed run's models and history equal the uninterrupted one's" ||
   fail "callbacks resumed: status $status, $(diff g.json h.json | head -3) $(diff g-best.json h-best.json | head -3)"
 
+# --tune-thresholds: each label's threshold, chosen on the validation images, is printed and stored
+# in the model, and fashion_classify uses them unless --threshold gives one for every label. The
+# report and the history gain macro and micro F1 and mAP.
+"$train" --epochs 2 --synthetic-count 30 --tune-thresholds --model t.tnet --labelbin t.txt --plot t.png --history t.csv >t.log 2>&1
+status=$?
+"$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png >t_tuned.txt 2>&1
+"$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png --threshold 0.5 >t_half.txt 2>&1
+if [ $status = 0 ] && grep -q "^thresholds chosen on the validation data, stored in the model: black " t.log &&
+  grep -qE "^validation \(.*, macro F1 [0-9.]+, micro F1 [0-9.]+, mAP [0-9.]+" t.log &&
+  [ "$(head -1 t.csv)" = "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds,val_macro_f1,val_micro_f1,val_map" ] &&
+  grep -q "above their thresholds" t_tuned.txt && grep -q "(threshold 0\.[0-9]*)" t_tuned.txt && grep -q "above 0.5" t_half.txt; then
+  pass "--tune-thresholds stores per-label thresholds that classify uses (--threshold overrides); F1 and mAP reported"
+else
+  fail "--tune-thresholds: status $status, $(grep -A1 '^thresholds' t.log) $(grep -E 'above|threshold' t_tuned.txt t_half.txt | head -4)"
+fi
+
 finish

@@ -51,6 +51,9 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
   --reduce-lr N        multiply the learning rate by --reduce-lr-factor when the validation loss
                        has not improved for N epochs [off]
   --reduce-lr-factor X [0.1]
+  --tune-thresholds    after training, choose each label's decision threshold (the one of best F1)
+                       on the validation images and store them in the model, where
+                       fashion_classify uses them [off: 0.5 for every label]
   --keep-best FILE     save the model of the lowest validation loss so far to FILE at the end of
                        every epoch that lowers it
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
@@ -93,7 +96,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                    "--batch-size", "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
                    "--val-split",  "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
                    "--cache",      "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best"},
-      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
+      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -139,6 +142,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   s.reduce_lr_factor = args.number("--reduce-lr-factor", s.reduce_lr_factor, 0.0, 1.0, "a factor in (0, 1)");
   if (args.has("--reduce-lr-factor") && !s.reduce_lr) throw UsageError("--reduce-lr-factor needs --reduce-lr (the epochs to wait)");
   s.keep_best = args.text("--keep-best", "");
+  s.tune_thresholds = args.flag("--tune-thresholds");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.overwrite = args.flag("--overwrite");

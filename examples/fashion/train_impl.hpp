@@ -31,6 +31,7 @@ struct TrainSettings {
   bool overwrite = false;              // a fresh run discards an unfinished run's checkpoint (else it refuses to start)
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
+  bool tune_thresholds = false;        // each label's threshold chosen on the validation data, stored in the model
   int early_stopping = 0;              // > 0: stop after this many epochs without a better val_loss, keeping the best weights
   int reduce_lr = 0;                   // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
   double reduce_lr_factor = 0.1;
@@ -77,6 +78,7 @@ inline std::string settings_text(const TrainSettings& s, const tnet::Split& spli
   out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --seed " << s.seed << " --image-size "
       << s.image_size << " --average-epochs " << s.average_epochs << (s.augment ? "" : " --no-augment");
   if (s.early_stopping > 0) out << " --early-stopping " << s.early_stopping;
+  if (s.tune_thresholds) out << " --tune-thresholds";
   if (s.reduce_lr > 0) out << " --reduce-lr " << s.reduce_lr << " --reduce-lr-factor " << s.reduce_lr_factor;
   out << " --split " << std::hex << h;
   return out.str();
@@ -143,6 +145,7 @@ int train(const TrainSettings& s, TrainData& data) {
                                  .metadata = {{"dataset", s.dataset.empty() ? "synthetic" : s.dataset}},
                                  .calibration = calibration.get(),
                                  .average_epochs = s.average_epochs,
+                                 .tune_thresholds = s.tune_thresholds,
                                  .group = s.group,
                                  .data_checksum = paths,
                                  .on_start = start,
