@@ -341,4 +341,26 @@ else
   fail "--tune-thresholds: status $status, $(grep -A1 '^thresholds' t.log) $(grep -E 'above|threshold' t_tuned.txt t_half.txt | head -4)"
 fi
 
+# The optimizer's options: usage errors name the option; a run with AdamW, clipping and a cosine
+# schedule with warm-up trains, and resuming it with another schedule is refused.
+expect_error "--schedule unknown" 2 "--schedule must be keras, constant, cosine, one-cycle or step, got 'linear'" -- "$train" --schedule linear
+expect_error "--weight-decay negative" 2 "--weight-decay must be a weight decay in [0, 1), got '-1'" -- "$train" --weight-decay -1
+expect_error "--clip-norm 0" 2 "--clip-norm must be a gradient norm above 0, got '0'" -- "$train" --clip-norm 0
+expect_error "--warmup-epochs without cosine" 2 "--warmup-epochs needs --schedule cosine" -- "$train" --warmup-epochs 1
+expect_error "--weight-decay with Keras's decay" 2 "--schedule keras is Adam's decay" -- "$train" --weight-decay 0.01 --schedule keras
+optim=(--epochs 3 --synthetic-count 30 --weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1 --model o.tnet
+  --labelbin o.txt --plot o.png --history o.csv)
+"$train" "${optim[@]}" --interrupt-after-steps 3 >o.log 2>&1
+status=$?
+"$train" "${optim[@]/0.01/0.02}" --resume >o_other.log 2>&1
+other=$?
+"$train" "${optim[@]}" --resume >o_resumed.log 2>&1
+resumed=$?
+if [ $status = 130 ] && [ $other = 2 ] && grep -q "was made with .*--weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1" o_other.log &&
+  [ $resumed = 0 ] && [ -s o.tnet ] && [ "$(wc -l <o.csv)" = 4 ]; then
+  pass "--weight-decay, --clip-norm, --schedule cosine --warmup-epochs train, and resume with another schedule is refused"
+else
+  fail "optimizer options: status $status, other $other, resumed $resumed; $(tail -2 o_other.log) $(tail -2 o_resumed.log)"
+fi
+
 finish
