@@ -363,4 +363,19 @@ else
   fail "optimizer options: status $status, other $other, resumed $resumed; $(tail -2 o_other.log) $(tail -2 o_resumed.log)"
 fi
 
+# The losses for imbalanced labels: usage errors, and short runs with each that learn something.
+expect_error "--pos-weight other" 2 "--pos-weight takes auto" -- "$train" --pos-weight 3
+expect_error "--focal-gamma negative" 2 "--focal-gamma must be a focal loss gamma in [0, 100), got '-2'" -- "$train" --focal-gamma -2
+expect_error "--pos-weight with --focal-gamma" 2 "--pos-weight and --focal-gamma choose two losses" -- "$train" --pos-weight auto --focal-gamma 2
+"$train" --epochs 2 --synthetic-count 30 --pos-weight auto --model pw.tnet --labelbin pw.txt --plot pw.png --history pw.csv >pw.log 2>&1
+pw=$?
+"$train" --epochs 2 --synthetic-count 30 --focal-gamma 2 --model fo.tnet --labelbin fo.txt --plot fo.png --history fo.csv >fo.log 2>&1
+fo=$?
+if [ $pw = 0 ] && grep -q "^positive weights (--pos-weight auto): black [0-9.]" pw.log && [ -s pw.tnet ] && [ $fo = 0 ] && [ -s fo.tnet ] &&
+  ! cmp -s <(cut -d, -f4 fo.csv) <(cut -d, -f4 pw.csv); then
+  pass "--pos-weight auto and --focal-gamma train"
+else
+  fail "losses: status $pw, $fo; $(tail -2 pw.log) $(tail -2 fo.log)"
+fi
+
 finish

@@ -61,6 +61,9 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
                        step (x0.1 every --step-epochs epochs) [keras; constant with --weight-decay]
   --warmup-epochs N    with --schedule cosine [0]
   --step-epochs N      with --schedule step [a third of --epochs]
+  --pos-weight auto    weigh each label's positive term of the binary cross-entropy by its
+                       negatives / positives in the training set (for rare labels) [off]
+  --focal-gamma G      train with the sigmoid focal loss (gamma G >= 0, alpha 0.25) [off]
   --keep-best FILE     save the model of the lowest validation loss so far to FILE at the end of
                        every epoch that lowers it
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
@@ -104,7 +107,8 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
        "--batch-size",   "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
        "--val-split",    "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
        "--cache",        "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best",
-       "--weight-decay", "--clip-norm",   "--schedule",       "--warmup-epochs",  "--step-epochs"},
+       "--weight-decay", "--clip-norm",   "--schedule",       "--warmup-epochs",  "--step-epochs",      "--pos-weight",
+       "--focal-gamma"},
       {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
@@ -165,6 +169,15 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   if (args.has("--warmup-epochs") && s.schedule != "cosine") throw UsageError("--warmup-epochs needs --schedule cosine");
   s.step_epochs = int(args.integer("--step-epochs", 0, 1, s.epochs));
   if (args.has("--step-epochs") && s.schedule != "step") throw UsageError("--step-epochs needs --schedule step");
+  if (args.has("--pos-weight")) {
+    if (args.text("--pos-weight", "") != "auto")
+      throw UsageError("--pos-weight takes auto (negatives / positives of each label in the training set), got '" +
+                       args.text("--pos-weight", "") + "'");
+    s.pos_weight_auto = true;
+  }
+  s.focal_gamma = args.number("--focal-gamma", -1.0, -1e-300, 100.0, "a focal loss gamma in [0, 100)");
+  if (s.pos_weight_auto && s.focal_gamma >= 0)
+    throw UsageError("--pos-weight and --focal-gamma choose two losses (weighted binary cross-entropy, focal loss): give one");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.overwrite = args.flag("--overwrite");

@@ -38,6 +38,10 @@ struct TrainSettings {
   double weight_decay = 0, clip_norm = 0;
   std::string schedule = "keras";
   int warmup_epochs = 0, step_epochs = 0;
+  // The loss: binary cross-entropy, with pos_weight_auto each label's positives weighted by its
+  // negatives / positives in the training set; focal_gamma >= 0: the sigmoid focal loss instead.
+  bool pos_weight_auto = false;
+  double focal_gamma = -1;
   int early_stopping = 0;  // > 0: stop after this many epochs without a better val_loss, keeping the best weights
   int reduce_lr = 0;       // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
   double reduce_lr_factor = 0.1;
@@ -90,6 +94,8 @@ inline std::string settings_text(const TrainSettings& s, const tnet::Split& spli
   if (s.schedule != "keras") out << " --schedule " << s.schedule;
   if (s.warmup_epochs > 0) out << " --warmup-epochs " << s.warmup_epochs;
   if (s.step_epochs > 0) out << " --step-epochs " << s.step_epochs;
+  if (s.pos_weight_auto) out << " --pos-weight auto";
+  if (s.focal_gamma >= 0) out << " --focal-gamma " << s.focal_gamma;
   if (s.reduce_lr > 0) out << " --reduce-lr " << s.reduce_lr << " --reduce-lr-factor " << s.reduce_lr_factor;
   out << " --split " << std::hex << h;
   return out.str();
@@ -127,6 +133,20 @@ int train(const TrainSettings& s, TrainData& data) {
   const std::vector<std::string>& classes = data.labels.classes();
   const int labels = int(classes.size());
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
+  if (s.focal_gamma >= 0) net->set_loss(tnet::Loss::sigmoid_focal, {.gamma = s.focal_gamma});
+  if (s.pos_weight_auto) {
+    std::vector<float> train_targets;
+    for (std::size_t i : data.split.train)
+      train_targets.insert(train_targets.end(), data.targets.begin() + std::ptrdiff_t(i * std::size_t(labels)),
+                           data.targets.begin() + std::ptrdiff_t((i + 1) * std::size_t(labels)));
+    const std::vector<float> weights = tnet::positive_weights(train_targets.data(), std::ptrdiff_t(data.split.train.size()), labels);
+    if (!s.group || s.group->rank() == 0) {
+      std::cout << "positive weights (--pos-weight auto):";
+      for (int l = 0; l < labels; ++l) std::cout << " " << classes[std::size_t(l)] << " " << weights[std::size_t(l)];
+      std::cout << "\n";
+    }
+    net->set_loss(tnet::Loss::binary_crossentropy, {.pos_weight = weights});
+  }
   const int processes = s.group ? s.group->size() : 1;
   // Every process walks the same batches and prepares its slice of each (tnet::fit).
   auto batch_options = [&](bool shuffle) {
@@ -218,7 +238,8 @@ int train(const TrainSettings& s, TrainData& data) {
       baseline -= data.targets[i * std::size_t(labels) + std::size_t(l)] > 0.5f ? std::log(p) : std::log(1 - p);
     }
   baseline /= double(data.split.test.size() * std::size_t(labels));
-  if ((!s.group || s.group->rank() == 0) && !(result.val_loss <= baseline))
+  const bool plain_loss = !s.pos_weight_auto && s.focal_gamma < 0;
+  if ((!s.group || s.group->rank() == 0) && plain_loss && !(result.val_loss <= baseline))
     std::cerr << "fashion_train: warning: the saved model's validation loss, " << std::setprecision(4) << result.val_loss
               << ", is worse than predicting each label's training frequency (" << baseline
               << "): training diverged or did not learn; a lower --lr may help\n";
