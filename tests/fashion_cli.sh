@@ -325,4 +325,57 @@ done
   cmp -s <(cut -d, -f1-7 g.csv) <(cut -d, -f1-7 h.csv) && pass "with every callback, the resumed run's models and history equal the uninterrupted one's" ||
   fail "callbacks resumed: status $status, $(diff g.json h.json | head -3) $(diff g-best.json h-best.json | head -3)"
 
+# --tune-thresholds: each label's threshold, chosen on the validation images, is printed and stored
+# in the model, and fashion_classify uses them unless --threshold gives one for every label. The
+# report and the history gain macro and micro F1 and mAP.
+"$train" --epochs 2 --synthetic-count 30 --tune-thresholds --model t.tnet --labelbin t.txt --plot t.png --history t.csv >t.log 2>&1
+status=$?
+"$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png >t_tuned.txt 2>&1
+"$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png --threshold 0.5 >t_half.txt 2>&1
+if [ $status = 0 ] && grep -q "^thresholds chosen on the validation data, stored in the model: black " t.log &&
+  grep -qE "^validation \(.*, macro F1 [0-9.]+, micro F1 [0-9.]+, mAP [0-9.]+" t.log &&
+  [ "$(head -1 t.csv)" = "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds,val_macro_f1,val_micro_f1,val_map" ] &&
+  grep -q "above their thresholds" t_tuned.txt && grep -q "(threshold 0\.[0-9]*)" t_tuned.txt && grep -q "above 0.5" t_half.txt; then
+  pass "--tune-thresholds stores per-label thresholds that classify uses (--threshold overrides); F1 and mAP reported"
+else
+  fail "--tune-thresholds: status $status, $(grep -A1 '^thresholds' t.log) $(grep -E 'above|threshold' t_tuned.txt t_half.txt | head -4)"
+fi
+
+# The optimizer's options: usage errors name the option; a run with AdamW, clipping and a cosine
+# schedule with warm-up trains, and resuming it with another schedule is refused.
+expect_error "--schedule unknown" 2 "--schedule must be keras, constant, cosine, one-cycle or step, got 'linear'" -- "$train" --schedule linear
+expect_error "--weight-decay negative" 2 "--weight-decay must be a weight decay in [0, 1), got '-1'" -- "$train" --weight-decay -1
+expect_error "--clip-norm 0" 2 "--clip-norm must be a gradient norm above 0, got '0'" -- "$train" --clip-norm 0
+expect_error "--warmup-epochs without cosine" 2 "--warmup-epochs needs --schedule cosine" -- "$train" --warmup-epochs 1
+expect_error "--weight-decay with Keras's decay" 2 "--schedule keras is Adam's decay" -- "$train" --weight-decay 0.01 --schedule keras
+optim=(--epochs 3 --synthetic-count 30 --weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1 --model o.tnet
+  --labelbin o.txt --plot o.png --history o.csv)
+"$train" "${optim[@]}" --interrupt-after-steps 3 >o.log 2>&1
+status=$?
+"$train" "${optim[@]/0.01/0.02}" --resume >o_other.log 2>&1
+other=$?
+"$train" "${optim[@]}" --resume >o_resumed.log 2>&1
+resumed=$?
+if [ $status = 130 ] && [ $other = 2 ] && grep -q "was made with .*--weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1" o_other.log &&
+  [ $resumed = 0 ] && [ -s o.tnet ] && [ "$(wc -l <o.csv)" = 4 ]; then
+  pass "--weight-decay, --clip-norm, --schedule cosine --warmup-epochs train, and resume with another schedule is refused"
+else
+  fail "optimizer options: status $status, other $other, resumed $resumed; $(tail -2 o_other.log) $(tail -2 o_resumed.log)"
+fi
+
+# The losses for imbalanced labels: usage errors, and short runs with each that learn something.
+expect_error "--pos-weight other" 2 "--pos-weight takes auto" -- "$train" --pos-weight 3
+expect_error "--focal-gamma negative" 2 "--focal-gamma must be a focal loss gamma in [0, 100), got '-2'" -- "$train" --focal-gamma -2
+expect_error "--pos-weight with --focal-gamma" 2 "--pos-weight and --focal-gamma choose two losses" -- "$train" --pos-weight auto --focal-gamma 2
+"$train" --epochs 2 --synthetic-count 30 --pos-weight auto --model pw.tnet --labelbin pw.txt --plot pw.png --history pw.csv >pw.log 2>&1
+pw=$?
+"$train" --epochs 2 --synthetic-count 30 --focal-gamma 2 --model fo.tnet --labelbin fo.txt --plot fo.png --history fo.csv >fo.log 2>&1
+fo=$?
+if [ $pw = 0 ] && grep -q "^positive weights (--pos-weight auto): black [0-9.]" pw.log && [ -s pw.tnet ] && [ $fo = 0 ] && [ -s fo.tnet ] &&
+  ! cmp -s <(cut -d, -f4 fo.csv) <(cut -d, -f4 pw.csv); then
+  pass "--pos-weight auto and --focal-gamma train"
+else
+  fail "losses: status $pw, $fo; $(tail -2 pw.log) $(tail -2 fo.log)"
+fi
+
 finish

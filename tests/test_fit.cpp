@@ -74,7 +74,7 @@ struct FakeRun {
   void epoch(Callback& c, const std::string& monitor, double value) {
     EpochLogs logs;
     logs.epoch = int(history.size()) + 1;
-    (monitor == "val_acc" ? logs.val_acc : logs.val_loss) = value;
+    (monitor == "val_acc" ? logs.val_acc : monitor == "val_map" ? logs.val_map : logs.val_loss) = value;
     history.push_back(logs);
     weights = std::to_string(logs.epoch);
     c.on_epoch_end(context, logs);
@@ -127,8 +127,25 @@ TEST_CASE("EarlyStopping stops and restores the best weights as Keras's does") {
   CHECK(early_stop({.monitor = "val_acc", .patience = 1, .mode = MonitorMode::min, .restore_best_weights = true}, {0.5, 0.6}) ==
         std::pair<int, std::string>{2, "1"});
   CHECK_THROWS_WITH_AS(EarlyStopping({.monitor = "val_auc"}),
-                       "no figure 'val_auc' to monitor: loss, acc, val_loss, val_acc, val_exact_match, lr or seconds",
+                       "no figure 'val_auc' to monitor: loss, acc, val_loss, val_acc, val_exact_match, lr, seconds, val_macro_f1, "
+                       "val_micro_f1 or val_map",
                        std::invalid_argument);
+  // F1 and mAP rise as the model improves.
+  CHECK(early_stop({.monitor = "val_map", .patience = 1, .restore_best_weights = true}, {0.5, 0.6, 0.55}).first == 3);
+}
+
+TEST_CASE("fit: the history's F1 and mAP columns come after the first eight, which older histories have alone") {
+  EpochLogs row{.epoch = 2, .loss = 0.5, .val_macro_f1 = 0.25, .val_micro_f1 = 0.75, .val_map = std::nan("")};
+  const History back = parse_history(history_csv({row}));
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].val_macro_f1 == 0.25);
+  CHECK(back[0].val_micro_f1 == 0.75);
+  CHECK(std::isnan(back[0].val_map));
+  const History old = parse_history("epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds\n3,0.5,0.9,0.4,0.8,0.5,0.001,2\n");
+  REQUIRE(old.size() == 1);
+  CHECK(old[0].epoch == 3);
+  CHECK(old[0].seconds == 2);
+  CHECK(old[0].val_map == 0);
 }
 
 TEST_CASE("ReduceLROnPlateau follows Keras: patience, factor, cooldown and min_lr") {

@@ -51,6 +51,19 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
   --reduce-lr N        multiply the learning rate by --reduce-lr-factor when the validation loss
                        has not improved for N epochs [off]
   --reduce-lr-factor X [0.1]
+  --tune-thresholds    after training, choose each label's decision threshold (the one of best F1)
+                       on the validation images and store them in the model, where
+                       fashion_classify uses them [off: 0.5 for every label]
+  --weight-decay X     train with AdamW, decoupled weight decay X (e.g. 0.01) [0: Adam]
+  --clip-norm X        scale each step's gradient down to a global norm of at most X [off]
+  --schedule NAME      the learning rate: keras (decayed by lr/epochs per step), constant,
+                       cosine (to 0, after --warmup-epochs of linear warm-up), one-cycle, or
+                       step (x0.1 every --step-epochs epochs) [keras; constant with --weight-decay]
+  --warmup-epochs N    with --schedule cosine [0]
+  --step-epochs N      with --schedule step [a third of --epochs]
+  --pos-weight auto    weigh each label's positive term of the binary cross-entropy by its
+                       negatives / positives in the training set (for rare labels) [off]
+  --focal-gamma G      train with the sigmoid focal loss (gamma G >= 0, alpha 0.25) [off]
   --keep-best FILE     save the model of the lowest validation loss so far to FILE at the end of
                        every epoch that lowers it
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
@@ -89,11 +102,14 @@ using Agreement = std::function<bool(bool)>;
 int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes, const Agreement& agree) {
   using namespace fashion;
   const Arguments args(
-      argc, argv, {"--dataset",    "--model",       "--labelbin",       "--plot",           "--history",          "--epochs",
-                   "--batch-size", "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
-                   "--val-split",  "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
-                   "--cache",      "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best"},
-      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--help"});
+      argc, argv,
+      {"--dataset",      "--model",       "--labelbin",       "--plot",           "--history",          "--epochs",
+       "--batch-size",   "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
+       "--val-split",    "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
+       "--cache",        "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best",
+       "--weight-decay", "--clip-norm",   "--schedule",       "--warmup-epochs",  "--step-epochs",      "--pos-weight",
+       "--focal-gamma"},
+      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -139,6 +155,29 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   s.reduce_lr_factor = args.number("--reduce-lr-factor", s.reduce_lr_factor, 0.0, 1.0, "a factor in (0, 1)");
   if (args.has("--reduce-lr-factor") && !s.reduce_lr) throw UsageError("--reduce-lr-factor needs --reduce-lr (the epochs to wait)");
   s.keep_best = args.text("--keep-best", "");
+  s.tune_thresholds = args.flag("--tune-thresholds");
+  s.weight_decay = args.number("--weight-decay", 0.0, -1e-300, 1.0, "a weight decay in [0, 1)");
+  s.clip_norm = args.number("--clip-norm", 0.0, 0.0, 1e30, "a gradient norm above 0");
+  s.schedule = args.text("--schedule", s.weight_decay > 0 ? "constant" : "keras");
+  if (s.schedule != "keras" && s.schedule != "constant" && s.schedule != "cosine" && s.schedule != "one-cycle" && s.schedule != "step")
+    throw UsageError("--schedule must be keras, constant, cosine, one-cycle or step, got '" + s.schedule + "'");
+  if (s.schedule == "keras" && s.weight_decay > 0)
+    throw UsageError(
+        "--schedule keras is Adam's decay, which AdamW (--weight-decay) does not have: give --schedule constant, cosine, "
+        "one-cycle or step");
+  s.warmup_epochs = int(args.integer("--warmup-epochs", 0, 0, s.epochs - 1));
+  if (args.has("--warmup-epochs") && s.schedule != "cosine") throw UsageError("--warmup-epochs needs --schedule cosine");
+  s.step_epochs = int(args.integer("--step-epochs", 0, 1, s.epochs));
+  if (args.has("--step-epochs") && s.schedule != "step") throw UsageError("--step-epochs needs --schedule step");
+  if (args.has("--pos-weight")) {
+    if (args.text("--pos-weight", "") != "auto")
+      throw UsageError("--pos-weight takes auto (negatives / positives of each label in the training set), got '" +
+                       args.text("--pos-weight", "") + "'");
+    s.pos_weight_auto = true;
+  }
+  s.focal_gamma = args.number("--focal-gamma", -1.0, -1e-300, 100.0, "a focal loss gamma in [0, 100)");
+  if (s.pos_weight_auto && s.focal_gamma >= 0)
+    throw UsageError("--pos-weight and --focal-gamma choose two losses (weighted binary cross-entropy, focal loss): give one");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.overwrite = args.flag("--overwrite");

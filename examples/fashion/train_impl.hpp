@@ -31,8 +31,19 @@ struct TrainSettings {
   bool overwrite = false;              // a fresh run discards an unfinished run's checkpoint (else it refuses to start)
   bool recalibrate_batch_norm = true;  // tnet's addition to the tutorial, see train()
   int average_epochs = 0;              // the final weights average the last this many epochs' ends
-  int early_stopping = 0;              // > 0: stop after this many epochs without a better val_loss, keeping the best weights
-  int reduce_lr = 0;                   // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
+  bool tune_thresholds = false;        // each label's threshold chosen on the validation data, stored in the model
+  // The optimizer: Adam with Keras's decay (the tutorial's), or with weight_decay > 0 AdamW;
+  // schedule keras, constant, cosine (warmup_epochs of linear warm-up), one-cycle or step (x0.1
+  // every step_epochs epochs); clip_norm > 0 limits the gradient's global norm.
+  double weight_decay = 0, clip_norm = 0;
+  std::string schedule = "keras";
+  int warmup_epochs = 0, step_epochs = 0;
+  // The loss: binary cross-entropy, with pos_weight_auto each label's positives weighted by its
+  // negatives / positives in the training set; focal_gamma >= 0: the sigmoid focal loss instead.
+  bool pos_weight_auto = false;
+  double focal_gamma = -1;
+  int early_stopping = 0;  // > 0: stop after this many epochs without a better val_loss, keeping the best weights
+  int reduce_lr = 0;       // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
   double reduce_lr_factor = 0.1;
   std::string keep_best;           // non-empty: the model of the best val_loss so far is saved here
   long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps (then final-pass batches)
@@ -77,9 +88,41 @@ inline std::string settings_text(const TrainSettings& s, const tnet::Split& spli
   out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --seed " << s.seed << " --image-size "
       << s.image_size << " --average-epochs " << s.average_epochs << (s.augment ? "" : " --no-augment");
   if (s.early_stopping > 0) out << " --early-stopping " << s.early_stopping;
+  if (s.tune_thresholds) out << " --tune-thresholds";
+  if (s.weight_decay > 0) out << " --weight-decay " << s.weight_decay;
+  if (s.clip_norm > 0) out << " --clip-norm " << s.clip_norm;
+  if (s.schedule != "keras") out << " --schedule " << s.schedule;
+  if (s.warmup_epochs > 0) out << " --warmup-epochs " << s.warmup_epochs;
+  if (s.step_epochs > 0) out << " --step-epochs " << s.step_epochs;
+  if (s.pos_weight_auto) out << " --pos-weight auto";
+  if (s.focal_gamma >= 0) out << " --focal-gamma " << s.focal_gamma;
   if (s.reduce_lr > 0) out << " --reduce-lr " << s.reduce_lr << " --reduce-lr-factor " << s.reduce_lr_factor;
   out << " --split " << std::hex << h;
   return out.str();
+}
+
+/// The optimizer `s` names, for `steps` steps an epoch (TrainSettings).
+inline std::unique_ptr<tnet::Optimizer> make_optimizer(const TrainSettings& s, std::size_t steps) {
+  const std::uint64_t total = std::uint64_t(s.epochs) * steps;
+  tnet::Schedule schedule;
+  if (s.schedule == "cosine") {
+    if (s.warmup_epochs >= s.epochs)
+      throw UsageError("--warmup-epochs must be below --epochs (" + std::to_string(s.epochs) + "), got " + std::to_string(s.warmup_epochs));
+    schedule = tnet::Schedule::cosine(total, std::uint64_t(s.warmup_epochs) * steps);
+  } else if (s.schedule == "one-cycle") {
+    schedule = tnet::Schedule::one_cycle(total);
+  } else if (s.schedule == "step") {
+    schedule = tnet::Schedule::step(std::uint64_t(s.step_epochs > 0 ? s.step_epochs : std::max(1, s.epochs / 3)) * steps);
+  }
+  try {
+    if (s.weight_decay > 0)
+      return std::make_unique<tnet::AdamW>(
+          tnet::AdamW::Options{.lr = s.lr, .weight_decay = s.weight_decay, .clip_norm = s.clip_norm, .schedule = schedule});
+    return std::make_unique<tnet::Adam>(tnet::Adam::Options{
+        .lr = s.lr, .decay = s.schedule == "keras" ? s.lr / s.epochs : 0.0, .clip_norm = s.clip_norm, .schedule = schedule});
+  } catch (const std::invalid_argument& e) {  // a schedule too short for its steps
+    throw UsageError(std::string("--schedule ") + s.schedule + ": " + e.what());
+  }
 }
 
 /// Trains `Net` (the network s.architecture names, at s.image_size) on `data` as `s` says, with
@@ -90,7 +133,20 @@ int train(const TrainSettings& s, TrainData& data) {
   const std::vector<std::string>& classes = data.labels.classes();
   const int labels = int(classes.size());
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
-  tnet::Adam adam(tnet::Adam::Options{.lr = s.lr, .decay = s.lr / s.epochs});
+  if (s.focal_gamma >= 0) net->set_loss(tnet::Loss::sigmoid_focal, {.gamma = s.focal_gamma});
+  if (s.pos_weight_auto) {
+    std::vector<float> train_targets;
+    for (std::size_t i : data.split.train)
+      train_targets.insert(train_targets.end(), data.targets.begin() + std::ptrdiff_t(i * std::size_t(labels)),
+                           data.targets.begin() + std::ptrdiff_t((i + 1) * std::size_t(labels)));
+    const std::vector<float> weights = tnet::positive_weights(train_targets.data(), std::ptrdiff_t(data.split.train.size()), labels);
+    if (!s.group || s.group->rank() == 0) {
+      std::cout << "positive weights (--pos-weight auto):";
+      for (int l = 0; l < labels; ++l) std::cout << " " << classes[std::size_t(l)] << " " << weights[std::size_t(l)];
+      std::cout << "\n";
+    }
+    net->set_loss(tnet::Loss::binary_crossentropy, {.pos_weight = weights});
+  }
   const int processes = s.group ? s.group->size() : 1;
   // Every process walks the same batches and prepares its slice of each (tnet::fit).
   auto batch_options = [&](bool shuffle) {
@@ -119,6 +175,7 @@ int train(const TrainSettings& s, TrainData& data) {
   if (steps == 0)
     throw UsageError("the training set has " + std::to_string(data.split.train.size()) + " images, fewer than one batch of " +
                      std::to_string(s.batch_size));
+  const std::unique_ptr<tnet::Optimizer> optimizer = make_optimizer(s, steps);
 
   // Said once a resumed checkpoint is accepted, after the records of the inputs are written.
   auto start = [&] {
@@ -143,6 +200,7 @@ int train(const TrainSettings& s, TrainData& data) {
                                  .metadata = {{"dataset", s.dataset.empty() ? "synthetic" : s.dataset}},
                                  .calibration = calibration.get(),
                                  .average_epochs = s.average_epochs,
+                                 .tune_thresholds = s.tune_thresholds,
                                  .group = s.group,
                                  .data_checksum = paths,
                                  .on_start = start,
@@ -160,7 +218,7 @@ int train(const TrainSettings& s, TrainData& data) {
   if (s.early_stopping > 0) callbacks.push_back(&stop);
   tnet::FitResult result;
   try {
-    result = tnet::fit(*net, train_batches, val_batches, adam, options, callbacks);
+    result = tnet::fit(*net, train_batches, val_batches, *optimizer, options, callbacks);
   } catch (const tnet::ResumeError& e) {
     throw UsageError(e.what());
   }
@@ -180,7 +238,8 @@ int train(const TrainSettings& s, TrainData& data) {
       baseline -= data.targets[i * std::size_t(labels) + std::size_t(l)] > 0.5f ? std::log(p) : std::log(1 - p);
     }
   baseline /= double(data.split.test.size() * std::size_t(labels));
-  if ((!s.group || s.group->rank() == 0) && !(result.val_loss <= baseline))
+  const bool plain_loss = !s.pos_weight_auto && s.focal_gamma < 0;
+  if ((!s.group || s.group->rank() == 0) && plain_loss && !(result.val_loss <= baseline))
     std::cerr << "fashion_train: warning: the saved model's validation loss, " << std::setprecision(4) << result.val_loss
               << ", is worse than predicting each label's training frequency (" << baseline
               << "): training diverged or did not learn; a lower --lr may help\n";

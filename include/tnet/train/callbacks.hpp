@@ -38,9 +38,11 @@ namespace tnet {
 struct EpochLogs {
   int epoch = 0;  // 1 for the first
   double loss = 0, acc = 0, val_loss = 0, val_acc = 0, val_exact = 0, lr = 0, seconds = 0;
+  /// The validation's macro- and micro-averaged F1 (at 0.5) and mAP (NaN without positives).
+  double val_macro_f1 = 0, val_micro_f1 = 0, val_map = 0;
 
-  /// The figure named `name`: loss, acc, val_loss, val_acc, val_exact_match, lr or seconds.
-  /// Throws std::invalid_argument for another name.
+  /// The figure named `name`: loss, acc, val_loss, val_acc, val_exact_match, lr, seconds,
+  /// val_macro_f1, val_micro_f1 or val_map. Throws std::invalid_argument for another name.
   double get(const std::string& name) const {
     if (name == "loss") return loss;
     if (name == "acc") return acc;
@@ -49,7 +51,12 @@ struct EpochLogs {
     if (name == "val_exact_match") return val_exact;
     if (name == "lr") return lr;
     if (name == "seconds") return seconds;
-    throw std::invalid_argument("no figure '" + name + "' to monitor: loss, acc, val_loss, val_acc, val_exact_match, lr or seconds");
+    if (name == "val_macro_f1") return val_macro_f1;
+    if (name == "val_micro_f1") return val_micro_f1;
+    if (name == "val_map") return val_map;
+    throw std::invalid_argument(
+        "no figure '" + name +
+        "' to monitor: loss, acc, val_loss, val_acc, val_exact_match, lr, seconds, val_macro_f1, val_micro_f1 or val_map");
   }
 };
 using History = std::vector<EpochLogs>;
@@ -57,14 +64,15 @@ using History = std::vector<EpochLogs>;
 /// The history as CSV, one epoch a line, with a header (the file CSVLogger writes).
 inline std::string history_csv(const History& rows) {
   std::ostringstream out;
-  out << "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds\n" << std::setprecision(10);
+  out << "epoch,loss,acc,val_loss,val_acc,val_exact_match,lr,seconds,val_macro_f1,val_micro_f1,val_map\n" << std::setprecision(10);
   for (const EpochLogs& r : rows)
     out << r.epoch << ',' << r.loss << ',' << r.acc << ',' << r.val_loss << ',' << r.val_acc << ',' << r.val_exact << ',' << r.lr << ','
-        << r.seconds << '\n';
+        << r.seconds << ',' << r.val_macro_f1 << ',' << r.val_micro_f1 << ',' << r.val_map << '\n';
   return out.str();
 }
 
-/// Reads what history_csv wrote.
+/// Reads what history_csv wrote (a history without the last three columns, from before them,
+/// reads them as 0; "nan" as NaN).
 inline History parse_history(const std::string& csv) {
   History rows;
   std::istringstream in(csv);
@@ -75,6 +83,11 @@ inline History parse_history(const std::string& csv) {
     std::istringstream fields(line);
     EpochLogs r;
     fields >> r.epoch >> r.loss >> r.acc >> r.val_loss >> r.val_acc >> r.val_exact >> r.lr >> r.seconds;
+    for (double* extra : {&r.val_macro_f1, &r.val_micro_f1, &r.val_map}) {
+      std::string field;
+      if (!(fields >> field)) break;
+      *extra = field == "nan" || field == "-nan" ? std::nan("") : std::stod(field);
+    }
     rows.push_back(r);
   }
   return rows;
@@ -125,7 +138,9 @@ enum class MonitorMode { automatic, min, max };
 namespace detail {
 
 inline bool improves_upward(MonitorMode mode, const std::string& monitor) {
-  if (mode == MonitorMode::automatic) return monitor.find("acc") != std::string::npos || monitor.find("exact") != std::string::npos;
+  if (mode == MonitorMode::automatic)
+    return monitor.find("acc") != std::string::npos || monitor.find("exact") != std::string::npos ||
+           monitor.find("f1") != std::string::npos || monitor.find("map") != std::string::npos;
   return mode == MonitorMode::max;
 }
 

@@ -96,6 +96,9 @@ struct FitOptions {
   BatchIterator* calibration = nullptr;
   /// The final weights are the mean of the ends of the last this many epochs (needs calibration).
   int average_epochs = 0;
+  /// Choose each label's decision threshold on the final model's validation
+  /// (MultiLabelScores::best_thresholds) and store them in the final model (set_thresholds).
+  bool tune_thresholds = false;
   Reducer* group = nullptr;  // data parallelism; null: this process alone
   /// With a group: a checksum of the data (its paths, say), which every process must share.
   std::uint64_t data_checksum = 0;
@@ -133,7 +136,11 @@ struct FitResult {
   /// The final model's validation: its loss, metrics, and predictions and targets in order.
   double val_loss = 0;
   MultiLabelMetrics val_metrics{1};
+  /// The same validation's probabilities and targets, for mAP and thresholds chosen on it.
+  MultiLabelScores val_scores{1};
   std::vector<float> val_predictions, val_targets;
+  /// With FitOptions::tune_thresholds: the thresholds stored in the final model; else empty.
+  std::vector<float> thresholds;
 
   /// A program's exit status: 130 after an interrupt (as a shell reports Ctrl-C), else 0.
   int exit_status() const { return status == Status::interrupted ? 130 : 0; }
@@ -375,6 +382,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
   std::vector<float>& val_targets = result.val_targets;
   val_predictions.assign(val.samples() * std::size_t(labels), 0.0f);
   val_targets.assign(val_predictions.size(), 0.0f);
+  MultiLabelScores& val_scores = result.val_scores;
+  val_scores = MultiLabelScores(labels);
   std::vector<double> val_sums;  // with several processes: their predictions and losses, summed
   auto validate = [&] {          // fills val_metrics and val_predictions, returns the mean loss
     double loss = 0;
@@ -403,6 +412,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
     }
     val_metrics.reset();
     val_metrics.update(val_predictions.data(), val_targets.data(), std::ptrdiff_t(val.samples()));
+    val_scores.reset();
+    val_scores.update(val_predictions.data(), val_targets.data(), std::ptrdiff_t(val.samples()));
     return loss / double(std::max<std::size_t>(val.samples(), 1));
   };
   auto interrupted_message = [&](const std::string& where) {
@@ -479,10 +490,14 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
                            val_metrics.binary_accuracy(),
                            val_metrics.exact_match(),
                            optimizer.next_learning_rate(),
-                           seconds};
+                           seconds,
+                           val_metrics.macro_f1(),
+                           val_metrics.micro_f1(),
+                           val_scores.macro_average_precision()};
     history.push_back(record);
     out << (o.progress_line ? "\r" : "") << status() << " - val_loss: " << detail::fixed(record.val_loss, 4)
-        << " - val_acc: " << detail::fixed(record.val_acc, 4) << " - " << detail::fixed(double(epoch_samples) / train_seconds, 1)
+        << " - val_acc: " << detail::fixed(record.val_acc, 4) << " - val_f1: " << detail::fixed(record.val_macro_f1, 4)
+        << " - val_map: " << detail::fixed(record.val_map, 4) << " - " << detail::fixed(double(epoch_samples) / train_seconds, 1)
         << " img/s\n"
         << std::flush;
     for (Callback* c : callbacks) c->on_epoch_end(context, record);
@@ -528,7 +543,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
       const double loss = final_val_loss = validate();
       validated = true;
       out << "val_loss " << std::fixed << std::setprecision(4) << loss << " - val_acc " << val_metrics.binary_accuracy()
-          << " - exact match " << val_metrics.exact_match() << "\n";
+          << " - exact match " << val_metrics.exact_match() << " - macro F1 " << val_metrics.macro_f1() << " - mAP "
+          << val_scores.macro_average_precision() << "\n";
     };
     if (o.calibration && !history.empty()) {
       out << "last epoch, Keras's moving batch-norm averages: val_loss " << std::fixed << std::setprecision(4) << history.back().val_loss
@@ -550,6 +566,10 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
         metadata["history"] = history_csv(history);
         metadata["weights"] = use_mean ? "mean of the last " + std::to_string(averaged) + " epochs" : "last step";
         if (stopped) metadata["weights"] = "stopped by a callback after epoch " + std::to_string(history.size());
+        if (o.tune_thresholds) {
+          result.thresholds = val_scores.best_thresholds();
+          set_thresholds(metadata, result.thresholds);
+        }
         metadata["batch_norm"] = o.calibration ? "re-estimated over the training set" : "moving averages";
         save_model(o.model, net, o.class_names, &optimizer, metadata);
         if (o.on_saved) o.on_saved();
@@ -575,7 +595,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
 }
 
 /// The final report of a run: seconds, peak memory, and the validation's binary accuracy, exact
-/// match, per-label precision, recall, F1 and support, and the label sets most often confused.
+/// match, macro and micro F1, mAP and micro-averaged AP, per-label precision, recall, F1 and support, and the label sets most often
+/// confused.
 inline void print_report(std::ostream& out, const FitResult& r, const std::vector<std::string>& classes) {
   double total_seconds = 0;
   for (const EpochLogs& e : r.history) total_seconds += e.seconds;
@@ -587,7 +608,8 @@ inline void print_report(std::ostream& out, const FitResult& r, const std::vecto
   const std::size_t samples = labels ? r.val_targets.size() / std::size_t(labels) : 0;
   const MultiLabelMetrics& m = r.val_metrics;
   out << "\nvalidation (" << samples << " images): binary accuracy " << std::setprecision(4) << m.binary_accuracy() << ", exact match "
-      << m.exact_match() << "\n"
+      << m.exact_match() << ", macro F1 " << m.macro_f1() << ", micro F1 " << m.micro_f1() << ", mAP "
+      << r.val_scores.macro_average_precision() << ", micro AP " << r.val_scores.micro_average_precision() << "\n"
       << "label      precision  recall     f1     support\n";
   for (int l = 0; l < labels; ++l) {
     const LabelScores sc = m.label(l);
@@ -612,6 +634,13 @@ inline void print_report(std::ostream& out, const FitResult& r, const std::vecto
   out << (ranked.empty() ? "no label combination confused\n" : "most confused (truth -> predicted):\n");
   for (std::size_t i = 0; i < ranked.size() && i < 5; ++i)
     out << "  " << ranked[i].second.first << " -> " << ranked[i].second.second << ": " << ranked[i].first << "\n";
+  if (!r.thresholds.empty() && r.thresholds.size() == std::size_t(labels)) {
+    const MultiLabelMetrics tuned = r.val_scores.metrics(r.thresholds);
+    out << "thresholds chosen on the validation data, stored in the model:";
+    for (int l = 0; l < labels; ++l) out << " " << classes[std::size_t(l)] << " " << r.thresholds[std::size_t(l)];
+    out << "\nwith them: binary accuracy " << tuned.binary_accuracy() << ", exact match " << tuned.exact_match() << ", macro F1 "
+        << tuned.macro_f1() << ", micro F1 " << tuned.micro_f1() << "\n";
+  }
 }
 
 }  // namespace tnet
