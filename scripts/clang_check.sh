@@ -28,7 +28,7 @@ def check(entry):
     done = subprocess.run(syntax_only(entry), cwd=entry["directory"], capture_output=True, text=True)
     return entry["file"], done.returncode, done.stdout + done.stderr
 
-entries = [e for e in json.load(open(sys.argv[1])) if "/tests/CMakeFiles/tnet_tests.dir/" not in e["output"]]
+entries = [e for e in json.load(open(sys.argv[1])) if "/tnet_tests.dir/" not in e["command"]]
 failed = 0
 with concurrent.futures.ThreadPoolExecutor(int(sys.argv[2])) as pool:
     for source, status, output in pool.map(check, entries):
