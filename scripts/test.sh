@@ -43,8 +43,8 @@ else
 fi
 phase "installing what was missing"
 
-# The benchmarks are not built here: clang_check.sh (--full) compiles their sources through clang-19's
-# front end, and tests/compare_table.sh tests compare.sh with stand-ins.
+# The benchmarks are not built here: clang_check.sh (--full) compiles their sources through
+# clang-19's front end, and tests/compare_table.sh tests compare.sh with stand-ins.
 torchvision=OFF
 [ $full = 1 ] && torchvision=ON
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON -DTNET_BUILD_BENCHMARKS=OFF \
@@ -61,8 +61,8 @@ fi
 
 if [ $full = 1 ] && [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
   # The second compiler and the sanitizers in one build: the unit tests under clang-19 with ASan
-  # and UBSan; the examples' and benchmarks' sources through clang-19's front end (warnings as
-  # errors), which the GCC build above compiled.
+  # and UBSan; then the other programs' sources (examples, benchmarks, test tools) through
+  # clang-19's front end, warnings as errors.
   cmake -S . -B build-sanitize-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_SANITIZE=ON \
     -DTNET_WERROR=ON -DTNET_BUILD_BENCHMARKS=OFF -DTNET_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build build-sanitize-clang -j"$jobs" --target tnet_tests
@@ -70,7 +70,7 @@ if [ $full = 1 ] && [ "${TNET_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build-sanitize-clang/tests/tnet_tests
   phase "the unit tests under ASan + UBSan"
   bash scripts/clang_check.sh
-  phase "clang-19 on the examples and benchmarks"
+  phase "clang-19 over the other sources"
 fi
 if [ $full = 1 ] && [ "${TNET_SKIP_FUZZ:-0}" != 1 ]; then
   bash fuzz/run.sh 60
