@@ -376,24 +376,26 @@ class LayerChain : public ChainLayout<In, Specs...> {
   void run_forward_frozen(int batch, const Pass& pass) {
     const Pass infer{Mode::infer, pass.step, pass.reducer, pass.sample_offset};
     const std::size_t frozen = frozen_;
+    // Each step through a member function rather than a lambda in the fold: clang-19 crashes on
+    // a lambda that names the pack's element inside a fold expression's lambda.
     [&]<std::size_t... S>(std::index_sequence<S...>) {
-      (
-          [&] {
-            using Step = std::tuple_element_t<S, inference_plan>;
-            if (Step::last < frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, infer);
-            else if (Step::first < frozen) run_alone<Step::first, Step::length>(0, frozen, batch, infer);
-          }(),
-          ...);
+      (forward_frozen_part<std::tuple_element_t<S, inference_plan>>(frozen, batch, infer), ...);
     }(std::make_index_sequence<std::tuple_size_v<inference_plan>>{});
     [&]<std::size_t... S>(std::index_sequence<S...>) {
-      (
-          [&] {
-            using Step = std::tuple_element_t<S, training_plan>;
-            if (Step::first >= frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
-            else if (Step::last >= frozen) run_alone<Step::first, Step::length>(frozen, depth, batch, pass);
-          }(),
-          ...);
+      (forward_trainable_part<std::tuple_element_t<S, training_plan>>(frozen, batch, pass), ...);
     }(std::make_index_sequence<std::tuple_size_v<training_plan>>{});
+  }
+  // An inference step's layers below `frozen`: the whole step, or those of a step that crosses it.
+  template <class Step>
+  void forward_frozen_part(std::size_t frozen, int batch, const Pass& infer) {
+    if (Step::last < frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, infer);
+    else if (Step::first < frozen) run_alone<Step::first, Step::length>(0, frozen, batch, infer);
+  }
+  // A training step's layers from `frozen` on.
+  template <class Step>
+  void forward_trainable_part(std::size_t frozen, int batch, const Pass& pass) {
+    if (Step::first >= frozen) Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
+    else if (Step::last >= frozen) run_alone<Step::first, Step::length>(frozen, depth, batch, pass);
   }
   // Layers [First, First + Length) that are in [begin, end), each alone.
   template <std::size_t First, std::size_t Length>
@@ -439,18 +441,16 @@ class LayerChain : public ChainLayout<In, Specs...> {
   // Layers Last, Last - 1, ... down to stop_, each alone (of the Length layers ending at Last).
   template <std::size_t Last, std::size_t Length, class Done>
   void backward_alone(const float* dy, Done& done) {
-    [&]<std::size_t... J>(std::index_sequence<J...>) {
-      (
-          [&] {
-            constexpr std::size_t I = Last - J;
-            if (I < stop_) return;
-            float* dx = I == stop_ ? nullptr : (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
-            rules::Alone::backward<I, 1, false>(*this, dy, dx);
-            done(I);
-            dy = dx;
-          }(),
-          ...);
-    }(std::make_index_sequence<Length>{});
+    [&]<std::size_t... J>(std::index_sequence<J...>) { (backward_one<Last - J>(dy, done), ...); }(std::make_index_sequence<Length>{});
+  }
+  // Layer I alone, if it is at or above stop_; dy moves on to the gradient it writes.
+  template <std::size_t I, class Done>
+  void backward_one(const float*& dy, Done& done) {
+    if (I < stop_) return;
+    float* dx = I == stop_ ? nullptr : (dy == grad_a_.data()) ? grad_b_.data() : grad_a_.data();
+    rules::Alone::backward<I, 1, false>(*this, dy, dx);
+    done(I);
+    dy = dx;
   }
 
   int width_;  // the run-time width of Dense<dynamic>, if a layer has it
