@@ -197,7 +197,7 @@ void check_memory_promises(Standalone<Layer>& layer, const Buffer& x, int batch)
 }
 }  // namespace
 
-TEST_CASE("in place equals out of place; a backward that does not read y gives the same with y poisoned") {
+TEST_CASE("in place equals out of place, a backward that does not read y gives the same with y poisoned") {
   // Only where backward can be computed from y: ReLU6, LeakyReLU with a slope >= 0.
   static_assert(runs_in_place<ReLU6::Layer<OddImage>> && runs_in_place<LeakyReLU<>::Layer<OddImage>> &&
                 runs_in_place<LeakyReLU<0.0f>::Layer<OddImage>>);

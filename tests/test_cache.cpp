@@ -343,7 +343,7 @@ TEST_CASE("image cache: a folder it cannot be written in is named in the error")
   CHECK(!fs::exists(dir.path / "cache2"));
 }
 
-TEST_CASE("image cache: image(i, buffer) reads each image into the buffer; image(i) is refused, the pixels are not in memory") {
+TEST_CASE("image cache: image(i, buffer) reads each image into the buffer, image(i) is refused, the pixels are not in memory") {
   TempDir dir("cache_read");
   const std::string photos = make_photos(dir);
   const LabeledImages cached = load_cached(photos, dir / "cache").images;
@@ -381,7 +381,7 @@ void restore_mtime(const fs::path& path, const struct stat& was) {
 }
 }  // namespace
 
-TEST_CASE("image cache: a photo rewritten with its old size and modification time is noticed; a chmod or an identical copy is not") {
+TEST_CASE("image cache: a photo rewritten with its old size and modification time is noticed, a chmod or an identical copy is not") {
   TempDir dir("cache_same_stamp");
   const fs::path root = dir.path / "photos";
   for (int i = 0; i < 4; ++i) bmp(root / "red_dress" / (std::to_string(i) + ".bmp"), i);
@@ -492,7 +492,7 @@ TEST_CASE("image cache: a cache truncated while in use is an error naming it, no
   check_same(again, photos);
 }
 
-TEST_CASE("image cache: a build whose cancel flag is set stops, keeps nothing and says so; the previous cache stays") {
+TEST_CASE("image cache: a build whose cancel flag is set stops, keeps nothing and says so, the previous cache stays") {
   TempDir dir("cache_cancel");
   const std::string photos = make_photos(dir), cache = dir / "cache";
   const std::atomic<bool> cancel{true};

@@ -538,7 +538,7 @@ TEST_CASE("the gradient checker catches a wrong gradient") {
   CHECK(test::compare_with_differences(values.data(), analytic.data(), 20, loss, 1e-2) > 1e-2);
 }
 
-TEST_CASE("Buffer: every allocation starts on a cache line, in any build; contents kept as it grows") {
+TEST_CASE("Buffer: every allocation starts on a cache line, in any build, contents kept as it grows") {
   const auto on_line = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; };
   std::vector<Buffer> kept;  // held, so that malloc cannot hand back one block again and again
   for (std::size_t n : {1, 3, 15, 16, 17, 1000, 4097, 1 << 20}) {
@@ -616,7 +616,7 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(gemm_kernel())));
 }
 
-TEST_CASE("bfloat16: rounded to nearest, ties to even; NaN, infinities and overflow kept; widened exactly") {
+TEST_CASE("bfloat16: rounded to nearest, ties to even, NaN, infinities and overflow kept, widened exactly") {
   const auto bits = [](float x) { return std::bit_cast<std::uint32_t>(x); };
   const auto from_bits = [](std::uint32_t b) { return std::bit_cast<float>(b); };
   CHECK(to_bfloat16(1.0f) == 0x3F80);
@@ -646,7 +646,7 @@ TEST_CASE("bfloat16: rounded to nearest, ties to even; NaN, infinities and overf
   CHECK(worst > std::ldexp(1.0, -9));  // and it does round
 }
 
-TEST_CASE("gemm_bf16: B in bfloat16 with every kernel against a double reference of its values; Eigen's kernel refuses") {
+TEST_CASE("gemm_bf16: B in bfloat16 with every kernel against a double reference of its values, Eigen's kernel refuses") {
   struct Case {
     std::ptrdiff_t M, N, K;
   };
