@@ -57,8 +57,8 @@ struct TrainSettings {
   std::string checkpoint() const { return model + ".checkpoint"; }
   /// Held (flock) by the one process training this model; left in place.
   std::string lock_file() const { return model + ".lock"; }
-  /// The mean of the first `count` averaged epochs (tnet::FitOptions::average_checkpoint).
-  std::string average_checkpoint(int count) const { return checkpoint() + "-average-" + std::to_string(count); }
+  /// The mean of the first `count` averaged epochs, as tnet::fit keeps it.
+  std::string average_checkpoint(int count) const { return tnet::average_checkpoint(checkpoint(), count); }
   /// Where the split is written, beside the model: fashion.tnet -> fashion.train.txt, fashion.val.txt.
   std::string split_list(const std::string& part) const {
     return std::filesystem::path(model).replace_extension("").string() + "." + part + ".txt";

@@ -79,6 +79,11 @@ struct ResumeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Where fit keeps the mean of the first `count` averaged epochs beside `checkpoint` (one file per
+/// count: a checkpoint that says `count` always finds its own mean, even when a kill came between
+/// writing the next mean and the checkpoint that counts it).
+inline std::string average_checkpoint(const std::string& checkpoint, int count) { return checkpoint + "-average-" + std::to_string(count); }
+
 struct FitOptions {
   int epochs = 1;
   /// Written at every epoch's end and on an interrupt, removed at the end; "": none.
@@ -117,10 +122,7 @@ struct FitOptions {
   /// How the interrupted-run messages tell the user to resume.
   std::string resume_hint = "continue with the same command and --resume";
 
-  /// The mean of the first `count` averaged epochs (one file per count: a checkpoint that says
-  /// `count` always finds its own mean, even when a kill came between writing the next mean and
-  /// the checkpoint that counts it).
-  std::string average_checkpoint(int count) const { return checkpoint + "-average-" + std::to_string(count); }
+  std::string average_checkpoint(int count) const { return tnet::average_checkpoint(checkpoint, count); }
 };
 
 struct FitResult {
@@ -595,8 +597,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
 }
 
 /// The final report of a run: seconds, peak memory, and the validation's binary accuracy, exact
-/// match, macro and micro F1, mAP and micro-averaged AP, per-label precision, recall, F1 and support, and the label sets most often
-/// confused.
+/// match, macro and micro F1, mAP and micro-averaged AP, per-label precision, recall, F1 and
+/// support, and the label sets most often confused.
 inline void print_report(std::ostream& out, const FitResult& r, const std::vector<std::string>& classes) {
   double total_seconds = 0;
   for (const EpochLogs& e : r.history) total_seconds += e.seconds;

@@ -354,6 +354,12 @@ class Optimizer {
                                   " schedule cannot both be given");
   }
 
+  /// Adam's and AdamW's betas and epsilon.
+  static void check_moments(const std::string& who, double beta1, double beta2, double epsilon) {
+    if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1)) throw std::invalid_argument(who + ": beta1 and beta2 must be in [0, 1)");
+    if (!(epsilon > 0)) throw std::invalid_argument(who + ": epsilon must be positive");
+  }
+
   static constexpr std::ptrdiff_t block = 16384;
   std::uint64_t iterations_ = 0;
   std::vector<Buffer> slots_;
@@ -400,9 +406,9 @@ namespace detail {
 /// shrunk (w' = shrink w - step, AdamW's decoupled decay); without, the plain Keras update.
 struct AdamStep {
   float b1, b2, lr_t, eps;
-  float* w;
-  const float* g;
-  float *m, *v;
+  float* w = nullptr;
+  const float* g = nullptr;
+  float *m = nullptr, *v = nullptr;
   bool adjusted = false;
   float scale = 1.0f, l2 = 0.0f, shrink = 1.0f;
 
@@ -471,6 +477,19 @@ struct AdamStep {
 #endif
 };
 
+/// Runs `update` (its scalars set) over the values of `params` not frozen, with slots[0] and
+/// slots[1] as m and v, in blocks of `block` values: the loop Adam and AdamW share.
+inline void adam_update(const Parameters& params, std::span<Buffer> slots, std::ptrdiff_t block, AdamStep update) {
+  const std::size_t from = params.frozen;
+  update.w = params.values.data() + from;
+  update.g = params.grads.data() + from;
+  update.m = slots[0].data() + from;
+  update.v = slots[1].data() + from;
+  const Target target = target_of(gemm_kernel());
+  for_blocks(std::ptrdiff_t(params.values.size() - from), block,
+             [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+}
+
 }  // namespace detail
 
 /// Adam as Keras 2 computes it, with k = iterations so far:
@@ -508,20 +527,14 @@ class Adam final : public Optimizer {
     const double t = double(iterations_ + 1);
     const float lr_t = static_cast<float>(learning_rate_at(iterations_) * std::sqrt(1.0 - std::pow(options_.beta2, t)) /
                                           (1.0 - std::pow(options_.beta1, t)));
-    const detail::AdamStep update{.b1 = float(options_.beta1),
-                                  .b2 = float(options_.beta2),
-                                  .lr_t = lr_t,
-                                  .eps = float(options_.epsilon),
-                                  .w = params.values.data() + params.frozen,
-                                  .g = params.grads.data() + params.frozen,
-                                  .m = slots_[0].data() + params.frozen,
-                                  .v = slots_[1].data() + params.frozen,
-                                  .adjusted = scale != 1.0f || options_.weight_decay != 0,
-                                  .scale = scale,
-                                  .l2 = float(options_.weight_decay),
-                                  .shrink = 1.0f};
-    const detail::Target target = detail::target_of(gemm_kernel());
-    for_blocks(trainable(params), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+    detail::adam_update(params, slots_, block,
+                        {.b1 = float(options_.beta1),
+                         .b2 = float(options_.beta2),
+                         .lr_t = lr_t,
+                         .eps = float(options_.epsilon),
+                         .adjusted = scale != 1.0f || options_.weight_decay != 0,
+                         .scale = scale,
+                         .l2 = float(options_.weight_decay)});
     ++iterations_;
   }
 
@@ -546,9 +559,7 @@ class Adam final : public Optimizer {
  private:
   static void check(const Options& options) {
     check_common("tnet::Adam", options.lr, options.decay, options.weight_decay, options.clip_norm, options.schedule);
-    if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1))
-      throw std::invalid_argument("tnet::Adam: beta1 and beta2 must be in [0, 1)");
-    if (!(options.epsilon > 0)) throw std::invalid_argument("tnet::Adam: epsilon must be positive");
+    check_moments("tnet::Adam", options.beta1, options.beta2, options.epsilon);
   }
   static Options read(const HyperParameters& values) {
     Options o{find(values, "lr"),
@@ -599,20 +610,14 @@ class AdamW final : public Optimizer {
     const float scale = clip_scale(params, options_.clip_norm);
     const double t = double(iterations_ + 1), lr = learning_rate_at(iterations_);
     const double correction2 = std::sqrt(1.0 - std::pow(options_.beta2, t));
-    const detail::AdamStep update{.b1 = float(options_.beta1),
-                                  .b2 = float(options_.beta2),
-                                  .lr_t = static_cast<float>(lr * correction2 / (1.0 - std::pow(options_.beta1, t))),
-                                  .eps = static_cast<float>(options_.epsilon * correction2),
-                                  .w = params.values.data() + params.frozen,
-                                  .g = params.grads.data() + params.frozen,
-                                  .m = slots_[0].data() + params.frozen,
-                                  .v = slots_[1].data() + params.frozen,
-                                  .adjusted = true,
-                                  .scale = scale,
-                                  .l2 = 0.0f,
-                                  .shrink = static_cast<float>(1.0 - lr * options_.weight_decay)};
-    const detail::Target target = detail::target_of(gemm_kernel());
-    for_blocks(trainable(params), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+    detail::adam_update(params, slots_, block,
+                        {.b1 = float(options_.beta1),
+                         .b2 = float(options_.beta2),
+                         .lr_t = static_cast<float>(lr * correction2 / (1.0 - std::pow(options_.beta1, t))),
+                         .eps = static_cast<float>(options_.epsilon * correction2),
+                         .adjusted = true,
+                         .scale = scale,
+                         .shrink = static_cast<float>(1.0 - lr * options_.weight_decay)});
     ++iterations_;
   }
 
@@ -638,9 +643,7 @@ class AdamW final : public Optimizer {
  private:
   static void check(const Options& options) {
     check_common("tnet::AdamW", options.lr, 0.0, options.weight_decay, options.clip_norm, options.schedule);
-    if (!(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1))
-      throw std::invalid_argument("tnet::AdamW: beta1 and beta2 must be in [0, 1)");
-    if (!(options.epsilon > 0)) throw std::invalid_argument("tnet::AdamW: epsilon must be positive");
+    check_moments("tnet::AdamW", options.beta1, options.beta2, options.epsilon);
   }
   static Options read(const HyperParameters& values) {
     Options o{find(values, "lr"),           find(values, "beta1"),     find(values, "beta2"), find(values, "epsilon"),
