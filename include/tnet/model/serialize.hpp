@@ -80,8 +80,9 @@ struct ModelFileInfo {
 };
 
 /// The metadata entry in which a model file keeps its decision thresholds: the floats as text,
-/// separated by spaces, each the shortest that reads back exactly (std::to_chars). An entry of the free-form metadata, so
-/// files without it (older ones) load as before and older readers load files with it.
+/// separated by spaces, each the shortest that reads back exactly (std::to_chars). An entry of
+/// the free-form metadata, so files without it (older ones) load as before and older readers
+/// load files with it.
 inline constexpr const char* thresholds_key = "decision_thresholds";
 
 /// Stores per-label decision thresholds (e.g. MultiLabelScores::best_thresholds) in metadata
