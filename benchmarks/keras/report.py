@@ -6,8 +6,9 @@ Reads RESULTS/seedN/{tnet,keras}/ and prints Markdown: per seed and as mean, sta
 and range over the seeds, each system's validation binary accuracy and exact match of its final
 model (tnet: the saved model, as fashion_train's report gives it after its final passes; Keras:
 the last epoch, the model the tutorial saves), the best epoch of each, the median seconds per
-epoch (training and validation) and peak memory; then the seven example photos' top two labels.
-Draws RESULTS/curves.png: both systems' validation binary accuracy and exact match per epoch,
+epoch (training and validation) and peak memory (tnet: /usr/bin/time's maximum resident set
+over the run's sessions; Keras: ru_maxrss at its epochs' ends, before the ONNX export); then the
+seven example photos' top two labels. Draws RESULTS/curves.png: both systems' validation binary accuracy and exact match per epoch,
 every seed. A run still in progress is shown with the epochs it has.
 """
 import csv
@@ -69,7 +70,7 @@ def read_run(root, seed):
             r["examples"] = {}
             if r["complete"]:
                 s = json.load(open(summary))
-                r["peak"] = r["peak"] or s["peak_mb"]
+                r["peak"] = s["peak_mb"]  # training's, over its sessions (time.txt's includes the ONNX export)
                 r["examples"] = {name: e["top"] for name, e in s["examples"].items()}
             in_tnet = os.path.join(folder, "tnet_classify.json")
             r["examples_in_tnet"] = {os.path.basename(i["image"]): i["top"] for i in json.load(open(in_tnet))} if os.path.exists(in_tnet) else {}

@@ -141,13 +141,19 @@ def write_atomic(path, data):
             os.remove(tmp)
 
 
+def fail(message):
+    """A refusal: the message on stderr, exit status 2, nothing written."""
+    print(f"train_keras.py: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def read_list(path):
     """The paths of a split file (fashion_train's write_split_list): one a line; '#' comments and blank lines skipped."""
     with open(path, encoding="utf-8-sig") as f:
         lines = [line.rstrip("\r\n") for line in f]
     paths = [line for line in lines if line and not line.startswith("#")]
     if not paths:
-        sys.exit(f"train_keras.py: {path}: the image list is empty")
+        fail(f"{path}: the image list is empty")
     return paths
 
 
@@ -158,7 +164,7 @@ def load_images(dataset, relative_paths, cv2, np):
         path = os.path.join(dataset, rel)
         image = cv2.imread(path)
         if image is None:
-            sys.exit(f"train_keras.py: {path}: OpenCV cannot read this image")
+            fail(f"{path}: OpenCV cannot read this image")
         image = cv2.resize(image, (IMAGE_DIMS[1], IMAGE_DIMS[0]))
         data.append(image.astype("float32"))  # img_to_array
         labels.append(os.path.basename(os.path.dirname(path)).split("_"))
@@ -280,23 +286,26 @@ def main(argv):
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        sys.exit(f"train_keras.py: another train_keras.py is running in {args.out} (it holds {out('.lock')})")
+        fail(f"another train_keras.py is running in {args.out} (it holds {out('.lock')})")
     for name in os.listdir(args.out):  # temporary files of a session that was killed while writing
         if ".tmp." in name:
             os.remove(out(name))
     if os.path.exists(out("run.json")):
         if os.path.exists(out("checkpoint.pkl")):  # killed between writing run.json and removing it
             os.remove(out("checkpoint.pkl"))
-        sys.exit(f"train_keras.py: {args.out} holds a complete run (run.json): give another --out, or remove it to run again")
+        fail(f"{args.out} holds a complete run (run.json): give another --out, or remove it to run again")
     if os.path.exists(out("checkpoint.pkl")) and not args.resume:
-        sys.exit(f"train_keras.py: {out('checkpoint.pkl')} holds a run that did not finish: continue it with --resume "
+        fail(f"{out('checkpoint.pkl')} holds a run that did not finish: continue it with --resume "
                  "(and the same options), or remove it to start afresh")
     if args.resume and not os.path.exists(out("checkpoint.pkl")):
-        sys.exit(f"train_keras.py: --resume: no checkpoint {out('checkpoint.pkl')} to continue from")
+        fail(f"--resume: no checkpoint {out('checkpoint.pkl')} to continue from")
 
     log = open(out("train.log"), "a", buffering=1)
     sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
-    # kill -TERM stops the run as Ctrl-C does: between steps, the last checkpoint kept.
+    # Ctrl-C and kill -INT stop the run between steps, the last checkpoint kept, and kill -TERM
+    # likewise; SIGINT's handler is set even where it came ignored (a job started with & by a
+    # shell without job control), so that kill -INT always works.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop_on_term)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
@@ -322,10 +331,10 @@ def main(argv):
         with open(out("checkpoint.pkl"), "rb") as f:
             state = pickle.load(f)
         if state.get("format") != CHECKPOINT_FORMAT:
-            sys.exit(f"train_keras.py: {out('checkpoint.pkl')}: not a checkpoint of this script")
+            fail(f"{out('checkpoint.pkl')}: not a checkpoint of this script")
         differ = [k for k in settings if state["settings"].get(k) != settings[k]]
         if differ:
-            sys.exit(f"train_keras.py: --resume: {out('checkpoint.pkl')} was made with other " + ", ".join(differ) +
+            fail(f"--resume: {out('checkpoint.pkl')} was made with other " + ", ".join(differ) +
                      " (" + ", ".join(f"{k} {state['settings'].get(k)!r}" for k in differ) + "): resume with the same options")
 
     # The data, as the tutorial prepared it, on fashion_train's split.
@@ -347,10 +356,13 @@ def main(argv):
     print("[INFO] compiling model...")
     model = smaller_vgg(keras, IMAGE_DIMS[1], IMAGE_DIMS[0], IMAGE_DIMS[2], len(classes), "sigmoid")
     opt = keras.optimizers.legacy.Adam(learning_rate=INIT_LR, decay=INIT_LR / args.epochs)
-    model.compile(loss="binary_crossentropy", optimizer=opt, metrics=["accuracy"])
+    # The tutorial's metrics=["accuracy"] was binary accuracy in its Keras (2.1-2.2 chose it for
+    # binary cross-entropy); tf-keras picks categorical accuracy for a 6-wide output, so the
+    # binary one is named, under the tutorial's log name.
+    model.compile(loss="binary_crossentropy", optimizer=opt, metrics=[keras.metrics.BinaryAccuracy(name="acc")])
     steps = len(trainX) // BATCH_SIZE
     if steps < 1:
-        sys.exit(f"train_keras.py: {args.train_list}: {len(trainX)} images, fewer than one batch of {BATCH_SIZE}")
+        fail(f"{args.train_list}: {len(trainX)} images, fewer than one batch of {BATCH_SIZE}")
     flow = aug.flow(trainX, trainY, batch_size=BATCH_SIZE, seed=args.seed)
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
 
@@ -400,8 +412,8 @@ def main(argv):
             probabilities = self.model.predict(testX, batch_size=BATCH_SIZE, verbose=0)
             m = multilabel_metrics(probabilities, testY, np)
             lr = float(opt._decayed_lr(tf.float32).numpy())  # what the next step uses: lr / (1 + decay * steps)
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "acc": float(logs["accuracy"]),
-                            "val_loss": float(logs["val_loss"]), "val_acc": float(logs["val_accuracy"]),
+            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "acc": float(logs["acc"]),
+                            "val_loss": float(logs["val_loss"]), "val_acc": float(logs["val_acc"]),
                             "val_exact_match": m["exact"], "lr": lr, "seconds": seconds, "val_macro_f1": m["macro_f1"],
                             "val_micro_f1": m["micro_f1"], "val_map": m["map"]})
             sessions[-1]["last_epoch"] = epoch + 1
@@ -410,7 +422,7 @@ def main(argv):
             # The sequence's count now, before fit's reshuffle for the next epoch.
             save_checkpoint(epoch + 1, flow.total_batches_seen)
             print(f"epoch {epoch + 1}/{args.epochs}: {seconds:.1f} s ({steps * BATCH_SIZE / seconds:.1f} img/s with validation) - "
-                  f"val_acc {m['acc']:.4f} (Keras {float(logs['val_accuracy']):.4f}) - val_exact_match {m['exact']:.4f} - "
+                  f"val_acc {m['acc']:.4f} (Keras {float(logs['val_acc']):.4f}) - val_exact_match {m['exact']:.4f} - "
                   f"val_macro_f1 {m['macro_f1']:.4f} - val_map {m['map']:.4f} - peak {sessions[-1]['peak_mb']:.0f} MB", flush=True)
 
     try:
