@@ -44,12 +44,15 @@ Resuming: a run interrupted (Ctrl-C, kill -TERM, a crash, the machine going away
 the last completed epoch with --resume and the same options; the epoch in progress is redone. The
 batches (order and augmentation) and the dropout masks continue exactly as in an uninterrupted run:
 the augmentation reseeds NumPy per batch from --seed and the batch count (ImageDataGenerator.flow's
-seed), the dropout layers draw from tf.random.Generator objects whose states are saved
+seed; exact when the training set is a whole number of batches, as tnet's split of the 2160 photos
+is, 1728: otherwise tf.data may or may not fetch the sequence's last, partial batch, which
+steps_per_epoch leaves out, and the count moves with it), the dropout layers draw from
+tf.random.Generator objects whose states are saved
 (tf_keras.backend.experimental.enable_tf_random_generator; the tutorial's Keras used TF's stateful
 dropout op, same distribution). Whether a resumed run is then bit-identical to an uninterrupted
 one depends on TensorFlow's CPU kernels summing in the same order in both processes, which
-TensorFlow does not promise without op determinism (not enabled here: it would slow the timed
-system); benchmarks/keras/README.md says what was observed.
+TensorFlow does not promise without op determinism (not enabled here: the system is timed as a
+user runs it); benchmarks/keras/README.md says what was observed.
 
 Threads: --threads sets TensorFlow's intra-op pool, the inter-op pool is 1. The augmentation runs
 in Python in tf.data's generator thread, alongside.
@@ -364,6 +367,9 @@ def main(argv):
     if steps < 1:
         fail(f"{args.train_list}: {len(trainX)} images, fewer than one batch of {BATCH_SIZE}")
     flow = aug.flow(trainX, trainY, batch_size=BATCH_SIZE, seed=args.seed)
+    if len(trainX) % BATCH_SIZE:
+        print(f"[WARNING] {len(trainX)} training images are not a whole number of batches: the augmentation's draws "
+              "may differ from run to run and after a resume (see the header)")
     dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
 
     history, sessions, first_epoch = [], [], 0
@@ -435,7 +441,7 @@ def main(argv):
         done = saved["epoch"]
         where = (f"{out('checkpoint.pkl')} holds epoch {done}: run the same command with --resume to continue" if done
                  else "no epoch was complete: run the same command again to start")
-        print(f"\ntrain_keras.py: interrupted ({e or 'SIGINT'}); {where}", flush=True)
+        print(f"\ntrain_keras.py: interrupted ({str(e) or 'SIGINT'}); {where}", flush=True)
         return 143 if str(e) == "SIGTERM" else 130
     return 0
 
