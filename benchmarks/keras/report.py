@@ -152,6 +152,7 @@ def plot(root, seeds, runs):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -168,8 +169,11 @@ def plot(root, seeds, runs):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(0.6, 1.0)
+    lowest = min([h["val_acc"] for s in seeds for r in runs[s].values() for h in r["history"]] + [0.6])
+    axes[0].set_ylim(max(0.0, lowest - 0.02), 1.0)
     axes[1].set_ylim(0.0, 1.0)
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[1].legend(loc="lower right", fontsize=8)
     fig.suptitle("tnet (solid) and the tutorial's Keras (dashed), same photos and split per seed")
     fig.tight_layout()
