@@ -12,7 +12,8 @@ binary cross-entropy, steps per epoch = len(train) // 32. What differs from the 
 images are the ones fashion_train's split files list (MODEL.train.txt, MODEL.val.txt: paths
 relative to --dataset, one a line) rather than its own 80/20 split, so both systems train and
 validate on the same photos; the random sources are seeded (--seed) and drawn so that a run can be
-continued (below).
+continued (below); the metric is BinaryAccuracy by name, which the tutorial's "accuracy" meant in
+its Keras (2.1-2.2) and no longer means in tf-keras (categorical accuracy for a 6-wide output).
 
 OUT receives:
   history.csv   one row per epoch in tnet's columns (include/tnet/train/callbacks.hpp): Keras's
