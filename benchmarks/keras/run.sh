@@ -13,6 +13,7 @@
 #   SEEDS="1 2 3"   EPOCHS=75   THREADS=2 (tnet's threads; Keras's intra-op threads)
 #   BUILD_DIR=build  holds examples/fashion_train, examples/fashion_classify (and tests/onnx_check):
 #                    cmake --build build --target fashion_train fashion_classify onnx_check
+#   ONNX_CHECK=BUILD_DIR/tests/onnx_check   writes the photos as fashion_classify feeds them
 #   PYTHON           the peers' Python with tensorflow, tf-keras, tf2onnx, scipy, opencv and
 #                    matplotlib (default .cache/peers/bin/python, which benchmarks/peers/setup.sh makes)
 #   DATA=../shared/datasets/fashion   its dataset/ and examples/
@@ -28,7 +29,7 @@ die() {
   exit "$1"
 }
 seeds=${SEEDS:-1 2 3} epochs=${EPOCHS:-75} threads=${THREADS:-2} build=${BUILD_DIR:-build}
-python=${PYTHON:-.cache/peers/bin/python} data=${DATA:-../shared/datasets/fashion} out=${OUT:-benchmarks/results/keras}
+onnx_check=${ONNX_CHECK:-$build/tests/onnx_check} python=${PYTHON:-.cache/peers/bin/python} data=${DATA:-../shared/datasets/fashion} out=${OUT:-benchmarks/results/keras}
 for s in $seeds; do [[ $s =~ ^[0-9]+$ ]] || die 2 "SEEDS takes non-negative integers, got '$s'"; done
 [[ $epochs =~ ^[1-9][0-9]*$ ]] || die 2 "EPOCHS needs a positive integer, got '$epochs'"
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die 2 "THREADS needs a positive integer, got '$threads'"
@@ -92,8 +93,8 @@ for s in $seeds; do
   fi
   if [ -f "$k/onnx_check.txt" ]; then
     echo "seed $s: $(head -1 "$k/onnx_check.txt")"
-  elif [ -x "$build/tests/onnx_check" ]; then
-    "$build/tests/onnx_check" inputs 96 "$k/inputs.bin" "${photos[@]}"
+  elif [ -x "$onnx_check" ]; then
+    "$onnx_check" inputs 96 "$k/inputs.bin" "${photos[@]}"
     if "$python" benchmarks/keras/check_onnx.py "$k" "$k/inputs.bin" "$k/tnet_classify.json" "$k/tnet_classify_bgr.json" \
       >"$k/onnx_check.tmp"; then
       mv "$k/onnx_check.tmp" "$k/onnx_check.txt"
@@ -103,7 +104,7 @@ for s in $seeds; do
       die 1 "seed $s: fashion_classify does not give Keras's probabilities within 1e-4 ($k/onnx_check.tmp)"
     fi
   else
-    echo "seed $s: no $build/tests/onnx_check, so tnet's run of Keras's model is not compared with Keras's predict" \
+    echo "seed $s: no $onnx_check, so tnet's run of Keras's model is not compared with Keras's predict" \
       "(cmake --build $build --target onnx_check)"
   fi
 done
