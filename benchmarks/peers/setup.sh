@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the peers of benchmarks/compare.sh into one virtual environment, .cache/peers (ignored
 # by git): PyTorch and torchvision, ONNX Runtime, OpenVINO, onnx, and TensorFlow with tf-keras and
-# tf2onnx, at the versions pinned in benchmarks/peers/requirements.txt. Idempotent: when the
-# environment already holds that file's versions it installs nothing. Prints the versions it has.
+# tf2onnx, with SciPy, OpenCV and matplotlib for benchmarks/keras, at the versions pinned in
+# benchmarks/peers/requirements.txt. Idempotent: when the environment already holds that file's
+# versions it installs nothing. Prints the versions it has.
 #   bash benchmarks/peers/setup.sh        (PYTHON=python3, PEERS_VENV=.cache/peers by default)
 # Downloads about 5 GB the first time (PyPI's torch comes with CUDA libraries), nothing after.
 set -euo pipefail
