@@ -258,6 +258,86 @@ status=$?
 [ $status = 0 ] && grep -q "1 classes: c03" one.log && grep -qE "^  c03: [0-9.]+%$" one_classify.txt && pass "a dataset of one label trains and classifies" ||
   fail "one label: status $status, $(tail -3 one.log) $(cat one_classify.txt)"
 
+# Fine-tuning: --init-from a model of another label count (one.tnet: 1 label; the synthetic set
+# has 6), its convolutions frozen (--freeze-until flatten); interrupted and resumed without the
+# option, the checkpoint's freezing is re-applied (the same model as without the interruption);
+# resumed with another, refused. --backbone-lr-multiplier instead of freezing; an ONNX file.
+expect_error "--backbone-lr-multiplier without --freeze-until" 2 "--backbone-lr-multiplier needs --freeze-until" -- \
+  "$train" --backbone-lr-multiplier 0.1
+expect_error "--init-from a model of another image size" 2 \
+  "--init-from: $work/one.tnet holds a SmallerVGGNet for 64-pixel images: fine-tune it with --arch smallervgg --image-size 64" -- \
+  "$train" --init-from "$work/one.tnet"
+expect_error "--init-from the --model" 2 "--model $work/one.tnet and --init-from $work/one.tnet are the same file" -- \
+  "$train" --image-size 64 --init-from "$work/one.tnet" --model "$work/one.tnet"
+tune=(--image-size 64 --synthetic-count 10 --batch-size 8 --epochs 2 --init-from "$work/one.tnet")
+expect_error "--freeze-until an unknown layer" 2 "--freeze-until 30.dense: no layer '30.dense'; the layers are 0.conv2d 1.relu 2.batchnorm" -- \
+  "$train" "${tune[@]}" --freeze-until 30.dense --model "$work/bad.tnet"
+expect_error "--freeze-until a kind two layers have" 2 "--freeze-until dense: 2 layers are dense (22.dense, 26.dense): name one" -- \
+  "$train" "${tune[@]}" --freeze-until dense --model "$work/bad.tnet"
+"$train" "${tune[@]}" --freeze-until flatten --model ft_a.tnet --labelbin ft.txt --plot ft.png --history ft_a.csv >ft_a.log 2>&1
+status=$?
+if [ $status = 0 ] &&
+  grep -q "^--init-from: loaded 12 layers from tnet model $work/one.tnet (0.conv2d ... 24.batchnorm); re-initialised 26.dense: the file's head has 1 output, this network's 6$" ft_a.log &&
+  grep -q "^layers 0.conv2d to 20.dropout are frozen (278,592 weights); 21.flatten to 27.sigmoid train$" ft_a.log; then
+  pass "--init-from a model of 1 label loads all but its head; --freeze-until flatten freezes the convolutions"
+else
+  fail "--init-from: status $status, $(grep -e init-from -e frozen ft_a.log) $(tail -2 ft_a.log)"
+fi
+"$train" "${tune[@]}" --freeze-until flatten --model ft_b.tnet --labelbin ft_b.txt --plot ft_b.png --history ft_b.csv \
+  --interrupt-after-steps 7 >ft_b.log 2>&1
+interrupted=$?
+expect_error "resume with another --freeze-until" 2 \
+  "ft_b.tnet.checkpoint was trained with the first 21 layers frozen, this run has the first 26 layers frozen: resume with the same" -- \
+  "$train" "${tune[@]}" --freeze-until head --model "$work/ft_b.tnet" --labelbin "$work/ft_b.txt" --plot "$work/ft_b.png" \
+  --history "$work/ft_b.csv" --resume
+"$train" "${tune[@]}" --model ft_b.tnet --labelbin ft_b.txt --plot ft_b.png --history ft_b.csv --resume >ft_b_resumed.log 2>&1
+resumed=$?
+"$classify" --model ft_a.tnet --labelbin ft.txt --image synthetic_examples --json --output out_ft_a >ft_a.json 2>/dev/null
+"$classify" --model ft_b.tnet --labelbin ft_b.txt --image synthetic_examples --json --output out_ft_b >ft_b.json 2>/dev/null
+sed -i 's/"output": "[^"]*"//' ft_a.json ft_b.json
+if [ $interrupted = 130 ] && [ $resumed = 0 ] && grep -q "^resuming with the checkpoint's fine-tuning: the first 21 layers frozen$" ft_b_resumed.log &&
+  [ -s ft_a.json ] && cmp -s ft_a.json ft_b.json; then
+  pass "--resume re-applies the checkpoint's frozen layers: the uninterrupted model, bit for bit"
+else
+  fail "frozen resume: status $interrupted, $resumed; $(grep resuming ft_b_resumed.log) $(diff ft_a.json ft_b.json | head -3)"
+fi
+"$train" "${tune[@]}" --epochs 1 --freeze-until flatten --backbone-lr-multiplier 0.1 --model ft_m.tnet --labelbin ft_m.txt \
+  --plot ft_m.png --history ft_m.csv >ft_m.log 2>&1
+status=$?
+[ $status = 0 ] && grep -q "^layers 0.conv2d to 20.dropout train at 0.1 x the learning rate; 21.flatten to 27.sigmoid train at the full rate$" ft_m.log &&
+  pass "--backbone-lr-multiplier trains the layers before --freeze-until's at a fraction of the rate" ||
+  fail "--backbone-lr-multiplier: status $status, $(tail -3 ft_m.log)"
+if [ -x "$bin/fashion_export" ]; then
+  "$bin/fashion_export" --model one.tnet --labelbin one.txt --onnx one.onnx >/dev/null 2>&1
+  "$train" "${tune[@]}" --init-from one.onnx --epochs 1 --freeze-until head --model ft_o.tnet --labelbin ft_o.txt --plot ft_o.png \
+    --history ft_o.csv >ft_o.log 2>&1
+  status=$?
+  [ $status = 0 ] && grep -q "^--init-from: loaded 12 layers from ONNX one.onnx (0.conv2d ... 24.batchnorm); re-initialised 26.dense" ft_o.log &&
+    grep -q "^layers 0.conv2d to 25.dropout are frozen" ft_o.log && pass "--init-from an ONNX file" ||
+    fail "--init-from ONNX: status $status, $(tail -3 ft_o.log)"
+else
+  echo "skipped: --init-from an ONNX file (no fashion_export built)"
+fi
+
+# --list: a CSV list of photos and their labels instead of class folders; the split written
+# relative to the list's folder.
+expect_error "--dataset and --list" 2 "--dataset and --list both name the photos to train on: give one" -- \
+  "$train" --dataset "$work/many" --list "$work/photos.csv"
+{
+  echo "path,labels"
+  for folder in $(ls many | head -4); do
+    for photo in many/"$folder"/*.png; do echo "$photo,${folder/_/|}"; done
+  done
+} >photos.csv
+"$train" --list photos.csv --image-size 64 --epochs 1 --batch-size 8 --model li.tnet --labelbin li.txt --plot li.png \
+  --history li.csv >li.log 2>&1
+status=$?
+[ $status = 0 ] && grep -q "^60 images, 6 classes" li.log && [ "$(wc -l <li.val.txt)" = 12 ] && grep -q "^many/c[0-9]*_p[0-9]*/[0-9]*.png$" li.val.txt &&
+  pass "--list trains on the photos a CSV list names" || fail "--list: status $status, $(grep images li.log) $(head -2 li.val.txt)"
+printf 'path,labels\nmany/one.png\n' >bad-photos.csv
+expect_error "a malformed --list" 2 "bad-photos.csv:2: expected 'path,label1|label2|...', got 'many/one.png'" -- \
+  "$train" --list "$work/bad-photos.csv"
+
 # --cache: the photos decoded once into an image cache, read as batches need them, prepared in
 # the background: the same model as in memory, bit for bit; the next run reuses the cache; a photo
 # replaced makes the run after rebuild it.

@@ -111,5 +111,20 @@ int main() {
                   precision == tnet::Precision::bf16 ? "bf16" : "fp32", measured);
       total += measured;
     }
+  // Learning-rate multipliers instead of freezing: their ranges made when they are set, every
+  // optimizer's step walks them.
+  net.freeze_until(0);
+  net.set_learning_rate_multiplier(0, 7, 0.1);
+  net.set_learning_rate_multiplier(9, 10, 0.0);
+  tnet::SGD sgd(tnet::SGD::Options{.momentum = 0.9});
+  for (tnet::Optimizer* optimizer : std::initializer_list<tnet::Optimizer*>{&adam, &adamw, &sgd}) {
+    net.train_step(x, targets, batch, *optimizer);
+    counting = true;
+    for (int i = 0; i < 3; ++i) net.train_step(x, targets, batch, *optimizer);
+    counting = false;
+    const long measured = allocations.exchange(0);
+    std::printf("allocations in 3 training steps of %s with learning-rate multipliers: %ld\n", optimizer->kind().c_str(), measured);
+    total += measured;
+  }
   return total == 0 ? 0 : 1;
 }

@@ -101,6 +101,11 @@ std::vector<std::string> load_onnx_model(const std::string& path, Net& net) {
   return tnet::load_onnx(path, net).class_names;
 }
 
+template <class Net>
+tnet::PretrainedReport load_pretrained_model(const std::string& path, Net& net, const std::vector<std::string>& class_names) {
+  return tnet::load_pretrained(path, net, {.class_names = class_names});
+}
+
 // For every network of models.hpp's `networks`.
 template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<64>>(const std::string&);
 template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<96>>(const std::string&);
@@ -115,6 +120,13 @@ template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGG
 #if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
 template std::vector<std::string> load_onnx_model(const std::string&, ResNet18<96>&);
 template std::vector<std::string> load_onnx_model(const std::string&, MobileNetV2<96>&);
+#endif
+template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<64>&, const std::vector<std::string>&);
+template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<96>&, const std::vector<std::string>&);
+template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<128>&, const std::vector<std::string>&);
+#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
+template tnet::PretrainedReport load_pretrained_model(const std::string&, ResNet18<96>&, const std::vector<std::string>&);
+template tnet::PretrainedReport load_pretrained_model(const std::string&, MobileNetV2<96>&, const std::vector<std::string>&);
 #endif
 
 }  // namespace fashion

@@ -32,4 +32,9 @@ tnet::OnnxInfo read_onnx_model_info(const std::string& path);
 template <class Net>
 std::vector<std::string> load_onnx_model(const std::string& path, Net& net);
 
+/// tnet::load_pretrained into a network that will learn `class_names` (a tnet model or an ONNX
+/// file: its layers before the head loaded, the head re-initialised unless it learned these).
+template <class Net>
+tnet::PretrainedReport load_pretrained_model(const std::string& path, Net& net, const std::vector<std::string>& class_names);
+
 }  // namespace fashion

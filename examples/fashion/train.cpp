@@ -21,7 +21,9 @@ const char* usage = R"(usage: fashion_train [options]
 Trains a network to name the colour and the garment in photos, as the Keras tutorial does.
 
   --dataset DIR        folder of class folders named colour_garment (red_dress/, blue_jeans/, ...);
-                       without it, a built-in synthetic set of drawn garments is used
+                       without it (and --list), a built-in synthetic set of drawn garments is used
+  --list FILE          the photos FILE lists instead, one `path,label1|label2|...` a line (paths
+                       relative to FILE's folder; a first line `path,labels` is a header)
   --model FILE         trained model (weights, statistics, optimizer state, classes) [fashion.tnet]
   --labelbin FILE      class names, one per line [labels.txt]
   --plot FILE          training curves, PNG [plot.png]
@@ -34,8 +36,9 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
                        mobilenetv2 (ResNet18 and MobileNetV2, as torchvision has them) [smallervgg]
   --image-size N       64, 96 or 128; resnet18 and mobilenetv2: 96 [96]
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
-  --val-list FILE      validate on the images FILE lists (paths relative to --dataset, one a line)
-                       and train on the others, instead of a split drawn with --seed
+  --val-list FILE      validate on the images FILE lists (paths relative to --dataset, or to
+                       --list's folder, one a line) and train on the others, instead of a split
+                       drawn with --seed
   --train-list FILE    with --val-list: train on the images FILE lists only
                        (every run writes its split beside the model as MODEL.train.txt and
                        MODEL.val.txt, in this form: give them back to train on the same images)
@@ -64,6 +67,21 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
   --pos-weight auto    weigh each label's positive term of the binary cross-entropy by its
                        negatives / positives in the training set (for rare labels) [off]
   --focal-gamma G      train with the sigmoid focal loss (gamma G >= 0, alpha 0.25) [off]
+  --init-from MODEL    start from the weights of MODEL, a model (.tnet, a checkpoint too) or an ONNX
+                       file (.onnx) of the same --arch and --image-size: every layer is loaded but
+                       the label layer, re-initialised unless MODEL learned the same labels; a
+                       layer of another shape before it is refused, named (a resumed run takes its
+                       weights from the checkpoint instead)
+  --freeze-until LAYER freeze the layers before LAYER: their weights and batch-norm statistics stay
+                       as they are while LAYER and the layers after it train. LAYER is an index, a
+                       name (21.flatten: index and kind, as summaries and tensor names have it),
+                       a kind that one layer alone has (flatten), or head (the label layer); an
+                       unknown one lists them. SmallerVGGNet: flatten freezes its convolutions, head
+                       all but the label layer. The checkpoint keeps it: --resume without it
+                       re-applies it, with another is refused
+  --backbone-lr-multiplier X
+                       train the layers before --freeze-until's at X times the learning rate
+                       (X >= 0; 0.1, say) instead of freezing them
   --keep-best FILE     save the model of the lowest validation loss so far to FILE at the end of
                        every epoch that lowers it
   --resume             continue from FILE.checkpoint (written at every epoch's end and on Ctrl-C,
@@ -101,15 +119,43 @@ using Agreement = std::function<bool(bool)>;
 // Reads the options and the data; returns an exit status to stop with, or -1 to train.
 int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData& data, int local_processes, const Agreement& agree) {
   using namespace fashion;
-  const Arguments args(
-      argc, argv,
-      {"--dataset",      "--model",       "--labelbin",       "--plot",           "--history",          "--epochs",
-       "--batch-size",   "--lr",          "--seed",           "--arch",           "--threads",          "--image-size",
-       "--val-split",    "--val-list",    "--train-list",     "--average-epochs", "--synthetic-count",  "--interrupt-after-steps",
-       "--cache",        "--mpi-timeout", "--early-stopping", "--reduce-lr",      "--reduce-lr-factor", "--keep-best",
-       "--weight-decay", "--clip-norm",   "--schedule",       "--warmup-epochs",  "--step-epochs",      "--pos-weight",
-       "--focal-gamma"},
-      {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
+  const Arguments args(argc, argv,
+                       {"--dataset",
+                        "--model",
+                        "--labelbin",
+                        "--plot",
+                        "--history",
+                        "--epochs",
+                        "--batch-size",
+                        "--lr",
+                        "--seed",
+                        "--arch",
+                        "--threads",
+                        "--image-size",
+                        "--val-split",
+                        "--val-list",
+                        "--train-list",
+                        "--average-epochs",
+                        "--synthetic-count",
+                        "--interrupt-after-steps",
+                        "--cache",
+                        "--mpi-timeout",
+                        "--early-stopping",
+                        "--reduce-lr",
+                        "--reduce-lr-factor",
+                        "--keep-best",
+                        "--weight-decay",
+                        "--clip-norm",
+                        "--schedule",
+                        "--warmup-epochs",
+                        "--step-epochs",
+                        "--pos-weight",
+                        "--focal-gamma",
+                        "--list",
+                        "--init-from",
+                        "--freeze-until",
+                        "--backbone-lr-multiplier"},
+                       {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
   if (args.flag("--help")) {
     std::cout << usage;
     return 0;
@@ -117,6 +163,8 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "' (see --help)");
   const bool writer = !s.group || s.group->rank() == 0;
   s.dataset = args.text("--dataset", "");
+  s.list = args.text("--list", "");
+  if (!s.dataset.empty() && !s.list.empty()) throw UsageError("--dataset and --list both name the photos to train on: give one");
   s.model = args.text("--model", s.model);
   s.labelbin = args.text("--labelbin", s.labelbin);
   s.plot = args.text("--plot", s.plot);
@@ -178,6 +226,11 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   s.focal_gamma = args.number("--focal-gamma", -1.0, -1e-300, 100.0, "a focal loss gamma in [0, 100)");
   if (s.pos_weight_auto && s.focal_gamma >= 0)
     throw UsageError("--pos-weight and --focal-gamma choose two losses (weighted binary cross-entropy, focal loss): give one");
+  s.init_from = args.text("--init-from", "");
+  s.freeze_until = args.text("--freeze-until", "");
+  s.backbone_lr_multiplier = args.number("--backbone-lr-multiplier", -1.0, -1e-300, 1e6, "a learning-rate multiplier >= 0");
+  if (args.has("--backbone-lr-multiplier") && s.freeze_until.empty())
+    throw UsageError("--backbone-lr-multiplier needs --freeze-until (the first layer that trains at the full rate)");
   s.resume = args.flag("--resume");
   s.mpi_timeout = args.number("--mpi-timeout", s.mpi_timeout, 0.0, 1e9, "a number of seconds above 0");
   s.overwrite = args.flag("--overwrite");
@@ -185,6 +238,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     throw UsageError("--resume continues the run in " + s.checkpoint() + " and --overwrite discards it: give one");
   s.interrupt_after_steps = args.integer("--interrupt-after-steps", 0, 0, 1L << 40);
   const std::string cache = args.text("--cache", "");
+  if (!cache.empty() && !s.list.empty()) throw UsageError("--cache keeps decoded photos of a --dataset folder, not of a --list");
   if (!cache.empty() && s.dataset.empty()) throw UsageError("--cache keeps decoded photos of a --dataset; give the dataset too");
   s.prefetch = !cache.empty();
   const int per_class = int(args.integer("--synthetic-count", 100, 2, 100000));
@@ -209,12 +263,14 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     files.output("--plot", s.plot, "plot");
     files.output("--history", s.history, "history");
     if (!s.keep_best.empty()) files.output("--keep-best", s.keep_best, "model");
-    if (s.dataset.empty() && fs::exists(fs::symlink_status(examples))) {
+    if (s.synthetic() && fs::exists(fs::symlink_status(examples))) {
       if (!fs::is_directory(examples)) throw UsageError(examples.string() + ", where the synthetic set's examples go, is not a folder");
       for (const Garment& g : synthetic_classes) files.output("the synthetic example", example(g), "synthetic example");
     }
     if (!s.val_list.empty()) files.input("--val-list", s.val_list);
     if (!s.train_list.empty()) files.input("--train-list", s.train_list);
+    if (!s.list.empty()) files.input("--list", s.list);
+    if (!s.init_from.empty()) files.input("--init-from", s.init_from);
     files.check();
   }
   if (s.resume && !std::filesystem::exists(s.checkpoint()))
@@ -232,6 +288,18 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                        "-pixel images: resume with --arch " + arch_option(held->architecture) + " --image-size " +
                        std::to_string(held->size));
   }
+  if (!s.init_from.empty() && !s.resume && !is_onnx_path(s.init_from)) {
+    // A model of another network: say which, before any work (as for --resume).
+    std::optional<Network> held;
+    try {
+      held = model_network(s.init_from);
+    } catch (const std::exception&) {
+    }
+    if (held && !(*held == Network{s.architecture, s.image_size}))
+      throw UsageError("--init-from: " + s.init_from + " holds a " + arch_name(held->architecture) + " for " + std::to_string(held->size) +
+                       "-pixel images: fine-tune it with --arch " + arch_option(held->architecture) + " --image-size " +
+                       std::to_string(held->size));
+  }
   // A fresh run would overwrite, then remove, the checkpoint of a run that did not finish.
   auto keep_unfinished_run = [&] {
     if (!s.resume && !s.overwrite && fs::exists(fs::symlink_status(s.checkpoint())))
@@ -241,14 +309,16 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
   };
   if (writer) keep_unfinished_run();
 
-  if (s.dataset.empty()) {
+  if (s.synthetic()) {
     std::cout << "no --dataset: using the built-in synthetic set (" << per_class << " drawn garments per class)\n";
     data.images = synthetic_dataset(per_class, s.image_size, s.seed);
   } else {
     tnet::LoadReport report;
     const tnet::LoadOptions options{.size = s.image_size, .separator = '_', .limits = {}};
     try {
-      if (cache.empty()) {
+      if (!s.list.empty()) {
+        data.images = tnet::load_image_list(s.list, options, &report);
+      } else if (cache.empty()) {
         data.images = tnet::load_image_folder(s.dataset, options, &report);
       } else {
         // Process 0 builds the cache (or finds it current) before the others open it; Ctrl-C
@@ -289,7 +359,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
             << (data.images.cached() ? ", read from the image cache as batches need them" : "") << "\n";
   try {
     data.split = s.val_list.empty() ? tnet::train_test_split(data.images.count(), s.val_split, s.seed)
-                                    : tnet::read_split(data.images, s.dataset, s.val_list, s.train_list);
+                                    : tnet::read_split(data.images, s.data_root(), s.val_list, s.train_list);
   } catch (const tnet::DatasetError& e) {
     throw UsageError(e.what());
   }
@@ -311,7 +381,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         if (entries->path().filename().string().rfind(averages, 0) == 0) fs::remove(entries->path());
     }
     data.write_records = [&s, &data, examples, example] {
-      if (s.dataset.empty()) {
+      if (s.synthetic()) {
         fs::create_directories(examples);
         for (int c = 0; c < int(synthetic_classes.size()); ++c) {
           tnet::Image picture{s.image_size, s.image_size, std::vector<std::uint8_t>(std::size_t(s.image_size) * s.image_size * 3)};
@@ -321,8 +391,8 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         std::cout << "wrote one held-out picture per class to " << examples.string() << "/\n";
       }
       // The split, by name, for another run or another framework to use the same images.
-      tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.dataset);
-      tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.dataset);
+      tnet::write_split_list(s.split_list("train"), data.images, data.split.train, s.data_root());
+      tnet::write_split_list(s.split_list("val"), data.images, data.split.test, s.data_root());
       std::cout << "split written to " << s.split_list("train") << " and " << s.split_list("val") << "\n";
     };
   }

@@ -15,12 +15,14 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "model_files.hpp"
 #include "models.hpp"
 
 namespace fashion {
 
 struct TrainSettings {
-  std::string dataset;  // empty: the built-in synthetic set
+  std::string dataset;  // a folder of class folders; with list empty too, the built-in synthetic set
+  std::string list;     // a list of `path,label1|label2` lines (tnet::load_image_list), instead of dataset
   std::string model = "fashion.tnet", labelbin = "labels.txt", plot = "plot.png", history = "history.csv";
   std::string train_list, val_list;  // a split named by files (read_split); empty: drawn with seed
   Architecture architecture = Architecture::smallervgg;
@@ -47,6 +49,11 @@ struct TrainSettings {
   double reduce_lr_factor = 0.1;
   std::string keep_best;           // non-empty: the model of the best val_loss so far is saved here
   long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps (then final-pass batches)
+  // Fine-tuning: the weights a fresh run starts from (a .tnet or .onnx model, tnet::load_pretrained);
+  // the layer before which the layers are frozen (Sequential::layer_index's names), or with
+  // backbone_lr_multiplier >= 0 train at that times the learning rate instead.
+  std::string init_from, freeze_until;
+  double backbone_lr_multiplier = -1;
   // The processes training this model together (data parallelism over MPI, train.cpp), each on
   // its slice of every batch; null: this process alone. Process 0 alone prints and writes files.
   tnet::Reducer* group = nullptr;
@@ -55,6 +62,10 @@ struct TrainSettings {
   double mpi_timeout = 300;
 
   std::string checkpoint() const { return model + ".checkpoint"; }
+  /// Whether the run trains on the built-in synthetic set (no --dataset, no --list).
+  bool synthetic() const { return dataset.empty() && list.empty(); }
+  /// The folder the photos' paths in split lists are relative to: --dataset, or --list's folder.
+  std::string data_root() const { return list.empty() ? dataset : std::filesystem::path(list).parent_path().string(); }
   /// Held (flock) by the one process training this model; left in place.
   std::string lock_file() const { return model + ".lock"; }
   /// The mean of the first `count` averaged epochs, as tnet::fit keeps it.
@@ -133,6 +144,40 @@ int train(const TrainSettings& s, TrainData& data) {
   const std::vector<std::string>& classes = data.labels.classes();
   const int labels = int(classes.size());
   auto net = std::make_unique<Net>(tnet::Outputs{labels}, s.seed);
+  const bool writer = !s.group || s.group->rank() == 0;
+  // Fine-tuning: a fresh run starts from --init-from's weights (a resumed one from its checkpoint's),
+  // the layers before --freeze-until frozen or at --backbone-lr-multiplier.
+  std::size_t until = 0;
+  if (!s.freeze_until.empty()) {
+    try {
+      until = net->layer_index(s.freeze_until);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--freeze-until " + s.freeze_until + ": " + e.what());
+    }
+    if (until == 0) throw UsageError("--freeze-until " + s.freeze_until + " names the first layer: there is nothing before it");
+  }
+  if (!s.init_from.empty() && !s.resume) {
+    tnet::PretrainedReport report;
+    try {
+      report = load_pretrained_model(s.init_from, *net, classes);
+    } catch (const tnet::ModelFileError& e) {
+      throw UsageError(std::string("--init-from: ") + e.what());
+    }
+    if (writer) std::cout << "--init-from: " << report.describe() << "\n";
+  }
+  if (until > 0) {
+    const std::vector<std::string> names = net->layer_names();
+    if (s.backbone_lr_multiplier >= 0) net->set_learning_rate_multiplier(0, until, s.backbone_lr_multiplier);
+    else net->freeze_until(until);
+    if (writer) {
+      std::ostringstream rate;
+      rate << s.backbone_lr_multiplier;
+      std::cout << "layers " << names.front() << " to " << names[until - 1]
+                << (s.backbone_lr_multiplier >= 0 ? " train at " + rate.str() + " x the learning rate; "
+                                                  : " are frozen (" + tnet::detail::with_commas(net->parameters().frozen) + " weights); ")
+                << names[until] << " to " << names.back() << " train" << (s.backbone_lr_multiplier >= 0 ? " at the full rate" : "") << "\n";
+    }
+  }
   if (s.focal_gamma >= 0) net->set_loss(tnet::Loss::sigmoid_focal, {.gamma = s.focal_gamma});
   if (s.pos_weight_auto) {
     std::vector<float> train_targets;
@@ -197,7 +242,9 @@ int train(const TrainSettings& s, TrainData& data) {
                                  .settings = settings_text(s, data.split),
                                  .model = s.model,
                                  .class_names = classes,
-                                 .metadata = {{"dataset", s.dataset.empty() ? "synthetic" : s.dataset}},
+                                 .metadata = {{"dataset", s.synthetic()    ? "synthetic"
+                                                          : s.list.empty() ? s.dataset
+                                                                           : s.list}},
                                  .calibration = calibration.get(),
                                  .average_epochs = s.average_epochs,
                                  .tune_thresholds = s.tune_thresholds,

@@ -25,6 +25,7 @@
 #include "model/sequential.hpp"
 #include "model/serialize.hpp"
 #include "model/onnx.hpp"
+#include "model/finetune.hpp"
 #include "models/mobilenet.hpp"
 #include "models/resnet.hpp"
 #include "train/average.hpp"

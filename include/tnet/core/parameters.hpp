@@ -22,6 +22,13 @@ struct ParamRef {
   std::size_t offset;  // of its first value in Parameters::values
 };
 
+/// Values [begin, end) of Parameters::values train at `multiplier` times the optimizer's learning
+/// rate (Sequential::set_learning_rate_multiplier).
+struct RateSegment {
+  std::size_t begin, end;
+  double multiplier;
+};
+
 /// A view of a network's parameters (Sequential::parameters()); iterating it visits the tensors.
 struct Parameters {
   std::span<float> values;  // every trainable value
@@ -30,6 +37,9 @@ struct Parameters {
   /// Values [0, frozen) belong to frozen layers (Sequential::freeze_until): optimizers leave
   /// them, their gradients and their slots as they are.
   std::size_t frozen = 0;
+  /// Consecutive ranges of the values, in order, covering them all, each with its learning-rate
+  /// multiplier; empty when every value trains at the optimizer's own rate.
+  std::span<const RateSegment> rates{};
 
   auto begin() const { return tensors.begin(); }
   auto end() const { return tensors.end(); }

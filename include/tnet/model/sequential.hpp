@@ -316,7 +316,7 @@ class Sequential {
   /// place, in layer order.
   Parameters parameters() {
     rounded_stale_ = true;  // the weights may be written through it
-    return {values_, grads_, tensors_, layer_offsets_[chain_.frozen()]};
+    return {values_, grads_, tensors_, layer_offsets_[chain_.frozen()], rate_segments_};
   }
 
   /// Calls visit(name, std::span<T>) for every non-trainable tensor (running statistics).
@@ -348,8 +348,8 @@ class Sequential {
   /// no dL/d(input) either), its gradients are zero, and parameters() says the optimizers must
   /// leave its values and their slots alone (Parameters::frozen), so that neither momentum nor
   /// weight decay (L2 or AdamW's) moves them. reset_batch_norm_statistics leaves its statistics
-  /// too. Freezing is not stored in model files: freeze again after load_model, before resuming.
-  /// A block (Residual) is one layer here: it freezes whole.
+  /// too. Freezing is not stored in model files (tnet::fit keeps it in its checkpoints): freeze
+  /// again after load_model. A block (Residual) is one layer here: it freezes whole.
   void freeze_until(std::size_t count) {
     if (count > depth)
       throw std::invalid_argument("tnet::Sequential::freeze_until: " + std::to_string(count) + " layers; the network has " +
@@ -360,6 +360,68 @@ class Sequential {
   }
   /// How many layers from the first are frozen (freeze_until); 0 when none is.
   std::size_t frozen_layers() const { return chain_.frozen(); }
+
+  /// Trains layers [first, last) at `multiplier` (finite, >= 0) times the optimizer's learning
+  /// rate, for fine-tuning pretrained layers more gently than a new head: every optimizer (SGD,
+  /// Adam, AdamW) then uses multiplier x lr_k for their values, as PyTorch does for a parameter
+  /// group with that rate (parameters() carries the ranges: Parameters::rates). Unlike freezing,
+  /// the layers still run in training mode and get their gradients; a multiplier of 0 leaves
+  /// their weights exactly where they are (their batch-norm statistics still move). 1 is every
+  /// layer's to begin with. Not stored in model files (tnet::fit keeps it in its checkpoints).
+  void set_learning_rate_multiplier(std::size_t first, std::size_t last, double multiplier) {
+    if (first > last || last > depth)
+      throw std::invalid_argument("tnet::Sequential::set_learning_rate_multiplier: layers [" + std::to_string(first) + ", " +
+                                  std::to_string(last) + ") are not a range of the network's " + std::to_string(depth));
+    if (!(multiplier >= 0 && std::isfinite(multiplier)))
+      throw std::invalid_argument("tnet::Sequential::set_learning_rate_multiplier: the multiplier must be finite and >= 0, got " +
+                                  std::to_string(multiplier));
+    std::fill(rate_multipliers_.begin() + std::ptrdiff_t(first), rate_multipliers_.begin() + std::ptrdiff_t(last), multiplier);
+    // Consecutive layers of one multiplier make one range; none at all when every one is 1.
+    rate_segments_.clear();
+    if (std::ranges::all_of(rate_multipliers_, [](double m) { return m == 1.0; })) return;
+    for (std::size_t i = 0; i < depth; ++i) {
+      const std::size_t begin = layer_offsets_[i], end = layer_offsets_[i + 1];
+      if (begin == end) continue;
+      if (!rate_segments_.empty() && rate_segments_.back().multiplier == rate_multipliers_[i]) rate_segments_.back().end = end;
+      else rate_segments_.push_back({begin, end, rate_multipliers_[i]});
+    }
+    if (!rate_segments_.empty()) rate_segments_.front().begin = 0;
+  }
+  /// Layer `layer`'s learning-rate multiplier (set_learning_rate_multiplier); 1 unless set.
+  double learning_rate_multiplier(std::size_t layer) const { return rate_multipliers_.at(layer); }
+
+  /// The layers' names, as summary() prints them and the tensors' names begin: "0.conv2d",
+  /// "1.relu", ...: the index and the kind, lower case.
+  std::vector<std::string> layer_names() const {
+    std::vector<std::string> names;
+    for_each_layer([&]<std::size_t I>(const auto&) { names.push_back(layer_name<I>()); });
+    return names;
+  }
+  /// The index of the layer `name` names: its index ("21"), its name ("21.flatten"), its kind when
+  /// one layer alone is of it ("flatten"), or "head": the label layer, the last that has weights.
+  /// Throws std::invalid_argument naming what was asked and listing the layers.
+  std::size_t layer_index(const std::string& name) const {
+    const std::vector<std::string> names = layer_names();
+    auto listed = [&] {
+      std::string all;
+      for (const std::string& n : names) all += (all.empty() ? "" : " ") + n;
+      return "; the layers are " + all;
+    };
+    std::vector<std::size_t> found;
+    for (std::size_t i = 0; i < depth; ++i) {
+      const std::string kind = names[i].substr(names[i].find('.') + 1);
+      if (name == names[i] || name == std::to_string(i) || name == kind) found.push_back(i);
+    }
+    if (name == "head") {
+      for (std::size_t i = depth; i-- > 0;)
+        if (layer_offsets_[i] != layer_offsets_[i + 1]) return i;
+    }
+    if (found.size() == 1) return found[0];
+    if (found.empty()) throw std::invalid_argument("no layer '" + name + "'" + listed());
+    std::string which;
+    for (std::size_t i : found) which += (which.empty() ? "" : ", ") + names[i];
+    throw std::invalid_argument(std::to_string(found.size()) + " layers are " + name + " (" + which + "): name one" + listed());
+  }
 
   /// Training forwards so far; numbers the dropout masks.
   std::uint64_t step() const { return step_; }
@@ -589,6 +651,12 @@ class Sequential {
   std::vector<ParamRef> tensors_;
   std::array<std::span<float>, depth> layer_parameters_{};  // each layer's gradients, a slice of grads_
   std::array<std::size_t, depth + 1> layer_offsets_{};      // where each layer's values begin; [depth]: the count
+  std::array<double, depth> rate_multipliers_ = [] {        // each layer's learning-rate multiplier
+    std::array<double, depth> ones;
+    ones.fill(1.0);
+    return ones;
+  }();
+  std::vector<RateSegment> rate_segments_;  // the multipliers as ranges of values_; empty when all are 1
   std::uint64_t seed_ = 0, step_ = 0;
   Precision precision_ = Precision::fp32;        // set_inference_precision
   bool rounded_stale_ = true;                    // the weights may have changed since the inference copies were made

@@ -11,8 +11,11 @@
 // `val`, appends a row to the history, calls the callbacks (train/callbacks.hpp) and writes a
 // checkpoint. The checkpoint is a model file (model/serialize.hpp) with the optimizer's state
 // and, in its metadata, where training stands (epoch, step, the partial epoch's sums), the
-// history, the callbacks' states and `settings`; from it `resume` continues bit-identically:
-// the same weights, optimizer state and history as a run that was never stopped.
+// history, the callbacks' states, `settings`, and the network's frozen layers and learning-rate
+// multipliers (Sequential::freeze_until, set_learning_rate_multiplier); from it `resume`
+// continues bit-identically: the same weights, optimizer state and history as a run that was
+// never stopped. A resumed network that was given no freezing and no multipliers takes the
+// checkpoint's; one given others than the checkpoint's is refused (ResumeError).
 //
 // SIGINT, SIGTERM, SIGHUP and SIGUSR1 (catch_signals) end training after the current step with a
 // checkpoint (status interrupted); a second signal kills at once. Given a group (core/reducer.hpp,
@@ -28,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -209,6 +213,59 @@ void set_weight_bytes(Net& net, const std::string& bytes) {
 
 inline std::string callback_key(std::size_t i, const Callback& c) { return "callback " + std::to_string(i) + " " + c.name(); }
 
+// The checkpoint's entries for the network's fine-tuning: the frozen layers' count, and every
+// layer's learning-rate multiplier (each the shortest text that reads back exactly), absent
+// where they are the defaults (none, every one 1).
+inline constexpr const char* frozen_key = "frozen_layers";
+inline constexpr const char* multipliers_key = "learning_rate_multipliers";
+template <class Net>
+std::string multipliers_text(const Net& net) {
+  std::string text;
+  bool all_one = true;
+  for (std::size_t i = 0; i < Net::depth; ++i) {
+    const double m = net.learning_rate_multiplier(i);
+    all_one = all_one && m == 1.0;
+    char number[32];
+    const auto end = std::to_chars(number, number + sizeof number, m).ptr;
+    if (i > 0) text += ' ';
+    text.append(number, end);
+  }
+  return all_one ? std::string() : text;
+}
+// "the first 21 layers frozen, layers 0 to 20 at 0.1 x the learning rate": for messages.
+inline std::string fine_tuning_text(std::size_t frozen, const std::vector<double>& multipliers) {
+  std::string text = frozen == 0 ? "no layer frozen" : "the first " + std::to_string(frozen) + " layers frozen";
+  for (std::size_t i = 0; i < multipliers.size();) {
+    std::size_t j = i;
+    while (j + 1 < multipliers.size() && multipliers[j + 1] == multipliers[i]) ++j;
+    if (multipliers[i] != 1.0) {
+      std::ostringstream m;
+      m << multipliers[i];
+      text += ", layer" + (i == j ? " " + std::to_string(i) : "s " + std::to_string(i) + " to " + std::to_string(j)) + " at " + m.str() +
+              " x the learning rate";
+    }
+    i = j + 1;
+  }
+  return text;
+}
+// Each layer's multiplier from multipliers_text's text ("" for all 1); throws
+// std::invalid_argument unless there is one per layer, each finite and >= 0.
+inline std::vector<double> parse_multipliers(const std::string& text, std::size_t depth) {
+  if (text.empty()) return std::vector<double>(depth, 1.0);
+  std::vector<double> multipliers;
+  std::istringstream in(text);
+  for (std::string word; in >> word;) {
+    double m = 0;
+    const auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), m);
+    if (error != std::errc() || end != word.data() + word.size() || !(m >= 0 && std::isfinite(m)))
+      throw std::invalid_argument("'" + word + "' is not a learning-rate multiplier");
+    multipliers.push_back(m);
+  }
+  if (multipliers.size() != depth)
+    throw std::invalid_argument(std::to_string(multipliers.size()) + " learning-rate multipliers for " + std::to_string(depth) + " layers");
+  return multipliers;
+}
+
 }  // namespace detail
 
 /// Trains `net` as the file comment says; returns how the run ended and its history and final
@@ -282,6 +339,34 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
     };
     if (meta("settings") != o.settings)
       throw ResumeError(o.checkpoint + " was made with " + meta("settings") + "; resume with the same options and split");
+    // The fine-tuning the run had: taken when the network was given none, else it must be the same.
+    {
+      auto entry = [&](const char* key, const std::string& fallback) {
+        const auto found = info.metadata.find(key);
+        return found == info.metadata.end() ? fallback : found->second;
+      };
+      std::size_t frozen = 0;
+      std::vector<double> multipliers;
+      try {
+        frozen = std::stoul(entry(detail::frozen_key, "0"));
+        multipliers = detail::parse_multipliers(entry(detail::multipliers_key, ""), Net::depth);
+        if (frozen > Net::depth) throw std::invalid_argument(std::to_string(frozen) + " frozen layers");
+      } catch (const std::exception& e) {
+        throw ResumeError(o.checkpoint + ": malformed fine-tuning entry: " + e.what());
+      }
+      std::vector<double> ours(Net::depth);
+      for (std::size_t i = 0; i < Net::depth; ++i) ours[i] = net.learning_rate_multiplier(i);
+      const bool given = net.frozen_layers() != 0 || !detail::multipliers_text(net).empty();
+      if (!given && (frozen != 0 || entry(detail::multipliers_key, "") != "")) {
+        net.freeze_until(frozen);
+        for (std::size_t i = 0; i < Net::depth; ++i) net.set_learning_rate_multiplier(i, i + 1, multipliers[i]);
+        out << "resuming with the checkpoint's fine-tuning: " << detail::fine_tuning_text(frozen, multipliers) << "\n";
+      } else if (given && (net.frozen_layers() != frozen || ours != multipliers)) {
+        throw ResumeError(o.checkpoint + " was trained with " + detail::fine_tuning_text(frozen, multipliers) + ", this run has " +
+                          detail::fine_tuning_text(net.frozen_layers(), ours) +
+                          ": resume with the same frozen layers and learning-rate multipliers (or none, to take the checkpoint's)");
+      }
+    }
     first_epoch = std::stoi(meta("epoch"));
     first_batch = std::stoul(meta("batch"));
     epoch_loss = std::stod(meta("epoch_loss"));
@@ -353,6 +438,8 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
                                                 {"averaged", std::to_string(averaged)},
                                                 {"settings", o.settings}};
     if (stopped) metadata["stopped"] = "by a callback";
+    if (net.frozen_layers() > 0) metadata[detail::frozen_key] = std::to_string(net.frozen_layers());
+    if (std::string rates = detail::multipliers_text(net); !rates.empty()) metadata[detail::multipliers_key] = std::move(rates);
     for (std::size_t i = 0; i < callbacks.size(); ++i)
       if (!callbacks[i]->name().empty()) metadata[detail::callback_key(i, *callbacks[i])] = callbacks[i]->state();
     try {

@@ -15,6 +15,11 @@
 //                applied inside the update; the gradient array is left as it was.
 //   weight_decay Adam and SGD: L2, added to the (clipped) gradient, g + weight_decay w (PyTorch's
 //                Adam and SGD `weight_decay`). AdamW: decoupled, w *= 1 - lr_k weight_decay.
+// A network's layers may train at a multiple of the rate (Parameters::rates,
+// Sequential::set_learning_rate_multiplier): every optimizer uses m lr_k for their values, as
+// PyTorch does for a parameter group whose lr is m times the others' (its decoupled weight decay
+// too); the moments and velocities are updated as usual, so m = 0 leaves the weights exactly as
+// they are. Clipping's norm is over every value not frozen, whatever its multiplier.
 #pragma once
 
 #include <algorithm>
@@ -222,7 +227,8 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string kind() const = 0;
   /// One update of every parameter from its gradient, but for the first params.frozen (frozen
-  /// layers': Sequential::freeze_until), whose values and slots it leaves as they are.
+  /// layers': Sequential::freeze_until), whose values and slots it leaves as they are; the values
+  /// of params.rates' ranges at their multiple of the learning rate.
   virtual void step(const Parameters& params) = 0;
 
   /// Steps taken so far (Keras's `iterations`).
@@ -300,6 +306,15 @@ class Optimizer {
     if (params.frozen > params.values.size())
       throw std::invalid_argument("optimizer: " + std::to_string(params.frozen) + " frozen values of " +
                                   std::to_string(params.values.size()) + " parameters");
+    std::size_t covered = 0;
+    for (const RateSegment& r : params.rates) {
+      if (r.begin != covered || r.end < r.begin || !(r.multiplier >= 0 && std::isfinite(r.multiplier)))
+        throw std::invalid_argument("optimizer: the learning-rate multipliers' ranges are not consecutive ranges of multipliers >= 0");
+      covered = r.end;
+    }
+    if (!params.rates.empty() && covered != params.values.size())
+      throw std::invalid_argument("optimizer: the learning-rate multipliers cover " + std::to_string(covered) + " of " +
+                                  std::to_string(params.values.size()) + " parameters");
     if (slots_.empty()) slots_.assign(slots_per_parameter(), Buffer(params.values.size(), 0.0f));
     if (slots_.size() != slots_per_parameter() || slots_[0].size() != params.values.size())
       throw std::invalid_argument("optimizer was used with a different set of parameters");
@@ -308,6 +323,22 @@ class Optimizer {
 
   /// The values a step updates: [params.frozen, params.values.size()).
   static std::ptrdiff_t trainable(const Parameters& params) { return std::ptrdiff_t(params.values.size() - params.frozen); }
+
+  /// Calls update(begin, end, multiplier) for each range of the values a step updates that
+  /// trains at one multiple of the learning rate (Parameters::rates), in order; once, with 1, when
+  /// every value trains at the optimizer's rate.
+  template <class Update>
+  static void for_each_rate(const Parameters& params, Update&& update) {
+    const std::size_t from = params.frozen, to = params.values.size();
+    if (params.rates.empty()) {
+      if (from < to) update(from, to, 1.0);
+      return;
+    }
+    for (const RateSegment& r : params.rates) {
+      const std::size_t begin = std::max(r.begin, from), end = std::min(r.end, to);
+      if (begin < end) update(begin, end, r.multiplier);
+    }
+  }
 
   /// The factor clip_grad_norm_ scales the gradients by: min(1, clip_norm / (||g|| + 1e-6)), the
   /// norm over the values not frozen; 1 without clipping. The norm's sum is taken in blocks of
@@ -477,17 +508,16 @@ struct AdamStep {
 #endif
 };
 
-/// Runs `update` (its scalars set) over the values of `params` not frozen, with slots[0] and
+/// Runs `update` (its scalars set) over values [from, to) of `params`, with slots[0] and
 /// slots[1] as m and v, in blocks of `block` values: the loop Adam and AdamW share.
-inline void adam_update(const Parameters& params, std::span<Buffer> slots, std::ptrdiff_t block, AdamStep update) {
-  const std::size_t from = params.frozen;
+inline void adam_update(const Parameters& params, std::span<Buffer> slots, std::size_t from, std::size_t to, std::ptrdiff_t block,
+                        AdamStep update) {
   update.w = params.values.data() + from;
   update.g = params.grads.data() + from;
   update.m = slots[0].data() + from;
   update.v = slots[1].data() + from;
   const Target target = target_of(gemm_kernel());
-  for_blocks(std::ptrdiff_t(params.values.size() - from), block,
-             [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
+  for_blocks(std::ptrdiff_t(to - from), block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(target, begin, end); });
 }
 
 }  // namespace detail
@@ -525,16 +555,17 @@ class Adam final : public Optimizer {
     bind(params, options_.clip_norm > 0);
     const float scale = clip_scale(params, options_.clip_norm);
     const double t = double(iterations_ + 1);
-    const float lr_t = static_cast<float>(learning_rate_at(iterations_) * std::sqrt(1.0 - std::pow(options_.beta2, t)) /
-                                          (1.0 - std::pow(options_.beta1, t)));
-    detail::adam_update(params, slots_, block,
-                        {.b1 = float(options_.beta1),
-                         .b2 = float(options_.beta2),
-                         .lr_t = lr_t,
-                         .eps = float(options_.epsilon),
-                         .adjusted = scale != 1.0f || options_.weight_decay != 0,
-                         .scale = scale,
-                         .l2 = float(options_.weight_decay)});
+    const double lr_t = learning_rate_at(iterations_) * std::sqrt(1.0 - std::pow(options_.beta2, t)) / (1.0 - std::pow(options_.beta1, t));
+    for_each_rate(params, [&](std::size_t from, std::size_t to, double multiplier) {
+      detail::adam_update(params, slots_, from, to, block,
+                          {.b1 = float(options_.beta1),
+                           .b2 = float(options_.beta2),
+                           .lr_t = static_cast<float>(lr_t * multiplier),
+                           .eps = float(options_.epsilon),
+                           .adjusted = scale != 1.0f || options_.weight_decay != 0,
+                           .scale = scale,
+                           .l2 = float(options_.weight_decay)});
+    });
     ++iterations_;
   }
 
@@ -608,16 +639,19 @@ class AdamW final : public Optimizer {
   void step(const Parameters& params) override {
     bind(params, options_.clip_norm > 0);
     const float scale = clip_scale(params, options_.clip_norm);
-    const double t = double(iterations_ + 1), lr = learning_rate_at(iterations_);
+    const double t = double(iterations_ + 1);
     const double correction2 = std::sqrt(1.0 - std::pow(options_.beta2, t));
-    detail::adam_update(params, slots_, block,
-                        {.b1 = float(options_.beta1),
-                         .b2 = float(options_.beta2),
-                         .lr_t = static_cast<float>(lr * correction2 / (1.0 - std::pow(options_.beta1, t))),
-                         .eps = static_cast<float>(options_.epsilon * correction2),
-                         .adjusted = true,
-                         .scale = scale,
-                         .shrink = static_cast<float>(1.0 - lr * options_.weight_decay)});
+    for_each_rate(params, [&](std::size_t from, std::size_t to, double multiplier) {
+      const double lr = learning_rate_at(iterations_) * multiplier;
+      detail::adam_update(params, slots_, from, to, block,
+                          {.b1 = float(options_.beta1),
+                           .b2 = float(options_.beta2),
+                           .lr_t = static_cast<float>(lr * correction2 / (1.0 - std::pow(options_.beta1, t))),
+                           .eps = static_cast<float>(options_.epsilon * correction2),
+                           .adjusted = true,
+                           .scale = scale,
+                           .shrink = static_cast<float>(1.0 - lr * options_.weight_decay)});
+    });
     ++iterations_;
   }
 
@@ -686,29 +720,31 @@ class SGD final : public Optimizer {
   void step(const Parameters& params) override {
     bind(params, options_.clip_norm > 0);
     const float scale = clip_scale(params, options_.clip_norm);
-    const float lr = static_cast<float>(learning_rate_at(iterations_));
     const float mu = float(options_.momentum), l2 = float(options_.weight_decay);
     const bool nesterov = options_.nesterov;
-    float* w = params.values.data() + params.frozen;
-    const float* g = params.grads.data() + params.frozen;
-    float* velocity = slots_[0].data() + params.frozen;
-    const std::ptrdiff_t n = trainable(params);
-    if (scale == 1.0f && l2 == 0.0f) {
-      for_blocks(n, block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for (std::ptrdiff_t i = begin; i < end; ++i) {
-          velocity[i] = mu * velocity[i] - lr * g[i];
-          w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
-        }
-      });
-    } else {
-      for_blocks(n, block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for (std::ptrdiff_t i = begin; i < end; ++i) {
-          const float grad = scale * g[i] + l2 * w[i];
-          velocity[i] = mu * velocity[i] - lr * grad;
-          w[i] += nesterov ? mu * velocity[i] - lr * grad : velocity[i];
-        }
-      });
-    }
+    for_each_rate(params, [&](std::size_t from, std::size_t to, double multiplier) {
+      const float lr = static_cast<float>(learning_rate_at(iterations_) * multiplier);
+      float* w = params.values.data() + from;
+      const float* g = params.grads.data() + from;
+      float* velocity = slots_[0].data() + from;
+      const std::ptrdiff_t n = std::ptrdiff_t(to - from);
+      if (scale == 1.0f && l2 == 0.0f) {
+        for_blocks(n, block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+          for (std::ptrdiff_t i = begin; i < end; ++i) {
+            velocity[i] = mu * velocity[i] - lr * g[i];
+            w[i] += nesterov ? mu * velocity[i] - lr * g[i] : velocity[i];
+          }
+        });
+      } else {
+        for_blocks(n, block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+          for (std::ptrdiff_t i = begin; i < end; ++i) {
+            const float grad = scale * g[i] + l2 * w[i];
+            velocity[i] = mu * velocity[i] - lr * grad;
+            w[i] += nesterov ? mu * velocity[i] - lr * grad : velocity[i];
+          }
+        });
+      }
+    });
     ++iterations_;
   }
 
