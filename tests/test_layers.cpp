@@ -293,6 +293,29 @@ TEST_CASE("BatchNorm's moving statistics can be forgotten and re-estimated") {
   CHECK(net.step() == step);  // calibration is not a training step
 }
 
+TEST_CASE("Re-estimated batch-norm statistics weigh every calibration batch the same, inside a residual block too") {
+  // PyTorch's momentum (0.9 in Keras's terms): a decaying average of four batches would give the
+  // last 0.1 / (1 - 0.9^4) = 29 % of the weight, the first 21 %; the re-estimate is their mean.
+  using Norm = BatchNormWith<0.9f, 1e-5f>;
+  using Net = Sequential<Input<1, 1, 1>, Norm, Residual<Norm>, Sigmoid>;
+  Net net(1);
+  const float values[4][2] = {{1.0f, 3.0f}, {10.0f, 12.0f}, {-4.0f, -2.0f}, {7.0f, 9.0f}};  // means 2, 11, -3, 8
+  for (const auto& batch : values) net.forward(Buffer{batch[0], batch[1]}, 2, Mode::train);
+  net.reset_batch_norm_statistics();
+  for (const auto& batch : values) net.forward(Buffer{batch[0], batch[1]}, 2, Mode::calibrate);
+  // Each batch's variance is 1 (Keras's unbiased correction: 2 / (2 - (1 + 1e-5))).
+  const double variance = 2.0 / (2.0 - (1.0 + 1e-5));
+  CHECK(net.layer<0>().moving_mean()[0] == doctest::Approx(4.5).epsilon(1e-6));
+  CHECK(net.layer<0>().moving_variance()[0] == doctest::Approx(variance).epsilon(1e-6));
+  // The block's batch norm sees the first one's output: each batch normalised to -1 and +1
+  // (times 1 / sqrt(1 + 1e-5)), so a mean of 0 and every batch's variance the same.
+  const float* inner_mean = net.layer<1>().body().layer<0>().moving_mean();
+  CHECK(inner_mean[0] == doctest::Approx(0.0).epsilon(1e-6));
+  // Training afterwards decays again: one more batch moves the mean by 0.1 of the difference.
+  net.forward(Buffer{21.5f, 23.5f}, 2, Mode::train);
+  CHECK(net.layer<0>().moving_mean()[0] != doctest::Approx(4.5).epsilon(1e-3));
+}
+
 TEST_CASE("MaxPool2D matches PyTorch, including windows that do not tile the image") {
   auto check = [](auto& pool, const std::string& prefix) {
     auto [y, dx] = run(pool, prefix, 3);

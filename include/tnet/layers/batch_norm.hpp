@@ -103,6 +103,7 @@ struct BatchNormWith : LayerSpec {
     /// have applied, for a max pool after this layer to apply as it reads x (model/rules/).
     void statistics(const float* x, int batch, Pass pass) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
+      equal_weights_ = pass.mode == Mode::calibrate;
       // One pass over x for the sums of d = x - shift and of d^2, in double, with shift the moving
       // mean (the same in every process), near the batch's mean, so that the variance, mean(d^2)
       // - mean(d)^2, does not lose its digits to cancellation; before the first update, the
@@ -126,6 +127,7 @@ struct BatchNormWith : LayerSpec {
     /// [n * 2C + C + c]; statistics_from then adds them up, in the order of the images.
     const double* statistics_shift(const float* x, int batch, Pass pass) {
       reducer_ = pass.reducer;
+      equal_weights_ = pass.mode == Mode::calibrate;
       choose_shift(x, std::ptrdiff_t(batch) * pixels);
       return shift_.data();
     }
@@ -307,10 +309,15 @@ struct BatchNormWith : LayerSpec {
       });
     }
 
+    // Training: the exponential moving average above. Calibration (Mode::calibrate, after
+    // reset_moving_statistics): every batch weighs the same, the running mean of the batches'
+    // statistics, as PyTorch's update_bn does; with momentum 0.9 (PyTorch's 0.1) an average that
+    // decays would hold little but the last ten batches of a pass that goes class by class.
     void update_moving_statistics(double rows) {
-      const double m = Momentum, n = rows;
+      const double n = rows;
       const double t = double(++updates_[0]);
-      const double debias = 1.0 - std::pow(m, t);
+      const double m = equal_weights_ ? (t - 1.0) / t : double(Momentum);
+      const double debias = equal_weights_ ? 1.0 : 1.0 - std::pow(m, t);
       for (int c = 0; c < C; ++c) {
         const double variance = sums2_[c] / n * (n / (n - (1.0 + double(Epsilon))));
         biased_mean_[c] = static_cast<float>(biased_mean_[c] * m + sums_[c] * (1.0 - m));
@@ -325,6 +332,7 @@ struct BatchNormWith : LayerSpec {
     float *gamma_ = nullptr, *beta_ = nullptr, *grad_gamma_ = nullptr, *grad_beta_ = nullptr;  // views (bind)
     Buffer moving_mean_, moving_variance_, biased_mean_, biased_variance_;
     std::uint64_t updates_[1] = {0};  // batches seen: t in the zero-debiasing above
+    bool equal_weights_ = false;      // the moving statistics: the batches' plain mean (calibration)
     Buffer inv_std_;
     std::array<float, C> mean_f_{}, mean_dy_{}, mean_dy_xhat_{}, scale_{};
     std::array<double, C> shift_{};     // what statistics() measures x from
