@@ -7,6 +7,8 @@
 #include <cmath>
 #include <memory>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "support.hpp"
@@ -27,16 +29,58 @@ using Infer = Net::inference_plan;
 static_assert(rule_at<Infer, 0>() == "fold_epilogue" && window_at<Infer, 0>() == 3);  // folds whole
 static_assert(rule_at<Infer, 3>() == "fold_epilogue" && window_at<Infer, 3>() == 3);
 static_assert(rule_at<Infer, 6>() == "fold_epilogue" && window_at<Infer, 6>() == 3);
-static_assert(rule_at<Infer, 9>() == "fold_epilogue" && window_at<Infer, 9>() == 2);  // a residual block has no forward_pooled
+static_assert(rule_at<Infer, 9>() == "add_in_epilogue" && window_at<Infer, 9>() == 2);  // the sum and the ReLU in the body's last write
 static_assert(rule_at<Infer, 13>() == "fold_epilogue" && window_at<Infer, 13>() == 2 && rule_at<Infer, 15>() == "layer");
 using Train = Net::training_plan;
 static_assert(rule_at<Train, 0>() == "layer" && rule_at<Train, 1>() == "activation_in_epilogue" && window_at<Train, 1>() == 2);
 static_assert(rule_at<Train, 3>() == "activation_in_epilogue" && window_at<Train, 3>() == 2);
 static_assert(rule_at<Train, 6>() == "layer" && rule_at<Train, 7>() == "activation_in_epilogue");  // depthwise; BN ReLU6
-static_assert(rule_at<Train, 9>() == "activation_in_epilogue" && window_at<Train, 9>() == 2);      // the block's ReLU works over its sum
+static_assert(rule_at<Train, 9>() == "add_in_epilogue" && window_at<Train, 9>() == 2);             // the block's ReLU works over its sum
 // The inner chains run plans of their own: the block's body folds Conv -> BN -> ReLU too.
 static_assert(rule_at<Net::layer_type<9>::body_type::inference_plan, 0>() == "fold_epilogue" &&
               window_at<Net::layer_type<9>::body_type::inference_plan, 0>() == 3);
+
+// Residual blocks on odd sizes, for add_in_epilogue: an identity block whose 3x3 convolutions
+// run by Winograd's minimal filtering from batch 2 (16 channels, 9 x 8 tiles an image), a
+// projection block at stride 2 with 24 channels (a part panel of the kernels' 16 or 32 columns),
+// and MobileNetV2's inverted residual, whose sum no clamp follows.
+using TorchBN = models::TorchBatchNorm;
+using Blocks = Sequential<Input<33, 31, 16>, Residual<Conv2D<16, 3, 1, pad(1)>, TorchBN, ReLU, Conv2D<16, 3, 1, pad(1)>, TorchBN>, ReLU,
+                          Residual<Conv2D<24, 3, 2, pad(1)>, TorchBN, ReLU, Conv2D<24, 3, 1, pad(1)>, TorchBN,
+                                   Shortcut<Conv2D<24, 1, 2, Padding::valid>, TorchBN>>,
+                          ReLU, models::InvertedResidual<48, 24>, GlobalAveragePooling2D, Dense<3>, Sigmoid>;
+// 0 identity block, ReLU | 2 projection block, ReLU | 4 inverted residual | 5 pooling | 6 Dense | 7 Sigmoid.
+static_assert(rule_at<Blocks::inference_plan, 0>() == "add_in_epilogue" && window_at<Blocks::inference_plan, 0>() == 2);
+static_assert(rule_at<Blocks::inference_plan, 2>() == "add_in_epilogue" && window_at<Blocks::inference_plan, 2>() == 2);
+static_assert(rule_at<Blocks::inference_plan, 4>() == "add_in_epilogue" && window_at<Blocks::inference_plan, 4>() == 1);
+static_assert(rule_at<Blocks::training_plan, 0>() == "add_in_epilogue" && window_at<Blocks::training_plan, 0>() == 2);
+static_assert(rule_at<Blocks::training_plan, 2>() == "add_in_epilogue" && window_at<Blocks::training_plan, 2>() == 2);
+static_assert(rule_at<Blocks::training_plan, 4>() == "add_in_epilogue" && window_at<Blocks::training_plan, 4>() == 1);
+// Where the block is followed by a batch normalisation, fold_epilogue folds it; a body whose last
+// step clamps after its affine (Conv -> BN -> ReLU) cannot take the sum in the same epilogue.
+using NotAdding = Sequential<Input<6, 6, 8>, Residual<Conv2D<8, 3>, BatchNorm>, BatchNorm, Residual<Conv2D<8, 3>, BatchNorm, ReLU>, ReLU,
+                             Flatten, Dense<3>, Sigmoid>;
+static_assert(rule_at<NotAdding::inference_plan, 0>() == "fold_epilogue" && window_at<NotAdding::inference_plan, 0>() == 2);
+static_assert(rule_at<NotAdding::inference_plan, 2>() == "fold_epilogue" && window_at<NotAdding::inference_plan, 2>() == 2);
+static_assert(rule_at<NotAdding::training_plan, 0>() == "add_in_epilogue" &&
+              rule_at<NotAdding::training_plan, 2>() == "activation_in_epilogue");
+
+// torchvision's networks: ResNet18's stem folds Conv -> BN -> ReLU (its max pool's windows
+// overlap), each BasicBlock and the ReLU after it add in the epilogue of its last convolution;
+// MobileNetV2 folds depthwise -> BN -> ReLU6, and its inverted residuals add in their projection's.
+using ResNet = models::ResNet18<33, 35, 3, 3, Sigmoid>;
+using Mobile = models::MobileNetV2<33, 35, 3, 3, Sigmoid>;
+static_assert(rule_at<ResNet::inference_plan, 0>() == "fold_epilogue" && window_at<ResNet::inference_plan, 0>() == 3);
+static_assert([]<std::size_t... B>(std::index_sequence<B...>) {
+  return ((rule_at<ResNet::inference_plan, 4 + 2 * B>() == "add_in_epilogue" && window_at<ResNet::inference_plan, 4 + 2 * B>() == 2 &&
+           rule_at<ResNet::training_plan, 4 + 2 * B>() == "add_in_epilogue" && window_at<ResNet::training_plan, 4 + 2 * B>() == 2) &&
+          ...);
+}(std::make_index_sequence<8>{}));
+static_assert(rule_at<Mobile::inference_plan, 3>() == "fold_epilogue" &&
+              window_at<Mobile::inference_plan, 3>() == 3);  // depthwise BN ReLU6
+static_assert(rule_at<Mobile::inference_plan, 16>() == "add_in_epilogue" && window_at<Mobile::inference_plan, 16>() == 1);
+static_assert(rule_at<Mobile::training_plan, 16>() == "add_in_epilogue" && window_at<Mobile::training_plan, 16>() == 1);
+static_assert(rule_at<Mobile::inference_plan, 57>() == "add_in_epilogue" && rule_at<Mobile::inference_plan, 58>() == "fold_epilogue");
 
 // A tutorial-shaped chain whose pool tiles the convolution's output, for pool_in_forward and
 // normalise_then_pool.
@@ -106,6 +150,12 @@ double rule_against_layers(Chain& chain, int batch, Mode mode) {
   return relative_difference(chain.template output_of<I + N - 1>(), expected.data(), expected.size());
 }
 
+// f.template operator()<I>() for each of the indices I.
+template <std::size_t... I, class F>
+void for_each_index(F&& f) {
+  (f.template operator()<I>(), ...);
+}
+
 // Sabotaged rules: each the real one with one thing wrong.
 struct FoldInWrongOrder : rules::FoldEpilogue {  // the affine and the clamp the other way round
   template <std::size_t I, std::size_t N, class Chain>
@@ -140,6 +190,53 @@ struct PoolUnnormalised : rules::NormaliseThenPool {  // the pool's choices not 
   }
 };
 
+// add_in_epilogue with one thing wrong: the shortcut left out, or the clamp before the sum.
+template <Mode M, bool LeaveOutShortcut>
+struct AddSabotaged : rules::AddInEpilogue<M> {
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass& pass) {
+    using Block = typename Chain::template layer_type<I>;
+    using Steps = rules::detail::plan_in<typename Block::body_type, M>;
+    using Tail = std::tuple_element_t<std::tuple_size_v<Steps> - 1, Steps>;
+    auto& body = chain.template layer<I>().body();
+    const float* x = chain.template input_of<I>();
+    const float* added = Block::shortcut_type::depth == 0 ? x : chain.template layer<I>().shortcut().forward(x, batch, pass);
+    body.template forward_steps<Steps, std::tuple_size_v<Steps> - 1>(x, batch, pass);
+    Epilogue epilogue = rules::detail::folded_epilogue<Tail::first, Tail::length - 1>(body);
+    epilogue.added = LeaveOutShortcut ? nullptr : added;
+    epilogue.added_stride = std::ptrdiff_t(chain.template channels_of<I>());
+    if constexpr (N == 2) epilogue.relu = true, epilogue.affine_first = LeaveOutShortcut;
+    body.template layer<Tail::first>().forward(body.template input_of<Tail::first>(), chain.template output_buffer<I + N - 1>(), batch,
+                                               pass, epilogue);
+  }
+};
+
+// A layer's forward with an epilogue that adds a tensor and clamps after it, against its plain
+// forward with the sum and the clamp after it: the same bits.
+template <class L>
+void check_added_tensor(int batch, Mode mode) {
+  using Out = typename L::output_shape;
+  Standalone<L> layer;
+  const Buffer x = test::random_values(std::size_t(batch) * L::input_shape::size, 41);
+  const Buffer added = test::random_values(std::size_t(batch) * Out::size, 43);
+  Buffer plain(added.size(), std::nanf("")), got(added.size(), std::nanf(""));
+  layer.forward(x.data(), plain.data(), batch, Pass{mode});
+  Epilogue epilogue;
+  epilogue.added = added.data(), epilogue.added_stride = Out::channels;
+  epilogue.relu = true, epilogue.relu_max = 6.0f, epilogue.affine_first = true;
+  layer.forward(x.data(), got.data(), batch, Pass{mode}, epilogue);
+  std::size_t clamped = 0;
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    const float want = std::min(std::max(plain[i] + added[i], 0.0f), 6.0f);
+    clamped += want == 0.0f;
+    if (got[i] != want) {
+      FAIL_CHECK("value ", i, ": ", got[i], " where the sum clamped is ", want);
+      return;
+    }
+  }
+  CHECK(clamped > 0);
+}
+
 }  // namespace
 
 TEST_CASE("fold_epilogue: bias, batch normalisation and ReLU or ReLU6 in either order, as the layers one by one, to rounding") {
@@ -171,6 +268,107 @@ TEST_CASE("pool_in_forward: the convolution, its epilogue and the max pool a str
   // one after the other; either way the layers' values to rounding.
   CHECK(rule_against_layers<rules::PoolInForward, 0, 4>(chain, 3, Mode::infer) < 1e-5);
   if (gemm_kernel() != GemmKernel::eigen) CHECK(rule_against_layers<PoolWithoutEpilogue, 0, 4>(chain, 3, Mode::infer) > 1e-3);
+}
+
+TEST_CASE("an epilogue's added tensor: after the affine, before the clamp, in every gemm kernel and path and every layer that takes one") {
+  struct Case {
+    std::ptrdiff_t M, N, K;
+    bool tb;
+  };
+  // Tiles of rows (one starting at row 80); tiles of columns (from 112 and 224); few rows, B read
+  // where it lies; K cut into chunks (the epilogue a pass after the product); B transposed with
+  // few rows (computed transposed); odd sizes and part panels throughout.
+  const Case cases[] = {{37, 29, 21, false}, {130, 17, 9, false},   {20, 300, 50, false},
+                        {5, 40, 30, false},  {3, 200, 8192, false}, {4, 600, 600, true}};
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    for (const Case cs : cases) {
+      INFO("M ", cs.M, " N ", cs.N, " K ", cs.K);
+      const std::ptrdiff_t stride = cs.N + 3;  // the added tensor's rows, apart from C's
+      const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
+      const Buffer bias = test::random_values(std::size_t(cs.N), 3), scale = test::random_values(std::size_t(cs.N), 4),
+                   shift = test::random_values(std::size_t(cs.N), 5), added = test::random_values(std::size_t(cs.M * stride), 6);
+      Epilogue affine;
+      affine.bias = bias.data(), affine.scale = scale.data(), affine.shift = shift.data();
+      Buffer expected(std::size_t(cs.M * cs.N)), got(expected.size(), std::nanf(""));
+      gemm(Transpose::no, cs.tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), expected.data(), false, affine);
+      for (std::ptrdiff_t r = 0; r < cs.M; ++r)
+        for (std::ptrdiff_t c = 0; c < cs.N; ++c) {
+          float& v = expected[std::size_t(r * cs.N + c)];
+          v = std::max(v + added[std::size_t(r * stride + c)], 0.0f);
+        }
+      Epilogue fused = affine;
+      fused.added = added.data(), fused.added_stride = stride, fused.relu = true, fused.affine_first = true;
+      gemm(Transpose::no, cs.tb ? Transpose::yes : Transpose::no, cs.M, cs.N, cs.K, a.data(), b.data(), got.data(), false, fused);
+      CHECK(std::equal(got.begin(), got.end(), expected.begin()));
+    }
+  });
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    check_added_tensor<Conv2D<32, 3, 1, pad(1)>::Layer<Shape<33, 31, 16>>>(1, Mode::infer);  // direct
+    check_added_tensor<Conv2D<32, 3, 1, pad(1)>::Layer<Shape<33, 31, 16>>>(2, Mode::infer);  // Winograd's, with tnet's kernels
+    check_added_tensor<Conv2D<24, 3, 2, pad(1)>::Layer<Shape<9, 7, 5>>>(3, Mode::train);
+    check_added_tensor<Conv2D<13, 1, 1, Padding::valid>::Layer<Shape<5, 3, 12>>>(2, Mode::infer);  // 1x1: the pixels where they lie
+    check_added_tensor<Dense<13>::Layer<Shape<1, 1, 9>>>(3, Mode::infer);
+  });
+  check_added_tensor<DepthwiseConv2D<3, 1, pad(1)>::Layer<Shape<7, 5, 20>>>(2, Mode::infer);           // channels in blocks of 16
+  check_added_tensor<DepthwiseConv2D<3, 2, Padding::same, 2>::Layer<Shape<7, 5, 6>>>(2, Mode::infer);  // a multiplier of 2
+  check_added_tensor<BatchNorm::Layer<Shape<5, 3, 7>>>(3, Mode::train);
+  check_added_tensor<BatchNorm::Layer<Shape<5, 3, 7>>>(3, Mode::infer);
+  check_added_tensor<Residual<Conv2D<7, 3>, BatchNorm>::Layer<Shape<5, 3, 7>>>(2, Mode::infer);
+}
+
+TEST_CASE(
+    "add_in_epilogue: a residual block's sum and the ReLU after it in its last layer's epilogue, the same bits as the layers one by one") {
+  for (const int batch : {1, 2}) {  // batch 2: the identity block's convolutions by Winograd's minimal filtering
+    for (const Mode mode : {Mode::infer, Mode::train}) {
+      INFO("batch ", batch, (mode == Mode::infer ? " inference" : " training"));
+      auto net = trained<Blocks>(batch, mode, 23);
+      auto& chain = net->chain();
+      auto check = [&]<Mode M>(std::integral_constant<Mode, M>) {
+        CHECK(rule_against_layers<rules::AddInEpilogue<M>, 0, 2>(chain, batch, mode) == 0.0);  // identity block, ReLU
+        CHECK(rule_against_layers<rules::AddInEpilogue<M>, 2, 2>(chain, batch, mode) == 0.0);  // projection block, ReLU
+        CHECK(rule_against_layers<rules::AddInEpilogue<M>, 4, 1>(chain, batch, mode) == 0.0);  // inverted residual
+        // Sabotage: the shortcut left out, or the ReLU before the sum, is caught.
+        CHECK(rule_against_layers<AddSabotaged<M, true>, 0, 2>(chain, batch, mode) > 1e-3);
+        CHECK(rule_against_layers<AddSabotaged<M, false>, 2, 2>(chain, batch, mode) > 1e-3);
+        CHECK(rule_against_layers<AddSabotaged<M, true>, 4, 1>(chain, batch, mode) > 1e-3);
+      };
+      if (mode == Mode::infer) check(std::integral_constant<Mode, Mode::infer>{});
+      else check(std::integral_constant<Mode, Mode::train>{});
+      // The whole network: the plan's forward against the layers one by one.
+      const Buffer x = test::random_values(std::size_t(batch) * Blocks::input_size, 29);
+      net->forward(x, batch, mode);
+      const Buffer fused(net->output().begin(), net->output().end());
+      net->forward(x, batch, mode);
+      const Buffer expected = layers_one_by_one<0, Blocks::depth>(chain, batch, mode);
+      CHECK(relative_difference(fused.data(), expected.data(), expected.size()) == 0.0);
+    }
+  }
+  // Training through the rule: gradients as the layers' own backward gives them.
+  test::check_training_equals_layer_by_layer<Blocks>();
+}
+
+TEST_CASE("add_in_epilogue in torchvision's ResNet18 and MobileNetV2: every block as its layers one by one, bit for bit") {
+  const int batch = 2;
+  for (const Mode mode : {Mode::infer, Mode::train}) {
+    INFO((mode == Mode::infer ? "inference" : "training"));
+    auto resnet = trained<ResNet>(batch, mode, 31);
+    auto mobile = trained<Mobile>(batch, mode, 37);
+    auto check = [&]<Mode M>(std::integral_constant<Mode, M>) {
+      [&]<std::size_t... B>(std::index_sequence<B...>) {
+        (([&] {
+           INFO("ResNet18 layer ", 4 + 2 * B);
+           CHECK(rule_against_layers<rules::AddInEpilogue<M>, 4 + 2 * B, 2>(resnet->chain(), batch, mode) == 0.0);
+         }()),
+         ...);
+      }(std::make_index_sequence<8>{});
+      for_each_index<16, 25, 26, 35, 36, 37, 46, 47, 56, 57>([&]<std::size_t I>() {
+        INFO("MobileNetV2 layer ", I);
+        CHECK(rule_against_layers<rules::AddInEpilogue<M>, I, 1>(mobile->chain(), batch, mode) == 0.0);
+      });
+    };
+    if (mode == Mode::infer) check(std::integral_constant<Mode, Mode::infer>{});
+    else check(std::integral_constant<Mode, Mode::train>{});
+  }
 }
 
 TEST_CASE("activation_in_epilogue: training's ReLU applied as the layer writes, the same bits as the layers one by one") {

@@ -133,7 +133,7 @@ void kernel_gemm(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrd
   for_each_piece(cuts, M, N, K, C, accumulate,
                  [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0, std::ptrdiff_t kn,
                      float* c, bool add) {
-                   const Epilogue finish = epilogue.from(n0);
+                   const Epilogue finish = epilogue.at(m0, n0);
                    // A piece of columns reads the whole product's panels where its first column starts one.
                    const bool panels_here = b_panels && n0 % NR == 0;
                    packed_product<Isa>(a, m0, k0, b.at(n0, k0), mn, nn, kn, c, N, add, panels_here ? b_panels + k0 * padded_n : nullptr,

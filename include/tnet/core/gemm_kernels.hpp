@@ -97,31 +97,45 @@ inline bool use_gemm_kernel(GemmKernel kernel) {
   return true;
 }
 
-/// What a product does to each value v of column c of C once it is complete (every step along K
-/// added): v + bias[c] when `bias` is set; then, in the order `affine_first` says, the per-channel
-/// affine v * scale[c] + shift[c] when `scale` is set and the clamp min(max(v, 0), relu_max) when
-/// `relu`. A layer's bias and the activation and batch normalisation after it, in either order
-/// (model/rules/), so that its output is written once.
+/// What a product does to each value v of row r and column c of C once it is complete (every
+/// step along K added): v + bias[c] when `bias` is set; then the clamp min(max(v, 0), relu_max)
+/// when `relu` and not `affine_first`; the per-channel affine v * scale[c] + shift[c] when `scale`
+/// is set; v + added[r * added_stride + c] when `added` is set; and the clamp when `relu` and
+/// `affine_first`. A layer's bias and the activation and batch normalisation after it, in either
+/// order, and a residual block's shortcut added before the ReLU after the block (model/rules/), so
+/// that its output is written once.
 struct Epilogue {
   bool relu = false;
   const float* scale = nullptr;
   const float* shift = nullptr;
   const float* bias = nullptr;
+  const float* added = nullptr;  // a tensor laid out as C's rows, added_stride apart
+  std::ptrdiff_t added_stride = 0;
   float relu_max = std::numeric_limits<float>::infinity();  // 6 for ReLU6
-  bool affine_first = false;                                // the affine before the clamp
-  bool empty() const { return !relu && !scale && !bias; }
+  bool affine_first = false;                                // the clamp after the affine and the added tensor
+  bool empty() const { return !relu && !scale && !bias && !added; }
   bool clamps_above() const { return relu && relu_max < std::numeric_limits<float>::infinity(); }
   /// The same for the columns from `column` on.
   Epilogue from(std::ptrdiff_t column) const {
     Epilogue e = *this;
     if (scale) e.scale += column, e.shift += column;
     if (bias) e.bias += column;
+    if (added) e.added += column;
     return e;
   }
-  /// v put through the epilogue but for the bias.
-  float finish(float v, float scale_c, float shift_c) const {
+  /// The same for the rows from `row` on and the columns from `column` on.
+  Epilogue at(std::ptrdiff_t row, std::ptrdiff_t column) const {
+    Epilogue e = from(column);
+    if (added) e.added += row * added_stride;
+    return e;
+  }
+  /// Where the added value of row r, column c is; null when nothing is added.
+  const float* added_at(std::ptrdiff_t r, std::ptrdiff_t c) const { return added ? added + r * added_stride + c : nullptr; }
+  /// v put through the epilogue but for the bias; `add` points at the value added, or is null.
+  float finish(float v, float scale_c, float shift_c, const float* add = nullptr) const {
     if (relu && !affine_first) v = std::min(std::max(v, 0.0f), relu_max);
     if (scale) v = v * scale_c + shift_c;
+    if (add) v += *add;
     if (relu && affine_first) v = std::min(std::max(v, 0.0f), relu_max);
     return v;
   }
@@ -155,33 +169,41 @@ inline Buffer& shared_packed_b() {
 /// loop per kind of epilogue so that each vectorises without tests inside. For the products whose
 /// last step cannot finish in the kernels (Eigen's; K cut into chunks; a few rows).
 inline void apply_epilogue(float* c, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ldc, const Epilogue& e) {
-  const float *bias = e.bias, *scale = e.scale, *shift = e.shift;
+  const float *bias = e.bias, *scale = e.scale, *shift = e.shift, *added = e.added;
+  const std::ptrdiff_t added_stride = e.added_stride;
   const float top = e.relu_max;
-  auto each = [&](auto with_bias, auto with_relu, auto with_scale, auto affine_first) {
+  auto each = [&](auto with_bias, auto with_relu, auto with_scale, auto affine_first, auto with_added) {
 #pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
     for (std::ptrdiff_t r = 0; r < rows; ++r) {
       float* row = c + r * ldc;
+      [[maybe_unused]] const float* add = with_added ? added + r * added_stride : nullptr;
       for (std::ptrdiff_t j = 0; j < cols; ++j) {
         float v = row[j];
         if constexpr (with_bias) v += bias[j];
         if constexpr (with_relu && !affine_first) v = std::min(std::max(v, 0.0f), top);
         if constexpr (with_scale) v = v * scale[j] + shift[j];
+        if constexpr (with_added) v += add[j];
         if constexpr (with_relu && affine_first) v = std::min(std::max(v, 0.0f), top);
         row[j] = v;
       }
     }
   };
-  auto relu_scale = [&](auto with_bias) {
+  auto relu_scale = [&](auto with_bias, auto with_added) {
     using yes = std::true_type;
     using no = std::false_type;
-    if (e.relu && scale && e.affine_first) each(with_bias, yes{}, yes{}, yes{});
-    else if (e.relu && scale) each(with_bias, yes{}, yes{}, no{});
-    else if (e.relu) each(with_bias, yes{}, no{}, no{});
-    else if (scale) each(with_bias, no{}, yes{}, no{});
-    else if (with_bias) each(with_bias, no{}, no{}, no{});
+    if (e.relu && scale && e.affine_first) each(with_bias, yes{}, yes{}, yes{}, with_added);
+    else if (e.relu && scale) each(with_bias, yes{}, yes{}, no{}, with_added);
+    else if (e.relu && with_added && e.affine_first) each(with_bias, yes{}, no{}, yes{}, with_added);
+    else if (e.relu) each(with_bias, yes{}, no{}, no{}, with_added);
+    else if (scale) each(with_bias, no{}, yes{}, no{}, with_added);
+    else if (with_bias || with_added) each(with_bias, no{}, no{}, no{}, with_added);
   };
-  if (bias) relu_scale(std::true_type{});
-  else relu_scale(std::false_type{});
+  auto adding = [&](auto with_bias) {
+    if (added) relu_scale(with_bias, std::true_type{});
+    else relu_scale(with_bias, std::false_type{});
+  };
+  if (bias) adding(std::true_type{});
+  else adding(std::false_type{});
 }
 
 template <int Panel>
@@ -319,7 +341,15 @@ __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, c
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm512_fmadd_ps(acc1[i], scale1, shift1);
     }
-    if (e.relu && e.affine_first) {  // after it
+    if (e.added) {
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) {
+        const float* add = e.added + i * e.added_stride;
+        acc0[i] = _mm512_add_ps(acc0[i], _mm512_maskz_loadu_ps(mask0, add));
+        acc1[i] = _mm512_add_ps(acc1[i], _mm512_maskz_loadu_ps(mask1, add + 16));
+      }
+    }
+    if (e.relu && e.affine_first) {  // after them
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm512_max_ps(acc0[i], zero), acc1[i] = _mm512_max_ps(acc1[i], zero);
       if (e.clamps_above())
@@ -440,7 +470,20 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2(std::ptrdiff_t kc, co
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_fmadd_ps(acc0[i], scale0, shift0), acc1[i] = _mm256_fmadd_ps(acc1[i], scale1, shift1);
     }
-    if (e.relu && e.affine_first) {  // after it
+    if (e.added) {
+#pragma GCC unroll 16
+      for (int i = 0; i < Rows; ++i) {
+        const float* add = e.added + i * e.added_stride;
+        if (n == 16) {
+          acc0[i] = _mm256_add_ps(acc0[i], _mm256_loadu_ps(add));
+          acc1[i] = _mm256_add_ps(acc1[i], _mm256_loadu_ps(add + 8));
+        } else {
+          acc0[i] = _mm256_add_ps(acc0[i], _mm256_maskload_ps(add, mask0));
+          acc1[i] = _mm256_add_ps(acc1[i], _mm256_maskload_ps(add + 8, mask1));
+        }
+      }
+    }
+    if (e.relu && e.affine_first) {  // after them
 #pragma GCC unroll 16
       for (int i = 0; i < Rows; ++i) acc0[i] = _mm256_max_ps(acc0[i], zero), acc1[i] = _mm256_max_ps(acc1[i], zero);
       if (e.clamps_above())
@@ -631,9 +674,12 @@ inline void packed_product_steps(const ASource& a, std::ptrdiff_t r0, std::ptrdi
       const std::ptrdiff_t b_depth = direct_b ? b.depth_step : NR;
       const Epilogue panel_finish = finish && last ? finish->from(j) : Epilogue{};
       const Epilogue* finish_here = finish && last ? &panel_finish : nullptr;
-      for (std::ptrdiff_t i = 0; i < rows; i += MR)
+      for (std::ptrdiff_t i = 0; i < rows; i += MR) {
+        Epilogue rows_finish;  // an added tensor's rows from i on
+        if (finish_here && finish_here->added) rows_finish = finish_here->at(i, 0);
         Isa::run(int(std::min<std::ptrdiff_t>(MR, rows - i)), kc, block.base + i * block.per_row, block.row, block.depth, b_panel, b_depth,
-                 c + i * ldc + j, ldc, n, add, finish_here);
+                 c + i * ldc + j, ldc, n, add, finish_here && finish_here->added ? &rows_finish : finish_here);
+      }
     }
   }
 }

@@ -83,8 +83,8 @@ struct BatchNormWith : LayerSpec {
     };
 
     void forward(const float* x, float* y, int batch, Pass pass) { forward(x, y, batch, pass, Epilogue{}); }
-    /// forward, each output then put through `epilogue` (its clamp and affine; a ReLU after this
-    /// layer in training: model/rules/activation_in_epilogue.hpp).
+    /// forward, each output then put through `epilogue` (its clamp, affine and added tensor; a ReLU
+    /// after this layer in training: model/rules/activation_in_epilogue.hpp).
     void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * pixels;
       if (pass.mode == Mode::infer) {
@@ -305,7 +305,7 @@ struct BatchNormWith : LayerSpec {
       for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t r = begin; r < end; ++r)
           for (int c = 0; c < C; ++c)
-            y[r * C + c] = e.finish(map(x[r * C + c], c), e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f);
+            y[r * C + c] = e.finish(map(x[r * C + c], c), e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f, e.added_at(r, c));
       });
     }
 

@@ -285,15 +285,15 @@ struct Conv2D : LayerSpec {
     /// tile this layer's output) into y, the pool's output: the product is computed Pool output
     /// rows at a time and pooled while in the cache, so the output is never written whole (37.7
     /// MB at SmallerVGGNet's first layer, batch 32). The same values as forward and then the
-    /// pool. Returns false, doing nothing, where it does not apply: Winograd's convolutions and
-    /// Eigen's kernels.
+    /// pool. Returns false, doing nothing, where it does not apply: Winograd's convolutions,
+    /// Eigen's kernels, and an epilogue that adds a tensor (laid out as the output, not a strip).
     template <class Pool>
     bool forward_pooled(const float* x, float* y, int batch, const Epilogue& epilogue)
       requires(Pool::tiles && Pool::window > 0 && std::is_same_v<typename Pool::input_shape, output_shape>)
     {
       if constexpr (winograd_shape)
         if (winograd(batch, OH, OW)) return false;
-      if (gemm_kernel() == GemmKernel::eigen) return false;
+      if (gemm_kernel() == GemmKernel::eigen || epilogue.added) return false;
       Epilogue finish = epilogue;
       finish.bias = bias_;
       if (gemm_kernel() == GemmKernel::avx512) pooled_product<detail::Avx512, Pool>(x, y, batch, finish);

@@ -85,9 +85,11 @@ struct DepthwiseConv2D : LayerSpec {
               for (int c = 0; c < C; ++c)
                 for (int m = 0; m < M; ++m) sum[c * M + m] += pixel[c] * weights[c * M + m];
             });
+            const float* added = epilogue.added_at(row * OW + ox, 0);
             if (epilogue.empty()) std::copy(sum, sum + F, out);
             else
-              for (int f = 0; f < F; ++f) out[f] = epilogue.finish(sum[f], scale ? scale[f] : 1.0f, scale ? shift[f] : 0.0f);
+              for (int f = 0; f < F; ++f)
+                out[f] = epilogue.finish(sum[f], scale ? scale[f] : 1.0f, scale ? shift[f] : 0.0f, added ? added + f : nullptr);
           }
         }
       });
@@ -154,18 +156,20 @@ struct DepthwiseConv2D : LayerSpec {
             for_taps(oy, ox, [&](int iy, int ix, int tap) {
               pixels[taps] = image + (std::ptrdiff_t(iy) * W + ix) * C, weights[taps] = kernel + std::ptrdiff_t(tap) * C, ++taps;
             });
+            const float* added = e.added_at(row * OW + ox, 0);
             for (int c0 = 0; c0 < C; c0 += lanes) {
-              if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, out);
-              else channel_block<C % lanes>(c0, bias, pixels, weights, taps, e, out);
+              if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, added, out);
+              else channel_block<C % lanes>(c0, bias, pixels, weights, taps, e, added, out);
             }
           }
         }
       });
     }
-    // Channels [c0, c0 + Lanes) of one output pixel: bias + taps' products, then the epilogue.
+    // Channels [c0, c0 + Lanes) of one output pixel: bias + taps' products, then the epilogue
+    // (`added`: the pixel's values of the epilogue's added tensor, or null).
     template <int Lanes>
     static void channel_block(int c0, const float* bias, const float* const* pixels, const float* const* weights, int taps,
-                              const Epilogue& e, float* out) {
+                              const Epilogue& e, const float* added, float* out) {
       if constexpr (Lanes > 0) {
         float sum[Lanes];
         for (int l = 0; l < Lanes; ++l) sum[l] = bias[c0 + l];
@@ -173,13 +177,13 @@ struct DepthwiseConv2D : LayerSpec {
           const float *p = pixels[t] + c0, *w = weights[t] + c0;
           for (int l = 0; l < Lanes; ++l) sum[l] += p[l] * w[l];
         }
-        finish(sum, c0, e);
+        finish(sum, c0, e, added);
         for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
       }
     }
     // The epilogue (but for the bias) of Lanes sums of channels c0.., each kind of epilogue a loop of its own.
     template <int Lanes>
-    static void finish(float (&sum)[Lanes], int c0, const Epilogue& e) {
+    static void finish(float (&sum)[Lanes], int c0, const Epilogue& e, const float* added) {
       const float top = e.relu_max;
       auto clamp = [&] {
         for (int l = 0; l < Lanes; ++l) sum[l] = std::min(std::max(sum[l], 0.0f), top);
@@ -187,6 +191,8 @@ struct DepthwiseConv2D : LayerSpec {
       if (e.relu && !e.affine_first) clamp();
       if (e.scale)
         for (int l = 0; l < Lanes; ++l) sum[l] = sum[l] * e.scale[c0 + l] + e.shift[c0 + l];
+      if (added)
+        for (int l = 0; l < Lanes; ++l) sum[l] += added[c0 + l];
       if (e.relu && e.affine_first) clamp();
     }
 

@@ -33,12 +33,17 @@
 // which the fusion rules (model/rules/) combine where neighbouring layers allow:
 //   forward(x, y, batch, Pass, const Epilogue&)  forward, each output value then put through the
 //                                               epilogue (core/gemm_kernels.hpp: bias, affine,
-//                                               clamp): Conv2D, DepthwiseConv2D, Dense, BatchNorm,
-//                                               Residual
+//                                               added tensor, clamp): Conv2D, DepthwiseConv2D,
+//                                               Dense, BatchNorm, Residual
 //   static constexpr float clamp_max;           the layer is min(max(x, 0), clamp_max): ReLU
 //                                               (infinity), ReLU6 (6)
 //   inference_affine(scale, shift)              in inference the layer is x * scale[c] + shift[c]
 //                                               per channel c; writes both (BatchNorm)
+//   body(), shortcut()                          the layer's output is body(x) + shortcut(x), each
+//                                               a chain (model/chain.hpp, types body_type and
+//                                               shortcut_type), the shortcut x itself when it has
+//                                               no layers; its backward needs neither chain's
+//                                               output (Residual)
 //   backward_where_positive(x, y, dy, dx, batch)  backward, then dx zeroed where x <= 0
 //                                               (BatchNorm): after a ReLU, its gradient too
 //   forward_pooled<Pool>(x, y, batch, const Epilogue&) -> bool   inference's forward and epilogue,
@@ -154,6 +159,15 @@ inline constexpr bool is_relu = [] {
 /// Whether a bound layer is, in inference, a per-channel affine map (see above).
 template <class Layer>
 inline constexpr bool folds_as_affine = requires(const Layer& layer, float* scale, float* shift) { layer.inference_affine(scale, shift); };
+
+/// Whether a bound layer is the sum of two chains on its input (see above).
+template <class Layer>
+inline constexpr bool sums_paths = requires(Layer& layer) {
+  typename Layer::body_type;
+  typename Layer::shortcut_type;
+  { layer.body() } -> std::same_as<typename Layer::body_type&>;
+  { layer.shortcut() } -> std::same_as<typename Layer::shortcut_type&>;
+};
 
 /// Whether a bound layer's backward can also zero dx where its input is not positive (see above).
 template <class Layer>

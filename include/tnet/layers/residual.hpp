@@ -8,7 +8,10 @@
 // given last (a 1x1 convolution with the body's stride and a batch normalisation, where the body
 // changes the shape). Both run as chains (model/chain.hpp), so every fusion that applies to a
 // network applies inside them. The two outputs must have the same shape: a block whose body
-// changes it without a projection is a compile error naming the block and both shapes.
+// changes it without a projection is a compile error naming the block and both shapes. The
+// chain around the block runs it by its plan: where the body's last layer can add the shortcut's
+// output as it writes its own (model/rules/add_in_epilogue.hpp: Conv -> BN -> add -> ReLU), the
+// sum is never written apart; this forward is the block on its own.
 // Backward: the input gradient is the sum of the body's and the shortcut's (dy itself for the
 // identity). Parameters are the body's tensors then the shortcut's, named "0.conv2d.kernel",
 // ..., "shortcut.0.conv2d.kernel". The block reads neither its output in backward nor anything
@@ -152,7 +155,7 @@ struct Residual : LayerSpec {
         for (std::ptrdiff_t p = begin; p < end; ++p)
           for (std::ptrdiff_t c = 0; c < C; ++c) {
             const std::ptrdiff_t i = p * C + c;
-            y[i] = e.finish(b[i] + s[i], e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f);
+            y[i] = e.finish(b[i] + s[i], e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f, e.added_at(p, c));
           }
       });
     }

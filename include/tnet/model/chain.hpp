@@ -270,6 +270,20 @@ class LayerChain : public ChainLayout<In, Specs...> {
     return output();
   }
 
+  /// The first Count steps of Steps, one of this chain's plans (inference_plan in inference,
+  /// training_plan otherwise), as forward runs them on `batch` samples at `x` (reserve(batch)
+  /// first): for a rule that runs the rest itself, writing the last layer's output elsewhere
+  /// (model/rules/add_in_epilogue.hpp). Backward then runs as after forward, provided no layer of
+  /// the rest reads its own output there. Not with layers frozen.
+  template <class Steps, std::size_t Count>
+  void forward_steps(const float* x, int batch, const Pass& pass) {
+    static_assert(std::is_same_v<Steps, inference_plan> || std::is_same_v<Steps, training_plan>, "tnet: one of the chain's plans");
+    static_assert(Count <= std::tuple_size_v<Steps>);
+    input_ = x;
+    batch_ = batch;
+    run_forward<Steps, Count>(batch, pass);
+  }
+
   /// The last forward's output.
   const float* output() const {
     if constexpr (depth == 0) return input_;
@@ -361,13 +375,14 @@ class LayerChain : public ChainLayout<In, Specs...> {
     else return L();
   }
 
-  template <class Steps>
+  // The first Count steps of Steps.
+  template <class Steps, std::size_t Count = std::tuple_size_v<Steps>>
   void run_forward(int batch, const Pass& pass) {
     [&]<std::size_t... S>(std::index_sequence<S...>) {
       ((std::tuple_element_t<S, Steps>::rule::template forward<std::tuple_element_t<S, Steps>::first,
                                                                std::tuple_element_t<S, Steps>::length>(*this, batch, pass)),
        ...);
-    }(std::make_index_sequence<std::tuple_size_v<Steps>>{});
+    }(std::make_index_sequence<Count>{});
   }
 
   // A training forward with layers [0, frozen_) frozen: the inference plan's steps below

@@ -4,6 +4,7 @@
 
 #include "plan.hpp"
 #include "rules/activation_in_epilogue.hpp"
+#include "rules/add_in_epilogue.hpp"
 #include "rules/fold_epilogue.hpp"
 #include "rules/normalise_then_pool.hpp"
 #include "rules/pool_in_forward.hpp"
@@ -12,9 +13,9 @@
 namespace tnet {
 
 /// Inference (Mode::infer).
-using InferenceRules = RuleList<rules::PoolInForward, rules::FoldEpilogue>;
+using InferenceRules = RuleList<rules::AddInEpilogue<Mode::infer>, rules::PoolInForward, rules::FoldEpilogue>;
 /// Training and calibration (Mode::train, Mode::calibrate); backward also applies a ReLU's
 /// gradient in the step after it where it can (rules/relu_gradient.hpp).
-using TrainingRules = RuleList<rules::NormaliseThenPool, rules::ActivationInEpilogue>;
+using TrainingRules = RuleList<rules::NormaliseThenPool, rules::AddInEpilogue<Mode::train>, rules::ActivationInEpilogue>;
 
 }  // namespace tnet
