@@ -26,7 +26,7 @@ static void write(const fs::path& p, const std::string& bytes) { std::ofstream(p
 
 // A model file's bytes with the payload's length and checksum made right, as a hand-made file's.
 static std::string with_valid_checksum(std::string bytes) {
-  const std::uint64_t length = bytes.size() - 32, checksum = tnet::detail::fnv1a64(bytes.data() + 32, length);
+  const std::uint64_t length = bytes.size() - 32, checksum = tnet::fnv1a64(bytes.data() + 32, length);
   std::memcpy(bytes.data() + 16, &length, 8);
   std::memcpy(bytes.data() + 24, &checksum, 8);
   return bytes;

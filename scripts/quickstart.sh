@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# ResNet18 and MobileNetV2 double the build: compiled only when an --arch other than SmallerVGGNet's
-# is asked for.
-torchvision=OFF
+# Only the network the run trains is compiled (the fashion programs' networks:
+# examples/fashion/networks.cmake): SmallerVGGNet at 96 pixels unless --arch or --image-size say
+# otherwise.
+arch=smallervgg size=96 previous=
 for arg in "$@"; do
-  case $arg in resnet18 | mobilenetv2 | --arch=resnet18 | --arch=mobilenetv2) torchvision=ON ;; esac
+  case $previous in --arch) arch=$arg ;; --image-size) size=$arg ;; esac
+  previous=$arg
 done
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_FASHION_TORCHVISION=$torchvision >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_FASHION_NETWORKS="$arch:$size" >/dev/null
 cmake --build build -j"$(nproc)" --target fashion_train fashion_classify
 mkdir -p out
 ./build/examples/fashion_train --epochs 5 --model out/fashion.tnet --labelbin out/labels.txt \

@@ -8,7 +8,9 @@
 #                                 and ONNX Runtime, MPI.
 #   bash scripts/test.sh --full   what CI runs (.ci/run): the fashion programs for ResNet18 and
 #                                 MobileNetV2 built too, and every test, the large consumers too
-#                                 (OpenCV's DNN, PyTorch and torchvision from Debian); then the unit
+#                                 (OpenCV's DNN, PyTorch and torchvision from Debian); README and
+#                                 the docs checked (scripts/check_docs.sh: no path outside the
+#                                 repository, no broken link, README's C++ compiled); then the unit
 #                                 tests built with clang-19 under AddressSanitizer and
 #                                 UndefinedBehaviorSanitizer, the sources of the examples,
 #                                 benchmarks and test tools through clang-19 with warnings as
@@ -48,10 +50,12 @@ phase "installing what was missing"
 torchvision=OFF
 [ $full = 1 ] && torchvision=ON
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_WERROR=ON -DTNET_MPI=ON -DTNET_BUILD_BENCHMARKS=OFF \
-  -DTNET_FASHION_TORCHVISION=$torchvision >/dev/null
+  -DTNET_FASHION_TORCHVISION=$torchvision -DTNET_FASHION_NETWORKS= >/dev/null
 cmake --build build -j"$jobs"
 phase "building (GCC)"
 if [ $full = 1 ]; then
+  bash scripts/check_docs.sh
+  phase "README and docs (check_docs.sh)"
   ctest --test-dir build --output-on-failure -j"$jobs"
   phase "every test"
 else

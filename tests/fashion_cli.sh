@@ -15,6 +15,12 @@ expect_error "--epochs 0" 2 "--epochs must be an integer from 1 to 100000, got '
 expect_error "--val-split 1.5" 2 "--val-split must be a fraction in (0, 1), got '1.5'" -- "$train" --val-split 1.5
 expect_error "--lr nonsense" 2 "--lr must be a learning rate in (0, 10), got 'fast'" -- "$train" --lr fast
 expect_error "--image-size 50" 2 "--image-size must be 64, 96 or 128" -- "$train" --image-size 50
+# --help names the networks the build has (examples/fashion/networks.cmake).
+if "$train" --help | grep -qF "Compiled for SmallerVGGNet at 64, 96 or 128 pixels"; then
+  pass "--help names the compiled networks"
+else
+  fail "--help names the compiled networks: $("$train" --help | tail -n 2)"
+fi
 expect_error "unknown option" 2 "unknown option --epoch" -- "$train" --epoch 3
 expect_error "unwritable model" 2 "cannot write model /no-such-dir/m.tnet: folder /no-such-dir does not exist" -- "$train" --model /no-such-dir/m.tnet
 expect_error "resume without checkpoint" 2 "no checkpoint fashion.tnet.checkpoint" -- "$train" --resume

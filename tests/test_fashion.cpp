@@ -32,9 +32,9 @@ TEST_CASE("labelled copies: one name per photo, never over a photo") {
 }
 
 TEST_CASE("JSON numbers: a probability that is not a number is null") {
-  CHECK(fashion::detail::json_number(0.25) == "0.25");
-  CHECK(fashion::detail::json_number(std::nan("")) == "null");
-  CHECK(fashion::detail::json_number(std::numeric_limits<double>::infinity()) == "null");
+  CHECK(fashion::json_number(0.25) == "0.25");
+  CHECK(fashion::json_number(std::nan("")) == "null");
+  CHECK(fashion::json_number(std::numeric_limits<double>::infinity()) == "null");
 }
 
 TEST_CASE("fashion_classify's decisions: the model file's thresholds by default, --threshold for every label, else 0.5") {
@@ -46,4 +46,34 @@ TEST_CASE("fashion_classify's decisions: the model file's thresholds by default,
   const std::vector<float> p{0.3f, 0.6f, 0.5f};
   CHECK(fashion::present_labels(p, stored) == std::vector<int>{0});
   CHECK(fashion::present_labels(p, decision_thresholds(std::nullopt, {}, 3)) == std::vector<int>{1});
+}
+
+TEST_CASE("tnet's helpers the fashion programs use: counts with commas, image extensions, FNV-1a-64") {
+  CHECK(tnet::with_commas(0) == "0");
+  CHECK(tnet::with_commas(999) == "999");
+  CHECK(tnet::with_commas(1000) == "1,000");
+  CHECK(tnet::with_commas(100000) == "100,000");
+  CHECK(tnet::with_commas(1234567) == "1,234,567");
+  CHECK(tnet::has_image_extension("photos/a.JPG"));
+  CHECK(tnet::has_image_extension("b.jpeg"));
+  CHECK(tnet::has_image_extension("c.Png"));
+  CHECK_FALSE(tnet::has_image_extension("d.jpg.txt"));
+  CHECK_FALSE(tnet::has_image_extension("jpg"));
+  CHECK(tnet::fnv1a64("", 0) == tnet::fnv1a64_basis);
+  CHECK(tnet::fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);  // the published test vector
+  CHECK(tnet::fnv1a64("b", 1, tnet::fnv1a64("a", 1)) == tnet::fnv1a64("ab", 2));
+}
+
+TEST_CASE("the fashion programs' networks: the build's are listed ones, and messages say how to compile the others") {
+  using namespace fashion;
+  CHECK(!networks.empty());
+  for (const Network& n : networks) CHECK(listed(n));
+  CHECK_FALSE(listed(Network{Architecture::smallervgg, 50}));
+  const std::string every = configure_with([](Network) { return true; });
+  CHECK(every.starts_with("-DTNET_FASHION_NETWORKS=\"smallervgg:"));
+  CHECK(std::count(every.begin(), every.end(), ';') == std::ptrdiff_t(all_networks.size()) - 1);
+  CHECK(every.find("smallervgg:96") != std::string::npos);
+  // A build's own networks are always named, so that the advice adds to them.
+  const std::string own = configure_with([](Network) { return false; });
+  CHECK(std::count(own.begin(), own.end(), ';') == std::ptrdiff_t(networks.size()) - 1);
 }

@@ -639,6 +639,18 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(gemm_kernel())));
 }
 
+TEST_CASE("a build for its own machine (TNET_NATIVE) without AVX-512 compiles no AVX-512 code and never picks it") {
+#if TNET_X86_KERNELS && defined(TNET_NATIVE) && TNET_NATIVE && !defined(__AVX512F__)
+  CHECK(std::is_same_v<detail::Avx512, detail::Avx2>);
+  CHECK_FALSE(supported(GemmKernel::avx512));
+  CHECK_FALSE(use_gemm_kernel(GemmKernel::avx512));
+#elif TNET_X86_KERNELS
+  CHECK_FALSE(std::is_same_v<detail::Avx512, detail::Avx2>);
+  CHECK(supported(GemmKernel::avx512) == detail::runs_x86_64_v4());
+#endif
+  CHECK((gemm_kernel() != GemmKernel::avx512 || supported(GemmKernel::avx512)));
+}
+
 TEST_CASE("bfloat16: rounded to nearest, ties to even, NaN, infinities and overflow kept, widened exactly") {
   const auto bits = [](float x) { return std::bit_cast<std::uint32_t>(x); };
   const auto from_bits = [](std::uint32_t b) { return std::bit_cast<float>(b); };

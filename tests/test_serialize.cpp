@@ -242,7 +242,7 @@ TEST_CASE("non-finite weights: never saved, never loaded") {
       bad.find("0.conv2d.kernel") + std::string("0.conv2d.kernel").size() + 1 + 8 + 4 * 5;  // name, dtype, count, 5 floats in
   const std::uint32_t nan_bits = 0x7fc00000u;
   std::memcpy(bad.data() + at, &nan_bits, 4);
-  const std::uint64_t checksum = detail::fnv1a64(bad.data() + 32, bad.size() - 32);
+  const std::uint64_t checksum = fnv1a64(bad.data() + 32, bad.size() - 32);
   std::memcpy(bad.data() + 24, &checksum, 8);
   write(dir / "nan.tnet", bad);
   check_refused(dir / "nan.tnet", ModelFileError::Kind::not_finite, "model file's tensor 0.conv2d.kernel holds NaN or infinity");
@@ -305,7 +305,7 @@ namespace {
 // A model file's bytes with its payload's length and checksum made right again, as a hand-made
 // (hostile) file would have them.
 std::string with_valid_checksum(std::string bytes) {
-  const std::uint64_t length = bytes.size() - 32, checksum = detail::fnv1a64(bytes.data() + 32, length);
+  const std::uint64_t length = bytes.size() - 32, checksum = fnv1a64(bytes.data() + 32, length);
   std::memcpy(bytes.data() + 16, &length, 8);
   std::memcpy(bytes.data() + 24, &checksum, 8);
   return bytes;

@@ -61,7 +61,7 @@ int run(int argc, char** argv) {
     if (fs::is_directory(path)) {
       std::vector<std::string> found;
       for (const fs::directory_entry& e : fs::directory_iterator(path))
-        if (e.is_regular_file() && tnet::detail::has_image_extension(e.path())) found.push_back(e.path().string());
+        if (e.is_regular_file() && tnet::has_image_extension(e.path())) found.push_back(e.path().string());
       if (found.empty()) throw UsageError(path + ": no image files in this folder");
       std::sort(found.begin(), found.end());
       s.images.insert(s.images.end(), found.begin(), found.end());

@@ -74,7 +74,6 @@ inline std::vector<int> present_labels(std::span<const float> p, const std::vect
   return present;
 }
 
-namespace detail {
 // A probability in JSON: null when it is not a number (a model refuses to load with NaN weights,
 // so this guards the format, not the model).
 inline std::string json_number(double p) {
@@ -83,12 +82,12 @@ inline std::string json_number(double p) {
   out << std::setprecision(9) << p;
   return out.str();
 }
+// A probability as fashion_classify prints it: "97.25%".
 inline std::string percent(double p) {
   char buffer[16];
   std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * p);
   return buffer;
 }
-}  // namespace detail
 
 /// The photo at width 400 (aspect kept, but the height kept within 1 to 4000 for a photo of
 /// extreme shape), with "label: xx.xx%" for the top labels at (10, 25 + 30 i) as the tutorial's
@@ -97,7 +96,7 @@ inline tnet::Image labelled_copy(const tnet::Image& photo, const std::vector<std
   const int width = 400, height = int(std::clamp(std::lround(double(photo.height) * width / photo.width), 1L, 4000L));
   tnet::Canvas canvas(tnet::resize_image(photo, width, height));
   for (std::size_t i = 0; i < top.size(); ++i) {
-    const std::string text = top[i].first + ": " + detail::percent(top[i].second);
+    const std::string text = top[i].first + ": " + percent(top[i].second);
     const int x = 10, y = 25 + 30 * int(i) - 14;
     canvas.rect(x - 4, y - 4, tnet::Canvas::text_width(text, 2) + 8, tnet::Canvas::text_height(2) + 10, {0, 0, 0}, 0.45f);
     canvas.text(x, y, text, {0, 255, 0}, 2);
@@ -160,8 +159,7 @@ int classify(const ClassifySettings& s) {
     if (s.json) {
       std::ostringstream item;
       item << "{\"image\": " << tnet::json_string(path) << ", \"probabilities\": {";
-      for (int l = 0; l < labels; ++l)
-        item << (l ? ", " : "") << tnet::json_string(classes[std::size_t(l)]) << ": " << detail::json_number(p[l]);
+      for (int l = 0; l < labels; ++l) item << (l ? ", " : "") << tnet::json_string(classes[std::size_t(l)]) << ": " << json_number(p[l]);
       item << "}, \"top\": [";
       for (std::size_t k = 0; k < top.size(); ++k) item << (k ? ", " : "") << tnet::json_string(top[k].first);
       item << "], \"present\": [";
@@ -172,12 +170,12 @@ int classify(const ClassifySettings& s) {
     }
     std::cout << path << "\n";
     for (int l = 0; l < labels; ++l) {
-      std::cout << "  " << classes[std::size_t(l)] << ": " << detail::percent(p[l]);
+      std::cout << "  " << classes[std::size_t(l)] << ": " << percent(p[l]);
       if (!one_threshold) std::cout << " (threshold " << thresholds[std::size_t(l)] << ")";
       std::cout << "\n";
     }
     std::cout << "  top " << top.size() << ":";
-    for (const auto& [label, probability] : top) std::cout << " " << label << " (" << detail::percent(probability) << ")";
+    for (const auto& [label, probability] : top) std::cout << " " << label << " (" << percent(probability) << ")";
     if (one_threshold) std::cout << "\n  above " << thresholds[0] << ":";
     else std::cout << "\n  above their thresholds:";
     for (const std::string& label : present) std::cout << " " << label;

@@ -32,19 +32,6 @@ std::optional<Network> network_of_signature(const std::string& signature) {
   return found;
 }
 
-// "SmallerVGGNet at 64, 96 or 128 pixels, ResNet18 at 96 pixels and MobileNetV2 at 96 pixels".
-// Without ResNet18 and MobileNetV2 (TNET_FASHION_TORCHVISION off), the option that adds them.
-std::string compiled_networks() {
-  std::vector<Architecture> have;
-  for (const Architecture a : architectures)
-    if (built(a)) have.push_back(a);
-  std::string s;
-  for (std::size_t i = 0; i < have.size(); ++i)
-    s += (i == 0 ? "" : i + 1 == have.size() ? " and " : ", ") + std::string(arch_name(have[i])) + " at " + sizes_text(have[i]) + " pixels";
-  if (have.size() < architectures.size()) s += "; ResNet18 and MobileNetV2 need -DTNET_FASHION_TORCHVISION=ON";
-  return s;
-}
-
 // "its input is (None, 96, 96, 3), its first layer Conv2D(...) -> (...)"
 std::string described(const std::string& signature) {
   const std::size_t first = signature.find('\n'), second = first == std::string::npos ? first : signature.find('\n', first + 1);
@@ -56,6 +43,17 @@ std::string described(const std::string& signature) {
 std::string network_text(Network n) { return std::string(arch_name(n.architecture)) + " for " + std::to_string(n.size) + "-pixel images"; }
 
 }  // namespace
+
+std::string compiled_networks() {
+  std::vector<Architecture> have;
+  for (const Architecture a : architectures)
+    if (built(a)) have.push_back(a);
+  std::string s;
+  for (std::size_t i = 0; i < have.size(); ++i)
+    s += (i == 0 ? "" : i + 1 == have.size() ? " and " : ", ") + std::string(arch_name(have[i])) + " at " + sizes_text(have[i]) + " pixels";
+  if (networks.size() < all_networks.size()) s += "; every network with " + configure_with([](Network) { return true; });
+  return s;
+}
 
 Network model_network(const std::string& path) {
   const std::string signature = tnet::read_model_signature(path);
@@ -106,27 +104,13 @@ tnet::PretrainedReport load_pretrained_model(const std::string& path, Net& net, 
   return tnet::load_pretrained(path, net, {.class_names = class_names});
 }
 
-// For every network of models.hpp's `networks`.
-template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<64>>(const std::string&);
-template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<96>>(const std::string&);
-template tnet::OnnxInfo read_onnx_model_info<SmallerVGGNet<128>>(const std::string&);
-#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
-template tnet::OnnxInfo read_onnx_model_info<ResNet18<96>>(const std::string&);
-template tnet::OnnxInfo read_onnx_model_info<MobileNetV2<96>>(const std::string&);
-#endif
-template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<64>&);
-template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<96>&);
-template std::vector<std::string> load_onnx_model(const std::string&, SmallerVGGNet<128>&);
-#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
-template std::vector<std::string> load_onnx_model(const std::string&, ResNet18<96>&);
-template std::vector<std::string> load_onnx_model(const std::string&, MobileNetV2<96>&);
-#endif
-template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<64>&, const std::vector<std::string>&);
-template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<96>&, const std::vector<std::string>&);
-template tnet::PretrainedReport load_pretrained_model(const std::string&, SmallerVGGNet<128>&, const std::vector<std::string>&);
-#if TNET_FASHION_TORCHVISION  // compiled only where the programs have them
-template tnet::PretrainedReport load_pretrained_model(const std::string&, ResNet18<96>&, const std::vector<std::string>&);
-template tnet::PretrainedReport load_pretrained_model(const std::string&, MobileNetV2<96>&, const std::vector<std::string>&);
-#endif
+// For every network the programs are compiled for.
+#define FASHION_INSTANTIATE(architecture, size)                                                                                      \
+  template tnet::OnnxInfo read_onnx_model_info<NetworkType<Network{Architecture::architecture, size}>>(const std::string&);          \
+  template std::vector<std::string> load_onnx_model(const std::string&, NetworkType<Network{Architecture::architecture, size}>&);    \
+  template tnet::PretrainedReport load_pretrained_model(const std::string&, NetworkType<Network{Architecture::architecture, size}>&, \
+                                                        const std::vector<std::string>&);
+FASHION_NETWORKS(FASHION_INSTANTIATE)
+#undef FASHION_INSTANTIATE
 
 }  // namespace fashion

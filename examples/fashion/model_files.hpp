@@ -11,6 +11,11 @@
 
 namespace fashion {
 
+/// The networks the programs are compiled for, for messages: "SmallerVGGNet at 64, 96 or 128
+/// pixels, ResNet18 at 96 pixels and MobileNetV2 at 96 pixels"; when some are left out, then how
+/// to configure a build with every one.
+std::string compiled_networks();
+
 /// Whether `path` names an ONNX model (by its extension) rather than a tnet model file.
 bool is_onnx_path(const std::string& path);
 

@@ -3,8 +3,9 @@
 // Three architectures (fashion_train --arch): SmallerVGGNet, the tutorial's, and ResNet18 and
 // MobileNetV2 beside it. The label count is a network's run-time width, so one type serves any
 // dataset; the image size is architecture (it fixes every layer's shape), so each type is compiled
-// for given sizes: SmallerVGGNet for 64, 96 and 128 pixels, the other two for 96 (the tutorial's),
-// one translation unit each (instantiate.cpp.in), built in parallel.
+// for given sizes. networks.cmake lists them, architecture:size, the one list: from it CMake
+// generates each type's translation units (instantiate.cpp.in, built in parallel) and
+// fashion_networks.hpp, from which `networks` below is read.
 #pragma once
 
 #include <array>
@@ -40,25 +41,51 @@ struct Network {
   friend constexpr bool operator==(const Network&, const Network&) = default;
 };
 
-#ifndef TNET_FASHION_TORCHVISION
-#define TNET_FASHION_TORCHVISION 1
-#endif
-/// Every one, one translation unit each; examples/CMakeLists.txt lists the same. ResNet18 and
-/// MobileNetV2 are left out of a build configured with -DTNET_FASHION_TORCHVISION=OFF (about half
-/// the compile time: the quick start's, unless it is given --arch).
-#if TNET_FASHION_TORCHVISION
-inline constexpr std::array<Network, 5> networks = {{{Architecture::smallervgg, 64},
-                                                     {Architecture::smallervgg, 96},
-                                                     {Architecture::smallervgg, 128},
-                                                     {Architecture::resnet18, 96},
-                                                     {Architecture::mobilenetv2, 96}}};
-#else
-inline constexpr std::array<Network, 3> networks = {
-    {{Architecture::smallervgg, 64}, {Architecture::smallervgg, 96}, {Architecture::smallervgg, 128}}};
-#endif
+// FASHION_NETWORKS(X) and FASHION_ALL_NETWORKS(X): X(architecture, size) for each network type
+// the programs are compiled for, and for each networks.cmake lists.
+#include "fashion_networks.hpp"
+
+#define FASHION_NETWORK(architecture, size) Network{Architecture::architecture, size},
+/// Every network type the programs are compiled for, one translation unit each: the build's
+/// choice (-DTNET_FASHION_NETWORKS) from `all_networks`.
+inline constexpr auto networks = std::to_array<Network>({FASHION_NETWORKS(FASHION_NETWORK)});
+/// Every network type the programs can be compiled for.
+inline constexpr auto all_networks = std::to_array<Network>({FASHION_ALL_NETWORKS(FASHION_NETWORK)});
+#undef FASHION_NETWORK
+
+/// Whether the programs are compiled for `n`.
+constexpr bool compiled(Network n) {
+  for (const Network& m : networks)
+    if (m == n) return true;
+  return false;
+}
+
+/// Whether the programs could be compiled for `n`.
+constexpr bool listed(Network n) {
+  for (const Network& m : all_networks)
+    if (m == n) return true;
+  return false;
+}
+
+/// How to configure a build with the networks `wanted` as well as its own, for messages:
+/// `-DTNET_FASHION_NETWORKS="smallervgg:96;resnet18:96"`, in all_networks' order.
+template <class Wanted>
+std::string configure_with(Wanted wanted) {
+  std::string s = "-DTNET_FASHION_NETWORKS=\"";
+  bool first = true;
+  for (const Network& n : all_networks) {
+    if (!compiled(n) && !wanted(n)) continue;
+    if (!first) s += ';';
+    first = false;
+    s.append(arch_option(n.architecture)).append(":").append(std::to_string(n.size));
+  }
+  return s += '"';
+}
+
 /// What a build without an architecture says about it.
 inline std::string not_built(Architecture a) {
-  return std::string(arch_name(a)) + " is not built into these programs (configure with -DTNET_FASHION_TORCHVISION=ON)";
+  return std::string(arch_name(a)) + " is not compiled into these programs (configure with " +
+         configure_with([a](Network n) { return n.architecture == a; }) + ")";
 }
 
 /// torchvision's ResNet18 and MobileNetV2 (tnet/models) with the fashion programs' head, as
@@ -120,13 +147,6 @@ inline std::string sizes_text(Architecture a) {
 constexpr bool built(Architecture a) {
   for (const Network& m : networks)
     if (m.architecture == a) return true;
-  return false;
-}
-
-/// Whether the programs are compiled for `n`.
-constexpr bool compiled(Network n) {
-  for (const Network& m : networks)
-    if (m == n) return true;
   return false;
 }
 

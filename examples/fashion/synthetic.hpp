@@ -22,7 +22,8 @@ struct Garment {
 inline const std::array<Garment, 6> synthetic_classes = {
     {{"black", "jeans"}, {"blue", "dress"}, {"blue", "jeans"}, {"blue", "shirt"}, {"red", "dress"}, {"red", "shirt"}}};
 
-namespace detail {
+// The drawing: garments as polygons, filled with the class's colour.
+namespace drawing {
 struct Point {
   double x, y;
 };
@@ -68,11 +69,11 @@ inline std::array<double, 3> shade(const std::string& colour) {
   if (colour == "blue") return {35, 70, 175};
   return {28, 28, 32};  // black
 }
-}  // namespace detail
+}  // namespace drawing
 
 /// Draws picture `index` of class `cls` at size x size, RGB, into `pixels`.
 inline void draw_garment(int cls, std::uint64_t seed, std::uint64_t index, int size, std::uint8_t* pixels) {
-  using detail::Point;
+  using drawing::Point;
   const tnet::Rng rng = tnet::Rng(seed).derive(index);
   const Garment& g = synthetic_classes[std::size_t(cls)];
   auto u = [&](std::uint64_t i) { return double(rng.uniform(i)); };
@@ -80,14 +81,14 @@ inline void draw_garment(int cls, std::uint64_t seed, std::uint64_t index, int s
   std::array<double, 3> top, bottom;
   for (int c = 0; c < 3; ++c) top[c] = 170 + 80 * u(1 + c), bottom[c] = 150 + 100 * u(4 + c);
   // Garment colour: the class's shade, jittered in brightness and hue.
-  const std::array<double, 3> base = detail::shade(g.colour);
+  const std::array<double, 3> base = drawing::shade(g.colour);
   const double bright = 0.75 + 0.5 * u(7);
   std::array<double, 3> colour;
   for (int c = 0; c < 3; ++c) colour[c] = std::min(255.0, base[c] * bright + 25 * (u(8 + c) - 0.5));
   // Placement: scale, centre, tilt.
   const double scale = size * (0.28 + 0.14 * u(11)), cx = size * (0.4 + 0.2 * u(12)), cy = size * (0.42 + 0.16 * u(13));
   const double tilt = (u(14) - 0.5) * 0.5, stretch = 0.8 + 0.4 * u(15);
-  std::vector<std::vector<Point>> shapes = detail::silhouette(g.kind);
+  std::vector<std::vector<Point>> shapes = drawing::silhouette(g.kind);
   for (auto& shape : shapes)
     for (Point& p : shape) {
       const double x = p.x * scale * stretch, y = p.y * scale;
@@ -97,7 +98,7 @@ inline void draw_garment(int cls, std::uint64_t seed, std::uint64_t index, int s
     for (int x = 0; x < size; ++x) {
       const double t = double(y) / size;
       bool on = false;
-      for (const auto& shape : shapes) on = on || detail::inside(shape, x + 0.5, y + 0.5);
+      for (const auto& shape : shapes) on = on || drawing::inside(shape, x + 0.5, y + 0.5);
       for (int c = 0; c < 3; ++c) {
         const double noise = 24 * (u(16 + std::uint64_t(y * size + x) * 3 + c) - 0.5);
         const double v = (on ? colour[c] : top[c] * (1 - t) + bottom[c] * t) + noise;

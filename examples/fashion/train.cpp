@@ -34,7 +34,7 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
   --threads N          1 to the machine's hardware threads [all cores, or OMP_NUM_THREADS]
   --arch NAME          the network: smallervgg (the tutorial's SmallerVGGNet), resnet18 or
                        mobilenetv2 (ResNet18 and MobileNetV2, as torchvision has them) [smallervgg]
-  --image-size N       64, 96 or 128; resnet18 and mobilenetv2: 96 [96]
+  --image-size N       the photos' size, one the network is compiled for (below) [96]
   --val-split X        fraction kept for validation, in (0, 1) [0.2]
   --val-list FILE      validate on the images FILE lists (paths relative to --dataset, or to
                        --list's folder, one a line) and train on the others, instead of a split
@@ -157,7 +157,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                         "--backbone-lr-multiplier"},
                        {"--no-augment", "--no-recalibrate-bn", "--resume", "--overwrite", "--tune-thresholds", "--help"});
   if (args.flag("--help")) {
-    std::cout << usage;
+    std::cout << usage << "\nCompiled for " << compiled_networks() << ".\n";
     return 0;
   }
   if (!args.positional().empty()) throw UsageError("unexpected argument '" + args.positional()[0] + "' (see --help)");
@@ -183,7 +183,10 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
     throw UsageError(
         "--image-size must be " + sizes_text(s.architecture) + " (the sizes fashion_train is compiled for" +
         (s.architecture == Architecture::smallervgg ? std::string() : std::string(" with --arch ") + arch_option(s.architecture)) +
-        "), got " + std::to_string(s.image_size));
+        "), got " + std::to_string(s.image_size) +
+        (listed({s.architecture, s.image_size})
+             ? "; to compile it, configure with " + configure_with([&](Network n) { return n == Network{s.architecture, s.image_size}; })
+             : ""));
   s.val_split = args.number("--val-split", s.val_split, 0.0, 1.0, "a fraction in (0, 1)");
   s.val_list = args.text("--val-list", "");
   s.train_list = args.text("--train-list", "");

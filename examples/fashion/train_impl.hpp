@@ -90,10 +90,10 @@ struct TrainData {
 /// The options a resumed run must repeat: they fix the schedule, the split and the batches (the
 /// split itself is named by a checksum of its indices).
 inline std::string settings_text(const TrainSettings& s, const tnet::Split& split) {
-  std::uint64_t h = tnet::detail::fnv1a64_basis;
+  std::uint64_t h = tnet::fnv1a64_basis;
   for (const auto* part : {&split.train, &split.test}) {
-    h = tnet::detail::fnv1a64(reinterpret_cast<const char*>(part->data()), part->size() * sizeof(std::size_t), h);
-    h = tnet::detail::fnv1a64("|", 1, h);
+    h = tnet::fnv1a64(reinterpret_cast<const char*>(part->data()), part->size() * sizeof(std::size_t), h);
+    h = tnet::fnv1a64("|", 1, h);
   }
   std::ostringstream out;
   out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --seed " << s.seed << " --image-size "
@@ -225,14 +225,14 @@ int train(const TrainSettings& s, TrainData& data) {
   // Said once a resumed checkpoint is accepted, after the records of the inputs are written.
   auto start = [&] {
     if (data.write_records) data.write_records();
-    std::cout << arch_name(s.architecture) << ": " << tnet::detail::with_commas(net->trainable_count() + net->non_trainable_count())
+    std::cout << arch_name(s.architecture) << ": " << tnet::with_commas(net->trainable_count() + net->non_trainable_count())
               << " parameters, " << size << "x" << size << "x3 input, " << labels << " labels; " << steps << " steps of " << s.batch_size
               << " per epoch, " << tnet::num_threads() << " threads"
               << (processes > 1 ? " in each of " + std::to_string(processes) + " processes" : "")
               << (s.augment ? ", augmented" : ", no augmentation") << "\n";
   };
-  std::uint64_t paths = tnet::detail::fnv1a64_basis;
-  for (const std::string& path : data.images.paths) paths = tnet::detail::fnv1a64(path.data(), path.size() + 1, paths);  // with its '\0'
+  std::uint64_t paths = tnet::fnv1a64_basis;
+  for (const std::string& path : data.images.paths) paths = tnet::fnv1a64(path.data(), path.size() + 1, paths);  // with its '\0'
   // Stochastic weight averaging (tnet/train/average.hpp): the tutorial's learning rate is still
   // 95 % of its first value at the end, so the weights of successive epochs scatter around a
   // minimum; the mean of the last average_epochs epochs' ends lies nearer its centre.

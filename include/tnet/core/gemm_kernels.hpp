@@ -46,7 +46,7 @@ inline const char* name(GemmKernel kernel) {
 }
 
 /// Whether this CPU (and operating system) runs `kernel`: AVX-512 kernels need x86-64-v4's
-/// subsets (core/targets.hpp).
+/// subsets, and a program that has them (core/targets.hpp: TNET_NATIVE).
 inline bool supported(GemmKernel kernel) {
 #if TNET_X86_KERNELS
   __builtin_cpu_init();
@@ -54,7 +54,7 @@ inline bool supported(GemmKernel kernel) {
     case GemmKernel::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case GemmKernel::avx512:
-      return detail::runs_x86_64_v4();
+      return TNET_AVX512_KERNELS && detail::runs_x86_64_v4();
     default:
       return true;
   }
@@ -596,8 +596,10 @@ struct Avx2Code {
   template <class T>
   static constexpr auto row = row_avx2<T>;
 };
-using Avx512 = Kernels<Avx512Code>;
 using Avx2 = Kernels<Avx2Code>;
+// Without AVX-512 code (TNET_AVX512_KERNELS, core/targets.hpp), never picked: the AVX2 kernels,
+// so that code written for both compiles one.
+using Avx512 = std::conditional_t<TNET_AVX512_KERNELS, Kernels<Avx512Code>, Avx2>;
 
 /// The depth of one step along K: a B panel (depth x NR) stays in L1, a block of A in L2.
 inline constexpr std::ptrdiff_t kernel_depth = 256;

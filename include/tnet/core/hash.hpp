@@ -7,11 +7,14 @@
 #include <cstdint>
 #include <cstring>
 
-namespace tnet::detail {
+namespace tnet {
 
+/// FNV-1a-64's offset basis: the hash of no bytes, where a hash of several pieces starts.
 inline constexpr std::uint64_t fnv1a64_basis = 0xcbf29ce484222325ull;
 
-// FNV-1a-64 of `size` bytes, continuing from `h` (the hash of the bytes before them).
+/// FNV-1a-64 of `size` bytes, continuing from `h` (the hash of the bytes before them): a cheap
+/// fingerprint, not a cryptographic hash. Hashing pieces in turn, each from the last's result,
+/// gives the hash of their concatenation.
 inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h = fnv1a64_basis) {
   for (std::size_t i = 0; i < size; ++i) {
     h ^= static_cast<unsigned char>(data[i]);
@@ -19,6 +22,10 @@ inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t h
   }
   return h;
 }
+
+}  // namespace tnet
+
+namespace tnet::detail {
 
 // XXH64 (xxHash, 64 bits) of `size` bytes with `seed`, as the reference implementation computes
 // it: four lanes of 8-byte words multiplied and rotated, then mixed, at several bytes a cycle.

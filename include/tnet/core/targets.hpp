@@ -11,6 +11,12 @@
 //
 // body runs on the calling thread: call run_for inside parallel loops, once per piece of work
 // (OpenMP's outlined loop bodies do not inherit a target attribute).
+//
+// A program built for the machine it runs on (-march=native) can say so with TNET_NATIVE=1 (CMake's
+// TNET_NATIVE does, for tnet's own programs): then no code is compiled for AVX-512 unless the
+// build's instruction set has it, as such code could never run. Every AVX-512 copy is then the
+// AVX2 one (detail::Avx512 is detail::Avx2), which the CPU checks never pick instead, so results
+// are those of the same program built without it; it only compiles faster.
 #pragma once
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -18,6 +24,14 @@
 #include <immintrin.h>
 #else
 #define TNET_X86_KERNELS 0
+#endif
+
+/// Whether code for AVX-512 is compiled (see above).
+#if TNET_X86_KERNELS && (!defined(TNET_NATIVE) || TNET_NATIVE == 0 || \
+                         (defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)))
+#define TNET_AVX512_KERNELS 1
+#else
+#define TNET_AVX512_KERNELS 0
 #endif
 
 namespace tnet::detail {
@@ -62,8 +76,9 @@ void run_build(Body body, Args... args) {
 template <Target target, class Body, class... Args>
 void run_for(const Body& body, Args... args) {
 #if TNET_X86_KERNELS
-  if constexpr (target == Target::avx512) return run_avx512(body, args...);
-  if constexpr (target == Target::avx2) return run_avx2(body, args...);
+  // Without AVX-512 code, Target::avx512 is never picked: its copy is the AVX2 one.
+  if constexpr (target == Target::avx512 && TNET_AVX512_KERNELS) return run_avx512(body, args...);
+  if constexpr (target == Target::avx2 || target == Target::avx512) return run_avx2(body, args...);
 #endif
   run_build(body, args...);
 }

@@ -594,8 +594,7 @@ inline std::string image_cache_file(const std::string& dataset, const std::strin
   if (name.empty()) name = "dataset";
   const std::string key = where.string() + "\n" + std::to_string(size);
   std::ostringstream file;
-  file << name << "-" << size << "px-" << std::hex << std::setw(16) << std::setfill('0') << detail::fnv1a64(key.data(), key.size())
-       << ".tnetcache";
+  file << name << "-" << size << "px-" << std::hex << std::setw(16) << std::setfill('0') << fnv1a64(key.data(), key.size()) << ".tnetcache";
   return (fs::path(cache_dir) / file.str()).string();
 }
 

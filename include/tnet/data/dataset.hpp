@@ -208,13 +208,15 @@ struct LoadOptions {
   ImageLimits limits;
 };
 
-namespace detail {
-
+/// Whether a path names an image by its extension, as load_image_folder picks files: .jpg, .jpeg,
+/// .png, .gif or .bmp, in any case.
 inline bool has_image_extension(const std::filesystem::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".gif" || ext == ".bmp";
 }
+
+namespace detail {
 
 // Whether a path holds a control character: the lists of paths tnet writes hold one a line.
 inline bool path_has_control_character(std::string_view path) {

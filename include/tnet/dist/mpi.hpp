@@ -150,7 +150,7 @@ inline bool launched() {
 
 /// A fingerprint of an array's bits, to check that every process holds the same (same_everywhere).
 inline std::uint64_t checksum(std::span<const float> values) {
-  return tnet::detail::fnv1a64(reinterpret_cast<const char*>(values.data()), values.size_bytes());
+  return tnet::fnv1a64(reinterpret_cast<const char*>(values.data()), values.size_bytes());
 }
 
 /// The processes of a communicator (every process of the run by default) as a tnet::Reducer.

@@ -50,13 +50,7 @@ struct Outputs {
   int count;
 };
 
-namespace detail {
-
-template <class T>
-struct is_input : std::false_type {};
-template <int H, int W, int C>
-struct is_input<Input<H, W, C>> : std::true_type {};
-
+/// A count with its thousands separated as summary() prints them: 1234567 is "1,234,567".
 inline std::string with_commas(std::size_t n) {
   std::string digits = std::to_string(n), out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
@@ -65,6 +59,13 @@ inline std::string with_commas(std::size_t n) {
   }
   return out;
 }
+
+namespace detail {
+
+template <class T>
+struct is_input : std::false_type {};
+template <int H, int W, int C>
+struct is_input<Input<H, W, C>> : std::true_type {};
 
 // "x holds 10 floats; a batch of 2 at (None, 4, 4, 3) needs 96". `shape()` names the shape; it is
 // called only for the error, so that a training step allocates nothing.
@@ -465,12 +466,12 @@ class Sequential {
       std::string name = " ";  // " 3.conv2d (Conv2D)"; built by appending (GCC 12 misreads " " + std::string)
       name += layer_name<I>();
       name += " (" + description.substr(0, description.find('(')) + ")";
-      out << std::left << std::setw(38) << name << std::setw(26) << shape_string<I>() << detail::with_commas(count) << "\n"
+      out << std::left << std::setw(38) << name << std::setw(26) << shape_string<I>() << with_commas(count) << "\n"
           << (I + 1 < depth ? rule : double_rule) << "\n";
     });
-    out << "Total params: " << detail::with_commas(trainable_count() + non_trainable_count()) << "\n"
-        << "Trainable params: " << detail::with_commas(trainable_count()) << "\n"
-        << "Non-trainable params: " << detail::with_commas(non_trainable_count()) << "\n"
+    out << "Total params: " << with_commas(trainable_count() + non_trainable_count()) << "\n"
+        << "Trainable params: " << with_commas(trainable_count()) << "\n"
+        << "Non-trainable params: " << with_commas(non_trainable_count()) << "\n"
         << rule << "\n";
   }
 

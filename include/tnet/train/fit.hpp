@@ -416,10 +416,10 @@ FitResult fit(Net& net, BatchIterator& train, BatchIterator& val, Optimizer& opt
   }
   // Processes that train together must start alike: the same settings, data and weights.
   if (group) {
-    std::uint64_t h = detail::fnv1a64(o.settings.data(), o.settings.size());
-    h = detail::fnv1a64(reinterpret_cast<const char*>(&o.data_checksum), sizeof o.data_checksum, h);
+    std::uint64_t h = fnv1a64(o.settings.data(), o.settings.size());
+    h = fnv1a64(reinterpret_cast<const char*>(&o.data_checksum), sizeof o.data_checksum, h);
     const std::span<const float> weights = net.parameters().values;
-    h = detail::fnv1a64(reinterpret_cast<const char*>(weights.data()), weights.size_bytes(), h);
+    h = fnv1a64(reinterpret_cast<const char*>(weights.data()), weights.size_bytes(), h);
     if (!same_everywhere(*group, h))
       throw std::runtime_error(
           "the processes do not start alike: each must run with the same options, find the same data at the same paths "
