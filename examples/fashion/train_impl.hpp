@@ -174,7 +174,7 @@ int train(const TrainSettings& s, TrainData& data) {
       rate << s.backbone_lr_multiplier;
       std::cout << "layers " << names.front() << " to " << names[until - 1]
                 << (s.backbone_lr_multiplier >= 0 ? " train at " + rate.str() + " x the learning rate; "
-                                                  : " are frozen (" + tnet::detail::with_commas(net->parameters().frozen) + " weights); ")
+                                                  : " are frozen (" + tnet::with_commas(net->parameters().frozen) + " weights); ")
                 << names[until] << " to " << names.back() << " train" << (s.backbone_lr_multiplier >= 0 ? " at the full rate" : "") << "\n";
     }
   }
