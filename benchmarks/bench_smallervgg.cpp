@@ -6,7 +6,8 @@
 //                    [--kernel eigen|avx2|avx512] [--onnx FILE] [--json] [--layers] | --list-nets
 // Prints `name value` lines (or one JSON object); --layers adds each step's forward and
 // backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses; a
-// residual block is one step); --kernel makes gemm use that kernel rather
+// residual block is one step) and each step of the inference plan's milliseconds (the median of
+// a quarter of --latency-runs, at least 20, each step run alone); --kernel makes gemm use that kernel rather
 // than the widest the CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
 // --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
 // the network, as trained by the timed steps, to FILE as ONNX with an NCHW input (the order of the
@@ -137,6 +138,40 @@ std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
   return times;
 }
 
+// Each step of the inference plan alone (model/plan.hpp), on the activations of an inference of
+// the batch, as predict runs it: the median of `repeats` runs of each, in milliseconds.
+template <class Net>
+std::vector<LayerTime> time_inference_steps(Net& net, const tnet::Buffer& x, int batch, int repeats) {
+  using Chain = typename Net::chain_type;
+  using Plan = typename Chain::inference_plan;
+  Chain& chain = net.chain();
+  net.predict(std::span(x).first(std::size_t(batch) * Net::input_size), batch);  // the kernels prepared, every step's input written
+  const tnet::Pass pass{tnet::Mode::infer, 0, nullptr, 0, true};
+  std::vector<LayerTime> times;
+  std::vector<double> runs(std::size_t(std::max(1, repeats)));
+  [&]<std::size_t... S>(std::index_sequence<S...>) {
+    (([&] {
+       using Step = std::tuple_element_t<S, Plan>;
+       std::string name;
+       for (std::size_t i = Step::first; i <= Step::last; ++i) {
+         if (i > Step::first) name += '+';
+         name += std::to_string(i);
+       }
+       name += '.';
+       name += Step::rule::name;
+       chain.template inference_step<S>(batch, pass);
+       for (double& t : runs) {
+         const auto start = Clock::now();
+         chain.template inference_step<S>(batch, pass);
+         t = seconds_since(start);
+       }
+       times.push_back({name, median_p99(runs).first * 1e3, 0});
+     }()),
+     ...);
+  }(std::make_index_sequence<std::tuple_size_v<Plan>>{});
+  return times;
+}
+
 // The networks --net takes: SmallerVGGNet, and where tnet has them (tnet/models) torchvision's
 // ResNet18 and MobileNetV2 with a sigmoid after their Linear (binary cross-entropy, as
 // benchmarks/peers/torch_bench.py trains them); 6 labels, 96x96x3 inputs.
@@ -205,8 +240,9 @@ int run(const Options& options) {
     }
   }
 
-  std::vector<LayerTime> per_layer;
+  std::vector<LayerTime> per_layer, per_inference_step;
   if (layers) {
+    per_inference_step = time_inference_steps(*net, x, batch, std::max(20, latency_runs / 4));
     net->forward(x, batch, tnet::Mode::train);
     per_layer = time_layers(*net, batch, std::max(2, steps / 2));
   }
@@ -242,6 +278,10 @@ int run(const Options& options) {
       for (std::size_t i = 0; i < per_layer.size(); ++i)
         std::printf("%s{\"name\": \"%s\", \"forward_ms\": %.4g, \"backward_ms\": %.4g}", i ? ", " : "", per_layer[i].name.c_str(),
                     per_layer[i].forward_ms, per_layer[i].backward_ms);
+      std::printf("], \"inference_steps\": [");
+      for (std::size_t i = 0; i < per_inference_step.size(); ++i)
+        std::printf("%s{\"name\": \"%s\", \"ms\": %.4g}", i ? ", " : "", per_inference_step[i].name.c_str(),
+                    per_inference_step[i].forward_ms);
       std::printf("]");
     }
     std::printf("}\n");
@@ -251,6 +291,7 @@ int run(const Options& options) {
   for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
   for (const LayerTime& t : per_layer)
     std::printf("step %-32s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
+  for (const LayerTime& t : per_inference_step) std::printf("infer_step %-26s ms %8.3f\n", t.name.c_str(), t.forward_ms);
   return 0;
 }
 }  // namespace

@@ -110,8 +110,13 @@ void check_conv_directly(int batch) {
     // Winograd's F(4x4, 3x3) where it applies, whose transforms add rounding (measured: 3e-6 to
     // 6e-6 of the largest value, where the direct product's is 1e-7 to 9e-7).
     const bool winograd = kernel_kind != GemmKernel::eigen && L::uses_winograd(batch);
-    if (kernel_kind != GemmKernel::eigen) CHECK(winograd == (C % 16 == 0 && F % 16 == 0 && K == 3 && S == 1));
+    const bool winograd_shape = C % 16 == 0 && F % 16 == 0 && K == 3 && S == 1;
+    if (kernel_kind != GemmKernel::eigen) CHECK(winograd == (winograd_shape && batch * ((OH + 3) / 4) * ((OW + 3) / 4) >= 128));
     const double tolerance = winograd ? 3e-5 : 1e-5;
+    // Inference takes Winograd's with fewer tiles: 4 at least (tiles of 4 x 4 output pixels).
+    const bool winograd_inference = kernel_kind != GemmKernel::eigen && L::uses_winograd(batch, Mode::infer);
+    if (kernel_kind != GemmKernel::eigen) CHECK(winograd_inference == (winograd_shape && batch * ((OH + 3) / 4) * ((OW + 3) / 4) >= 4));
+    const double inference_tolerance = winograd_inference ? 3e-5 : 1e-5;
     conv.forward(x.data(), got_y.data(), batch, Pass{Mode::train, 0});
     conv.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
     CHECK(worst(got_y.data(), y) < tolerance);
@@ -120,7 +125,7 @@ void check_conv_directly(int batch) {
     CHECK(worst(got_dx.data(), dx) < tolerance);
     Buffer inferred(out_size, std::nanf(""));
     conv.forward(x.data(), inferred.data(), batch, Pass{Mode::infer});
-    CHECK(worst(inferred.data(), y) < tolerance);
+    CHECK(worst(inferred.data(), y) < inference_tolerance);
     // The kernel packed once for inference (read when the pass says it is current): the same
     // bits as packing it in each product. A pass that does not say so packs the kernel it has.
     conv.prepare_inference(true);
@@ -155,6 +160,11 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
   check_conv_directly<Conv2D<96, 3>, Shape<15, 14, 80>>(9);
   check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
+  // A batch-1 inference: Winograd's with 16 tiles (SmallerVGGNet's fourth convolution), with 4
+  // (in blocks of 2 tiles at 2 threads), and the direct product with 1.
+  check_conv_directly<Conv2D<128, 3>, Shape<16, 16, 64>>(1);
+  check_conv_directly<Conv2D<32, 3>, Shape<7, 8, 32>>(1);
+  check_conv_directly<Conv2D<16, 3>, Shape<4, 3, 16>>(1);
   // 1x1 at stride 1, the pixels read where they lie: filters not a multiple of 8; more channels
   // than a depth step; fewer rows than filters (the product cut into columns, 80 wide: not a
   // whole AVX-512 panel). Strided 1x1 (ResNet's projection) gathers. A deep product of few rows
@@ -204,6 +214,30 @@ TEST_CASE("Conv2D::forward_pooled: the forward, its epilogue and the max pool af
 TEST_CASE("Dense matches PyTorch") {
   Standalone<Dense<5>::Layer<Shape<1, 1, 7>>> dense;
   check_conv_like(dense, "dense");
+}
+
+TEST_CASE("Dense's inference of 1 to 4 samples (its kernel read in one sweep) equals the training forward's values, every call") {
+  // 300 -> 45 units: rows of the kernel ending inside a vector; K in one chunk.
+  Standalone<Dense<45>::Layer<Shape<1, 1, 300>>> dense;
+  const Buffer bias = test::random_values(45, 8);
+  std::copy(bias.begin(), bias.end(), dense.bias());
+  const Buffer x = test::random_values(std::size_t(5) * 300, 9);
+  test::with_each_gemm_kernel([&](GemmKernel) {
+    for (const int batch : {1, 2, 3, 4, 5}) {
+      INFO("batch ", batch);
+      Buffer trained(std::size_t(batch) * 45), inferred(trained.size());
+      dense.forward(x.data(), trained.data(), batch, Pass{Mode::train, 0});
+      double worst = 0;
+      for (int call = 0; call < 3; ++call) {  // the sweeps alternate their direction: the same bits
+        Buffer again(trained.size());
+        dense.forward(x.data(), again.data(), batch, Pass{Mode::infer, 0});
+        if (call == 0) inferred = again;
+        CHECK(again == inferred);
+      }
+      for (std::size_t i = 0; i < trained.size(); ++i) worst = std::max(worst, std::abs(double(inferred[i]) - trained[i]));
+      CHECK(worst <= 1e-6 * std::sqrt(300.0) * 4);  // the order of additions only
+    }
+  });
 }
 
 TEST_CASE("BatchNorm matches Keras semantics: batch statistics, moving statistics, inference") {
@@ -723,6 +757,68 @@ TEST_CASE("gemm_bf16: B in bfloat16 with every kernel against a double reference
   });
   // Eigen's always; AVX2 and AVX-512 wherever the CPU runs them (as the gemm test above counts)
   CHECK(kernels_run == (TNET_X86_KERNELS && supported(GemmKernel::avx2) ? (supported(GemmKernel::avx512) ? 3 : 2) : 1));
+}
+
+TEST_CASE("sweep_gemm: 1 to 4 rows times B in floats or bfloat16 against a double reference, the same bits any way") {
+  struct Case {
+    std::ptrdiff_t M, N, K;
+  };
+  // (1, 1024, 3000): a batch-1 dense layer, K in chunks; (1, 37, 301) and (3, 1003, 1030): rows
+  // of B ending inside a vector (masked loads), K past the last whole pass; (2, 64, 5) and
+  // (4, 40, 1): K in one short chunk; (4, 200, 9000): K in 16 chunks; (1, 48, 0): no K.
+  const Case cases[] = {{1, 1024, 3000}, {1, 37, 301}, {3, 1003, 1030}, {2, 64, 5}, {4, 40, 1}, {4, 200, 9000}, {1, 48, 0}};
+  const int threads_before = num_threads();
+  const int kernels_run = test::with_each_gemm_kernel([&](GemmKernel kernel) {
+    for (const Case cs : cases)
+      for (const bool bf16 : {false, true}) {
+        INFO("M ", cs.M, " N ", cs.N, " K ", cs.K, " bf16 ", bf16);
+        const Buffer a = test::random_values(std::size_t(cs.M * cs.K), 1), b = test::random_values(std::size_t(cs.K * cs.N), 2);
+        const Buffer bias = test::random_values(std::size_t(cs.N), 3), scale = test::random_values(std::size_t(cs.N), 4),
+                     shift = test::random_values(std::size_t(cs.N), 5);
+        std::vector<std::uint16_t> rounded(b.size());
+        for (std::size_t i = 0; i < b.size(); ++i) rounded[i] = to_bfloat16(b[i]);
+        Epilogue epilogue;
+        epilogue.bias = bias.data(), epilogue.relu = true, epilogue.scale = scale.data(), epilogue.shift = shift.data();
+        auto product = [&](bool backwards) {
+          Buffer c(std::size_t(cs.M * cs.N), -7.0f);
+          if (bf16) sweep_gemm(cs.M, cs.N, cs.K, a.data(), rounded.data(), c.data(), epilogue, backwards);
+          else sweep_gemm(cs.M, cs.N, cs.K, a.data(), b.data(), c.data(), epilogue, backwards);
+          return c;
+        };
+        if (kernel == GemmKernel::eigen) {
+          CHECK_THROWS_AS(product(false), std::logic_error);
+          continue;
+        }
+        set_num_threads(2);
+        const Buffer c = product(false);
+        double worst = 0;
+        for (std::ptrdiff_t m = 0; m < cs.M; ++m)
+          for (std::ptrdiff_t n = 0; n < cs.N; ++n) {
+            double sum = 0;
+            for (std::ptrdiff_t k = 0; k < cs.K; ++k) {
+              const std::size_t at = std::size_t(k * cs.N + n);
+              sum += double(a[std::size_t(m * cs.K + k)]) * (bf16 ? double(from_bfloat16(rounded[at])) : double(b[at]));
+            }
+            const double want = std::max(sum + bias[std::size_t(n)], 0.0) * scale[std::size_t(n)] + shift[std::size_t(n)];
+            worst = std::max(worst, std::abs(double(c[std::size_t(m * cs.N + n)]) - want));
+          }
+        CHECK(worst <= 1e-6 * std::sqrt(double(std::max<std::ptrdiff_t>(cs.K, 1))) * 4);  // float rounding grows like sqrt(K)
+        // Each thread's chunks backwards, and other thread counts: the same bits.
+        CHECK(product(true) == c);
+        for (const int threads : {1, 3}) {
+          set_num_threads(threads);
+          CHECK(product(false) == c);
+          CHECK(product(true) == c);
+        }
+      }
+  });
+  set_num_threads(threads_before);
+  CHECK(kernels_run == (TNET_X86_KERNELS && supported(GemmKernel::avx2) ? (supported(GemmKernel::avx512) ? 3 : 2) : 1));
+  if (gemm_kernel() != GemmKernel::eigen) {
+    const Buffer a(5, 1.0f), b(5, 1.0f);
+    Buffer c(1);
+    CHECK_THROWS_AS(sweep_gemm(5, 1, 1, a.data(), b.data(), c.data()), std::invalid_argument);  // more rows than it takes
+  }
 }
 
 TEST_CASE("gemm: the same bits for any thread count, with every kernel") {

@@ -484,41 +484,58 @@ TEST_CASE("inference in bfloat16 is the float inference of the dense kernels rou
   });
 }
 
-TEST_CASE("inference reads the convolutions' kernels packed once, and follows the weights, with every gemm kernel") {
-  test::with_each_gemm_kernel([&](GemmKernel) {
-    for (const int batch : {4, 1}) {
-      INFO("batch ", batch);
-      Small net(3);
-      const Buffer x = test::random_values(std::size_t(4) * Small::input_size, 21);
-      Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
-      for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
-      Adam adam(Adam::Options{.lr = 0.05});
-      const std::span<const float> input = std::span(x).first(std::size_t(batch) * Small::input_size);
-      Buffer before;
-      // net's inference (its packed copies made by an earlier one) against a new network's first.
-      auto check = [&](const std::string& when) {
-        INFO(when);
-        const auto predicted = net.predict(input, batch);
-        const Buffer got(predicted.begin(), predicted.end());
-        Small reference(4);
-        copy_network(net, reference, false);
-        const auto expected = reference.predict(input, batch);
-        CHECK(Buffer(expected.begin(), expected.end()) == got);
-        CHECK(got != before);  // the weights' change shows
-        before = got;
-        net.predict(input, batch);
-      };
+namespace {
+// A network whose inference of 1 to 4 samples runs its convolution by Winograd's F(4x4, 3x3),
+// with the transformed kernel made once (as training's forward at these batches does not), and
+// reads its first dense kernel in one sweep (Dense::forward).
+using Prepared = Sequential<Input<8, 8, 16>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<40>, ReLU, Dense<3>, Sigmoid>;
+
+// net's inference (its copies for inference made by an earlier one) against a new network's
+// first, as the weights change.
+template <class Net>
+void check_inference_follows_weights() {
+  for (const int batch : {4, 1}) {
+    INFO("batch ", batch);
+    Net net(3);
+    const Buffer x = test::random_values(std::size_t(4) * Net::input_size, 21);
+    Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
+    for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
+    Adam adam(Adam::Options{.lr = 0.05});
+    const std::span<const float> input = std::span(x).first(std::size_t(batch) * Net::input_size);
+    Buffer before;
+    auto check = [&](const std::string& when) {
+      INFO(when);
+      const auto predicted = net.predict(input, batch);
+      const Buffer got(predicted.begin(), predicted.end());
+      Net reference(4);
+      copy_network(net, reference, false);
+      const auto expected = reference.predict(input, batch);
+      CHECK(Buffer(expected.begin(), expected.end()) == got);
+      CHECK(got != before);  // the weights' change shows
+      before = got;
       net.predict(input, batch);
-      check("after an inference");
-      net.train_step(x, targets, 4, adam);
-      check("after a training step");
-      for (const ParamRef& p : net.parameters())
-        if (p.name.ends_with("conv2d.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return -1.5f * v; });
-      check("after a write through parameters()");
-      static_assert(std::is_same_v<Small::spec_type<0>, Conv2D<4, 3>>);
-      float* kernel = net.layer<0>().kernel();
-      std::transform(kernel, kernel + 20, kernel, [](float v) { return v + 0.25f; });
-      check("after a write through layer<I>()");
+    };
+    net.predict(input, batch);
+    check("after an inference");
+    net.train_step(x, targets, 4, adam);
+    check("after a training step");
+    for (const ParamRef& p : net.parameters())
+      if (p.name.ends_with("conv2d.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return -1.5f * v; });
+    check("after a write through parameters()");
+    float* kernel = net.template layer<0>().kernel();
+    std::transform(kernel, kernel + 20, kernel, [](float v) { return v + 0.25f; });
+    check("after a write through layer<I>()");
+  }
+}
+}  // namespace
+
+TEST_CASE("inference reads the convolutions' kernels packed once, and follows the weights, with every gemm kernel") {
+  test::with_each_gemm_kernel([&](GemmKernel kernel) {
+    check_inference_follows_weights<Small>();
+    check_inference_follows_weights<Prepared>();
+    if (kernel != GemmKernel::eigen) {
+      CHECK(Prepared::layer_type<0>::uses_winograd(1, Mode::infer));
+      CHECK(!Prepared::layer_type<0>::uses_winograd(4, Mode::train));
     }
   });
 }
@@ -537,6 +554,9 @@ TEST_CASE("results do not depend on the thread count, with every gemm kernel") {
     values.emplace_back(net->output().begin(), net->output().end());
     const auto predicted = net->predict(x, 5);  // inference: Winograd's F(4x4, 3x3) at 32x32
     values.emplace_back(predicted.begin(), predicted.end());
+    // One image: Winograd's in blocks as many as the threads, the dense kernel in one sweep.
+    const auto one = net->predict(std::span(x).first(VGG::input_size), 1);
+    values.emplace_back(one.begin(), one.end());
     return values;
   };
   const int original = num_threads();

@@ -13,6 +13,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "config.hpp"
 #include "gemm_kernels.hpp"
@@ -236,6 +242,78 @@ inline void gemm_bf16(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, cons
   if (gemm_kernel() == GemmKernel::eigen) throw std::logic_error("tnet::gemm_bf16: needs tnet's own kernels; gemm_kernel() is Eigen's");
   const detail::Operand a{A, K, 1}, b{nullptr, 1, N, false, B};
   detail::kernel_gemm_erased(detail::erase(a), b, M, N, K, C, false, epilogue);
+}
+
+namespace detail {
+/// The most rows of A sweep_gemm takes.
+inline constexpr std::ptrdiff_t sweep_rows = 4;
+// The depth of sweep_gemm's chunks of K: about 16 chunks for threads to share, each at least 256
+// rows of B deep (K's alone decides).
+inline std::ptrdiff_t sweep_depth(std::ptrdiff_t K) {
+  const std::ptrdiff_t chunks = std::clamp<std::ptrdiff_t>(K / 256, 1, 16);
+  return std::max<std::ptrdiff_t>(1, (K + chunks - 1) / chunks);
+}
+}  // namespace detail
+
+/// C (M x N) = A (M x K) * B (K x N), then `epilogue`, for a few rows of A (1 <= M <= 4) times a
+/// large B (row-major), in floats or bfloat16 (core/bfloat16.hpp), read in one sweep from its first
+/// row to its last, each row whole, as memory serves it fastest: a dense layer's inference at a
+/// batch of 1 to 4, which waits for B to be read. K is cut into chunks (by K alone), each one
+/// product on one thread, added in chunk order: the result does not depend on the thread count.
+/// `backwards` takes each thread's chunks in the opposite order, with the same bits, so that
+/// calls that alternate begin with what the one before read last, which may still be in the
+/// cache. Only with tnet's own kernels: throws std::logic_error when gemm_kernel() is Eigen's.
+template <class T>
+void sweep_gemm(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const T* B, float* C, const Epilogue& epilogue = {},
+                bool backwards = false) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, std::uint16_t>, "tnet::sweep_gemm: B in floats or bfloat16 bits");
+  if (gemm_kernel() == GemmKernel::eigen) throw std::logic_error("tnet::sweep_gemm: needs tnet's own kernels; gemm_kernel() is Eigen's");
+  if (M < 1 || M > detail::sweep_rows)
+    throw std::invalid_argument("tnet::sweep_gemm: 1 to " + std::to_string(detail::sweep_rows) + " rows, got " + std::to_string(M));
+  const std::ptrdiff_t depth = detail::sweep_depth(K), chunks = std::max<std::ptrdiff_t>(1, (K + depth - 1) / depth);
+  ensure_size(detail::gemm_workspace(), std::size_t(chunks * M * N));
+  float* partials = detail::gemm_workspace().data();
+#pragma omp parallel if (chunks > 1 && N * K > (1 << 16))
+  {
+    int threads = 1, thread = 0;
+#ifdef _OPENMP
+    threads = omp_get_num_threads(), thread = omp_get_thread_num();
+#endif
+    // This thread's chunks, then (once every thread's are done) its share of C's columns.
+    const std::ptrdiff_t first = chunks * thread / threads, last = chunks * (thread + 1) / threads;
+    for (std::ptrdiff_t i = first; i < last; ++i) {
+      const std::ptrdiff_t chunk = backwards ? first + last - 1 - i : i, k0 = chunk * depth, kc = std::min(depth, K - k0);
+      const float* a = A + k0;
+      const T* b = B + k0 * N;
+      float* c = partials + chunk * M * N;
+      switch (M) {
+        case 1:
+          detail::sweep_avx2<1>(kc, a, K, b, N, c, N, N);
+          break;
+        case 2:
+          detail::sweep_avx2<2>(kc, a, K, b, N, c, N, N);
+          break;
+        case 3:
+          detail::sweep_avx2<3>(kc, a, K, b, N, c, N, N);
+          break;
+        default:
+          detail::sweep_avx2<4>(kc, a, K, b, N, c, N, N);
+      }
+    }
+#pragma omp barrier
+    const std::ptrdiff_t from = N * thread / threads, to = N * (thread + 1) / threads;
+    for (std::ptrdiff_t m = 0; m < M; ++m) {
+      float* row = C + m * N;
+      std::copy(partials + m * N + from, partials + m * N + to, row + from);
+      for (std::ptrdiff_t chunk = 1; chunk < chunks; ++chunk) {
+        const float* part = partials + chunk * M * N + m * N;
+        for (std::ptrdiff_t n = from; n < to; ++n) row[n] += part[n];
+      }
+      for (std::ptrdiff_t n = from; n < to; ++n)
+        row[n] = epilogue.finish(epilogue.bias ? row[n] + epilogue.bias[n] : row[n], epilogue.scale ? epilogue.scale[n] : 1.0f,
+                                 epilogue.scale ? epilogue.shift[n] : 0.0f);
+    }
+  }
 }
 
 namespace detail {

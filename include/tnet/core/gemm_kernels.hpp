@@ -548,7 +548,65 @@ __attribute__((target("avx2,fma"))) inline void row_avx2(std::ptrdiff_t kc, cons
     _mm256_maskstore_ps(c + 8 * v, mask[v], acc[v]);
   }
 }
+
+// Rows [k, k + G) of B (b_depth apart) times columns k .. k + G - 1 of A (Rows rows, a_row apart)
+// added to C (Rows x n, ldc apart), in k order: sweep_avx2's pass over C.
+template <int Rows, int G, class T>
+__attribute__((target("avx2,fma"))) inline void sweep_pass_avx2(const float* a, std::ptrdiff_t a_row, const T* row, std::ptrdiff_t b_depth,
+                                                                float* c, std::ptrdiff_t ldc, std::ptrdiff_t n) {
+  __m256 ak[Rows][G];
+#pragma GCC unroll 4
+  for (int i = 0; i < Rows; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < G; ++j) ak[i][j] = _mm256_broadcast_ss(a + i * a_row + j);
+  const std::ptrdiff_t full = n / 8 * 8;
+  for (std::ptrdiff_t v = 0; v < full; v += 8) {
+    __m256 acc[Rows];
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) acc[i] = _mm256_loadu_ps(c + i * ldc + v);
+#pragma GCC unroll 4
+    for (int j = 0; j < G; ++j) {
+      const __m256 w = load_avx2(row + j * b_depth + v);
+#pragma GCC unroll 4
+      for (int i = 0; i < Rows; ++i) acc[i] = _mm256_fmadd_ps(ak[i][j], w, acc[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) _mm256_storeu_ps(c + i * ldc + v, acc[i]);
+  }
+  if (const int left = int(n - full)) {
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 acc[Rows];
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) acc[i] = _mm256_maskload_ps(c + i * ldc + full, tail);
+#pragma GCC unroll 4
+    for (int j = 0; j < G; ++j) {
+      const __m256 w = load_avx2(row + j * b_depth + full, tail, left);
+#pragma GCC unroll 4
+      for (int i = 0; i < Rows; ++i) acc[i] = _mm256_fmadd_ps(ak[i][j], w, acc[i]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < Rows; ++i) _mm256_maskstore_ps(c + i * ldc + full, tail, acc[i]);
+  }
+}
+
+// C (Rows x n, ldc apart) = A (Rows x kc, a_row apart) * B (kc x n, b_depth apart; floats or
+// bfloat16), B read a whole row after another, from its first row to its last: one stream through
+// memory, which the prefetchers serve at full speed, where strips of columns would read a few
+// hundred bytes of each row (a new page each time). C, the accumulators, stays in L1. Each value
+// of C sums its k in order. AVX2 for every kernel: it is bound by reading B.
+template <int Rows, class T>
+__attribute__((target("avx2,fma"))) inline void sweep_avx2(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, const T* b,
+                                                           std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, std::ptrdiff_t n) {
+  static_assert(Rows >= 1 && Rows <= 4, "tnet: sweep_avx2 takes 1 to 4 rows");
+  constexpr int group = Rows <= 2 ? 4 : 2;  // rows of B per pass over C: A's broadcasts stay in registers
+  for (int i = 0; i < Rows; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+  std::ptrdiff_t k = 0;
+  for (; k + group <= kc; k += group) sweep_pass_avx2<Rows, group>(a + k, a_row, b + k * b_depth, b_depth, c, ldc, n);
+  for (; k < kc; ++k) sweep_pass_avx2<Rows, 1>(a + k, a_row, b + k * b_depth, b_depth, c, ldc, n);
+}
 #else  // elsewhere only Eigen's kernel is supported and these are never called
+template <int Rows, class T>
+inline void sweep_avx2(std::ptrdiff_t, const float*, std::ptrdiff_t, const T*, std::ptrdiff_t, float*, std::ptrdiff_t, std::ptrdiff_t) {}
 template <int Rows>
 inline void micro_avx512(std::ptrdiff_t, const float*, std::ptrdiff_t, std::ptrdiff_t, const float*, std::ptrdiff_t, float*, std::ptrdiff_t,
                          int, bool, const Epilogue*) {}

@@ -234,8 +234,8 @@ struct Conv2D : LayerSpec {
     /// Floating-point operations of one sample's forward pass (a multiply-add counts 2).
     static constexpr double forward_flops() { return 2.0 * OH * OW * patch * F; }
 
-    /// Whether passes over `batch` images are computed by Winograd's minimal filtering.
-    static bool uses_winograd(int batch) { return winograd(batch, OH, OW); }
+    /// Whether passes of `mode` over `batch` images are computed by Winograd's minimal filtering.
+    static bool uses_winograd(int batch, Mode mode = Mode::train) { return winograd(batch, OH, OW, mode == Mode::infer); }
 
     static std::string describe() {
       return "Conv2D(" + std::to_string(F) + ", " + std::to_string(K) + "x" + std::to_string(K) + ", stride " + std::to_string(S) + ", " +
@@ -264,7 +264,9 @@ struct Conv2D : LayerSpec {
       Epilogue finish = epilogue;
       finish.bias = bias_;
       if constexpr (winograd_shape) {
-        if (winograd(batch, OH, OW)) return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, false, y, finish);
+        if (winograd(batch, OH, OW, pass.mode == Mode::infer))
+          return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, false, y, finish,
+                               pass.mode == Mode::infer && pass.prepared);
       }
       const float* prepacked = pass.mode == Mode::infer && pass.prepared ? packed_.get() : nullptr;
       if (gemm_kernel() != GemmKernel::eigen) {
@@ -279,7 +281,15 @@ struct Conv2D : LayerSpec {
     /// dense kernels: Sequential::set_inference_precision); an inference whose Pass says
     /// `prepared` reads the copy, with the same bits as packing the kernel each time (which a
     /// batch-1 inference of a large kernel spends most of its time on).
-    void prepare_inference(bool prepare) { packed_.pack(prepare, kernel_, F, patch); }
+    /// The same for Winograd's transform of the kernel, made now where the layer has its shape.
+    void prepare_inference(bool prepare) {
+      packed_.pack(prepare, kernel_, F, patch);
+      if constexpr (winograd_shape)
+        if (prepare && gemm_kernel() != GemmKernel::eigen) {
+          if (gemm_kernel() == GemmKernel::avx512) winograd_forward_.get<winograd_tile, detail::Avx512>(kernel_, C, F, false);
+          else winograd_forward_.get<winograd_tile, detail::Avx2>(kernel_, C, F, false);
+        }
+    }
 
     /// Inference's forward followed by the max pool Pool (a MaxPool2D's bound layer whose windows
     /// tile this layer's output) into y, the pool's output: the product is computed Pool output
@@ -287,17 +297,20 @@ struct Conv2D : LayerSpec {
     /// MB at SmallerVGGNet's first layer, batch 32). The same values as forward and then the
     /// pool. Returns false, doing nothing, where it does not apply: Winograd's convolutions,
     /// Eigen's kernels, and an epilogue that adds a tensor (laid out as the output, not a strip).
+    /// `prepared`: the kernel's copy for inference is current (Pass::prepared), and is read rather
+    /// than packed again.
     template <class Pool>
-    bool forward_pooled(const float* x, float* y, int batch, const Epilogue& epilogue)
+    bool forward_pooled(const float* x, float* y, int batch, const Epilogue& epilogue, bool prepared = false)
       requires(Pool::tiles && Pool::window > 0 && std::is_same_v<typename Pool::input_shape, output_shape>)
     {
       if constexpr (winograd_shape)
-        if (winograd(batch, OH, OW)) return false;
+        if (winograd(batch, OH, OW, true)) return false;
       if (gemm_kernel() == GemmKernel::eigen || epilogue.added) return false;
       Epilogue finish = epilogue;
       finish.bias = bias_;
-      if (gemm_kernel() == GemmKernel::avx512) pooled_product<detail::Avx512, Pool>(x, y, batch, finish);
-      else pooled_product<detail::Avx2, Pool>(x, y, batch, finish);
+      const float* prepacked = prepared ? packed_.get() : nullptr;
+      if (gemm_kernel() == GemmKernel::avx512) pooled_product<detail::Avx512, Pool>(x, y, batch, finish, prepacked);
+      else pooled_product<detail::Avx2, Pool>(x, y, batch, finish, prepacked);
       return true;
     }
 
@@ -345,18 +358,21 @@ struct Conv2D : LayerSpec {
 
     // forward_pooled's work: strips of Pool output rows (Pool x OW rows of the product), each one
     // product on one thread, its rows the ones kernel_gemm computes for them (the same bits), then
-    // pooled. The kernel packed once for all, as kernel_gemm packs it.
+    // pooled. The kernel packed once for all, as kernel_gemm packs it, or `prepacked` already.
     template <class Isa, class Pool>
-    void pooled_product(const float* x, float* y, int batch, const Epilogue& finish) {
+    void pooled_product(const float* x, float* y, int batch, const Epilogue& finish, const float* prepacked) {
       constexpr int P = Pool::window, NR = Isa::NR;
       constexpr std::ptrdiff_t strip_rows = std::ptrdiff_t(P) * OW, padded_f = (F + NR - 1) / NR * NR;
       const detail::Operand b{kernel_, 1, F};
-      Buffer& panels = detail::shared_packed_b();
-      ensure_size(panels, std::size_t(padded_f * patch));
-      detail::pack_steps<NR>(b, F, patch, detail::kernel_depth, panels.data());
+      const float* packed = prepacked;
+      if (!packed) {
+        Buffer& panels = detail::shared_packed_b();
+        ensure_size(panels, std::size_t(padded_f * patch));
+        detail::pack_steps<NR>(b, F, patch, detail::kernel_depth, panels.data());
+        packed = panels.data();
+      }
       const auto source = patches(x);
       const detail::ASource a = detail::erase(source);
-      const float* packed = panels.data();
       const std::ptrdiff_t strips = std::ptrdiff_t(batch) * (OH / P);
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t s = 0; s < strips; ++s) {
@@ -386,22 +402,29 @@ struct Conv2D : LayerSpec {
       return false;
     }
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
-    // filtering F(4x4, 3x3) (layers/winograd.hpp) when there are tiles enough for every thread (a
-    // batch-1 inference is faster direct); the choice depends on the shapes only. 4x fewer
-    // multiplications, rounding about 10x the direct product's (a few millionths of the largest
-    // value), in the forward pass, the input gradient and the kernel gradient alike.
+    // filtering F(4x4, 3x3) (layers/winograd.hpp) when there are tiles enough: in training, for
+    // every thread; in inference, enough to repay reading the transformed kernel, 4x the kernel's
+    // size (a batch-1 inference of a 16x16 image is 3x faster so, one of a 4x4 image not). The
+    // choice depends on the shapes and the mode only. 4x fewer multiplications, rounding about 10x
+    // the direct product's (a few millionths of the largest value), in the forward pass, the input
+    // gradient and the kernel gradient alike.
     static constexpr bool winograd_shape = K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0;
     static constexpr int winograd_tile = 4;  // F(4x4, 3x3)
-    static bool winograd(int batch, int height, int width) {
-      return winograd_shape && gemm_kernel() != GemmKernel::eigen &&
-             std::ptrdiff_t(batch) * ((height + winograd_tile - 1) / winograd_tile) * ((width + winograd_tile - 1) / winograd_tile) >= 128;
+    static bool winograd(int batch, int height, int width, bool inference = false) {
+      const std::ptrdiff_t tiles =
+          std::ptrdiff_t(batch) * ((height + winograd_tile - 1) / winograd_tile) * ((width + winograd_tile - 1) / winograd_tile);
+      return winograd_shape && gemm_kernel() != GemmKernel::eigen && tiles >= (inference ? 4 : 128);
     }
-    void winograd_conv(const detail::WinogradConv& p, bool flipped, float* out, const Epilogue& finish) {
+    // `prepared`: the forward's transformed kernel is current (prepare_inference), read as it is.
+    void winograd_conv(const detail::WinogradConv& p, bool flipped, float* out, const Epilogue& finish, bool prepared = false) {
       constexpr int M = winograd_tile;
       detail::WinogradKernel& transformed = flipped ? winograd_input_gradient_ : winograd_forward_;
-      if (gemm_kernel() == GemmKernel::avx512)
-        detail::winograd_conv3x3<M, detail::Avx512>(p, transformed.get<M, detail::Avx512>(kernel_, p.C, p.F, flipped), out, finish);
-      else detail::winograd_conv3x3<M, detail::Avx2>(p, transformed.get<M, detail::Avx2>(kernel_, p.C, p.F, flipped), out, finish);
+      auto panels = [&]<class Isa>(Isa) {
+        const float* made = prepared && !flipped ? transformed.made<M, Isa>() : nullptr;
+        return made ? made : transformed.get<M, Isa>(kernel_, p.C, p.F, flipped);
+      };
+      if (gemm_kernel() == GemmKernel::avx512) detail::winograd_conv3x3<M, detail::Avx512>(p, panels(detail::Avx512{}), out, finish);
+      else detail::winograd_conv3x3<M, detail::Avx2>(p, panels(detail::Avx2{}), out, finish);
     }
     void winograd_kernel_gradient(const detail::WinogradConv& p, const float* dy) {
       constexpr int M = winograd_tile;

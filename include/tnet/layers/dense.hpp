@@ -62,8 +62,14 @@ struct Dense : LayerSpec {
     void forward(const float* x, float* y, int batch, Pass pass, const Epilogue& epilogue = {}) {
       Epilogue finish = epilogue;
       finish.bias = bias_;
-      if (pass.mode == Mode::infer && !rounded_.empty() && gemm_kernel() != GemmKernel::eigen)
-        return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
+      if (pass.mode == Mode::infer && gemm_kernel() != GemmKernel::eigen) {
+        if (batch <= detail::sweep_rows && units_ >= sweep_units) {  // the kernel read in one sweep, each call the other way
+          backwards_ = !backwards_;
+          if (!rounded_.empty()) return sweep_gemm(batch, units_, K, x, rounded_.data(), y, finish, backwards_);
+          return sweep_gemm(batch, units_, K, x, kernel_, y, finish, backwards_);
+        }
+        if (!rounded_.empty()) return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
+      }
       gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y, false, finish);
     }
 
@@ -102,7 +108,11 @@ struct Dense : LayerSpec {
     const float* grad_bias() const { return grad_bias_; }
 
    private:
+    // Inference of a batch of at most detail::sweep_rows reads the kernel in one sweep
+    // (sweep_gemm) when it has this many units at least; fewer, in strips of columns.
+    static constexpr int sweep_units = 32;
     int units_;
+    bool backwards_ = false;  // which way the last sweep went
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;
     std::vector<double> bias_sums_;
     std::vector<std::uint16_t> rounded_;  // the kernel in bfloat16 for inference (round_kernel), or empty

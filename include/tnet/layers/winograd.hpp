@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../core/gemm.hpp"
+#include "../core/threads.hpp"
 
 namespace tnet::detail {
 
@@ -165,6 +166,12 @@ struct WinogradKernel {
   Buffer source, panels;  // the kernel it was made from; U_xi (C x F each) packed
   int tile = 0, width = 0;
 
+  /// The panels made last, if for F(M x M, 3 x 3) and Isa's panels; else null. For a caller that
+  /// knows the kernel has not changed since (an inference of a prepared network: Pass::prepared).
+  template <int M, class Isa>
+  const float* made() const {
+    return tile == M && width == Isa::NR && !panels.empty() ? panels.data() : nullptr;
+  }
   template <int M, class Isa>
   const float* get(const float* kernel, int C, int F, bool flipped) {
     using T = Winograd<M>;
@@ -290,9 +297,16 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
   constexpr int alpha = Winograd<M>::alpha, points = alpha * alpha;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
-  // Tiles per block: V and M of a block (points x block x (C + F) floats) within about 512 KB.
-  const std::ptrdiff_t block = std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
-  const std::ptrdiff_t blocks = (tiles + block - 1) / block;
+  // Tiles per block: V and M of a block (points x block x (C + F) floats) within about 512 KB;
+  // where that gives few blocks (a batch-1 inference), smaller ones, as many for each thread. A
+  // tile's output does not depend on the block it is in.
+  std::ptrdiff_t block = std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
+  std::ptrdiff_t blocks = (tiles + block - 1) / block;
+  if (const std::ptrdiff_t threads = num_threads(); blocks < 4 * threads && blocks % threads != 0) {
+    blocks = std::min(tiles, (blocks + threads - 1) / threads * threads);
+    block = (tiles + blocks - 1) / blocks;
+    blocks = (tiles + block - 1) / block;
+  }
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t b = 0; b < blocks; ++b)
     run_for<Isa::target>([](auto... a) { conv_block<M, Isa>(a...); }, p, panels, y, epilogue, b, block);

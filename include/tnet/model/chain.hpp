@@ -328,6 +328,13 @@ class LayerChain : public ChainLayout<In, Specs...> {
     batch_ = batch;
     Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
   }
+  /// Step S of the inference plan alone, on the inputs the last inference left (for benchmarks).
+  template <std::size_t S>
+  void inference_step(int batch, const Pass& pass) {
+    using Step = std::tuple_element_t<S, inference_plan>;
+    batch_ = batch;
+    Step::rule::template forward<Step::first, Step::length>(*this, batch, pass);
+  }
   /// Step S of the backward plan alone, as backward runs it (for benchmarks): returns the
   /// gradient below it, `dx` or (a ReLU whose gradient the step after applies) `dy`.
   template <std::size_t S>

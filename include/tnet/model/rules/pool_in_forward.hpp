@@ -36,7 +36,9 @@ struct PoolInForward {
     using Pool = typename Chain::template layer_type<pool>;
     const Epilogue epilogue = detail::folded_epilogue<I, N - 2>(chain);
     auto& layer = chain.template layer<I>();
-    if (layer.template forward_pooled<Pool>(chain.template input_of<I>(), chain.template output_buffer<pool>(), batch, epilogue)) return;
+    if (layer.template forward_pooled<Pool>(chain.template input_of<I>(), chain.template output_buffer<pool>(), batch, epilogue,
+                                            pass.prepared))
+      return;
     layer.forward(chain.template input_of<I>(), chain.template output_buffer<pool - 1>(), batch, pass, epilogue);
     chain.template layer<pool>().forward(chain.template input_of<pool>(), chain.template output_buffer<pool>(), batch, pass);
   }
