@@ -95,6 +95,17 @@ struct LayerTime {
 // Each step of the training plan alone (model/plan.hpp: a layer, or the layers a rule runs as
 // one), on the activations of a real training forward, as a training step runs it: forward, then
 // the backward steps inside its window (a ReLU whose gradient the step after applies takes none).
+// A plan step's name: its layers' indices and its rule, e.g. "2+3.normalise_then_pool".
+template <class Step>
+std::string step_name() {
+  std::string name;
+  for (std::size_t i = Step::first; i <= Step::last; ++i) {
+    if (i > Step::first) name += '+';
+    name += std::to_string(i);
+  }
+  return name + '.' + std::string(Step::rule::name);
+}
+
 template <class Net>
 std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
   using Chain = typename Net::chain_type;
@@ -106,13 +117,7 @@ std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
   [&]<std::size_t... S>(std::index_sequence<S...>) {
     (([&] {
        using Step = std::tuple_element_t<S, Forward>;
-       std::string name;
-       for (std::size_t i = Step::first; i <= Step::last; ++i) {
-         if (i > Step::first) name += '+';
-         name += std::to_string(i);
-       }
-       name += '.';
-       name += Step::rule::name;
+       const std::string name = step_name<Step>();
        auto start = Clock::now();
        for (int r = 0; r < repeats; ++r) chain.template forward_step<S>(batch, pass);
        const double forward = seconds_since(start) / repeats;
@@ -152,13 +157,7 @@ std::vector<LayerTime> time_inference_steps(Net& net, const tnet::Buffer& x, int
   [&]<std::size_t... S>(std::index_sequence<S...>) {
     (([&] {
        using Step = std::tuple_element_t<S, Plan>;
-       std::string name;
-       for (std::size_t i = Step::first; i <= Step::last; ++i) {
-         if (i > Step::first) name += '+';
-         name += std::to_string(i);
-       }
-       name += '.';
-       name += Step::rule::name;
+       const std::string name = step_name<Step>();
        chain.template inference_step<S>(batch, pass);
        for (double& t : runs) {
          const auto start = Clock::now();
