@@ -20,8 +20,13 @@ problems = []
 
 # Paths of the machine a text was written on, not of a reader's checkout.
 outside = re.compile(r"\.\./shared|(?<![\w.~/-])(?:/work|/tmp|/var/tmp|/home|/root|/Users|/mnt)(?=/|\b)|(?<![\w/])~/")
-# Folders a path in backquotes starts from: the repository's top, include/, include/tnet/.
-top = set(os.listdir(root))
+# Folders a path in backquotes starts from: the repository's top (what git tracks there, so that
+# an ignored folder such as .cache/, made by a run, names an output), include/, include/tnet/.
+try:
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, check=True).stdout.split()
+    top = {path.split("/")[0] for path in tracked}
+except (OSError, subprocess.CalledProcessError):
+    top = set(os.listdir(root))
 tnet_dirs = {d for d in os.listdir("include/tnet") if os.path.isdir(os.path.join("include/tnet", d))}
 
 def exists(path):
