@@ -1,6 +1,6 @@
 // Which network a model file holds, and reading ONNX files into the fashion programs' networks.
 // Compiled once, in model_files.cpp, rather than in every translation unit that classifies: the
-// ONNX reader is a few seconds of compile time a unit.
+// ONNX reader is slow to compile, and would be compiled again in each of them.
 #pragma once
 
 #include <optional>

@@ -26,7 +26,7 @@ namespace tnet {
 /// Allocates on cache-line (64-byte) boundaries, whatever instruction set the program is built
 /// for. (Eigen's aligned_allocator aligns only as far as the build's own vectors need: 16 bytes in
 /// a portable build, where tnet's AVX-512 kernels then load and store 64 bytes across two cache
-/// lines: a product that writes much ran a fifth slower.) Through malloc, so that whatever watches
+/// lines, which costs most in products that write much.) Through malloc, so that whatever watches
 /// malloc sees these allocations too (tests/step_allocations.cpp).
 template <class T>
 struct CacheAligned {

@@ -1,7 +1,7 @@
 // tnet/core/gemm_kernels.hpp: tnet's own matrix-product kernels for x86-64, chosen at run time.
 //
 // Eigen picks its vector width when a program is compiled: a binary built for any x86-64 (the
-// default) multiplies with SSE2 even on a CPU with AVX-512, at a third of the speed. These kernels
+// default) multiplies with SSE2 even on a CPU with AVX-512, a quarter of its vector width. These kernels
 // are compiled for AVX2 + FMA and for AVX-512 in every build (GCC / Clang `target` attributes) and
 // the widest one the CPU runs is picked when the program starts; elsewhere gemm() uses Eigen.
 //

@@ -404,7 +404,7 @@ struct Conv2D : LayerSpec {
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
     // filtering F(4x4, 3x3) (layers/winograd.hpp) when there are tiles enough: in training, for
     // every thread; in inference, enough to repay reading the transformed kernel, 4x the kernel's
-    // size (a batch-1 inference of a 16x16 image is 3x faster so, one of a 4x4 image not). The
+    // size (at batch 1 a 16x16 image has tiles enough to repay it, a 4x4 image not). The
     // choice depends on the shapes and the mode only. 4x fewer multiplications, rounding about 10x
     // the direct product's (a few millionths of the largest value), in the forward pass, the input
     // gradient and the kernel gradient alike.

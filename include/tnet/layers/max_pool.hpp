@@ -72,8 +72,9 @@ struct MaxPool2D : LayerSpec {
         // Channels innermost, and selects written as arithmetic rather than branches: comparisons
         // of random values mispredict, and this way the channels vectorise. Through a map, in
         // groups of 16 channels when they divide C (one AVX-512 vector: the running maxima, the
-        // inputs chosen and their positions stay in registers over the window: 1.9 -> 1.5 ms at
-        // 96x96x32 here); without one, all C at once (grouped, inference was 1.4x slower).
+        // inputs chosen and their positions stay in registers over the window, instead of going
+        // through memory at every tap); without one, all C at once: with no map to apply there is
+        // little to keep in registers, and groups would only walk each window once per group.
         constexpr int G = mapped && C % 16 == 0 ? 16 : C;
         for (int oy = 0; oy < OH; ++oy)
           for (int ox = 0; ox < OW; ++ox) {
@@ -141,8 +142,8 @@ struct MaxPool2D : LayerSpec {
     /// where it decreases (direction[c] = -1), the first where it is constant (direction[c] = 0); the same
     /// as forward_mapped's choice unless the map sends different inputs to one value. It
     /// remembers it as forward_mapped does, and sums per image and channel, in double,
-    /// d = x - shift[c] and d^2 into sums[n * 2C + c] and sums[n * 2C + C + c] (window by window:
-    /// measured, 22.6 -> 20.7 ms for SmallerVGGNet's training forward, batch 32, 2 threads).
+    /// d = x - shift[c] and d^2 into sums[n * 2C + c] and sums[n * 2C + C + c] (window by window,
+    /// so that the normalisation's statistics and the pool's choice cost one read of x, not two).
     void select(const float* x, int batch, const float* direction, const double* shift, double* sums)
       requires tiles
     {
