@@ -253,15 +253,23 @@ struct Packer {
   static float widen(std::uint16_t v) { return from_bfloat16(v); }
   template <class T>
   static void pack_values(const T* values, const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t kc, float* out) {
-    if (op.row_step == 1) {  // rows contiguous at each depth: read each depth's rows in one sweep, dealt out to the panels
-      const std::ptrdiff_t full = rows / Panel * Panel, left = rows - full;
-      const T* src = values;
-      for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
-        float* dst = out + k * Panel;
-        for (std::ptrdiff_t p = 0; p < full; p += Panel)
-          for (int i = 0; i < Panel; ++i) dst[p * kc + i] = widen(src[p + i]);
-        if (left)
-          for (int i = 0; i < Panel; ++i) dst[full * kc + i] = i < left ? widen(src[full + i]) : 0.0f;
+    if (op.row_step == 1) {
+      // Rows contiguous at each depth: panel by panel, each written in one sweep, Panel values of
+      // a depth at a time. (Depth by depth, dealing each depth's values out to all the panels,
+      // would store to addresses Panel * kc floats apart, which share a cache set.)
+      for (std::ptrdiff_t p = 0; p < rows; p += Panel, out += Panel * kc) {
+        const std::ptrdiff_t n = std::min<std::ptrdiff_t>(Panel, rows - p);
+        const T* src = values + p;
+        for (std::ptrdiff_t k = 0; k < kc; ++k, src += op.depth_step) {
+          float* dst = out + k * Panel;
+          if constexpr (std::is_same_v<T, float>) {
+            if (n == Panel) {
+              std::memcpy(dst, src, Panel * sizeof(float));
+              continue;
+            }
+          }
+          for (int i = 0; i < Panel; ++i) dst[i] = i < n ? widen(src[i]) : 0.0f;
+        }
       }
       return;
     }
