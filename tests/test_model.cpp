@@ -487,17 +487,18 @@ TEST_CASE("inference in bfloat16 is the float inference of the dense kernels rou
 namespace {
 // A network whose inference of 1 to 4 samples runs its convolution by Winograd's F(4x4, 3x3),
 // with the transformed kernel made once (as training's forward at these batches does not), and
-// reads its first dense kernel in one sweep (Dense::forward).
+// reads its first dense kernel in one sweep (Dense::forward); of 9, reads the dense kernels
+// packed once.
 using Prepared = Sequential<Input<8, 8, 16>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<40>, ReLU, Dense<3>, Sigmoid>;
 
 // net's inference (its copies for inference made by an earlier one) against a new network's
 // first, as the weights change.
 template <class Net>
 void check_inference_follows_weights() {
-  for (const int batch : {4, 1}) {
+  for (const int batch : {4, 1, 9}) {
     INFO("batch ", batch);
     Net net(3);
-    const Buffer x = test::random_values(std::size_t(4) * Net::input_size, 21);
+    const Buffer x = test::random_values(std::size_t(9) * Net::input_size, 21);
     Buffer targets = test::random_values(std::size_t(4) * net.outputs(), 22);
     for (float& t : targets) t = t > 0.0f ? 1.0f : 0.0f;
     Adam adam(Adam::Options{.lr = 0.05});
@@ -517,7 +518,7 @@ void check_inference_follows_weights() {
     };
     net.predict(input, batch);
     check("after an inference");
-    net.train_step(x, targets, 4, adam);
+    net.train_step(std::span(x).first(std::size_t(4) * Net::input_size), targets, 4, adam);
     check("after a training step");
     for (const ParamRef& p : net.parameters())
       if (p.name.ends_with("conv2d.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return -1.5f * v; });
@@ -525,11 +526,14 @@ void check_inference_follows_weights() {
     float* kernel = net.template layer<0>().kernel();
     std::transform(kernel, kernel + 20, kernel, [](float v) { return v + 0.25f; });
     check("after a write through layer<I>()");
+    for (const ParamRef& p : net.parameters())
+      if (p.name.ends_with("dense.kernel")) std::transform(p.value, p.value + p.size, p.value, [](float v) { return 0.5f - v; });
+    check("after a write to the dense kernels through parameters()");
   }
 }
 }  // namespace
 
-TEST_CASE("inference reads the convolutions' kernels packed once, and follows the weights, with every gemm kernel") {
+TEST_CASE("inference reads the convolutions' and dense layers' kernels packed once, and follows the weights, with every gemm kernel") {
   test::with_each_gemm_kernel([&](GemmKernel kernel) {
     check_inference_follows_weights<Small>();
     check_inference_follows_weights<Prepared>();

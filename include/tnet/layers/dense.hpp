@@ -51,9 +51,11 @@ struct Dense : LayerSpec {
     void bind(float* values, float* grads) {
       kernel_ = values, bias_ = values + std::size_t(K) * units_;
       grad_kernel_ = grads, grad_bias_ = grads + std::size_t(K) * units_;
+      prepare_inference(false);
     }
 
     void init(Rng rng) {
+      prepare_inference(false);
       const float limit = static_cast<float>(std::sqrt(6.0 / (double(K) + double(units_))));
       for (std::size_t i = 0; i < std::size_t(K) * units_; ++i) kernel_[i] = rng.symmetric(i, limit);
       std::fill(bias_, bias_ + units_, 0.0f);
@@ -69,9 +71,22 @@ struct Dense : LayerSpec {
           return sweep_gemm(batch, units_, K, x, kernel_, y, finish, backwards_);
         }
         if (!rounded_.empty()) return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
+        // More rows than the kernels take with B read where it lies: the kernel packed once until
+        // the weights change, by the first batch that reads it so.
+        if (pass.prepared && batch > (gemm_kernel() == GemmKernel::avx512 ? detail::Avx512::MR : detail::Avx2::MR)) {
+          if (!packed_.get()) packed_.pack(true, kernel_, units_, K);
+          return detail::kernel_gemm(detail::Operand{x, K, 1}, false, batch, units_, K, kernel_, y, false, finish, packed_.get());
+        }
       }
       gemm(Transpose::no, Transpose::no, batch, units_, K, x, kernel_, y, false, finish);
     }
+
+    /// Forgets the kernel's copy packed for inference. Sequential calls it with `prepare` true
+    /// before an inference after anything that may have changed the weights (Conv2D's
+    /// prepare_inference); the copy is then made by the first inference that reads it, so that a
+    /// program that only ever predicts a few images at a time never holds it. The same bits as
+    /// packing the kernel at each product.
+    void prepare_inference(bool) { packed_.pack(false, nullptr, 0, 0); }
 
     /// Makes inference read the kernel rounded to bfloat16 (core/bfloat16.hpp), from a copy made
     /// now, with tnet's own kernels (Eigen's read the float kernel); or, `round` false, read the
@@ -116,6 +131,7 @@ struct Dense : LayerSpec {
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;
     std::vector<double> bias_sums_;
     std::vector<std::uint16_t> rounded_;  // the kernel in bfloat16 for inference (round_kernel), or empty
+    detail::PackedB packed_;              // the kernel packed for inference (prepare_inference), or nothing
   };
 };
 
