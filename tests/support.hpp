@@ -261,4 +261,33 @@ void check_training_equals_layer_by_layer(const std::function<void(Net&)>& prepa
   }
 }
 
+/// `count` square images of `side` pixels with two labels to learn: "red" (every second image)
+/// when the red channel is bright, "top" (every third) when the top half is brighter than the
+/// bottom; noise drawn from `seed`. Split 3:1 into training and validation (seed 7).
+struct TwoLabelImages {
+  tnet::LabeledImages images;
+  tnet::MultiLabelBinarizer labels;
+  std::vector<float> targets;
+  tnet::Split split;
+  TwoLabelImages(int side, int count, std::uint64_t seed) {
+    images.size = side;
+    std::uint64_t state = seed;
+    auto next = [&] { return std::uint8_t((state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 56); };
+    for (int i = 0; i < count; ++i) {
+      const bool red = i % 2 == 0, top = i % 3 == 0;
+      for (int y = 0; y < side; ++y)
+        for (int x = 0; x < side; ++x)
+          for (int c = 0; c < 3; ++c)
+            images.pixels.push_back(std::uint8_t(std::min(next() / 2 + (c == 0 && red ? 100 : 0) + (y < side / 2 && top ? 60 : 0), 255)));
+      std::vector<std::string> l;
+      if (red) l.push_back("red");
+      if (top) l.push_back("top");
+      images.labels.push_back(l);
+      images.paths.push_back("image" + std::to_string(i) + ".png");
+    }
+    targets = labels.fit_transform(images.labels);
+    split = tnet::train_test_split(images.count(), 0.25, 7);
+  }
+};
+
 }  // namespace test

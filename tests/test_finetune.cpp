@@ -269,30 +269,8 @@ TEST_CASE("learning-rate multipliers: 1 and 2 threads agree, all 1 is the plain 
 namespace {
 
 // fit's data: 48 images of 8x8 pixels with two labels to learn, batches of 8.
-struct FitData {
-  LabeledImages images;
-  MultiLabelBinarizer labels;
-  std::vector<float> targets;
-  Split split;
-  FitData() {
-    images.size = 8;
-    std::uint64_t state = 777;
-    auto next = [&] { return std::uint8_t((state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 56); };
-    for (int i = 0; i < 48; ++i) {
-      const bool red = i % 2 == 0, top = i % 3 == 0;
-      for (int y = 0; y < 8; ++y)
-        for (int x = 0; x < 8; ++x)
-          for (int c = 0; c < 3; ++c)
-            images.pixels.push_back(std::uint8_t(std::min(next() / 2 + (c == 0 && red ? 100 : 0) + (y < 4 && top ? 60 : 0), 255)));
-      std::vector<std::string> l;
-      if (red) l.push_back("red");
-      if (top) l.push_back("top");
-      images.labels.push_back(l);
-      images.paths.push_back("image" + std::to_string(i) + ".png");
-    }
-    targets = labels.fit_transform(images.labels);
-    split = train_test_split(images.count(), 0.25, 7);
-  }
+struct FitData : test::TwoLabelImages {
+  FitData() : TwoLabelImages(8, 48, 777) {}
 };
 
 // A run of 3 epochs with layers 0-1 frozen and 2-5 at half the rate (or as `prepare` sets them).

@@ -11,34 +11,9 @@ namespace {
 // One small network for every test here (each network type costs compile time).
 using Net = Sequential<Input<4, 4, 3>, Conv2D<3, 3>, BatchNorm, ReLU, Flatten, Dropout<0.2f>, Dense<dynamic>, Sigmoid>;
 
-// 60 images of 4x4 pixels: label "red" when the red channel is bright, "top" when the top half
-// is brighter than the bottom, so that there is something to learn.
-struct Data {
-  LabeledImages images;
-  MultiLabelBinarizer labels;
-  std::vector<float> targets;
-  Split split;
-  Data() {
-    images.size = 4;
-    std::uint64_t state = 12345;
-    auto next = [&] { return std::uint8_t((state = state * 6364136223846793005ULL + 1442695040888963407ULL) >> 56); };
-    for (int i = 0; i < 60; ++i) {
-      const bool red = i % 2 == 0, top = i % 3 == 0;
-      for (int y = 0; y < 4; ++y)
-        for (int x = 0; x < 4; ++x)
-          for (int c = 0; c < 3; ++c) {
-            int v = next() / 2 + (c == 0 && red ? 100 : 0) + (y < 2 && top ? 60 : 0);
-            images.pixels.push_back(std::uint8_t(std::min(v, 255)));
-          }
-      std::vector<std::string> l;
-      if (red) l.push_back("red");
-      if (top) l.push_back("top");
-      images.labels.push_back(l);
-      images.paths.push_back("image" + std::to_string(i) + ".png");
-    }
-    targets = labels.fit_transform(images.labels);
-    split = train_test_split(images.count(), 0.25, 7);
-  }
+// 60 images of 4x4 pixels with labels "red" and "top" to learn.
+struct Data : test::TwoLabelImages {
+  Data() : TwoLabelImages(4, 60, 12345) {}
 };
 
 // The batches fit draws: shuffled and augmented for training, in order for validation and for
