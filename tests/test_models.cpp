@@ -62,7 +62,12 @@ using WrongShortcut = Sequential<
     Residual<Conv2D<16, 3, 2, pad(1)>, TorchBN, ReLU, Conv2D<16, 3, 1, pad(1)>, TorchBN, Shortcut<Conv2D<16, 3, 2, pad(1)>, TorchBN>>, ReLU,
     models::InvertedResidual<32, 16>, GlobalAveragePooling2D, Dropout<0.2f>, Dense<4>>;
 
-std::string fixture(const std::string& name) { return std::string(TNET_FIXTURE_DIR) + "/" + name; }
+// Appended in place: GCC 12's -Warray-bounds misreads `std::string(...) + "/" + name` here.
+std::string fixture(const std::string& name) {
+  std::string path = TNET_FIXTURE_DIR;
+  path += '/';
+  return path += name;
+}
 
 template <class Net>
 double largest_difference(Net& net) {
