@@ -93,6 +93,7 @@ table() {
       return sprintf("%.1f (%.0f%%)", flops / t / 1e6, 100 * flops / t / 1e6 / peak)
     }
     function ratio(p, t) { return p == "" || t == "" || t <= 0 ? "-" : sprintf("%.2fx", p / t) }
+    function mflop(f) { return f >= 1e6 || f == 0 ? sprintf("%.1f", f / 1e6) : sprintf("%.3g", f / 1e6) }
     # A row: its layers (indices in `list`), their kinds, FLOPs and PyTorch times, then the cells.
     function row(label, list, tf, tb,    n, idx, i, k, names, ff, bf, pf, pb, have) {
       n = split(list, idx, "+")
@@ -106,12 +107,12 @@ table() {
       if (!have) { pf = ""; pb = "" }
       if (kind == "step") {
         sum_tf += tf; sum_tb += tb; sum_pf += pf; sum_pb += pb; sum_ff += ff; sum_bf += bf
-        printf "| %s | %s | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, names, ff / 1e9,
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, names, mflop(ff),
           ms(tf), ms(tb), ms(pf), ms(pb), ratio(pf + pb, tf + tb),
           rate(ff, tf), rate(bf, tb), rate(ff, pf), rate(bf, pb)
       } else {
         sum_tf += tf; sum_pf += pf; sum_ff += ff
-        printf "| %s | %s | %.3f | %s | %s | %s | %s | %s |\n", label, names, ff / 1e9, ms(tf), ms(pf), ratio(pf, tf),
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, names, mflop(ff), ms(tf), ms(pf), ratio(pf, tf),
           rate(ff, tf), rate(ff, pf)
       }
     }
@@ -126,15 +127,17 @@ table() {
       for (l = 1; l <= nlayers; ++l)
         if (!(order[l] in used)) row("(no tnet step) " order[l], order[l], "", "")
       if (kind == "step")
-        printf "| **sum** | | %.3f | **%.3f** | **%.3f** | **%.3f** | **%.3f** | %s | %s | %s | %s | %s |\n", sum_ff / 1e9,
+        printf "| **sum** | | %s | **%.3f** | **%.3f** | **%.3f** | **%.3f** | %s | %s | %s | %s | %s |\n", mflop(sum_ff),
           sum_tf, sum_tb, sum_pf, sum_pb, ratio(sum_pf + sum_pb, sum_tf + sum_tb),
           rate(sum_ff, sum_tf), rate(sum_bf, sum_tb), rate(sum_ff, sum_pf), rate(sum_bf, sum_pb)
       else
-        printf "| **sum** | | %.3f | **%.3f** | **%.3f** | %s | %s | %s |\n", sum_ff / 1e9, sum_tf, sum_pf,
+        printf "| **sum** | | %s | **%.3f** | **%.3f** | %s | %s | %s |\n", mflop(sum_ff), sum_tf, sum_pf,
           ratio(sum_pf, sum_tf), rate(sum_ff, sum_tf), rate(sum_ff, sum_pf)
     }' "$1" "$2"
 }
 fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+# ms FILE KEY: a millisecond figure of a run, 3 decimals ("-" when it has none).
+ms() { local v; v=$(value "$1" "$2"); [ -n "$v" ] && fmt "$v" 3 || echo -; }
 # ms_of FILE KEY BATCH: milliseconds per batch from an images/s figure.
 ms_of() { awk -v v="$(value "$1" "$2")" -v b="$3" 'BEGIN { if (v > 0) printf "%.3f", 1000 * b / v; else printf "-" }'; }
 
@@ -155,29 +158,29 @@ compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/de
   echo "- peak: tnet::gemm's $(fmt "$roofline" 1) GFLOP/s at $threads thread$([ "$threads" = 1 ] || echo s) (gemm_roofline_gflops); GFLOP/s count" \
     "the convolutions' and dense layers' FLOPs as a direct convolution does them: tnet's Winograd convolutions do fewer, so" \
     "their figure is an effective one and may pass 100 %"
-  echo "- ms per batch; PyTorch / tnet: PyTorch's time over tnet's (above 1 tnet is faster); a row is one step of tnet's plan," \
+  echo "- ms and MFLOP per batch; PyTorch / tnet: PyTorch's time over tnet's (above 1 tnet is faster); a row is one step of tnet's plan," \
     "PyTorch's same layers summed; layer $(awk '$1 == "layer" { k = $2 } END { print k }' "$logs/torch-train-32") is the sigmoid (in training PyTorch's BCEWithLogitsLoss, which fuses it)"
   echo
   echo "### Training, batch 32 (forward and backward; the optimizer step is in no row)"
   echo
-  echo "| tnet step | layers | GFLOP fwd | tnet fwd ms | tnet bwd ms | PyTorch fwd ms | PyTorch bwd ms | PyTorch / tnet | tnet fwd GFLOP/s (% peak) | tnet bwd GFLOP/s (% peak) | PyTorch fwd GFLOP/s (% peak) | PyTorch bwd GFLOP/s (% peak) |"
+  echo "| tnet step | layers | MFLOP fwd | tnet fwd ms | tnet bwd ms | PyTorch fwd ms | PyTorch bwd ms | PyTorch / tnet | tnet fwd GFLOP/s (% peak) | tnet bwd GFLOP/s (% peak) | PyTorch fwd GFLOP/s (% peak) | PyTorch bwd GFLOP/s (% peak) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   table "$logs/tnet-32" "$logs/torch-train-32" step 32
   echo
   echo "Whole steps, measured apart: tnet $(ms_of "$logs/tnet-32" train_images_per_s 32) ms (with its Adam step);" \
-    "PyTorch $(value "$logs/torch-train-32" step_ms) ms without the profiler (forward and backward), $(value "$logs/torch-train-32" profiled_ms) ms" \
-    "profiled, of which $(value "$logs/torch-train-32" other_backward_ms) ms in autograd nodes of no layer (AccumulateGrad)."
+    "PyTorch $(ms "$logs/torch-train-32" step_ms) ms without the profiler (forward and backward), $(ms "$logs/torch-train-32" profiled_ms) ms" \
+    "profiled, of which $(ms "$logs/torch-train-32" other_backward_ms) ms in autograd nodes of no layer (AccumulateGrad)."
   for b in 32 1; do
     echo
     echo "### Inference, batch $b"
     echo
-    echo "| tnet step | layers | GFLOP | tnet ms | PyTorch ms | PyTorch / tnet | tnet GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |"
+    echo "| tnet step | layers | MFLOP | tnet ms | PyTorch ms | PyTorch / tnet | tnet GFLOP/s (% peak) | PyTorch GFLOP/s (% peak) |"
     echo "|---|---|---|---|---|---|---|---|"
     table "$logs/tnet-$b" "$logs/torch-infer-$b" infer_step "$b"
     echo
-    if [ "$b" = 1 ]; then whole=$(value "$logs/tnet-1" infer_latency_batch1_ms) what="median latency"
+    if [ "$b" = 1 ]; then whole=$(ms "$logs/tnet-1" infer_latency_batch1_ms) what="median latency"
     else whole=$(ms_of "$logs/tnet-32" infer_images_per_s 32) what="the batch"; fi
-    echo "Whole passes, measured apart: tnet ${whole:--} ms ($what); PyTorch $(value "$logs/torch-infer-$b" step_ms) ms without the profiler," \
-      "$(value "$logs/torch-infer-$b" profiled_ms) ms profiled."
+    echo "Whole passes, measured apart: tnet ${whole:--} ms ($what); PyTorch $(ms "$logs/torch-infer-$b" step_ms) ms without the profiler," \
+      "$(ms "$logs/torch-infer-$b" profiled_ms) ms profiled."
   done
 } | tee "$logs/report.md"
