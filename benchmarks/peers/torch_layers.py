@@ -14,8 +14,9 @@ Attribution: each module's forward runs inside torch.profiler.record_function("l
 layer's forward is that range's time. Its backward is the time of the autograd nodes
 ("autograd::engine::evaluate_function: ...") whose sequence number is that of an operation the
 layer's forward recorded; nodes no layer recorded (AccumulateGrad, which adds a parameter's
-gradient to .grad) add up in `other_backward_ms`. Each of --steps steps is profiled on its own,
-after two warm-up steps; each figure is the median over the steps.
+gradient to .grad) add up in `other_backward_ms`; a layer with weights that gets no node stops
+the run with an error (a PyTorch whose events link otherwise). Each of --steps steps is profiled
+on its own, after two warm-up steps; each figure is the median over the steps.
 
 Prints `name value` lines: torch, net, mode, threads, batch, steps; per layer
 `layer I KIND forward_ms X backward_ms Y forward_flops F` (backward_ms 0 in inference;
@@ -140,6 +141,12 @@ def main():
                     other += e.time_range.elapsed_us()
                 else:
                     bwd[i] += e.time_range.elapsed_us()
+        # Every layer with weights has a backward node of its own; none found means this
+        # PyTorch's profiler links backward nodes to forward operations differently.
+        for i, module in enumerate(model):
+            if training and any(True for _ in module.parameters()) and bwd[i] == 0:
+                raise SystemExit(f"torch_layers.py: torch.profiler showed no backward node of layer {i} ({kinds[i]}): "
+                                 f"torch {torch.__version__}'s events do not link backward to forward by sequence number")
         for i in range(depth + 1):
             forward_us[i].append(fwd[i])
             backward_us[i].append(bwd[i])
