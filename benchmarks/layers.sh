@@ -21,6 +21,7 @@
 #                    `bash benchmarks/peers/setup.sh` makes), with PyTorch 2.x
 #   RUN_TIMEOUT=1200 seconds one run may take before it counts as failed
 #   LOG_DIR          where each run's output goes (default BUILD_DIR/layers-logs/DATE-TIME)
+#   RUN=1            RUN=0 runs nothing: it prints the tables again from LOG_DIR's runs
 # Exits 1 when a run fails or the two disagree on the network's FLOPs, 2 for a wrong setting.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -38,9 +39,14 @@ count THREADS "$threads"
 count STEPS "$steps"
 count LATENCY_RUNS "$latency_runs"
 count RUN_TIMEOUT "$run_timeout"
+case ${RUN:-1} in 1) ;; 0) [ -n "${LOG_DIR:-}" ] && [ -f "$LOG_DIR/header.md" ] ||
+  die 2 "RUN=0 needs LOG_DIR set to the directory of an earlier run (with its header.md), got '${LOG_DIR:-}'" ;;
+  *) die 2 "RUN takes 1 (run, then print the tables) or 0 (print LOG_DIR's again), got '$RUN'" ;; esac
 bench=$out/benchmarks/bench_smallervgg
-[ -x "$bench" ] || die 2 "no $bench: build it (cmake --build $out --target bench_smallervgg, or BUILD=only bash benchmarks/compare.sh) or point BUILD_DIR at a build that has it"
-if [ -n "${PYTHON:-}" ]; then
+[ "${RUN:-1}" = 0 ] || [ -x "$bench" ] || die 2 "no $bench: build it (cmake --build $out --target bench_smallervgg, or BUILD=only bash benchmarks/compare.sh) or point BUILD_DIR at a build that has it"
+if [ "${RUN:-1}" = 0 ]; then
+  :
+elif [ -n "${PYTHON:-}" ]; then
   python=$PYTHON
   command -v "$python" >/dev/null || die 2 "PYTHON=$python: no such program"
 else
@@ -58,18 +64,34 @@ run() {
   timeout "$run_timeout" env OMP_NUM_THREADS="$threads" "$@" >"$file" 2>"$file.err" ||
     die 1 "$name failed (exit $?): $file.err"
 }
-start=$SECONDS
-run "tnet, batch 32" "$logs/tnet-32" "$bench" --net "$net" --threads "$threads" --batch 32 --steps "$steps" \
-  --latency-runs "$latency_runs" --layers
-run "tnet, batch 1" "$logs/tnet-1" "$bench" --net "$net" --threads "$threads" --batch 1 --steps "$steps" \
-  --latency-runs "$latency_runs" --layers
-torch_layers=(benchmarks/peers/torch_layers.py --net "$net" --threads "$threads" --steps "$steps")
-run "PyTorch training, batch 32" "$logs/torch-train-32" "$python" "${torch_layers[@]}" --mode train --batch 32
-run "PyTorch inference, batch 32" "$logs/torch-infer-32" "$python" "${torch_layers[@]}" --mode infer --batch 32
-run "PyTorch inference, batch 1" "$logs/torch-infer-1" "$python" "${torch_layers[@]}" --mode infer --batch 1
-elapsed=$((SECONDS - start))
-
 value() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
+if [ "${RUN:-1}" = 1 ]; then
+  start=$SECONDS
+  run "tnet, batch 32" "$logs/tnet-32" "$bench" --net "$net" --threads "$threads" --batch 32 --steps "$steps" \
+    --latency-runs "$latency_runs" --layers
+  run "tnet, batch 1" "$logs/tnet-1" "$bench" --net "$net" --threads "$threads" --batch 1 --steps "$steps" \
+    --latency-runs "$latency_runs" --layers
+  torch_layers=(benchmarks/peers/torch_layers.py --net "$net" --threads "$threads" --steps "$steps")
+  run "PyTorch training, batch 32" "$logs/torch-train-32" "$python" "${torch_layers[@]}" --mode train --batch 32
+  run "PyTorch inference, batch 32" "$logs/torch-infer-32" "$python" "${torch_layers[@]}" --mode infer --batch 32
+  run "PyTorch inference, batch 1" "$logs/torch-infer-1" "$python" "${torch_layers[@]}" --mode infer --batch 1
+  elapsed=$((SECONDS - start))
+  # What the tables do not show: the machine, the builds, the command.
+  flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|fma|avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_bf16|amx_int8|avx_vnni' | tr '\n' ' ')
+  compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/dev/null)
+  [ -n "$compiler" ] && compiler=$("$compiler" --version 2>/dev/null | head -1)
+  {
+    echo "- machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo);" \
+      "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), Linux $(uname -r); $(date -u '+%F %H:%M') UTC"
+    echo "- CPU flags: ${flags:-none of avx2, avx512f, avx512_bf16, amx}"
+    echo "- tnet $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo " (uncommitted changes)"):" \
+      "$bench ($(sed -n 's/^TNET_NATIVE:BOOL=//p' "$out/CMakeCache.txt" 2>/dev/null | grep -q ON && echo "native, -march=native" || echo "portable")" \
+      "build${compiler:+, $compiler}), gemm kernel $(value "$logs/tnet-32" gemm_kernel)"
+    echo "- PyTorch $(value "$logs/torch-train-32" torch) eager fp32, channels-last ($python), times from torch.profiler"
+    echo "- command: \`NET=$net THREADS=$threads STEPS=$steps LATENCY_RUNS=$latency_runs bash $me\` ($elapsed s); raw output in $logs"
+  } >"$logs/header.md"
+fi
+threads=$(value "$logs/tnet-32" threads)
 roofline=$(value "$logs/tnet-32" gemm_roofline_gflops)
 [ -n "$roofline" ] || die 1 "no gemm_roofline_gflops in $logs/tnet-32"
 for f in tnet-32 tnet-1; do grep -q '^infer_step ' "$logs/$f" || die 1 "no infer_step lines in $logs/$f (a bench_smallervgg without --layers?)"; done
@@ -141,20 +163,10 @@ ms() { local v; v=$(value "$1" "$2"); [ -n "$v" ] && fmt "$v" 3 || echo -; }
 # ms_of FILE KEY BATCH: milliseconds per batch from an images/s figure.
 ms_of() { awk -v v="$(value "$1" "$2")" -v b="$3" 'BEGIN { if (v > 0) printf "%.3f", 1000 * b / v; else printf "-" }'; }
 
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|fma|avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_bf16|amx_int8|avx_vnni' | tr '\n' ' ')
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$out/CMakeCache.txt" 2>/dev/null)
-[ -n "$compiler" ] && compiler=$("$compiler" --version 2>/dev/null | head -1)
 {
   echo "## Where the time goes: SmallerVGGNet layer by layer, $threads thread$([ "$threads" = 1 ] || echo s)"
   echo
-  echo "- machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo);" \
-    "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), Linux $(uname -r); $(date -u '+%F %H:%M') UTC"
-  echo "- CPU flags: ${flags:-none of avx2, avx512f, avx512_bf16, amx}"
-  echo "- tnet $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo " (uncommitted changes)"):" \
-    "$bench ($(sed -n 's/^TNET_NATIVE:BOOL=//p' "$out/CMakeCache.txt" 2>/dev/null | grep -q ON && echo "native, -march=native" || echo "portable")" \
-    "build${compiler:+, $compiler}), gemm kernel $(value "$logs/tnet-32" gemm_kernel)"
-  echo "- PyTorch $(value "$logs/torch-train-32" torch) eager fp32, channels-last ($python), times from torch.profiler"
-  echo "- command: \`NET=$net THREADS=$threads STEPS=$steps LATENCY_RUNS=$latency_runs bash $me\` ($elapsed s); raw output in $logs"
+  cat "$logs/header.md"
   echo "- peak: tnet::gemm's $(fmt "$roofline" 1) GFLOP/s at $threads thread$([ "$threads" = 1 ] || echo s) (gemm_roofline_gflops); GFLOP/s count" \
     "the convolutions' and dense layers' FLOPs as a direct convolution does them: tnet's Winograd convolutions do fewer, so" \
     "their figure is an effective one and may pass 100 %"

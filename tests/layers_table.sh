@@ -76,6 +76,10 @@ expect "Whole passes, measured apart: tnet 0.750 ms (median latency); PyTorch 0.
 expect "- PyTorch 2.99 eager fp32, channels-last ($work/python), times from torch.profiler"
 expect "gemm kernel avx2"
 [ "$(grep -c '^### ' "$work/table")" = 3 ] || fail "not three tables: $(cat "$work/table")"
+# RUN=0 prints the same tables from the runs' output, running nothing (neither program is there).
+RUN=0 LOG_DIR="$work/logs" BUILD_DIR="$work/no-build" PYTHON="$work/no-such-python" bash "$repo/benchmarks/layers.sh" >"$work/again" 2>"$work/err" ||
+  fail "RUN=0 exited $?: $(cat "$work/err")"
+cmp -s "$work/table" "$work/again" || fail "RUN=0 printed other tables: $(diff "$work/table" "$work/again")"
 
 # A run failing, or the FLOP counts disagreeing, fails it; a wrong setting is a usage error.
 status=0
@@ -84,9 +88,12 @@ env "${settings[@]}" LOG_DIR="$work/logs2" STUB_TNET_FAIL=1 bash "$repo/benchmar
 status=0
 env "${settings[@]}" LOG_DIR="$work/logs3" STUB_GFLOP=0.9 bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
 [ "$status" = 1 ] && grep -q "not the same network" "$work/err" || fail "FLOPs disagreeing: exit $status, $(cat "$work/err")"
-for wrong in NET=resnet18 THREADS=0 STEPS=x PYTHON="$work/no-such-python" BUILD_DIR="$work/no-build"; do
+for wrong in NET=resnet18 THREADS=0 STEPS=x PYTHON="$work/no-such-python" BUILD_DIR="$work/no-build" RUN=2; do
   status=0
   env "${settings[@]}" LOG_DIR="$work/logs4" "$wrong" bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
   [ "$status" = 2 ] && grep -q "benchmarks/layers.sh: " "$work/err" || fail "$wrong: exit $status, $(cat "$work/err")"
 done
+status=0
+RUN=0 LOG_DIR="$work/none" bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
+[ "$status" = 2 ] && grep -q "RUN=0 needs LOG_DIR" "$work/err" || fail "RUN=0 without runs: exit $status, $(cat "$work/err")"
 echo "layers_table: ok"
