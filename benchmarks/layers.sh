@@ -22,7 +22,8 @@
 #   RUN_TIMEOUT=1200 seconds one run may take before it counts as failed
 #   LOG_DIR          where each run's output goes (default BUILD_DIR/layers-logs/DATE-TIME)
 #   RUN=1            RUN=0 runs nothing: it prints the tables again from LOG_DIR's runs
-# Exits 1 when a run fails or the two disagree on the network's FLOPs, 2 for a wrong setting.
+# Exits 1 when a run fails or the two disagree on the FLOPs (the network's, or a step's: not the
+# same layers), 2 for a wrong setting.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 me=benchmarks/layers.sh
@@ -104,6 +105,19 @@ tnet_flops=$(value "$logs/tnet-32" train_gflop_per_image)
 torch_flops=$(awk '$1 == "layer" { f += $9 * ($2 == 0 ? 2 : 3) } END { printf "%.6f", f / 32 / 1e9 }' "$logs/torch-train-32")
 awk -v a="$tnet_flops" -v b="$torch_flops" 'BEGIN { exit !(a > 0 && (a - b) ^ 2 <= (1e-3 * a) ^ 2) }' ||
   die 1 "tnet counts ${tnet_flops:-no} training GFLOP per image, PyTorch's layers $torch_flops: not the same network"
+# Step by step where tnet prints each step's FLOPs (forward_flops, per batch): PyTorch's layers of
+# the same indices count as many.
+for pair in "tnet-32 torch-train-32 step" "tnet-32 torch-infer-32 infer_step" "tnet-1 torch-infer-1 infer_step"; do
+  read -r t p kind <<<"$pair"
+  differ=$(awk -v kind="$kind" 'FNR == 1 { file++ }
+    file == 1 && $1 == "layer" { flops[$2] = $9 }
+    file == 2 && $1 == kind && $(NF - 1) == "forward_flops" {
+      split($2, parts, "."); n = split(parts[1], idx, "+"); f = 0
+      for (i = 1; i <= n; ++i) f += flops[idx[i]]
+      if ((f - $NF) ^ 2 > (1e-3 * $NF) ^ 2 + 1) printf "%s (tnet %.0f, PyTorch %.0f) ", $2, $NF, f
+    }' "$logs/$p" "$logs/$t")
+  [ -z "$differ" ] || die 1 "steps whose FLOPs tnet ($logs/$t) and PyTorch ($logs/$p) count differently, not the same layers: $differ"
+done
 
 # table TNET TORCH KIND BATCH: the Markdown rows of one mode (KIND step: training, infer_step:
 # inference), tnet's steps in order, then any PyTorch layer no step holds.

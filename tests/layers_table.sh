@@ -26,11 +26,12 @@ batch=
 while [ $# -gt 0 ]; do [ "$1" = --batch ] && batch=$2; shift; done
 printf '%s\n' "gemm_kernel avx2" "threads 2" "batch $batch" "train_images_per_s 200" "infer_images_per_s 1000" \
   "infer_latency_batch1_ms 0.75" "gemm_roofline_gflops 400" "train_gflop_per_image ${STUB_GFLOP:-0.8}"
-printf 'step %-32s forward_ms %8.3f backward_ms %8.3f\n' 0+1.activation_in_epilogue 10 20 2.layer 40 80
+printf 'step %-32s forward_ms %8.3f backward_ms %8.3f forward_flops %.0f\n' 0+1.activation_in_epilogue 10 20 $((batch * 100000000)) \
+  2.layer 40 80 $((batch * 200000000))
 if [ "$batch" = 32 ]; then
-  printf 'infer_step %-26s ms %8.3f\n' 0+1+2.activation_in_epilogue 20 3.layer 2
+  printf 'infer_step %-26s ms %8.3f forward_flops %.0f\n' 0+1+2.activation_in_epilogue 20 9600000000 3.layer 2 "${STUB_STEP_FLOPS:-0}"
 else
-  printf 'infer_step %-26s ms %8.3f\n' 0+1+2.activation_in_epilogue 0.5 3.layer 0.05
+  printf 'infer_step %-26s ms %8.3f forward_flops %.0f\n' 0+1+2.activation_in_epilogue 0.5 300000000 3.layer 0.05 0
 fi
 EOF
 # PyTorch: per layer forward and backward ms and forward FLOPs per batch.
@@ -81,13 +82,18 @@ RUN=0 LOG_DIR="$work/logs" BUILD_DIR="$work/no-build" PYTHON="$work/no-such-pyth
   fail "RUN=0 exited $?: $(cat "$work/err")"
 cmp -s "$work/table" "$work/again" || fail "RUN=0 printed other tables: $(diff "$work/table" "$work/again")"
 
-# A run failing, or the FLOP counts disagreeing, fails it; a wrong setting is a usage error.
+# A run failing, or the FLOP counts disagreeing (in all, or of a step), fails it; a wrong setting
+# is a usage error.
 status=0
 env "${settings[@]}" LOG_DIR="$work/logs2" STUB_TNET_FAIL=1 bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
 [ "$status" = 1 ] && grep -q "tnet, batch 32 failed" "$work/err" || fail "tnet failing: exit $status, $(cat "$work/err")"
 status=0
 env "${settings[@]}" LOG_DIR="$work/logs3" STUB_GFLOP=0.9 bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
 [ "$status" = 1 ] && grep -q "not the same network" "$work/err" || fail "FLOPs disagreeing: exit $status, $(cat "$work/err")"
+status=0
+env "${settings[@]}" LOG_DIR="$work/logs5" STUB_STEP_FLOPS=1000000 bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
+[ "$status" = 1 ] && grep -qF "count differently, not the same layers: 3.layer (tnet 1000000, PyTorch 0)" "$work/err" ||
+  fail "a step's FLOPs disagreeing: exit $status, $(cat "$work/err")"
 for wrong in NET=resnet18 THREADS=0 STEPS=x PYTHON="$work/no-such-python" BUILD_DIR="$work/no-build" RUN=2; do
   status=0
   env "${settings[@]}" LOG_DIR="$work/logs4" "$wrong" bash "$repo/benchmarks/layers.sh" >/dev/null 2>"$work/err" || status=$?
