@@ -186,7 +186,7 @@ ms_of() { awk -v v="$(value "$1" "$2")" -v b="$3" 'BEGIN { if (v > 0) printf "%.
     "their figure is an effective one and may pass 100 %"
   echo "- ms and MFLOP per batch; PyTorch / tnet: PyTorch's time over tnet's (above 1 tnet is faster); a row is one step of tnet's plan," \
     "PyTorch's same layers summed; layer $(awk '$1 == "layer" { k = $2 } END { print k }' "$logs/torch-train-32") is the sigmoid (in training PyTorch's BCEWithLogitsLoss, which fuses it);" \
-    "each row is its own median, so on a busy machine the rows can sum to less than a whole pass's median"
+    "each row is timed apart (a median; tnet's training steps: the mean of STEPS/2 repeats), so on a busy machine the rows can sum to less than a whole pass"
   echo
   echo "### Training, batch 32 (forward and backward; the optimizer step is in no row)"
   echo
