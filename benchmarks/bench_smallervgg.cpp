@@ -7,7 +7,8 @@
 // Prints `name value` lines (or one JSON object); --layers adds each step's forward and
 // backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses; a
 // residual block is one step) and each step of the inference plan's milliseconds (the median of
-// a quarter of --latency-runs, at least 20, each step run alone); --kernel makes gemm use that kernel rather
+// a quarter of --latency-runs, at least 20, each step run alone), each step with its forward
+// FLOPs per batch as the GFLOP/s count them (none in a residual block); --kernel makes gemm use that kernel rather
 // than the widest the CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
 // --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
 // the network, as trained by the timed steps, to FILE as ONNX with an NCHW input (the order of the
@@ -90,7 +91,24 @@ std::pair<double, double> median_p99(std::vector<double>& times) {
 struct LayerTime {
   std::string name;
   double forward_ms, backward_ms;
+  double forward_flops;  // of the batch, as flops() counts them
 };
+
+// FLOPs per sample of layers First to Last of Net's forward, as flops() counts them.
+template <std::size_t First, std::size_t Last, class Net>
+double step_flops(const Net& net) {
+  double total = 0;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((total +=
+      [&] {
+        const auto& layer = net.template layer<First + I>();
+        if constexpr (requires { layer.forward_flops(); }) return double(layer.forward_flops());
+        else return 0.0;
+      }()),
+     ...);
+  }(std::make_index_sequence<Last - First + 1>{});
+  return total;
+}
 
 // Each step of the training plan alone (model/plan.hpp: a layer, or the layers a rule runs as
 // one), on the activations of a real training forward, as a training step runs it: forward, then
@@ -136,7 +154,7 @@ std::vector<LayerTime> time_layers(Net& net, int batch, int repeats) {
           }()),
           ...);
        }(std::make_index_sequence<std::tuple_size_v<Backward>>{});
-       times.push_back({name, forward * 1e3, backward * 1e3});
+       times.push_back({name, forward * 1e3, backward * 1e3, batch * step_flops<Step::first, Step::last>(net)});
      }()),
      ...);
   }(std::make_index_sequence<std::tuple_size_v<Forward>>{});
@@ -164,7 +182,7 @@ std::vector<LayerTime> time_inference_steps(Net& net, const tnet::Buffer& x, int
          chain.template inference_step<S>(batch, pass);
          t = seconds_since(start);
        }
-       times.push_back({name, median_p99(runs).first * 1e3, 0});
+       times.push_back({name, median_p99(runs).first * 1e3, 0, batch * step_flops<Step::first, Step::last>(net)});
      }()),
      ...);
   }(std::make_index_sequence<std::tuple_size_v<Plan>>{});
@@ -275,12 +293,12 @@ int run(const Options& options) {
     if (layers) {
       std::printf(", \"layers\": [");
       for (std::size_t i = 0; i < per_layer.size(); ++i)
-        std::printf("%s{\"name\": \"%s\", \"forward_ms\": %.4g, \"backward_ms\": %.4g}", i ? ", " : "", per_layer[i].name.c_str(),
-                    per_layer[i].forward_ms, per_layer[i].backward_ms);
+        std::printf("%s{\"name\": \"%s\", \"forward_ms\": %.4g, \"backward_ms\": %.4g, \"forward_flops\": %.0f}", i ? ", " : "",
+                    per_layer[i].name.c_str(), per_layer[i].forward_ms, per_layer[i].backward_ms, per_layer[i].forward_flops);
       std::printf("], \"inference_steps\": [");
       for (std::size_t i = 0; i < per_inference_step.size(); ++i)
-        std::printf("%s{\"name\": \"%s\", \"ms\": %.4g}", i ? ", " : "", per_inference_step[i].name.c_str(),
-                    per_inference_step[i].forward_ms);
+        std::printf("%s{\"name\": \"%s\", \"ms\": %.4g, \"forward_flops\": %.0f}", i ? ", " : "", per_inference_step[i].name.c_str(),
+                    per_inference_step[i].forward_ms, per_inference_step[i].forward_flops);
       std::printf("]");
     }
     std::printf("}\n");
@@ -289,8 +307,10 @@ int run(const Options& options) {
   std::printf("gemm_kernel %s\n", tnet::name(tnet::gemm_kernel()));
   for (const auto& [name, value] : figures) std::printf("%s %.*f\n", name.c_str(), value == double(long(value)) ? 0 : 3, value);
   for (const LayerTime& t : per_layer)
-    std::printf("step %-32s forward_ms %8.3f backward_ms %8.3f\n", t.name.c_str(), t.forward_ms, t.backward_ms);
-  for (const LayerTime& t : per_inference_step) std::printf("infer_step %-26s ms %8.3f\n", t.name.c_str(), t.forward_ms);
+    std::printf("step %-32s forward_ms %8.3f backward_ms %8.3f forward_flops %.0f\n", t.name.c_str(), t.forward_ms, t.backward_ms,
+                t.forward_flops);
+  for (const LayerTime& t : per_inference_step)
+    std::printf("infer_step %-26s ms %8.3f forward_flops %.0f\n", t.name.c_str(), t.forward_ms, t.forward_flops);
   return 0;
 }
 }  // namespace
