@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build-clang-check
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_WERROR=ON -DTNET_MPI=ON \
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON -DCMAKE_CXX_COMPILER=clang++-19 -DTNET_WERROR=ON -DTNET_MPI=ON \
   -DTNET_FASHION_TORCHVISION=ON -DTNET_FASHION_NETWORKS= -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 python3 - "$dir/compile_commands.json" "$(nproc)" <<'PY'
 import concurrent.futures, json, shlex, subprocess, sys

@@ -13,7 +13,12 @@ for arg in "$@"; do
   case $previous in --arch) arch=$arg ;; --image-size) size=$arg ;; esac
   previous=$arg
 done
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTNET_NATIVE=ON -DTNET_FASHION_NETWORKS="$arch:$size" >/dev/null
+# Ninja compiles the programs' sources side by side from the start (Make would wait for the
+# network's library before compiling train.cpp and classify.cpp); a build folder made earlier
+# keeps its own generator.
+generator=(-G Ninja)
+[ -f build/CMakeCache.txt ] && generator=()
+cmake "${generator[@]}" -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON -DTNET_NATIVE=ON -DTNET_FASHION_NETWORKS="$arch:$size" >/dev/null
 cmake --build build -j"$(nproc)" --target fashion_train fashion_classify
 mkdir -p out
 ./build/examples/fashion_train --epochs 5 --model out/fashion.tnet --labelbin out/labels.txt \

@@ -16,13 +16,13 @@ failures=0 passed=0
 pass() { passed=$((passed + 1)); echo "ok: $1"; }
 fail() { failures=$((failures + 1)); echo "FAILED: $1"; }
 
-# 24 colours at 2 places, 64 pictures each: 3072 small photos, decoded at 128x128 on one thread
+# 24 colours at 2 places, 64 pictures each: 3072 small photos, decoded at 96x96 on one thread
 # (about a second here).
 "$make_label_dataset" photos 24 20 64 >/dev/null || { echo "make_label_dataset failed"; exit 1; }
 
 for signal in INT TERM; do
   rm -rf cache && mkdir cache
-  "$train" --dataset photos --cache cache --image-size 128 --threads 1 --epochs 1 --model "model_$signal.tnet" --labelbin "labels_$signal.txt" \
+  "$train" --dataset photos --cache cache --image-size 96 --threads 1 --epochs 1 --model "model_$signal.tnet" --labelbin "labels_$signal.txt" \
     --plot "plot_$signal.png" --history "history_$signal.csv" >"out_$signal.txt" 2>"err_$signal.txt" &
   pid=$!
   # Wait (up to 60 s) for the build's temporary file, then stop the process there.
@@ -45,7 +45,7 @@ for signal in INT TERM; do
   left=$(ls -A cache | tr '\n' ' ')
   if [ $started = 0 ]; then
     fail "SIG$signal: the cache's build was not caught in progress (status $status; $(tail -2 "out_$signal.txt"))"
-  elif [ $status = 130 ] && grep -qE "^fashion_train: interrupted while building the image cache cache/photos-128px-[0-9a-f]{16}\.tnetcache; nothing kept$" "err_$signal.txt" &&
+  elif [ $status = 130 ] && grep -qE "^fashion_train: interrupted while building the image cache cache/photos-96px-[0-9a-f]{16}\.tnetcache; nothing kept$" "err_$signal.txt" &&
      [ -z "$left" ] && [ ! -e "model_$signal.tnet" ]; then
     pass "SIG$signal while the image cache is built: stopped with a message, status 130, nothing left in the cache folder"
   else

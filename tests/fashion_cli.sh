@@ -2,9 +2,11 @@
 # fashion_train and fashion_classify as a user runs them: bad input, a short training on the
 # synthetic set that must learn, the files it writes, classification, and resuming after an
 # interruption, the split by name, a dataset of 44 labels, and the image cache (--cache). Usage:
-#   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET
+#   fashion_cli.sh BIN_DIR IMAGE_CHECK MAKE_LABEL_DATASET SIZES
+# SIZES: the sizes SmallerVGGNet is compiled for, as the programs name them ("64, 96 or 128");
+# the build has 64 and 96 at least.
 set -uo pipefail
-bin=$1 image_check=$2 make_label_dataset=$3
+bin=$1 image_check=$2 make_label_dataset=$3 sizes=$4
 train="$bin/fashion_train" classify="$bin/fashion_classify"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
@@ -14,9 +16,9 @@ expect_error "empty dataset" 2 "no image files" -- sh -c "mkdir -p empty && exec
 expect_error "--epochs 0" 2 "--epochs must be an integer from 1 to 100000, got '0'" -- "$train" --epochs 0
 expect_error "--val-split 1.5" 2 "--val-split must be a fraction in (0, 1), got '1.5'" -- "$train" --val-split 1.5
 expect_error "--lr nonsense" 2 "--lr must be a learning rate in (0, 10), got 'fast'" -- "$train" --lr fast
-expect_error "--image-size 50" 2 "--image-size must be 64, 96 or 128" -- "$train" --image-size 50
+expect_error "--image-size 50" 2 "--image-size must be $sizes (the sizes fashion_train is compiled for), got 50" -- "$train" --image-size 50
 # --help names the networks the build has (examples/fashion/networks.cmake).
-if "$train" --help | grep -qF "Compiled for SmallerVGGNet at 64, 96 or 128 pixels"; then
+if "$train" --help | grep -qF "Compiled for SmallerVGGNet at $sizes pixels"; then
   pass "--help names the compiled networks"
 else
   fail "--help names the compiled networks: $("$train" --help | tail -n 2)"
@@ -100,14 +102,14 @@ expect_error "missing model" 2 "cannot open model file" -- "$classify" --model "
 
 # Interrupted after 4 steps, then resumed: the same model as an uninterrupted run, bit for bit
 # (compared through classify's printed probabilities).
-"$train" --epochs 2 --synthetic-count 20 --model a.tnet --labelbin a.txt --plot a.png --history a.csv >/dev/null 2>&1
-"$train" --epochs 2 --synthetic-count 20 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --interrupt-after-steps 4 >interrupted.txt 2>&1
+"$train" --epochs 2 --synthetic-count 20 --image-size 64 --model a.tnet --labelbin a.txt --plot a.png --history a.csv >/dev/null 2>&1
+"$train" --epochs 2 --synthetic-count 20 --image-size 64 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --interrupt-after-steps 4 >interrupted.txt 2>&1
 status=$?
 [ $status = 130 ] && [ -e b.tnet.checkpoint ] && [ ! -e b.tnet ] && grep -q "checkpoint saved" interrupted.txt &&
   pass "an interruption saves a checkpoint and exits 130" || fail "interruption: status $status, $(cat interrupted.txt)"
-expect_error "resume with other options" 2 "resume with the same options" -- "$train" --epochs 3 --synthetic-count 20 \
+expect_error "resume with other options" 2 "resume with the same options" -- "$train" --epochs 3 --synthetic-count 20 --image-size 64 \
   --model "$work/b.tnet" --labelbin "$work/b.txt" --plot "$work/b.png" --history "$work/b.csv" --resume
-"$train" --epochs 2 --synthetic-count 20 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --resume >resumed.txt 2>&1
+"$train" --epochs 2 --synthetic-count 20 --image-size 64 --model b.tnet --labelbin b.txt --plot b.png --history b.csv --resume >resumed.txt 2>&1
 grep -q "optimizer step 4" resumed.txt && pass "resumed at optimizer step 4" || fail "resume: $(cat resumed.txt)"
 "$classify" --model a.tnet --labelbin a.txt --image synthetic_examples --json --output out_a >a.json 2>/dev/null
 "$classify" --model b.tnet --labelbin b.txt --image synthetic_examples --json --output out_b >b.json 2>/dev/null
@@ -117,7 +119,7 @@ sed -i 's/"output": "[^"]*"//' a.json b.json
 
 # Weights averaged over the last 2 of 3 epochs (3 steps each), interrupted in the third, after
 # the first averaged epoch, and resumed: again the uninterrupted model, bit for bit.
-averaging=(--epochs 3 --synthetic-count 20 --average-epochs 2)
+averaging=(--epochs 3 --synthetic-count 20 --image-size 64 --average-epochs 2)
 "$train" "${averaging[@]}" --model c.tnet --labelbin c.txt --plot c.png --history c.csv >c.log 2>&1
 grep -q "^mean weights of the last 2 epochs" c.log && grep -q "^last weights, batch-norm statistics re-estimated" c.log &&
   pass "the final model averages the last 2 epochs' weights" || fail "averaging: $(cat c.log)"
@@ -140,12 +142,12 @@ sed -i 's/"output": "[^"]*"//' c.json d.json
 # Killed between the checkpoint that counts the mean of 2 epochs and the removal of the mean of 1
 # (the window is a few instructions wide: made here by copying that file back): the resumed run
 # removes it, and leaves nothing behind.
-"$train" --epochs 4 --synthetic-count 20 --average-epochs 3 --model e.tnet --labelbin e.txt --plot e.png --history e.csv \
+"$train" --epochs 4 --synthetic-count 20 --image-size 64 --average-epochs 3 --model e.tnet --labelbin e.txt --plot e.png --history e.csv \
   --interrupt-after-steps 10 >e.log 2>&1
 prepared=no
 [ -e e.tnet.checkpoint-average-2 ] && [ ! -e e.tnet.checkpoint-average-1 ] && cp e.tnet.checkpoint-average-2 e.tnet.checkpoint-average-1 &&
   prepared=yes
-"$train" --epochs 4 --synthetic-count 20 --average-epochs 3 --model e.tnet --labelbin e.txt --plot e.png --history e.csv --resume \
+"$train" --epochs 4 --synthetic-count 20 --image-size 64 --average-epochs 3 --model e.tnet --labelbin e.txt --plot e.png --history e.csv --resume \
   >e_resumed.log 2>&1
 status=$?
 [ $prepared = yes ] && [ $status = 0 ] && [ -e e.tnet ] && [ -z "$(ls | grep '^e.tnet.checkpoint')" ] &&
@@ -181,7 +183,7 @@ expect_error "a labelled copy over the photo" 2 "would overwrite the photo" -- "
 cmp -s photo.png synthetic_examples/red_dress.png && pass "the photo is untouched" || fail "the photo was overwritten"
 
 # A learning rate far too high: a model that learned nothing is saved with a warning.
-"$train" --epochs 3 --synthetic-count 20 --lr 9.99 --model h.tnet --labelbin h.txt --plot h.png --history h.csv >h.log 2>h.err
+"$train" --epochs 3 --synthetic-count 20 --image-size 64 --lr 9.99 --model h.tnet --labelbin h.txt --plot h.png --history h.csv >h.log 2>h.err
 status=$?
 [ $status = 0 ] && grep -q "warning: the saved model's validation loss, .* is worse than predicting each label's training frequency" h.err &&
   pass "a run that learned nothing says so" || fail "--lr 9.99: status $status, $(cat h.err)"
@@ -217,8 +219,8 @@ else
 fi
 
 # Given back, a run's split lists reproduce it: the same training, epoch for epoch.
-"$train" --epochs 2 --synthetic-count 20 --model e.tnet --labelbin e.txt --plot e.png --history e.csv >e.log 2>&1
-"$train" --epochs 2 --synthetic-count 20 --model f.tnet --labelbin f.txt --plot f.png --history f.csv --val-list e.val.txt \
+"$train" --epochs 2 --synthetic-count 20 --image-size 64 --model e.tnet --labelbin e.txt --plot e.png --history e.csv >e.log 2>&1
+"$train" --epochs 2 --synthetic-count 20 --image-size 64 --model f.tnet --labelbin f.txt --plot f.png --history f.csv --val-list e.val.txt \
   --train-list e.train.txt >f.log 2>&1
 status=$?
 if [ $status = 0 ] && grep -q "validating on 24 (the images e.val.txt lists)" f.log && cmp -s e.val.txt f.val.txt &&
@@ -227,7 +229,7 @@ if [ $status = 0 ] && grep -q "validating on 24 (the images e.val.txt lists)" f.
 else
   fail "named split: status $status, $(grep validating f.log), $(diff <(cut -d, -f1-6 e.csv) <(cut -d, -f1-6 f.csv))"
 fi
-"$train" --epochs 1 --synthetic-count 20 --model g.tnet --labelbin g.txt --plot g.png --history g.csv --val-list e.val.txt >g.log 2>&1
+"$train" --epochs 1 --synthetic-count 20 --image-size 64 --model g.tnet --labelbin g.txt --plot g.png --history g.csv --val-list e.val.txt >g.log 2>&1
 grep -q "training on 96, validating on 24" g.log && cmp -s e.train.txt g.train.txt && pass "--val-list alone trains on every other picture" ||
   fail "--val-list alone: $(grep training g.log)"
 
@@ -414,7 +416,7 @@ done
 # --tune-thresholds: each label's threshold, chosen on the validation images, is printed and stored
 # in the model, and fashion_classify uses them unless --threshold gives one for every label. The
 # report and the history gain macro and micro F1 and mAP.
-"$train" --epochs 2 --synthetic-count 30 --tune-thresholds --model t.tnet --labelbin t.txt --plot t.png --history t.csv >t.log 2>&1
+"$train" --epochs 2 --synthetic-count 30 --image-size 64 --tune-thresholds --model t.tnet --labelbin t.txt --plot t.png --history t.csv >t.log 2>&1
 status=$?
 "$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png >t_tuned.txt 2>&1
 "$classify" --model t.tnet --labelbin t.txt --image synthetic_examples/red_dress.png --threshold 0.5 >t_half.txt 2>&1
@@ -434,7 +436,7 @@ expect_error "--weight-decay negative" 2 "--weight-decay must be a weight decay 
 expect_error "--clip-norm 0" 2 "--clip-norm must be a gradient norm above 0, got '0'" -- "$train" --clip-norm 0
 expect_error "--warmup-epochs without cosine" 2 "--warmup-epochs needs --schedule cosine" -- "$train" --warmup-epochs 1
 expect_error "--weight-decay with Keras's decay" 2 "--schedule keras is Adam's decay" -- "$train" --weight-decay 0.01 --schedule keras
-optim=(--epochs 3 --synthetic-count 30 --weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1 --model o.tnet
+optim=(--epochs 3 --synthetic-count 30 --image-size 64 --weight-decay 0.01 --clip-norm 1 --schedule cosine --warmup-epochs 1 --model o.tnet
   --labelbin o.txt --plot o.png --history o.csv)
 "$train" "${optim[@]}" --interrupt-after-steps 3 >o.log 2>&1
 status=$?
@@ -453,9 +455,9 @@ fi
 expect_error "--pos-weight other" 2 "--pos-weight takes auto" -- "$train" --pos-weight 3
 expect_error "--focal-gamma negative" 2 "--focal-gamma must be a focal loss gamma in [0, 100), got '-2'" -- "$train" --focal-gamma -2
 expect_error "--pos-weight with --focal-gamma" 2 "--pos-weight and --focal-gamma choose two losses" -- "$train" --pos-weight auto --focal-gamma 2
-"$train" --epochs 2 --synthetic-count 30 --pos-weight auto --model pw.tnet --labelbin pw.txt --plot pw.png --history pw.csv >pw.log 2>&1
+"$train" --epochs 2 --synthetic-count 30 --image-size 64 --pos-weight auto --model pw.tnet --labelbin pw.txt --plot pw.png --history pw.csv >pw.log 2>&1
 pw=$?
-"$train" --epochs 2 --synthetic-count 30 --focal-gamma 2 --model fo.tnet --labelbin fo.txt --plot fo.png --history fo.csv >fo.log 2>&1
+"$train" --epochs 2 --synthetic-count 30 --image-size 64 --focal-gamma 2 --model fo.tnet --labelbin fo.txt --plot fo.png --history fo.csv >fo.log 2>&1
 fo=$?
 if [ $pw = 0 ] && grep -q "^positive weights (--pos-weight auto): black [0-9.]" pw.log && [ -s pw.tnet ] && [ $fo = 0 ] && [ -s fo.tnet ] &&
   ! cmp -s <(cut -d, -f4 fo.csv) <(cut -d, -f4 pw.csv); then

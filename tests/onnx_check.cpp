@@ -18,7 +18,9 @@
 //       MobileNetV2<96, 96, 3, 6> (mobilenet_v2), runs it on DIR/NET.input.bin and exits 0 when every output is within
 //       1e-4 of DIR/NET.expected.bin, printing the largest difference; then checks that a ResNet18
 //       export loaded into a ResNet missing a block is refused, naming the node, the network
-//       unchanged, and that a few training steps on the imported ResNet18 lower its loss
+//       unchanged, and that a few training steps on the imported ResNet18 lower its loss. Only
+//       in a build with TNET_ONNX_CHECK_TORCHVISION=1 (CMake's TNET_FASHION_TORCHVISION, which
+//       scripts/test.sh --full turns on): training ResNet18 doubles the program's compile time
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -59,12 +61,7 @@ int compare(const std::string& model, const std::vector<float>& inputs, const st
   return largest <= tolerance ? 0 : 1;
 }
 
-void write_floats(const std::string& path, std::span<const float> values) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size_bytes()));
-  if (!out) throw std::runtime_error(path + ": cannot write");
-}
-
+#if TNET_ONNX_CHECK_TORCHVISION
 // torchvision's networks (tests/onnx/make_torchvision.py) in tnet.
 // tnet's own exports of the same types are checked by `networks` (onnx_networks.hpp).
 using ResNet = onnx_networks::ResNet18;
@@ -150,42 +147,18 @@ int check_torchvision(const std::string& dir) {
   failures += !fine_tunes(dir, resnet);
   return failures == 0 ? 0 : 1;
 }
-
-int write_networks(const std::string& dir) {
-  std::ofstream list(dir + "/networks.txt");
-  int failures = 0;
-  onnx_networks::for_each_network([&]<class Net>(const std::string& name, const onnx_networks::Options& options) {
-    auto net = std::make_unique<Net>(11);
-    onnx_networks::randomise(*net, 12, options);
-    const int batch = 3;
-    const tnet::Buffer x = [&] {
-      tnet::Buffer v(batch * Net::input_size);
-      const tnet::Rng rng(13);
-      for (std::size_t i = 0; i < v.size(); ++i) v[i] = rng.symmetric(i, 2.0f);
-      return v;
-    }();
-    const std::span<const float> y = net->predict(x, batch);
-    const std::vector<float> expected(y.begin(), y.end());
-    write_floats(dir + "/" + name + ".input.bin", x);
-    write_floats(dir + "/" + name + ".expected.bin", expected);
-    tnet::save_onnx(dir + "/" + name + ".onnx", *net);
-    tnet::save_onnx(dir + "/" + name + "_nchw.onnx", *net, {}, tnet::OnnxLayout::nchw);
-    using In = typename Net::input_shape;
-    list << name << " " << batch << " " << In::height << " " << In::width << " " << In::channels << " " << net->outputs() << " "
-         << (options.opencv ? "opencv" : "no-opencv") << "\n";
-    for (const char* suffix : {".onnx", "_nchw.onnx"}) {
-      auto back = std::make_unique<Net>(99);
-      tnet::load_onnx(dir + "/" + name + suffix, *back);
-      const std::span<const float> again = back->predict(x, batch);
-      const bool same = std::equal(again.begin(), again.end(), expected.begin());
-      std::printf("%s%s: loads back into tnet %s\n", name.c_str(), suffix, same ? "with the same outputs" : "with OTHER outputs");
-      failures += !same;
-    }
-  });
-  return failures == 0 && list ? 0 : 1;
+#else
+int check_torchvision(const std::string&) {
+  std::fprintf(stderr, "onnx_check: built without torchvision's networks (TNET_ONNX_CHECK_TORCHVISION)\n");
+  return 2;
 }
+#endif
 
 }  // namespace
+
+namespace onnx_check {
+int write_networks(const std::string& dir);  // onnx_check_networks.cpp
+}
 
 int main(int argc, char** argv) {
   try {
@@ -210,7 +183,7 @@ int main(int argc, char** argv) {
       if (info.height == 64 && info.width == 64 && info.channels == 3) return compare<64>(argv[2], inputs, expected, tolerance);
       throw std::runtime_error(std::string(argv[2]) + ": not a SmallerVGGNet for 64 or 96-pixel photos");
     }
-    if (mode == "networks" && argc == 3) return write_networks(argv[2]);
+    if (mode == "networks" && argc == 3) return onnx_check::write_networks(argv[2]);
     if (mode == "torchvision" && argc == 3) return check_torchvision(argv[2]);
     std::fprintf(stderr,
                  "usage: onnx_check inputs SIZE OUT.bin PHOTO... | compare MODEL.onnx INPUTS.bin EXPECTED.bin TOLERANCE | networks DIR | "

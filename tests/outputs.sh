@@ -188,8 +188,8 @@ status=$?
 [ $status = 1 ] && grep -q "f.tnet.checkpoint: cannot write the model file: write failed: File too large" f.log && [ -z "$(ls -A | grep tnet-tmp)" ] &&
   pass "a file past ulimit -f: a message naming it, exit 1, no temporary file left" ||
   fail "ulimit -f: status $status, $(tail -2 f.log), $(ls -A | grep tnet-tmp)"
-# Out of memory: said in words (29 GB of synthetic pictures, within a 4 GB address space).
-(ulimit -v 4000000 && exec "$train" --synthetic-count 100000 --image-size 128 --model big.tnet "${outs[@]}") >big.log 2>&1
+# Out of memory: said in words (16 GB of synthetic pictures, within a 4 GB address space).
+(ulimit -v 4000000 && exec "$train" --synthetic-count 100000 --image-size 96 --model big.tnet "${outs[@]}") >big.log 2>&1
 status=$?
 [ $status = 1 ] && grep -q "^fashion_train: out of memory: an allocation failed with [0-9]* MB taken at the peak" big.log &&
   pass "out of memory is a message, exit 1" || fail "out of memory: status $status, $(tail -2 big.log)"

@@ -17,7 +17,13 @@ namespace {
 
 using test::TempDir;
 
-std::string fixture(const std::string& name) { return std::string(TNET_FIXTURE_DIR) + "/" + name; }
+// Appended in place: GCC 12 warns (-Warray-bounds, wrongly) about `std::string(...) + "/"` at -O2.
+std::string fixture(const std::string& name) {
+  std::string path = TNET_FIXTURE_DIR;
+  path += '/';
+  path += name;
+  return path;
+}
 
 // A w x h RGB image filled with one colour.
 Image solid(int w, int h, std::uint8_t r, std::uint8_t g, std::uint8_t b) {

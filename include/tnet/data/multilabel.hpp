@@ -69,7 +69,8 @@ class MultiLabelBinarizer {
 
   /// Writes the classes through AtomicFile (core/file.hpp); throws FileError naming `path`.
   void save(const std::string& path) const {
-    std::string text = std::string(header) + "\n";
+    std::string text(header);  // appended in place: GCC 12 warns wrongly about `std::string(header) + "\n"` at -O2
+    text += '\n';
     for (const std::string& c : classes_) text += c + "\n";
     write_file(path, text, "label file");
   }
