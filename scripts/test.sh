@@ -7,15 +7,15 @@
 #                                 tests, the programs as a user runs them, ONNX files read back by
 #                                 onnx.checker and ONNX Runtime, MPI.
 #   bash scripts/test.sh --full   what CI runs (.ci/run): built at -O2, the fashion programs at
-#                                 every size and for ResNet18 and MobileNetV2 too, and every test, the large consumers too
-#                                 (OpenCV's DNN, PyTorch and torchvision from Debian); README and
-#                                 the docs checked (scripts/check_docs.sh: no path outside the
-#                                 repository, no broken link, README's C++ compiled); then the unit
-#                                 tests built with clang-19 under AddressSanitizer and
-#                                 UndefinedBehaviorSanitizer, the sources of the examples,
-#                                 benchmarks and test tools through clang-19 with warnings as
-#                                 errors (scripts/clang_check.sh), and each libFuzzer target for 60
-#                                 seconds (fuzz/run.sh). TNET_SKIP_SANITIZERS=1 and
+#                                 every size and for ResNet18 and MobileNetV2 too, and every test,
+#                                 the large consumers too (OpenCV's DNN, PyTorch and torchvision
+#                                 from Debian); README and the docs checked (scripts/check_docs.sh:
+#                                 no path outside the repository, no broken link, README's C++
+#                                 compiled); then the unit tests built with clang-19 under
+#                                 AddressSanitizer and UndefinedBehaviorSanitizer, the sources of
+#                                 the examples, benchmarks and test tools through clang-19 with
+#                                 warnings as errors (scripts/clang_check.sh), and each libFuzzer
+#                                 target for 60 seconds (fuzz/run.sh). TNET_SKIP_SANITIZERS=1 and
 #                                 TNET_SKIP_FUZZ=1 leave those out.
 # Each phase's time is printed at the end.
 set -euo pipefail
