@@ -3,9 +3,10 @@
 # synthetic set; fashion_classify and fashion_export follow the model file; fashion_export's ONNX
 # file classifies as the model does, found by its recorded signature, or, with that record
 # removed, by trying each network; and the usage errors. Usage:
-#   fashion_arch.sh BIN_DIR
+#   fashion_arch.sh BIN_DIR SIZES
+# SIZES: SmallerVGGNet's compiled sizes as fashion_train names them ("64, 96 or 128").
 set -uo pipefail
-bin=$1
+bin=$1 vgg_sizes=$2
 train="$bin/fashion_train" classify="$bin/fashion_classify" export_="$bin/fashion_export"
 source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
@@ -16,7 +17,7 @@ expect_error "--arch resnet18 at 64 pixels" 2 \
 expect_error "--arch mobilenetv2 at 128 pixels" 2 \
   "--image-size must be 96 (the sizes fashion_train is compiled for with --arch mobilenetv2), got 128" -- \
   "$train" --arch mobilenetv2 --image-size 128
-expect_error "SmallerVGGNet's sizes" 2 "--image-size must be 64, 96 or 128 (the sizes fashion_train is compiled for), got 50" -- \
+expect_error "SmallerVGGNet's sizes" 2 "--image-size must be $vgg_sizes (the sizes fashion_train is compiled for), got 50" -- \
   "$train" --image-size 50
 expect_error "fashion_classify --arch unknown" 2 "--arch must be smallervgg, resnet18 or mobilenetv2, got 'lenet'" -- \
   "$classify" --arch lenet --image x.png
