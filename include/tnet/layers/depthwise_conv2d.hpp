@@ -150,13 +150,22 @@ struct DepthwiseConv2D : LayerSpec {
           const int oy = int(row % OH);
           float* out = y + row * OW * F;
           for (int ox = 0; ox < OW; ++ox, out += F) {
+            const float* added = e.added_at(row * OW + ox, 0);
+            const int top = oy * S - pad_top, left = ox * S - pad_left;
+            if (top >= 0 && left >= 0 && top + K <= H && left + K <= W) {
+              const float* corner = image + (std::ptrdiff_t(top) * W + left) * C;
+              for (int c0 = 0; c0 < C; c0 += lanes) {
+                if (c0 + lanes <= C) window_block<lanes>(c0, bias, corner, kernel, e, added, out);
+                else window_block<C % lanes>(c0, bias, corner, kernel, e, added, out);
+              }
+              continue;
+            }
             const float* pixels[K * K];
             const float* weights[K * K];
             int taps = 0;
             for_taps(oy, ox, [&](int iy, int ix, int tap) {
               pixels[taps] = image + (std::ptrdiff_t(iy) * W + ix) * C, weights[taps] = kernel + std::ptrdiff_t(tap) * C, ++taps;
             });
-            const float* added = e.added_at(row * OW + ox, 0);
             for (int c0 = 0; c0 < C; c0 += lanes) {
               if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, added, out);
               else channel_block<C % lanes>(c0, bias, pixels, weights, taps, e, added, out);
@@ -177,6 +186,24 @@ struct DepthwiseConv2D : LayerSpec {
           const float *p = pixels[t] + c0, *w = weights[t] + c0;
           for (int l = 0; l < Lanes; ++l) sum[l] += p[l] * w[l];
         }
+        finish(sum, c0, e, added);
+        for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
+      }
+    }
+    // channel_block for an output pixel whose whole window lies inside the image (`corner`: its
+    // top-left input pixel): the same sums in the same order, the taps at offsets known when
+    // compiling. (Given run-time lists of taps, GCC gathers across them, several times slower.)
+    template <int Lanes>
+    static void window_block(int c0, const float* bias, const float* corner, const float* kernel, const Epilogue& e, const float* added,
+                             float* out) {
+      if constexpr (Lanes > 0) {
+        float sum[Lanes];
+        for (int l = 0; l < Lanes; ++l) sum[l] = bias[c0 + l];
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx) {
+            const float *p = corner + (std::ptrdiff_t(ky) * W + kx) * C + c0, *w = kernel + std::ptrdiff_t(ky * K + kx) * C + c0;
+            for (int l = 0; l < Lanes; ++l) sum[l] += p[l] * w[l];
+          }
         finish(sum, c0, e, added);
         for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
       }
@@ -206,6 +233,19 @@ struct DepthwiseConv2D : LayerSpec {
           const int iy = int(row % H);
           float* out = dx + row * W * C;
           for (int ix = 0; ix < W; ++ix, out += C) {
+            if constexpr (S == 1) {
+              // Every tap's output pixel inside the output: tap (ky, kx) reads the gradient at
+              // (iy + pad_top - ky, ix + pad_left - kx).
+              const int ty = iy + pad_top, tx = ix + pad_left;
+              if (ty - (K - 1) >= 0 && tx - (K - 1) >= 0 && ty < OH && tx < OW) {
+                const float* first = grad + (std::ptrdiff_t(ty) * OW + tx) * F;
+                for (int c0 = 0; c0 < C; c0 += lanes) {
+                  if (c0 + lanes <= C) window_gradient_block<lanes>(c0, first, kernel, out);
+                  else window_gradient_block<C % lanes>(c0, first, kernel, out);
+                }
+                continue;
+              }
+            }
             const float* grads[K * K];
             const float* weights[K * K];
             int taps = 0;
@@ -235,6 +275,21 @@ struct DepthwiseConv2D : LayerSpec {
           const float *g = grads[t] + c0, *w = weights[t] + c0;
           for (int l = 0; l < Lanes; ++l) sum[l] += g[l] * w[l];
         }
+        for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
+      }
+    }
+
+    // gradient_block for an input pixel that every tap's output pixel covers, at stride 1 (`first`:
+    // the gradient of tap (0, 0)'s output pixel): the same sums in the same order.
+    template <int Lanes>
+    static void window_gradient_block(int c0, const float* first, const float* kernel, float* out) {
+      if constexpr (Lanes > 0) {
+        float sum[Lanes] = {};
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx) {
+            const float *g = first - (std::ptrdiff_t(ky) * OW + kx) * F + c0, *w = kernel + std::ptrdiff_t(ky * K + kx) * C + c0;
+            for (int l = 0; l < Lanes; ++l) sum[l] += g[l] * w[l];
+          }
         for (int l = 0; l < Lanes; ++l) out[c0 + l] = sum[l];
       }
     }
