@@ -50,13 +50,20 @@ phase "installing what was missing"
 # Both tiers compile at -O2, in about two thirds of -O3's time (CI builds the quick start's
 # programs at -O3 and runs them); the quick tier compiles the unit tests and test tools at -O1
 # (two thirds again), and only the fashion programs' sizes that the tests run.
+# On a CPU without AVX-512 the quick tier compiles no AVX-512 code (TNET_NO_AVX512), which could
+# not run there; the full tier compiles it everywhere.
 if [ $full = 1 ]; then
-  tier=(-DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DTNET_TEST_OPTIMIZATION= -DTNET_FASHION_TORCHVISION=ON -DTNET_FASHION_NETWORKS=)
+  tier=(-DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DTNET_TEST_OPTIMIZATION= -DTNET_FASHION_TORCHVISION=ON -DTNET_FASHION_NETWORKS=
+    -DTNET_NO_AVX512=OFF)
 else
+  no_avx512=OFF
+  for flag in avx512f avx512dq avx512bw avx512vl; do
+    grep -qw $flag /proc/cpuinfo || no_avx512=ON
+  done
   tier=(-DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DTNET_TEST_OPTIMIZATION=-O1 -DTNET_FASHION_TORCHVISION=OFF
-    "-DTNET_FASHION_NETWORKS=smallervgg:64;smallervgg:96")
+    "-DTNET_FASHION_NETWORKS=smallervgg:64;smallervgg:96" -DTNET_NO_AVX512=$no_avx512)
 fi
-# The tests' own build folder, apart from build/ (the quick start's and the README's): both tiers
+# The tests' own build folder, apart from build/ (the README's) and build-quickstart/: both tiers
 # set every option they depend on. Ninja compiles every program's sources side by side (Make
 # waits for a target's dependencies); a folder made earlier keeps its own generator.
 build=build-tests

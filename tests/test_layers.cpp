@@ -673,8 +673,9 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   MESSAGE("gemm kernels tested: ", kernels_run, ", default ", std::string(name(gemm_kernel())));
 }
 
-TEST_CASE("a build for its own machine (TNET_NATIVE) without AVX-512 compiles no AVX-512 code and never picks it") {
-#if TNET_X86_KERNELS && defined(TNET_NATIVE) && TNET_NATIVE && !defined(__AVX512F__)
+TEST_CASE(
+    "a build for its own machine (TNET_NATIVE) without AVX-512, or with TNET_NO_AVX512, compiles no AVX-512 code and never picks it") {
+#if TNET_X86_KERNELS && ((defined(TNET_NATIVE) && TNET_NATIVE && !defined(__AVX512F__)) || (defined(TNET_NO_AVX512) && TNET_NO_AVX512))
   CHECK(std::is_same_v<detail::Avx512, detail::Avx2>);
   CHECK_FALSE(supported(GemmKernel::avx512));
   CHECK_FALSE(use_gemm_kernel(GemmKernel::avx512));

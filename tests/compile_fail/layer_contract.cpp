@@ -4,7 +4,11 @@
 //   -DNO_BACKWARD  the bound layer has no backward()
 //   -DRESIZES      it declares in_place but changes the number of values
 //   neither        the complete layer: this file compiles
-#include <tnet/tnet.hpp>
+// Only the headers it needs: each of these tests compiles its file anew.
+#include <tnet/layers/activation.hpp>
+#include <tnet/layers/dense.hpp>
+#include <tnet/layers/flatten.hpp>
+#include <tnet/model/sequential.hpp>
 
 // Doubles its input; a well-formed user layer but for what the macros take away.
 struct Twice : tnet::LayerSpec {

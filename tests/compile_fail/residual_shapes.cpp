@@ -2,7 +2,14 @@
 // shortcut is the identity. The compiler's note must name the block and both shapes
 // (tests/CMakeLists.txt checks it). With -DWITH_PROJECTION the block has a projection shortcut
 // and this file compiles.
-#include <tnet/tnet.hpp>
+// Only the headers it needs: each of these tests compiles its file anew.
+#include <tnet/layers/activation.hpp>
+#include <tnet/layers/batch_norm.hpp>
+#include <tnet/layers/conv2d.hpp>
+#include <tnet/layers/dense.hpp>
+#include <tnet/layers/flatten.hpp>
+#include <tnet/layers/residual.hpp>
+#include <tnet/model/sequential.hpp>
 
 using namespace tnet;
 

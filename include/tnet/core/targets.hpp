@@ -16,7 +16,9 @@
 // TNET_NATIVE does, for tnet's own programs): then no code is compiled for AVX-512 unless the
 // build's instruction set has it, as such code could never run. Every AVX-512 copy is then the
 // AVX2 one (detail::Avx512 is detail::Avx2), which the CPU checks never pick instead, so results
-// are those of the same program built without it; it only compiles faster.
+// are those of the same program built without it; it only compiles faster. TNET_NO_AVX512=1 does
+// the same in a portable build: tnet's quick tests use it on a machine without AVX-512, where
+// that code could not run.
 #pragma once
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -27,8 +29,9 @@
 #endif
 
 /// Whether code for AVX-512 is compiled (see above).
-#if TNET_X86_KERNELS && (!defined(TNET_NATIVE) || TNET_NATIVE == 0 || \
-                         (defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)))
+#if TNET_X86_KERNELS && !(defined(TNET_NO_AVX512) && TNET_NO_AVX512) && \
+    (!defined(TNET_NATIVE) || TNET_NATIVE == 0 ||                       \
+     (defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)))
 #define TNET_AVX512_KERNELS 1
 #else
 #define TNET_AVX512_KERNELS 0
