@@ -396,7 +396,7 @@ fi
 # patience 1; interrupted in the third epoch and resumed, the same models as without the
 # interruption (the callbacks' waiting and best values travel in the checkpoint).
 expect_error "--reduce-lr-factor without --reduce-lr" 2 "--reduce-lr-factor needs --reduce-lr" -- "$train" --reduce-lr-factor 0.5
-callbacks=(--epochs 4 --synthetic-count 20 --early-stopping 1 --reduce-lr 1 --reduce-lr-factor 0.5)
+callbacks=(--epochs 4 --synthetic-count 20 --image-size 64 --early-stopping 1 --reduce-lr 1 --reduce-lr-factor 0.5)
 "$train" "${callbacks[@]}" --model g.tnet --labelbin g.txt --plot g.png --history g.csv --keep-best g-best.tnet >g.log 2>&1
 status=$?
 [ $status = 0 ] && [ -s g.tnet ] && [ -s g-best.tnet ] && grep -q "^early stopping: val_loss has not improved for 1 epochs" g.log &&
