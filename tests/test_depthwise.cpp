@@ -238,13 +238,16 @@ void check_depthwise_directly(int batch) {
 }
 }  // namespace
 
-TEST_CASE("DepthwiseConv2D equals the direct convolution: strides 1 and 2, paddings, channels past a vector block, batch 1") {
+TEST_CASE("DepthwiseConv2D equals the direct convolution: strides 1 to 3, paddings, channels past a vector block, batch 1") {
   check_depthwise_directly<DepthwiseConv2D<3, 1, pad(1)>::Layer<Shape<9, 7, 19>>>(2);        // 16 channels and 3 more
   check_depthwise_directly<DepthwiseConv2D<3, 2, pad(1)>::Layer<Shape<9, 8, 32>>>(3);        // MobileNetV2's downsampling
   check_depthwise_directly<DepthwiseConv2D<3, 2, Padding::same>::Layer<Shape<8, 9, 5>>>(1);  // padding only after
   check_depthwise_directly<DepthwiseConv2D<5, 1, Padding::valid>::Layer<Shape<7, 6, 48>>>(2);
   check_depthwise_directly<DepthwiseConv2D<3, 1, pad(1)>::Layer<Shape<2, 3, 17>>>(1);    // windows past both edges
   check_depthwise_directly<DepthwiseConv2D<3, 2, pad(1), 2>::Layer<Shape<7, 6, 3>>>(2);  // a multiplier of 2
+  // Stride 3: an input pixel gets two taps a row or one; stride past the kernel: some get none.
+  check_depthwise_directly<DepthwiseConv2D<5, 3, pad(2)>::Layer<Shape<11, 10, 20>>>(2);
+  check_depthwise_directly<DepthwiseConv2D<2, 3, Padding::valid>::Layer<Shape<8, 8, 17>>>(1);
 }
 
 TEST_CASE("DepthwiseConv2D's epilogue forward equals forward, then ReLU, then the batch normalisation") {
