@@ -716,6 +716,45 @@ TEST_CASE("bfloat16: rounded to nearest, ties to even, NaN, infinities and overf
   CHECK(worst > std::ldexp(1.0, -9));  // and it does round
 }
 
+TEST_CASE("Epilogue::finish_row: every kind of epilogue, as finish() value by value, bit for bit, with every kernel's instruction set") {
+  // Rows of 16 values (Winograd's output blocks), 32 (a layer's channels) and 7 (a remainder); the
+  // values of both signs, with zeros of both signs, a NaN and values beyond ReLU6's clamp.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Buffer values = [&] {
+    Buffer v = test::random_values(32, 11, 8.0f);
+    v[1] = 0.0f, v[2] = -0.0f, v[3] = nan, v[5] = 7.5f, v[6] = -7.5f;
+    return v;
+  }();
+  const Buffer bias = test::random_values(32, 12), scale = test::random_values(32, 13, 2.0f), shift = test::random_values(32, 14),
+               added = test::random_values(32, 15, 4.0f);
+  const int kernels_run = test::with_each_gemm_kernel([&](GemmKernel) {
+    for (const std::ptrdiff_t n : {7, 16, 32})
+      for (int kind = 0; kind < 64; ++kind) {
+        const bool with_bias = kind & 1, with_scale = kind & 4, with_added = kind & 8;
+        Epilogue e;
+        e.relu = kind & 2;
+        e.relu_max = kind & 16 ? 6.0f : std::numeric_limits<float>::infinity();
+        e.affine_first = kind & 32;
+        if (with_scale) e.scale = scale.data(), e.shift = shift.data();
+        INFO("values ", n, " bias ", with_bias, " relu ", e.relu, " up to ", e.relu_max, " scale ", with_scale, " added ", with_added,
+             " affine first ", e.affine_first);
+        Buffer row(values.begin(), values.begin() + n);
+        vectorised(
+            [=](float* v) {
+              e.finish_row(v, n, with_bias ? bias.data() : nullptr, scale.data(), shift.data(), with_added ? added.data() : nullptr);
+            },
+            row.data());
+        for (std::ptrdiff_t j = 0; j < n; ++j) {
+          const float v = with_bias ? values[std::size_t(j)] + bias[std::size_t(j)] : values[std::size_t(j)];
+          const float expected = e.finish(v, scale[std::size_t(j)], shift[std::size_t(j)], with_added ? added.data() + j : nullptr);
+          INFO("value ", j, ": ", row[std::size_t(j)], ", finish() gives ", expected);
+          CHECK(std::bit_cast<std::uint32_t>(row[std::size_t(j)]) == std::bit_cast<std::uint32_t>(expected));
+        }
+      }
+  });
+  CHECK(kernels_run >= 1);
+}
+
 TEST_CASE("gemm_bf16: B in bfloat16 with every kernel against a double reference of its values, Eigen's kernel refuses") {
   struct Case {
     std::ptrdiff_t M, N, K;

@@ -139,6 +139,24 @@ struct Epilogue {
     if (relu && affine_first) v = std::min(std::max(v, 0.0f), relu_max);
     return v;
   }
+  /// finish() of `n` consecutive values of a row, in place: v[j] + bias[j] when `bias` is given
+  /// (this epilogue's own bias is not read), then finish(v[j], scale[j], shift[j], add + j), with
+  /// nothing added when `add` is null. Each step is one loop over the row, tested once, so that
+  /// the loops vectorise: a loop around finish() keeps its tests for every value and stays scalar,
+  /// and so do loops of a few values unrolled before the vectoriser sees them (hence `unroll 1`).
+  void finish_row(float* v, std::ptrdiff_t n, const float* bias, const float* scale_row, const float* shift_row, const float* add) const {
+    auto each = [v, n](auto step) {
+#pragma GCC unroll 1
+      for (std::ptrdiff_t j = 0; j < n; ++j) v[j] = step(v[j], j);
+    };
+    const float top = relu_max;
+    auto clamp = [top](float x, std::ptrdiff_t) { return std::min(std::max(x, 0.0f), top); };
+    if (bias) each([bias](float x, std::ptrdiff_t j) { return x + bias[j]; });
+    if (relu && !affine_first) each(clamp);
+    if (scale) each([scale_row, shift_row](float x, std::ptrdiff_t j) { return x * scale_row[j] + shift_row[j]; });
+    if (add) each([add](float x, std::ptrdiff_t j) { return x + add[j]; });
+    if (relu && affine_first) each(clamp);
+  }
 };
 
 namespace detail {

@@ -12,11 +12,23 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
 
 #include "gemm_kernels.hpp"
 
 namespace tnet {
+
+namespace detail {
+/// condition ? yes : no, as bit masks: a select between values computed either way, which the
+/// compiler vectorises (a ?: whose arm multiplies it keeps as a branch, as the product might trap;
+/// on random signs the branch mispredicts, and the loop around it stays scalar).
+inline float select(bool condition, float yes, float no) {
+  const std::uint32_t mask = -std::uint32_t(condition);
+  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(yes) & mask) | (std::bit_cast<std::uint32_t>(no) & ~mask));
+}
+}  // namespace detail
 
 /// Runs body(args...) compiled for the instruction set of gemm_kernel(): AVX-512, AVX2 + FMA, or
 /// the build's own for Eigen's kernels. Body and arguments are copied (a lambda capturing by

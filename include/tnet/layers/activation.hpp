@@ -20,10 +20,8 @@
 #pragma once
 
 #include <algorithm>
-#include <bit>
 #include <charconv>
 #include <cmath>
-#include <cstdint>
 #include <limits>
 #include <string>
 
@@ -31,15 +29,6 @@
 #include "layer.hpp"
 
 namespace tnet {
-
-namespace detail {
-/// condition ? yes : no, as bit masks: a select between values computed either way, which the
-/// compiler vectorises (a ?: whose arm multiplies it keeps as a branch, as the product might trap).
-inline float select(bool condition, float yes, float no) {
-  const std::uint32_t mask = -std::uint32_t(condition);
-  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(yes) & mask) | (std::bit_cast<std::uint32_t>(no) & ~mask));
-}
-}  // namespace detail
 
 /// The logistic function, without overflow for large |x|.
 inline float sigmoid(float x) {

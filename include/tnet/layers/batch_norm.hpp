@@ -237,7 +237,7 @@ struct BatchNormWith : LayerSpec {
         for (std::ptrdiff_t r = begin; r < end; ++r)
           for (int c = 0; c < C; ++c) {
             const float g = scale[c] * (dy[r * C + c] - mean_dy[c] - xhat(r, c) * mean_dy_xhat[c]);
-            if constexpr (ThroughRelu) dx[r * C + c] = x[r * C + c] > 0.0f ? g : 0.0f;
+            if constexpr (ThroughRelu) dx[r * C + c] = detail::select(x[r * C + c] > 0.0f, g, 0.0f);
             else dx[r * C + c] = g;
           }
       });
@@ -260,7 +260,7 @@ struct BatchNormWith : LayerSpec {
       const float *scale = scale_.data(), *mean_dy = mean_dy_.data(), *mean_dy_xhat = mean_dy_xhat_.data();
       auto gradient = [=](float dy_value, float x_value, int c) {
         const float g = scale[c] * (dy_value - mean_dy[c] - (x_value - mean[c]) * inv_std[c] * mean_dy_xhat[c]);
-        if constexpr (ThroughRelu) return x_value > 0.0f ? g : 0.0f;
+        if constexpr (ThroughRelu) return detail::select(x_value > 0.0f, g, 0.0f);
         else return g;
       };
       for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
@@ -303,9 +303,10 @@ struct BatchNormWith : LayerSpec {
         });
       const Epilogue e = epilogue;
       for_blocks(rows, rows_per_block, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for (std::ptrdiff_t r = begin; r < end; ++r)
-          for (int c = 0; c < C; ++c)
-            y[r * C + c] = e.finish(map(x[r * C + c], c), e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f, e.added_at(r, c));
+        for (std::ptrdiff_t r = begin; r < end; ++r) {
+          for (int c = 0; c < C; ++c) y[r * C + c] = map(x[r * C + c], c);
+          e.finish_row(y + r * C, C, nullptr, e.scale, e.shift, e.added_at(r, 0));
+        }
       });
     }
 

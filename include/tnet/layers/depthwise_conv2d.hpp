@@ -86,10 +86,8 @@ struct DepthwiseConv2D : LayerSpec {
                 for (int m = 0; m < M; ++m) sum[c * M + m] += pixel[c] * weights[c * M + m];
             });
             const float* added = epilogue.added_at(row * OW + ox, 0);
-            if (epilogue.empty()) std::copy(sum, sum + F, out);
-            else
-              for (int f = 0; f < F; ++f)
-                out[f] = epilogue.finish(sum[f], scale ? scale[f] : 1.0f, scale ? shift[f] : 0.0f, added ? added + f : nullptr);
+            epilogue.finish_row(sum, F, nullptr, scale, shift, added);
+            std::copy(sum, sum + F, out);
           }
         }
       });

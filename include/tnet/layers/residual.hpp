@@ -152,11 +152,11 @@ struct Residual : LayerSpec {
           for (std::ptrdiff_t i = begin; i < end; ++i) y[i] = b[i] + s[i];
         });
       for_blocks(pixels, std::max<std::ptrdiff_t>(1, 16384 / C), [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for (std::ptrdiff_t p = begin; p < end; ++p)
-          for (std::ptrdiff_t c = 0; c < C; ++c) {
-            const std::ptrdiff_t i = p * C + c;
-            y[i] = e.finish(b[i] + s[i], e.scale ? e.scale[c] : 1.0f, e.scale ? e.shift[c] : 0.0f, e.added_at(p, c));
-          }
+        for (std::ptrdiff_t p = begin; p < end; ++p) {
+          float* row = y + p * C;
+          for (std::ptrdiff_t c = 0; c < C; ++c) row[c] = b[p * C + c] + s[p * C + c];
+          e.finish_row(row, C, nullptr, e.scale, e.shift, e.added_at(p, 0));
+        }
       });
     }
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {

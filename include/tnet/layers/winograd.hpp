@@ -279,12 +279,10 @@ template <int M, class Isa>
             for (int i = 0; i < M && ty * M + i < p.OH; ++i) {
               const std::ptrdiff_t pixel = (n * p.OH + ty * M + i) * p.OW + ox;
               float* dst = out_image + (std::ptrdiff_t(ty * M + i) * p.OW + ox) * F + f0;
-              const float* added = epilogue.added_at(pixel, f0);
-              for (int l = 0; l < L; ++l) {
-                float value = out[i][l];
-                if (has_bias) value += bias[l];
-                dst[l] = epilogue.finish(value, scale[l], shift[l], added ? added + l : nullptr);
-              }
+              float value[L];
+              for (int l = 0; l < L; ++l) value[l] = out[i][l];
+              epilogue.finish_row(value, L, has_bias ? bias : nullptr, scale, shift, epilogue.added_at(pixel, f0));
+              std::copy(value, value + L, dst);
             }
           });
     }
