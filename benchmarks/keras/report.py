@@ -88,6 +88,25 @@ def spread(values, form=".4f"):
     return f"{mean:{form}} ± {sd:{form}} ({min(values):{form}}-{max(values):{form}})"
 
 
+def compare_finals(runs, seeds):
+    """tnet's final model against Keras's on the seeds where both completed: the differences seed by
+    seed, and whether the two systems' ranges over the seeds overlap (issue 29's goal is tnet ahead
+    beyond the seed-to-seed spread: its worst seed above Keras's best)."""
+    both = [s for s in seeds if all(runs[s].get(n) and runs[s][n]["final"] for n in ("tnet", "Keras"))]
+    if not both:
+        return
+    print("\ntnet's final model against Keras's, in points (seeds " + ", ".join(s[4:] for s in both) + "):\n")
+    for key, title in (("acc", "val binary acc"), ("exact", "val exact match")):
+        diff = [100 * (runs[s]["tnet"]["final"][key] - runs[s]["Keras"]["final"][key]) for s in both]
+        worst_tnet = min(runs[s]["tnet"]["final"][key] for s in both)
+        best_keras = max(runs[s]["Keras"]["final"][key] for s in both)
+        verdict = (f"tnet's worst seed ({100 * worst_tnet:.2f} %) is above Keras's best ({100 * best_keras:.2f} %)"
+                   if worst_tnet > best_keras else
+                   f"the ranges overlap (tnet's worst seed {100 * worst_tnet:.2f} %, Keras's best {100 * best_keras:.2f} %)")
+        mean = f"; mean {statistics.mean(diff):+.2f}" + (f" ± {statistics.stdev(diff):.2f}" if len(diff) > 1 else "")
+        print(f"- {title}: " + ", ".join(f"{d:+.2f}" for d in diff) + f"{mean}; {verdict}.")
+
+
 def main(argv):
     root = argv[0] if argv else "benchmarks/results/keras"
     seeds = sorted((d for d in os.listdir(root) if re.fullmatch(r"seed\d+", d)), key=lambda d: int(d[4:])) if os.path.isdir(root) else []
@@ -125,6 +144,7 @@ def main(argv):
     if seconds["tnet"] and seconds["Keras"]:
         print(f"\nKeras's epoch takes {statistics.mean(seconds['Keras']) / statistics.mean(seconds['tnet']):.1f}x tnet's "
               "(means of the seeds' medians).")
+    compare_finals(runs, seeds)
 
     photos = sorted({p for s in seeds for r in runs[s].values() for p in list(r["examples"]) + list(r.get("examples_in_tnet", {}))})
     if photos:
