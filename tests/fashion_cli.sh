@@ -392,14 +392,21 @@ else
   fail "--json of a path that is not UTF-8: status $status, $(head -c 300 latin1.json)"
 fi
 
-# tnet::fit's callbacks in fashion_train: early stopping, reduce-on-plateau and keep-best, with
-# patience 1; interrupted in the third epoch and resumed, the same models as without the
-# interruption (the callbacks' waiting and best values travel in the checkpoint).
+# tnet::fit's callbacks in fashion_train: early stopping (patience 2, and a least improvement no
+# loss can make, so that it stops after the third of four epochs whatever the losses), reduce-on-
+# plateau (patience 1) and keep-best; interrupted in the third epoch and resumed, the same models
+# as without the interruption (the callbacks' waiting and best values travel in the checkpoint).
 expect_error "--reduce-lr-factor without --reduce-lr" 2 "--reduce-lr-factor needs --reduce-lr" -- "$train" --reduce-lr-factor 0.5
-callbacks=(--epochs 4 --synthetic-count 20 --image-size 64 --early-stopping 1 --reduce-lr 1 --reduce-lr-factor 0.5)
+expect_error "--early-stopping-min-delta without --early-stopping" 2 "--early-stopping-min-delta needs --early-stopping" -- \
+  "$train" --early-stopping-min-delta 0.1
+expect_error "negative --early-stopping-min-delta" 2 "--early-stopping-min-delta must be a loss difference of at least 0" -- \
+  "$train" --early-stopping 1 --early-stopping-min-delta -1
+callbacks=(--epochs 4 --synthetic-count 20 --image-size 64 --early-stopping 2 --early-stopping-min-delta 1000 --reduce-lr 1
+  --reduce-lr-factor 0.5)
 "$train" "${callbacks[@]}" --model g.tnet --labelbin g.txt --plot g.png --history g.csv --keep-best g-best.tnet >g.log 2>&1
 status=$?
-[ $status = 0 ] && [ -s g.tnet ] && [ -s g-best.tnet ] && grep -q "^early stopping: val_loss has not improved for 1 epochs" g.log &&
+[ $status = 0 ] && [ -s g.tnet ] && [ -s g-best.tnet ] && grep -q "^early stopping: val_loss has not improved for 2 epochs" g.log &&
+  [ "$(grep -c '^Epoch' g.log)" = 3 ] &&
   pass "--early-stopping stops the run, --keep-best keeps the best model" || fail "callbacks: status $status, $(tail -3 g.log)"
 "$train" "${callbacks[@]}" --model h.tnet --labelbin h.txt --plot h.png --history h.csv --keep-best h-best.tnet \
   --interrupt-after-steps 7 >h.log 2>&1

@@ -51,6 +51,9 @@ Trains a network to name the colour and the garment in photos, as the Keras tuto
                        re-estimation) [a quarter of --epochs, or 0 with --no-recalibrate-bn]
   --early-stopping N   stop when the validation loss has not improved for N epochs, and keep
                        the weights of the best epoch (no weight averaging then) [off]
+  --early-stopping-min-delta X
+                       the least fall of the validation loss that counts as an improvement
+                       for --early-stopping, as Keras's min_delta [0]
   --reduce-lr N        multiply the learning rate by --reduce-lr-factor when the validation loss
                        has not improved for N epochs [off]
   --reduce-lr-factor X [0.1]
@@ -141,6 +144,7 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
                         "--cache",
                         "--mpi-timeout",
                         "--early-stopping",
+                        "--early-stopping-min-delta",
                         "--reduce-lr",
                         "--reduce-lr-factor",
                         "--keep-best",
@@ -202,6 +206,9 @@ int prepare(int argc, char** argv, fashion::TrainSettings& s, fashion::TrainData
         "--average-epochs needs batch-norm statistics estimated for the averaged weights: drop --no-recalibrate-bn "
         "or give --average-epochs 0");
   s.early_stopping = int(args.integer("--early-stopping", 0, 1, s.epochs));
+  s.early_stopping_min_delta = args.number("--early-stopping-min-delta", 0.0, -1e-300, 1e30, "a loss difference of at least 0");
+  if (args.has("--early-stopping-min-delta") && !s.early_stopping)
+    throw UsageError("--early-stopping-min-delta needs --early-stopping (the epochs to wait)");
   s.reduce_lr = int(args.integer("--reduce-lr", 0, 1, s.epochs));
   s.reduce_lr_factor = args.number("--reduce-lr-factor", s.reduce_lr_factor, 0.0, 1.0, "a factor in (0, 1)");
   if (args.has("--reduce-lr-factor") && !s.reduce_lr) throw UsageError("--reduce-lr-factor needs --reduce-lr (the epochs to wait)");

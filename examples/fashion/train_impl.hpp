@@ -44,8 +44,9 @@ struct TrainSettings {
   // negatives / positives in the training set; focal_gamma >= 0: the sigmoid focal loss instead.
   bool pos_weight_auto = false;
   double focal_gamma = -1;
-  int early_stopping = 0;  // > 0: stop after this many epochs without a better val_loss, keeping the best weights
-  int reduce_lr = 0;       // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
+  int early_stopping = 0;               // > 0: stop after this many epochs without a better val_loss, keeping the best weights
+  double early_stopping_min_delta = 0;  // the least fall of val_loss that counts as better
+  int reduce_lr = 0;                    // > 0: multiply the learning rate by reduce_lr_factor after this many such epochs
   double reduce_lr_factor = 0.1;
   std::string keep_best;           // non-empty: the model of the best val_loss so far is saved here
   long interrupt_after_steps = 0;  // testing: behave as if Ctrl-C came after this many steps (then final-pass batches)
@@ -99,6 +100,7 @@ inline std::string settings_text(const TrainSettings& s, const tnet::Split& spli
   out << "--epochs " << s.epochs << " --batch-size " << s.batch_size << " --lr " << s.lr << " --seed " << s.seed << " --image-size "
       << s.image_size << " --average-epochs " << s.average_epochs << (s.augment ? "" : " --no-augment");
   if (s.early_stopping > 0) out << " --early-stopping " << s.early_stopping;
+  if (s.early_stopping_min_delta > 0) out << " --early-stopping-min-delta " << s.early_stopping_min_delta;
   if (s.tune_thresholds) out << " --tune-thresholds";
   if (s.weight_decay > 0) out << " --weight-decay " << s.weight_decay;
   if (s.clip_norm > 0) out << " --clip-norm " << s.clip_norm;
@@ -261,7 +263,7 @@ int train(const TrainSettings& s, TrainData& data) {
   if (!s.keep_best.empty()) callbacks.push_back(&best.emplace(tnet::ModelCheckpoint::Options{.path = s.keep_best}));
   tnet::ReduceLROnPlateau plateau({.factor = s.reduce_lr_factor, .patience = s.reduce_lr});
   if (s.reduce_lr > 0) callbacks.push_back(&plateau);
-  tnet::EarlyStopping stop({.patience = s.early_stopping, .restore_best_weights = true});
+  tnet::EarlyStopping stop({.min_delta = s.early_stopping_min_delta, .patience = s.early_stopping, .restore_best_weights = true});
   if (s.early_stopping > 0) callbacks.push_back(&stop);
   tnet::FitResult result;
   try {
