@@ -168,8 +168,9 @@ TEST_CASE("DepthwiseConv2D's results do not depend on the thread count") {
 
 namespace {
 // A depthwise convolution against its definition, computed directly in double: y (then put
-// through an epilogue: ReLU6 and a per-channel affine of either sign), dL/dx, dL/dkernel and
-// dL/dbias, with each kernel's instruction set; and the same bits with 1 and 2 threads.
+// through two epilogues: ReLU6, then a per-channel affine of either sign; the affine, an added
+// tensor, then ReLU6), dL/dx, dL/dkernel and dL/dbias, with each kernel's instruction set; and
+// the same bits with 1 and 2 threads.
 template <class L>
 void check_depthwise_directly(int batch) {
   using In = typename L::input_shape;
@@ -177,8 +178,8 @@ void check_depthwise_directly(int batch) {
   const std::size_t in_size = std::size_t(batch) * In::size, out_size = std::size_t(batch) * L::output_shape::size;
   const Buffer x = test::random_values(in_size, 51), dy = test::random_values(out_size, 52);
   const Buffer kernel = test::random_values(L::kernel_size, 53), bias = test::random_values(F, 54);
-  const Buffer scale = test::random_values(F, 55), shift = test::random_values(F, 56);
-  std::vector<double> y(out_size), finished(out_size), dkernel(kernel.size()), dbias(F), dx(in_size);
+  const Buffer scale = test::random_values(F, 55), shift = test::random_values(F, 56), added = test::random_values(out_size, 57);
+  std::vector<double> y(out_size), finished(out_size), residual(out_size), dkernel(kernel.size()), dbias(F), dx(in_size);
   for (int n = 0; n < batch; ++n)
     for (int oy = 0; oy < OH; ++oy)
       for (int ox = 0; ox < OW; ++ox)
@@ -198,6 +199,7 @@ void check_depthwise_directly(int batch) {
             }
           y[o] = sum;
           finished[o] = std::min(std::max(sum, 0.0), 6.0) * scale[std::size_t(f)] + shift[std::size_t(f)];
+          residual[o] = std::min(std::max(sum * scale[std::size_t(f)] + shift[std::size_t(f)] + added[o], 0.0), 6.0);
         }
   auto worst = [](const float* got, const std::vector<double>& want) {  // a value not written (NaN) is infinitely wrong
     double error = 0, largest = 1e-30;
@@ -213,19 +215,24 @@ void check_depthwise_directly(int batch) {
       Standalone<L> layer;
       std::copy(kernel.begin(), kernel.end(), layer.kernel());
       std::copy(bias.begin(), bias.end(), layer.bias());
-      Buffer got_y(out_size, std::nanf("")), got_dx(in_size, std::nanf("")), got_finished(out_size, std::nanf(""));
+      Buffer got_y(out_size, std::nanf("")), got_dx(in_size, std::nanf("")), got_finished(out_size, std::nanf("")),
+          got_residual(out_size, std::nanf(""));
       layer.forward(x.data(), got_y.data(), batch, Pass{Mode::train, 0});
       layer.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
       Epilogue epilogue;
       epilogue.relu = true, epilogue.relu_max = 6.0f, epilogue.scale = scale.data(), epilogue.shift = shift.data();
       layer.forward(x.data(), got_finished.data(), batch, Pass{Mode::infer}, epilogue);
+      epilogue.affine_first = true, epilogue.added = added.data(), epilogue.added_stride = F;
+      layer.forward(x.data(), got_residual.data(), batch, Pass{Mode::infer}, epilogue);
       CHECK(worst(got_y.data(), y) < 1e-5);
       CHECK(worst(got_finished.data(), finished) < 1e-5);
+      CHECK(worst(got_residual.data(), residual) < 1e-5);
       CHECK(worst(got_dx.data(), dx) < 1e-5);
       CHECK(worst(layer.grad_kernel(), dkernel) < 1e-5);
       CHECK(worst(layer.grad_bias(), dbias) < 1e-5);
       std::vector<float> all(got_y.begin(), got_y.end());
       all.insert(all.end(), got_finished.begin(), got_finished.end());
+      all.insert(all.end(), got_residual.begin(), got_residual.end());
       all.insert(all.end(), got_dx.begin(), got_dx.end());
       all.insert(all.end(), layer.grad_kernel(), layer.grad_kernel() + L::kernel_size + F);
       return all;
@@ -248,6 +255,9 @@ TEST_CASE("DepthwiseConv2D equals the direct convolution: strides 1 to 3, paddin
   // Stride 3: an input pixel gets two taps a row or one; stride past the kernel: some get none.
   check_depthwise_directly<DepthwiseConv2D<5, 3, pad(2)>::Layer<Shape<11, 10, 20>>>(2);
   check_depthwise_directly<DepthwiseConv2D<2, 3, Padding::valid>::Layer<Shape<8, 8, 17>>>(1);
+  // Rows wide enough for four pixels at a time, twice, and one more, at strides 2 and 1.
+  check_depthwise_directly<DepthwiseConv2D<3, 2, pad(1)>::Layer<Shape<10, 21, 24>>>(2);
+  check_depthwise_directly<DepthwiseConv2D<5, 1, pad(2)>::Layer<Shape<6, 13, 8>>>(1);
 }
 
 TEST_CASE("DepthwiseConv2D's epilogue forward equals forward, then ReLU, then the batch normalisation") {

@@ -136,42 +136,134 @@ struct DepthwiseConv2D : LayerSpec {
     // sum stays over the window's taps. The last block of channels may be shorter.
     static constexpr int lanes = 16;
 
-    // forward with a multiplier of 1, in parallel over output rows: for each output pixel, the
-    // window's taps inside the image, then each block of channels summed over them (bias first,
-    // taps in order) and put through the epilogue as it is written.
+    // forward with a multiplier of 1, in parallel over output rows. Where the kernels run AVX2
+    // (gemm_kernel()), row_avx2 computes the row's channels eight at a time, and the last C % 8
+    // as below; elsewhere, for each output pixel, the window's taps inside the image, then each
+    // block of channels summed over them (bias first, taps in order) and put through the epilogue
+    // as it is written. Both sum in the same order.
     void forward_channels(const float* x, float* y, int batch, const Epilogue& epilogue) {
       const float *kernel = kernel_, *bias = bias_;
       const Epilogue e = epilogue;
+      [[maybe_unused]] const bool wide = TNET_X86_KERNELS && detail::target_of(gemm_kernel()) != detail::Target::build;
       for_blocks(std::ptrdiff_t(batch) * OH, 1, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t row = begin; row < end; ++row) {
           const float* image = x + row / OH * In::size;
           const int oy = int(row % OH);
           float* out = y + row * OW * F;
-          for (int ox = 0; ox < OW; ++ox, out += F) {
-            const float* added = e.added_at(row * OW + ox, 0);
-            const int top = oy * S - pad_top, left = ox * S - pad_left;
-            if (top >= 0 && left >= 0 && top + K <= H && left + K <= W) {
-              const float* corner = image + (std::ptrdiff_t(top) * W + left) * C;
-              for (int c0 = 0; c0 < C; c0 += lanes) {
-                if (c0 + lanes <= C) window_block<lanes>(c0, bias, corner, kernel, e, added, out);
-                else window_block<C % lanes>(c0, bias, corner, kernel, e, added, out);
-              }
-              continue;
-            }
-            const float* pixels[K * K];
-            const float* weights[K * K];
-            int taps = 0;
-            for_taps(oy, ox, [&](int iy, int ix, int tap) {
-              pixels[taps] = image + (std::ptrdiff_t(iy) * W + ix) * C, weights[taps] = kernel + std::ptrdiff_t(tap) * C, ++taps;
-            });
-            for (int c0 = 0; c0 < C; c0 += lanes) {
-              if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, added, out);
-              else channel_block<C % lanes>(c0, bias, pixels, weights, taps, e, added, out);
-            }
+#if TNET_X86_KERNELS
+          if (wide) {
+            row_avx2(image, oy, kernel, bias, e, e.added_at(row * OW, 0), out);
+            if constexpr (C % 8 != 0) pixels_from<C / 8 * 8>(image, row, oy, kernel, bias, e, out);
+            continue;
           }
+#endif
+          pixels_from<0>(image, row, oy, kernel, bias, e, out);
         }
       });
     }
+    // Channels [From, C) of output row `row` (oy of its image), pixel by pixel.
+    template <int From>
+    static void pixels_from(const float* image, std::ptrdiff_t row, int oy, const float* kernel, const float* bias, const Epilogue& e,
+                            float* out) {
+      constexpr int tail = (C - From) % lanes;  // the channels after the last whole block
+      for (int ox = 0; ox < OW; ++ox, out += F) {
+        const float* added = e.added_at(row * OW + ox, 0);
+        const int top = oy * S - pad_top, left = ox * S - pad_left;
+        if (top >= 0 && left >= 0 && top + K <= H && left + K <= W) {
+          const float* corner = image + (std::ptrdiff_t(top) * W + left) * C;
+          for (int c0 = From; c0 < C; c0 += lanes) {
+            if (c0 + lanes <= C) window_block<lanes>(c0, bias, corner, kernel, e, added, out);
+            else window_block<tail>(c0, bias, corner, kernel, e, added, out);
+          }
+          continue;
+        }
+        const float* pixels[K * K];
+        const float* weights[K * K];
+        int taps = 0;
+        for_taps(oy, ox, [&](int iy, int ix, int tap) {
+          pixels[taps] = image + (std::ptrdiff_t(iy) * W + ix) * C, weights[taps] = kernel + std::ptrdiff_t(tap) * C, ++taps;
+        });
+        for (int c0 = From; c0 < C; c0 += lanes) {
+          if (c0 + lanes <= C) channel_block<lanes>(c0, bias, pixels, weights, taps, e, added, out);
+          else channel_block<tail>(c0, bias, pixels, weights, taps, e, added, out);
+        }
+      }
+    }
+#if TNET_X86_KERNELS
+    // The output columns whose windows lie inside the image's columns: [inner_begin, inner_end).
+    static constexpr int inner_begin = std::min(OW, (pad_left + S - 1) / S);
+    static constexpr int inner_end = W - K + pad_left < 0 ? inner_begin : std::max(inner_begin, std::min(OW, (W - K + pad_left) / S + 1));
+
+    // Output row oy of `image`, channels [0, C - C % 8), with AVX2: for each block of eight
+    // channels, its K x K weights held in registers along the whole row, and four output pixels
+    // computed at a time where their windows lie inside the image's columns (one at a time at
+    // the edges). Each value is bias + the products of the window's taps inside the image, in tap
+    // order, then the epilogue, as channel_block computes it. `added`: the epilogue's added values
+    // of the row's first pixel, or null.
+    __attribute__((target("avx2,fma"))) static void row_avx2(const float* image, int oy, const float* kernel, const float* bias,
+                                                             const Epilogue& e, const float* added, float* out) {
+      const int top = oy * S - pad_top;
+      bool inside[K];  // whether the window's row ky lies inside the image
+      const float* rows[K];
+      for (int ky = 0; ky < K; ++ky) {
+        inside[ky] = top + ky >= 0 && top + ky < H;
+        rows[ky] = image + std::ptrdiff_t(inside[ky] ? top + ky : 0) * W * C;
+      }
+      const std::ptrdiff_t added_step = e.added_stride;
+      for (int c0 = 0; c0 + 8 <= C; c0 += 8) {
+        __m256 w[K * K];
+        for (int t = 0; t < K * K; ++t) w[t] = _mm256_loadu_ps(kernel + std::ptrdiff_t(t) * C + c0);
+        const __m256 b = _mm256_loadu_ps(bias + c0);
+        auto add = [=](int ox) { return added ? added + ox * added_step + c0 : nullptr; };
+        auto at = [=](int ox) { return out + std::ptrdiff_t(ox) * F + c0; };
+        int ox = 0;
+        for (; ox < inner_begin; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
+        for (; ox + 4 <= inner_end; ox += 4) {
+          __m256 s0 = b, s1 = b, s2 = b, s3 = b;
+          const std::ptrdiff_t left = std::ptrdiff_t(ox * S - pad_left) * C + c0;
+          for (int ky = 0; ky < K; ++ky) {
+            if (!inside[ky]) continue;
+            const float* p = rows[ky] + left;
+            for (int kx = 0; kx < K; ++kx, p += C) {
+              const __m256 wt = w[ky * K + kx];
+              s0 = _mm256_fmadd_ps(_mm256_loadu_ps(p), wt, s0);
+              s1 = _mm256_fmadd_ps(_mm256_loadu_ps(p + S * C), wt, s1);
+              s2 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 2 * S * C), wt, s2);
+              s3 = _mm256_fmadd_ps(_mm256_loadu_ps(p + 3 * S * C), wt, s3);
+            }
+          }
+          _mm256_storeu_ps(at(ox), finish8(s0, c0, e, add(ox)));
+          _mm256_storeu_ps(at(ox + 1), finish8(s1, c0, e, add(ox + 1)));
+          _mm256_storeu_ps(at(ox + 2), finish8(s2, c0, e, add(ox + 2)));
+          _mm256_storeu_ps(at(ox + 3), finish8(s3, c0, e, add(ox + 3)));
+        }
+        for (; ox < OW; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
+      }
+    }
+    // The sum of output pixel ox's channels c0..c0 + 7, whose window may pass the image's left or
+    // right edge: b + the products of its taps inside the image, in tap order.
+    [[gnu::always_inline]] __attribute__((target("avx2,fma"))) static __m256 edge8(const float* const* rows, const bool* inside, int ox,
+                                                                                   int c0, const __m256* w, __m256 sum) {
+      const int left = ox * S - pad_left;
+      for (int ky = 0; ky < K; ++ky) {
+        if (!inside[ky]) continue;
+        for (int kx = 0; kx < K; ++kx)
+          if (left + kx >= 0 && left + kx < W)
+            sum = _mm256_fmadd_ps(_mm256_loadu_ps(rows[ky] + std::ptrdiff_t(left + kx) * C + c0), w[ky * K + kx], sum);
+      }
+      return sum;
+    }
+    // finish() of eight sums of channels c0.. (`add`: their added values, or null).
+    [[gnu::always_inline]] __attribute__((target("avx2,fma"))) static __m256 finish8(__m256 v, int c0, const Epilogue& e,
+                                                                                     const float* add) {
+      const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(e.relu_max);
+      if (e.relu && !e.affine_first) v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+      if (e.scale) v = _mm256_fmadd_ps(v, _mm256_loadu_ps(e.scale + c0), _mm256_loadu_ps(e.shift + c0));
+      if (add) v = _mm256_add_ps(v, _mm256_loadu_ps(add));
+      if (e.relu && e.affine_first) v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+      return v;
+    }
+#endif
     // Channels [c0, c0 + Lanes) of one output pixel: bias + taps' products, then the epilogue
     // (`added`: the pixel's values of the epilogue's added tensor, or null).
     template <int Lanes>
