@@ -33,20 +33,38 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 using MatrixView = Eigen::Map<RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 using ConstMatrixView = Eigen::Map<const RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 
+// The least depth of a chunk of K: a product whose K is shorter than twice it is never cut.
+inline constexpr std::ptrdiff_t min_chunk_depth = 2048;
+
 // Tile boundaries for a dimension of length n: about 128 wide, multiples of 16 (one AVX-512 row).
-inline std::ptrdiff_t tile_width(std::ptrdiff_t n) {
-  constexpr std::ptrdiff_t target = 128, align = 16;
-  const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (n + target - 1) / target);
-  const std::ptrdiff_t width = (n + tiles - 1) / tiles;
-  return (width + align - 1) / align * align;
+// When `few_pieces` (K is not cut into chunks, so the tiles are all the work threads share) and
+// that makes few tiles, which threads would share unevenly: more and narrower ones, multiples of
+// `align`, of one width, as few as cut n's `align`-wide units evenly in a count 6 threads share
+// evenly (so 2 and 3 do), else 2, else one a unit. The count never depends on the threads.
+inline std::ptrdiff_t tile_width(std::ptrdiff_t n, std::ptrdiff_t align, bool few_pieces) {
+  constexpr std::ptrdiff_t target = 128, few = 12;
+  std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (n + target - 1) / target);
+  const std::ptrdiff_t units = (n + align - 1) / align;
+  if (!few_pieces || tiles >= few || units < 2) {
+    const std::ptrdiff_t width = (n + tiles - 1) / tiles;
+    return (width + 15) / 16 * 16;
+  }
+  auto fewest = [&](std::ptrdiff_t share) -> std::ptrdiff_t {  // 0 when none
+    for (std::ptrdiff_t t = (tiles + share - 1) / share * share; t <= std::min(units, 2 * few); t += share)
+      if (units % t == 0) return t;
+    return 0;
+  };
+  const std::ptrdiff_t by_six = fewest(6), by_two = fewest(2);
+  tiles = by_six ? by_six : by_two ? by_two : units;
+  return units / tiles * align;
 }
 
 // How many chunks K is cut into for `tiles` tiles of C: enough for about 16 independent products
-// when K is long, each chunk at least 2048 deep; 1 otherwise.
+// when K is long, each chunk at least min_chunk_depth deep; 1 otherwise.
 inline std::ptrdiff_t k_chunks(std::ptrdiff_t tiles, std::ptrdiff_t K) {
-  constexpr std::ptrdiff_t wanted = 16, min_depth = 2048;
-  if (tiles >= wanted || K < 2 * min_depth) return 1;
-  return std::min((wanted + tiles - 1) / tiles, K / min_depth);
+  constexpr std::ptrdiff_t wanted = 16;
+  if (tiles >= wanted || K < 2 * min_chunk_depth) return 1;
+  return std::min((wanted + tiles - 1) / tiles, K / min_chunk_depth);
 }
 
 // The partial products of a K-cut gemm, owned by the calling thread; it only grows.
@@ -67,9 +85,12 @@ inline Buffer& transposed_product() {
 struct Cuts {
   bool split_rows;
   std::ptrdiff_t width, tiles, chunks, depth;
-  Cuts(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, bool kernel_steps) : split_rows(M >= N) {
+  // `panel`: the columns of a panel of packed B (the kernels' NR); the narrower tiles of a product
+  // of few pieces are multiples of it in columns, so that each starts a panel, and of 8 in rows
+  // (an AVX-512 panel of A, four AVX2 ones for every three).
+  Cuts(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, bool kernel_steps, std::ptrdiff_t panel) : split_rows(M >= N) {
     const std::ptrdiff_t length = split_rows ? M : N;
-    width = tile_width(length);
+    width = tile_width(length, split_rows ? 8 : panel, K < 2 * min_chunk_depth);
     tiles = (length + width - 1) / width;
     chunks = k_chunks(tiles, K);
     depth = (K + chunks - 1) / chunks;
@@ -125,7 +146,7 @@ void for_each_piece(const Cuts& cuts, std::ptrdiff_t M, std::ptrdiff_t N, std::p
 template <class Isa>
 void kernel_gemm(const ASource& a, const Operand& b, std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, float* C, bool accumulate,
                  const Epilogue& epilogue, const float* prepacked = nullptr) {
-  const Cuts cuts(M, N, K, true);
+  const Cuts cuts(M, N, K, true, Isa::NR);
   const bool in_kernels = cuts.chunks == 1 && !epilogue.empty();
   const bool b_in_place = !prepacked && cuts.split_rows && b.row_step == 1 && !b.bf16 && K * N > (1 << 18);
   const float* b_panels = prepacked;
@@ -207,7 +228,7 @@ inline void gemm(Transpose trans_a, Transpose trans_b, std::ptrdiff_t M, std::pt
     }
     return detail::kernel_gemm(detail::Operand{A, ta ? 1 : K, ta ? M : 1}, tb, M, N, K, B, C, accumulate, epilogue);
   }
-  detail::for_each_piece(detail::Cuts(M, N, K, false), M, N, K, C, accumulate,
+  detail::for_each_piece(detail::Cuts(M, N, K, false, 16), M, N, K, C, accumulate,
                          [&](std::ptrdiff_t m0, std::ptrdiff_t mn, std::ptrdiff_t n0, std::ptrdiff_t nn, std::ptrdiff_t k0,
                              std::ptrdiff_t kn, float* c_origin, bool add) {
                            // Rows m0.. of op(A) and columns n0.. of op(B), over k0..k0+kn, as strided views: nothing is copied here.
