@@ -113,9 +113,9 @@ void check_conv_directly(int batch) {
     const bool winograd_shape = C % 16 == 0 && F % 16 == 0 && K == 3 && S == 1;
     if (kernel_kind != GemmKernel::eigen) CHECK(winograd == (winograd_shape && batch * ((OH + 3) / 4) * ((OW + 3) / 4) >= 128));
     const double tolerance = winograd ? 3e-5 : 1e-5;
-    // Inference takes Winograd's with fewer tiles: 4 at least (tiles of 4 x 4 output pixels).
+    // Inference takes Winograd's with fewer tiles: 16 at least (tiles of 4 x 4 output pixels).
     const bool winograd_inference = kernel_kind != GemmKernel::eigen && L::uses_winograd(batch, Mode::infer);
-    if (kernel_kind != GemmKernel::eigen) CHECK(winograd_inference == (winograd_shape && batch * ((OH + 3) / 4) * ((OW + 3) / 4) >= 4));
+    if (kernel_kind != GemmKernel::eigen) CHECK(winograd_inference == (winograd_shape && batch * ((OH + 3) / 4) * ((OW + 3) / 4) >= 16));
     const double inference_tolerance = winograd_inference ? 3e-5 : 1e-5;
     conv.forward(x.data(), got_y.data(), batch, Pass{Mode::train, 0});
     conv.backward(x.data(), got_y.data(), dy.data(), got_dx.data(), batch);
@@ -160,9 +160,11 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
   check_conv_directly<Conv2D<96, 3>, Shape<15, 14, 80>>(9);
   check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
-  // A batch-1 inference: Winograd's with 16 tiles (SmallerVGGNet's fourth convolution), with 4
-  // (in blocks of 2 tiles at 2 threads), and the direct product with 1.
+  // A batch-1 inference: Winograd's with 16 tiles (SmallerVGGNet's fourth convolution), and at
+  // batch 4 with 4 tiles an image; the direct product with 4 tiles (ResNet18's third stage at
+  // 96x96) and with 1.
   check_conv_directly<Conv2D<128, 3>, Shape<16, 16, 64>>(1);
+  check_conv_directly<Conv2D<32, 3>, Shape<7, 8, 32>>(4);
   check_conv_directly<Conv2D<32, 3>, Shape<7, 8, 32>>(1);
   check_conv_directly<Conv2D<16, 3>, Shape<4, 3, 16>>(1);
   // 1x1 at stride 1, the pixels read where they lie: filters not a multiple of 8; more channels

@@ -489,7 +489,7 @@ namespace {
 // with the transformed kernel made once (as training's forward at these batches does not), and
 // reads its first dense kernel in one sweep (Dense::forward); of 9, reads the dense kernels
 // packed once.
-using Prepared = Sequential<Input<8, 8, 16>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<40>, ReLU, Dense<3>, Sigmoid>;
+using Prepared = Sequential<Input<16, 16, 16>, Conv2D<16, 3>, ReLU, BatchNorm, MaxPool2D<2>, Flatten, Dense<40>, ReLU, Dense<3>, Sigmoid>;
 
 // net's inference (its copies for inference made by an earlier one) against a new network's
 // first, as the weights change.

@@ -404,8 +404,10 @@ struct Conv2D : LayerSpec {
     // 3x3 at stride 1, channels in multiples of 16, with tnet's kernels: Winograd's minimal
     // filtering F(4x4, 3x3) (layers/winograd.hpp) when there are tiles enough: in training, for
     // every thread; in inference, enough to repay reading the transformed kernel, 4x the kernel's
-    // size (at batch 1 a 16x16 image has tiles enough to repay it, a 4x4 image not). The
-    // choice depends on the shapes and the mode only. 4x fewer multiplications, rounding about 10x
+    // size: 16 (at batch 1 a 16x16 image repays it; ResNet18 at 96x96, whose 12x12 and 6x6 stages
+    // have 9 and 4 tiles and transformed kernels of 2.4 and 9.4 MB, answers one image 1.25x as
+    // fast without: a batch-1 inference waits for its kernels to be read, and 4x the bytes leave
+    // the cache). The choice depends on the shapes and the mode only. 4x fewer multiplications, rounding about 10x
     // the direct product's (a few millionths of the largest value), in the forward pass, the input
     // gradient and the kernel gradient alike.
     static constexpr bool winograd_shape = K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0;
@@ -413,7 +415,7 @@ struct Conv2D : LayerSpec {
     static bool winograd(int batch, int height, int width, bool inference = false) {
       const std::ptrdiff_t tiles =
           std::ptrdiff_t(batch) * ((height + winograd_tile - 1) / winograd_tile) * ((width + winograd_tile - 1) / winograd_tile);
-      return winograd_shape && gemm_kernel() != GemmKernel::eigen && tiles >= (inference ? 4 : 128);
+      return winograd_shape && gemm_kernel() != GemmKernel::eigen && tiles >= (inference ? 16 : 128);
     }
     // `prepared`: the forward's transformed kernel is current (prepare_inference), read as it is.
     void winograd_conv(const detail::WinogradConv& p, bool flipped, float* out, const Epilogue& finish, bool prepared = false) {
