@@ -40,23 +40,22 @@ inline constexpr std::ptrdiff_t min_chunk_depth = 2048;
 // When `few_pieces` (K is not cut into chunks, so the tiles are all the work threads share) and
 // that makes few tiles, which threads would share unevenly: more and narrower ones, multiples of
 // `align`, of one width, as few as cut n's `align`-wide units evenly in a count 6 threads share
-// evenly (so 2 and 3 do), else 2, else one a unit. The count never depends on the threads.
+// evenly (so 2 and 3 do), else 2, at most 24; else one a unit where there are at most 24 units.
+// The count never depends on the threads.
 inline std::ptrdiff_t tile_width(std::ptrdiff_t n, std::ptrdiff_t align, bool few_pieces) {
-  constexpr std::ptrdiff_t target = 128, few = 12;
-  std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (n + target - 1) / target);
-  const std::ptrdiff_t units = (n + align - 1) / align;
-  if (!few_pieces || tiles >= few || units < 2) {
-    const std::ptrdiff_t width = (n + tiles - 1) / tiles;
-    return (width + 15) / 16 * 16;
-  }
+  constexpr std::ptrdiff_t target = 128, few = 12, most = 2 * few;
+  const std::ptrdiff_t tiles = std::max<std::ptrdiff_t>(1, (n + target - 1) / target), units = (n + align - 1) / align;
   auto fewest = [&](std::ptrdiff_t share) -> std::ptrdiff_t {  // 0 when none
-    for (std::ptrdiff_t t = (tiles + share - 1) / share * share; t <= std::min(units, 2 * few); t += share)
+    for (std::ptrdiff_t t = (tiles + share - 1) / share * share; t <= std::min(units, most); t += share)
       if (units % t == 0) return t;
     return 0;
   };
-  const std::ptrdiff_t by_six = fewest(6), by_two = fewest(2);
-  tiles = by_six ? by_six : by_two ? by_two : units;
-  return units / tiles * align;
+  if (few_pieces && tiles < few && units > 1) {
+    const std::ptrdiff_t even = fewest(6) ? fewest(6) : fewest(2) ? fewest(2) : units <= most ? units : 0;
+    if (even) return units / even * align;
+  }
+  const std::ptrdiff_t width = (n + tiles - 1) / tiles;
+  return (width + 15) / 16 * 16;
 }
 
 // How many chunks K is cut into for `tiles` tiles of C: enough for about 16 independent products
