@@ -407,9 +407,9 @@ struct Conv2D : LayerSpec {
     // size: 16 (at batch 1 a 16x16 image repays it; ResNet18 at 96x96, whose 12x12 and 6x6 stages
     // have 9 and 4 tiles and transformed kernels of 2.4 and 9.4 MB, answers one image 1.25x as
     // fast without: a batch-1 inference waits for its kernels to be read, and 4x the bytes leave
-    // the cache). The choice depends on the shapes and the mode only. 4x fewer multiplications, rounding about 10x
-    // the direct product's (a few millionths of the largest value), in the forward pass, the input
-    // gradient and the kernel gradient alike.
+    // the cache). The choice depends on the shapes and the mode only. 4x fewer multiplications,
+    // rounding about 10x the direct product's (a few millionths of the largest value), in the
+    // forward pass, the input gradient and the kernel gradient alike.
     static constexpr bool winograd_shape = K == 3 && S == 1 && C % 16 == 0 && F % 16 == 0;
     static constexpr int winograd_tile = 4;  // F(4x4, 3x3)
     static bool winograd(int batch, int height, int width, bool inference = false) {
