@@ -190,9 +190,11 @@ struct DepthwiseConv2D : LayerSpec {
       }
     }
 #if TNET_X86_KERNELS
-    // The output columns whose windows lie inside the image's columns: [inner_begin, inner_end).
+    // The output columns whose windows lie inside the image's columns: [inner_begin, inner_end);
+    // row_avx2 takes four of them at a time up to inner_rest.
     static constexpr int inner_begin = std::min(OW, (pad_left + S - 1) / S);
     static constexpr int inner_end = W - K + pad_left < 0 ? inner_begin : std::max(inner_begin, std::min(OW, (W - K + pad_left) / S + 1));
+    static constexpr int inner_groups = (inner_end - inner_begin) / 4, inner_rest = inner_begin + 4 * inner_groups;
 
     // Output row oy of `image`, channels [0, C - C % 8), with AVX2: for each block of eight
     // channels, its K x K weights held in registers along the whole row, and four output pixels
@@ -216,9 +218,10 @@ struct DepthwiseConv2D : LayerSpec {
         const __m256 b = _mm256_loadu_ps(bias + c0);
         auto add = [=](int ox) { return added ? added + ox * added_step + c0 : nullptr; };
         auto at = [=](int ox) { return out + std::ptrdiff_t(ox) * F + c0; };
-        int ox = 0;
-        for (; ox < inner_begin; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
-        for (; ox + 4 <= inner_end; ox += 4) {
+        // Loops of trip counts known when compiling (GCC warns of overflow in `ox + 4 <= end`).
+        for (int ox = 0; ox < inner_begin; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
+        for (int group = 0; group < inner_groups; ++group) {
+          const int ox = inner_begin + 4 * group;
           __m256 s0 = b, s1 = b, s2 = b, s3 = b;
           const std::ptrdiff_t left = std::ptrdiff_t(ox * S - pad_left) * C + c0;
           for (int ky = 0; ky < K; ++ky) {
@@ -237,7 +240,7 @@ struct DepthwiseConv2D : LayerSpec {
           _mm256_storeu_ps(at(ox + 2), finish8(s2, c0, e, add(ox + 2)));
           _mm256_storeu_ps(at(ox + 3), finish8(s3, c0, e, add(ox + 3)));
         }
-        for (; ox < OW; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
+        for (int ox = inner_rest; ox < OW; ++ox) _mm256_storeu_ps(at(ox), finish8(edge8(rows, inside, ox, c0, w, b), c0, e, add(ox)));
       }
     }
     // The sum of output pixel ox's channels c0..c0 + 7, whose window may pass the image's left or
