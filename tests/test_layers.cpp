@@ -622,13 +622,16 @@ TEST_CASE("gemm: every kernel, transpose and edge, accumulate, and a long K cut 
   };
   // (300, 40, 50): tiles of rows, K whole; (24, 150, 6000): two column tiles, K in 3 chunks;
   // (16, 24, 20000): one tile, K in 9 chunks (a first convolution's weight gradient); (5, 7, 9000):
-  // fewer rows than a micro-kernel's; (1, 300, 700): one row (a batch-1 dense layer) in tiles of
-  // columns wider than a vector strip and not a multiple of it; (2003, 33, 300): tiles of rows
-  // with partial panels of rows and columns, K in two kernel steps; (200, 27, 9000): tiles of rows
-  // with K in chunks; (3, 600, 500): few rows times a large B, computed transposed when B is
-  // (a dense layer's input gradient); (9, 1, 1) and (3, 4, 0): degenerate.
-  const Case cases[] = {{300, 40, 50},   {24, 150, 6000}, {16, 24, 20000}, {5, 7, 9000}, {1, 300, 700},
-                        {2003, 33, 300}, {200, 27, 9000}, {3, 600, 500},   {9, 1, 1},    {3, 4, 0}};
+  // fewer rows than a micro-kernel's; (1, 420, 700): one row (a batch-1 dense layer) in tiles of
+  // columns wider than a vector strip and not a multiple of it (112 with AVX2's kernels: no count
+  // of tiles cuts its 27 panels evenly); (2003, 33, 300): tiles of rows with partial panels of rows
+  // and columns, K in two kernel steps; (200, 27, 9000): tiles of rows with K in chunks; (3, 600,
+  // 500): few rows times a large B, computed transposed when B is (a dense layer's input
+  // gradient); (576, 24, 144) and (36, 96, 384): few tiles cut into more that threads share evenly,
+  // 6 of 96 rows (MobileNetV2's 24x24 projection at batch 1) and, with AVX2's kernels, 6 of 16
+  // columns (its 6x6 one); (9, 1, 1) and (3, 4, 0): degenerate.
+  const Case cases[] = {{300, 40, 50},   {24, 150, 6000}, {16, 24, 20000}, {5, 7, 9000},  {1, 420, 700}, {2003, 33, 300},
+                        {200, 27, 9000}, {3, 600, 500},   {576, 24, 144},  {36, 96, 384}, {9, 1, 1},     {3, 4, 0}};
   const int kernels_run = test::with_each_gemm_kernel([&](GemmKernel) {
     for (const Case cs : cases)
       for (const bool ta : {false, true})

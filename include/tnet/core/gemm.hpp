@@ -51,7 +51,9 @@ inline std::ptrdiff_t tile_width(std::ptrdiff_t n, std::ptrdiff_t align, bool fe
     return 0;
   };
   if (few_pieces && tiles < few && units > 1) {
-    const std::ptrdiff_t even = fewest(6) ? fewest(6) : fewest(2) ? fewest(2) : units <= most ? units : 0;
+    std::ptrdiff_t even = fewest(6);
+    if (!even) even = fewest(2);
+    if (!even && units <= most) even = units;
     if (even) return units / even * align;
   }
   const std::ptrdiff_t width = (n + tiles - 1) / tiles;
