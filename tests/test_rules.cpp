@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -80,7 +81,23 @@ static_assert(rule_at<Mobile::inference_plan, 3>() == "fold_epilogue" &&
               window_at<Mobile::inference_plan, 3>() == 3);  // depthwise BN ReLU6
 static_assert(rule_at<Mobile::inference_plan, 16>() == "add_in_epilogue" && window_at<Mobile::inference_plan, 16>() == 1);
 static_assert(rule_at<Mobile::training_plan, 16>() == "add_in_epilogue" && window_at<Mobile::training_plan, 16>() == 1);
-static_assert(rule_at<Mobile::inference_plan, 57>() == "add_in_epilogue" && rule_at<Mobile::inference_plan, 58>() == "fold_epilogue");
+static_assert(rule_at<Mobile::inference_plan, 57>() == "add_in_epilogue" && rule_at<Mobile::inference_plan, 58>() != "fold_epilogue");
+// MobileNetV2's expansions and the depthwise convolutions after them, in inference: those of the
+// blocks without a sum (the first, 16 -> 96 channels and then stride 2; the last, 160 -> 960) and
+// inside every inverted residual's body.
+static_assert(rule_at<Mobile::inference_plan, 8>() == "pointwise_then_depthwise" && window_at<Mobile::inference_plan, 8>() == 6 &&
+              rule_at<Mobile::inference_plan, 58>() == "pointwise_then_depthwise" && window_at<Mobile::inference_plan, 58>() == 6);
+static_assert(rule_at<Mobile::layer_type<16>::body_type::inference_plan, 0>() == "pointwise_then_depthwise" &&
+              window_at<Mobile::layer_type<16>::body_type::inference_plan, 0>() == 6 &&
+              rule_at<Mobile::layer_type<16>::body_type::inference_plan, 6>() == "fold_epilogue");
+static_assert(rule_at<Mobile::training_plan, 8>() == "layer");  // training keeps the expansion's output for backward
+
+// A 1x1 convolution, a ReLU6, and a 5x5 depthwise convolution on a tall narrow image, so that a
+// band is computed in several steps; and 12 channels, which forward_row does not take.
+using Banded = Sequential<Input<41, 6, 8>, Conv2D<24, 1>, ReLU6, DepthwiseConv2D<5>, BatchNorm, Flatten, Dense<3>, Sigmoid>;
+static_assert(rule_at<Banded::inference_plan, 0>() == "pointwise_then_depthwise" && window_at<Banded::inference_plan, 0>() == 4);
+using Twelve = Sequential<Input<9, 9, 8>, Conv2D<12, 1>, ReLU6, DepthwiseConv2D<3>, Flatten, Dense<3>, Sigmoid>;
+static_assert(rule_at<Twelve::inference_plan, 0>() == "fold_epilogue" && rule_at<Twelve::inference_plan, 2>() == "layer");
 
 // A tutorial-shaped chain whose pool tiles the convolution's output, for pool_in_forward and
 // normalise_then_pool.
@@ -190,6 +207,36 @@ struct PoolUnnormalised : rules::NormaliseThenPool {  // the pool's choices not 
   }
 };
 
+// pointwise_then_depthwise on Banded (layers 0-3) with two bands an image, each computing only
+// its own rows of the 1x1 convolution's output: the rows it reads from the band above are taken
+// as outside the image.
+struct BandsWithoutOverlap : rules::PointwiseThenDepthwise {
+  template <std::size_t I, std::size_t N, class Chain>
+  static void forward(Chain& chain, int batch, const Pass&) {
+    using D = typename Chain::template layer_type<2>;
+    constexpr int H = D::H, W = D::W, C = D::C, OH = D::OH, OW = D::OW, top = D::pad_top;
+    chain.scratch(2 * std::size_t(D::C + D::F));
+    const Epilogue first = rules::detail::folded_epilogue<0, 1>(chain), second = rules::detail::folded_epilogue<2, 1>(chain, 2 * C);
+    const auto& depthwise = chain.template layer<2>();
+    float* y = chain.template output_buffer<3>();
+    REQUIRE(chain.template layer<0>().forward_pieces(
+        chain.template input_of<0>(), first, false, 2 * batch, [&](std::ptrdiff_t task, const auto& product) {
+          const std::ptrdiff_t n = task / 2;
+          const int from = int(task % 2) * H / 2, to = int(task % 2 + 1) * H / 2;
+          Buffer band(std::size_t(to - from) * W * C);
+          product((n * H + from) * W, std::ptrdiff_t(to - from) * W, band.data());
+          for (int oy = int(task % 2) * OH / 2; oy < int(task % 2 + 1) * OH / 2; ++oy) {
+            const float* rows[D::K];
+            for (int ky = 0; ky < D::K; ++ky) {
+              const int iy = oy - top + ky;
+              rows[ky] = iy >= from && iy < to ? band.data() + std::ptrdiff_t(iy - from) * W * C : nullptr;
+            }
+            depthwise.forward_row(rows, y + (n * OH + oy) * std::ptrdiff_t(OW) * D::F, second);
+          }
+        }));
+  }
+};
+
 // add_in_epilogue with one thing wrong: the shortcut left out, or the clamp before the sum.
 template <Mode M, bool LeaveOutShortcut>
 struct AddSabotaged : rules::AddInEpilogue<M> {
@@ -259,6 +306,49 @@ TEST_CASE("fold_epilogue: bias, batch normalisation and ReLU or ReLU6 in either 
   CHECK(rule_against_layers<FoldInWrongOrder, 0, 3>(chain, 4, Mode::infer) > 1e-3);
   CHECK(rule_against_layers<FoldInWrongOrder, 3, 3>(chain, 4, Mode::infer) > 1e-3);
   CHECK(rule_against_layers<FoldInWrongOrder, 6, 3>(chain, 4, Mode::infer) > 1e-3);
+}
+
+// pointwise_then_depthwise's forward of layers [I, I + A + B) of `chain` (whose last forward
+// left their input in place): the 1x1 convolution's window of A layers and the depthwise one's of
+// B, against fold_epilogue's two steps, the same bits, with 1, 2 and 3 threads (whole images or
+// bands of them), the kernel packed for inference or not.
+template <std::size_t I, std::size_t A, std::size_t B, class Chain>
+void check_bands(Chain& chain, int batch) {
+  constexpr std::size_t last = I + A + B - 1;
+  rules::FoldEpilogue::forward<I, A>(chain, batch, Pass{Mode::infer});
+  rules::FoldEpilogue::forward<I + A, B>(chain, batch, Pass{Mode::infer});
+  const float* folded = chain.template output_of<last>();
+  const Buffer expected(folded, folded + std::size_t(batch) * chain.template output_size<last>());
+  CHECK(relative_difference(expected.data(), layers_one_by_one<I, A + B>(chain, batch, Mode::infer).data(), expected.size()) < 1e-5);
+  const int threads = num_threads();
+  chain.template layer<I>().prepare_inference(true);
+  for (const bool prepared : {false, true})
+    for (const int t : {1, 2, 3}) {
+      INFO(t, " threads, ", std::string(prepared ? "prepared" : "packed each time"));
+      set_num_threads(t);
+      float* y = chain.template output_buffer<last>();
+      std::fill(y, y + expected.size(), std::nanf(""));
+      rules::PointwiseThenDepthwise::forward<I, A + B>(chain, batch, Pass{.mode = Mode::infer, .prepared = prepared});
+      CHECK(std::equal(expected.begin(), expected.end(), chain.template output_of<last>()));
+    }
+  set_num_threads(threads);
+  chain.template layer<I>().prepare_inference(false);
+}
+
+TEST_CASE("pointwise_then_depthwise: the 1x1 convolution a band of rows at a time, the depthwise one from the band, bit for bit") {
+  test::with_each_gemm_kernel([](GemmKernel) {  // Eigen's kernels: the two steps one after the other
+    for (const int batch : {1, 2, 3}) {
+      INFO("batch ", batch);
+      auto mobile = trained<Mobile>(batch, Mode::infer, 43);
+      check_bands<8, 3, 3>(mobile->chain(), batch);                     // 17x18 at stride 2
+      check_bands<0, 3, 3>(mobile->chain().layer<16>().body(), batch);  // 9x9 at stride 1, in a block
+      auto banded = trained<Banded>(batch, Mode::infer, 47);
+      check_bands<0, 2, 2>(banded->chain(), batch);  // 41 rows of 6: two steps
+      // Sabotage: bands that leave out the rows they share with the band above are caught.
+      if (gemm_kernel() != GemmKernel::eigen && Banded::layer_type<2>::rows_anywhere_now())
+        CHECK(rule_against_layers<BandsWithoutOverlap, 0, 4>(banded->chain(), batch, Mode::infer) > 1e-3);
+    }
+  });
 }
 
 TEST_CASE("pool_in_forward: the convolution, its epilogue and the max pool a strip at a time, as the layers one by one") {

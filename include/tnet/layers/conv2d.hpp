@@ -314,6 +314,25 @@ struct Conv2D : LayerSpec {
       return true;
     }
 
+    /// Whether forward_pieces applies: a 1x1 convolution at stride 1 without padding, whose product's
+    /// rows are the input's pixels, shallow enough that its depth is never cut into chunks.
+    static constexpr bool pixel_product = K == 1 && S == 1 && OH == H && OW == W && patch < 2 * detail::min_chunk_depth;
+
+    /// Inference's forward of a pixel_product layer in pieces a caller chooses (a band a layer
+    /// after it reads at once: model/rules/pointwise_then_depthwise.hpp): for each task in [0,
+    /// tasks), in parallel, work(task, product), where product(first, count, out) writes output
+    /// pixels [first, first + count) of the batch (F floats each) at `out`, as forward computes
+    /// them with `epilogue` (which adds nothing). Returns false, doing nothing, with Eigen's kernels.
+    template <class Work>
+    bool forward_pieces(const float* x, const Epilogue& epilogue, bool prepared, std::ptrdiff_t tasks, const Work& work)
+      requires pixel_product
+    {
+      if (gemm_kernel() == GemmKernel::eigen) return false;
+      if (gemm_kernel() == GemmKernel::avx512) pieces<detail::Avx512>(x, epilogue, prepared, tasks, work);
+      else pieces<detail::Avx2>(x, epilogue, prepared, tasks, work);
+      return true;
+    }
+
     void backward(const float* x, const float*, const float* dy, float* dx, int batch) {
       const std::ptrdiff_t rows = std::ptrdiff_t(batch) * OH * OW;
       const bool own_kernels = gemm_kernel() != GemmKernel::eigen;
@@ -382,6 +401,30 @@ struct Conv2D : LayerSpec {
         detail::run_for<Isa::target>([](const float* in, float* out) { Pool::pool_strip(in, out); }, strip.data(),
                                      y + s * std::ptrdiff_t(Pool::output_shape::width) * F);
       }
+    }
+
+    // forward_pieces' work: the kernel packed once for all as kernel_gemm packs it (or the copy
+    // for inference), each piece one product on one thread (the same bits as kernel_gemm's rows).
+    template <class Isa, class Work>
+    void pieces(const float* x, const Epilogue& epilogue, bool prepared, std::ptrdiff_t tasks, const Work& work) {
+      constexpr int NR = Isa::NR;
+      const detail::Operand b{kernel_, 1, F};
+      const float* packed = prepared ? packed_.get() : nullptr;
+      if (!packed) {
+        Buffer& panels = detail::shared_packed_b();
+        ensure_size(panels, std::size_t((F + NR - 1) / NR * NR * patch));
+        detail::pack_steps<NR>(b, F, patch, detail::kernel_depth, panels.data());
+        packed = panels.data();
+      }
+      Epilogue finish = epilogue;
+      finish.bias = bias_;
+      const detail::Pixels source{x, C};
+      const detail::ASource a = detail::erase(source);
+      auto product = [&](std::ptrdiff_t first, std::ptrdiff_t count, float* out) {
+        detail::packed_product<Isa>(a, first, 0, b, count, F, patch, out, F, false, packed, false, &finish);
+      };
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t task = 0; task < tasks; ++task) work(task, product);
     }
 
     // x's im2col matrix as tnet's kernels read it, never materialised.

@@ -119,6 +119,25 @@ struct DepthwiseConv2D : LayerSpec {
       });
     }
 
+    /// Whether forward_row computes this layer's output rows from its input's rows wherever they
+    /// lie (a band a fused producer keeps: model/rules/pointwise_then_depthwise.hpp): a
+    /// multiplier of 1, channels in multiples of 8, the x86 kernels built.
+    static constexpr bool rows_anywhere = TNET_X86_KERNELS && M == 1 && C % 8 == 0;
+    /// Whether forward_row may be called now: tnet's own kernels chosen (gemm_kernel()).
+    static bool rows_anywhere_now() { return rows_anywhere && detail::target_of(gemm_kernel()) != detail::Target::build; }
+    /// One output row of an image into `out` (OW x F), as forward computes it with `epilogue`
+    /// (which adds nothing): rows[ky] is the input row under the window's row ky (for output row
+    /// oy, row oy * S - pad_top + ky of the image), null where that lies outside the image.
+    void forward_row(const float* const* rows, float* out, const Epilogue& epilogue) const
+      requires rows_anywhere
+    {
+#if TNET_X86_KERNELS
+      bool inside[K];
+      for (int ky = 0; ky < K; ++ky) inside[ky] = rows[ky] != nullptr;
+      row_avx2(rows, inside, kernel_, bias_, epilogue, nullptr, out);
+#endif
+    }
+
     template <class Visit>
     void visit_state(Visit&&) {}
 
@@ -202,8 +221,8 @@ struct DepthwiseConv2D : LayerSpec {
     // the edges). Each value is bias + the products of the window's taps inside the image, in tap
     // order, then the epilogue, as channel_block computes it. `added`: the epilogue's added values
     // of the row's first pixel, or null.
-    __attribute__((target("avx2,fma"))) static void row_avx2(const float* image, int oy, const float* kernel, const float* bias,
-                                                             const Epilogue& e, const float* added, float* out) {
+    static void row_avx2(const float* image, int oy, const float* kernel, const float* bias, const Epilogue& e, const float* added,
+                         float* out) {
       const int top = oy * S - pad_top;
       bool inside[K];  // whether the window's row ky lies inside the image
       const float* rows[K];
@@ -211,6 +230,11 @@ struct DepthwiseConv2D : LayerSpec {
         inside[ky] = top + ky >= 0 && top + ky < H;
         rows[ky] = image + std::ptrdiff_t(inside[ky] ? top + ky : 0) * W * C;
       }
+      row_avx2(rows, inside, kernel, bias, e, added, out);
+    }
+    // The same, the window's rows given: rows[ky] where inside[ky], wherever they lie.
+    __attribute__((target("avx2,fma"))) static void row_avx2(const float* const* rows, const bool* inside, const float* kernel,
+                                                             const float* bias, const Epilogue& e, const float* added, float* out) {
       const std::ptrdiff_t added_step = e.added_stride;
       for (int c0 = 0; c0 + 8 <= C; c0 += 8) {
         __m256 w[K * K];

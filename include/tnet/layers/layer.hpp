@@ -51,6 +51,15 @@
 //                                               strips of rows (MaxPool2D::pool_strip), computed
 //                                               a strip at a time; false, writing nothing, where
 //                                               it cannot (Conv2D: not for Winograd or Eigen)
+//   static constexpr bool pixel_product = true;   its product's rows are its input's pixels (a
+//                                               1x1 convolution at stride 1), and
+//                                               forward_pieces(x, epilogue, prepared, tasks, work)
+//                                               computes inference's forward in pieces a caller
+//                                               chooses, in parallel (Conv2D)
+//   static constexpr bool rows_anywhere = true;   forward_row(rows, out, epilogue) computes one
+//                                               output row from pointers to the input rows under
+//                                               its window, wherever they lie, when
+//                                               rows_anywhere_now() (DepthwiseConv2D)
 // A per-channel map whose parameters come from the batch in training (BatchNorm):
 //   statistics(x, batch, Pass)                  the training forward short of writing y
 //   normalisation() -> m                        then the map itself: y = m(x, c) in channel c,
@@ -180,6 +189,14 @@ template <class Layer, class Pool>
 inline constexpr bool pools_in_forward = requires(Layer& layer, const float* x, float* y, int batch, const Epilogue& epilogue) {
   { layer.template forward_pooled<Pool>(x, y, batch, epilogue) } -> std::same_as<bool>;
 };
+
+/// Whether a bound layer's inference forward can be computed a piece of pixels at a time (see above).
+template <class Layer>
+inline constexpr bool pixel_product = requires { requires Layer::pixel_product; };
+
+/// Whether a bound layer computes an output row from its input rows wherever they lie (see above).
+template <class Layer>
+inline constexpr bool rows_anywhere = requires { requires Layer::rows_anywhere; };
 
 /// Whether a bound layer is a per-channel map with batch statistics in training (see above).
 template <class Layer>

@@ -33,9 +33,9 @@ constexpr std::size_t epilogue_followers() {
 }
 
 // The epilogue of layers [I + 1, I + 1 + K): the clamp's bound, the affine (computed into the
-// chain's scratch), and their order.
+// chain's scratch from float `offset` on), and their order.
 template <std::size_t I, std::size_t K, class Chain>
-Epilogue folded_epilogue(Chain& chain) {
+Epilogue folded_epilogue(Chain& chain, std::size_t offset = 0) {
   Epilogue epilogue;
   [&]<std::size_t... J>(std::index_sequence<J...>) {
     (
@@ -47,7 +47,7 @@ Epilogue folded_epilogue(Chain& chain) {
             epilogue.relu_max = L::clamp_max;
           } else {
             const std::size_t channels = chain.template channels_of<at>();
-            float* affine = chain.scratch(2 * channels);
+            float* affine = chain.scratch(offset + 2 * channels) + offset;
             chain.template layer<at>().inference_affine(affine, affine + channels);
             epilogue.scale = affine, epilogue.shift = affine + channels;
             epilogue.affine_first = !epilogue.relu;
