@@ -194,16 +194,26 @@ struct PatchesTransposed {
 
 // A convolution's kernel turned for its input gradient at stride 1: flipped in space, input and
 // output channels swapped, (K, K, F, C) from (K, K, C, F). In the calling thread's workspace.
+// Transposed in blocks of 16 x 16, each read and written a cache line a row, the blocks shared
+// by the threads (ResNet18's 3x3 kernels of 512 x 512 channels, turned one value at a time with
+// the writes 2 KB apart, took 3 % of its training step).
 inline const float* flipped_kernel(const float* kernel, int K, int C, int F) {
   static thread_local Buffer flipped;
-  ensure_size(flipped, std::size_t(K) * K * C * F);
-  for (int cell = 0; cell < K * K; ++cell) {
+  const std::ptrdiff_t size = std::ptrdiff_t(K) * K * C * F;
+  ensure_size(flipped, std::size_t(size));
+  float* out = flipped.data();
+  constexpr int B = 16;
+  const std::ptrdiff_t c_blocks = (C + B - 1) / B;
+#pragma omp parallel for schedule(static) if (size > (1 << 16))
+  for (std::ptrdiff_t job = 0; job < K * K * c_blocks; ++job) {
+    const int cell = int(job / c_blocks), c0 = int(job % c_blocks) * B, c1 = std::min(C, c0 + B);
     const float* from = kernel + std::ptrdiff_t(K * K - 1 - cell) * C * F;
-    float* to = flipped.data() + std::ptrdiff_t(cell) * F * C;
-    for (int c = 0; c < C; ++c)
-      for (int f = 0; f < F; ++f) to[f * C + c] = from[c * F + f];
+    float* to = out + std::ptrdiff_t(cell) * F * C;
+    for (int f0 = 0; f0 < F; f0 += B)
+      for (int f = f0; f < std::min(F, f0 + B); ++f)
+        for (int c = c0; c < c1; ++c) to[std::ptrdiff_t(f) * C + c] = from[std::ptrdiff_t(c) * F + f];
   }
-  return flipped.data();
+  return out;
 }
 }  // namespace detail
 
