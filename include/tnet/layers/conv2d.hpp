@@ -385,21 +385,27 @@ struct Conv2D : LayerSpec {
    private:
     static constexpr int patch_of_dy = K * K * F;  // a window of dy, for the input gradient
 
+    // The kernel as Isa's products read it, packed once for all as kernel_gemm packs it (into the
+    // calling thread's workspace), or `prepacked` already.
+    template <class Isa>
+    const float* kernel_panels(const float* prepacked) const {
+      if (prepacked) return prepacked;
+      constexpr int NR = Isa::NR;
+      Buffer& panels = detail::shared_packed_b();
+      ensure_size(panels, std::size_t((F + NR - 1) / NR * NR * patch));
+      detail::pack_steps<NR>(detail::Operand{kernel_, 1, F}, F, patch, detail::kernel_depth, panels.data());
+      return panels.data();
+    }
+
     // forward_pooled's work: strips of Pool output rows (Pool x OW rows of the product), each one
     // product on one thread, its rows the ones kernel_gemm computes for them (the same bits), then
-    // pooled. The kernel packed once for all, as kernel_gemm packs it, or `prepacked` already.
+    // pooled.
     template <class Isa, class Pool>
     void pooled_product(const float* x, float* y, int batch, const Epilogue& finish, const float* prepacked) {
-      constexpr int P = Pool::window, NR = Isa::NR;
-      constexpr std::ptrdiff_t strip_rows = std::ptrdiff_t(P) * OW, padded_f = (F + NR - 1) / NR * NR;
+      constexpr int P = Pool::window;
+      constexpr std::ptrdiff_t strip_rows = std::ptrdiff_t(P) * OW;
       const detail::Operand b{kernel_, 1, F};
-      const float* packed = prepacked;
-      if (!packed) {
-        Buffer& panels = detail::shared_packed_b();
-        ensure_size(panels, std::size_t(padded_f * patch));
-        detail::pack_steps<NR>(b, F, patch, detail::kernel_depth, panels.data());
-        packed = panels.data();
-      }
+      const float* packed = kernel_panels<Isa>(prepacked);
       const auto source = patches(x);
       const detail::ASource a = detail::erase(source);
       const std::ptrdiff_t strips = std::ptrdiff_t(batch) * (OH / P);
@@ -413,19 +419,12 @@ struct Conv2D : LayerSpec {
       }
     }
 
-    // forward_pieces' work: the kernel packed once for all as kernel_gemm packs it (or the copy
-    // for inference), each piece one product on one thread (the same bits as kernel_gemm's rows).
+    // forward_pieces' work: each piece one product on one thread (the same bits as kernel_gemm's
+    // rows), the kernel packed once for all (or the copy for inference).
     template <class Isa, class Work>
     void pieces(const float* x, const Epilogue& epilogue, bool prepared, std::ptrdiff_t tasks, const Work& work) {
-      constexpr int NR = Isa::NR;
       const detail::Operand b{kernel_, 1, F};
-      const float* packed = prepared ? packed_.get() : nullptr;
-      if (!packed) {
-        Buffer& panels = detail::shared_packed_b();
-        ensure_size(panels, std::size_t((F + NR - 1) / NR * NR * patch));
-        detail::pack_steps<NR>(b, F, patch, detail::kernel_depth, panels.data());
-        packed = panels.data();
-      }
+      const float* packed = kernel_panels<Isa>(prepared ? packed_.get() : nullptr);
       Epilogue finish = epilogue;
       finish.bias = bias_;
       const detail::Pixels source{x, C};
