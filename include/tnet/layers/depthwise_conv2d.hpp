@@ -77,7 +77,9 @@ struct DepthwiseConv2D : LayerSpec {
           const float* image = x + n * In::size;
           float* out = y + row * OW * F;
           for (int ox = 0; ox < OW; ++ox, out += F) {
-            float sum[F];
+            // Aligned by hand: in the AVX-512 copy of this loop (for_blocks) GCC 12 stored to a
+            // plain float[F] here with 16-byte aligned moves at an address 8 bytes off (a crash).
+            alignas(64) float sum[F];
             std::copy(bias, bias + F, sum);
             for_taps(oy, ox, [&](int iy, int ix, int tap) {
               const float* pixel = image + (std::ptrdiff_t(iy) * W + ix) * C;
