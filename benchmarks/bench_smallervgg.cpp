@@ -7,7 +7,8 @@
 // Prints `name value` lines (or one JSON object); --layers adds each step's forward and
 // backward milliseconds per batch (the training plan's: a layer, or the layers a rule fuses; a
 // residual block is one step) and each step of the inference plan's milliseconds (the median of
-// a quarter of --latency-runs, at least 20, each step run alone), each step with its forward
+// a quarter of --latency-runs, at least 20, each step run alone; `infer_step` lines in fp32,
+// `infer_step_bf16` with Precision::bf16), each step with its forward
 // FLOPs per batch as the GFLOP/s count them (none in a residual block); --kernel makes gemm use that kernel rather
 // than the widest the CPU runs (core/gemm_kernels.hpp). Batch-1 latency is the median and the 99th percentile of
 // --latency-runs single-image predictions, each timed alone (4 x steps by default). --onnx writes
@@ -257,9 +258,12 @@ int run(const Options& options) {
     }
   }
 
-  std::vector<LayerTime> per_layer, per_inference_step;
+  std::vector<LayerTime> per_layer, per_inference_step, per_inference_step_bf16;
   if (layers) {
     per_inference_step = time_inference_steps(*net, x, batch, std::max(20, latency_runs / 4));
+    net->set_inference_precision(tnet::Precision::bf16);
+    per_inference_step_bf16 = time_inference_steps(*net, x, batch, std::max(20, latency_runs / 4));
+    net->set_inference_precision(tnet::Precision::fp32);
     net->forward(x, batch, tnet::Mode::train);
     per_layer = time_layers(*net, batch, std::max(2, steps / 2));
   }
@@ -276,9 +280,10 @@ int run(const Options& options) {
                                                          {"infer_latency_batch1_ms", fp32.median * 1e3},
                                                          {"infer_latency_batch1_p99_ms", fp32.p99 * 1e3},
                                                          {"latency_runs", latency_runs},
-                                                         {"infer_images_per_s_bf16_dense", steps * batch / bf16.batch},
-                                                         {"infer_latency_batch1_ms_bf16_dense", bf16.median * 1e3},
-                                                         {"infer_latency_batch1_p99_ms_bf16_dense", bf16.p99 * 1e3},
+                                                         {"infer_images_per_s_bf16", steps * batch / bf16.batch},
+                                                         {"infer_latency_batch1_ms_bf16", bf16.median * 1e3},
+                                                         {"infer_latency_batch1_p99_ms_bf16", bf16.p99 * 1e3},
+                                                         {"bf16_convolutions", tnet::bf16_products() ? 1.0 : 0.0},
                                                          {"peak_rss_mb", double(usage.ru_maxrss) / 1024},
                                                          {"gemm_roofline_gflops", roofline}};
   if constexpr (Counted)
@@ -295,10 +300,13 @@ int run(const Options& options) {
       for (std::size_t i = 0; i < per_layer.size(); ++i)
         std::printf("%s{\"name\": \"%s\", \"forward_ms\": %.4g, \"backward_ms\": %.4g, \"forward_flops\": %.0f}", i ? ", " : "",
                     per_layer[i].name.c_str(), per_layer[i].forward_ms, per_layer[i].backward_ms, per_layer[i].forward_flops);
-      std::printf("], \"inference_steps\": [");
-      for (std::size_t i = 0; i < per_inference_step.size(); ++i)
-        std::printf("%s{\"name\": \"%s\", \"ms\": %.4g, \"forward_flops\": %.0f}", i ? ", " : "", per_inference_step[i].name.c_str(),
-                    per_inference_step[i].forward_ms, per_inference_step[i].forward_flops);
+      for (const auto& [key, steps_timed] :
+           {std::pair{"inference_steps", &per_inference_step}, std::pair{"inference_steps_bf16", &per_inference_step_bf16}}) {
+        std::printf("], \"%s\": [", key);
+        for (std::size_t i = 0; i < steps_timed->size(); ++i)
+          std::printf("%s{\"name\": \"%s\", \"ms\": %.4g, \"forward_flops\": %.0f}", i ? ", " : "", (*steps_timed)[i].name.c_str(),
+                      (*steps_timed)[i].forward_ms, (*steps_timed)[i].forward_flops);
+      }
       std::printf("]");
     }
     std::printf("}\n");
@@ -311,6 +319,8 @@ int run(const Options& options) {
                 t.forward_flops);
   for (const LayerTime& t : per_inference_step)
     std::printf("infer_step %-26s ms %8.3f forward_flops %.0f\n", t.name.c_str(), t.forward_ms, t.forward_flops);
+  for (const LayerTime& t : per_inference_step_bf16)  // Precision::bf16
+    std::printf("infer_step_bf16 %-21s ms %8.3f forward_flops %.0f\n", t.name.c_str(), t.forward_ms, t.forward_flops);
   return 0;
 }
 }  // namespace

@@ -24,8 +24,8 @@ echo $n >"$STUB_DIR/tnet_runs"
 while [ $# -gt 0 ]; do [ "$1" = --onnx ] && : >"$2"; shift; done
 train=(0 100 300 200)
 printf '%s\n' "train_images_per_s ${train[n]}" "infer_images_per_s 1000" "infer_latency_batch1_ms 2" \
-  "infer_latency_batch1_p99_ms 4" "infer_images_per_s_bf16_dense 1200" "infer_latency_batch1_ms_bf16_dense 1.5" \
-  "infer_latency_batch1_p99_ms_bf16_dense 3" "peak_rss_mb 400"
+  "infer_latency_batch1_p99_ms 4" "infer_images_per_s_bf16 1200" "infer_latency_batch1_ms_bf16 1.5" \
+  "infer_latency_batch1_p99_ms_bf16 3" "bf16_convolutions 1" "peak_rss_mb 400"
 EOF
 # The peers' Python: torch and onnxruntime, no torchvision or openvino; torch.compile fails.
 cat >"$work/python" <<'EOF'
@@ -52,7 +52,7 @@ env "${settings[@]}" LOG_DIR="$work/logs" bash "$repo/benchmarks/compare.sh" >"$
   fail "compare.sh exited $? with stand-ins that work: $(cat "$work/progress")"
 expect() { grep -qF -- "$1" "$work/table" || fail "no '$1' in the table:"$'\n'"$(cat "$work/table")"; }
 expect "| **tnet** fp32 | **200.0** | **1000.0** | **2.00** | **4.00** | **400** |"
-expect "| tnet, dense kernels bf16 | - | 1200.0 (0.83x) | 1.50 (1.33x) | 3.00 (1.33x) | - |"
+expect "| tnet bf16 | - | 1200.0 (0.83x) | 1.50 (1.33x) | 3.00 (1.33x) | - |"
 expect "| PyTorch eager fp32 | 50.0 (4.00x) | 250.0 (4.00x) | 4.00 (0.50x) | 8.00 (0.50x) | 1000 (0.40x) |"
 expect "| PyTorch bf16 autocast | 100.0 (2.00x) | 500.0 (2.00x) | 2.50 (0.80x) | 5.00 (0.80x) | 900 (0.44x) |"
 expect "| PyTorch torch.compile fp32 | failed (see $work/logs) |"
@@ -64,6 +64,7 @@ expect "- training: tnet / PyTorch eager fp32 = 4.00x (goal >= 3x): met"
 expect "- training: tnet / PyTorch bf16 autocast = 2.00x (goal >= 1.5x): met"
 expect "- inference, batch 32, fastest fp32 peer: tnet / ONNX Runtime = 1.25x (goal >= 1.5x): **not met**"
 expect "- batch-1 latency (median), fastest fp32 peer: tnet / ONNX Runtime = 0.83x (goal <= 0.8x): **not met**"
+expect "- inference, batch 32, tnet's bf16 path, fastest bf16 peer: tnet / PyTorch bf16 autocast = 2.40x (goal >= 1x): met"
 expect "- batch-1 latency (median) of tnet's bf16 path, fastest bf16 peer: tnet / PyTorch bf16 autocast = 0.60x (goal <= 1x): met"
 expect "Python 3.0 ($work/python): PyTorch 2.99, torchvision -, ONNX Runtime 1.0, OpenVINO -"
 # Rounds alternate: tnet, its peers, tnet again.

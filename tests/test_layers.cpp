@@ -75,13 +75,17 @@ void check_conv_directly(int batch) {
   const Buffer x = test::random_values(in_size, 21), dy = test::random_values(out_size, 22);
   const Buffer kernel = test::random_values(std::size_t(K) * K * C * F, 23), bias = test::random_values(std::size_t(F), 24);
   std::vector<double> y(out_size), dkernel(kernel.size()), dbias(bias.size()), dx(in_size);
+  // y of x and the kernel rounded to bfloat16 (Precision::bf16's products), and the sum of its
+  // terms' magnitudes, which bounds float's rounding of the sums.
+  std::vector<double> y_bf16(out_size), magnitude(out_size);
+  auto rounded = [](float v) { return double(from_bfloat16(to_bfloat16(v))); };
   for (std::size_t o = 0; o < out_size; ++o) dbias[o % F] += dy[o];
   for (int n = 0; n < batch; ++n)
     for (int oy = 0; oy < OH; ++oy)
       for (int ox = 0; ox < OW; ++ox)
         for (int f = 0; f < F; ++f) {
           const std::size_t o = ((std::size_t(n) * OH + oy) * OW + ox) * F + f;
-          double sum = bias[std::size_t(f)];
+          double sum = bias[std::size_t(f)], sum_bf16 = sum, size = std::abs(sum);
           for (int ky = 0; ky < K; ++ky)
             for (int kx = 0; kx < K; ++kx) {
               const int iy = oy * S - L::pad_top + ky, ix = ox * S - L::pad_left + kx;
@@ -89,11 +93,13 @@ void check_conv_directly(int batch) {
               for (int c = 0; c < C; ++c) {
                 const std::size_t i = ((std::size_t(n) * H + iy) * W + ix) * C + c, w = ((std::size_t(ky) * K + kx) * C + c) * F + f;
                 sum += double(x[i]) * kernel[w];
+                const double term = rounded(x[i]) * rounded(kernel[w]);
+                sum_bf16 += term, size += std::abs(term);
                 dkernel[w] += double(x[i]) * dy[o];
                 dx[i] += double(kernel[w]) * dy[o];
               }
             }
-          y[o] = sum;
+          y[o] = sum, y_bf16[o] = sum_bf16, magnitude[o] = size;
         }
   auto worst = [](const float* got, const std::vector<double>& want) {
     double error = 0, scale = 1e-30;
@@ -136,6 +142,23 @@ void check_conv_directly(int batch) {
     conv.forward(x.data(), prepared.data(), batch, Pass{Mode::infer});
     CHECK(worst(prepared.data(), y) > 0.01);  // the new kernel's
     conv.prepare_inference(false);
+    // Inference in bfloat16 where the CPU has AVX512_BF16: products Winograd's do not take are of
+    // x and the kernel rounded, their sums in float; elsewhere (and in Winograd's) as in float.
+    std::copy(kernel.begin(), kernel.end(), conv.kernel());
+    conv.round_kernel(true);
+    Buffer low(out_size, std::nanf(""));
+    conv.forward(x.data(), low.data(), batch, Pass{Mode::infer});
+    if (bf16_products() && !winograd_inference) {
+      double error = 0;  // in units of float's rounding of a sum of the terms' magnitudes
+      for (std::size_t o = 0; o < out_size; ++o) error = std::max(error, std::abs(low[o] - y_bf16[o]) / (magnitude[o] * 0x1p-24));
+      INFO("bfloat16: worst error ", error, " roundings of the terms' magnitudes");
+      CHECK(error < 2.0 * (K * K * C + 1));
+      CHECK(worst(low.data(), y) > 1e-5);  // the rounding shows
+      CHECK(worst(low.data(), y) < 1e-2);
+    } else CHECK(low == inferred);
+    conv.round_kernel(false);
+    conv.forward(x.data(), low.data(), batch, Pass{Mode::infer});
+    CHECK(low == inferred);
   });
 }
 }  // namespace
@@ -194,16 +217,20 @@ TEST_CASE("Conv2D::forward_pooled: the forward, its epilogue and the max pool af
   Epilogue epilogue;
   epilogue.relu = true, epilogue.scale = scale.data(), epilogue.shift = shift.data();
   test::with_each_gemm_kernel([&](GemmKernel kind) {
-    for (const int batch : {1, 5}) {
-      Buffer full(std::size_t(batch) * Conv::output_shape::size), expected(std::size_t(batch) * Pool::output_shape::size);
-      conv.forward(x.data(), full.data(), batch, Pass{Mode::infer}, epilogue);
-      Standalone<Pool> pool;
-      pool.forward(full.data(), expected.data(), batch, Pass{Mode::infer});
-      Buffer pooled(expected.size(), std::nanf(""));
-      const bool fused = conv.forward_pooled<Pool>(x.data(), pooled.data(), batch, epilogue);
-      CHECK(fused == (kind != GemmKernel::eigen));  // Eigen's kernels: left to forward and the pool
-      if (fused) CHECK(pooled == expected);
-    }
+    for (const bool bf16 : {false, true})  // products in bfloat16 where the CPU has them
+      for (const int batch : {1, 5}) {
+        INFO("batch ", batch, " bf16 ", bf16);
+        conv.round_kernel(bf16);
+        Buffer full(std::size_t(batch) * Conv::output_shape::size), expected(std::size_t(batch) * Pool::output_shape::size);
+        conv.forward(x.data(), full.data(), batch, Pass{Mode::infer}, epilogue);
+        Standalone<Pool> pool;
+        pool.forward(full.data(), expected.data(), batch, Pass{Mode::infer});
+        Buffer pooled(expected.size(), std::nanf(""));
+        const bool fused = conv.forward_pooled<Pool>(x.data(), pooled.data(), batch, epilogue);
+        CHECK(fused == (kind != GemmKernel::eigen));  // Eigen's kernels: left to forward and the pool
+        if (fused) CHECK(pooled == expected);
+      }
+    conv.round_kernel(false);
   });
   // Winograd's convolutions are left to forward and the pool.
   using Wide = Conv2D<16, 3>::Layer<Shape<16, 16, 16>>;

@@ -312,28 +312,34 @@ TEST_CASE("fold_epilogue: bias, batch normalisation and ReLU or ReLU6 in either 
 // pointwise_then_depthwise's forward of layers [I, I + A + B) of `chain` (whose last forward
 // left their input in place): the 1x1 convolution's window of A layers and the depthwise one's of
 // B, against fold_epilogue's two steps, the same bits, with 1, 2 and 3 threads (whole images or
-// bands of them), the kernel packed for inference or not.
+// bands of them), the kernel packed for inference or not, its products in float or (where the CPU
+// has them) in bfloat16.
 template <std::size_t I, std::size_t A, std::size_t B, class Chain>
 void check_bands(Chain& chain, int batch) {
   constexpr std::size_t last = I + A + B - 1;
-  rules::FoldEpilogue::forward<I, A>(chain, batch, Pass{Mode::infer});
-  rules::FoldEpilogue::forward<I + A, B>(chain, batch, Pass{Mode::infer});
-  const float* folded = chain.template output_of<last>();
-  const Buffer expected(folded, folded + std::size_t(batch) * chain.template output_size<last>());
-  CHECK(relative_difference(expected.data(), layers_one_by_one<I, A + B>(chain, batch, Mode::infer).data(), expected.size()) < 1e-5);
-  const int threads = num_threads();
-  chain.template layer<I>().prepare_inference(true);
-  for (const bool prepared : {false, true})
-    for (const int t : {1, 2, 3}) {
-      INFO(t, " threads, ", std::string(prepared ? "prepared" : "packed each time"));
-      set_num_threads(t);
-      float* y = chain.template output_buffer<last>();
-      std::fill(y, y + expected.size(), std::nanf(""));
-      rules::PointwiseThenDepthwise::forward<I, A + B>(chain, batch, Pass{.mode = Mode::infer, .prepared = prepared});
-      CHECK(std::equal(expected.begin(), expected.end(), chain.template output_of<last>()));
-    }
-  set_num_threads(threads);
-  chain.template layer<I>().prepare_inference(false);
+  for (const bool bf16 : {false, true}) {
+    INFO("bf16 ", bf16);
+    chain.template layer<I>().round_kernel(bf16);
+    rules::FoldEpilogue::forward<I, A>(chain, batch, Pass{Mode::infer});
+    rules::FoldEpilogue::forward<I + A, B>(chain, batch, Pass{Mode::infer});
+    const float* folded = chain.template output_of<last>();
+    const Buffer expected(folded, folded + std::size_t(batch) * chain.template output_size<last>());
+    CHECK(relative_difference(expected.data(), layers_one_by_one<I, A + B>(chain, batch, Mode::infer).data(), expected.size()) < 1e-5);
+    const int threads = num_threads();
+    chain.template layer<I>().prepare_inference(true);
+    for (const bool prepared : {false, true})
+      for (const int t : {1, 2, 3}) {
+        INFO(t, " threads, ", std::string(prepared ? "prepared" : "packed each time"));
+        set_num_threads(t);
+        float* y = chain.template output_buffer<last>();
+        std::fill(y, y + expected.size(), std::nanf(""));
+        rules::PointwiseThenDepthwise::forward<I, A + B>(chain, batch, Pass{.mode = Mode::infer, .prepared = prepared});
+        CHECK(std::equal(expected.begin(), expected.end(), chain.template output_of<last>()));
+      }
+    set_num_threads(threads);
+    chain.template layer<I>().prepare_inference(false);
+  }
+  chain.template layer<I>().round_kernel(false);
 }
 
 TEST_CASE("pointwise_then_depthwise: the 1x1 convolution a band of rows at a time, the depthwise one from the band, bit for bit") {

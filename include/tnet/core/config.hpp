@@ -76,8 +76,10 @@ inline void ensure_size(Buffer& buffer, std::size_t size) {
 ///              be used in (Sequential::reset_batch_norm_statistics)
 enum class Mode { train, infer, calibrate };
 
-/// How inference reads large weights (Sequential::set_inference_precision): as they are (fp32), or
-/// the dense layers' kernels rounded to bfloat16 (bf16), half the bytes, arithmetic still in float.
+/// How inference computes (Sequential::set_inference_precision): in float (fp32), or in bfloat16
+/// where it pays (bf16): the dense layers' kernels rounded to bfloat16, half the bytes to read,
+/// and on CPUs with AVX512_BF16 the convolutions' products that Winograd's do not take computed
+/// from rounded kernels and activations (core/gemm_bf16.hpp); every sum in float.
 enum class Precision { fp32, bf16 };
 
 class Reducer;

@@ -316,27 +316,14 @@ void pack_steps(const Operand& op, std::ptrdiff_t rows, std::ptrdiff_t K, std::p
 }
 
 #if TNET_X86_KERNELS
-// C[Rows x n] (+)= A (Rows x kc) * B (kc x n), n <= 32: A's element (i, k) at a[i * a_row + k * a_depth],
-// B's (k, j) at b[k * b_depth + j] (a packed panel, or B itself: loads are masked to n columns);
-// then `finish`, when set (the product's last step), from these columns on.
+// The end of an AVX-512 micro-kernel: its Rows x n (n <= 32) sums, 16 columns to a vector, added to
+// C when `add`, put through `finish` when set, and stored at c (rows ldc apart).
 template <int Rows>
-__attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
-                                                            const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
-                                                            bool add, const Epilogue* finish) {
+[[gnu::always_inline]] __attribute__((target("avx512f"))) inline void store_avx512(__m512 (&acc0)[Rows], __m512 (&acc1)[Rows], float* c,
+                                                                                   std::ptrdiff_t ldc, int n, bool add,
+                                                                                   const Epilogue* finish) {
   const __mmask16 mask0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
   const __mmask16 mask1 = n >= 32 ? __mmask16(0xFFFF) : n <= 16 ? __mmask16(0) : __mmask16((1u << (n - 16)) - 1);
-  __m512 acc0[Rows], acc1[Rows];
-#pragma GCC unroll 16
-  for (int i = 0; i < Rows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
-  for (std::ptrdiff_t k = 0; k < kc; ++k, a += a_depth, b += b_depth) {
-    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-#pragma GCC unroll 16
-    for (int i = 0; i < Rows; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i * a_row]);
-      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
-      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
-    }
-  }
 #pragma GCC unroll 16
   for (int i = 0; i < Rows; ++i) {
     float* row = c + i * ldc;
@@ -389,6 +376,30 @@ __attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, c
     _mm512_mask_storeu_ps(row, mask0, acc0[i]);
     _mm512_mask_storeu_ps(row + 16, mask1, acc1[i]);
   }
+}
+
+// C[Rows x n] (+)= A (Rows x kc) * B (kc x n), n <= 32: A's element (i, k) at a[i * a_row + k * a_depth],
+// B's (k, j) at b[k * b_depth + j] (a packed panel, or B itself: loads are masked to n columns);
+// then `finish`, when set (the product's last step), from these columns on.
+template <int Rows>
+__attribute__((target("avx512f"))) inline void micro_avx512(std::ptrdiff_t kc, const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_depth,
+                                                            const float* b, std::ptrdiff_t b_depth, float* c, std::ptrdiff_t ldc, int n,
+                                                            bool add, const Epilogue* finish) {
+  const __mmask16 mask0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 mask1 = n >= 32 ? __mmask16(0xFFFF) : n <= 16 ? __mmask16(0) : __mmask16((1u << (n - 16)) - 1);
+  __m512 acc0[Rows], acc1[Rows];
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (std::ptrdiff_t k = 0; k < kc; ++k, a += a_depth, b += b_depth) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < Rows; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * a_row]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+  }
+  store_avx512<Rows>(acc0, acc1, c, ldc, n, add, finish);
 }
 
 // Columns of B as floats: 16 under a mask, from floats or widened from bfloat16.

@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "../core/gemm.hpp"
+#include "../core/gemm_bf16.hpp"
 #include "layer.hpp"
 #include "padding.hpp"
 #include "winograd.hpp"
@@ -278,6 +279,11 @@ struct Conv2D : LayerSpec {
           return winograd_conv({x, batch, H, W, C, OH, OW, F, pad_top, pad_left}, false, y, finish,
                                pass.mode == Mode::infer && pass.prepared);
       }
+      if (pass.mode == Mode::infer && rounded()) {
+        if constexpr (pointwise) detail::kernel_gemm_bf16(detail::Pixels{x, C}, rounded_, rows, y, finish);
+        else detail::kernel_gemm_bf16(patches(x), rounded_, rows, y, finish);
+        return;
+      }
       const float* prepacked = pass.mode == Mode::infer && pass.prepared ? packed_.get() : nullptr;
       if (gemm_kernel() != GemmKernel::eigen) {
         if constexpr (pointwise) detail::kernel_gemm(detail::Pixels{x, C}, false, rows, F, patch, kernel_, y, false, finish, prepacked);
@@ -301,6 +307,15 @@ struct Conv2D : LayerSpec {
         }
     }
 
+    /// Makes inference compute the products that Winograd's convolutions do not take in bfloat16
+    /// (core/gemm_bf16.hpp), from the kernel rounded now, where the CPU has AVX512_BF16
+    /// (bf16_products()); elsewhere, or `round` false, in float. Sequential remakes the copy
+    /// whenever the weights may have changed (set_inference_precision).
+    void round_kernel(bool round) {
+      if (round && bf16_products()) rounded_.pack(kernel_, F, patch);
+      else rounded_.clear();
+    }
+
     /// Inference's forward followed by the max pool Pool (a MaxPool2D's bound layer whose windows
     /// tile this layer's output) into y, the pool's output: the product is computed Pool output
     /// rows at a time and pooled while in the cache, so the output is never written whole (37.7
@@ -319,7 +334,8 @@ struct Conv2D : LayerSpec {
       Epilogue finish = epilogue;
       finish.bias = bias_;
       const float* prepacked = prepared ? packed_.get() : nullptr;
-      if (gemm_kernel() == GemmKernel::avx512) pooled_product<detail::Avx512, Pool>(x, y, batch, finish, prepacked);
+      if (rounded()) pooled_product<detail::Avx512, Pool>(x, y, batch, finish, nullptr, true);
+      else if (gemm_kernel() == GemmKernel::avx512) pooled_product<detail::Avx512, Pool>(x, y, batch, finish, prepacked);
       else pooled_product<detail::Avx2, Pool>(x, y, batch, finish, prepacked);
       return true;
     }
@@ -398,14 +414,14 @@ struct Conv2D : LayerSpec {
     }
 
     // forward_pooled's work: strips of Pool output rows (Pool x OW rows of the product), each one
-    // product on one thread, its rows the ones kernel_gemm computes for them (the same bits), then
-    // pooled.
+    // product on one thread, its rows the ones kernel_gemm computes for them (the same bits; with
+    // `bf16`, kernel_gemm_bf16's from the rounded kernel), then pooled.
     template <class Isa, class Pool>
-    void pooled_product(const float* x, float* y, int batch, const Epilogue& finish, const float* prepacked) {
+    void pooled_product(const float* x, float* y, int batch, const Epilogue& finish, const float* prepacked, bool bf16 = false) {
       constexpr int P = Pool::window;
       constexpr std::ptrdiff_t strip_rows = std::ptrdiff_t(P) * OW;
       const detail::Operand b{kernel_, 1, F};
-      const float* packed = kernel_panels<Isa>(prepacked);
+      const float* packed = bf16 ? nullptr : kernel_panels<Isa>(prepacked);
       const auto source = patches(x);
       const detail::ASource a = detail::erase(source);
       const std::ptrdiff_t strips = std::ptrdiff_t(batch) * (OH / P);
@@ -413,24 +429,28 @@ struct Conv2D : LayerSpec {
       for (std::ptrdiff_t s = 0; s < strips; ++s) {
         static thread_local Buffer strip;  // the strip's product, in the cache while it is pooled
         ensure_size(strip, std::size_t(strip_rows * F));
-        detail::packed_product<Isa>(a, s * strip_rows, 0, b, strip_rows, F, patch, strip.data(), F, false, packed, false, &finish);
+        if (bf16) detail::bf16_product(a, s * strip_rows, 0, rounded_, 0, strip_rows, F, patch, strip.data(), F, false, &finish);
+        else detail::packed_product<Isa>(a, s * strip_rows, 0, b, strip_rows, F, patch, strip.data(), F, false, packed, false, &finish);
         detail::run_for<Isa::target>([](const float* in, float* out) { Pool::pool_strip(in, out); }, strip.data(),
                                      y + s * std::ptrdiff_t(Pool::output_shape::width) * F);
       }
     }
 
     // forward_pieces' work: each piece one product on one thread (the same bits as kernel_gemm's
-    // rows), the kernel packed once for all (or the copy for inference).
+    // rows), the kernel packed once for all (or the copy for inference); in bfloat16 from the
+    // rounded kernel when inference computes so (kernel_gemm_bf16's rows).
     template <class Isa, class Work>
     void pieces(const float* x, const Epilogue& epilogue, bool prepared, std::ptrdiff_t tasks, const Work& work) {
       const detail::Operand b{kernel_, 1, F};
-      const float* packed = kernel_panels<Isa>(prepared ? packed_.get() : nullptr);
+      const bool bf16 = rounded();
+      const float* packed = bf16 ? nullptr : kernel_panels<Isa>(prepared ? packed_.get() : nullptr);
       Epilogue finish = epilogue;
       finish.bias = bias_;
       const detail::Pixels source{x, C};
       const detail::ASource a = detail::erase(source);
       auto product = [&](std::ptrdiff_t first, std::ptrdiff_t count, float* out) {
-        detail::packed_product<Isa>(a, first, 0, b, count, F, patch, out, F, false, packed, false, &finish);
+        if (bf16) detail::bf16_product(a, first, 0, rounded_, 0, count, F, patch, out, F, false, &finish);
+        else detail::packed_product<Isa>(a, first, 0, b, count, F, patch, out, F, false, packed, false, &finish);
       };
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t task = 0; task < tasks; ++task) work(task, product);
@@ -546,7 +566,10 @@ struct Conv2D : LayerSpec {
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;  // views (bind)
     std::vector<double> bias_sums_;
     detail::WinogradKernel winograd_forward_, winograd_input_gradient_;
-    detail::PackedB packed_;  // the kernel packed for inference (prepare_inference), or nothing
+    detail::PackedB packed_;      // the kernel packed for inference (prepare_inference), or nothing
+    detail::PackedBf16 rounded_;  // the kernel rounded to bfloat16 for inference (round_kernel), or nothing
+    // Whether inference computes in bfloat16: a rounded copy, and the kernels that read it in use.
+    bool rounded() const { return !rounded_.empty() && bf16_products(); }
   };
 };
 

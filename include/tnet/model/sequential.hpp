@@ -169,11 +169,14 @@ class Sequential {
   /// write through it later.
   std::span<const float> predict(std::span<const float> x, int batch) { return forward(x, batch, Mode::infer); }
 
-  /// How inference reads the dense layers' kernels: as they are (Precision::fp32, the default), or
-  /// rounded to bfloat16 (Precision::bf16, core/bfloat16.hpp), half the bytes to read, products and
-  /// sums still in float. A batch-1 forward of SmallerVGGNet spends half its time reading its
-  /// 8192 x 1024 kernel. Outputs move by the rounding (a relative 2^-8 per weight at most; see
-  /// benchmarks/RESULTS.md for its effect on accuracy). The rounded copies (2 bytes a weight) are
+  /// How inference computes: in float (Precision::fp32, the default), or (Precision::bf16) with
+  /// the dense layers' kernels rounded to bfloat16 (core/bfloat16.hpp), half the bytes to read,
+  /// products and sums still in float (a batch-1 forward of SmallerVGGNet spends half its time
+  /// reading its 8192 x 1024 kernel), and on CPUs with AVX512_BF16 (bf16_products()) the
+  /// convolutions' products that Winograd's do not take in bfloat16: kernel and activations
+  /// rounded, twice the multiply-adds an instruction, sums in float (core/gemm_bf16.hpp).
+  /// Outputs move by the rounding (a relative 2^-8 per value at most; see benchmarks/RESULTS.md
+  /// for its effect on accuracy). The rounded copies (2 bytes a weight) are
   /// made by the first inference after this call and after anything that may have changed the
   /// weights: a training forward, init, or parameters() or layer<I>() (every way to write them,
   /// load_model's, an optimizer's and averaging's included), so keep no Parameters from
