@@ -269,6 +269,41 @@ TEST_CASE("Dense's inference of 1 to 4 samples (its kernel read in one sweep) eq
   });
 }
 
+TEST_CASE("Dense's inference with its kernel rounded to bfloat16: the product of the rounded kernel, or of both operands rounded") {
+  // 300 -> 45 units; 1 to 4 samples read the kernel in one sweep, more go through the products;
+  // with AVX512_BF16 those compute in bfloat16, the input rounded too.
+  Standalone<Dense<45>::Layer<Shape<1, 1, 300>>> dense;
+  const Buffer kernel = test::random_values(std::size_t(300) * 45, 10), bias = test::random_values(45, 8);
+  std::copy(kernel.begin(), kernel.end(), dense.kernel());
+  std::copy(bias.begin(), bias.end(), dense.bias());
+  const Buffer x = test::random_values(std::size_t(37) * 300, 9);
+  auto rounded = [](float v) { return double(from_bfloat16(to_bfloat16(v))); };
+  test::with_each_gemm_kernel([&](GemmKernel kind) {
+    dense.round_kernel(true);
+    for (const int batch : {3, 9, 37}) {
+      // Eigen's kernels read the float kernel.
+      const bool round_kernel = kind != GemmKernel::eigen,
+                 both = kind == GemmKernel::avx512 && bf16_products() && batch > detail::sweep_rows;
+      INFO("batch ", batch, " input rounded too ", both);
+      Buffer y(std::size_t(batch) * 45);
+      dense.forward(x.data(), y.data(), batch, Pass{Mode::infer, 0});
+      double worst = 0;  // in units of float's rounding of the sum of the terms' magnitudes
+      for (int n = 0; n < batch; ++n)
+        for (int u = 0; u < 45; ++u) {
+          double sum = bias[std::size_t(u)], size = std::abs(sum);
+          for (int k = 0; k < 300; ++k) {
+            const double in = x[std::size_t(n * 300 + k)], weight = kernel[std::size_t(k * 45 + u)],
+                         term = (both ? rounded(float(in)) : in) * (round_kernel ? rounded(float(weight)) : weight);
+            sum += term, size += std::abs(term);
+          }
+          worst = std::max(worst, std::abs(y[std::size_t(n * 45 + u)] - sum) / (size * 0x1p-24));
+        }
+      CHECK(worst < 2.0 * 301);
+    }
+    dense.round_kernel(false);
+  });
+}
+
 TEST_CASE("BatchNorm matches Keras semantics: batch statistics, moving statistics, inference") {
   auto check = [](auto& bn, const std::string& prefix) {
     const Buffer gamma = layers().floats(prefix + ".gamma"), beta = layers().floats(prefix + ".beta");

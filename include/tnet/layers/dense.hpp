@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/gemm.hpp"
+#include "../core/gemm_bf16.hpp"
 #include "layer.hpp"
 
 namespace tnet {
@@ -70,7 +71,14 @@ struct Dense : LayerSpec {
           if (!rounded_.empty()) return sweep_gemm(batch, units_, K, x, rounded_.data(), y, finish, backwards_);
           return sweep_gemm(batch, units_, K, x, kernel_, y, finish, backwards_);
         }
-        if (!rounded_.empty()) return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
+        if (!rounded_.empty()) {
+          // With AVX512_BF16, in bfloat16 (core/gemm_bf16.hpp; x rounded as it is read), from a
+          // copy in pairs made by the first inference that reads it; elsewhere the rounded kernel
+          // widened to float as it is read.
+          if (!bf16_products()) return gemm_bf16(batch, units_, K, x, rounded_.data(), y, finish);
+          if (!pairs_current_) pairs_.pack(kernel_, units_, K), pairs_current_ = true;
+          return detail::kernel_gemm_bf16(detail::Operand{x, K, 1}, pairs_, batch, y, finish);
+        }
         // More rows than the kernels take with B read where it lies: the kernel packed once until
         // the weights change, by the first batch that reads it so.
         if (pass.prepared && batch > (gemm_kernel() == GemmKernel::avx512 ? detail::Avx512::MR : detail::Avx2::MR)) {
@@ -89,12 +97,14 @@ struct Dense : LayerSpec {
     void prepare_inference(bool) { packed_.pack(false, nullptr, 0, 0); }
 
     /// Makes inference read the kernel rounded to bfloat16 (core/bfloat16.hpp), from a copy made
-    /// now, with tnet's own kernels (Eigen's read the float kernel); or, `round` false, read the
+    /// now, with tnet's own kernels (Eigen's read the float kernel), and with AVX512_BF16 compute
+    /// inferences of more than detail::sweep_rows rows in bfloat16; or, `round` false, read the
     /// kernel itself again. Half the bytes to read: what a batch-1 forward of a large layer waits
     /// for. The copy does not follow the kernel by itself: Sequential remakes it whenever the
     /// weights may have changed (set_inference_precision).
     void round_kernel(bool round) {
-      if (!round) return std::vector<std::uint16_t>().swap(rounded_);
+      pairs_current_ = false;  // remade, in the same memory, by the next inference that reads it
+      if (!round) return pairs_.clear(), std::vector<std::uint16_t>().swap(rounded_);
       const std::ptrdiff_t size = std::ptrdiff_t(K) * units_;
       rounded_.resize(std::size_t(size));
       std::uint16_t* out = rounded_.data();
@@ -131,6 +141,8 @@ struct Dense : LayerSpec {
     float *kernel_ = nullptr, *bias_ = nullptr, *grad_kernel_ = nullptr, *grad_bias_ = nullptr;
     std::vector<double> bias_sums_;
     std::vector<std::uint16_t> rounded_;  // the kernel in bfloat16 for inference (round_kernel), or empty
+    detail::PackedBf16 pairs_;            // rounded_ as bf16 products read it, once an inference of many rows has
+    bool pairs_current_ = false;          // pairs_ made since the last round_kernel
     detail::PackedB packed_;              // the kernel packed for inference (prepare_inference), or nothing
   };
 };
