@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A trained fashion model's validation accuracy with its dense kernels read in float and in
-bfloat16 (fashion_classify --precision), side by side.
+"""A trained fashion model's validation accuracy in float and in bfloat16 (fashion_classify
+--precision: its dense kernels rounded, and on CPUs with AVX512_BF16 its convolutions computed in
+bfloat16), side by side.
 
     python3 benchmarks/precision_accuracy.py --classify build/examples/fashion_classify \\
         --model out/fashion.tnet --labelbin out/labels.txt \\

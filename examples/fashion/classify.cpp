@@ -27,9 +27,9 @@ of the photo (width 400) with the top labels drawn on it.
   --threshold X     labels above it are reported as present, every label alike [each label's
                     threshold stored in the model file (chosen on validation data), else 0.5]
   --json            machine-readable output
-  --precision P     fp32, or bf16: the dense layers' kernels read rounded to bfloat16, faster on
-                    one photo (on the tutorial's validation photos no decision changed and no
-                    probability moved by more than 0.002: benchmarks/RESULTS.md) [fp32]
+  --precision P     fp32, or bf16: the dense layers' kernels read rounded to bfloat16 and, on CPUs
+                    with AVX512_BF16, the convolutions computed in bfloat16; faster (on the
+                    tutorial's validation photos no decision changed: benchmarks/RESULTS.md) [fp32]
   --help
 )";
 
