@@ -77,8 +77,9 @@ struct DepthwiseConv2D : LayerSpec {
           const float* image = x + n * In::size;
           float* out = y + row * OW * F;
           for (int ox = 0; ox < OW; ++ox, out += F) {
-            // Aligned by hand: in the AVX-512 copy of this loop (for_blocks) GCC 12 stored to a
-            // plain float[F] here with 16-byte aligned moves at an address 8 bytes off (a crash).
+            // Aligned by hand, as every local float array of the loops run_for compiles for AVX-512
+            // (core/targets.hpp): there GCC 12 at -O2 stored to a plain float[F] with 16-byte
+            // aligned moves at an address 8 bytes off (a crash).
             alignas(64) float sum[F];
             std::copy(bias, bias + F, sum);
             for_taps(oy, ox, [&](int iy, int ix, int tap) {
@@ -299,7 +300,7 @@ struct DepthwiseConv2D : LayerSpec {
     static void channel_block(int c0, const float* bias, const float* const* pixels, const float* const* weights, int taps,
                               const Epilogue& e, const float* added, float* out) {
       if constexpr (Lanes > 0) {
-        float sum[Lanes];
+        alignas(64) float sum[Lanes];
         for (int l = 0; l < Lanes; ++l) sum[l] = bias[c0 + l];
         for (int t = 0; t < taps; ++t) {
           const float *p = pixels[t] + c0, *w = weights[t] + c0;
@@ -316,7 +317,7 @@ struct DepthwiseConv2D : LayerSpec {
     static void window_block(int c0, const float* bias, const float* corner, const float* kernel, const Epilogue& e, const float* added,
                              float* out) {
       if constexpr (Lanes > 0) {
-        float sum[Lanes];
+        alignas(64) float sum[Lanes];
         for (int l = 0; l < Lanes; ++l) sum[l] = bias[c0 + l];
         for (int ky = 0; ky < K; ++ky)
           for (int kx = 0; kx < K; ++kx) {
@@ -441,7 +442,7 @@ struct DepthwiseConv2D : LayerSpec {
     template <int Lanes>
     static void tap_block(int c0, const float* x, const float* grad, int count, float* weights) {
       if constexpr (Lanes > 0) {
-        float sum[Lanes];
+        alignas(64) float sum[Lanes];
         for (int l = 0; l < Lanes; ++l) sum[l] = weights[c0 + l];
         for (int i = 0; i < count; ++i, x += std::ptrdiff_t(S) * C, grad += F)
           for (int l = 0; l < Lanes; ++l) sum[l] += x[c0 + l] * grad[c0 + l];

@@ -37,7 +37,7 @@ struct GlobalAveragePooling2D : LayerSpec {
     void backward(const float*, const float*, const float* dy, float* dx, int batch) {
       if (!dx) return;
       for_blocks(batch, 1, [=](std::ptrdiff_t n, std::ptrdiff_t) {
-        float share[C];
+        alignas(64) float share[C];
         for (int c = 0; c < C; ++c) share[c] = dy[n * C + c] / float(pixels);
         float* image = dx + n * In::size;
         for (int p = 0; p < pixels; ++p)

@@ -120,7 +120,7 @@ struct MaxPool2D : LayerSpec {
       requires tiles
     {
       for (int ox = 0; ox < OW; ++ox) {
-        float best[C];
+        alignas(64) float best[C];
         const float* first = rows + ox * Pool * C;
         for (int c = 0; c < C; ++c) best[c] = first[c];
         for (int py = 0; py < Pool; ++py)

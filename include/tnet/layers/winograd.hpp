@@ -106,16 +106,16 @@ struct Winograd<4> {
 // once a pass: a row at a time stays in registers.
 template <int In, int Out, class Load, class Transform, class Store>
 [[gnu::always_inline]] inline void transform_2d(Load load, Transform transform, Store store) {
-  float columns[Out][In][16];  // columns[j][i]: output j of row i
+  alignas(64) float columns[Out][In][16];  // columns[j][i]: output j of row i
   for (int i = 0; i < In; ++i) {
-    float row[In][16], out[Out][16];
+    alignas(64) float row[In][16], out[Out][16];
     load(i, row);
     transform(row, out);
     for (int j = 0; j < Out; ++j)
       for (int l = 0; l < 16; ++l) columns[j][i][l] = out[j][l];
   }
   for (int j = 0; j < Out; ++j) {
-    float z[Out][16];
+    alignas(64) float z[Out][16];
     transform(columns[j], z);
     store(j, z);
   }
@@ -279,7 +279,7 @@ template <int M, class Isa>
             for (int i = 0; i < M && ty * M + i < p.OH; ++i) {
               const std::ptrdiff_t pixel = (n * p.OH + ty * M + i) * p.OW + ox;
               float* dst = out_image + (std::ptrdiff_t(ty * M + i) * p.OW + ox) * F + f0;
-              float value[L];
+              alignas(64) float value[L];
               for (int l = 0; l < L; ++l) value[l] = out[i][l];
               epilogue.finish_row(value, L, has_bias ? bias : nullptr, scale, shift, epilogue.added_at(pixel, f0));
               std::copy(value, value + L, dst);
