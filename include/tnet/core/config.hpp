@@ -78,8 +78,9 @@ enum class Mode { train, infer, calibrate };
 
 /// How inference computes (Sequential::set_inference_precision): in float (fp32), or in bfloat16
 /// where it pays (bf16): the dense layers' kernels rounded to bfloat16, half the bytes to read,
-/// and on CPUs with AVX512_BF16 the convolutions' products that Winograd's do not take computed
-/// from rounded kernels and activations (core/gemm_bf16.hpp); every sum in float.
+/// and on CPUs with AVX512_BF16 the convolutions' products that Winograd's do not take, and the
+/// dense layers' of more than 4 rows, computed from rounded kernels and activations
+/// (core/gemm_bf16.hpp); every sum in float.
 enum class Precision { fp32, bf16 };
 
 class Reducer;

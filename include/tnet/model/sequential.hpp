@@ -173,8 +173,9 @@ class Sequential {
   /// the dense layers' kernels rounded to bfloat16 (core/bfloat16.hpp), half the bytes to read,
   /// products and sums still in float (a batch-1 forward of SmallerVGGNet spends half its time
   /// reading its 8192 x 1024 kernel), and on CPUs with AVX512_BF16 (bf16_products()) the
-  /// convolutions' products that Winograd's do not take in bfloat16: kernel and activations
-  /// rounded, twice the multiply-adds an instruction, sums in float (core/gemm_bf16.hpp).
+  /// convolutions' products that Winograd's do not take, and the dense layers' of more than 4
+  /// rows, in bfloat16: kernel and activations rounded, twice the multiply-adds an instruction,
+  /// sums in float (core/gemm_bf16.hpp).
   /// Outputs move by the rounding (a relative 2^-8 per value at most; see benchmarks/RESULTS.md
   /// for its effect on accuracy). The rounded copies (2 bytes a weight) are
   /// made by the first inference after this call and after anything that may have changed the
