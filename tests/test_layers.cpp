@@ -183,6 +183,9 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<64, 3>, Shape<32, 32, 64>>(2);
   check_conv_directly<Conv2D<96, 3>, Shape<15, 14, 80>>(9);
   check_conv_directly<Conv2D<48, 3>, Shape<8, 7, 272>>(32);
+  // The kernel gradient over the whole batch at once: few tiles (two an image, cut by the edges)
+  // against large sums.
+  check_conv_directly<Conv2D<80, 3>, Shape<3, 5, 64>>(64);
   // A batch-1 inference: Winograd's with 16 tiles (SmallerVGGNet's fourth convolution), and at
   // batch 4 with 4 tiles an image; the direct product with 4 tiles (ResNet18's third stage at
   // 96x96) and with 1.
@@ -199,6 +202,49 @@ TEST_CASE("Conv2D equals the direct convolution with every gemm kernel: paddings
   check_conv_directly<Conv2D<144, 1, 1, Padding::valid>, Shape<3, 3, 40>>(1);
   check_conv_directly<Conv2D<6, 1, 2, Padding::valid>, Shape<7, 6, 10>>(2);
   check_conv_directly<Conv2D<40, 3, 1, pad(1)>, Shape<2, 2, 512>>(1);
+}
+
+namespace {
+// A Winograd convolution's gradients (kernel, bias, input) at 1, 2 and 3 threads: the same bits.
+template <class L>
+void check_winograd_gradients_threads(int batch) {
+  const std::size_t in_size = std::size_t(batch) * L::input_shape::size, out_size = std::size_t(batch) * L::output_shape::size;
+  const Buffer x = test::random_values(in_size, 41), dy = test::random_values(out_size, 42);
+  test::with_each_gemm_kernel([&](GemmKernel kernel_kind) {
+    if (kernel_kind == GemmKernel::eigen) return;
+    REQUIRE(L::uses_winograd(batch));
+    const int threads_before = num_threads();
+    auto gradients = [&](int threads) {
+      set_num_threads(threads);
+      Standalone<L> conv;
+      Buffer y(out_size), dx(in_size);
+      conv.forward(x.data(), y.data(), batch, Pass{Mode::train, 0});
+      conv.backward(x.data(), y.data(), dy.data(), dx.data(), batch);
+      std::vector<float> all(conv.grad_kernel(), conv.grad_kernel() + std::size_t(9) * L::input_shape::channels * L::F);
+      all.insert(all.end(), conv.grad_bias(), conv.grad_bias() + L::F);
+      all.insert(all.end(), dx.begin(), dx.end());
+      return all;
+    };
+    const auto one = gradients(1);
+    CHECK(gradients(2) == one);
+    CHECK(gradients(3) == one);
+    set_num_threads(threads_before);
+  });
+}
+}  // namespace
+
+TEST_CASE("Winograd's kernel gradient, in chunks or over the whole batch: the same bits for any thread count") {
+  using detail::winograd_gradient_plan;
+  // Many tiles against small sums: chunks (SmallerVGGNet's 48x48x64 stage at batch 32 takes 8).
+  CHECK(!winograd_gradient_plan(32 * 144, 64, 64, 36).whole);
+  CHECK(winograd_gradient_plan(32 * 144, 64, 64, 36).chunks == 8);
+  CHECK(!winograd_gradient_plan(12 * 12, 16, 32, 36).whole);
+  check_winograd_gradients_threads<Conv2D<32, 3>::Layer<Shape<13, 11, 16>>>(12);
+  // Few tiles against large sums: the whole batch (ResNet18's 12x12 and 6x6 stages at batch 32).
+  CHECK(winograd_gradient_plan(32 * 9, 128, 128, 36).whole);
+  CHECK(winograd_gradient_plan(32 * 4, 256, 256, 36).whole);
+  CHECK(winograd_gradient_plan(64 * 2, 64, 80, 36).whole);
+  check_winograd_gradients_threads<Conv2D<80, 3>::Layer<Shape<3, 5, 64>>>(64);
 }
 
 TEST_CASE("Conv2D::forward_pooled: the forward, its epilogue and the max pool after it, bit for bit, a strip at a time") {

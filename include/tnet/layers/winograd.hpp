@@ -310,13 +310,50 @@ void winograd_conv3x3(const WinogradConv& p, const float* panels, float* y, cons
     run_for<Isa::target>([](auto... a) { conv_block<M, Isa>(a...); }, p, panels, y, epilogue, b, block);
 }
 
+// W_xi[t][f] = (A dy A^T)_xi for tiles first .. first + count - 1 of p (t from 0), the adjoint of
+// the output transform over each tile's m x m of dy (outputs past the edges are 0, `zeros`: F
+// zeros); xi's tiles start at Wt + xi * stride. Adds each tile's sum of dy (position sum_row,
+// sum_row of W) into bias unless it is null.
+template <int M>
+[[gnu::always_inline]] inline void winograd_output_adjoint(const WinogradConv& p, const float* dy, std::ptrdiff_t first,
+                                                           std::ptrdiff_t count, std::ptrdiff_t stride, const float* zeros, float* Wt,
+                                                           double* bias) {
+  using T = Winograd<M>;
+  constexpr int alpha = T::alpha, L = 16;
+  const int F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
+  for (std::ptrdiff_t t = 0; t < count; ++t) {
+    const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
+    const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
+    const float* at[M][M];
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < M; ++j) {
+        const int oy = ty * M + i, ox = tx * M + j;
+        at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : zeros;
+      }
+    for (int f0 = 0; f0 < F; f0 += L) {
+      transform_2d<M, alpha>(
+          [&](int i, auto& g) {
+            for (int j = 0; j < M; ++j)
+              for (int l = 0; l < L; ++l) g[j][l] = at[i][j][f0 + l];
+          },
+          [](const auto* in, auto* out) { T::output_adjoint(in, out); },
+          [&](int j, const auto& w) {
+            for (int i = 0; i < alpha; ++i)
+              for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * stride + t * F + f0 + l] = w[i][l];
+            if (bias && j == T::sum_row)
+              for (int l = 0; l < L; ++l) bias[f0 + l] += w[T::sum_row][l];
+          });
+    }
+  }
+}
+
 // Chunk `chunk` of winograd_kernel_gradient (blocks of `block` tiles): its dL/dU_xi into sum, its
 // sum of dy (dL/dbias) into bias.
 template <int M, class Isa>
 [[gnu::always_inline]] inline void grad_chunk(const WinogradConv& p, const float* dy, float* sum, double* bias, std::ptrdiff_t chunk,
                                               std::ptrdiff_t block, std::ptrdiff_t blocks_per_chunk, std::ptrdiff_t blocks) {
   using T = Winograd<M>;
-  constexpr int alpha = T::alpha, points = alpha * alpha, L = 16;
+  constexpr int alpha = T::alpha, points = alpha * alpha;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
   static thread_local Buffer v_buffer, w_buffer, zeros;
@@ -329,32 +366,7 @@ template <int M, class Isa>
   for (std::ptrdiff_t b = chunk * blocks_per_chunk; b < std::min(blocks, (chunk + 1) * blocks_per_chunk); ++b) {
     const std::ptrdiff_t first = b * block, count = std::min(block, tiles - first);
     winograd_input<M>(p, first, count, v_stride, zeros.data(), V);
-    // W_xi[t][f] = (A dy A^T)_xi, the adjoint of the output transform over the tile's m x m of dy
-    // (outputs past the edges are 0).
-    for (std::ptrdiff_t t = 0; t < count; ++t) {
-      const std::ptrdiff_t tile = first + t, n = tile / (tiles_y * tiles_x);
-      const int ty = int(tile % (tiles_y * tiles_x)) / tiles_x, tx = int(tile % (tiles_y * tiles_x)) % tiles_x;
-      const float* at[M][M];
-      for (int i = 0; i < M; ++i)
-        for (int j = 0; j < M; ++j) {
-          const int oy = ty * M + i, ox = tx * M + j;
-          at[i][j] = oy < p.OH && ox < p.OW ? dy + ((n * p.OH + oy) * p.OW + ox) * F : zeros.data();
-        }
-      for (int f0 = 0; f0 < F; f0 += L) {
-        transform_2d<M, alpha>(
-            [&](int i, auto& g) {
-              for (int j = 0; j < M; ++j)
-                for (int l = 0; l < L; ++l) g[j][l] = at[i][j][f0 + l];
-            },
-            [](const auto* in, auto* out) { T::output_adjoint(in, out); },
-            [&](int j, const auto& w) {
-              for (int i = 0; i < alpha; ++i)
-                for (int l = 0; l < L; ++l) Wt[std::ptrdiff_t(i * alpha + j) * w_stride + t * F + f0 + l] = w[i][l];
-              if (j == T::sum_row)
-                for (int l = 0; l < L; ++l) bias[f0 + l] += w[T::sum_row][l];
-            });
-      }
-    }
+    winograd_output_adjoint<M>(p, dy, first, count, w_stride, zeros.data(), Wt, bias);
     // dL/dU_xi (C x F) += V_xi^T W_xi, both operands read where they lie.
     for (int xi = 0; xi < points; ++xi) {
       const Operand a{V + xi * v_stride, 1, C, true};
@@ -394,26 +406,101 @@ template <int M, class Isa>
   }
 }
 
+// winograd_kernel_gradient for few tiles against large sums dL/dU (points x C x F): every tile's V
+// and W first (blocks of tiles shared among threads), then each position's product over all the
+// tiles, (C x tiles) by (tiles x F), its rows shared among threads, then G^T (dL/dU) G. dL/dU is
+// written once, with no partial sums to add, and every thread has a share of the products however
+// few the tiles. Each sum runs over the tiles in order whatever the thread count.
+template <int M, class Isa>
+void winograd_kernel_gradient_whole(const WinogradConv& p, const float* dy, float* grad, float* grad_bias) {
+  using T = Winograd<M>;
+  constexpr int alpha = T::alpha, points = alpha * alpha, MR = Isa::MR;
+  const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
+  const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
+  const std::ptrdiff_t v_stride = skewed(tiles * C), w_stride = skewed(tiles * F);
+  static thread_local Buffer v_buffer, w_buffer, sums, zeros;  // the calling thread's
+  ensure_size(v_buffer, std::size_t(points * v_stride));
+  ensure_size(w_buffer, std::size_t(points * w_stride));
+  ensure_size(sums, std::size_t(points) * C * F);
+  if (zeros.size() < std::size_t(std::max(C, F))) zeros.assign(std::size_t(std::max(C, F)), 0.0f);
+  float *V = v_buffer.data(), *Wt = w_buffer.data(), *sum = sums.data();
+  const float* zero = zeros.data();
+  constexpr std::ptrdiff_t block = 8;  // tiles a transform task takes
+  const std::ptrdiff_t blocks = (tiles + block - 1) / block;
+  // Rows of a position's product a task takes: a multiple of the micro-kernel's, about 4 tasks a
+  // thread (a row's sums do not depend on the rows beside it).
+  const std::ptrdiff_t pieces = std::clamp<std::ptrdiff_t>((4 * num_threads() + points - 1) / points, 1, (C + MR - 1) / MR);
+  const std::ptrdiff_t piece = ((C + pieces - 1) / pieces + MR - 1) / MR * MR, per_point = (C + piece - 1) / piece;
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t b = 0; b < blocks; ++b)
+      run_for<Isa::target>(
+          [](const WinogradConv& p, const float* dy, std::ptrdiff_t first, std::ptrdiff_t count, std::ptrdiff_t v_stride,
+             std::ptrdiff_t w_stride, const float* zero, float* V, float* Wt) {
+            winograd_input<M>(p, first, count, v_stride, zero, V + first * p.C);
+            winograd_output_adjoint<M>(p, dy, first, count, w_stride, zero, Wt + first * p.F, nullptr);
+          },
+          p, dy, b * block, std::min(block, tiles - b * block), v_stride, w_stride, zero, V, Wt);
+    // dL/dU_xi (C x F) = V_xi^T W_xi, both operands read where they lie.
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t task = 0; task < points * per_point; ++task) {
+      const std::ptrdiff_t xi = task / per_point, r0 = task % per_point * piece, rows = std::min(piece, C - r0);
+      const Operand a{V + xi * v_stride, 1, C, true};
+      packed_product<Isa>(erase(a), r0, 0, Operand{Wt + xi * w_stride, 1, F}, rows, F, tiles, sum + (xi * C + r0) * F, F, false, nullptr,
+                          true);
+    }
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; ++c) run_for<Isa::target>([](auto... a) { grad_finish<M, Isa>(a...); }, C, F, sum, std::ptrdiff_t(1), c, grad);
+  }
+  // dL/dbias: each tile's sum of dy (position sum_row, sum_row of W) in tile order, in double.
+  const float* tile_sums = Wt + (T::sum_row * alpha + T::sum_row) * w_stride;
+  for (int f = 0; f < F; ++f) {
+    double total = 0;
+    for (std::ptrdiff_t t = 0; t < tiles; ++t) total += tile_sums[t * F + f];
+    grad_bias[f] = static_cast<float>(total);
+  }
+}
+
+/// How winograd_kernel_gradient sums over `tiles` tiles for C input and F output channels, with
+/// `points` positions xi: in `chunks` chunks of `blocks_per_chunk` blocks of `block` tiles, or, where
+/// `whole`, over the whole batch at once (winograd_kernel_gradient_whole). Depends on the shapes
+/// only, so the sums are the same for any thread count.
+struct WinogradGradientPlan {
+  std::ptrdiff_t block, blocks, blocks_per_chunk, chunks;
+  bool whole;
+};
+inline WinogradGradientPlan winograd_gradient_plan(std::ptrdiff_t tiles, int C, int F, int points) {
+  // Tiles per block: V and W of a block within about 512 KB, as in winograd_conv3x3, unless the
+  // sums dL/dU_xi are too large to stay in a core's L2 cache (1 MB and more): then 64, so that
+  // each pass over them adds 64 products to each.
+  const std::ptrdiff_t sums = std::ptrdiff_t(points) * C * F;
+  const std::ptrdiff_t block = sums > 262144 ? 64 : std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
+  // About 8 chunks: work for 8 threads, and 8 partial sums of points x C x F to add.
+  const std::ptrdiff_t blocks = (tiles + block - 1) / block, blocks_per_chunk = (blocks + 7) / 8;
+  const std::ptrdiff_t chunks = (blocks + blocks_per_chunk - 1) / blocks_per_chunk;
+  // Few tiles against large sums (ResNet18's 12x12 and 6x6 stages at 96x96): every tile's V and W
+  // take no more floats than the chunks' partial sums, and the chunks are few to share among
+  // threads (2 at 6x6, whose sums are 9.4 MB each). Measured on ResNet18's shapes at batch 32
+  // (benchmarks/RESULTS.md, 2026-12-06, fourth session).
+  const bool whole = std::ptrdiff_t(points) * tiles * (C + F) <= chunks * sums;
+  return {block, blocks, blocks_per_chunk, chunks, whole};
+}
+
 /// dL/dkernel (3, 3, C, F) and dL/dbias (F) of the convolution p describes, given dy (batch, OH,
 /// OW, F), by the adjoint of F(m x m, 3 x 3): Y = A^T (U (.) V) A, U = G g G^T, so dL/dU_xi = sum
 /// over tiles of V_xi (.) W_xi with W = A dy A^T (each tile's m x m of dy), a product (C x tiles)
 /// by (tiles x F) for each of the (m + 2)^2 positions xi, and dL/dg = G^T (dL/dU) G; dL/dbias is
 /// the sum over tiles of one position of W (the tile's sum of dy), in double. Tiles are summed in
-/// fixed chunks of blocks whose partial sums are then added in chunk order, so the result does not
-/// depend on the thread count.
+/// fixed chunks of blocks whose partial sums are then added in chunk order, or all at once
+/// (winograd_gradient_plan), so the result does not depend on the thread count.
 template <int M, class Isa>
 void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* grad, float* grad_bias) {
   constexpr int alpha = Winograd<M>::alpha, points = alpha * alpha;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
-  // Tiles per block: V and W of a block within about 512 KB, as in winograd_conv3x3, unless the
-  // sums dL/dU_xi are too large to stay in a core's L2 cache (1 MB and more): then 64, so that
-  // each pass over them adds 64 products to each.
-  const bool large_sums = std::ptrdiff_t(points) * C * F > 262144;
-  const std::ptrdiff_t block = large_sums ? 64 : std::clamp<std::ptrdiff_t>((131072 / (points * (C + F))) / 8 * 8, 8, 64);
-  // About 8 chunks: work for 8 threads, and 8 partial sums of points x C x F to add.
-  const std::ptrdiff_t blocks = (tiles + block - 1) / block, blocks_per_chunk = (blocks + 7) / 8;
-  const std::ptrdiff_t chunks = (blocks + blocks_per_chunk - 1) / blocks_per_chunk;
+  const auto [block, blocks, blocks_per_chunk, chunks, whole] = winograd_gradient_plan(tiles, C, F, points);
+  if (whole) return winograd_kernel_gradient_whole<M, Isa>(p, dy, grad, grad_bias);
   const std::ptrdiff_t per_chunk = std::ptrdiff_t(points) * C * F;
   // The calling thread's; every thread writes its chunks' part.
   static thread_local Buffer partials;
