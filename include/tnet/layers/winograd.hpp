@@ -499,8 +499,10 @@ void winograd_kernel_gradient(const WinogradConv& p, const float* dy, float* gra
   constexpr int alpha = Winograd<M>::alpha, points = alpha * alpha;
   const int C = p.C, F = p.F, tiles_y = (p.OH + M - 1) / M, tiles_x = (p.OW + M - 1) / M;
   const std::ptrdiff_t tiles = std::ptrdiff_t(p.batch) * tiles_y * tiles_x;
-  const auto [block, blocks, blocks_per_chunk, chunks, whole] = winograd_gradient_plan(tiles, C, F, points);
-  if (whole) return winograd_kernel_gradient_whole<M, Isa>(p, dy, grad, grad_bias);
+  // Named one by one, not as a structured binding: clang's OpenMP cannot capture those yet.
+  const WinogradGradientPlan plan = winograd_gradient_plan(tiles, C, F, points);
+  if (plan.whole) return winograd_kernel_gradient_whole<M, Isa>(p, dy, grad, grad_bias);
+  const std::ptrdiff_t block = plan.block, blocks = plan.blocks, blocks_per_chunk = plan.blocks_per_chunk, chunks = plan.chunks;
   const std::ptrdiff_t per_chunk = std::ptrdiff_t(points) * C * F;
   // The calling thread's; every thread writes its chunks' part.
   static thread_local Buffer partials;
