@@ -235,13 +235,15 @@ void check_winograd_gradients_threads(int batch) {
 
 TEST_CASE("Winograd's kernel gradient, in chunks or over the whole batch: the same bits for any thread count") {
   using detail::winograd_gradient_plan;
-  // Many tiles against small sums: chunks (SmallerVGGNet's 48x48x64 stage at batch 32 takes 8).
-  CHECK(!winograd_gradient_plan(32 * 144, 64, 64, 36).whole);
-  CHECK(winograd_gradient_plan(32 * 144, 64, 64, 36).chunks == 8);
+  // Many tiles against small sums: chunks (SmallerVGGNet's 32x32x64 convolution at batch 32 takes 8).
+  CHECK(!winograd_gradient_plan(32 * 64, 64, 64, 36).whole);
+  CHECK(winograd_gradient_plan(32 * 64, 64, 64, 36).chunks == 8);
   CHECK(!winograd_gradient_plan(12 * 12, 16, 32, 36).whole);
   check_winograd_gradients_threads<Conv2D<32, 3>::Layer<Shape<13, 11, 16>>>(12);
-  // Few tiles against large sums: the whole batch (ResNet18's 12x12 and 6x6 stages at batch 32).
+  // Few tiles against large sums: the whole batch (ResNet18's 12x12 and 6x6 stages at batch 32,
+  // and SmallerVGGNet's 16x16x128 convolution, whose V and W take as many floats as 8 chunks' sums).
   CHECK(winograd_gradient_plan(32 * 9, 128, 128, 36).whole);
+  CHECK(winograd_gradient_plan(32 * 16, 128, 128, 36).whole);
   CHECK(winograd_gradient_plan(32 * 4, 256, 256, 36).whole);
   CHECK(winograd_gradient_plan(64 * 2, 64, 80, 36).whole);
   check_winograd_gradients_threads<Conv2D<80, 3>::Layer<Shape<3, 5, 64>>>(64);
